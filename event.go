@@ -1,0 +1,79 @@
+package airlock
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Audit outcomes.
+const (
+	OutcomeSuccess = "success"
+	OutcomeFailure = "failure"
+	OutcomeDenied  = "denied"
+)
+
+// Actor is who caused an event: a user, or the system itself.
+type Actor struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// SystemActor is the actor of events nobody caused directly (expiry, sweeps).
+var SystemActor = Actor{ID: "system", Name: "system"}
+
+// Event is one audit record. Seq, Time, PrevHash and Hash are assigned by
+// the audit log on append; callers fill in the rest. Details must be a JSON
+// object (or empty) and must never contain secrets.
+type Event struct {
+	Seq        int64           `json:"seq"`
+	Time       time.Time       `json:"time"`
+	Actor      Actor           `json:"actor"`
+	Action     string          `json:"action"`
+	Resource   string          `json:"resource,omitempty"`
+	RequestID  string          `json:"request_id,omitempty"`
+	GrantID    string          `json:"grant_id,omitempty"`
+	SessionID  string          `json:"session_id,omitempty"`
+	SourceAddr string          `json:"source_addr,omitempty"`
+	Outcome    string          `json:"outcome"`
+	Details    json.RawMessage `json:"details,omitempty"`
+	PrevHash   string          `json:"prev_hash"` // hex SHA-256
+	Hash       string          `json:"hash"`      // hex SHA-256
+}
+
+// AuditHead is the last event of the chain: its sequence number and hash.
+// The zero value is the head of an empty log (Seq 0, Hash "").
+type AuditHead struct {
+	Seq  int64
+	Hash string
+}
+
+// Checkpoint is a signed statement of the chain's head at a time.
+type Checkpoint struct {
+	Seq       int64     `json:"seq"`
+	Hash      string    `json:"hash"`
+	Time      time.Time `json:"time"`
+	KeyID     string    `json:"key_id"`
+	Signature string    `json:"signature"` // base64 ed25519 signature
+}
+
+// EventFilter selects audit events. Zero fields match everything.
+type EventFilter struct {
+	AfterSeq  int64 // events with Seq > AfterSeq
+	Since     time.Time
+	Until     time.Time
+	Action    string // exact, or prefix when it ends in "*" (e.g. "grant.*")
+	ActorName string
+	Resource  string
+	SessionID string
+	GrantID   string
+	Limit     int // 0 = no limit
+	Desc      bool
+}
+
+// Auditor is the fail-closed audit sink that services write to.
+// Record returns only after the event is durable and returns its sequence
+// number; if it returns an error the caller must not go on with the action.
+type Auditor interface {
+	Record(ctx context.Context, e Event) (int64, error)
+}

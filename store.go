@@ -1,0 +1,190 @@
+package airlock
+
+import (
+	"context"
+	"time"
+)
+
+// Store is everything Airlock persists. The sqlite and postgres packages
+// implement it; storetest is the conformance suite both must pass.
+//
+// Unless a method says otherwise: lookups of a missing row return an *Error
+// with code ENOTFOUND; inserts that collide with a unique key (user name,
+// resource name, factor id…) return ECONFLICT; every time is stored and
+// returned in UTC with at least microsecond precision.
+type Store interface {
+	UserStore
+	FactorStore
+	LoginSessionStore
+	ResourceStore
+	PolicyStore
+	AccessStore
+	SessionStore
+	AuditStore
+	KVStore
+
+	// Ping reports an error when the store cannot serve reads and writes.
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+}
+
+// UserStore persists users and their group memberships.
+type UserStore interface {
+	CreateUser(ctx context.Context, u *User) error // ECONFLICT on duplicate name
+	UpdateUser(ctx context.Context, u *User) error // by ID: name, password hash, groups, disabled, sso subject
+	UserByID(ctx context.Context, id string) (*User, error)
+	UserByName(ctx context.Context, name string) (*User, error)
+	UserBySSOSubject(ctx context.Context, subject string) (*User, error)
+	ListUsers(ctx context.Context) ([]*User, error) // ordered by name
+	CountUsers(ctx context.Context) (int, error)
+	// ListGroups returns every group name in use with its member names, ordered by group name.
+	ListGroups(ctx context.Context) (map[string][]string, error)
+}
+
+// FactorStore persists second factors.
+type FactorStore interface {
+	CreateFactor(ctx context.Context, f *Factor) error
+	UpdateFactor(ctx context.Context, f *Factor) error // by ID: name, status, secret, data, last_used_at (not Counter)
+	FactorByID(ctx context.Context, id string) (*Factor, error)
+	ListFactors(ctx context.Context, userID string) ([]*Factor, error) // ordered by created_at
+	DeleteFactor(ctx context.Context, id string) error
+	// AdvanceFactorCounter sets the factor's Counter to next only if its
+	// current Counter is less than next (TOTP step, WebAuthn sign count),
+	// and records usedAt as LastUsedAt. It reports whether it did; false
+	// means a replay or regression. This is the single-use guarantee and
+	// must be atomic across processes.
+	AdvanceFactorCounter(ctx context.Context, id string, next int64, usedAt time.Time) (bool, error)
+}
+
+// LoginSessionStore persists login sessions.
+type LoginSessionStore interface {
+	CreateLoginSession(ctx context.Context, s *LoginSession) error
+	LoginSessionByTokenHash(ctx context.Context, hash []byte) (*LoginSession, error)
+	// TouchLoginSession sets LastSeenAt (idle timeout bookkeeping).
+	TouchLoginSession(ctx context.Context, id string, seen time.Time) error
+	// SetLoginSessionMFA records a fresh second factor on the session.
+	SetLoginSessionMFA(ctx context.Context, id string, at time.Time, method string) error
+	RevokeLoginSession(ctx context.Context, id string, at time.Time) error
+	// RevokeUserLoginSessions revokes every unrevoked session of the user and returns how many.
+	RevokeUserLoginSessions(ctx context.Context, userID string, at time.Time) (int, error)
+}
+
+// ResourceStore persists resources and their sealed credentials.
+type ResourceStore interface {
+	CreateResource(ctx context.Context, r *Resource) error // ECONFLICT on duplicate name
+	UpdateResource(ctx context.Context, r *Resource) error // by name
+	ResourceByName(ctx context.Context, name string) (*Resource, error)
+	ListResources(ctx context.Context) ([]*Resource, error) // ordered by name
+	DeleteResource(ctx context.Context, name string) error
+}
+
+// PolicyStore persists versions of the policy document.
+type PolicyStore interface {
+	// SavePolicy stores p as the next version (p.Version is assigned:
+	// previous max + 1, starting at 1).
+	SavePolicy(ctx context.Context, p *PolicyVersion) error
+	// CurrentPolicy returns the highest version, or ENOTFOUND if none.
+	CurrentPolicy(ctx context.Context) (*PolicyVersion, error)
+}
+
+// RequestFilter selects access requests. Zero fields match everything.
+type RequestFilter struct {
+	UserID     string
+	State      string
+	BreakGlass *bool
+	Limit      int
+}
+
+// GrantFilter selects grants. Zero fields match everything.
+type GrantFilter struct {
+	UserID   string
+	Resource string
+	// ActiveAt, when set, selects grants with stored state active and
+	// StartsAt <= ActiveAt < EndsAt.
+	ActiveAt time.Time
+	// DueBefore, when set, selects grants with stored state active and
+	// EndsAt <= DueBefore (for the expiry sweeper).
+	DueBefore         time.Time
+	UnackedBreakGlass bool
+	Limit             int
+}
+
+// AccessStore persists requests, reviews, grants and connect tokens.
+type AccessStore interface {
+	CreateRequest(ctx context.Context, r *AccessRequest) error
+	RequestByID(ctx context.Context, id string) (*AccessRequest, error)
+	ListRequests(ctx context.Context, f RequestFilter) ([]*AccessRequest, error) // newest first
+	// SetRequestState moves a request from state "from" to "to" and
+	// returns ECONFLICT if it was not in "from".
+	SetRequestState(ctx context.Context, id, from, to string, at time.Time) error
+	// AddReview records a review. ECONFLICT if the reviewer already
+	// reviewed this request.
+	AddReview(ctx context.Context, rv *Review) error
+	ListReviews(ctx context.Context, requestID string) ([]*Review, error) // oldest first
+
+	// ApproveRequest atomically moves a pending request to approved,
+	// records g.ID on it and inserts g. ECONFLICT if the request is no
+	// longer pending, so concurrent approvals produce exactly one grant.
+	ApproveRequest(ctx context.Context, requestID string, g *Grant) error
+	// CreateGrant inserts a grant not tied to an approval flow (tests, imports).
+	CreateGrant(ctx context.Context, g *Grant) error
+	GrantByID(ctx context.Context, id string) (*Grant, error)
+	ListGrants(ctx context.Context, f GrantFilter) ([]*Grant, error) // newest first
+	// EndGrant moves an active grant to state (expired or revoked) with
+	// who/why; ECONFLICT if it is no longer active.
+	EndGrant(ctx context.Context, id, state string, at time.Time, by, reason string) error
+	// AckGrant records a break-glass acknowledgement.
+	AckGrant(ctx context.Context, id, by string, at time.Time) error
+
+	CreateConnectToken(ctx context.Context, t *ConnectToken) error
+	// UseConnectToken decrements UsesLeft of the token with this hash if it
+	// has uses left and ExpiresAt > now, atomically, and returns it.
+	// ENOTFOUND (never a more specific reason) otherwise.
+	UseConnectToken(ctx context.Context, hash []byte, now time.Time) (*ConnectToken, error)
+}
+
+// SessionFilter selects gateway sessions.
+type SessionFilter struct {
+	UserID  string
+	GrantID string
+	Active  bool
+	Limit   int
+}
+
+// SessionStore persists gateway sessions.
+type SessionStore interface {
+	CreateSession(ctx context.Context, s *Session) error
+	// EndSession records the end of a session (ended_at, end_reason,
+	// bytes, statements, recording hash).
+	EndSession(ctx context.Context, s *Session) error
+	SessionByID(ctx context.Context, id string) (*Session, error)
+	ListSessions(ctx context.Context, f SessionFilter) ([]*Session, error) // newest first
+}
+
+// AuditStore persists the hash-chained audit log. Only the audit package
+// calls it.
+type AuditStore interface {
+	// AppendEvents runs build with the current head of the chain while
+	// holding the log's write lock (across processes on PostgreSQL), and
+	// stores the events it returns in one transaction. build must assign
+	// consecutive Seq values starting at head.Seq+1. The events are
+	// durable when AppendEvents returns nil.
+	AppendEvents(ctx context.Context, build func(head AuditHead) ([]Event, error)) error
+	AuditHead(ctx context.Context) (AuditHead, error)
+	// ListEvents returns events matching f ordered by Seq.
+	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
+	// ScanEvents calls fn for each event with Seq > afterSeq in order,
+	// streaming (without loading the log into memory), until fn returns an error.
+	ScanEvents(ctx context.Context, afterSeq int64, fn func(Event) error) error
+	AddCheckpoint(ctx context.Context, c *Checkpoint) error
+	ListCheckpoints(ctx context.Context) ([]Checkpoint, error) // ordered by Seq
+}
+
+// KVStore holds small named blobs shared by all replicas (e.g. the
+// policy cache stamp, WebAuthn ceremony state).
+type KVStore interface {
+	PutKV(ctx context.Context, key string, value []byte, expiresAt time.Time) error
+	GetKV(ctx context.Context, key string, now time.Time) ([]byte, error) // ENOTFOUND if missing or expired
+	DeleteKV(ctx context.Context, key string) error
+}
