@@ -1,0 +1,416 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Log.
+type Options struct {
+	// Signer signs checkpoints. Required.
+	Signer ed25519.PrivateKey
+	// KeyID names Signer in checkpoints; default KeyID(public key).
+	KeyID string
+	// CheckpointEvery is the number of events after which a checkpoint is
+	// written (default 1000).
+	CheckpointEvery int
+	// CheckpointInterval is the longest time new events go without a
+	// checkpoint (default 10s).
+	CheckpointInterval time.Duration
+	// MaxBatch is the most events written in one store transaction
+	// (default 4096).
+	MaxBatch int
+	// MaxQueue is the most events waiting to be written; Submit and Append
+	// block while the queue is full (default 64 × MaxBatch).
+	MaxQueue int
+	// Now is the clock of record (default time.Now).
+	Now func() time.Time
+	// Logger receives write failures (default slog.Default()).
+	Logger *slog.Logger
+	// Registerer, when set, receives the log's Prometheus metrics.
+	Registerer prometheus.Registerer
+}
+
+// ErrClosed is the cause of the error for events submitted after Close.
+var ErrClosed = errors.New("audit: log closed")
+
+// Log is the hash-chained, group-committed audit log. It implements
+// airlock.Auditor. All methods are safe for concurrent use.
+//
+// One writer goroutine drains the queue: it takes whatever is queued (up to
+// MaxBatch), and calls store.AppendEvents once, assigning Seq, PrevHash and
+// Hash from the head the store hands it under its write lock, so several
+// Logs (processes) on one PostgreSQL still form one chain.
+type Log struct {
+	store  airlock.AuditStore
+	opts   Options
+	pub    ed25519.PublicKey
+	log    *slog.Logger
+	m      *metrics
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	space   *sync.Cond // signalled when the queue shrinks or the log closes
+	queue   []*Receipt
+	spare   []*Receipt
+	closing bool
+	health  error
+
+	wake    chan struct{} // cap 1: there is work
+	stopped chan struct{} // closed when the writer has exited
+
+	// Owned by the writer goroutine.
+	cur        []*Receipt
+	events     []airlock.Event
+	h          hasher
+	build      func(airlock.AuditHead) ([]airlock.Event, error)
+	lastSeq    int64
+	lastHash   string
+	sinceCP    int
+	checkpoint int64 // seq of the last checkpoint this Log wrote
+}
+
+// Receipt is the pending result of Submit.
+type Receipt struct {
+	ev   airlock.Event
+	done chan struct{}
+	seq  int64
+	err  error
+}
+
+// Done returns a channel closed when the event is durable or has failed.
+func (r *Receipt) Done() <-chan struct{} { return r.done }
+
+// Err returns the failure of a completed receipt; nil while pending or
+// after success.
+func (r *Receipt) Err() error {
+	select {
+	case <-r.done:
+		return r.err
+	default:
+		return nil
+	}
+}
+
+// Seq returns the event's sequence number once durable; 0 otherwise.
+func (r *Receipt) Seq() int64 {
+	select {
+	case <-r.done:
+		return r.seq
+	default:
+		return 0
+	}
+}
+
+// Wait blocks until the event is durable (returning its Seq), it failed, or
+// ctx ends. When ctx ends first the event may still become durable later.
+func (r *Receipt) Wait(ctx context.Context) (int64, error) {
+	select {
+	case <-r.done:
+		return r.seq, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func failed(err error) *Receipt {
+	r := &Receipt{done: make(chan struct{}), err: err}
+	close(r.done)
+	return r
+}
+
+// Open starts a Log on store. It reads the store's head to fail early when
+// the store is unreachable. Close it to flush and stop.
+func Open(ctx context.Context, store airlock.AuditStore, opts Options) (*Log, error) {
+	if store == nil {
+		return nil, airlock.Errorf(airlock.EINVALID, "audit: no store")
+	}
+	if len(opts.Signer) != ed25519.PrivateKeySize {
+		return nil, airlock.Errorf(airlock.EINVALID, "audit: a checkpoint signing key (ed25519) is required")
+	}
+	pub := opts.Signer.Public().(ed25519.PublicKey)
+	if opts.KeyID == "" {
+		opts.KeyID = KeyID(pub)
+	}
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = 1000
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = 10 * time.Second
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 4096
+	}
+	if opts.MaxQueue <= 0 {
+		opts.MaxQueue = 64 * opts.MaxBatch
+	}
+	if opts.MaxQueue < opts.MaxBatch {
+		opts.MaxQueue = opts.MaxBatch
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	head, err := store.AuditHead(ctx)
+	if err != nil {
+		return nil, airlock.WrapError(airlock.EUNAVAILABLE, "audit log store is unavailable", err)
+	}
+	l := &Log{
+		store:      store,
+		opts:       opts,
+		pub:        pub,
+		log:        opts.Logger,
+		m:          m,
+		wake:       make(chan struct{}, 1),
+		stopped:    make(chan struct{}),
+		lastSeq:    head.Seq,
+		lastHash:   head.Hash,
+		checkpoint: head.Seq,
+	}
+	l.space = sync.NewCond(&l.mu)
+	l.build = l.buildBatch
+	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go l.run()
+	return l, nil
+}
+
+// PublicKey returns the public half of the checkpoint signing key.
+func (l *Log) PublicKey() ed25519.PublicKey { return l.pub }
+
+// Record implements airlock.Auditor; it is Append.
+func (l *Log) Record(ctx context.Context, e airlock.Event) (int64, error) { return l.Append(ctx, e) }
+
+// Append validates e, stamps it with the server time, and returns its Seq
+// once it is durable. Errors: EINVALID/ETOOLARGE for a bad event (nothing
+// stored), EUNAVAILABLE when the store write failed or the log is closed,
+// or ctx's error (the event may then still become durable).
+func (l *Log) Append(ctx context.Context, e airlock.Event) (int64, error) {
+	return l.Submit(e).Wait(ctx)
+}
+
+// Submit validates and enqueues e without waiting for it to be durable; the
+// Receipt reports the outcome. It blocks only while the queue is full
+// (MaxQueue). Validation errors complete the receipt at once.
+//
+// Action must be dotted lower case ("grant.created"); Outcome one of
+// success, failure, denied; Details empty or a JSON object (it is stored
+// compacted). Strings are stored with invalid UTF-8 and NUL replaced by
+// U+FFFD. e.Time, Seq, PrevHash and Hash are ignored: the log assigns them.
+func (l *Log) Submit(e airlock.Event) *Receipt {
+	e, err := prepare(e)
+	if err != nil {
+		return failed(err)
+	}
+	r := &Receipt{ev: e, done: make(chan struct{})}
+	l.mu.Lock()
+	for len(l.queue) >= l.opts.MaxQueue && !l.closing {
+		l.space.Wait()
+	}
+	if l.closing {
+		l.mu.Unlock()
+		return failed(airlock.WrapError(airlock.EUNAVAILABLE, "audit log is closed", ErrClosed))
+	}
+	// The clock is read under the queue lock so that times are in chain
+	// order within one process.
+	r.ev.Time = eventTime(l.opts.Now())
+	l.queue = append(l.queue, r)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	return r
+}
+
+// Healthy returns nil when the last store write succeeded, else an
+// EUNAVAILABLE error; callers refuse their action while it is unhealthy.
+// After Close it reports ErrClosed.
+func (l *Log) Healthy() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing {
+		return airlock.WrapError(airlock.EUNAVAILABLE, "audit log is closed", ErrClosed)
+	}
+	return l.health
+}
+
+// Close stops accepting events, writes everything queued, writes a final
+// checkpoint if events were written since the last one, and stops the
+// writer. If ctx ends first it returns ctx's error and abandons the rest.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	l.closing = true
+	l.space.Broadcast()
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-l.stopped:
+		l.cancel()
+		return nil
+	case <-ctx.Done():
+		l.cancel()
+		<-l.stopped
+		return ctx.Err()
+	}
+}
+
+// take removes up to MaxBatch receipts from the queue.
+func (l *Log) take() (batch []*Receipt, closing bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.queue)
+	if n == 0 {
+		return nil, l.closing
+	}
+	if n <= l.opts.MaxBatch {
+		batch = l.queue
+		l.queue = l.spare[:0]
+		l.spare = nil
+	} else {
+		batch = append(l.spare[:0], l.queue[:l.opts.MaxBatch]...)
+		l.spare = nil
+		rest := copy(l.queue, l.queue[l.opts.MaxBatch:])
+		clear(l.queue[rest:])
+		l.queue = l.queue[:rest]
+	}
+	l.space.Broadcast()
+	return batch, l.closing
+}
+
+// recycle hands a finished batch slice back for reuse.
+func (l *Log) recycle(batch []*Receipt) {
+	clear(batch)
+	l.mu.Lock()
+	if l.spare == nil && cap(batch) <= 4*l.opts.MaxBatch {
+		l.spare = batch[:0]
+	}
+	l.mu.Unlock()
+}
+
+func (l *Log) run() {
+	defer close(l.stopped)
+	ticker := time.NewTicker(l.opts.CheckpointInterval)
+	defer ticker.Stop()
+	for {
+		batch, closing := l.take()
+		if len(batch) > 0 {
+			l.write(batch)
+			l.recycle(batch)
+			if l.sinceCP >= l.opts.CheckpointEvery {
+				l.writeCheckpoint()
+			}
+			continue
+		}
+		if closing || l.ctx.Err() != nil {
+			if l.sinceCP > 0 {
+				l.writeCheckpoint()
+			}
+			return
+		}
+		select {
+		case <-l.wake:
+		case <-ticker.C:
+			if l.sinceCP > 0 {
+				l.writeCheckpoint()
+			}
+		case <-l.ctx.Done():
+		}
+	}
+}
+
+// buildBatch assigns Seq, PrevHash and Hash to the current batch starting
+// from head. The store calls it under its write lock, possibly more than
+// once (on retry), so it recomputes everything each time.
+func (l *Log) buildBatch(head airlock.AuditHead) ([]airlock.Event, error) {
+	events := l.events[:0]
+	seq, prev := head.Seq, head.Hash
+	for _, r := range l.cur {
+		e := r.ev
+		seq++
+		e.Seq = seq
+		e.PrevHash = prev
+		e.Hash = l.h.hexHash(&e)
+		prev = e.Hash
+		events = append(events, e)
+	}
+	l.events = events
+	return events, nil
+}
+
+func (l *Log) write(batch []*Receipt) {
+	l.cur = batch
+	start := time.Now()
+	err := l.store.AppendEvents(l.ctx, l.build)
+	l.m.latency.Observe(time.Since(start).Seconds())
+	l.cur = nil
+	if err == nil && len(l.events) != len(batch) {
+		err = errors.New("audit: store did not call build")
+	}
+	if err != nil {
+		l.m.failures.Inc()
+		l.log.Error("audit: write failed; refusing audited actions until a write succeeds",
+			"events", len(batch), "err", err)
+		werr := airlock.WrapError(airlock.EUNAVAILABLE, "audit log cannot be written", err)
+		l.mu.Lock()
+		l.health = werr
+		l.mu.Unlock()
+		for _, r := range batch {
+			r.err = werr
+			close(r.done)
+		}
+		clear(l.events)
+		l.events = l.events[:0]
+		return
+	}
+	l.mu.Lock()
+	l.health = nil
+	l.mu.Unlock()
+	for i, r := range batch {
+		r.seq = l.events[i].Seq
+		close(r.done)
+	}
+	last := l.events[len(l.events)-1]
+	l.lastSeq, l.lastHash = last.Seq, last.Hash
+	l.sinceCP += len(batch)
+	l.m.appended.Add(float64(len(batch)))
+	l.m.batchSize.Observe(float64(len(batch)))
+	clear(l.events)
+	l.events = l.events[:0]
+}
+
+// writeCheckpoint signs and stores the head this Log last wrote.
+func (l *Log) writeCheckpoint() {
+	c := SignCheckpoint(l.opts.Signer, l.opts.KeyID, l.lastSeq, l.lastHash, l.opts.Now())
+	ctx := l.ctx
+	if ctx.Err() != nil {
+		// Closing after a timeout: still try briefly to leave a checkpoint.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+	}
+	if err := l.store.AddCheckpoint(ctx, &c); err != nil {
+		l.m.failures.Inc()
+		l.log.Error("audit: checkpoint write failed", "seq", c.Seq, "err", err)
+		return
+	}
+	l.m.checkpoints.Inc()
+	l.sinceCP = 0
+	l.checkpoint = c.Seq
+}

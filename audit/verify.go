@@ -1,0 +1,325 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"github.com/airlockhq/airlock"
+)
+
+// Problems a Report can name.
+const (
+	ProblemModified      = "modified"       // an event's hash does not match its content (or a checkpoint proves a rewrite)
+	ProblemMissing       = "missing"        // a gap in seq
+	ProblemReordered     = "reordered"      // seq goes backwards, or two events swapped
+	ProblemInserted      = "inserted"       // a duplicate seq, or a self-consistent event that is not linked into the chain
+	ProblemTruncated     = "truncated"      // a checkpoint names a seq beyond the end of the log
+	ProblemBadCheckpoint = "bad-checkpoint" // a checkpoint's signature is invalid
+)
+
+// Report is the result of verifying a log or an export.
+type Report struct {
+	// OK reports whether the chain and every checkpoint verified.
+	OK bool `json:"ok"`
+	// Events is the number of events verified before any problem.
+	Events int64 `json:"events"`
+	// Checkpoints is the number of checkpoints whose signature and hash matched.
+	Checkpoints int `json:"checkpoints"`
+	// FirstSeq and LastSeq bound the verified events (0 when none).
+	FirstSeq int64 `json:"first_seq"`
+	LastSeq  int64 `json:"last_seq"`
+	// FirstBadSeq is the lowest sequence number that is absent, altered,
+	// or out of place (0 when OK).
+	FirstBadSeq int64 `json:"first_bad_seq,omitempty"`
+	// Problem is one of the Problem constants ("" when OK).
+	Problem string `json:"problem,omitempty"`
+	// Message is one human line saying what was found.
+	Message string `json:"message"`
+}
+
+// lookahead is how many later events the verifier looks at to tell a gap
+// from a reordering.
+const lookahead = 16
+
+// verifier is the state machine shared by Verify and VerifyExport. Events
+// and checkpoints are fed in stream order; each event is judged once the
+// next lookahead events are known (or at the end), and a checkpoint once the
+// event it names has been judged.
+type verifier struct {
+	pub     ed25519.PublicKey
+	partial bool // the first event may start after seq 1; its PrevHash is trusted
+
+	h        hasher
+	rep      Report
+	started  bool
+	expect   int64  // next expected seq
+	prevHash string // hash of the last accepted event
+	lastCP   int64  // seq of the last checkpoint that matched
+	done     bool
+
+	ring  [lookahead + 1]airlock.Event
+	start int
+	n     int
+
+	cps []airlock.Checkpoint // waiting for their event to be accepted
+}
+
+func newVerifier(pub ed25519.PublicKey, partial bool) *verifier {
+	return &verifier{pub: pub, partial: partial, expect: 1}
+}
+
+func (v *verifier) at(i int) *airlock.Event { return &v.ring[(v.start+i)%len(v.ring)] }
+
+// addEvent feeds one event; it returns false once a problem was found.
+func (v *verifier) addEvent(e airlock.Event) bool {
+	if v.done {
+		return false
+	}
+	if v.n == len(v.ring) {
+		v.judgeOldest()
+		if v.done {
+			return false
+		}
+	}
+	*v.at(v.n) = e
+	v.n++
+	if v.n == len(v.ring) {
+		v.judgeOldest()
+	}
+	return !v.done
+}
+
+// addCheckpoint feeds one checkpoint; it returns false once a problem was found.
+func (v *verifier) addCheckpoint(c airlock.Checkpoint) bool {
+	if v.done {
+		return false
+	}
+	if v.started && c.Seq < v.expect-1 {
+		// Its event was accepted before the checkpoint arrived: in an export
+		// the checkpoint line must follow its event directly.
+		v.fail(ProblemReordered, c.Seq, fmt.Sprintf("checkpoint for seq %d appears after event %d", c.Seq, v.expect-1))
+		return false
+	}
+	v.cps = append(v.cps, c)
+	v.checkCheckpoints()
+	return !v.done
+}
+
+func (v *verifier) fail(problem string, seq int64, msg string) {
+	if v.done {
+		return
+	}
+	v.done = true
+	v.rep.OK = false
+	v.rep.Problem = problem
+	v.rep.FirstBadSeq = seq
+	v.rep.Message = fmt.Sprintf("seq %d: %s", seq, msg)
+}
+
+func (v *verifier) judgeOldest() {
+	cur := *v.at(0)
+	v.ring[v.start] = airlock.Event{}
+	v.start = (v.start + 1) % len(v.ring)
+	v.n--
+	v.judge(&cur)
+}
+
+// judge decides about the oldest pending event cur; v.at(0..n-1) are the
+// events that follow it.
+func (v *verifier) judge(cur *airlock.Event) {
+	if !v.started {
+		v.started = true
+		if v.partial && cur.Seq > 1 {
+			v.expect, v.prevHash, v.lastCP = cur.Seq, cur.PrevHash, cur.Seq-1
+		}
+		v.rep.FirstSeq = v.expect
+		// Drop checkpoints before the first event: nothing to check them against.
+		kept := v.cps[:0]
+		for _, c := range v.cps {
+			if c.Seq >= v.expect {
+				kept = append(kept, c)
+			}
+		}
+		v.cps = kept
+	}
+	E := v.expect
+	var next *airlock.Event
+	if v.n > 0 {
+		next = v.at(0)
+	}
+	switch {
+	case cur.Seq == E:
+		if next != nil && next.Seq == E {
+			v.fail(ProblemInserted, E, fmt.Sprintf("two events claim seq %d", E))
+			return
+		}
+		self := v.h.matches(cur, cur.Seq)
+		link := cur.PrevHash == v.prevHash
+		switch {
+		case self && link:
+			v.accept(cur)
+		case !self:
+			if next != nil && next.Seq == E+1 && v.h.matches(cur, E+1) && v.h.matches(next, E) {
+				v.fail(ProblemReordered, E, fmt.Sprintf("events %d and %d are swapped", E, E+1))
+				return
+			}
+			v.fail(ProblemModified, E, "hash does not match the event's content")
+		default: // self-consistent, but not linked to the previous event
+			if next != nil && next.Seq == E+1 && next.PrevHash == cur.Hash && E > v.rep.FirstSeq {
+				v.fail(ProblemModified, E-1, fmt.Sprintf("event was rewritten: its hash was recomputed but event %d still links to the original", E))
+				return
+			}
+			v.fail(ProblemInserted, E, "event is self-consistent but does not link to the previous event's hash")
+		}
+	case cur.Seq > E:
+		if v.h.matches(cur, E) {
+			v.fail(ProblemModified, E, fmt.Sprintf("seq field altered to %d", cur.Seq))
+			return
+		}
+		for i := 0; i < v.n; i++ {
+			if v.at(i).Seq == E {
+				v.fail(ProblemReordered, E, fmt.Sprintf("event %d appears after event %d", E, cur.Seq))
+				return
+			}
+		}
+		if cur.Seq == E+1 {
+			v.fail(ProblemMissing, E, "event is missing")
+		} else {
+			v.fail(ProblemMissing, E, fmt.Sprintf("events %d..%d are missing", E, cur.Seq-1))
+		}
+	default: // cur.Seq < E
+		if v.h.matches(cur, E) {
+			v.fail(ProblemModified, E, fmt.Sprintf("seq field altered to %d", cur.Seq))
+			return
+		}
+		if cur.Seq == E-1 {
+			v.fail(ProblemInserted, cur.Seq, fmt.Sprintf("a second event claims seq %d", cur.Seq))
+			return
+		}
+		v.fail(ProblemReordered, cur.Seq, fmt.Sprintf("event %d appears after event %d", cur.Seq, E-1))
+	}
+}
+
+func (v *verifier) accept(e *airlock.Event) {
+	v.rep.Events++
+	v.rep.LastSeq = e.Seq
+	v.prevHash = e.Hash
+	v.expect = e.Seq + 1
+	if len(v.cps) > 0 {
+		v.checkCheckpoints()
+	}
+}
+
+// checkCheckpoints settles queued checkpoints whose event has been accepted.
+func (v *verifier) checkCheckpoints() {
+	if !v.started {
+		return
+	}
+	last := v.expect - 1
+	i := 0
+	for ; i < len(v.cps) && !v.done; i++ {
+		c := v.cps[i]
+		if c.Seq > last {
+			break
+		}
+		if !VerifyCheckpoint(v.pub, c) {
+			v.fail(ProblemBadCheckpoint, c.Seq, "checkpoint signature is invalid")
+			return
+		}
+		if c.Seq < last {
+			v.fail(ProblemReordered, c.Seq, fmt.Sprintf("checkpoint for seq %d appears after event %d", c.Seq, last))
+			return
+		}
+		if c.Hash != v.prevHash {
+			v.fail(ProblemModified, v.lastCP+1, fmt.Sprintf(
+				"checkpoint %d signs hash %.16s… but the log has %.16s…: history after seq %d was rewritten", c.Seq, c.Hash, v.prevHash, v.lastCP))
+			return
+		}
+		v.rep.Checkpoints++
+		v.lastCP = c.Seq
+	}
+	v.cps = append(v.cps[:0], v.cps[i:]...)
+}
+
+// finish judges what is pending and returns the report.
+func (v *verifier) finish() *Report {
+	for v.n > 0 && !v.done {
+		v.judgeOldest()
+	}
+	if !v.done {
+		if !v.started {
+			v.started = true
+		}
+		last := v.expect - 1
+		for _, c := range v.cps {
+			if !VerifyCheckpoint(v.pub, c) {
+				v.fail(ProblemBadCheckpoint, c.Seq, "checkpoint signature is invalid")
+				break
+			}
+			if c.Seq > last {
+				v.fail(ProblemTruncated, last+1, fmt.Sprintf("log ends at seq %d but a checkpoint signed at %s names seq %d",
+					last, c.Time.Format("2006-01-02T15:04:05Z07:00"), c.Seq))
+				break
+			}
+		}
+	}
+	if !v.done {
+		v.rep.OK = true
+		switch {
+		case v.rep.Events == 0:
+			v.rep.Message = "OK: no events"
+		default:
+			v.rep.Message = fmt.Sprintf("OK: %d events (seq %d..%d), %d checkpoints verified", v.rep.Events, v.rep.FirstSeq, v.rep.LastSeq, v.rep.Checkpoints)
+		}
+		if v.rep.FirstSeq > 1 {
+			v.rep.Message += fmt.Sprintf("; partial export: the prev_hash of seq %d is trusted", v.rep.FirstSeq)
+		}
+		if v.rep.Events > 0 && v.lastCP < v.rep.LastSeq {
+			v.rep.Message += fmt.Sprintf("; events after seq %d are not covered by a checkpoint", v.lastCP)
+		}
+	}
+	if v.rep.Events == 0 {
+		v.rep.FirstSeq = 0
+	}
+	return &v.rep
+}
+
+var errStop = errors.New("audit: stop scan")
+
+// Verify checks the whole log in store: the hash chain from seq 1 (genesis
+// prev_hash ""), every checkpoint's signature under pub and its hash
+// against the chain, and that no checkpoint names a seq beyond the end. It
+// streams events with ScanEvents. A tampered log gives a Report with OK
+// false; the error is for failures to read the store.
+func Verify(ctx context.Context, store airlock.AuditStore, pub ed25519.PublicKey) (*Report, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, airlock.Errorf(airlock.EINVALID, "audit verify: an ed25519 public key is required")
+	}
+	cps, err := store.ListCheckpoints(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit verify: list checkpoints: %w", err)
+	}
+	v := newVerifier(pub, false)
+	ci := 0
+	err = store.ScanEvents(ctx, 0, func(e airlock.Event) error {
+		for ci < len(cps) && cps[ci].Seq < e.Seq {
+			if !v.addCheckpoint(cps[ci]) {
+				return errStop
+			}
+			ci++
+		}
+		if !v.addEvent(e) {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, fmt.Errorf("audit verify: scan events: %w", err)
+	}
+	for ; ci < len(cps) && !v.done; ci++ {
+		v.addCheckpoint(cps[ci])
+	}
+	return v.finish(), nil
+}
