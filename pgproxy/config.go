@@ -1,0 +1,151 @@
+package pgproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/secrets"
+)
+
+// DefaultAddr is the address ListenAndServe uses when Config.Addr is empty.
+const DefaultAddr = "127.0.0.1:7432"
+
+// Default limits.
+const (
+	// DefaultMaxMessageSize bounds one client message after authentication.
+	DefaultMaxMessageSize = 64 << 20
+	// MaxStartupMessageSize bounds one client message before authentication
+	// (startup packet, password message).
+	MaxStartupMessageSize = 1 << 20
+	// MaxStatementText is how much statement text an audit event carries;
+	// longer text is cut and statement_sha256 names the full text.
+	MaxStatementText = 8 << 10
+)
+
+// Config configures a Gateway. Auth and Audit are required.
+type Config struct {
+	// Addr is the listen address of ListenAndServe (DefaultAddr if empty).
+	Addr string
+	// TLS is the server certificate configuration offered to clients that
+	// send SSLRequest. Nil means TLS is unavailable: SSLRequest is answered
+	// 'N' and only loopback plaintext (if allowed) can authenticate.
+	TLS *tls.Config
+	// AllowLoopbackPlaintext lets clients on a loopback address send their
+	// connect token in cleartext without TLS.
+	AllowLoopbackPlaintext bool
+
+	// Auth validates connect tokens. Required.
+	Auth Authenticator
+	// Audit takes session and statement events. Required.
+	Audit AuditSink
+	// Sessions records session rows (optional; nil records nothing).
+	Sessions SessionRecorder
+
+	// Logger receives operational logs (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Node names this server process in Session.Node.
+	Node string
+	// MaxMessageSize bounds one client message after authentication
+	// (default DefaultMaxMessageSize). Larger messages end the session
+	// with a FATAL protocol_violation.
+	MaxMessageSize int
+	// HandshakeTimeout bounds startup + authentication + upstream connect
+	// (default 30 s).
+	HandshakeTimeout time.Duration
+	// Registerer, when set, receives the gateway's Prometheus metrics.
+	Registerer prometheus.Registerer
+}
+
+// AuthRequest is what a client presents at startup.
+type AuthRequest struct {
+	// User is the startup "user": the Airlock user name.
+	User string
+	// Database is the startup "database": "RESOURCE" or "RESOURCE/DBNAME".
+	Database string
+	// Token is the connect token sent as the password. Never log it.
+	Token secrets.Secret
+	// SourceAddr is the client's address (host:port).
+	SourceAddr string
+	// TLS reports whether the client connection is TLS.
+	TLS bool
+}
+
+// Target is what a valid connect token opens: who, under which grant, and
+// how to reach the upstream database with the brokered credential.
+type Target struct {
+	UserID, UserName, GrantID, Resource, Access string
+	// EndsAt is the grant's ends_at: the session's hard deadline.
+	EndsAt time.Time
+
+	// UpstreamAddr is the database's host:port.
+	UpstreamAddr string
+	// UpstreamDatabase is the database name to open upstream.
+	UpstreamDatabase string
+	// UpstreamUser and UpstreamPassword are the brokered credential
+	// (SCRAM-SHA-256, MD5 or trust upstream). Never shown to the client.
+	UpstreamUser     string
+	UpstreamPassword secrets.Secret
+	// UpstreamTLS, when non-nil, makes the upstream connection TLS
+	// (required: a server that refuses TLS fails the connect).
+	UpstreamTLS *tls.Config
+
+	// ReadOnly starts the upstream session with
+	// default_transaction_read_only=on. This is a second layer only: the
+	// protection is the upstream role's privileges.
+	ReadOnly bool
+	// StrictAudit holds every server response until the audit receipts
+	// of all statements submitted before it are durable.
+	StrictAudit bool
+	// LogParameters adds bind parameter values to execute events.
+	LogParameters bool
+	// IdleTimeout closes the session after this long with no traffic and
+	// no statement in flight (0 = none).
+	IdleTimeout time.Duration
+	// MaxConcurrent bounds live sessions of this user under this grant
+	// on this gateway (0 = unlimited).
+	MaxConcurrent int
+}
+
+// Authenticator validates a connect token. It returns a Target for a valid
+// token, and any error otherwise (the client always sees the same
+// message). It must consume single-use tokens atomically.
+type Authenticator interface {
+	Authenticate(ctx context.Context, req AuthRequest) (*Target, error)
+}
+
+// AuthenticatorFunc adapts a function to Authenticator.
+type AuthenticatorFunc func(ctx context.Context, req AuthRequest) (*Target, error)
+
+// Authenticate calls f.
+func (f AuthenticatorFunc) Authenticate(ctx context.Context, req AuthRequest) (*Target, error) {
+	return f(ctx, req)
+}
+
+// AuditSink is the audit pipeline. Submit must enqueue quickly and never
+// block on durability; the returned Pending reports when the event is
+// durable (or failed). Seq, Time, PrevHash and Hash are left for the
+// pipeline to assign.
+type AuditSink interface {
+	Submit(e airlock.Event) Pending
+}
+
+// Pending is the receipt of a submitted event. Done is closed when the
+// event is durable or has failed; Err is then nil or the failure.
+type Pending interface {
+	Done() <-chan struct{}
+	Err() error
+}
+
+// SessionRecorder persists gateway sessions; it is the subset of
+// airlock.SessionStore the gateway uses.
+type SessionRecorder interface {
+	CreateSession(ctx context.Context, s *airlock.Session) error
+	EndSession(ctx context.Context, s *airlock.Session) error
+}

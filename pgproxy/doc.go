@@ -1,0 +1,107 @@
+// Package pgproxy is Airlock's PostgreSQL gateway: a protocol v3 proxy
+// that authenticates people with connect tokens, opens the upstream
+// database with the brokered credential of their grant, audits every
+// statement on the wire and cuts the session when the grant ends or is
+// revoked.
+//
+// # Wiring
+//
+//	g, err := pgproxy.New(pgproxy.Config{
+//		Addr: "127.0.0.1:7432", TLS: serverTLS, AllowLoopbackPlaintext: true,
+//		Auth: authn, Audit: pipeline, Sessions: store, Logger: log, Node: hostname,
+//	})
+//	go g.ListenAndServe(ctx)          // or g.Serve(ctx, ln)
+//	bus: g.CloseGrant(id, "revoked"); g.CloseUser(id, "user_disabled"); g.CloseSession(id, "killed")
+//	defer g.Shutdown(shutdownCtx)
+//
+// # Client side
+//
+// The startup "user" is the Airlock user name, "database" the resource
+// name (optionally "resource/dbname"); the password is a connect token.
+// The gateway asks for it with AuthenticationCleartextPassword, which it
+// accepts only inside TLS (SSLRequest, Config.TLS) or from a loopback peer
+// when Config.AllowLoopbackPlaintext is set. GSSENCRequest is declined.
+// Any failure of Authenticator.Authenticate yields the same FATAL 28P01
+// "airlock: invalid or expired connect token …". SCRAM towards clients is
+// not implemented: SCRAM needs the verifier of a password known in
+// advance, while a connect token is validated (and consumed) by the
+// Authenticator; supporting it would mean deriving a per-token verifier
+// at mint time and storing it (design note in docs/postgres.md).
+//
+// Clients get their own random BackendKeyData; a CancelRequest carrying
+// it is forwarded to the upstream backend with the upstream's key, which
+// never leaves the gateway.
+//
+// # Upstream
+//
+// pgconn connects (SCRAM-SHA-256, MD5 or trust, TLS when
+// Target.UpstreamTLS is set, without plaintext fallback) and is then
+// hijacked: the gateway relays raw bytes. Client startup parameters pass
+// through except user, database, options and replication (replication is
+// refused). Target.ReadOnly adds default_transaction_read_only=on; that
+// is a second layer only — the upstream role's privileges are the
+// protection, since a client may SET the parameter back.
+//
+// # Relay
+//
+// Each direction reads through a 32 KiB bufio.Reader, parses the 5-byte
+// header and only the bodies it must inspect (client: Query, Parse, Bind,
+// Execute, Close, FunctionCall; server: CommandComplete, ErrorResponse),
+// copies everything else byte for byte without re-encoding, and flushes
+// its 16 KiB writer whenever its reader would block. Results stream; a
+// million-row result is never held in memory. Client messages are limited
+// to Config.MaxMessageSize (64 MiB) after authentication and 1 MiB before;
+// an oversized or malformed message, or a message type a frontend must not
+// send, ends the session with FATAL 08P01.
+//
+// # Audit events
+//
+// All events carry Actor {Target.UserID, Target.UserName}, Resource,
+// GrantID, SessionID and SourceAddr.
+//
+//   - session.started (success): access, tls, read_only, strict_audit, ends_at.
+//   - session.ended (success): duration_ms, bytes_in, bytes_out,
+//     statements (simple queries + executes + function calls), end_reason
+//     (client_closed, client_terminated, upstream_closed, grant_expired,
+//     revoked, user_disabled, killed, idle_timeout, audit_failure,
+//     protocol_violation, shutdown, or the reason passed to Close*).
+//   - session.denied (denied): reason max_concurrent or
+//     upstream_unavailable, for a token that was valid. Invalid tokens are
+//     the Authenticator's to audit.
+//   - db.query (success), submitted before the message is forwarded:
+//     kind "query" (simple Query text), "parse" (name, text), "execute"
+//     (name, portal, parse_stmt = the stmt number of the Parse it runs,
+//     the statement text again, and params when Target.LogParameters) or
+//     "function_call" (function_oid). stmt numbers events within the
+//     session from 1. Text over 8 KiB is cut; truncated, text_bytes and
+//     statement_sha256 (of the full text) say so.
+//   - db.copy (success) when a COPY completes: stmt, direction (in, out,
+//     both), rows (from the CommandComplete tag).
+//   - db.error (failure) for each ErrorResponse from the server,
+//     submitted before it is relayed: stmt (the request it answers, 0 if
+//     none), sqlstate, severity, message (cut at 1 KiB).
+//   - db.cancel (success) when a cancel request was forwarded.
+//
+// Every receipt is watched in order; the first failed receipt closes the
+// session (FATAL "airlock: audit log unavailable"). With
+// Target.StrictAudit no byte from the server reaches the client before
+// the receipts of all events submitted before it are durable; on a kill
+// with receipts still outstanding the connection is dropped without a
+// FATAL rather than flushing unaudited output.
+//
+// # Enforcement
+//
+// A session's deadline is Target.EndsAt. At that time, or on CloseGrant,
+// CloseUser, CloseSession or Shutdown, the gateway interrupts both
+// directions, lets the message in flight finish (at most 0.5 s), sends a
+// FATAL 57P01 with the reason ("airlock: grant expired at <RFC3339> —
+// session closed", "airlock: grant revoked — session closed", …) and
+// closes both sides; the client gets at most 1 s to take it. Idle
+// sessions (no traffic and no request in flight for Target.IdleTimeout)
+// end with FATAL 57P05. Target.MaxConcurrent bounds live sessions per
+// user and grant on this gateway (FATAL 53300 for the extra one).
+//
+// Protocol code is written against pgproto3 message definitions; the
+// relay framing is by hand because pgproto3's Frontend/Backend decode and
+// re-encode every message.
+package pgproxy

@@ -1,0 +1,657 @@
+package pgproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/airlockhq/airlock"
+)
+
+// ErrGatewayClosed is returned by Serve after Shutdown.
+var ErrGatewayClosed = errors.New("pgproxy: gateway closed")
+
+// Messages the client sees. They never depend on why a token failed.
+const (
+	msgInvalidToken  = "airlock: invalid or expired connect token (run `airlock psql RESOURCE` to get a new one)"
+	msgTLSRequired   = "airlock: TLS required: connect with sslmode=require (plaintext is only accepted from loopback when the server allows it)"
+	msgRevoked       = "airlock: grant revoked — session closed"
+	msgUserDisabled  = "airlock: user disabled — session closed"
+	msgKilled        = "airlock: session killed by an administrator"
+	msgShutdown      = "airlock: server shutting down — session closed"
+	msgAuditFailed   = "airlock: audit log unavailable — session closed"
+	msgTooLarge      = "airlock: message too large or malformed — session closed"
+	msgUpstreamError = "airlock: cannot connect to the resource's database; try again, or ask an administrator to check the resource"
+)
+
+// SQLSTATEs used in the gateway's FATAL messages.
+const (
+	codeInvalidPassword = "28P01"
+	codeInvalidAuth     = "28000"
+	codeAdminShutdown   = "57P01"
+	codeIdleTimeout     = "57P05"
+	codeTooManyConns    = "53300"
+	codeProtocol        = "08P01"
+	codeConnFailure     = "08006"
+	codeFeature         = "0A000"
+)
+
+// Gateway is the PostgreSQL gateway. It is safe for concurrent use.
+type Gateway struct {
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	m    *metrics
+	base *pgconn.Config
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	pending   map[net.Conn]struct{} // connections still in the handshake
+	sessions  map[string]*session   // live sessions by ID
+	byPID     map[uint32]*session   // live sessions by client-facing pid
+	wg        sync.WaitGroup
+}
+
+// New validates cfg and returns a Gateway.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Auth == nil {
+		return nil, errors.New("pgproxy: Config.Auth is required")
+	}
+	if cfg.Audit == nil {
+		return nil, errors.New("pgproxy: Config.Audit is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("pgproxy: register metrics: %w", err)
+	}
+	// A base upstream config parsed once; explicit settings override the
+	// PG* environment, and every per-connection field is set in connect.
+	base, err := pgconn.ParseConfig("host=127.0.0.1 port=5432 sslmode=disable")
+	if err != nil {
+		return nil, fmt.Errorf("pgproxy: base upstream config: %w", err)
+	}
+	base.Fallbacks = nil
+	base.ValidateConnect = nil
+	base.AfterConnect = nil
+	base.OnNotice = nil
+	base.OnNotification = nil
+	return &Gateway{
+		cfg: cfg, log: cfg.Logger, now: cfg.Now, m: m, base: base,
+		listeners: map[net.Listener]struct{}{},
+		pending:   map[net.Conn]struct{}{},
+		sessions:  map[string]*session{},
+		byPID:     map[uint32]*session{},
+	}, nil
+}
+
+// ListenAndServe listens on Config.Addr and serves until ctx ends or
+// Shutdown is called.
+func (g *Gateway) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", g.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("pgproxy: listen: %w", err)
+	}
+	return g.Serve(ctx, ln)
+}
+
+// Serve accepts connections on ln until ctx ends or Shutdown is called,
+// then closes ln and returns ErrGatewayClosed (or the accept error).
+// Ending ctx does not close live sessions; Shutdown does.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		ln.Close()
+		return ErrGatewayClosed
+	}
+	g.listeners[ln] = struct{}{}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.listeners, ln)
+		g.mu.Unlock()
+	}()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if g.isClosed() || ctx.Err() != nil {
+				return ErrGatewayClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				g.log.Warn("pgproxy: accept", "err", err)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("pgproxy: accept: %w", err)
+		}
+		backoff = 0
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			c.Close()
+			return ErrGatewayClosed
+		}
+		g.pending[c] = struct{}{}
+		g.wg.Add(1)
+		g.mu.Unlock()
+		go g.handle(c)
+	}
+}
+
+func (g *Gateway) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+// Shutdown stops accepting, closes every live session with a FATAL
+// "server shutting down" message and waits for them to end or ctx to be
+// done.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	for ln := range g.listeners {
+		ln.Close()
+	}
+	for c := range g.pending {
+		c.Close()
+	}
+	live := make([]*session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		live = append(live, s)
+	}
+	g.mu.Unlock()
+	for _, s := range live {
+		s.kill("shutdown", codeAdminShutdown, msgShutdown)
+	}
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// CloseGrant closes every live session under grantID with the FATAL
+// message "airlock: grant revoked — session closed" and returns how many
+// it closed. reason is recorded as the sessions' end reason ("revoked" if
+// empty).
+func (g *Gateway) CloseGrant(grantID, reason string) int {
+	return g.closeWhere(func(s *session) bool { return s.t.GrantID == grantID },
+		orDefault(reason, "revoked"), codeAdminShutdown, msgRevoked)
+}
+
+// CloseUser closes every live session of userID with the FATAL message
+// "airlock: user disabled — session closed" and returns how many it
+// closed. reason is recorded as the end reason ("user_disabled" if empty).
+func (g *Gateway) CloseUser(userID, reason string) int {
+	return g.closeWhere(func(s *session) bool { return s.t.UserID == userID },
+		orDefault(reason, "user_disabled"), codeAdminShutdown, msgUserDisabled)
+}
+
+// CloseSession closes the live session id with the FATAL message
+// "airlock: session killed by an administrator" and reports whether it
+// was live. reason is recorded as the end reason ("killed" if empty).
+func (g *Gateway) CloseSession(id, reason string) bool {
+	return g.closeWhere(func(s *session) bool { return s.id == id },
+		orDefault(reason, "killed"), codeAdminShutdown, msgKilled) > 0
+}
+
+func (g *Gateway) closeWhere(match func(*session) bool, reason, code, msg string) int {
+	g.mu.Lock()
+	var hit []*session
+	for _, s := range g.sessions {
+		if match(s) {
+			hit = append(hit, s)
+		}
+	}
+	g.mu.Unlock()
+	for _, s := range hit {
+		s.kill(reason, code, msg)
+	}
+	return len(hit)
+}
+
+// ActiveSessions returns a snapshot of the live sessions, with bytes and
+// statements counted so far.
+func (g *Gateway) ActiveSessions() []airlock.Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]airlock.Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		out = append(out, s.snapshot())
+	}
+	return out
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// handle runs one client connection: handshake, then the relay.
+func (g *Gateway) handle(c net.Conn) {
+	defer g.wg.Done()
+	defer func() {
+		g.mu.Lock()
+		delete(g.pending, c)
+		g.mu.Unlock()
+	}()
+	s, err := g.handshake(c)
+	g.mu.Lock()
+	delete(g.pending, c)
+	g.mu.Unlock()
+	if err != nil || s == nil {
+		c.Close()
+		if s != nil {
+			s.client.Close()
+		}
+		return
+	}
+	s.run()
+}
+
+// conn is the client side during the handshake.
+type clientConn struct {
+	net.Conn
+	r      *bufio.Reader
+	tls    bool
+	params map[string]string
+}
+
+// handshake negotiates TLS, reads the startup packet, authenticates the
+// client, connects upstream and registers the session. It returns nil
+// (and has answered the client) when the connection must end.
+func (g *Gateway) handshake(raw net.Conn) (*session, error) {
+	deadline := time.Now().Add(g.cfg.HandshakeTimeout)
+	_ = raw.SetDeadline(deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+
+	cc := &clientConn{Conn: raw, r: bufio.NewReaderSize(raw, readBufSize)}
+	source := raw.RemoteAddr().String()
+	for {
+		pkt, err := readStartup(cc.r)
+		if err != nil {
+			return nil, err
+		}
+		code := binary.BigEndian.Uint32(pkt[:4])
+		switch {
+		case code == 80877103: // SSLRequest
+			if cc.tls || cc.r.Buffered() > 0 {
+				return nil, errProtocol // no data may follow before the answer
+			}
+			if g.cfg.TLS == nil {
+				if _, err := cc.Write([]byte{'N'}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if _, err := cc.Write([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			tc := tls.Server(raw, g.cfg.TLS)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return nil, err
+			}
+			cc.Conn, cc.tls = tc, true
+			cc.r.Reset(tc)
+		case code == 80877104: // GSSENCRequest
+			if cc.r.Buffered() > 0 {
+				return nil, errProtocol
+			}
+			if _, err := cc.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		case code == 80877102: // CancelRequest
+			g.cancel(pkt)
+			return nil, nil
+		case code>>16 == 3:
+			return g.startup(ctx, cc, source, code, pkt[4:])
+		default:
+			writeFatal(cc, codeFeature, "airlock: unsupported frontend protocol")
+			return nil, nil
+		}
+	}
+}
+
+// startup handles the StartupMessage through to the first ReadyForQuery.
+func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, version uint32, body []byte) (*session, error) {
+	params := map[string]string{}
+	var unknownOpts []string
+	for len(body) > 1 {
+		k, rest, ok := cstring(body)
+		if !ok {
+			return nil, errProtocol
+		}
+		v, rest2, ok := cstring(rest)
+		if !ok {
+			return nil, errProtocol
+		}
+		body = rest2
+		if len(params) > 64 {
+			return nil, errProtocol
+		}
+		if len(k) > 3 && string(k[:4]) == "_pq_" {
+			unknownOpts = append(unknownOpts, string(k))
+			continue
+		}
+		params[string(k)] = string(v)
+	}
+	cc.params = params
+	user, database := params["user"], params["database"]
+	if database == "" {
+		database = user
+	}
+	if user == "" {
+		writeFatal(cc, codeInvalidAuth, "airlock: no user: connect with your Airlock user name as the user and the resource name as the database")
+		return nil, nil
+	}
+	if _, ok := params["replication"]; ok {
+		writeFatal(cc, codeInvalidAuth, "airlock: replication connections are not supported through the gateway")
+		return nil, nil
+	}
+	if !cc.tls && !(g.cfg.AllowLoopbackPlaintext && isLoopback(cc.RemoteAddr())) {
+		g.m.refused("tls_required")
+		writeFatal(cc, codeInvalidAuth, msgTLSRequired)
+		return nil, nil
+	}
+	var out []byte
+	if version != pgproto3.ProtocolVersion30 || len(unknownOpts) > 0 {
+		out, _ = (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknownOpts}).Encode(out)
+	}
+	out, _ = (&pgproto3.AuthenticationCleartextPassword{}).Encode(out)
+	if _, err := cc.Write(out); err != nil {
+		return nil, err
+	}
+	typ, pw, err := readTyped(cc.r, min(MaxStartupMessageSize, g.cfg.MaxMessageSize))
+	if err != nil || typ != 'p' {
+		if err == nil {
+			writeFatal(cc, codeProtocol, "airlock: expected a password message")
+		}
+		return nil, err
+	}
+	tok, _, ok := cstring(pw)
+	if !ok {
+		writeFatal(cc, codeProtocol, "airlock: malformed password message")
+		return nil, nil
+	}
+	req := AuthRequest{User: user, Database: database, Token: secretOf(tok), SourceAddr: source, TLS: cc.tls}
+	t, err := g.cfg.Auth.Authenticate(ctx, req)
+	clear(tok)
+	clear(pw)
+	if err != nil || t == nil {
+		g.m.refused("auth_failed")
+		g.log.Info("pgproxy: authentication failed", "user", user, "database", database, "source", source, "err", err)
+		writeFatal(cc, codeInvalidPassword, msgInvalidToken)
+		return nil, nil
+	}
+	if !g.now().Before(t.EndsAt) {
+		g.m.refused("expired")
+		writeFatal(cc, codeAdminShutdown, expiredMsg(t.EndsAt))
+		return nil, nil
+	}
+
+	s := newSession(g, t, cc)
+	if msg := g.reserve(s); msg != "" {
+		g.m.refused("too_many")
+		g.auditRefusal(s, "max_concurrent")
+		writeFatal(cc, codeTooManyConns, msg)
+		return nil, nil
+	}
+	ok = false
+	defer func() {
+		if !ok {
+			g.unregister(s)
+		}
+	}()
+
+	up, err := g.connectUpstream(ctx, t, params)
+	if err != nil {
+		g.m.refused("upstream")
+		g.log.Warn("pgproxy: upstream connect failed", "session", s.id, "resource", t.Resource, "err", err)
+		g.auditRefusal(s, "upstream_unavailable")
+		writeFatal(cc, codeConnFailure, msgUpstreamError)
+		return nil, nil
+	}
+	s.attachUpstream(up)
+	if g.cfg.Sessions != nil {
+		if err := g.cfg.Sessions.CreateSession(ctx, &s.info); err != nil {
+			up.Conn.Close()
+			g.log.Error("pgproxy: record session", "session", s.id, "err", err)
+			writeFatal(cc, codeConnFailure, "airlock: cannot record the session; try again later")
+			return nil, nil
+		}
+	}
+	s.start() // session.started + receipt watcher + deadline timers
+
+	out = out[:0]
+	out, _ = (&pgproto3.AuthenticationOk{}).Encode(out)
+	for _, k := range sortedKeys(up.ParameterStatuses) {
+		out, _ = (&pgproto3.ParameterStatus{Name: k, Value: up.ParameterStatuses[k]}).Encode(out)
+	}
+	out, _ = (&pgproto3.BackendKeyData{ProcessID: s.clientPID, SecretKey: s.clientSecret[:]}).Encode(out)
+	out, _ = (&pgproto3.ReadyForQuery{TxStatus: up.TxStatus}).Encode(out)
+	if _, err := s.cw.Write(out); err != nil {
+		s.kill("client_closed", "", "")
+	}
+	_ = cc.SetDeadline(time.Time{})
+	ok = true
+	return s, nil
+}
+
+// expiredMsg is the FATAL message of a session cut at its grant's end.
+func expiredMsg(t time.Time) string {
+	return "airlock: grant expired at " + t.UTC().Format(time.RFC3339) + " — session closed"
+}
+
+// reserve registers s unless the gateway is closing or the user is over
+// MaxConcurrent for the grant; it returns the refusal message.
+func (g *Gateway) reserve(s *session) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return msgShutdown
+	}
+	if n := s.t.MaxConcurrent; n > 0 {
+		live := 0
+		for _, o := range g.sessions {
+			if o.t.UserID == s.t.UserID && o.t.GrantID == s.t.GrantID {
+				live++
+			}
+		}
+		if live >= n {
+			return fmt.Sprintf("airlock: too many concurrent sessions under this grant (limit %d); close one and retry", n)
+		}
+	}
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:4]) &^ (1 << 31) // positive, like a real pid
+		if _, taken := g.byPID[pid]; taken || pid == 0 {
+			continue
+		}
+		s.clientPID = pid
+		copy(s.clientSecret[:], b[4:])
+		g.byPID[pid] = s
+		break
+	}
+	g.sessions[s.id] = s
+	return ""
+}
+
+func (g *Gateway) unregister(s *session) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sessions[s.id] == s {
+		delete(g.sessions, s.id)
+	}
+	if g.byPID[s.clientPID] == s {
+		delete(g.byPID, s.clientPID)
+	}
+}
+
+// auditRefusal records a connection refused after authentication.
+func (g *Gateway) auditRefusal(s *session, reason string) {
+	e := s.event("session.denied", airlock.OutcomeDenied, struct {
+		Reason string `json:"reason"`
+	}{reason})
+	g.cfg.Audit.Submit(e)
+}
+
+// connectUpstream opens the upstream connection with the brokered
+// credential and hands back the raw connection.
+func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[string]string) (*pgconn.HijackedConn, error) {
+	host, portStr, err := net.SplitHostPort(t.UpstreamAddr)
+	if err != nil {
+		return nil, fmt.Errorf("upstream address: %w", err)
+	}
+	var port uint16
+	if _, err := fmt.Sscanf(portStr, "%d", &port); err != nil {
+		return nil, fmt.Errorf("upstream port: %w", err)
+	}
+	c := g.base.Copy()
+	c.Host, c.Port = host, port
+	c.Database = t.UpstreamDatabase
+	c.User = t.UpstreamUser
+	c.Password = t.UpstreamPassword.Reveal()
+	c.TLSConfig = nil
+	if t.UpstreamTLS != nil {
+		c.TLSConfig = t.UpstreamTLS.Clone()
+		if c.TLSConfig.ServerName == "" {
+			c.TLSConfig.ServerName = host
+		}
+	}
+	c.Fallbacks = nil
+	c.ConnectTimeout = 15 * time.Second
+	c.RuntimeParams = map[string]string{}
+	for k, v := range params {
+		switch k {
+		case "user", "database", "options", "replication":
+		default:
+			c.RuntimeParams[k] = v
+		}
+	}
+	if t.ReadOnly {
+		c.RuntimeParams["default_transaction_read_only"] = "on"
+	}
+	pc, err := pgconn.ConnectConfig(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, err
+	}
+	return hc, nil
+}
+
+// cancel forwards a client's CancelRequest to the upstream backend of the
+// session it names, if the client-facing key matches.
+func (g *Gateway) cancel(pkt []byte) {
+	if len(pkt) != 12 {
+		return
+	}
+	pid := binary.BigEndian.Uint32(pkt[4:8])
+	g.mu.Lock()
+	s := g.byPID[pid]
+	g.mu.Unlock()
+	if s == nil || s.upSecret == nil || subtle.ConstantTimeCompare(pkt[8:12], s.clientSecret[:]) != 1 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sendCancel(ctx, s.t, s.upPID, s.upSecret); err != nil {
+		g.log.Warn("pgproxy: forward cancel", "session", s.id, "err", err)
+		return
+	}
+	s.submit(s.event("db.cancel", airlock.OutcomeSuccess, nil))
+}
+
+// sendCancel sends a CancelRequest to the upstream (over TLS when the
+// target's upstream uses TLS).
+func sendCancel(ctx context.Context, t *Target, pid uint32, key []byte) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", t.UpstreamAddr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if t.UpstreamTLS != nil {
+		req, _ := (&pgproto3.SSLRequest{}).Encode(nil)
+		if _, err := c.Write(req); err != nil {
+			return err
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return err
+		}
+		if b[0] != 'S' {
+			return errors.New("upstream refused TLS for the cancel request")
+		}
+		cfg := t.UpstreamTLS.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(t.UpstreamAddr)
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return err
+		}
+		c = tc
+	}
+	msg, _ := (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: key}).Encode(nil)
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	// The server closes the connection after reading the request.
+	_, _ = io.Copy(io.Discard, c)
+	return nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
