@@ -1,0 +1,46 @@
+package sqlite_test
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/sqlite"
+)
+
+// BenchmarkAppendEvents appends batches of 1,000 events (the audit
+// pipeline's group-commit size) and reports rows/s.
+func BenchmarkAppendEvents(b *testing.B) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	const batch = 1000
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	details := []byte(`{"query":"SELECT * FROM accounts WHERE id = $1","rows":1}`)
+	b.ResetTimer()
+	for b.Loop() {
+		err := db.AppendEvents(ctx, func(h airlock.AuditHead) ([]airlock.Event, error) {
+			evs := make([]airlock.Event, batch)
+			prev := h.Hash
+			for i := range evs {
+				seq := h.Seq + 1 + int64(i)
+				hash := strconv.FormatInt(seq, 16) + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+				evs[i] = airlock.Event{Seq: seq, Time: now, Actor: airlock.Actor{ID: "us_x", Name: "alice"}, Action: "pg.query",
+					Resource: "prod-db", GrantID: "gr_abc", SessionID: "se_abc", SourceAddr: "10.0.0.1:5555", Outcome: airlock.OutcomeSuccess,
+					Details: details, PrevHash: prev, Hash: hash}
+				prev = hash
+			}
+			return evs, nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "rows/s")
+}

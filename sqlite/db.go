@@ -1,0 +1,355 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SchemaVersion is the newest schema version this package knows: the
+// number of the last embedded migration.
+const SchemaVersion = 1
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// DB is an airlock.Store on one SQLite database file. It is safe for
+// concurrent use.
+type DB struct {
+	path string
+	w    *sql.DB // the single writer connection
+	r    *sql.DB // read-only pool
+}
+
+var _ airlock.Store = (*DB)(nil)
+
+// Open opens (creating if needed) the SQLite store at path and migrates its
+// schema. A file that is not an SQLite database, or an SQLite database
+// that is not an Airlock store, is refused with an EINVALID error naming
+// the path; so is a store whose schema is newer than SchemaVersion.
+// path ":memory:" opens a private in-memory store (one connection).
+func Open(ctx context.Context, path string) (*DB, error) {
+	db := &DB{path: path}
+	const common = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_pragma=synchronous(FULL)"
+	if path == ":memory:" {
+		w, err := sql.Open("sqlite", "file::memory:?"+common+"&_txlock=immediate")
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite store: %w", err)
+		}
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(0)
+		w.SetConnMaxIdleTime(0)
+		db.w, db.r = w, w
+	} else {
+		name := "file:" + escapePath(path) + "?"
+		w, err := sql.Open("sqlite", name+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+		}
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxIdleTime(0)
+		w.SetConnMaxLifetime(0)
+		db.w = w
+		// Make sure the file is a database (and in WAL mode) before the
+		// read pool touches it.
+		if err := w.PingContext(ctx); err != nil {
+			w.Close()
+			return nil, notAStore(path, err)
+		}
+		r, err := sql.Open("sqlite", name+common+"&_pragma=query_only(1)")
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+		}
+		r.SetMaxOpenConns(8)
+		r.SetMaxIdleConns(8)
+		db.r = r
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// escapePath escapes the characters that would end the path part of an
+// SQLite URI filename.
+func escapePath(p string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+}
+
+func notAStore(path string, err error) error {
+	return &airlock.Error{Code: airlock.EINVALID, Message: fmt.Sprintf("%s is not an Airlock SQLite store: %v", path, err)}
+}
+
+// Close releases the store's connections.
+func (db *DB) Close() error {
+	err := db.w.Close()
+	if db.r != db.w {
+		if rerr := db.r.Close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// Ping reports an error when the store cannot serve reads and writes.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.r.PingContext(ctx); err != nil {
+		return airlock.WrapError(airlock.EUNAVAILABLE, "store unavailable", err)
+	}
+	var n int
+	if err := db.w.QueryRowContext(ctx, "SELECT 1").Scan(&n); err != nil {
+		return airlock.WrapError(airlock.EUNAVAILABLE, "store unavailable", err)
+	}
+	return nil
+}
+
+// SchemaVersion returns the schema version recorded in the database.
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v sql.NullInt64
+	if err := db.w.QueryRowContext(ctx, "SELECT max(version) FROM schema_migrations").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return int(v.Int64), nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	ents, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range ents {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with its number", e.Name())
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// migrate applies the embedded migrations the database lacks, all in one
+// transaction.
+func (db *DB) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return fmt.Errorf("load migrations: %w", err)
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return notAStore(db.path, err)
+	}
+	defer tx.Rollback()
+	var hasMigrations, tables int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE name = 'schema_migrations'), count(*) FROM sqlite_master WHERE type = 'table'`).Scan(&hasMigrations, &tables); err != nil {
+		return notAStore(db.path, err)
+	}
+	if hasMigrations == 0 && tables > 0 {
+		return notAStore(db.path, errors.New("it holds other tables and no schema_migrations"))
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var cur sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT max(version) FROM schema_migrations").Scan(&cur); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if int(cur.Int64) > SchemaVersion {
+		return airlock.Errorf(airlock.EINVALID, "store schema version %d is newer than this airlock (%d); upgrade airlock", cur.Int64, SchemaVersion)
+	}
+	for _, m := range ms {
+		if m.version <= int(cur.Int64) {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", m.version, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// q rewrites PostgreSQL-style $N placeholders into SQLite's ?N.
+func q(s string) string { return strings.ReplaceAll(s, "$", "?") }
+
+// Value helpers.
+
+// tm converts t to the stored form: unix microseconds, NULL for zero.
+func tm(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// ntime is a scan target for a stored time.
+type ntime struct{ t *time.Time }
+
+func (n ntime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*n.t = time.Time{}
+	case int64:
+		*n.t = time.UnixMicro(x).UTC()
+	default:
+		return fmt.Errorf("time column: unexpected %T", v)
+	}
+	return nil
+}
+
+func st(t *time.Time) ntime { return ntime{t} }
+
+// jsonCol scans a JSON text column into dst; empty collections decode to nil.
+type jsonCol struct{ dst any }
+
+func (j jsonCol) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("json column: unexpected %T", v)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(b, j.dst); err != nil {
+		return err
+	}
+	switch d := j.dst.(type) {
+	case *[]string:
+		if len(*d) == 0 {
+			*d = nil
+		}
+	case *map[string]string:
+		if len(*d) == 0 {
+			*d = nil
+		}
+	case *map[string][]byte:
+		if len(*d) == 0 {
+			*d = nil
+		}
+	}
+	return nil
+}
+
+func js(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain strings/maps/slices are passed
+	}
+	return string(b)
+}
+
+func jsList(v []string) string {
+	if len(v) == 0 {
+		return "[]"
+	}
+	return js(v)
+}
+
+// blob returns b as stored: NULL for nil.
+func blob(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+// sqliteCode returns the extended result code of a SQLite error, or 0.
+func sqliteCode(err error) int {
+	var e *sqlite.Error
+	if errors.As(err, &e) {
+		return e.Code()
+	}
+	return 0
+}
+
+func isUnique(err error) bool {
+	c := sqliteCode(err)
+	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+func isForeignKey(err error) bool { return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY }
+
+// writeErr maps an insert/update error: unique violation → ECONFLICT with
+// conflict, foreign-key violation → ENOTFOUND with missing.
+func writeErr(err error, conflict, missing string) error {
+	switch {
+	case err == nil:
+		return nil
+	case isUnique(err):
+		return airlock.WrapError(airlock.ECONFLICT, conflict, err)
+	case isForeignKey(err):
+		return airlock.WrapError(airlock.ENOTFOUND, missing, err)
+	}
+	return err
+}
+
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
+	}
+	return err
+}
+
+// affected returns ENOTFOUND (with the message) when res changed no row.
+func affected(res sql.Result, err error, format string, args ...any) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
+	}
+	return nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+func limit(n int) string {
+	if n > 0 {
+		return " LIMIT " + strconv.Itoa(n)
+	}
+	return ""
+}
