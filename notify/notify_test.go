@@ -6,13 +6,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"os"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -315,7 +315,7 @@ func TestSlackPayload(t *testing.T) {
 	var p struct {
 		Text   string `json:"text"`
 		Blocks []struct {
-			Type     string `json:"type"`
+			Type     string                `json:"type"`
 			Text     struct{ Text string } `json:"text"`
 			Elements []struct {
 				Text  struct{ Text string } `json:"text"`
