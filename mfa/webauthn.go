@@ -253,6 +253,11 @@ func (w *WebAuthn) FinishRegistration(ctx context.Context, user *airlock.User, c
 	if err != nil {
 		return nil, airlock.WrapError(airlock.EINVALID, "WebAuthn registration response is malformed", fmt.Errorf("%w: %w", ErrAssertion, err))
 	}
+	// Checked before verification only to give a precise message; the
+	// library verifies the UV flag again against the signed data.
+	if w.cfg.RequireUserVerification && !parsed.Response.AttestationObject.AuthData.Flags.HasUserVerified() {
+		return nil, airlock.WrapError(airlock.EFORBIDDEN, "this authenticator did not verify the user (PIN or biometric required)", ErrPolicy)
+	}
 	wu, err := w.loadUser(ctx, user)
 	if err != nil {
 		return nil, err
@@ -260,10 +265,6 @@ func (w *WebAuthn) FinishRegistration(ctx context.Context, user *airlock.User, c
 	cred, err := w.wa.CreateCredential(wu, c.Session, parsed)
 	if err != nil {
 		return nil, airlock.WrapError(airlock.EINVALID, "WebAuthn registration could not be verified", fmt.Errorf("%w: %w", ErrAssertion, err))
-	}
-	flags := parsed.Response.AttestationObject.AuthData.Flags
-	if w.cfg.RequireUserVerification && !flags.HasUserVerified() {
-		return nil, airlock.WrapError(airlock.EFORBIDDEN, "this authenticator did not verify the user (PIN or biometric required)", ErrPolicy)
 	}
 	if len(w.aaguids) > 0 && !slices.ContainsFunc(w.aaguids, func(a []byte) bool { return bytes.Equal(a, cred.Authenticator.AAGUID) }) {
 		return nil, airlock.WrapError(airlock.EFORBIDDEN, "this authenticator model is not allowed here", ErrPolicy)
