@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/airlockhq/airlock"
 )
 
 const evalPolicy = `version: 1
@@ -405,4 +407,25 @@ func BenchmarkEvaluate(b *testing.B) {
 		p.Evaluate(ins[i%len(ins)])
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+}
+
+func TestConvert(t *testing.T) {
+	p := mustParse(t, fullPolicy)
+	box := p.Resources[1].ToDomain()
+	if box.Name != "box" || box.Kind != "ssh" || box.Source != "policy" || box.Credentials != nil ||
+		string(box.Options) != `{"host_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ","logins":["root","*"]}` {
+		t.Errorf("ToDomain = %+v options %s", box, box.Options)
+	}
+	if r := ResourceOf(p.Resources[0].ToDomain()); r.Name != "api" || r.Labels["env"] != "prod" {
+		t.Errorf("ResourceOf = %+v", r)
+	}
+	if got := p.Resources[2].Credentials["write"].SecretRef(); got != "file:/etc/rw" {
+		t.Errorf("SecretRef = %q", got)
+	}
+	if got := p.Resources[2].AccessLevels(); !reflect.DeepEqual(got, []string{"read", "write"}) {
+		t.Errorf("AccessLevels = %v", got)
+	}
+	if s := SubjectOf(&airlock.User{Name: "a", Groups: []string{"g"}}); s.Name != "a" || s.Groups[0] != "g" {
+		t.Errorf("SubjectOf = %+v", s)
+	}
 }

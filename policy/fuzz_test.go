@@ -21,8 +21,15 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 			out := p.Marshal()
-			if _, _, err := Parse(map[string][]byte{"m.yaml": out}); err != nil {
+			q, _, err := Parse(map[string][]byte{"m.yaml": out})
+			if err != nil {
 				t.Fatalf("canonical form of an accepted policy does not parse: %v\n%s", err, out)
+			}
+			if again := q.Marshal(); string(again) != string(out) {
+				t.Fatalf("canonical form is not stable:\n%s\n---\n%s", out, again)
+			}
+			if d := Diff(p, q); len(d) != 0 {
+				t.Fatalf("round trip differs: %v", d)
 			}
 			in := Input{Subject: Subject{Name: "alice", Groups: []string{"sre"}}, Resource: Resource{Name: "prod-db", Labels: map[string]string{"env": "prod"}},
 				Access: "read", Duration: time.Hour, Now: time.Unix(1_800_000_000, 0)}

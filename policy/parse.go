@@ -158,13 +158,11 @@ func (ps *parseState) top(d *decoder, root *yaml.Node, p *Policy) {
 		return
 	}
 	if v, ok := f["version"]; ok {
-		ver := d.integer(v.v, "version", 0)
-		if ver != 1 && ver != 0 {
-			d.errf(v.v, "unsupported policy version %d (this Airlock understands version 1)", ver)
-		}
-		if ver == 1 {
-			if p.Version == 0 {
-				p.Version = ver
+		if s, ok := d.scalar(v.v, "version"); ok {
+			if s != "1" {
+				d.errf(v.v, "unsupported policy version %q (this Airlock understands version 1)", s)
+			} else {
+				p.Version = 1
 			}
 		}
 		ps.sawVersion = true

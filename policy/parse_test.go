@@ -37,7 +37,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown-top-key", "version: 1\nrulez: []\n", `2:1: error: unknown key "rulez" in policy; did you mean "rules"?`},
 		{"unknown-rule-key", "version: 1" + minimalRule + "    maxduration: 1h\n", `7:5: error: unknown key "maxduration" in rule; did you mean "max_duration"?`},
 		{"missing-version", minimalRule, `1:1: error: missing key "version"`},
-		{"bad-version", "version: 2\n", `1:10: error: unsupported policy version 2`},
+		{"bad-version", "version: 2\n", `1:10: error: unsupported policy version "2"`},
 		{"bad-duration", "version: 1" + minimalRule + "    max_duration: 1 hour\n", `7:19: error: rule r: max_duration: invalid duration "1 hour"`},
 		{"negative-duration", "version: 1" + minimalRule + "    max_duration: -1h\n", `7:19: error: rule r: max_duration must be positive`},
 		{"bad-effect", "version: 1" + minimalRule + "    effect: maybe\n", `7:13: error: rule r: effect must be one of allow, deny, not "maybe"`},
@@ -446,5 +446,28 @@ func TestRunCasesReportsFailures(t *testing.T) {
 		if res[i].Pass != w.pass || !strings.Contains(res[i].Message, w.msg) {
 			t.Errorf("case %s: pass=%v msg=%q, want pass=%v msg~%q", res[i].Case.Name, res[i].Pass, res[i].Message, w.pass, w.msg)
 		}
+	}
+}
+
+func TestMarshalQuotesTrickyStrings(t *testing.T) {
+	src := `version: 1
+defaults:
+  reason: {prompt: "  leading: colon # hash\nnewline 'q' \"dq\" ~ null"}
+resources:
+  - name: h
+    kind: http
+    addr: "https://h.internal/x?y=1&z=#frag"
+    labels: {"null": "~", "true": "yes", "1e3": "0x1F", "empty": "", "uni": "ünïcödé ✓"}
+    options: {"- dash": "[not, a, list]", "{": "}"}
+rules:
+  - name: r
+    who: {users: ["*", "null", "- x", "@at", "%pct"], groups: ["&anchorish", "!tag"]}
+    resources: {names: ["*"], labels: {"k": "*"}}
+    access: ["GET /a%20b", "* /"]
+`
+	p := mustParse(t, src)
+	roundTrip(t, p)
+	if p.Resources[0].Labels["null"] != "~" || p.Resources[0].Labels["empty"] != "" || p.Rules[0].Who.Groups[1] != "!tag" {
+		t.Errorf("parsed values wrong: %+v %+v", p.Resources[0].Labels, p.Rules[0].Who)
 	}
 }
