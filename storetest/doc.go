@@ -6,5 +6,5 @@
 //	}
 //
 // open must return an empty, migrated store that is closed when t ends.
-// Each subtest opens its own store, so subtests may run in parallel.
+// Each subtest opens its own store, and the subtests run in parallel.
 package storetest

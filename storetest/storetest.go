@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) airlock.Store) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each subtest owns its store
 			tt.fn(t, open(t))
 		})
 	}
@@ -646,12 +647,16 @@ func testGrants(t *testing.T, s airlock.Store) {
 func testGrantFilters(t *testing.T, s airlock.Store) {
 	ctx := t.Context()
 	// created in order; newest first means reverse.
-	past := mkGrant(t, s, func(g *airlock.Grant) { g.StartsAt, g.EndsAt, g.CreatedAt = at(-2*time.Hour), at(-time.Hour), at(1*time.Second) })
+	past := mkGrant(t, s, func(g *airlock.Grant) {
+		g.StartsAt, g.EndsAt, g.CreatedAt = at(-2*time.Hour), at(-time.Hour), at(1*time.Second)
+	})
 	cur := mkGrant(t, s, func(g *airlock.Grant) { g.CreatedAt = at(2 * time.Second) })
 	future := mkGrant(t, s, func(g *airlock.Grant) {
 		g.StartsAt, g.EndsAt, g.CreatedAt, g.UserID = at(time.Hour), at(2*time.Hour), at(3*time.Second), "us_b"
 	})
-	revoked := mkGrant(t, s, func(g *airlock.Grant) { g.State, g.CreatedAt, g.Resource = airlock.GrantRevoked, at(4*time.Second), "bastion" })
+	revoked := mkGrant(t, s, func(g *airlock.Grant) {
+		g.State, g.CreatedAt, g.Resource = airlock.GrantRevoked, at(4*time.Second), "bastion"
+	})
 	bg := mkGrant(t, s, func(g *airlock.Grant) { g.BreakGlass, g.CreatedAt, g.UserID = true, at(5*time.Second), "us_b" })
 	bgAcked := mkGrant(t, s, func(g *airlock.Grant) {
 		g.BreakGlass, g.CreatedAt, g.AckedBy, g.AckedAt = true, at(6*time.Second), "sec", at(7*time.Second)
@@ -1222,4 +1227,3 @@ func testKV(t *testing.T, s airlock.Store) {
 func testPing(t *testing.T, s airlock.Store) {
 	must(t, s.Ping(t.Context()))
 }
-

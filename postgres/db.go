@@ -1,0 +1,317 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// SchemaVersion is the newest schema version this package knows: the
+// number of the last embedded migration.
+const SchemaVersion = 1
+
+// migrationLock is the pg_advisory_xact_lock key that serialises
+// migrations of replicas starting at once ("airlock" in ASCII).
+const migrationLock = 0x6169726c6f636b
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// DB is an airlock.Store on a PostgreSQL database. It is safe for
+// concurrent use, and several DBs (in several processes) may share one
+// database.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+var _ airlock.Store = (*DB)(nil)
+
+// Open connects to the database at dsn (a postgres:// URL or key=value
+// string), checks it is reachable and migrates its schema. An unreachable
+// server gives an EUNAVAILABLE error naming host:port; a schema newer than
+// SchemaVersion gives EINVALID.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// The parse error may quote the DSN, password included: do not wrap it.
+		return nil, airlock.Errorf(airlock.EINVALID, "invalid PostgreSQL DSN (want postgres://user@host:port/db?…)")
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.MaxConns < 8 {
+		cfg.MaxConns = 8
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		addr := net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
+		return nil, &airlock.Error{Code: airlock.EUNAVAILABLE,
+			Message: fmt.Sprintf("cannot reach PostgreSQL at %s (database %q, user %q); check that the server is running and reachable and that the DSN is right",
+				addr, cfg.ConnConfig.Database, cfg.ConnConfig.User),
+			Err: err}
+	}
+	db := &DB{pool: pool}
+	if err := db.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close releases the store's connections.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// Ping reports an error when the store cannot serve reads and writes.
+func (db *DB) Ping(ctx context.Context) error {
+	var ro string
+	if err := db.pool.QueryRow(ctx, "SHOW transaction_read_only").Scan(&ro); err != nil {
+		return airlock.WrapError(airlock.EUNAVAILABLE, "store unavailable", err)
+	}
+	if ro == "on" {
+		return airlock.Errorf(airlock.EUNAVAILABLE, "store is read-only (connected to a standby?)")
+	}
+	return nil
+}
+
+// SchemaVersion returns the schema version recorded in the database.
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v *int64
+	if err := db.pool.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if v == nil {
+		return 0, nil
+	}
+	return int(*v), nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	ents, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range ents {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with its number", e.Name())
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// migrate applies the embedded migrations the database lacks, in one
+// transaction holding an advisory lock.
+func (db *DB) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return fmt.Errorf("load migrations: %w", err)
+	}
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var cur int
+	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&cur); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if cur > SchemaVersion {
+		return airlock.Errorf(airlock.EINVALID, "store schema version %d is newer than this airlock (%d); upgrade airlock", cur, SchemaVersion)
+	}
+	for _, m := range ms {
+		if m.version <= cur {
+			continue
+		}
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.version); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Value helpers.
+
+// tm converts t to the stored form: microsecond precision, NULL for zero.
+func tm(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// ntime is a scan target for a stored time.
+type ntime struct{ t *time.Time }
+
+func (n ntime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*n.t = time.Time{}
+	case time.Time:
+		*n.t = x.UTC()
+	default:
+		return fmt.Errorf("time column: unexpected %T", v)
+	}
+	return nil
+}
+
+func st(t *time.Time) ntime { return ntime{t} }
+
+// jsonCol scans a JSON text column into dst; empty collections decode to nil.
+type jsonCol struct{ dst any }
+
+func (j jsonCol) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("json column: unexpected %T", v)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(b, j.dst); err != nil {
+		return err
+	}
+	switch d := j.dst.(type) {
+	case *[]string:
+		if len(*d) == 0 {
+			*d = nil
+		}
+	case *map[string]string:
+		if len(*d) == 0 {
+			*d = nil
+		}
+	case *map[string][]byte:
+		if len(*d) == 0 {
+			*d = nil
+		}
+	}
+	return nil
+}
+
+func js(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain strings/maps/slices are passed
+	}
+	return string(b)
+}
+
+func jsList(v []string) string {
+	if len(v) == 0 {
+		return "[]"
+	}
+	return js(v)
+}
+
+// blob returns b as stored: NULL for nil.
+func blob(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+func pgCode(err error) string {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// writeErr maps an insert/update error: unique violation → ECONFLICT with
+// conflict, foreign-key violation → ENOTFOUND with missing, invalid text
+// (NUL bytes, bad UTF-8) → EINVALID.
+func writeErr(err error, conflict, missing string) error {
+	if err == nil {
+		return nil
+	}
+	switch pgCode(err) {
+	case "23505":
+		return airlock.WrapError(airlock.ECONFLICT, conflict, err)
+	case "23503":
+		return airlock.WrapError(airlock.ENOTFOUND, missing, err)
+	case "22021", "22P05":
+		return airlock.WrapError(airlock.EINVALID, "text is not valid UTF-8", err)
+	}
+	return err
+}
+
+func notFound(err error, format string, args ...any) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
+	}
+	return err
+}
+
+// affected returns ENOTFOUND (with the message) when tag changed no row.
+func affected(tag pgconn.CommandTag, err error, format string, args ...any) error {
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
+	}
+	return nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+func limit(n int) string {
+	if n > 0 {
+		return " LIMIT " + strconv.Itoa(n)
+	}
+	return ""
+}
