@@ -2,9 +2,9 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"fmt"
 	"strings"
 	"time"
 
