@@ -360,4 +360,3 @@ func (db *DB) DeleteKV(ctx context.Context, key string) error {
 	_, err := db.w.ExecContext(ctx, q(`DELETE FROM kv WHERE key=$1`), key)
 	return err
 }
-
