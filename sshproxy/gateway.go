@@ -1,0 +1,368 @@
+package sshproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/recording"
+	"github.com/airlockhq/airlock/sshca"
+	"golang.org/x/crypto/ssh"
+)
+
+// DefaultAddr is where the gateway listens unless told otherwise.
+const DefaultAddr = "127.0.0.1:7022"
+
+// Close reasons and the notices written to the user's terminal.
+const (
+	ReasonExpired  = "grant expired"
+	ReasonRevoked  = "grant revoked"
+	ReasonIdle     = "idle timeout"
+	ReasonShutdown = "server shutting down"
+)
+
+// AuthRequest is what the gateway knows about a connecting user once their
+// certificate has been verified and they proved possession of its key.
+type AuthRequest struct {
+	UserName   string // the certificate's principal: the Airlock user name
+	GrantID    string // the certificate's airlock-grant@airlock.dev extension
+	Resource   string // from the SSH user name
+	Login      string // from the SSH user name or the certificate; may be ""
+	SourceAddr string
+	CertKeyID  string
+	CertSerial uint64
+}
+
+// Authorizer decides whether an authenticated user may reach a resource.
+// The server implements it: it checks that the grant is active, belongs to
+// the user, covers the resource and that policy allows the login.
+type Authorizer interface {
+	// Authorize returns the target to connect to, or an *airlock.Error
+	// (ENOTFOUND, EFORBIDDEN…) whose Message is shown to the user, e.g.
+	// "no active grant for prod-web: run `airlock request prod-web --access ubuntu …`".
+	Authorize(ctx context.Context, req AuthRequest) (*Target, error)
+}
+
+// AuthorizerFunc adapts a function to Authorizer.
+type AuthorizerFunc func(ctx context.Context, req AuthRequest) (*Target, error)
+
+// Authorize implements Authorizer.
+func (f AuthorizerFunc) Authorize(ctx context.Context, req AuthRequest) (*Target, error) {
+	return f(ctx, req)
+}
+
+// Target is where an authorized connection goes and under which rules.
+type Target struct {
+	UserID, UserName string
+	GrantID          string
+	Resource         string
+	Access           string // access level of the grant (informational)
+	Login            string // OS account on the target; becomes the upstream certificate's principal
+	Addr             string // host:port of the target's sshd
+	// EndsAt is the grant's ends_at: the session is closed then.
+	EndsAt time.Time
+	// HostKey pins the target's host key. When nil the target must present
+	// a host certificate from the Airlock host CA naming HostName (or the
+	// host part of Addr).
+	HostKey  ssh.PublicKey
+	HostName string
+	// Record records interactive sessions (shells and pty sessions);
+	// RecordInput also records keystrokes.
+	Record, RecordInput bool
+	AllowPortForward    bool
+	AllowAgentForward   bool
+	// IdleTimeout closes the session after this long without data in
+	// either direction; 0 disables it.
+	IdleTimeout time.Duration
+}
+
+// SessionRecorder persists gateway sessions; airlock.SessionStore
+// satisfies it.
+type SessionRecorder interface {
+	CreateSession(ctx context.Context, s *airlock.Session) error
+	EndSession(ctx context.Context, s *airlock.Session) error
+}
+
+// Config configures a Gateway.
+type Config struct {
+	Addr       string     // listen address for ListenAndServe; DefaultAddr when empty
+	HostSigner ssh.Signer // the gateway's host key, ideally certified (sshca.CA.HostSigner)
+	CA         *sshca.CA  // verifies user certificates and signs upstream ones
+	Auth       Authorizer
+	Audit      airlock.Auditor // durable, fail-closed
+	Sessions   SessionRecorder // optional
+	Recordings recording.Store // required when any Target has Record
+	Logger     *slog.Logger
+	Now        func() time.Time
+	Node       string // recorded in sessions (which replica holds them)
+
+	// MaxUserCertLifetime rejects user certificates valid for longer
+	// (not counting the sshca.Skew backdating). Default 5 minutes.
+	MaxUserCertLifetime time.Duration
+	// UpstreamCertLifetime is how long the per-session certificate for the
+	// target lives after issue. Default 90 s: with the 30 s backdating the
+	// validity window is 2 minutes.
+	UpstreamCertLifetime time.Duration
+	// HandshakeTimeout bounds the client's key exchange and authentication.
+	// Default 30 s.
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds connecting and authenticating to the target.
+	// Default 10 s.
+	DialTimeout time.Duration
+	// Dial connects to targets; a net.Dialer when nil.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// NoticeTimeout bounds writing the closing notice before the
+	// connection is cut. Default 300 ms.
+	NoticeTimeout time.Duration
+}
+
+// Gateway is the SSH gateway: it authenticates users by Airlock
+// certificate, connects them to targets with per-session certificates,
+// relays, records and audits the sessions, and cuts them when their grant
+// ends. Its methods are safe for concurrent use.
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	sessions  map[string]*session
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{} // connections still authenticating
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+// New checks cfg and returns a Gateway.
+func New(cfg Config) (*Gateway, error) {
+	switch {
+	case cfg.HostSigner == nil:
+		return nil, errors.New("sshproxy: HostSigner is required")
+	case cfg.CA == nil || cfg.CA.UserCA() == nil:
+		return nil, errors.New("sshproxy: CA with a user CA key is required")
+	case cfg.Auth == nil:
+		return nil, errors.New("sshproxy: Auth is required")
+	case cfg.Audit == nil:
+		return nil, errors.New("sshproxy: Audit is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxUserCertLifetime <= 0 {
+		cfg.MaxUserCertLifetime = 5 * time.Minute
+	}
+	if cfg.UpstreamCertLifetime <= 0 {
+		cfg.UpstreamCertLifetime = 90 * time.Second
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.NoticeTimeout <= 0 {
+		cfg.NoticeTimeout = 300 * time.Millisecond
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{}
+		cfg.Dial = d.DialContext
+	}
+	return &Gateway{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "sshproxy"),
+		sessions:  map[string]*session{},
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[net.Conn]struct{}{},
+	}, nil
+}
+
+// ListenAndServe listens on cfg.Addr and serves until ctx ends or Shutdown.
+func (g *Gateway) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", g.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("sshproxy: listen: %w", err)
+	}
+	return g.Serve(ctx, ln)
+}
+
+// Serve accepts connections on ln until ctx ends or Shutdown is called,
+// then returns nil. It closes ln.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	g.listeners[ln] = struct{}{}
+	g.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	defer func() {
+		g.mu.Lock()
+		delete(g.listeners, ln)
+		g.mu.Unlock()
+		ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			g.mu.Lock()
+			closing := g.closing
+			g.mu.Unlock()
+			if closing || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay) // back off on EMFILE and friends, as net/http does
+				continue
+			}
+			return fmt.Errorf("sshproxy: accept: %w", err)
+		}
+		delay = 0
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.ServeConn(ctx, c)
+		}()
+	}
+}
+
+// ServeConn serves one client connection (a TCP connection, or stdio of
+// a ProxyCommand) and returns when the session is over. It closes c.
+func (g *Gateway) ServeConn(ctx context.Context, c net.Conn) {
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		c.Close()
+		return
+	}
+	g.conns[c] = struct{}{}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.conns, c)
+		g.mu.Unlock()
+	}()
+	g.serveConn(ctx, c)
+}
+
+// Shutdown stops accepting connections, closes every live session with
+// ReasonShutdown and waits for them to end or ctx to expire.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closing = true
+	for ln := range g.listeners {
+		ln.Close()
+	}
+	for c := range g.conns {
+		c.Close()
+	}
+	ss := make([]*session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		ss = append(ss, s)
+	}
+	g.mu.Unlock()
+	for _, s := range ss {
+		s.terminate(ReasonShutdown, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *Gateway) closeWhere(match func(*session) bool, reason, notice string) int {
+	g.mu.Lock()
+	var ss []*session
+	for _, s := range g.sessions {
+		if match(s) {
+			ss = append(ss, s)
+		}
+	}
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range ss {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.terminate(reason, notice) }()
+	}
+	wg.Wait()
+	return len(ss)
+}
+
+// CloseGrant closes every session under grantID, telling the user why, and
+// returns how many it closed. It returns once they are cut.
+func (g *Gateway) CloseGrant(grantID, reason string) int {
+	return g.closeWhere(func(s *session) bool { return s.target.GrantID == grantID }, closeReason(ReasonRevoked, reason), noticeFor(ReasonRevoked, reason))
+}
+
+// CloseUser closes every session of userID and returns how many.
+func (g *Gateway) CloseUser(userID, reason string) int {
+	return g.closeWhere(func(s *session) bool { return s.target.UserID == userID }, closeReason("user access revoked", reason), noticeFor("access revoked", reason))
+}
+
+// CloseSession closes one session and reports whether it was live here.
+func (g *Gateway) CloseSession(id, reason string) bool {
+	return g.closeWhere(func(s *session) bool { return s.id == id }, closeReason("session killed", reason), noticeFor("session killed", reason)) > 0
+}
+
+func closeReason(what, why string) string {
+	if why == "" {
+		return what
+	}
+	return what + ": " + why
+}
+
+func noticeFor(what, why string) string {
+	if why == "" || why == what {
+		return what
+	}
+	return what + " (" + printable(why) + ")"
+}
+
+// ActiveSessions returns a snapshot of the live sessions on this gateway,
+// oldest first.
+func (g *Gateway) ActiveSessions() []airlock.Session {
+	g.mu.Lock()
+	out := make([]airlock.Session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		out = append(out, s.snapshot())
+	}
+	g.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+func (g *Gateway) register(s *session) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return false
+	}
+	g.sessions[s.id] = s
+	return true
+}
+
+func (g *Gateway) unregister(s *session) {
+	g.mu.Lock()
+	delete(g.sessions, s.id)
+	g.mu.Unlock()
+}
