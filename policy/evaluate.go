@@ -15,11 +15,92 @@ import (
 // patterns and effective values, indexed by exact resource name.
 type compiled struct {
 	rules []*crule
-	// allowByName / denyByName hold indexes into rules (ascending) of
-	// rules whose names are all literal; *Wild hold the other rules.
-	allowByName, denyByName map[string][]int32
-	allowWild, denyWild     []int32
-	pos                     map[string]pos
+	// Each index lists rule numbers in ascending (file) order.
+	// byName: rules whose names are all literal, under each name.
+	// byPrefix: rules whose name globs all start with a literal prefix,
+	// under that prefix cut to prefixKey bytes.
+	// wild: every other rule (label-only selectors, globs starting with '*').
+	allow, deny ruleIndex
+	pos         map[string]pos
+}
+
+const prefixKey = 4
+
+type ruleIndex struct {
+	byName   map[string][]int32
+	byPrefix map[string][]int32
+	wild     []int32
+}
+
+func (x *ruleIndex) add(i int32, names []string) {
+	literal, prefixed := len(names) > 0, len(names) > 0
+	for _, n := range names {
+		star := strings.IndexByte(n, '*')
+		literal = literal && star < 0
+		prefixed = prefixed && star != 0
+	}
+	switch {
+	case literal:
+		for _, n := range names {
+			x.byName[n] = appendOnce(x.byName[n], i)
+		}
+	case prefixed:
+		for _, n := range names {
+			p := n
+			if star := strings.IndexByte(n, '*'); star > 0 {
+				p = n[:star]
+			}
+			p = p[:min(len(p), prefixKey)]
+			x.byPrefix[p] = appendOnce(x.byPrefix[p], i)
+		}
+	default:
+		x.wild = append(x.wild, i)
+	}
+}
+
+// candidates is a k-way merge, in ascending order without duplicates, of
+// the index lists that may hold rules matching one resource name.
+type candidates struct {
+	lists [prefixKey + 2][]int32
+	n     int
+	last  int32
+}
+
+func (x *ruleIndex) candidates(name string) candidates {
+	var c candidates
+	c.last = -1
+	push := func(l []int32) {
+		if len(l) > 0 {
+			c.lists[c.n] = l
+			c.n++
+		}
+	}
+	push(x.byName[name])
+	for l := 1; l <= min(len(name), prefixKey); l++ {
+		push(x.byPrefix[name[:l]])
+	}
+	push(x.wild)
+	return c
+}
+
+func (c *candidates) next() (int32, bool) {
+	for {
+		best := -1
+		for k := 0; k < c.n; k++ {
+			if len(c.lists[k]) > 0 && (best < 0 || c.lists[k][0] < c.lists[best][0]) {
+				best = k
+			}
+		}
+		if best < 0 {
+			return 0, false
+		}
+		i := c.lists[best][0]
+		c.lists[best] = c.lists[best][1:]
+		if i != c.last {
+			c.last = i
+			return i, true
+		}
+	}
 }
 
 type crule struct {
@@ -60,16 +141,17 @@ type cauto struct {
 }
 
 func compile(p *Policy, positions map[string]pos) (*compiled, error) {
-	c := &compiled{allowByName: map[string][]int32{}, denyByName: map[string][]int32{}, pos: positions}
+	c := &compiled{
+		allow: ruleIndex{byName: map[string][]int32{}, byPrefix: map[string][]int32{}},
+		deny:  ruleIndex{byName: map[string][]int32{}, byPrefix: map[string][]int32{}},
+		pos:   positions,
+	}
 	df := p.Defaults
 	for i, r := range p.Rules {
 		cr := &crule{name: r.Name, deny: r.Effect == EffectDeny}
 		cr.users, cr.groups, cr.anySubject = compileWho(r.Who.Users, r.Who.Groups)
-		literal := len(r.Resources.Names) > 0
 		for _, n := range r.Resources.Names {
-			g := compileGlob(n)
-			literal = literal && g.literal
-			cr.names = append(cr.names, g)
+			cr.names = append(cr.names, compileGlob(n))
 		}
 		for _, k := range sortedKeys(r.Resources.Labels) {
 			v := r.Resources.Labels[k]
@@ -144,21 +226,11 @@ func compile(p *Policy, positions map[string]pos) (*compiled, error) {
 		}
 		cr.dec = d
 
-		idx := int32(i)
 		c.rules = append(c.rules, cr)
-		switch {
-		case literal && cr.deny:
-			for _, n := range r.Resources.Names {
-				c.denyByName[n] = appendOnce(c.denyByName[n], idx)
-			}
-		case literal:
-			for _, n := range r.Resources.Names {
-				c.allowByName[n] = appendOnce(c.allowByName[n], idx)
-			}
-		case cr.deny:
-			c.denyWild = append(c.denyWild, idx)
-		default:
-			c.allowWild = append(c.allowWild, idx)
+		if cr.deny {
+			c.deny.add(int32(i), r.Resources.Names)
+		} else {
+			c.allow.add(int32(i), r.Resources.Names)
 		}
 	}
 	return c, nil
@@ -314,26 +386,6 @@ func (a *cauto) holds(in *Input) bool {
 	return true
 }
 
-// next walks two ascending index lists in merged order.
-type merged struct {
-	a, b []int32
-}
-
-func (m *merged) next() (int32, bool) {
-	switch {
-	case len(m.a) == 0 && len(m.b) == 0:
-		return 0, false
-	case len(m.b) == 0 || (len(m.a) > 0 && m.a[0] < m.b[0]):
-		i := m.a[0]
-		m.a = m.a[1:]
-		return i, true
-	default:
-		i := m.b[0]
-		m.b = m.b[1:]
-		return i, true
-	}
-}
-
 // Evaluate decides one request. It is pure and safe for concurrent use.
 //
 // Deny by default; the first matching deny rule wins over all allow rules;
@@ -353,14 +405,14 @@ func (p *Policy) Evaluate(in Input) Decision {
 	if in.Duration < 0 {
 		return Decision{Reason: "duration must be positive"}
 	}
-	deny := merged{c.denyByName[in.Resource.Name], c.denyWild}
+	deny := c.deny.candidates(in.Resource.Name)
 	for i, ok := deny.next(); ok; i, ok = deny.next() {
 		if r := c.rules[i]; r.match(&in) {
 			return Decision{Rule: r.name, Reason: r.reasonDenied}
 		}
 	}
 	var first, pick *crule
-	allow := merged{c.allowByName[in.Resource.Name], c.allowWild}
+	allow := c.allow.candidates(in.Resource.Name)
 	for i, ok := allow.next(); ok; i, ok = allow.next() {
 		r := c.rules[i]
 		if !r.match(&in) {
