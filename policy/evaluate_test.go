@@ -429,3 +429,73 @@ func TestConvert(t *testing.T) {
 		t.Errorf("SubjectOf = %+v", s)
 	}
 }
+
+// linearDecide is the specification Evaluate's index must agree with:
+// scan every rule in file order, deny rules first.
+func linearDecide(p *Policy, in Input) (bool, string) {
+	for _, r := range p.c.rules {
+		if r.deny && r.match(&in) {
+			return false, r.name
+		}
+	}
+	first := ""
+	for _, r := range p.c.rules {
+		if r.deny || !r.match(&in) {
+			continue
+		}
+		if first == "" {
+			first = r.name
+		}
+		if !in.BreakGlass || r.dec.BreakGlassAllowed {
+			maxd := r.dec.MaxDuration
+			if in.BreakGlass {
+				maxd = r.dec.BreakGlassMaxDuration
+			}
+			return in.Duration <= maxd, r.name
+		}
+	}
+	return false, first // no rule, or none allows break-glass
+}
+
+func TestIndexAgreesWithLinearScan(t *testing.T) {
+	p := mustParse(t, `version: 1
+rules:
+  - {name: d1, effect: deny, who: {groups: [g3]}, resources: {names: ["d*"]}, access: [write]}
+  - {name: a1, who: {groups: [g1]}, resources: {names: ["db*x", "cache"]}, access: [read]}
+  - {name: a2, who: {groups: [g1, g2]}, resources: {names: ["d*"]}, access: [read, write], max_duration: 30m}
+  - {name: a3, who: {groups: [g2]}, resources: {names: ["*x"]}, access: ["*"], break_glass: {allowed: true, alert: []}}
+  - {name: d2, effect: deny, who: {users: ["*"]}, resources: {names: ["dbase-secret"]}, access: ["*"]}
+  - {name: a4, who: {groups: [g3]}, resources: {names: [dbase-1, dbase-secret]}, access: [read]}
+  - {name: a5, who: {groups: [g1, g3]}, resources: {names: ["dbase-*"], labels: {env: prod}}, access: [read]}
+  - {name: a6, who: {groups: ["*"]}, resources: {labels: {env: dev}}, access: [read]}
+  - {name: a7, who: {groups: [g2]}, resources: {names: ["dbase-1*"]}, access: [read], break_glass: {allowed: true, alert: []}}
+`)
+	names := []string{"d", "db", "dbx", "db-x", "dbase-1", "dbase-10", "dbase-secret", "cache", "cachex", "x", "", "other"}
+	labels := []map[string]string{nil, {"env": "prod"}, {"env": "dev"}}
+	groups := [][]string{nil, {"g1"}, {"g2"}, {"g3"}, {"g1", "g3"}}
+	for _, n := range names {
+		for _, l := range labels {
+			for _, g := range groups {
+				for _, access := range []string{"read", "write"} {
+					for _, bg := range []bool{false, true} {
+						for _, dur := range []time.Duration{10 * time.Minute, 45 * time.Minute, 2 * time.Hour} {
+							in := Input{Subject: Subject{Name: "u", Groups: g}, Resource: Resource{Name: n, Labels: l}, Access: access, BreakGlass: bg, Duration: dur}
+							d := p.Evaluate(in)
+							allowed, rule := linearDecide(p, in)
+							if d.Allowed != allowed || d.Rule != rule {
+								t.Errorf("%+v: Evaluate = %v %q, linear scan = %v %q", in, d.Allowed, d.Rule, allowed, rule)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	big, ins := benchPolicy(t, 1000, 10000)
+	for _, in := range ins[:3000] {
+		d := big.Evaluate(in)
+		if allowed, rule := linearDecide(big, in); d.Allowed != allowed || d.Rule != rule {
+			t.Fatalf("%+v: Evaluate = %v %q, linear scan = %v %q", in, d.Allowed, d.Rule, allowed, rule)
+		}
+	}
+}
