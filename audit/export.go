@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/airlockhq/airlock"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Line types of an export.
@@ -32,11 +35,42 @@ type exportCheckpoint struct {
 }
 
 // exportLine decodes either kind of line: the two share seq, hash and time.
+// It is decoded strictly (github.com/go-json-experiment/json: member names
+// case-sensitive, unknown or duplicate members rejected, strings must be
+// valid UTF-8), so an edited line cannot hide a second value.
 type exportLine struct {
-	Type string `json:"type"`
-	airlock.Event
-	KeyID     string `json:"key_id"`
-	Signature string `json:"signature"`
+	Type  string    `json:"type"`
+	Seq   int64     `json:"seq"`
+	Time  time.Time `json:"time"`
+	Actor struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"actor"`
+	Action     string         `json:"action"`
+	Resource   string         `json:"resource"`
+	RequestID  string         `json:"request_id"`
+	GrantID    string         `json:"grant_id"`
+	SessionID  string         `json:"session_id"`
+	SourceAddr string         `json:"source_addr"`
+	Outcome    string         `json:"outcome"`
+	Details    jsontext.Value `json:"details"`
+	PrevHash   string         `json:"prev_hash"`
+	Hash       string         `json:"hash"`
+	KeyID      string         `json:"key_id"`
+	Signature  string         `json:"signature"`
+}
+
+func (l *exportLine) event() airlock.Event {
+	e := airlock.Event{
+		Seq: l.Seq, Time: l.Time, Actor: airlock.Actor{ID: l.Actor.ID, Name: l.Actor.Name},
+		Action: l.Action, Resource: l.Resource, RequestID: l.RequestID, GrantID: l.GrantID,
+		SessionID: l.SessionID, SourceAddr: l.SourceAddr, Outcome: l.Outcome,
+		PrevHash: l.PrevHash, Hash: l.Hash,
+	}
+	if len(l.Details) > 0 {
+		e.Details = json.RawMessage(l.Details)
+	}
+	return e
 }
 
 // Export writes the events f selects, and the checkpoints within them, to w
@@ -44,8 +78,8 @@ type exportLine struct {
 // format). It streams with ScanEvents and never holds the log in memory.
 //
 // The exported events are contiguous when f uses only AfterSeq, Since,
-// Until and Limit: Since starts at the first event at or after it, Until
-// stops before the first event after it. Such an export verifies with
+// Until and Limit: Since starts at the first event at or after it (inclusive),
+// Until stops at the first event at or after it (exclusive). Such an export verifies with
 // VerifyExport. Filters on Action, ActorName, Resource, SessionID or
 // GrantID produce an excerpt that does not verify. When the export runs to
 // the end of the log (no Until, no Limit) it also carries checkpoints
@@ -92,7 +126,7 @@ func Export(ctx context.Context, store airlock.AuditStore, w io.Writer, f airloc
 	bounded := !f.Until.IsZero() || f.Limit > 0
 	var werr error
 	err = store.ScanEvents(ctx, after, func(e airlock.Event) error {
-		if !f.Until.IsZero() && e.Time.After(f.Until) {
+		if !f.Until.IsZero() && !e.Time.Before(f.Until) {
 			return errStop
 		}
 		if f.Limit > 0 && n >= f.Limit {
@@ -183,7 +217,7 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 			if line.KeyID != "" || line.Signature != "" {
 				return v.badLine(lineNo, "event line carries checkpoint fields"), nil
 			}
-			ok = v.addEvent(line.Event)
+			ok = v.addEvent(line.event())
 		case LineCheckpoint:
 			ok = v.addCheckpoint(airlock.Checkpoint{
 				Seq: line.Seq, Hash: line.Hash, Time: line.Time, KeyID: line.KeyID, Signature: line.Signature,
@@ -204,16 +238,13 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	return v.finish(), nil
 }
 
+var strict = jsonv2.JoinOptions(jsonv2.RejectUnknownMembers(true))
+
 func decodeLine(b []byte, line *exportLine) error {
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(line); err != nil {
-		return err
+	if len(b) == 0 || b[0] != '{' {
+		return errors.New("not a JSON object")
 	}
-	if dec.More() {
-		return errors.New("trailing data after the record")
-	}
-	return nil
+	return jsonv2.Unmarshal(b, line, strict)
 }
 
 // badLine settles pending events and then reports the unreadable line.

@@ -501,11 +501,11 @@ func TestKeysPEM(t *testing.T) {
 		t.Fatalf("ParsePrivateKey: %v", err)
 	}
 	for name, in := range map[string][]byte{
-		"empty":   nil,
-		"garbage": []byte("not pem"),
+		"empty":      nil,
+		"garbage":    []byte("not pem"),
 		"wrong-type": []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
-		"private": privPEM,
-		"bad-der": []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
+		"private":    privPEM,
+		"bad-der":    []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
 	} {
 		if _, err := ParsePublicKey(in); err == nil {
 			t.Errorf("%s: accepted", name)

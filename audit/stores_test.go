@@ -1,0 +1,5 @@
+package audit
+
+import "testing"
+
+func benchAppendStores(b *testing.B) {}
