@@ -356,7 +356,7 @@ func TestFileTransfersAudited(t *testing.T) {
 	e := newEnv(t)
 	e.allow("prod-web", []string{"root"}, nil)
 	local := t.TempDir()
-	remote := t.TempDir() // the target is this machine
+	remote := t.TempDir()                             // the target is this machine
 	payload := bytes.Repeat([]byte("airlock!"), 4096) // 32 KiB
 	if err := os.WriteFile(filepath.Join(local, "up.bin"), payload, 0o644); err != nil {
 		t.Fatal(err)
@@ -585,4 +585,25 @@ func TestAuditDownRefusesSessions(t *testing.T) {
 	}
 	e.gw.CloseGrant("gr_1", "")
 	<-done
+}
+
+func TestPinnedHostKeyAndIdleTimeout(t *testing.T) {
+	e := newEnv(t)
+	e.allow("prod-web", []string{"root"}, func(t *Target) {
+		t.HostKey = e.sshd.HostKey // pinned instead of the host CA
+		t.IdleTimeout = time.Second
+	})
+	_, out, done := e.startInteractive("root@prod-web")
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("idle session not closed")
+	}
+	if !strings.Contains(out.String(), "airlock: idle timeout — session closed") {
+		t.Errorf("client did not see the notice:\n%q", out.String())
+	}
+	_, d := e.audit.wait(t, "session.ended", nil)
+	if d["reason"] != ReasonIdle {
+		t.Errorf("end reason = %v", d["reason"])
+	}
 }
