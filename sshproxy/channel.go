@@ -27,7 +27,7 @@ type sessionChannel struct {
 	started    chan struct{}
 	startOnce  sync.Once
 
-	mu         sync.Mutex
+	mu         sync.Mutex // guards pty and rec for notify, and the exit fields
 	exitStatus *uint32
 	exitSignal string
 }
@@ -36,10 +36,13 @@ func (c *sessionChannel) start() { c.startOnce.Do(func() { close(c.started) }) }
 
 // notify writes msg to the user's terminal (stderr without a pty).
 func (c *sessionChannel) notify(msg string) {
-	if c.rec != nil {
-		c.rec.Output([]byte(msg))
+	c.mu.Lock()
+	rec, pty := c.rec, c.pty
+	c.mu.Unlock()
+	if rec != nil {
+		rec.Output([]byte(msg))
 	}
-	if c.pty != nil {
+	if pty != nil {
 		c.down.Write([]byte(msg))
 		return
 	}
@@ -175,7 +178,9 @@ func (c *sessionChannel) clientRequests(ctx context.Context, reqs <-chan *ssh.Re
 				req.Reply(false, nil)
 				continue
 			}
+			c.mu.Lock()
 			c.pty = &p
+			c.mu.Unlock()
 			c.forward(req)
 		case "window-change":
 			cols, rows, err := parseWindowChange(req.Payload)
@@ -183,8 +188,11 @@ func (c *sessionChannel) clientRequests(ctx context.Context, reqs <-chan *ssh.Re
 				req.Reply(false, nil)
 				continue
 			}
-			if c.rec != nil {
-				c.rec.Resize(int(cols), int(rows))
+			c.mu.Lock()
+			rec := c.rec
+			c.mu.Unlock()
+			if rec != nil {
+				rec.Resize(int(cols), int(rows))
 			}
 			c.forward(req)
 		case "env", "signal", "break":
@@ -288,7 +296,9 @@ func (c *sessionChannel) prepare(ctx context.Context, req *ssh.Request) error {
 			s.log.Error("recording unavailable: refusing session", "err", err)
 			return fmt.Errorf("session recording is required on %s and is unavailable", s.target.Resource)
 		}
+		c.mu.Lock()
 		c.rec = rec
+		c.mu.Unlock()
 		outs = append(outs, rec.Output)
 		if s.target.RecordInput {
 			ins = append(ins, rec.Input)

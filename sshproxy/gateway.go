@@ -234,11 +234,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("sshproxy: accept: %w", err)
 		}
 		delay = 0
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			g.ServeConn(ctx, c)
-		}()
+		go g.ServeConn(ctx, c)
 	}
 }
 
@@ -252,7 +248,9 @@ func (g *Gateway) ServeConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	g.conns[c] = struct{}{}
+	g.wg.Add(1)
 	g.mu.Unlock()
+	defer g.wg.Done()
 	defer func() {
 		g.mu.Lock()
 		delete(g.conns, c)

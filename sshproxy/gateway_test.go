@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -605,5 +606,66 @@ func TestPinnedHostKeyAndIdleTimeout(t *testing.T) {
 	_, d := e.audit.wait(t, "session.ended", nil)
 	if d["reason"] != ReasonIdle {
 		t.Errorf("end reason = %v", d["reason"])
+	}
+}
+
+// TestServeConnOverPipe drives the gateway over a socket pair (no
+// listener), as a ProxyCommand / --stdio transport would, with the Go SSH
+// client.
+func TestServeConnOverPipe(t *testing.T) {
+	e := newEnv(t)
+	e.allow("prod-web", []string{"root"}, nil)
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileConn := func(fd int) net.Conn {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	srvSide, cliSide := fileConn(fds[0]), fileConn(fds[1])
+	served := make(chan struct{})
+	go func() { defer close(served); e.gw.ServeConn(context.Background(), srvSide) }()
+
+	signer, _, _ := sshca.GenerateKey()
+	cert, err := e.ca.SignUserCert(signer.PublicKey(), []string{"alice"}, "pipe", time.Minute, map[string]string{sshca.ExtGrant: "gr_1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := ssh.NewCertSigner(cert, signer)
+	conn, chans, reqs, err := ssh.NewClientConn(cliSide, "127.0.0.1:22", &ssh.ClientConfig{
+		User: "root@prod-web", Auth: []ssh.AuthMethod{ssh.PublicKeys(cs)}, HostKeyCallback: e.ca.HostKeyCallback(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ssh.NewClient(conn, chans, reqs)
+	defer client.Close()
+	sess, _ := client.NewSession()
+	out, err := sess.Output("echo pipe-ok")
+	if err != nil || string(out) != "pipe-ok\n" {
+		t.Fatalf("exec over pipe: %q %v", out, err)
+	}
+
+	// CloseUser cuts the connection.
+	sess2, _ := client.NewSession()
+	if err := sess2.Start("sleep 30"); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.gw.CloseUser("u_alice", "user disabled"); n != 1 {
+		t.Fatalf("CloseUser closed %d sessions", n)
+	}
+	if err := sess2.Wait(); err == nil {
+		t.Fatal("command survived CloseUser")
+	}
+	<-served
+	_, d := e.audit.wait(t, "session.ended", func(d map[string]any) bool { return d["reason"] == "user access revoked: user disabled" })
+	if d == nil {
+		t.Fatal("no session.ended")
 	}
 }
