@@ -63,7 +63,8 @@ type verifier struct {
 	start int
 	n     int
 
-	cps []airlock.Checkpoint // waiting for their event to be accepted
+	cps    []airlock.Checkpoint // waiting for their event to be accepted: cps[cpHead:]
+	cpHead int
 }
 
 func newVerifier(pub ed25519.PublicKey, partial bool) *verifier {
@@ -137,12 +138,12 @@ func (v *verifier) judge(cur *airlock.Event) {
 		v.rep.FirstSeq = v.expect
 		// Drop checkpoints before the first event: nothing to check them against.
 		kept := v.cps[:0]
-		for _, c := range v.cps {
+		for _, c := range v.cps[v.cpHead:] {
 			if c.Seq >= v.expect {
 				kept = append(kept, c)
 			}
 		}
-		v.cps = kept
+		v.cps, v.cpHead = kept, 0
 	}
 	E := v.expect
 	var next *airlock.Event
@@ -218,12 +219,12 @@ func (v *verifier) checkCheckpoints() {
 		return
 	}
 	last := v.expect - 1
-	i := 0
-	for ; i < len(v.cps) && !v.done; i++ {
-		c := v.cps[i]
+	for v.cpHead < len(v.cps) && !v.done {
+		c := v.cps[v.cpHead]
 		if c.Seq > last {
 			break
 		}
+		v.cpHead++
 		if !VerifyCheckpoint(v.pub, c) {
 			v.fail(ProblemBadCheckpoint, c.Seq, "checkpoint signature is invalid")
 			return
@@ -240,7 +241,9 @@ func (v *verifier) checkCheckpoints() {
 		v.rep.Checkpoints++
 		v.lastCP = c.Seq
 	}
-	v.cps = append(v.cps[:0], v.cps[i:]...)
+	if v.cpHead == len(v.cps) {
+		v.cps, v.cpHead = v.cps[:0], 0
+	}
 }
 
 // finish judges what is pending and returns the report.
@@ -253,7 +256,7 @@ func (v *verifier) finish() *Report {
 			v.started = true
 		}
 		last := v.expect - 1
-		for _, c := range v.cps {
+		for _, c := range v.cps[v.cpHead:] {
 			if !VerifyCheckpoint(v.pub, c) {
 				v.fail(ProblemBadCheckpoint, c.Seq, "checkpoint signature is invalid")
 				break
