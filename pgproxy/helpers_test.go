@@ -154,7 +154,7 @@ func (b *syncBuffer) String() string {
 type envOpt func(*Config)
 
 // newEnv starts a gateway with tokens "read-token" and "write-token".
-func newEnv(t *testing.T, opts ...envOpt) *env {
+func newEnv(t testing.TB, opts ...envOpt) *env {
 	t.Helper()
 	pg := testenv.Postgres(t)
 	db := pg.NewDatabase(t)
@@ -236,7 +236,7 @@ func (e *env) dsn(token, sslmode string) string {
 	return fmt.Sprintf("postgres://alice:%s@127.0.0.1:%d/prod-db?sslmode=%s", token, e.port, sslmode)
 }
 
-func (e *env) connect(t *testing.T, token string) *pgx.Conn {
+func (e *env) connect(t testing.TB, token string) *pgx.Conn {
 	t.Helper()
 	c, err := pgx.Connect(t.Context(), e.dsn(token, "disable"))
 	if err != nil {
@@ -273,7 +273,7 @@ func (e *env) waitEvent(t *testing.T, action string) airlock.Event {
 	}
 }
 
-func randHex(t *testing.T) string {
+func randHex(t testing.TB) string {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
@@ -281,7 +281,7 @@ func randHex(t *testing.T) string {
 	return fmt.Sprintf("%x", b)
 }
 
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

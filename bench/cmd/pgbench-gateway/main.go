@@ -1,0 +1,146 @@
+// Command pgbench-gateway runs Airlock's PostgreSQL gateway for
+// bench/pgbench.sh: a fixed connect token (reusable: bench only) opens the
+// upstream database with a fixed credential, and every statement goes
+// through the real audit pipeline (hash-chained log, group commit, SQLite
+// store in a temporary directory) or, with -audit=count, a counting sink.
+//
+// It prints "ready" once listening and runs until SIGINT/SIGTERM.
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/audit"
+	"github.com/airlockhq/airlock/pgproxy"
+	"github.com/airlockhq/airlock/secrets"
+	"github.com/airlockhq/airlock/sqlite"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgbench-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	listen := flag.String("listen", "127.0.0.1:6432", "gateway listen address")
+	upstream := flag.String("upstream", "127.0.0.1:5432", "upstream PostgreSQL host:port")
+	db := flag.String("db", "bench", "upstream database")
+	user := flag.String("user", "bench", "upstream user")
+	token := flag.String("token", "bench-token", "the connect token clients send as password")
+	strict := flag.Bool("strict", false, "strict audit: hold results until their events are durable")
+	mode := flag.String("audit", "sqlite", "audit sink: sqlite (real pipeline) or count")
+	dataDir := flag.String("data-dir", "", "directory for the SQLite store (default: a temporary directory)")
+	flag.Parse()
+	password := secrets.Secret(os.Getenv("UPSTREAM_PASSWORD"))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	var sink pgproxy.AuditSink
+	var closeSink func()
+	switch *mode {
+	case "count":
+		c := &countingSink{}
+		sink, closeSink = c, func() { fmt.Fprintf(os.Stderr, "pgbench-gateway: %d events\n", c.n.Load()) }
+	case "sqlite":
+		dir := *dataDir
+		if dir == "" {
+			d, err := os.MkdirTemp("", "pgbench-gateway-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(d)
+			dir = d
+		}
+		store, err := sqlite.Open(ctx, filepath.Join(dir, "airlock.db"))
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		lg, err := audit.Open(ctx, store, audit.Options{Signer: key, Logger: logger})
+		if err != nil {
+			return err
+		}
+		sink = logSink{lg}
+		closeSink = func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = lg.Close(cctx)
+			if h, err := store.AuditHead(cctx); err == nil {
+				fmt.Fprintf(os.Stderr, "pgbench-gateway: %d events in the audit log\n", h.Seq)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown -audit %q", *mode)
+	}
+
+	target := pgproxy.Target{
+		UserID: "usr_bench", UserName: "bench", GrantID: "gr_bench", Resource: "bench", Access: "write",
+		EndsAt:       time.Now().Add(24 * time.Hour),
+		UpstreamAddr: *upstream, UpstreamDatabase: *db, UpstreamUser: *user, UpstreamPassword: password,
+		StrictAudit: *strict,
+	}
+	auth := pgproxy.AuthenticatorFunc(func(ctx context.Context, req pgproxy.AuthRequest) (*pgproxy.Target, error) {
+		if req.Token.Reveal() != *token { // bench only: the token never runs out
+			return nil, errors.New("wrong token")
+		}
+		t := target
+		return &t, nil
+	})
+	gw, err := pgproxy.New(pgproxy.Config{Auth: auth, Audit: sink, AllowLoopbackPlaintext: true, Logger: logger, Node: "bench"})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	errc := make(chan error, 1)
+	go func() { errc <- gw.Serve(ctx, ln) }()
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = gw.Shutdown(sctx)
+	<-errc
+	closeSink()
+	return nil
+}
+
+// logSink adapts *audit.Log (whose Submit returns *audit.Receipt) to
+// pgproxy.AuditSink.
+type logSink struct{ l *audit.Log }
+
+func (s logSink) Submit(e airlock.Event) pgproxy.Pending { return s.l.Submit(e) }
+
+type countingSink struct{ n atomic.Int64 }
+
+type done struct{}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (done) Done() <-chan struct{} { return closed }
+func (done) Err() error            { return nil }
+
+func (c *countingSink) Submit(airlock.Event) pgproxy.Pending { c.n.Add(1); return done{} }

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# bench/pgbench.sh — pgbench through Airlock's PostgreSQL gateway, compared
+# with a direct connection, pgbouncer (session mode) and a plain TCP relay.
+#
+# One invocation does everything in a temporary directory: a throwaway
+# PostgreSQL cluster (as the postgres OS user when run as root),
+# `pgbench -i -s $SCALE`, then for each target select-only (-S) and the
+# default TPC-B-like script at 1, 8 and 32 clients, and select-only with a
+# new connection per transaction (-C) at 8 clients. Finally it opens
+# $IDLE_CONNS idle connections through each proxy and reports the proxy's
+# RSS growth per connection.
+#
+# Targets:
+#   direct          pgbench → PostgreSQL
+#   gateway         pgbench → airlock pgproxy (real audit pipeline: hash-chained
+#                   log with group commit into SQLite) → PostgreSQL
+#   gateway-strict  same, strict audit (results held until their events are durable)
+#   pgbouncer       pgbench → pgbouncer (pool_mode=session) → PostgreSQL
+#   tcprelay        pgbench → Go io.Copy relay → PostgreSQL
+#
+# Environment: DURATION (seconds per run, default 10), SCALE (default 10),
+# CLIENTS (default "1 8 32"), CONNECT_CLIENTS (default 8), THREADS (pgbench
+# -j cap, default 2), IDLE_CONNS (default 1000, 0 = skip), TARGETS (default
+# all five), AUDIT (sqlite = the real pipeline, default; count = a counting
+# sink, to separate proxy cost from audit cost), KEEP=1 keeps the temporary
+# directory.
+#
+# Needs: initdb/pg_ctl/postgres, pgbench, psql, pgbouncer, go.
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+SCALE=${SCALE:-10}
+CLIENTS=${CLIENTS:-"1 8 32"}
+CONNECT_CLIENTS=${CONNECT_CLIENTS:-8}
+THREADS=${THREADS:-2}
+IDLE_CONNS=${IDLE_CONNS:-1000}
+TARGETS=${TARGETS:-"direct gateway gateway-strict pgbouncer tcprelay"}
+AUDIT=${AUDIT:-sqlite}
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+for tool in initdb pg_ctl pgbench psql pgbouncer go; do
+	if ! command -v "$tool" >/dev/null 2>&1 && ! [ -x "/usr/lib/postgresql/15/bin/$tool" ]; then
+		echo "pgbench.sh: $tool not found (apt-get install postgresql postgresql-contrib pgbouncer; Go from go.dev)" >&2
+		exit 1
+	fi
+done
+PATH=$PATH:/usr/lib/postgresql/15/bin
+
+T=$(mktemp -d /tmp/airlock-pgbench.XXXXXX)
+chmod 755 "$T"
+PIDS=()
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+cleanup() {
+	set +e
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+	[ -f "$T/pgbouncer.pid" ] && kill "$(cat "$T/pgbouncer.pid")" 2>/dev/null
+	[ -d "$T/data" ] && as_pg pg_ctl -D "$T/data" -m fast -w stop >/dev/null 2>&1
+	if [ "${KEEP:-}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+
+BASE=$((20000 + RANDOM % 20000))
+PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4))
+PW=bench-pw-$RANDOM$RANDOM
+TOKEN=bench-token
+
+echo "== building (go build ./bench/cmd/...)"
+(cd "$ROOT" && CGO_ENABLED=0 go build -o "$T/bin/" ./bench/cmd/...)
+
+echo "== PostgreSQL cluster in $T (port $PGPORT)"
+mkdir -p "$T/sock"
+[ "$(id -u)" = 0 ] && chown postgres "$T" "$T/sock"
+as_pg initdb -D "$T/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >"$T/initdb.log"
+cat >>"$T/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$T/sock'
+max_connections = $((IDLE_CONNS + 200))
+shared_buffers = 256MB
+synchronous_commit = off
+CONF
+as_pg pg_ctl -D "$T/data" -l "$T/postgres.log" -w start >/dev/null
+as_pg psql -X -q -h "$T/sock" -p "$PGPORT" -U postgres -c "CREATE ROLE bench LOGIN PASSWORD '$PW'" -c "CREATE DATABASE bench OWNER bench"
+PGPASSWORD=$PW pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PGPORT" -U bench bench >"$T/init.log" 2>&1
+
+wait_ready() { # file
+	for _ in $(seq 1 300); do
+		grep -q ready "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "pgbench.sh: $1 never became ready:" >&2
+	cat "$1" >&2
+	exit 1
+}
+
+echo "== starting proxies"
+UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GW" -upstream "127.0.0.1:$PGPORT" \
+	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -data-dir "$(mkdir -p "$T/gw" && echo "$T/gw")" >"$T/gw.out" 2>"$T/gw.err" &
+GW_PID=$!
+PIDS+=("$GW_PID")
+UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWS" -upstream "127.0.0.1:$PGPORT" \
+	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -strict -data-dir "$(mkdir -p "$T/gws" && echo "$T/gws")" >"$T/gws.out" 2>"$T/gws.err" &
+GWS_PID=$!
+PIDS+=("$GWS_PID")
+"$T/bin/tcprelay" -listen "127.0.0.1:$RELAY" -upstream "127.0.0.1:$PGPORT" >"$T/relay.out" 2>&1 &
+RELAY_PID=$!
+PIDS+=("$RELAY_PID")
+cat >"$T/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PGPORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER
+unix_socket_dir =
+auth_type = plain
+auth_file = $T/userlist.txt
+pool_mode = session
+max_client_conn = $((IDLE_CONNS + 100))
+default_pool_size = $((IDLE_CONNS + 100))
+logfile = $T/pgbouncer.log
+pidfile = $T/pgbouncer.pid
+INI
+echo "\"bench\" \"$PW\"" >"$T/userlist.txt"
+[ "$(id -u)" = 0 ] && chown postgres "$T/pgbouncer.ini" "$T/userlist.txt"
+as_pg pgbouncer -d -q "$T/pgbouncer.ini"
+wait_ready "$T/gw.out"
+wait_ready "$T/gws.out"
+wait_ready "$T/relay.out"
+for _ in $(seq 1 100); do [ -s "$T/pgbouncer.pid" ] && break; sleep 0.1; done
+BOUNCER_PID=$(cat "$T/pgbouncer.pid")
+
+# conn TARGET → "port user password"
+conn() {
+	case $1 in
+	direct) echo "$PGPORT bench $PW" ;;
+	gateway) echo "$GW alice $TOKEN" ;;
+	gateway-strict) echo "$GWS alice $TOKEN" ;;
+	pgbouncer) echo "$BOUNCER bench $PW" ;;
+	tcprelay) echo "$RELAY bench $PW" ;;
+	esac
+}
+
+TESTS=()
+for c in $CLIENTS; do TESTS+=("select-only:$c:-S"); done
+for c in $CLIENTS; do TESTS+=("tpcb-like:$c:"); done
+TESTS+=("select-only-connect:$CONNECT_CLIENTS:-S -C")
+
+declare -A TPS
+for test in "${TESTS[@]}"; do
+	IFS=: read -r name c flags <<<"$test"
+	j=$((c < THREADS ? c : THREADS))
+	for target in $TARGETS; do
+		read -r port user pass <<<"$(conn "$target")"
+		# shellcheck disable=SC2086
+		out=$(PGPASSWORD=$pass pgbench -n -h 127.0.0.1 -p "$port" -U "$user" -T "$DURATION" -c "$c" -j "$j" $flags bench 2>&1) || {
+			echo "pgbench failed for $target $name c=$c:" >&2
+			echo "$out" >&2
+			exit 1
+		}
+		tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
+		TPS["$name:$c:$target"]=$tps
+		printf '  %-22s c=%-3s %-15s %10.1f tps\n' "$name" "$c" "$target" "$tps"
+	done
+done
+
+echo
+echo "== TPS (ratio to direct), ${DURATION}s per run, scale $SCALE, audit $AUDIT, $(nproc) CPUs"
+printf '%-26s' "test"
+for target in $TARGETS; do printf '%-22s' "$target"; done
+echo
+for test in "${TESTS[@]}"; do
+	IFS=: read -r name c _ <<<"$test"
+	printf '%-26s' "$name c=$c"
+	d=${TPS["$name:$c:direct"]:-}
+	for target in $TARGETS; do
+		v=${TPS["$name:$c:$target"]}
+		if [ -n "$d" ]; then
+			printf '%-22s' "$(awk -v v="$v" -v d="$d" 'BEGIN{printf "%.0f (%.2f)", v, v/d}')"
+		else
+			printf '%-22s' "$(printf '%.0f' "$v")"
+		fi
+	done
+	echo
+done
+
+rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+if [ "$IDLE_CONNS" -gt 0 ]; then
+	echo
+	echo "== memory per idle connection ($IDLE_CONNS idle connections, RSS delta of the proxy process)"
+	for target in gateway pgbouncer tcprelay; do
+		case $target in
+		gateway) pid=$GW_PID ;;
+		pgbouncer) pid=$BOUNCER_PID ;;
+		tcprelay) pid=$RELAY_PID ;;
+		esac
+		read -r port user pass <<<"$(conn "$target")"
+		before=$(rss_kb "$pid")
+		rm -f "$T/hold" && mkfifo "$T/hold"
+		"$T/bin/idleconns" -n "$IDLE_CONNS" -dsn "postgres://$user:$pass@127.0.0.1:$port/bench?sslmode=disable" <"$T/hold" >"$T/idle.out" 2>&1 &
+		idle_pid=$!
+		exec 3>"$T/hold"
+		for _ in $(seq 1 1200); do
+			grep -q ready "$T/idle.out" && break
+			kill -0 "$idle_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if ! grep -q ready "$T/idle.out"; then
+			echo "idleconns failed for $target:" >&2
+			cat "$T/idle.out" >&2
+			exit 1
+		fi
+		after=$(rss_kb "$pid")
+		exec 3>&-
+		wait "$idle_pid"
+		printf '  %-12s RSS %7d KiB → %7d KiB: %6.1f KiB per idle connection\n' "$target" "$before" "$after" \
+			"$(awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN{print (a-b)/n}')"
+	done
+fi
