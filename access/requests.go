@@ -1,0 +1,685 @@
+package access
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/policy"
+)
+
+// RequestInput asks for access.
+type RequestInput struct {
+	Resource       string        `json:"resource"`
+	Access         string        `json:"access"`
+	Duration       time.Duration `json:"duration"`
+	Reason         string        `json:"reason"`
+	Ticket         string        `json:"ticket,omitempty"`
+	StartAt        time.Time     `json:"start_at,omitzero"`
+	DryRun         bool          `json:"dry_run,omitempty"`
+	ExtendsGrantID string        `json:"extends_grant_id,omitempty"`
+	OTP            string        `json:"otp,omitempty"`
+}
+
+// DryRun explains what a request would do.
+type DryRun struct {
+	Allowed           bool          `json:"allowed"`
+	Rule              string        `json:"rule"`
+	Why               string        `json:"why"`
+	MaxDuration       time.Duration `json:"max_duration"`
+	RequiredApprovals int           `json:"required_approvals"`
+	ApproverGroups    []string      `json:"approver_groups"`
+	Approvers         []string      `json:"approvers"`
+	AutoApprove       bool          `json:"auto_approve"`
+	ReasonRequired    bool          `json:"reason_required"`
+	ReasonPrompt      string        `json:"reason_prompt,omitempty"`
+	BreakGlass        bool          `json:"break_glass_allowed"`
+}
+
+// RequestResult is the outcome of a request.
+type RequestResult struct {
+	Request *airlock.AccessRequest `json:"request,omitempty"`
+	Grant   *airlock.Grant         `json:"grant,omitempty"`
+	DryRun  *DryRun                `json:"dry_run,omitempty"`
+}
+
+// maxScheduleAhead bounds scheduled starts.
+const maxScheduleAhead = 30 * 24 * time.Hour
+
+func (s *Service) decide(ctx context.Context, u *airlock.User, r *airlock.Resource, access string, d time.Duration, breakGlass bool) policy.Decision {
+	pol, _ := s.Policy()
+	return pol.Evaluate(policy.Input{Subject: policy.Subject{Name: u.Name, Groups: u.Groups}, Resource: policyResource(r),
+		Access: access, Duration: d, Now: s.now(), BreakGlass: breakGlass})
+}
+
+// approvers lists the enabled users who could approve under d, except exclude.
+func (s *Service) approvers(ctx context.Context, d policy.Decision, exclude string) []string {
+	us, err := s.store.ListUsers(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, u := range us {
+		if u.ID == exclude || u.Disabled {
+			continue
+		}
+		if policy.CanApprove(policy.Subject{Name: u.Name, Groups: u.Groups}, d) {
+			out = append(out, u.Name)
+		}
+	}
+	return out
+}
+
+func approverGroups(d policy.Decision) []string {
+	if len(d.ApproverGroups) == 0 {
+		return []string{airlock.GroupAdmins}
+	}
+	return append([]string(nil), d.ApproverGroups...)
+}
+
+// Request files an access request (or, with DryRun, explains one). Errors:
+// ENOTFOUND (unknown resource, with close names), EFORBIDDEN (policy),
+// EINVALID (duration over the max, missing reason, bad start).
+func (s *Service) Request(ctx context.Context, p *identity.Principal, in RequestInput) (*RequestResult, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	r, err := s.resource(ctx, in.Resource)
+	if err != nil {
+		return nil, err
+	}
+	if in.Access == "" {
+		return nil, airlock.Errorf(airlock.EINVALID, "--access is required; %s offers: %s", r.Name, strings.Join(sortedLevels(r), ", "))
+	}
+	d := s.decide(ctx, p.User, r, in.Access, in.Duration, false)
+	if in.DryRun {
+		dr := &DryRun{Allowed: d.Allowed, Rule: d.Rule, Why: d.Reason, MaxDuration: d.MaxDuration, RequiredApprovals: d.RequiredApprovals,
+			ApproverGroups: approverGroups(d), Approvers: s.approvers(ctx, d, p.User.ID), AutoApprove: d.AutoApprove,
+			ReasonRequired: d.ReasonRequired, ReasonPrompt: d.ReasonPrompt, BreakGlass: d.BreakGlassAllowed}
+		return &RequestResult{DryRun: dr}, nil
+	}
+	if in.Duration <= 0 {
+		return nil, airlock.Errorf(airlock.EINVALID, "--for DURATION is required (at most %s for %s %s)", fmtDur(d.MaxDuration), r.Name, in.Access)
+	}
+	if !d.Allowed {
+		if d.MaxDuration > 0 && in.Duration > d.MaxDuration && d.Rule != "" {
+			return nil, airlock.Errorf(airlock.EINVALID, "duration %s exceeds the maximum of %s for %s %s (rule %s)", fmtDur(in.Duration), fmtDur(d.MaxDuration), r.Name, in.Access, d.Rule)
+		}
+		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
+			Details: details("access", in.Access, "duration", in.Duration.String(), "why", d.Reason)})
+		return nil, airlock.Errorf(airlock.EFORBIDDEN, "policy does not allow this request: %s", d.Reason)
+	}
+	if d.ReasonRequired && strings.TrimSpace(in.Reason) == "" {
+		prompt := d.ReasonPrompt
+		if prompt == "" {
+			prompt = "why do you need access?"
+		}
+		return nil, airlock.Errorf(airlock.EINVALID, "a reason is required (%s): pass --reason TEXT", prompt)
+	}
+	if len(in.Reason) > 1000 || len(in.Ticket) > 200 {
+		return nil, airlock.Errorf(airlock.EINVALID, "reason (1000) or ticket (200 characters) is too long")
+	}
+	now := s.now().UTC()
+	if !in.StartAt.IsZero() {
+		if in.StartAt.Before(now) || in.StartAt.Sub(now) > maxScheduleAhead {
+			return nil, airlock.Errorf(airlock.EINVALID, "--start must be in the future and within 30 days")
+		}
+		in.StartAt = in.StartAt.UTC()
+	}
+	if in.ExtendsGrantID != "" {
+		g, err := s.store.GrantByID(ctx, in.ExtendsGrantID)
+		if err != nil || g.UserID != p.User.ID {
+			return nil, airlock.Errorf(airlock.ENOTFOUND, "no grant %q of yours to extend", in.ExtendsGrantID)
+		}
+	}
+	ttl := d.PendingTTL
+	if ttl <= 0 {
+		ttl = 24 * time.Hour
+	}
+	_, ver := s.Policy()
+	req := &airlock.AccessRequest{ID: airlock.NewID("req"), UserID: p.User.ID, UserName: p.User.Name, Resource: r.Name, Access: in.Access,
+		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, StartAt: in.StartAt, State: airlock.RequestPending, Rule: d.Rule,
+		RequiredApprovals: d.RequiredApprovals, ApproverGroups: approverGroups(d), ExtendsGrantID: in.ExtendsGrantID, PolicyVersion: ver,
+		CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
+		Details: details("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule,
+			"auto_approve", d.AutoApprove, "extends_grant_id", in.ExtendsGrantID)}); err != nil {
+		return nil, err
+	}
+	if err := s.store.CreateRequest(ctx, req); err != nil {
+		return nil, err
+	}
+	res := &RequestResult{Request: req}
+	if d.AutoApprove {
+		g, err := s.grant(ctx, req, airlock.SystemActor, p.Session.MFAMethod, "auto-approved by rule "+d.Rule)
+		if err != nil {
+			return nil, err
+		}
+		res.Grant = g
+		res.Request, _ = s.store.RequestByID(ctx, req.ID)
+		return res, nil
+	}
+	s.notify(context.WithoutCancel(ctx), d.Notify, Notification{Kind: "request.created", RequestID: req.ID, User: req.UserName,
+		Resource: req.Resource, Access: req.Access, Duration: req.Duration, Reason: req.Reason, Ticket: req.Ticket, URL: s.requestURL(req.ID)})
+	return res, nil
+}
+
+func (s *Service) requestURL(id string) string {
+	if s.consoleURL == "" {
+		return ""
+	}
+	return s.consoleURL + "/requests/" + id
+}
+
+func (s *Service) lockRequest(id string) func() {
+	v, _ := s.reqLocks.LoadOrStore(id, &sync.Mutex{})
+	m := v.(*sync.Mutex)
+	m.Lock()
+	return m.Unlock
+}
+
+// grant turns an approved request into a grant: audit first, then the
+// atomic store transition that makes concurrent approvals yield one grant.
+func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airlock.Actor, mfaMethod, why string) (*airlock.Grant, error) {
+	now := s.now().UTC()
+	start := now
+	if req.StartAt.After(now) {
+		start = req.StartAt
+	}
+	g := &airlock.Grant{ID: airlock.NewID("gr"), RequestID: req.ID, UserID: req.UserID, UserName: req.UserName, Resource: req.Resource,
+		Access: req.Access, StartsAt: start, EndsAt: start.Add(req.Duration), State: airlock.GrantActive, MFAMethod: mfaMethod,
+		BreakGlass: req.BreakGlass, CreatedAt: now}
+	action := "grant.activated"
+	if req.BreakGlass {
+		action = "breakglass.activated"
+	}
+	if err := s.record(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: req.ID, GrantID: g.ID,
+		Details: details("user", g.UserName, "access", g.Access, "starts_at", g.StartsAt, "ends_at", g.EndsAt, "why", why, "break_glass", g.BreakGlass)}); err != nil {
+		return nil, err
+	}
+	if err := s.store.ApproveRequest(ctx, req.ID, g); err != nil {
+		if airlock.IsCode(err, airlock.ECONFLICT) {
+			s.record(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "grant.discarded", Resource: g.Resource, RequestID: req.ID, GrantID: g.ID,
+				Details: details("why", "request was no longer pending (concurrent decision)")})
+			return nil, airlock.Errorf(airlock.ECONFLICT, "request %s was already decided", req.ID)
+		}
+		return nil, err
+	}
+	return g, nil
+}
+
+// ReviewInput approves or denies a request.
+type ReviewInput struct {
+	Decision string `json:"decision"`
+	Comment  string `json:"comment,omitempty"`
+	OTP      string `json:"otp,omitempty"`
+}
+
+// Review records p's decision on a request. The requester can never review
+// their own request; approvals count distinct reviewers; one deny ends it.
+// Errors: ENOTFOUND, EFORBIDDEN (own request, not an approver), EINVALID
+// (not pending: expired, denied, granted), EMFAREQUIRED, ECONFLICT.
+func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID string, in ReviewInput) (*RequestResult, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	if in.Decision != airlock.DecisionApprove && in.Decision != airlock.DecisionDeny {
+		return nil, airlock.Errorf(airlock.EINVALID, "decision must be approve or deny")
+	}
+	unlock := s.lockRequest(requestID)
+	defer unlock()
+	req, err := s.store.RequestByID(ctx, requestID)
+	if err != nil {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "no request %q; run `airlock requests --to-review`", requestID)
+	}
+	refuse := func(code, msg string, args ...any) (*RequestResult, error) {
+		m := fmt.Sprintf(msg, args...)
+		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.review_refused", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
+			Outcome: airlock.OutcomeDenied, Details: details("decision", in.Decision, "why", m)})
+		return nil, airlock.Errorf(code, "%s", m)
+	}
+	if req.UserID == p.User.ID {
+		return refuse(airlock.EFORBIDDEN, "you cannot review your own request")
+	}
+	now := s.now()
+	if req.State == airlock.RequestPending && !now.Before(req.ExpiresAt) {
+		s.expireRequest(ctx, req)
+		req.State = airlock.RequestExpired
+	}
+	if req.State != airlock.RequestPending {
+		return refuse(airlock.EINVALID, "request %s is %s, not pending", req.ID, req.State)
+	}
+	u, err := s.store.UserByID(ctx, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.resource(ctx, req.Resource)
+	if err != nil {
+		return nil, err
+	}
+	d := s.decide(ctx, u, r, req.Access, req.Duration, false)
+	d.ApproverGroups = req.ApproverGroups
+	if !policy.CanApprove(policy.Subject{Name: p.User.Name, Groups: p.User.Groups}, d) {
+		return refuse(airlock.EFORBIDDEN, "you are not an approver for this request (needs a member of %s)", strings.Join(req.ApproverGroups, ", "))
+	}
+	if in.OTP != "" {
+		if _, err := s.ident.VerifyMFA(ctx, p, identity.FactorInput{OTP: in.OTP}); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.ident.RequireFreshWithin(p, identity.ActionApprove, d.Freshness.Approve, factorMethods(d.Factors)); err != nil {
+		return nil, err
+	}
+	rv := &airlock.Review{RequestID: req.ID, ReviewerID: p.User.ID, ReviewerName: p.User.Name, Decision: in.Decision, Comment: in.Comment,
+		MFAMethod: p.Session.MFAMethod, CreatedAt: now.UTC()}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.reviewed", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
+		Details: details("decision", in.Decision, "comment", in.Comment, "mfa_method", p.Session.MFAMethod)}); err != nil {
+		return nil, err
+	}
+	if err := s.store.AddReview(ctx, rv); err != nil {
+		if airlock.IsCode(err, airlock.ECONFLICT) {
+			return nil, airlock.Errorf(airlock.ECONFLICT, "you already reviewed request %s", req.ID)
+		}
+		return nil, err
+	}
+	if in.Decision == airlock.DecisionDeny {
+		if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.denied", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
+			Details: details("comment", in.Comment)}); err != nil {
+			return nil, err
+		}
+		if err := s.store.SetRequestState(ctx, req.ID, airlock.RequestPending, airlock.RequestDenied, now.UTC()); err != nil {
+			return nil, err
+		}
+		req, _ = s.store.RequestByID(ctx, req.ID)
+		return &RequestResult{Request: req}, nil
+	}
+	reviews, err := s.store.ListReviews(ctx, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	distinct := map[string]bool{}
+	for _, rv := range reviews {
+		if rv.Decision == airlock.DecisionApprove && rv.ReviewerID != req.UserID {
+			distinct[rv.ReviewerID] = true
+		}
+	}
+	need := req.RequiredApprovals
+	if need < 1 {
+		need = 1
+	}
+	if len(distinct) < need {
+		return &RequestResult{Request: req}, nil
+	}
+	g, err := s.grant(ctx, req, p.Actor(), p.Session.MFAMethod, fmt.Sprintf("%d of %d approvals", len(distinct), need))
+	if err != nil {
+		return nil, err
+	}
+	req, _ = s.store.RequestByID(ctx, req.ID)
+	return &RequestResult{Request: req, Grant: g}, nil
+}
+
+func factorMethods(f string) []string {
+	if f == "phishing_resistant" {
+		return identity.PhishingResistant
+	}
+	return nil
+}
+
+func (s *Service) expireRequest(ctx context.Context, req *airlock.AccessRequest) {
+	if err := s.record(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "request.expired", Resource: req.Resource, RequestID: req.ID}); err != nil {
+		return
+	}
+	s.store.SetRequestState(ctx, req.ID, airlock.RequestPending, airlock.RequestExpired, s.now().UTC())
+}
+
+// RequestView is a request with its reviews.
+type RequestView struct {
+	*airlock.AccessRequest
+	Reviews []*airlock.Review `json:"reviews"`
+}
+
+// RequestsFilter selects which requests ListRequests returns.
+type RequestsFilter struct {
+	Mine         bool
+	ToReview     bool
+	ReviewNeeded bool // break-glass grants awaiting acknowledgement
+}
+
+// ListRequests returns requests for p: their own, those they may review,
+// or (admins) all.
+func (s *Service) ListRequests(ctx context.Context, p *identity.Principal, f RequestsFilter) ([]RequestView, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	var rf airlock.RequestFilter
+	switch {
+	case f.Mine:
+		rf.UserID = p.User.ID
+	case f.ToReview:
+		rf.State = airlock.RequestPending
+	case f.ReviewNeeded:
+		t := true
+		rf.BreakGlass = &t
+	default:
+		if !p.User.IsAdmin() {
+			rf.UserID = p.User.ID
+		}
+	}
+	reqs, err := s.store.ListRequests(ctx, rf)
+	if err != nil {
+		return nil, err
+	}
+	out := []RequestView{}
+	now := s.now()
+	for _, r := range reqs {
+		if r.State == airlock.RequestPending && !now.Before(r.ExpiresAt) {
+			r.State = airlock.RequestExpired
+		}
+		if f.ToReview {
+			if r.UserID == p.User.ID || r.State != airlock.RequestPending || !canReview(p.User, r) {
+				continue
+			}
+		}
+		if f.ReviewNeeded {
+			if r.GrantID == "" {
+				continue
+			}
+			g, err := s.store.GrantByID(ctx, r.GrantID)
+			if err != nil || !g.AckedAt.IsZero() || !canReview(p.User, r) && !p.User.IsAdmin() {
+				continue
+			}
+		}
+		rvs, _ := s.store.ListReviews(ctx, r.ID)
+		if rvs == nil {
+			rvs = []*airlock.Review{}
+		}
+		out = append(out, RequestView{AccessRequest: r, Reviews: rvs})
+	}
+	return out, nil
+}
+
+func canReview(u *airlock.User, r *airlock.AccessRequest) bool {
+	return policy.CanApprove(policy.Subject{Name: u.Name, Groups: u.Groups}, policy.Decision{ApproverGroups: r.ApproverGroups})
+}
+
+// GetRequest returns one request visible to p.
+func (s *Service) GetRequest(ctx context.Context, p *identity.Principal, id string) (*RequestView, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	r, err := s.store.RequestByID(ctx, id)
+	if err != nil || (r.UserID != p.User.ID && !canReview(p.User, r) && !p.User.IsAdmin()) {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "no request %q", id)
+	}
+	if r.State == airlock.RequestPending && !s.now().Before(r.ExpiresAt) {
+		r.State = airlock.RequestExpired
+	}
+	rvs, _ := s.store.ListReviews(ctx, r.ID)
+	if rvs == nil {
+		rvs = []*airlock.Review{}
+	}
+	return &RequestView{AccessRequest: r, Reviews: rvs}, nil
+}
+
+// Requestable is what p may request and what p holds now.
+type Requestable struct {
+	Entitlements []policy.Entitlement `json:"requestable"`
+	Held         []GrantView          `json:"held"`
+}
+
+// GrantView is a grant with its time left.
+type GrantView struct {
+	*airlock.Grant
+	Active      bool  `json:"active"`
+	SecondsLeft int64 `json:"seconds_left"`
+}
+
+func (s *Service) view(g *airlock.Grant) GrantView {
+	now := s.now()
+	v := GrantView{Grant: g, Active: g.ActiveAt(now)}
+	if g.State == airlock.GrantActive && !now.Before(g.EndsAt) {
+		v.Grant.State = airlock.GrantExpired
+	}
+	if v.Active {
+		v.SecondsLeft = int64(g.EndsAt.Sub(now).Seconds())
+	}
+	return v
+}
+
+// Resources returns what p may request and the grants p holds.
+func (s *Service) Resources(ctx context.Context, p *identity.Principal) (*Requestable, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	rs, err := s.store.ListResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*airlock.Resource{}
+	var prs []policy.Resource
+	for _, r := range rs {
+		byName[r.Name] = r
+		prs = append(prs, policyResource(r))
+	}
+	pol, _ := s.Policy()
+	ents := pol.Requestable(policy.Subject{Name: p.User.Name, Groups: p.User.Groups}, prs, func(r policy.Resource) []string {
+		if x := byName[r.Name]; x != nil {
+			return sortedLevels(x)
+		}
+		return nil
+	})
+	if ents == nil {
+		ents = []policy.Entitlement{}
+	}
+	gs, err := s.store.ListGrants(ctx, airlock.GrantFilter{UserID: p.User.ID, ActiveAt: s.now()})
+	if err != nil {
+		return nil, err
+	}
+	out := &Requestable{Entitlements: ents, Held: []GrantView{}}
+	for _, g := range gs {
+		out.Held = append(out.Held, s.view(g))
+	}
+	return out, nil
+}
+
+// ListGrants returns p's grants, or with all (admins) everyone's.
+func (s *Service) ListGrants(ctx context.Context, p *identity.Principal, all bool) ([]GrantView, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	f := airlock.GrantFilter{UserID: p.User.ID}
+	if all {
+		if !p.User.IsAdmin() {
+			return nil, airlock.Errorf(airlock.EFORBIDDEN, "--all needs the %s group", airlock.GroupAdmins)
+		}
+		f.UserID = ""
+	}
+	gs, err := s.store.ListGrants(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := []GrantView{}
+	for _, g := range gs {
+		out = append(out, s.view(g))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Active && !out[j].Active })
+	return out, nil
+}
+
+// Revoke ends a grant early. The grant's holder, its request's reviewers
+// and admins may revoke.
+func (s *Service) Revoke(ctx context.Context, p *identity.Principal, grantID, reason string) (*airlock.Grant, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	g, err := s.store.GrantByID(ctx, grantID)
+	if err != nil {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "no grant %q; run `airlock grants`", grantID)
+	}
+	allowed := g.UserID == p.User.ID || p.User.IsAdmin()
+	if !allowed {
+		rvs, _ := s.store.ListReviews(ctx, g.RequestID)
+		for _, rv := range rvs {
+			if rv.ReviewerID == p.User.ID {
+				allowed = true
+			}
+		}
+	}
+	if !allowed {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "no grant %q; run `airlock grants`", grantID)
+	}
+	if !g.ActiveAt(s.now()) && !(g.State == airlock.GrantActive && s.now().Before(g.StartsAt)) {
+		return nil, airlock.Errorf(airlock.EINVALID, "grant %s is no longer active", g.ID)
+	}
+	if reason == "" {
+		reason = "revoked by " + p.User.Name
+	}
+	if err := s.endGrant(ctx, g, airlock.GrantRevoked, p.Actor(), reason); err != nil {
+		return nil, err
+	}
+	return s.store.GrantByID(ctx, g.ID)
+}
+
+// endGrant records and applies the end of a grant and cuts its sessions.
+func (s *Service) endGrant(ctx context.Context, g *airlock.Grant, state string, by airlock.Actor, reason string) error {
+	action := "grant.expired"
+	if state == airlock.GrantRevoked {
+		action = "grant.revoked"
+	}
+	if err := s.record(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
+		Details: details("user", g.UserName, "reason", reason, "ends_at", g.EndsAt)}); err != nil {
+		return err
+	}
+	if err := s.store.EndGrant(ctx, g.ID, state, s.now().UTC(), by.Name, reason); err != nil && !airlock.IsCode(err, airlock.ECONFLICT) {
+		return err
+	}
+	msg := "grant revoked"
+	if state == airlock.GrantExpired {
+		msg = "grant expired at " + g.EndsAt.UTC().Format(time.RFC3339)
+	}
+	s.bus.Publish(Revocation{GrantID: g.ID, Reason: msg})
+	return nil
+}
+
+// RevokeUser revokes every active grant of a user and cuts their sessions
+// (the identity service calls it when a user is disabled).
+func (s *Service) RevokeUser(ctx context.Context, userID, reason string) {
+	gs, err := s.store.ListGrants(ctx, airlock.GrantFilter{UserID: userID})
+	if err == nil {
+		for _, g := range gs {
+			if g.State == airlock.GrantActive && s.now().Before(g.EndsAt) {
+				s.endGrant(ctx, g, airlock.GrantRevoked, airlock.SystemActor, reason)
+			}
+		}
+	}
+	s.bus.Publish(Revocation{UserID: userID, Reason: reason})
+}
+
+// BreakGlass self-activates emergency access where policy allows it.
+func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in RequestInput) (*RequestResult, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	r, err := s.resource(ctx, in.Resource)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(in.Reason) == "" {
+		return nil, airlock.Errorf(airlock.EINVALID, "break-glass needs --reason TEXT")
+	}
+	if in.Duration <= 0 {
+		return nil, airlock.Errorf(airlock.EINVALID, "--for DURATION is required")
+	}
+	d := s.decide(ctx, p.User, r, in.Access, in.Duration, true)
+	if !d.Allowed || !d.BreakGlassAllowed {
+		why := d.Reason
+		if d.Allowed {
+			why = "break-glass is not allowed by rule " + d.Rule
+		}
+		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
+			Details: details("access", in.Access, "why", why)})
+		if d.BreakGlassMaxDuration > 0 && in.Duration > d.BreakGlassMaxDuration {
+			return nil, airlock.Errorf(airlock.EINVALID, "break-glass duration %s exceeds the maximum of %s", fmtDur(in.Duration), fmtDur(d.BreakGlassMaxDuration))
+		}
+		return nil, airlock.Errorf(airlock.EFORBIDDEN, "break-glass refused: %s", why)
+	}
+	if in.OTP != "" {
+		if _, err := s.ident.VerifyMFA(ctx, p, identity.FactorInput{OTP: in.OTP}); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.ident.RequireFreshWithin(p, "break_glass", d.Freshness.BreakGlass, factorMethods(d.Factors)); err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	_, ver := s.Policy()
+	req := &airlock.AccessRequest{ID: airlock.NewID("req"), UserID: p.User.ID, UserName: p.User.Name, Resource: r.Name, Access: in.Access,
+		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, State: airlock.RequestPending, Rule: d.Rule, BreakGlass: true,
+		ApproverGroups: approverGroups(d), PolicyVersion: ver, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
+		Details: details("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule, "break_glass", true)}); err != nil {
+		return nil, err
+	}
+	if err := s.store.CreateRequest(ctx, req); err != nil {
+		return nil, err
+	}
+	g, err := s.grant(ctx, req, p.Actor(), p.Session.MFAMethod, "break-glass: "+in.Reason)
+	if err != nil {
+		return nil, err
+	}
+	channels := append(append([]string{}, d.Alert...), d.Notify...)
+	s.notify(context.WithoutCancel(ctx), channels, Notification{Kind: "breakglass.activated", RequestID: req.ID, GrantID: g.ID, User: req.UserName,
+		Resource: req.Resource, Access: req.Access, Duration: req.Duration, Reason: req.Reason, Ticket: req.Ticket, URL: s.requestURL(req.ID)})
+	req, _ = s.store.RequestByID(ctx, req.ID)
+	return &RequestResult{Request: req, Grant: g}, nil
+}
+
+// Acknowledge records an approver's post-hoc review of a break-glass grant.
+func (s *Service) Acknowledge(ctx context.Context, p *identity.Principal, grantID, comment string) (*airlock.Grant, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	g, err := s.store.GrantByID(ctx, grantID)
+	if err != nil || !g.BreakGlass {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "no break-glass grant %q; run `airlock requests --review-needed`", grantID)
+	}
+	if g.UserID == p.User.ID {
+		return nil, airlock.Errorf(airlock.EFORBIDDEN, "you cannot acknowledge your own break-glass access")
+	}
+	req, err := s.store.RequestByID(ctx, g.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	if !canReview(p.User, req) && !p.User.IsAdmin() {
+		return nil, airlock.Errorf(airlock.EFORBIDDEN, "you are not an approver for %s", g.Resource)
+	}
+	if !g.AckedAt.IsZero() {
+		return nil, airlock.Errorf(airlock.EINVALID, "already acknowledged by %s", g.AckedBy)
+	}
+	if err := s.ident.RequireFresh(p, identity.ActionApprove); err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.acknowledged", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
+		SourceAddr: p.Source, Details: details("comment", comment)}); err != nil {
+		return nil, err
+	}
+	if err := s.store.AckGrant(ctx, g.ID, p.User.Name, s.now().UTC()); err != nil {
+		return nil, err
+	}
+	return s.store.GrantByID(ctx, g.ID)
+}
+
+func fmtDur(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	s = strings.TrimSuffix(s, "0m")
+	return s
+}

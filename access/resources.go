@@ -1,0 +1,265 @@
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/secrets"
+)
+
+// Credential is a brokered credential in the clear. It exists only inside
+// the server, between Open and the upstream handshake.
+type Credential struct {
+	User     string         `json:"user"`
+	Password secrets.Secret `json:"password"`
+}
+
+type sealedCredential struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+func credAAD(resource, level string) []byte { return []byte("resource:" + resource + ":" + level) }
+
+// ResourceOptions are a resource's non-secret settings.
+type ResourceOptions struct {
+	Database string   `json:"database,omitempty"` // postgres: upstream database (default: resource name)
+	TLS      string   `json:"tls,omitempty"`      // postgres upstream: disable | require | verify-full
+	Logins   []string `json:"logins,omitempty"`   // ssh: allowed logins
+	HostKey  string   `json:"host_key,omitempty"` // ssh: pinned host key (authorized_keys format)
+	// ReadOnly lists access levels that start sessions read-only.
+	ReadOnly []string          `json:"read_only,omitempty"`
+	Extra    map[string]string `json:"extra,omitempty"`
+}
+
+// Options decodes r's options.
+func Options(r *airlock.Resource) ResourceOptions {
+	var o ResourceOptions
+	if len(r.Options) > 0 {
+		json.Unmarshal(r.Options, &o)
+	}
+	return o
+}
+
+// IsReadOnly reports whether sessions at access level start read-only:
+// the level is listed in the resource's read_only option, or is named
+// read, readonly, read-only or ro. The real protection is the upstream
+// role's privileges; this is a second layer.
+func IsReadOnly(r *airlock.Resource, level string) bool {
+	for _, l := range Options(r).ReadOnly {
+		if l == level {
+			return true
+		}
+	}
+	switch strings.ToLower(level) {
+	case "read", "readonly", "read-only", "ro":
+		return true
+	}
+	return false
+}
+
+// ResourceInput adds a resource through the API.
+type ResourceInput struct {
+	Name        string                     `json:"name"`
+	Kind        string                     `json:"kind"`
+	Addr        string                     `json:"addr"`
+	Labels      map[string]string          `json:"labels,omitempty"`
+	Options     ResourceOptions            `json:"options,omitzero"`
+	Credentials map[string]CredentialInput `json:"credentials,omitempty"`
+	OTP         string                     `json:"otp,omitempty"`
+}
+
+// CredentialInput is a brokered credential as a client sends it (once, to
+// be sealed); it is never sent back.
+type CredentialInput struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+func validKind(k string) bool {
+	return k == airlock.KindPostgres || k == airlock.KindSSH || k == airlock.KindHTTP
+}
+
+func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, error) {
+	if !identity.ValidName(in.Name) {
+		return nil, airlock.Errorf(airlock.EINVALID, "invalid resource name %q: use lower-case letters, digits, '-', '_' or '.'", in.Name)
+	}
+	if !validKind(in.Kind) {
+		return nil, airlock.Errorf(airlock.EINVALID, "unknown kind %q: use postgres, ssh or http", in.Kind)
+	}
+	if in.Addr == "" {
+		return nil, airlock.Errorf(airlock.EINVALID, "resource %s needs --addr HOST:PORT", in.Name)
+	}
+	r := &airlock.Resource{ID: airlock.NewID("res"), Name: in.Name, Kind: in.Kind, Addr: in.Addr, Labels: in.Labels,
+		Credentials: map[string][]byte{}, Source: source, CreatedAt: s.now().UTC()}
+	if r.Labels == nil {
+		r.Labels = map[string]string{}
+	}
+	for level, c := range in.Credentials {
+		if level == "" || c.User == "" {
+			return nil, airlock.Errorf(airlock.EINVALID, "credential %q of %s needs a user", level, in.Name)
+		}
+		plain, _ := json.Marshal(sealedCredential{User: c.User, Password: c.Password})
+		sealed, err := s.sealer.Seal(plain, credAAD(in.Name, level))
+		if err != nil {
+			return nil, fmt.Errorf("seal credential: %w", err)
+		}
+		r.Credentials[level] = sealed
+	}
+	if in.Kind == airlock.KindSSH {
+		for _, l := range in.Options.Logins {
+			r.Credentials[l] = nil // ssh access levels are logins; no secret
+		}
+	}
+	o, _ := json.Marshal(in.Options)
+	r.Options = o
+	return r, nil
+}
+
+func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource, error) {
+	in := ResourceInput{Name: spec.Name, Kind: spec.Kind, Addr: spec.Addr, Labels: spec.Labels, Credentials: map[string]CredentialInput{}}
+	in.Options = ResourceOptions{Database: spec.Options["database"], TLS: spec.Options["tls"], Logins: spec.Logins, HostKey: spec.HostKey}
+	if ro := spec.Options["read_only"]; ro != "" {
+		in.Options.ReadOnly = strings.Split(ro, ",")
+	}
+	for level, ref := range spec.Credentials {
+		var pw string
+		switch {
+		case ref.PasswordEnv != "":
+			pw = s.getenv(ref.PasswordEnv)
+			if pw == "" {
+				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: environment variable %s is not set on the server", spec.Name, level, ref.PasswordEnv)
+			}
+		case ref.PasswordFile != "":
+			b, err := s.readFile(ref.PasswordFile)
+			if err != nil {
+				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: cannot read %s on the server", spec.Name, level, ref.PasswordFile)
+			}
+			pw = strings.TrimRight(string(b), "\r\n")
+		}
+		in.Credentials[level] = CredentialInput{User: ref.User, Password: pw}
+	}
+	return s.build(in, "policy")
+}
+
+// AddResource adds a resource with its credentials sealed. Admin only.
+func (s *Service) AddResource(ctx context.Context, p *identity.Principal, in ResourceInput) (*airlock.Resource, error) {
+	if err := s.ident.RequireAdmin(p); err != nil {
+		return nil, err
+	}
+	r, err := s.build(in, "api")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.store.ResourceByName(ctx, r.Name); err == nil {
+		return nil, airlock.Errorf(airlock.ECONFLICT, "resource %q already exists; remove it first with `airlock admin resources rm %s`", r.Name, r.Name)
+	}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "resource.added", Resource: r.Name, SourceAddr: p.Source,
+		Details: details("kind", r.Kind, "addr", r.Addr, "labels", r.Labels, "access_levels", sortedLevels(r))}); err != nil {
+		return nil, err
+	}
+	if err := s.store.CreateResource(ctx, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// RemoveResource deletes a resource. Admin only.
+func (s *Service) RemoveResource(ctx context.Context, p *identity.Principal, name string) error {
+	if err := s.ident.RequireAdmin(p); err != nil {
+		return err
+	}
+	if _, err := s.resource(ctx, name); err != nil {
+		return err
+	}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "resource.removed", Resource: name, SourceAddr: p.Source}); err != nil {
+		return err
+	}
+	return s.store.DeleteResource(ctx, name)
+}
+
+// ResourceView is a resource as clients see it: never credentials.
+type ResourceView struct {
+	Name         string            `json:"name"`
+	Kind         string            `json:"kind"`
+	Addr         string            `json:"addr"`
+	Labels       map[string]string `json:"labels"`
+	AccessLevels []string          `json:"access_levels"`
+	Source       string            `json:"source"`
+}
+
+func sortedLevels(r *airlock.Resource) []string {
+	l := r.AccessLevels()
+	sort.Strings(l)
+	return l
+}
+
+// View returns r without secrets.
+func View(r *airlock.Resource) ResourceView {
+	return ResourceView{Name: r.Name, Kind: r.Kind, Addr: r.Addr, Labels: r.Labels, AccessLevels: sortedLevels(r), Source: r.Source}
+}
+
+// ListResources lists all resources (admin view, without secrets).
+func (s *Service) ListResources(ctx context.Context, p *identity.Principal) ([]ResourceView, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	if !p.User.IsAdmin() {
+		return nil, airlock.Errorf(airlock.EFORBIDDEN, "listing all resources needs the %s group; run `airlock resources` for yours", airlock.GroupAdmins)
+	}
+	rs, err := s.store.ListResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ResourceView, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, View(r))
+	}
+	return out, nil
+}
+
+// resource loads a resource by name; unknown names get a "did you mean".
+func (s *Service) resource(ctx context.Context, name string) (*airlock.Resource, error) {
+	r, err := s.store.ResourceByName(ctx, name)
+	if err == nil {
+		return r, nil
+	}
+	if !airlock.IsCode(err, airlock.ENOTFOUND) {
+		return nil, err
+	}
+	rs, lerr := s.store.ListResources(ctx)
+	if lerr != nil {
+		return nil, lerr
+	}
+	var names []string
+	for _, r := range rs {
+		names = append(names, r.Name)
+	}
+	if c := closeNames(name, names); len(c) > 0 {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "unknown resource %q; did you mean %s?", name, strings.Join(c, ", "))
+	}
+	return nil, airlock.Errorf(airlock.ENOTFOUND, "unknown resource %q; run `airlock resources` to see what you may request", name)
+}
+
+// OpenCredential decrypts the brokered credential of r at level.
+func (s *Service) OpenCredential(r *airlock.Resource, level string) (*Credential, error) {
+	sealed, ok := r.Credentials[level]
+	if !ok || len(sealed) == 0 {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "resource %s has no credential for access level %q", r.Name, level)
+	}
+	plain, err := s.sealer.Open(sealed, credAAD(r.Name, level))
+	if err != nil {
+		return nil, airlock.WrapError(airlock.EINTERNAL, "cannot open brokered credential", err)
+	}
+	var c sealedCredential
+	if err := json.Unmarshal(plain, &c); err != nil {
+		return nil, airlock.WrapError(airlock.EINTERNAL, "cannot decode brokered credential", err)
+	}
+	return &Credential{User: c.User, Password: secrets.Secret(c.Password)}, nil
+}

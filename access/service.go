@@ -1,0 +1,419 @@
+package access
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/policy"
+)
+
+// Sealer encrypts and decrypts secrets at rest (secrets.Keyring).
+type Sealer interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+}
+
+// Notification is a message to policy notification channels.
+type Notification struct {
+	Kind      string // request.created, breakglass.activated, …
+	RequestID string
+	GrantID   string
+	User      string
+	Resource  string
+	Access    string
+	Duration  time.Duration
+	Reason    string
+	Ticket    string
+	// URL opens the request in the console.
+	URL string
+}
+
+// NotifyFunc delivers a notification to named channels, asynchronously.
+type NotifyFunc func(ctx context.Context, channels []string, n Notification)
+
+// Service implements resources, policy, requests, reviews and grants.
+type Service struct {
+	store      airlock.Store
+	audit      airlock.Auditor
+	sealer     Sealer
+	ident      *identity.Service
+	notify     NotifyFunc
+	bus        *Bus
+	now        func() time.Time
+	log        *slog.Logger
+	getenv     func(string) string
+	readFile   func(string) ([]byte, error)
+	consoleURL string
+
+	mu       sync.RWMutex
+	pol      *policy.Policy
+	polVer   int64
+	reqLocks sync.Map // request id -> *sync.Mutex
+}
+
+// Deps are a Service's collaborators.
+type Deps struct {
+	Store      airlock.Store
+	Audit      airlock.Auditor
+	Sealer     Sealer
+	Identity   *identity.Service
+	Notify     NotifyFunc // nil = no notifications
+	Bus        *Bus
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Getenv     func(string) string
+	ReadFile   func(string) ([]byte, error)
+	ConsoleURL string
+}
+
+// New returns a Service and loads the current policy from the store.
+func New(ctx context.Context, d Deps) (*Service, error) {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Bus == nil {
+		d.Bus = &Bus{}
+	}
+	if d.Getenv == nil {
+		d.Getenv = os.Getenv
+	}
+	if d.ReadFile == nil {
+		d.ReadFile = os.ReadFile
+	}
+	if d.Notify == nil {
+		d.Notify = func(context.Context, []string, Notification) {}
+	}
+	s := &Service{store: d.Store, audit: d.Audit, sealer: d.Sealer, ident: d.Identity, notify: d.Notify, bus: d.Bus,
+		now: d.Now, log: d.Logger, getenv: d.Getenv, readFile: d.ReadFile, consoleURL: strings.TrimRight(d.ConsoleURL, "/")}
+	if err := s.reloadPolicy(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Bus returns the revocation bus.
+func (s *Service) Bus() *Bus { return s.bus }
+
+func (s *Service) record(ctx context.Context, e airlock.Event) error {
+	if e.Outcome == "" {
+		e.Outcome = airlock.OutcomeSuccess
+	}
+	if _, err := s.audit.Record(ctx, e); err != nil {
+		s.log.Error("audit write failed; refusing action", "action", e.Action, "err", err)
+		return airlock.WrapError(airlock.EUNAVAILABLE, "the audit log cannot be written; the action was refused", err)
+	}
+	return nil
+}
+
+func details(kv ...any) json.RawMessage {
+	m := map[string]any{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// ---- policy ----
+
+// emptyPolicy is in force before any policy is applied: it allows nothing.
+func emptyPolicy() *policy.Policy {
+	p, _, err := policy.Parse(map[string][]byte{"(none)": []byte("version: 1\n")})
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// Policy returns the policy in force and its version (0 = none applied).
+func (s *Service) Policy() (*policy.Policy, int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pol, s.polVer
+}
+
+func decodeFiles(doc []byte) (map[string][]byte, error) {
+	var files map[string]string
+	if err := json.Unmarshal(doc, &files); err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(files))
+	for k, v := range files {
+		out[k] = []byte(v)
+	}
+	return out, nil
+}
+
+func encodeFiles(files map[string][]byte) []byte {
+	m := make(map[string]string, len(files))
+	for k, v := range files {
+		m[k] = string(v)
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// reloadPolicy loads the store's current policy when its version differs
+// from the one in memory (another replica may have applied one).
+func (s *Service) reloadPolicy(ctx context.Context) error {
+	pv, err := s.store.CurrentPolicy(ctx)
+	if airlock.IsCode(err, airlock.ENOTFOUND) {
+		s.mu.Lock()
+		if s.pol == nil {
+			s.pol = emptyPolicy()
+		}
+		s.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.RLock()
+	same := s.polVer == pv.Version
+	s.mu.RUnlock()
+	if same {
+		return nil
+	}
+	files, err := decodeFiles(pv.Document)
+	if err != nil {
+		return fmt.Errorf("stored policy v%d: %w", pv.Version, err)
+	}
+	p, _, err := policy.Parse(files)
+	if err != nil {
+		return fmt.Errorf("stored policy v%d no longer parses: %w", pv.Version, err)
+	}
+	s.mu.Lock()
+	s.pol, s.polVer = p, pv.Version
+	s.mu.Unlock()
+	return nil
+}
+
+// CheckResult is the outcome of checking a policy.
+type CheckResult struct {
+	OK          bool     `json:"ok"`
+	Diagnostics []string `json:"diagnostics"`
+	Diff        []string `json:"diff,omitempty"`
+	Version     int64    `json:"version,omitempty"`
+}
+
+// CheckPolicy validates files without applying them.
+func (s *Service) CheckPolicy(ctx context.Context, files map[string][]byte) (*CheckResult, *policy.Policy, error) {
+	p, diags, err := policy.Parse(files)
+	res := &CheckResult{OK: err == nil, Diagnostics: []string{}}
+	for _, d := range diags {
+		res.Diagnostics = append(res.Diagnostics, d.String())
+	}
+	if err != nil {
+		return res, nil, nil
+	}
+	known, err := s.policyResources(ctx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range p.Warnings(known) {
+		res.Diagnostics = append(res.Diagnostics, d.String())
+	}
+	old, _ := s.Policy()
+	res.Diff = policy.Diff(old, p)
+	return res, p, nil
+}
+
+func (s *Service) policyResources(ctx context.Context, p *policy.Policy) ([]policy.Resource, error) {
+	rs, err := s.store.ListResources(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []policy.Resource
+	for _, spec := range p.Resources {
+		out = append(out, spec.Resource())
+		seen[spec.Name] = true
+	}
+	for _, r := range rs {
+		if !seen[r.Name] {
+			out = append(out, policyResource(r))
+		}
+	}
+	return out, nil
+}
+
+func policyResource(r *airlock.Resource) policy.Resource {
+	return policy.Resource{Name: r.Name, Kind: r.Kind, Labels: r.Labels}
+}
+
+// ApplyPolicy validates and stores files as the next policy version,
+// upserts the resources it declares (resolving credential references on
+// the server), and revokes active grants the new policy no longer allows.
+// An invalid policy is refused and the old one stays in force.
+func (s *Service) ApplyPolicy(ctx context.Context, p *identity.Principal, files map[string][]byte) (*CheckResult, error) {
+	if err := s.ident.RequireAdmin(p); err != nil {
+		return nil, err
+	}
+	res, np, err := s.CheckPolicy(ctx, files)
+	if err != nil {
+		return nil, err
+	}
+	if !res.OK {
+		return res, airlock.Errorf(airlock.EINVALID, "policy has errors; nothing applied:\n  %s", strings.Join(res.Diagnostics, "\n  "))
+	}
+	// Resolve declared resources' credentials before anything is stored.
+	var resources []*airlock.Resource
+	for _, spec := range np.Resources {
+		r, err := s.resourceFromSpec(spec)
+		if err != nil {
+			return nil, err
+		}
+		resources = append(resources, r)
+	}
+	doc := encodeFiles(files)
+	sum := sha256.Sum256(doc)
+	_, oldVer := s.Policy()
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "policy.applied", SourceAddr: p.Source,
+		Details: details("from_version", oldVer, "diff", res.Diff, "sha256", hex.EncodeToString(sum[:]))}); err != nil {
+		return nil, err
+	}
+	pv := &airlock.PolicyVersion{Document: doc, AppliedBy: p.User.Name, AppliedAt: s.now().UTC(), SHA256: hex.EncodeToString(sum[:])}
+	if err := s.store.SavePolicy(ctx, pv); err != nil {
+		return nil, err
+	}
+	for _, r := range resources {
+		if err := s.upsertResource(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	s.pol, s.polVer = np, pv.Version
+	s.mu.Unlock()
+	res.Version = pv.Version
+	if err := s.revokeIneligible(ctx); err != nil {
+		s.log.Error("revoking grants after policy change", "err", err)
+	}
+	return res, nil
+}
+
+func (s *Service) upsertResource(ctx context.Context, r *airlock.Resource) error {
+	old, err := s.store.ResourceByName(ctx, r.Name)
+	switch {
+	case err == nil:
+		r.ID, r.CreatedAt = old.ID, old.CreatedAt
+		return s.store.UpdateResource(ctx, r)
+	case airlock.IsCode(err, airlock.ENOTFOUND):
+		return s.store.CreateResource(ctx, r)
+	default:
+		return err
+	}
+}
+
+// revokeIneligible revokes every active grant the policy in force no longer allows.
+func (s *Service) revokeIneligible(ctx context.Context) error {
+	grants, err := s.store.ListGrants(ctx, airlock.GrantFilter{ActiveAt: s.now()})
+	if err != nil {
+		return err
+	}
+	pol, _ := s.Policy()
+	for _, g := range grants {
+		u, err := s.store.UserByID(ctx, g.UserID)
+		if err != nil {
+			continue
+		}
+		r, err := s.store.ResourceByName(ctx, g.Resource)
+		var pr policy.Resource
+		if err == nil {
+			pr = policyResource(r)
+		} else {
+			pr = policy.Resource{Name: g.Resource}
+		}
+		d := pol.Evaluate(policy.Input{Subject: policy.Subject{Name: u.Name, Groups: u.Groups}, Resource: pr, Access: g.Access, BreakGlass: g.BreakGlass})
+		if d.Allowed {
+			continue
+		}
+		if err := s.endGrant(ctx, g, airlock.GrantRevoked, airlock.SystemActor, "policy change removed eligibility: "+d.Reason); err != nil {
+			s.log.Error("revoke ineligible grant", "grant", g.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// PolicyInfo describes the policy in force.
+type PolicyInfo struct {
+	Version   int64             `json:"version"`
+	AppliedBy string            `json:"applied_by,omitempty"`
+	AppliedAt time.Time         `json:"applied_at,omitzero"`
+	SHA256    string            `json:"sha256,omitempty"`
+	Files     map[string]string `json:"files"`
+}
+
+// ShowPolicy returns the current policy's source files.
+func (s *Service) ShowPolicy(ctx context.Context, p *identity.Principal) (*PolicyInfo, error) {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return nil, err
+	}
+	pv, err := s.store.CurrentPolicy(ctx)
+	if airlock.IsCode(err, airlock.ENOTFOUND) {
+		return &PolicyInfo{Files: map[string]string{}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var files map[string]string
+	json.Unmarshal(pv.Document, &files)
+	return &PolicyInfo{Version: pv.Version, AppliedBy: pv.AppliedBy, AppliedAt: pv.AppliedAt, SHA256: pv.SHA256, Files: files}, nil
+}
+
+// closeNames returns up to 3 known names closest to name, for "did you mean".
+func closeNames(name string, known []string) []string {
+	type cand struct {
+		n string
+		d int
+	}
+	var cs []cand
+	for _, k := range known {
+		d := levenshtein(name, k)
+		if strings.Contains(k, name) || strings.Contains(name, k) {
+			d = 0
+		}
+		if d <= len(name)/2+2 {
+			cs = append(cs, cand{k, d})
+		}
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].d < cs[j].d || (cs[i].d == cs[j].d && cs[i].n < cs[j].n) })
+	var out []string
+	for i := 0; i < len(cs) && i < 3; i++ {
+		out = append(out, cs[i].n)
+	}
+	return out
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,137 @@
+package api
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/identity"
+)
+
+// AuditDeps are the audit operations the API exposes.
+type AuditDeps struct {
+	Store airlock.AuditStore
+	Log   airlock.Auditor
+	// Export streams the log as JSON Lines.
+	Export func(ctx context.Context, w io.Writer, f airlock.EventFilter) error
+	// Verify checks the stored chain and checkpoints.
+	Verify func(ctx context.Context) (any, error)
+	// PublicKey is the checkpoint key in PEM, for offline verification.
+	PublicKey []byte
+}
+
+func parseFilter(r *http.Request) (airlock.EventFilter, error) {
+	q := r.URL.Query()
+	f := airlock.EventFilter{Action: q.Get("action"), ActorName: q.Get("user"), Resource: q.Get("resource"),
+		SessionID: q.Get("session"), GrantID: q.Get("grant")}
+	var err error
+	if v := q.Get("after"); v != "" {
+		if f.AfterSeq, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return f, airlock.Errorf(airlock.EINVALID, "after must be a sequence number")
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 0 {
+			return f, airlock.Errorf(airlock.EINVALID, "limit must be a non-negative integer")
+		}
+	}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return f, airlock.Errorf(airlock.EINVALID, "%s must be an RFC 3339 time like 2026-11-27T10:00:00Z", name)
+			}
+			*dst = t
+		}
+	}
+	f.Desc = q.Has("desc")
+	return f, nil
+}
+
+// canReadAudit: admins and members of the auditors group.
+func canReadAudit(p *identity.Principal) error {
+	if p.User.IsAdmin() || p.User.InGroup("auditors") {
+		return nil
+	}
+	return airlock.Errorf(airlock.EFORBIDDEN, "reading the audit log needs the admins or auditors group")
+}
+
+func (s *Server) routesAudit() {
+	m := s.mux
+	ad := s.Audit
+	readEvent := func(r *http.Request, p *identity.Principal, what string, f airlock.EventFilter) error {
+		// Reading the log is itself audited (tail polling excluded when it follows).
+		_, err := ad.Log.Record(r.Context(), airlock.Event{Actor: p.Actor(), Action: "audit." + what, SourceAddr: p.Source, Outcome: airlock.OutcomeSuccess})
+		if err != nil {
+			return airlock.WrapError(airlock.EUNAVAILABLE, "the audit log cannot be written; the read was refused", err)
+		}
+		return nil
+	}
+	m.HandleFunc("GET /api/v1/audit/events", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		if err := canReadAudit(p); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		f, err := parseFilter(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if f.Limit == 0 || f.Limit > 10000 {
+			f.Limit = 1000
+		}
+		if !r.URL.Query().Has("follow") {
+			if err := readEvent(r, p, "read", f); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		evs, err := ad.Store.ListEvents(r.Context(), f)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if evs == nil {
+			evs = []airlock.Event{}
+		}
+		writeJSON(w, http.StatusOK, evs)
+	}))
+	m.HandleFunc("GET /api/v1/audit/export", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		if err := canReadAudit(p); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		f, err := parseFilter(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := readEvent(r, p, "exported", f); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/jsonl")
+		if err := ad.Export(r.Context(), w, f); err != nil {
+			s.Logger.Error("audit export", "err", err)
+		}
+	}))
+	m.HandleFunc("GET /api/v1/audit/verify", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		if err := canReadAudit(p); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		rep, err := ad.Verify(r.Context())
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	}))
+	m.HandleFunc("GET /api/v1/audit/pubkey", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(ad.PublicKey)
+	})
+}

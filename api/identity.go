@@ -1,0 +1,356 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/identity"
+)
+
+// BootstrapRequest creates the first admin.
+type BootstrapRequest struct {
+	Token    string `json:"token"`
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// LoginRequest is the first login step (and, with OTP, the only one).
+type LoginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+	identity.FactorInput
+}
+
+// LoginFactorRequest completes a login with a second factor.
+type LoginFactorRequest struct {
+	Challenge string `json:"challenge"`
+	identity.FactorInput
+}
+
+// LoginResponse answers a completed login.
+type LoginResponse struct {
+	Token     string        `json:"token"`
+	User      *airlock.User `json:"user"`
+	ExpiresAt time.Time     `json:"expires_at"`
+	MFAMethod string        `json:"mfa_method,omitempty"`
+	// NeedsEnrollment is true when the user has no second factor yet.
+	NeedsEnrollment bool `json:"needs_enrollment,omitempty"`
+}
+
+// WhoAmI describes the caller.
+type WhoAmI struct {
+	User       *airlock.User    `json:"user"`
+	SessionID  string           `json:"session_id"`
+	MFAAt      time.Time        `json:"mfa_at,omitzero"`
+	MFAMethod  string           `json:"mfa_method,omitempty"`
+	MFAAgeSecs int64            `json:"mfa_age_seconds"`
+	ExpiresAt  time.Time        `json:"expires_at"`
+	Enrolled   bool             `json:"enrolled"`
+	FreshFor   map[string]int64 `json:"fresh_for_seconds"` // action -> seconds of freshness left (0 = stale)
+}
+
+// TOTPEnrollResponse is a pending TOTP factor.
+type TOTPEnrollResponse struct {
+	Factor *airlock.Factor `json:"factor"`
+	URI    string          `json:"otpauth_uri"`
+	QR     string          `json:"qr"`
+}
+
+// WebAuthnBegin is a started WebAuthn ceremony.
+type WebAuthnBegin struct {
+	Ceremony string          `json:"ceremony"`
+	Options  json.RawMessage `json:"options"`
+}
+
+// WebAuthnFinish carries the browser's response to a ceremony.
+type WebAuthnFinish struct {
+	Ceremony string          `json:"ceremony"`
+	Name     string          `json:"name,omitempty"`
+	Response json.RawMessage `json:"response"`
+}
+
+// CreateUserRequest adds a user.
+type CreateUserRequest struct {
+	Name     string   `json:"name"`
+	Password string   `json:"password,omitempty"`
+	Groups   []string `json:"groups,omitempty"`
+	OTP      string   `json:"otp,omitempty"`
+}
+
+// OTPRequest carries an optional inline step-up code.
+type OTPRequest struct {
+	OTP string `json:"otp,omitempty"`
+}
+
+func (s *Server) loginResponse(res *identity.LoginResult) LoginResponse {
+	return LoginResponse{Token: res.Token, User: res.User, ExpiresAt: res.Session.ExpiresAt, MFAMethod: res.Session.MFAMethod,
+		NeedsEnrollment: res.Session.MFAAt.IsZero()}
+}
+
+func (s *Server) routesIdentity() {
+	m := s.mux
+	m.HandleFunc("POST /api/v1/bootstrap", func(w http.ResponseWriter, r *http.Request) {
+		var req BootstrapRequest
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		u, err := s.Identity.Bootstrap(r.Context(), req.Token, req.User, req.Password, sourceAddr(r))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, u)
+	})
+	m.HandleFunc("POST /api/v1/login", func(w http.ResponseWriter, r *http.Request) {
+		var req LoginRequest
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		res, err := s.Identity.Login(r.Context(), req.User, req.Password, req.FactorInput, sourceAddr(r))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if res.Challenge != "" {
+			s.writeError(w, r, &airlock.Error{Code: airlock.EMFAREQUIRED, Message: "a second factor is required",
+				Details: map[string]any{"challenge": res.Challenge, "methods": res.Methods, "action": "login"}})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.loginResponse(res))
+	})
+	m.HandleFunc("POST /api/v1/login/factor", func(w http.ResponseWriter, r *http.Request) {
+		var req LoginFactorRequest
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		res, err := s.Identity.LoginFactor(r.Context(), req.Challenge, req.FactorInput, sourceAddr(r))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.loginResponse(res))
+	})
+	m.HandleFunc("POST /api/v1/login/webauthn/begin", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Challenge string `json:"challenge"`
+		}
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		c, opts, err := s.Identity.BeginWebAuthnLogin(r.Context(), req.Challenge)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, WebAuthnBegin{Ceremony: c, Options: opts})
+	})
+	m.HandleFunc("POST /api/v1/logout", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		if err := s.Identity.Logout(r.Context(), p); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "logged out"})
+	}))
+	m.HandleFunc("GET /api/v1/whoami", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		writeJSON(w, http.StatusOK, s.whoami(p))
+	}))
+	m.HandleFunc("POST /api/v1/mfa/verify", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		var in identity.FactorInput
+		if err := decode(r, &in); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if _, err := s.Identity.VerifyMFA(r.Context(), p, in); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.whoami(p))
+	}))
+	m.HandleFunc("POST /api/v1/mfa/webauthn/verify/begin", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		c, opts, err := s.Identity.BeginWebAuthnStepUp(r.Context(), p)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, WebAuthnBegin{Ceremony: c, Options: opts})
+	}))
+	m.HandleFunc("GET /api/v1/mfa/factors", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		fs, err := s.Identity.ListFactors(r.Context(), p)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if fs == nil {
+			fs = []*airlock.Factor{}
+		}
+		writeJSON(w, http.StatusOK, fs)
+	}))
+	m.HandleFunc("POST /api/v1/mfa/totp", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		var req struct {
+			Name string `json:"name"`
+			OTP  string `json:"otp,omitempty"`
+		}
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		f, uri, qr, err := s.Identity.EnrollTOTP(r.Context(), p, req.Name)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, TOTPEnrollResponse{Factor: f, URI: uri, QR: qr})
+	}))
+	m.HandleFunc("POST /api/v1/mfa/factors/{id}/confirm", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		var req OTPRequest
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.Identity.ConfirmTOTP(r.Context(), p, r.PathValue("id"), req.OTP); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "active", "id": r.PathValue("id")})
+	}))
+	m.HandleFunc("DELETE /api/v1/mfa/factors/{id}", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		if err := s.stepUp(r.Context(), p, r.URL.Query().Get("otp")); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.Identity.RemoveFactor(r.Context(), p, r.PathValue("id")); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "removed", "id": r.PathValue("id")})
+	}))
+	m.HandleFunc("POST /api/v1/mfa/recovery-codes", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		var req OTPRequest
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		codes, err := s.Identity.RecoveryCodes(r.Context(), p)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"codes": codes})
+	}))
+	m.HandleFunc("POST /api/v1/mfa/webauthn/register/begin", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		var req struct {
+			Name string `json:"name"`
+		}
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		c, opts, err := s.Identity.BeginWebAuthnRegistration(r.Context(), p, req.Name)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, WebAuthnBegin{Ceremony: c, Options: opts})
+	}))
+	m.HandleFunc("POST /api/v1/mfa/webauthn/register/finish", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		var req WebAuthnFinish
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		f, err := s.Identity.FinishWebAuthnRegistration(r.Context(), p, req.Ceremony, req.Response)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, f)
+	}))
+
+	// Admin: users and groups.
+	m.HandleFunc("GET /api/v1/admin/users", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		us, err := s.Identity.ListUsers(r.Context(), p)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, us)
+	}))
+	m.HandleFunc("POST /api/v1/admin/users", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		var req CreateUserRequest
+		if err := decode(r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		u, err := s.Identity.CreateUser(r.Context(), p, req.Name, req.Password, req.Groups)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, u)
+	}))
+	for _, op := range []string{"disable", "enable"} {
+		disabled := op == "disable"
+		m.HandleFunc("POST /api/v1/admin/users/{name}/"+op, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+			var req OTPRequest
+			if err := decode(r, &req); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if err := s.Identity.SetDisabled(r.Context(), p, r.PathValue("name"), disabled); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]any{"user": r.PathValue("name"), "disabled": disabled})
+		}))
+	}
+	m.HandleFunc("GET /api/v1/admin/groups", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		gs, err := s.Identity.ListGroups(r.Context(), p)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, gs)
+	}))
+}
+
+func (s *Server) whoami(p *identity.Principal) WhoAmI {
+	now := s.Now()
+	out := WhoAmI{User: p.User, SessionID: p.Session.ID, MFAAt: p.Session.MFAAt, MFAMethod: p.Session.MFAMethod,
+		ExpiresAt: p.Session.ExpiresAt, Enrolled: !p.Session.MFAAt.IsZero(), FreshFor: map[string]int64{}}
+	if out.Enrolled {
+		out.MFAAgeSecs = int64(now.Sub(p.Session.MFAAt).Seconds())
+	}
+	for _, a := range []string{identity.ActionApprove, identity.ActionConnect, identity.ActionFactors, identity.ActionAdmin} {
+		left := int64(0)
+		if out.Enrolled {
+			left = int64((s.Identity.Freshness(a) - now.Sub(p.Session.MFAAt)).Seconds())
+		}
+		if left < 0 {
+			left = 0
+		}
+		out.FreshFor[a] = left
+	}
+	return out
+}

@@ -1,0 +1,218 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/sshca"
+)
+
+// MaxBodyBytes bounds every JSON request body.
+const MaxBodyBytes = 1 << 20
+
+// Server serves the JSON API.
+type Server struct {
+	Identity *identity.Service
+	Access   *access.Service
+	Audit    *AuditDeps
+	Gateways GatewayInfo
+	Logger   *slog.Logger
+	Now      func() time.Time
+	// SSHCA signs user certificates for the SSH gateway (nil: disabled).
+	SSHCA *sshca.CA
+	// Recordings opens session recordings (nil: none).
+	Recordings RecordingOpener
+
+	mux *http.ServeMux
+}
+
+// GatewayInfo tells clients where the gateways listen.
+type GatewayInfo struct {
+	PGAddr    string `json:"pg_addr,omitempty"`
+	SSHAddr   string `json:"ssh_addr,omitempty"`
+	TLSCA     string `json:"tls_ca,omitempty"` // PEM of the gateway TLS CA
+	SSHHostCA string `json:"ssh_host_ca,omitempty"`
+}
+
+// Handler returns the API's http.Handler. Call once after the fields are set.
+func (s *Server) Handler() http.Handler {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	s.mux = http.NewServeMux()
+	s.routesIdentity()
+	if s.Access != nil {
+		s.routesAccess()
+		s.routesConnect()
+	}
+	if s.Audit != nil {
+		s.routesAudit()
+	}
+	s.mux.HandleFunc("GET /api/v1/info", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Gateways)
+	})
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, airlock.Errorf(airlock.ENOTFOUND, "no API endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return s.mux
+}
+
+// statusOf maps error codes to HTTP status: the one table.
+var statusOf = map[string]int{
+	airlock.ECONFLICT:     http.StatusConflict,
+	airlock.EINTERNAL:     http.StatusInternalServerError,
+	airlock.EINVALID:      http.StatusBadRequest,
+	airlock.ENOTFOUND:     http.StatusNotFound,
+	airlock.EUNAUTHORIZED: http.StatusUnauthorized,
+	airlock.EFORBIDDEN:    http.StatusForbidden,
+	airlock.EMFAREQUIRED:  http.StatusUnauthorized,
+	airlock.ELOCKED:       http.StatusTooManyRequests,
+	airlock.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	airlock.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	airlock.ENOTIMPL:      http.StatusNotImplemented,
+}
+
+// codeOfStatus is statusOf reversed, for the client.
+func codeOfStatus(status int) string {
+	for c, s := range statusOf {
+		if s == status && c != airlock.EMFAREQUIRED {
+			return c
+		}
+	}
+	return airlock.EINTERNAL
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string         `json:"code"`
+		Message string         `json:"message"`
+		Details map[string]any `json:"details,omitempty"`
+	} `json:"error"`
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := airlock.ErrorCode(err)
+	var b errorBody
+	b.Error.Code = code
+	b.Error.Message = airlock.ErrorMessage(err)
+	var ae *airlock.Error
+	if errors.As(err, &ae) {
+		b.Error.Details = ae.Details
+	}
+	if code == airlock.EINTERNAL || code == airlock.EUNAVAILABLE {
+		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	st, ok := statusOf[code]
+	if !ok {
+		st = http.StatusInternalServerError
+	}
+	writeJSON(w, st, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// decode reads a JSON body into v: at most MaxBodyBytes, unknown fields and
+// trailing data refused.
+func decode(r *http.Request, v any) error {
+	if r.Body == nil {
+		return airlock.Errorf(airlock.EINVALID, "request body required")
+	}
+	body := http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return airlock.Errorf(airlock.ETOOLARGE, "request body is larger than %d bytes", MaxBodyBytes)
+		case errors.Is(err, io.EOF):
+			return airlock.Errorf(airlock.EINVALID, "request body required")
+		default:
+			return airlock.Errorf(airlock.EINVALID, "malformed JSON body: %v", err)
+		}
+	}
+	if dec.More() {
+		return airlock.Errorf(airlock.EINVALID, "malformed JSON body: trailing data")
+	}
+	return nil
+}
+
+// sourceAddr returns the caller's address (the TCP peer; proxies' headers are not trusted).
+func sourceAddr(r *http.Request) string {
+	return r.RemoteAddr
+}
+
+// SessionCookie is the console's login cookie name.
+const SessionCookie = "airlock_session"
+
+func bearer(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
+		return strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))
+	}
+	if c, err := r.Cookie(SessionCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+type authedHandler func(w http.ResponseWriter, r *http.Request, p *identity.Principal)
+
+// authed wraps h with login-session authentication.
+func (s *Server) authed(h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.Identity.Authenticate(r.Context(), bearer(r), sourceAddr(r))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		h(w, r, p)
+	}
+}
+
+// enrolled is authed plus the requirement that the caller has a factor.
+func (s *Server) enrolled(h authedHandler) http.HandlerFunc {
+	return s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		if err := s.Identity.RequireEnrolled(p); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		h(w, r, p)
+	})
+}
+
+// stepUp verifies an inline second factor (otp in the body) before an
+// action, so scripts can pass --otp in one call.
+func (s *Server) stepUp(ctx context.Context, p *identity.Principal, otp string) error {
+	if otp == "" {
+		return nil
+	}
+	_, err := s.Identity.VerifyMFA(ctx, p, identity.FactorInput{OTP: otp})
+	return err
+}
+
+func hostOnly(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}

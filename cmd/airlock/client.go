@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/api"
+)
+
+// stdin is where --password-stdin reads from (tests replace it).
+var stdin io.Reader = os.Stdin
+
+// clientState is what the CLI keeps between commands in $AIRLOCK_HOME.
+type clientState struct {
+	Server    string    `json:"server"`
+	User      string    `json:"user"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func airlockHome() string {
+	if h := os.Getenv("AIRLOCK_HOME"); h != "" {
+		return h
+	}
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "airlock")
+	}
+	return filepath.Join(os.Getenv("HOME"), ".config", "airlock")
+}
+
+func statePath() string { return filepath.Join(airlockHome(), "session.json") }
+
+func loadState() (*clientState, error) {
+	b, err := os.ReadFile(statePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return &clientState{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s clientState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("client state %s is corrupt; run `airlock login` again", statePath())
+	}
+	return &s, nil
+}
+
+func saveState(s *clientState) error {
+	if err := os.MkdirAll(airlockHome(), 0o700); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(s, "", "  ")
+	tmp := statePath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, statePath())
+}
+
+// cli bundles a command's I/O and API client.
+type cli struct {
+	cmd    *cobra.Command
+	client *api.Client
+	state  *clientState
+	otp    string // from --otp, used once on mfa_required
+}
+
+func newCLI(cmd *cobra.Command) (*cli, error) {
+	st, err := loadState()
+	if err != nil {
+		return nil, err
+	}
+	server := global.server
+	token := st.Token
+	if st.Server != "" && strings.TrimRight(st.Server, "/") != strings.TrimRight(server, "/") {
+		token = "" // a session is only valid for the server that issued it
+	}
+	return &cli{cmd: cmd, client: api.NewClient(server, token), state: st}, nil
+}
+
+func (c *cli) out() io.Writer  { return c.cmd.OutOrStdout() }
+func (c *cli) errw() io.Writer { return c.cmd.ErrOrStderr() }
+func (c *cli) ctx() context.Context {
+	return c.cmd.Context()
+}
+func (c *cli) json() bool { return global.output == "json" }
+
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.out())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (c *cli) table() *tabwriter.Writer { return tabwriter.NewWriter(c.out(), 0, 4, 2, ' ', 0) }
+
+// call performs an API call; on mfa_required it asks for a code (or uses
+// --otp), refreshes MFA and retries once.
+func (c *cli) call(method, path string, in, out any) error {
+	err := c.client.Do(c.ctx(), method, path, in, out)
+	if airlock.ErrorCode(err) != airlock.EMFAREQUIRED {
+		return err
+	}
+	var ae *airlock.Error
+	errors.As(err, &ae)
+	if ms, _ := ae.Details["methods"].([]any); len(ms) == 1 && ms[0] == "webauthn" {
+		return fmt.Errorf("%s (this needs a passkey or security key: open %s/webauthn)", ae.Message, global.server)
+	}
+	code := c.otp
+	c.otp = ""
+	if code == "" {
+		code, err = c.prompt("MFA code (authenticator app or recovery code): ", false)
+		if err != nil {
+			return ae
+		}
+	}
+	if code == "" {
+		return ae
+	}
+	if err := c.client.Do(c.ctx(), "POST", "/api/v1/mfa/verify", map[string]string{"otp": code}, nil); err != nil {
+		return err
+	}
+	return c.client.Do(c.ctx(), method, path, in, out)
+}
+
+// prompt reads a line from the terminal (no echo when secret). It fails
+// when stdin is not a terminal, so scripts must use flags.
+func (c *cli) prompt(label string, secret bool) (string, error) {
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return "", errors.New("no terminal to prompt on")
+	}
+	fmt.Fprint(c.errw(), label)
+	if secret {
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(c.errw())
+		return strings.TrimSpace(string(b)), err
+	}
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// readSecretStdin reads a password from stdin (first line).
+func readSecretStdin() (string, error) {
+	b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimRight(s, "\r"), nil
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func fmtLeft(secs int64) string {
+	if secs <= 0 {
+		return "-"
+	}
+	d := time.Duration(secs) * time.Second
+	h := int(d.Hours())
+	m := int(d.Minutes()) % 60
+	if h > 0 {
+		return fmt.Sprintf("%dh%02dm", h, m)
+	}
+	return fmt.Sprintf("%dm%02ds", m, int(d.Seconds())%60)
+}
+
+func register(f func() []*cobra.Command) { extraCommands = append(extraCommands, f) }

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/api"
+)
+
+func init() { register(func() []*cobra.Command { return []*cobra.Command{newAdminCmd()} }) }
+
+func newAdminCmd() *cobra.Command {
+	admin := &cobra.Command{Use: "admin", Short: "Administer users, groups, resources and certificate authorities"}
+	var otp string
+	admin.PersistentFlags().StringVar(&otp, "otp", "", "a current MFA code, when MFA is not fresh")
+
+	users := &cobra.Command{Use: "users", Short: "Manage users"}
+	var groups []string
+	var pwStdin bool
+	addUser := &cobra.Command{Use: "add NAME", Short: "Add a local user", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		c.otp = otp
+		pw, err := readPassword(c, pwStdin, true)
+		if err != nil {
+			return err
+		}
+		var u airlock.User
+		if err := c.call("POST", "/api/v1/admin/users", api.CreateUserRequest{Name: args[0], Password: pw, Groups: groups}, &u); err != nil {
+			return err
+		}
+		if c.json() {
+			return c.printJSON(u)
+		}
+		fmt.Fprintf(c.out(), "Added user %s (groups: %s).\n", u.Name, strings.Join(u.Groups, ", "))
+		return nil
+	}}
+	addUser.Flags().StringArrayVar(&groups, "group", nil, "group membership (repeatable)")
+	addUser.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from stdin")
+	listUsers := &cobra.Command{Use: "list", Short: "List users", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		var us []airlock.User
+		if err := c.call("GET", "/api/v1/admin/users", nil, &us); err != nil {
+			return err
+		}
+		if c.json() {
+			return c.printJSON(us)
+		}
+		t := c.table()
+		fmt.Fprintln(t, "NAME\tGROUPS\tDISABLED\tCREATED")
+		for _, u := range us {
+			fmt.Fprintf(t, "%s\t%s\t%v\t%s\n", u.Name, strings.Join(u.Groups, ","), u.Disabled, fmtTime(u.CreatedAt))
+		}
+		return t.Flush()
+	}}
+	setDisabled := func(op string) *cobra.Command {
+		return &cobra.Command{Use: op + " NAME", Short: strings.ToUpper(op[:1]) + op[1:] + " a user", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			c.otp = otp
+			if err := c.call("POST", "/api/v1/admin/users/"+url.PathEscape(args[0])+"/"+op, api.OTPRequest{}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out(), "User %s %sd.\n", args[0], op)
+			return nil
+		}}
+	}
+	users.AddCommand(addUser, listUsers, setDisabled("disable"), setDisabled("enable"))
+
+	groupsCmd := &cobra.Command{Use: "groups", Short: "Groups"}
+	groupsCmd.AddCommand(&cobra.Command{Use: "list", Short: "List groups and members", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		var gs map[string][]string
+		if err := c.call("GET", "/api/v1/admin/groups", nil, &gs); err != nil {
+			return err
+		}
+		if c.json() {
+			return c.printJSON(gs)
+		}
+		names := make([]string, 0, len(gs))
+		for g := range gs {
+			names = append(names, g)
+		}
+		sort.Strings(names)
+		t := c.table()
+		fmt.Fprintln(t, "GROUP\tMEMBERS")
+		for _, g := range names {
+			fmt.Fprintf(t, "%s\t%s\n", g, strings.Join(gs[g], ", "))
+		}
+		return t.Flush()
+	}})
+
+	resources := &cobra.Command{Use: "resources", Short: "Manage resources"}
+	var kind, addr, database string
+	var labels, creds, logins, readOnly []string
+	var hostKey string
+	addRes := &cobra.Command{Use: "add NAME --kind postgres|ssh|http --addr HOST:PORT", Short: "Add a resource",
+		Long: `Add a resource. Brokered credentials are given as --credential LEVEL=USER:SOURCE where SOURCE is
+env:VAR (read from this shell's environment) or file:PATH; the secret is sent once to the server,
+sealed there and never shown again. Example:
+
+  PROD_RO=… airlock admin resources add prod-db --kind postgres --addr db:5432 --database app \
+      --label env=prod --credential read=app_ro:env:PROD_RO --credential write=app_rw:file:/run/secrets/rw`,
+		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			c.otp = otp
+			in := access.ResourceInput{Name: args[0], Kind: kind, Addr: addr, Labels: map[string]string{}, Credentials: map[string]access.CredentialInput{},
+				Options: access.ResourceOptions{Database: database, Logins: logins, HostKey: hostKey, ReadOnly: readOnly}}
+			for _, l := range labels {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("%w: --label %q: want key=value", errUsage, l)
+				}
+				in.Labels[k] = v
+			}
+			for _, cr := range creds {
+				level, rest, ok := strings.Cut(cr, "=")
+				user, src, ok2 := strings.Cut(rest, ":")
+				if !ok || !ok2 || level == "" || user == "" {
+					return fmt.Errorf("%w: --credential %q: want LEVEL=USER:env:VAR or LEVEL=USER:file:PATH", errUsage, cr)
+				}
+				pw, err := readCredentialSource(src)
+				if err != nil {
+					return fmt.Errorf("--credential %s: %v", level, err)
+				}
+				in.Credentials[level] = access.CredentialInput{User: user, Password: pw}
+			}
+			var v access.ResourceView
+			if err := c.call("POST", "/api/v1/admin/resources", in, &v); err != nil {
+				return err
+			}
+			if c.json() {
+				return c.printJSON(v)
+			}
+			fmt.Fprintf(c.out(), "Added %s resource %s at %s (access levels: %s).\n", v.Kind, v.Name, v.Addr, strings.Join(v.AccessLevels, ", "))
+			return nil
+		}}
+	addRes.Flags().StringVar(&kind, "kind", "", "postgres, ssh or http")
+	addRes.Flags().StringVar(&addr, "addr", "", "HOST:PORT of the resource")
+	addRes.Flags().StringVar(&database, "database", "", "postgres: upstream database name (default: the resource name)")
+	addRes.Flags().StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
+	addRes.Flags().StringArrayVar(&creds, "credential", nil, "brokered credential LEVEL=USER:env:VAR|file:PATH (repeatable)")
+	addRes.Flags().StringArrayVar(&logins, "login", nil, "ssh: an allowed login (repeatable)")
+	addRes.Flags().StringArrayVar(&readOnly, "read-only", nil, "access levels whose sessions start read-only (default: read, ro, readonly)")
+	addRes.Flags().StringVar(&hostKey, "host-key", "", "ssh: pinned host key (authorized_keys format)")
+	listRes := &cobra.Command{Use: "list", Short: "List resources", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		var rs []access.ResourceView
+		if err := c.call("GET", "/api/v1/admin/resources", nil, &rs); err != nil {
+			return err
+		}
+		if c.json() {
+			return c.printJSON(rs)
+		}
+		t := c.table()
+		fmt.Fprintln(t, "NAME\tKIND\tADDR\tACCESS LEVELS\tLABELS\tSOURCE")
+		for _, r := range rs {
+			var ls []string
+			for k, v := range r.Labels {
+				ls = append(ls, k+"="+v)
+			}
+			sort.Strings(ls)
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, r.Addr, strings.Join(r.AccessLevels, ","), strings.Join(ls, ","), r.Source)
+		}
+		return t.Flush()
+	}}
+	rmRes := &cobra.Command{Use: "rm NAME", Short: "Remove a resource", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		c.otp = otp
+		if err := c.call("DELETE", "/api/v1/admin/resources/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out(), "Removed resource %s.\n", args[0])
+		return nil
+	}}
+	resources.AddCommand(addRes, listRes, rmRes)
+
+	ca := &cobra.Command{Use: "ca", Short: "Print the gateway TLS CA certificate (for sslrootcert)", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		var info api.GatewayInfo
+		if err := c.client.Do(c.ctx(), "GET", "/api/v1/info", nil, &info); err != nil {
+			return err
+		}
+		fmt.Fprint(c.out(), info.TLSCA)
+		return nil
+	}}
+	admin.AddCommand(users, groupsCmd, resources, ca)
+	return admin
+}
+
+func readCredentialSource(src string) (string, error) {
+	kind, ref, ok := strings.Cut(src, ":")
+	switch {
+	case ok && kind == "env":
+		v := os.Getenv(ref)
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is empty", ref)
+		}
+		return v, nil
+	case ok && kind == "file":
+		b, err := os.ReadFile(ref)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", fmt.Errorf("source %q: use env:VAR or file:PATH (secrets are never passed on the command line)", src)
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/audit"
+)
+
+func init() { register(func() []*cobra.Command { return []*cobra.Command{newAuditCmd()} }) }
+
+func newAuditCmd() *cobra.Command {
+	ac := &cobra.Command{Use: "audit", Short: "Read, export and verify the tamper-evident audit log"}
+	var follow bool
+	var action, user string
+	var limit int
+	tail := &cobra.Command{Use: "tail [-f] [--action A] [--user U]", Short: "Show the latest audit events", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		q := url.Values{"desc": {"1"}, "limit": {strconv.Itoa(limit)}}
+		if action != "" {
+			q.Set("action", action)
+		}
+		if user != "" {
+			q.Set("user", user)
+		}
+		var evs []airlock.Event
+		if err := c.call("GET", "/api/v1/audit/events?"+q.Encode(), nil, &evs); err != nil {
+			return err
+		}
+		var last int64
+		for i := len(evs) - 1; i >= 0; i-- {
+			printEvent(c, evs[i])
+			last = max(last, evs[i].Seq)
+		}
+		for follow {
+			time.Sleep(time.Second)
+			q := url.Values{"after": {strconv.FormatInt(last, 10)}, "follow": {"1"}}
+			if action != "" {
+				q.Set("action", action)
+			}
+			if user != "" {
+				q.Set("user", user)
+			}
+			var more []airlock.Event
+			if err := c.call("GET", "/api/v1/audit/events?"+q.Encode(), nil, &more); err != nil {
+				return err
+			}
+			for _, e := range more {
+				printEvent(c, e)
+				last = max(last, e.Seq)
+			}
+		}
+		return nil
+	}}
+	tail.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
+	tail.Flags().StringVar(&action, "action", "", "only this action (prefix with *, e.g. grant.*)")
+	tail.Flags().StringVar(&user, "user", "", "only events by this user")
+	tail.Flags().IntVarP(&limit, "limit", "n", 20, "how many events")
+	var since, until, format, outFile string
+	export := &cobra.Command{Use: "export [--since T] [--until T] [--format jsonl] [-o FILE]", Short: "Export the log with its signed checkpoints", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			if format != "jsonl" {
+				return fmt.Errorf("%w: --format %q: only jsonl is supported", errUsage, format)
+			}
+			q := url.Values{}
+			if since != "" {
+				q.Set("since", since)
+			}
+			if until != "" {
+				q.Set("until", until)
+			}
+			resp, err := c.client.Raw(c.ctx(), "GET", "/api/v1/audit/export?"+q.Encode(), nil)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var w io.Writer = c.out()
+			if outFile != "" {
+				f, err := os.OpenFile(outFile, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			_, err = io.Copy(w, resp.Body)
+			return err
+		}}
+	export.Flags().StringVar(&since, "since", "", "from this time (RFC 3339)")
+	export.Flags().StringVar(&until, "until", "", "until this time (RFC 3339)")
+	export.Flags().StringVar(&format, "format", "jsonl", "jsonl")
+	export.Flags().StringVarP(&outFile, "out", "o", "", "write to FILE instead of stdout")
+	var file, pubkey string
+	verify := &cobra.Command{Use: "verify [--file EXPORT --pubkey FILE]", Short: "Verify the hash chain and signed checkpoints (exit 1 names the first bad seq)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var rep *audit.Report
+			if file != "" {
+				if pubkey == "" {
+					return fmt.Errorf("%w: --file needs --pubkey (DATA_DIR/audit.pub, or GET /api/v1/audit/pubkey)", errUsage)
+				}
+				pb, err := os.ReadFile(pubkey)
+				if err != nil {
+					return err
+				}
+				pub, err := audit.ParsePublicKey(pb)
+				if err != nil {
+					return fmt.Errorf("--pubkey %s: %v", pubkey, err)
+				}
+				f, err := os.Open(file)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if rep, err = audit.VerifyExport(f, pub); err != nil {
+					return err
+				}
+			} else {
+				c, err := newCLI(cmd)
+				if err != nil {
+					return err
+				}
+				rep = &audit.Report{}
+				if err := c.call("GET", "/api/v1/audit/verify", nil, rep); err != nil {
+					return err
+				}
+			}
+			if global.output == "json" {
+				c := &cli{cmd: cmd}
+				c.printJSON(rep)
+			}
+			if !rep.OK {
+				if global.output != "json" {
+					fmt.Fprintf(cmd.OutOrStdout(), "FAILED at seq %d: %s (%s)\n", rep.FirstBadSeq, rep.Message, rep.Problem)
+				}
+				return &exitError{code: 1, err: fmt.Errorf("audit log verification failed at seq %d: %s", rep.FirstBadSeq, rep.Problem)}
+			}
+			if global.output != "json" {
+				fmt.Fprintf(cmd.OutOrStdout(), "OK: %d events, %d signed checkpoints, chain intact\n", rep.Events, rep.Checkpoints)
+			}
+			return nil
+		}}
+	verify.Flags().StringVar(&file, "file", "", "verify an export file offline")
+	verify.Flags().StringVar(&pubkey, "pubkey", "", "checkpoint public key (PEM) for --file")
+	ac.AddCommand(tail, export, verify)
+	return ac
+}
+
+func printEvent(c *cli, e airlock.Event) {
+	if c.json() {
+		c.printJSON(e)
+		return
+	}
+	ids := strings.TrimSpace(strings.Join([]string{e.RequestID, e.GrantID, e.SessionID}, " "))
+	fmt.Fprintf(c.out(), "%6d  %s  %-8s %-24s %-10s %s %s %s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05"), e.Outcome, e.Action, e.Actor.Name, e.Resource, ids, string(e.Details))
+}

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/recording"
+)
+
+func init() {
+	register(func() []*cobra.Command {
+		return []*cobra.Command{newPsqlCmd(), newConnectCmd(), newSSHCmd(), newSSHConfigCmd(), newSessionsCmd()}
+	})
+}
+
+// mintToken gets a connect token, explaining how to get a grant when there is none.
+func mintToken(c *cli, resource, accessLevel string) (*access.ConnectToken, *api.GatewayInfo, error) {
+	var t access.ConnectToken
+	if err := c.call("POST", "/api/v1/connect-tokens", api.ConnectRequest{Resource: resource, Access: accessLevel}, &t); err != nil {
+		return nil, nil, err
+	}
+	var info api.GatewayInfo
+	if err := c.client.Do(c.ctx(), "GET", "/api/v1/info", nil, &info); err != nil {
+		return nil, nil, err
+	}
+	if info.PGAddr == "" {
+		return nil, nil, errors.New("the server's PostgreSQL gateway is disabled (--pg-addr)")
+	}
+	return &t, &info, nil
+}
+
+// writeCA stores the gateway CA for sslrootcert.
+func writeCA(info *api.GatewayInfo) (string, error) {
+	if err := os.MkdirAll(airlockHome(), 0o700); err != nil {
+		return "", err
+	}
+	p := filepath.Join(airlockHome(), "gateway-ca.pem")
+	return p, os.WriteFile(p, []byte(info.TLSCA), 0o600)
+}
+
+func newPsqlCmd() *cobra.Command {
+	var otp, accessLevel, database string
+	cmd := &cobra.Command{Use: "psql RESOURCE [--otp CODE] [-- psql args…]", Short: "Open psql on a database through the gateway (token via env, never argv)",
+		Args: cobra.MinimumNArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			c.otp = otp
+			t, info, err := mintToken(c, args[0], accessLevel)
+			if err != nil {
+				return err
+			}
+			ca, err := writeCA(info)
+			if err != nil {
+				return err
+			}
+			host, port, err := net.SplitHostPort(info.PGAddr)
+			if err != nil {
+				return err
+			}
+			psql := os.Getenv("AIRLOCK_PSQL")
+			if psql == "" {
+				if psql, err = exec.LookPath("psql"); err != nil {
+					return errors.New("psql not found on PATH; install the PostgreSQL client (apt-get install postgresql-client) or set AIRLOCK_PSQL")
+				}
+			}
+			db := t.Resource
+			if database != "" {
+				db += "/" + database
+			}
+			env := append(os.Environ(), "PGHOST="+host, "PGPORT="+port, "PGUSER="+t.User, "PGDATABASE="+db,
+				"PGPASSWORD="+t.Token, "PGSSLMODE=verify-ca", "PGSSLROOTCERT="+ca, "PGGSSENCMODE=disable", "PGAPPNAME=airlock")
+			if !c.json() {
+				fmt.Fprintf(c.errw(), "airlock: %s on %s (grant %s, until %s)\n", t.Access, t.Resource, t.GrantID, fmtTime(t.GrantEnds))
+			}
+			return syscall.Exec(psql, append([]string{"psql"}, args[1:]...), env)
+		}}
+	cmd.Flags().StringVar(&otp, "otp", "", "a current MFA code (step-up)")
+	cmd.Flags().StringVar(&accessLevel, "access", "", "which grant's access level (when you hold several)")
+	cmd.Flags().StringVar(&database, "dbname", "", "upstream database (default: the resource's)")
+	return cmd
+}
+
+func newSSHCmd() *cobra.Command {
+	var otp, login string
+	var stdio bool
+	cmd := &cobra.Command{Use: "ssh RESOURCE [-l LOGIN] [--otp CODE] [-- command…]", Short: "SSH to a host through the gateway with a 5-minute certificate",
+		Args: cobra.MinimumNArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			c.otp = otp
+			resource := strings.TrimSuffix(args[0], ".airlock")
+			if l, r, ok := strings.Cut(resource, "@"); ok {
+				login, resource = l, r
+			}
+			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				return err
+			}
+			sshPub, _ := ssh.NewPublicKey(pub)
+			var cert api.SSHCertResponse
+			if err := c.call("POST", "/api/v1/ssh/certs", api.ConnectRequest{Resource: resource, Access: login,
+				PublicKey: string(ssh.MarshalAuthorizedKey(sshPub))}, &cert); err != nil {
+				return err
+			}
+			dir, err := os.MkdirTemp(airlockHome(), "ssh-")
+			if err != nil {
+				if err := os.MkdirAll(airlockHome(), 0o700); err != nil {
+					return err
+				}
+				if dir, err = os.MkdirTemp(airlockHome(), "ssh-"); err != nil {
+					return err
+				}
+			}
+			defer os.RemoveAll(dir)
+			blk, err := ssh.MarshalPrivateKey(priv, "airlock ephemeral")
+			if err != nil {
+				return err
+			}
+			keyPath := filepath.Join(dir, "id_ed25519")
+			if err := os.WriteFile(keyPath, pem.EncodeToMemory(blk), 0o600); err != nil {
+				return err
+			}
+			os.WriteFile(keyPath+"-cert.pub", []byte(cert.Certificate+"\n"), 0o600)
+			kh := filepath.Join(dir, "known_hosts")
+			os.WriteFile(kh, []byte(cert.KnownHosts), 0o600)
+			host, port, _ := net.SplitHostPort(cert.SSHAddr)
+			if stdio {
+				return sshStdio(c, cert, priv, resource)
+			}
+			sshBin, err := exec.LookPath("ssh")
+			if err != nil {
+				return errors.New("ssh not found on PATH; install openssh-client")
+			}
+			argv := []string{"ssh", "-i", keyPath, "-o", "CertificateFile=" + keyPath + "-cert.pub", "-o", "IdentitiesOnly=yes",
+				"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null",
+				"-p", port, "-l", cert.Login + "@" + cert.Resource, host}
+			argv = append(argv, args[1:]...)
+			// ssh runs as a child so the temporary key is removed afterwards.
+			p := exec.Command(sshBin, argv[1:]...)
+			p.Stdin, p.Stdout, p.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if err := p.Run(); err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					return &exitError{code: ee.ExitCode(), err: nil}
+				}
+				return err
+			}
+			return nil
+		}}
+	cmd.Flags().StringVarP(&login, "login", "l", "", "login on the target (default: your grant's)")
+	cmd.Flags().StringVar(&otp, "otp", "", "a current MFA code (step-up)")
+	cmd.Flags().BoolVar(&stdio, "stdio", false, "connect stdin/stdout to the gateway (for ProxyCommand)")
+	return cmd
+}
+
+// sshStdio stores the certificate where the ssh-config block points and
+// relays stdin/stdout to the gateway (ProxyCommand). OpenSSH loads identity
+// files after the proxy connection is up, so the fresh certificate is used.
+func sshStdio(c *cli, cert api.SSHCertResponse, priv ed25519.PrivateKey, _ string) error {
+	dir := filepath.Join(airlockHome(), "ssh")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	blk, err := ssh.MarshalPrivateKey(priv, "airlock ephemeral")
+	if err != nil {
+		return err
+	}
+	key := filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(key, pem.EncodeToMemory(blk), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(key+"-cert.pub", []byte(cert.Certificate+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(airlockHome(), "known_hosts"), []byte(cert.KnownHosts), 0o600); err != nil {
+		return err
+	}
+	conn, err := net.Dial("tcp", cert.SSHAddr)
+	if err != nil {
+		return fmt.Errorf("cannot reach the SSH gateway at %s: %v", cert.SSHAddr, err)
+	}
+	defer conn.Close()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(conn, os.Stdin); done <- struct{}{} }()
+	go func() { io.Copy(os.Stdout, conn); done <- struct{}{} }()
+	<-done
+	return nil
+}
+
+func newSSHConfigCmd() *cobra.Command {
+	return &cobra.Command{Use: "ssh-config", Short: "Print an OpenSSH config block so plain ssh/scp/rsync reach *.airlock hosts", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			var info api.GatewayInfo
+			if err := c.client.Do(c.ctx(), "GET", "/api/v1/info", nil, &info); err != nil {
+				return err
+			}
+			self, _ := os.Executable()
+			host, port, _ := net.SplitHostPort(info.SSHAddr)
+			fmt.Fprintf(c.out(), `# Airlock: add to ~/.ssh/config, then: airlock ssh RESOURCE once to fetch a certificate,
+# or use plain ssh: ssh LOGIN@RESOURCE.airlock
+Host *.airlock
+    HostName %s
+    Port %s
+    ProxyCommand %s --server %s ssh --stdio %%h
+    IdentityFile %s
+    CertificateFile %s
+    IdentitiesOnly yes
+    UserKnownHostsFile %s
+# usage: ssh -l LOGIN@RESOURCE RESOURCE.airlock   (scp/rsync: -o User=LOGIN@RESOURCE)
+`, host, port, self, global.server, filepath.Join(airlockHome(), "ssh", "id_ed25519"),
+				filepath.Join(airlockHome(), "ssh", "id_ed25519-cert.pub"), filepath.Join(airlockHome(), "known_hosts"))
+			return nil
+		}}
+}
+
+func newSessionsCmd() *cobra.Command {
+	var active bool
+	cmd := &cobra.Command{Use: "sessions [--active]", Short: "List gateway sessions; kill or replay one", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			path := "/api/v1/sessions"
+			if active {
+				path += "?active=1"
+			}
+			var ss []airlock.Session
+			if err := c.call("GET", path, nil, &ss); err != nil {
+				return err
+			}
+			if c.json() {
+				return c.printJSON(ss)
+			}
+			t := c.table()
+			fmt.Fprintln(t, "ID\tUSER\tRESOURCE\tKIND\tACCESS\tSTARTED\tENDED\tREASON\tSTATEMENTS\tIN/OUT")
+			for _, s := range ss {
+				fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d/%d\n", s.ID, s.UserName, s.Resource, s.Kind, s.Access, fmtTime(s.StartedAt), fmtTime(s.EndedAt), s.EndReason, s.Statements, s.BytesIn, s.BytesOut)
+			}
+			return t.Flush()
+		}}
+	cmd.Flags().BoolVar(&active, "active", false, "only live sessions")
+	var otp string
+	kill := &cobra.Command{Use: "kill ID", Short: "End a live session now (audited)", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		c.otp = otp
+		if err := c.call("POST", "/api/v1/sessions/"+url.PathEscape(args[0])+"/kill", api.OTPRequest{}, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out(), "Session %s killed.\n", args[0])
+		return nil
+	}}
+	kill.Flags().StringVar(&otp, "otp", "", "a current MFA code (step-up)")
+	var speed float64
+	play := &cobra.Command{Use: "play ID [--speed N]", Short: "Replay an SSH session recording in this terminal", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		resp, err := c.client.Raw(c.ctx(), "GET", "/api/v1/sessions/"+url.PathEscape(args[0])+"/recording", nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if want := resp.Header.Get("X-Airlock-Recording-SHA256"); want != "" {
+			if err := recording.Verify(strings.NewReader(string(data)), want); err != nil {
+				return err
+			}
+		}
+		return recording.Play(strings.NewReader(string(data)), c.out(), speed, nil)
+	}}
+	play.Flags().Float64Var(&speed, "speed", 1, "playback speed (0 = no delays)")
+	cmd.AddCommand(kill, play)
+	return cmd
+}

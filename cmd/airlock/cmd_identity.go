@@ -1,0 +1,339 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/identity"
+)
+
+func init() { register(identityCommands) }
+
+func identityCommands() []*cobra.Command {
+	return []*cobra.Command{newBootstrapCmd(), newLoginCmd(), newLogoutCmd(), newWhoamiCmd(), newMFACmd()}
+}
+
+func newBootstrapCmd() *cobra.Command {
+	var tokenFile, user string
+	var pwStdin bool
+	cmd := &cobra.Command{
+		Use:   "bootstrap --token-file F --user NAME [--password-stdin]",
+		Short: "Create the first admin with the server's one-time bootstrap token",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			if tokenFile == "" || user == "" {
+				return fmt.Errorf("%w: --token-file and --user are required", errUsage)
+			}
+			tok, err := os.ReadFile(tokenFile)
+			if err != nil {
+				return fmt.Errorf("read %s: %v; the server writes it to DATA_DIR/bootstrap.token on first start", tokenFile, err)
+			}
+			pw, err := readPassword(c, pwStdin, true)
+			if err != nil {
+				return err
+			}
+			var u airlock.User
+			if err := c.client.Do(c.ctx(), "POST", "/api/v1/bootstrap", api.BootstrapRequest{Token: strings.TrimSpace(string(tok)), User: user, Password: pw}, &u); err != nil {
+				return err
+			}
+			if c.json() {
+				return c.printJSON(u)
+			}
+			fmt.Fprintf(c.out(), "Created admin %s. Next: `airlock login --user %s`, then enroll a second factor with `airlock mfa add totp`.\n", u.Name, u.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "path of DATA_DIR/bootstrap.token")
+	cmd.Flags().StringVar(&user, "user", "", "name of the first admin")
+	cmd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from stdin")
+	return cmd
+}
+
+func readPassword(c *cli, fromStdin, confirm bool) (string, error) {
+	if fromStdin {
+		return readSecretStdin()
+	}
+	pw, err := c.prompt("Password: ", true)
+	if err != nil {
+		return "", fmt.Errorf("%w: no terminal; pass --password-stdin", errUsage)
+	}
+	if confirm {
+		again, err := c.prompt("Password again: ", true)
+		if err != nil || again != pw {
+			return "", errors.New("passwords do not match")
+		}
+	}
+	return pw, nil
+}
+
+func newLoginCmd() *cobra.Command {
+	var user, otp string
+	var pwStdin, web bool
+	cmd := &cobra.Command{
+		Use:   "login [--user NAME] [--password-stdin] [--otp CODE]",
+		Short: "Log in with your password and second factor",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			if web {
+				return fmt.Errorf("browser login is not available in this build; use password + TOTP (`airlock login --otp CODE`)")
+			}
+			if user == "" {
+				user = c.state.User
+			}
+			if user == "" {
+				if user, err = c.prompt("User: ", false); err != nil {
+					return fmt.Errorf("%w: pass --user NAME", errUsage)
+				}
+			}
+			pw, err := readPassword(c, pwStdin, false)
+			if err != nil {
+				return err
+			}
+			var res api.LoginResponse
+			err = c.client.Do(c.ctx(), "POST", "/api/v1/login", api.LoginRequest{User: user, Password: pw, FactorInput: identity.FactorInput{OTP: otp}}, &res)
+			var ae *airlock.Error
+			if errors.As(err, &ae) && ae.Code == airlock.EMFAREQUIRED {
+				challenge, _ := ae.Details["challenge"].(string)
+				code := otp
+				if code == "" {
+					if code, err = c.prompt("Second factor code: ", false); err != nil {
+						return fmt.Errorf("%w: a second factor is required; pass --otp CODE", errUsage)
+					}
+				}
+				err = c.client.Do(c.ctx(), "POST", "/api/v1/login/factor", api.LoginFactorRequest{Challenge: challenge, FactorInput: identity.FactorInput{OTP: code}}, &res)
+			}
+			if err != nil {
+				return err
+			}
+			if err := saveState(&clientState{Server: global.server, User: res.User.Name, Token: res.Token, ExpiresAt: res.ExpiresAt}); err != nil {
+				return fmt.Errorf("save session: %w", err)
+			}
+			if c.json() {
+				res.Token = ""
+				return c.printJSON(res)
+			}
+			fmt.Fprintf(c.out(), "Logged in as %s (session until %s).\n", res.User.Name, fmtTime(res.ExpiresAt))
+			if res.NeedsEnrollment {
+				fmt.Fprintln(c.out(), "You have no second factor yet: enroll one now with `airlock mfa add totp`.")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&user, "user", "", "user name")
+	cmd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from stdin")
+	cmd.Flags().StringVar(&otp, "otp", "", "TOTP or recovery code (for scripts)")
+	cmd.Flags().BoolVar(&web, "web", false, "log in in the browser (passkeys, security keys)")
+	return cmd
+}
+
+func newLogoutCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout",
+		Short: "End your login session",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			err = c.client.Do(c.ctx(), "POST", "/api/v1/logout", nil, nil)
+			c.state.Token = ""
+			if serr := saveState(c.state); serr != nil {
+				return serr
+			}
+			if err != nil && airlock.ErrorCode(err) != airlock.EUNAUTHORIZED {
+				return err
+			}
+			fmt.Fprintln(c.out(), "Logged out.")
+			return nil
+		},
+	}
+}
+
+func newWhoamiCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Show who you are logged in as, your groups and MFA freshness",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			var w api.WhoAmI
+			if err := c.client.Do(c.ctx(), "GET", "/api/v1/whoami", nil, &w); err != nil {
+				return err
+			}
+			if c.json() {
+				return c.printJSON(w)
+			}
+			fmt.Fprintf(c.out(), "user:     %s\ngroups:   %s\nsession:  until %s\n", w.User.Name, strings.Join(w.User.Groups, ", "), fmtTime(w.ExpiresAt))
+			if !w.Enrolled {
+				fmt.Fprintln(c.out(), "mfa:      none enrolled — run `airlock mfa add totp`")
+				return nil
+			}
+			fmt.Fprintf(c.out(), "mfa:      %s, %s ago\n", w.MFAMethod, (time.Duration(w.MFAAgeSecs) * time.Second).String())
+			for _, a := range []string{"approve", "connect", "factors", "admin"} {
+				state := "stale (run `airlock mfa verify`)"
+				if w.FreshFor[a] > 0 {
+					state = "fresh for " + (time.Duration(w.FreshFor[a]) * time.Second).String()
+				}
+				fmt.Fprintf(c.out(), "  %-8s %s\n", a+":", state)
+			}
+			return nil
+		},
+	}
+}
+
+func newMFACmd() *cobra.Command {
+	m := &cobra.Command{Use: "mfa", Short: "Manage your second factors"}
+	var otp string
+	list := &cobra.Command{Use: "list", Short: "List your factors", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return err
+		}
+		var fs []airlock.Factor
+		if err := c.call("GET", "/api/v1/mfa/factors", nil, &fs); err != nil {
+			return err
+		}
+		if c.json() {
+			return c.printJSON(fs)
+		}
+		t := c.table()
+		fmt.Fprintln(t, "ID\tKIND\tNAME\tSTATUS\tCREATED\tLAST USED")
+		for _, f := range fs {
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", f.ID, f.Kind, f.Name, f.Status, fmtTime(f.CreatedAt), fmtTime(f.LastUsedAt))
+		}
+		return t.Flush()
+	}}
+	add := &cobra.Command{Use: "add", Short: "Enroll a factor"}
+	var name string
+	addTOTP := &cobra.Command{Use: "totp", Short: "Enroll an authenticator app (prints an otpauth URI and QR code)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			c.otp = otp
+			var res api.TOTPEnrollResponse
+			if err := c.call("POST", "/api/v1/mfa/totp", map[string]string{"name": name}, &res); err != nil {
+				return err
+			}
+			if c.json() {
+				return c.printJSON(res)
+			}
+			fmt.Fprintf(c.out(), "%s\n%s\n\nScan the code or add the URI to your authenticator, then confirm:\n  airlock mfa confirm %s --otp CODE\n", res.QR, res.URI, res.Factor.ID)
+			return nil
+		}}
+	addTOTP.Flags().StringVar(&name, "name", "authenticator", "a name for this factor")
+	addTOTP.Flags().StringVar(&otp, "otp", "", "current code of an existing factor, when MFA is not fresh")
+	addWebAuthn := &cobra.Command{Use: "webauthn", Short: "Enroll a passkey or security key in the browser", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			if c.client.Token == "" {
+				return airlock.Errorf(airlock.EUNAUTHORIZED, "not logged in: run `airlock login`")
+			}
+			// The token travels in the URL fragment, which browsers never send to a server.
+			fmt.Fprintf(c.out(), "Open this page in a browser on this machine and follow it to register your key:\n\n  %s/webauthn#token=%s\n\nThen check with `airlock mfa list`.\n", strings.TrimRight(global.server, "/"), c.client.Token)
+			return nil
+		}}
+	add.AddCommand(addTOTP, addWebAuthn)
+	confirm := &cobra.Command{Use: "confirm ID --otp CODE", Short: "Confirm a pending TOTP factor", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			if otp == "" {
+				if otp, err = c.prompt("Code from your authenticator: ", false); err != nil {
+					return fmt.Errorf("%w: pass --otp CODE", errUsage)
+				}
+			}
+			if err := c.client.Do(c.ctx(), "POST", "/api/v1/mfa/factors/"+args[0]+"/confirm", api.OTPRequest{OTP: otp}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out(), "Factor %s is active. Save recovery codes with `airlock mfa recovery-codes`.\n", args[0])
+			return nil
+		}}
+	confirm.Flags().StringVar(&otp, "otp", "", "code from the authenticator")
+	remove := &cobra.Command{Use: "remove ID", Short: "Remove a factor (not your last one)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			c.otp = otp
+			if err := c.call("DELETE", "/api/v1/mfa/factors/"+args[0], nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out(), "Removed factor %s.\n", args[0])
+			return nil
+		}}
+	remove.Flags().StringVar(&otp, "otp", "", "a current code, when MFA is not fresh")
+	recovery := &cobra.Command{Use: "recovery-codes", Short: "Generate 10 new single-use recovery codes (the old set stops working)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			c.otp = otp
+			var res struct {
+				Codes []string `json:"codes"`
+			}
+			if err := c.call("POST", "/api/v1/mfa/recovery-codes", api.OTPRequest{}, &res); err != nil {
+				return err
+			}
+			if c.json() {
+				return c.printJSON(res)
+			}
+			fmt.Fprintln(c.out(), "Store these somewhere safe; each works once:")
+			for _, code := range res.Codes {
+				fmt.Fprintln(c.out(), "  "+code)
+			}
+			return nil
+		}}
+	recovery.Flags().StringVar(&otp, "otp", "", "a current code, when MFA is not fresh")
+	verify := &cobra.Command{Use: "verify [--otp CODE]", Short: "Refresh your MFA freshness (step-up)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			if otp == "" {
+				if otp, err = c.prompt("MFA code: ", false); err != nil {
+					return fmt.Errorf("%w: pass --otp CODE", errUsage)
+				}
+			}
+			var w api.WhoAmI
+			if err := c.client.Do(c.ctx(), "POST", "/api/v1/mfa/verify", identity.FactorInput{OTP: otp}, &w); err != nil {
+				return err
+			}
+			if c.json() {
+				return c.printJSON(w)
+			}
+			fmt.Fprintf(c.out(), "MFA verified (%s).\n", w.MFAMethod)
+			return nil
+		}}
+	verify.Flags().StringVar(&otp, "otp", "", "TOTP or recovery code")
+	m.AddCommand(list, add, confirm, remove, recovery, verify)
+	return m
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// serverConfig is airlock server's configuration. Each value comes from,
+// in order of precedence: a command-line flag, an AIRLOCK_* environment
+// variable, the YAML file given with --config, the default.
+type serverConfig struct {
+	DataDir   string `yaml:"data_dir"`
+	Store     string `yaml:"store"`
+	HTTPAddr  string `yaml:"http_addr"`
+	PGAddr    string `yaml:"pg_addr"`
+	SSHAddr   string `yaml:"ssh_addr"`
+	PublicURL string `yaml:"public_url"`
+	LogLevel  string `yaml:"log_level"`
+
+	SessionIdle     time.Duration `yaml:"session_idle_timeout"`
+	SessionLifetime time.Duration `yaml:"session_lifetime"`
+
+	FreshApprove time.Duration `yaml:"mfa_fresh_approve"`
+	FreshConnect time.Duration `yaml:"mfa_fresh_connect"`
+	FreshFactors time.Duration `yaml:"mfa_fresh_factors"`
+	FreshAdmin   time.Duration `yaml:"mfa_fresh_admin"`
+
+	LockoutFailures int           `yaml:"lockout_failures"`
+	LockoutDuration time.Duration `yaml:"lockout_duration"`
+
+	WebAuthnRPID      string `yaml:"webauthn_rp_id"`
+	WebAuthnOrigins   string `yaml:"webauthn_origins"` // comma-separated
+	WebAuthnRequireUV bool   `yaml:"webauthn_require_uv"`
+	WebAuthnAAGUIDs   string `yaml:"webauthn_aaguids"` // comma-separated allowlist
+
+	CheckpointEvery    int           `yaml:"audit_checkpoint_every"`
+	CheckpointInterval time.Duration `yaml:"audit_checkpoint_interval"`
+	SweepInterval      time.Duration `yaml:"grant_sweep_interval"`
+
+	// now is the server clock; tests inject a fake one (never settable
+	// from flags, env or file).
+	now func() time.Time
+}
+
+func defaultServerConfig() serverConfig {
+	return serverConfig{
+		DataDir:            "./airlock-data",
+		HTTPAddr:           "127.0.0.1:7080",
+		PGAddr:             "127.0.0.1:7432",
+		SSHAddr:            "127.0.0.1:7022",
+		LogLevel:           "info",
+		SessionIdle:        time.Hour,
+		SessionLifetime:    12 * time.Hour,
+		FreshApprove:       5 * time.Minute,
+		FreshConnect:       5 * time.Minute,
+		FreshFactors:       5 * time.Minute,
+		FreshAdmin:         5 * time.Minute,
+		LockoutFailures:    5,
+		LockoutDuration:    15 * time.Minute,
+		CheckpointEvery:    1000,
+		CheckpointInterval: 10 * time.Second,
+		SweepInterval:      time.Second,
+	}
+}
+
+// configKey describes one setting for flags, env and file.
+type configKey struct {
+	name  string // flag name; env is AIRLOCK_ + upper(name with - → _)
+	usage string
+	ptr   any
+}
+
+func (c *serverConfig) keys() []configKey {
+	return []configKey{
+		{"data-dir", "data directory (created 0700 on first start)", &c.DataDir},
+		{"store", "store: sqlite:PATH or postgres://… (default: sqlite in the data dir)", &c.Store},
+		{"http-addr", "HTTP API, console and metrics address", &c.HTTPAddr},
+		{"pg-addr", "PostgreSQL gateway address (empty disables)", &c.PGAddr},
+		{"ssh-addr", "SSH gateway address (empty disables)", &c.SSHAddr},
+		{"public-url", "URL users reach the server at (links, WebAuthn origin); default http://HTTP_ADDR", &c.PublicURL},
+		{"log-level", "debug, info, warn or error", &c.LogLevel},
+		{"session-idle-timeout", "login session idle timeout (PCI DSS 8.2.8 asks for 15m)", &c.SessionIdle},
+		{"session-lifetime", "login session absolute lifetime", &c.SessionLifetime},
+		{"mfa-fresh-approve", "MFA freshness window for approving", &c.FreshApprove},
+		{"mfa-fresh-connect", "MFA freshness window for connecting", &c.FreshConnect},
+		{"mfa-fresh-factors", "MFA freshness window for changing factors", &c.FreshFactors},
+		{"mfa-fresh-admin", "MFA freshness window for admin actions", &c.FreshAdmin},
+		{"lockout-failures", "failed attempts before lockout", &c.LockoutFailures},
+		{"lockout-duration", "lockout duration", &c.LockoutDuration},
+		{"webauthn-rp-id", "WebAuthn relying party ID (default: host of public-url)", &c.WebAuthnRPID},
+		{"webauthn-origins", "allowed WebAuthn origins, comma-separated (default: public-url)", &c.WebAuthnOrigins},
+		{"webauthn-require-uv", "require user verification (biometric/PIN) for WebAuthn", &c.WebAuthnRequireUV},
+		{"webauthn-aaguids", "allow only these authenticator AAGUIDs (comma-separated)", &c.WebAuthnAAGUIDs},
+		{"audit-checkpoint-every", "sign an audit checkpoint every N events", &c.CheckpointEvery},
+		{"audit-checkpoint-interval", "…or every interval when events arrived", &c.CheckpointInterval},
+		{"grant-sweep-interval", "how often expired grants are recorded and their sessions cut", &c.SweepInterval},
+	}
+}
+
+func envName(flag string) string {
+	return "AIRLOCK_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// registerFlags adds one flag per key, with the default as shown value.
+func (c *serverConfig) registerFlags(fs *pflag.FlagSet) {
+	for _, k := range c.keys() {
+		switch p := k.ptr.(type) {
+		case *string:
+			fs.String(k.name, *p, k.usage+" (env "+envName(k.name)+")")
+		case *int:
+			fs.Int(k.name, *p, k.usage+" (env "+envName(k.name)+")")
+		case *bool:
+			fs.Bool(k.name, *p, k.usage+" (env "+envName(k.name)+")")
+		case *time.Duration:
+			fs.Duration(k.name, *p, k.usage+" (env "+envName(k.name)+")")
+		}
+	}
+}
+
+func setValue(ptr any, s string) error {
+	switch p := ptr.(type) {
+	case *string:
+		*p = s
+	case *int:
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("want an integer, got %q", s)
+		}
+		*p = v
+	case *bool:
+		v, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", s)
+		}
+		*p = v
+	case *time.Duration:
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("want a duration like 15m, got %q", s)
+		}
+		*p = v
+	}
+	return nil
+}
+
+// loadServerConfig resolves the configuration: defaults, then file, then
+// environment, then flags the user set explicitly.
+func loadServerConfig(fs *pflag.FlagSet, file string, getenv func(string) string) (serverConfig, error) {
+	c := defaultServerConfig()
+	if file == "" {
+		file = getenv("AIRLOCK_CONFIG")
+	}
+	if file != "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return c, fmt.Errorf("read config %s: %w", file, err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
+			return c, fmt.Errorf("config %s: %v; fix the file (keys are the flag names with _ instead of -)", file, err)
+		}
+	}
+	for _, k := range c.keys() {
+		if v := getenv(envName(k.name)); v != "" {
+			if err := setValue(k.ptr, v); err != nil {
+				return c, fmt.Errorf("env %s: %v", envName(k.name), err)
+			}
+		}
+	}
+	for _, k := range c.keys() {
+		if f := fs.Lookup(k.name); f != nil && f.Changed {
+			if err := setValue(k.ptr, f.Value.String()); err != nil {
+				return c, fmt.Errorf("--%s: %v", k.name, err)
+			}
+		}
+	}
+	if c.PublicURL == "" {
+		// Browsers treat localhost as a secure context (WebAuthn needs one)
+		// and WebAuthn relying party IDs cannot be IP addresses.
+		host, port, err := net.SplitHostPort(c.HTTPAddr)
+		if err == nil && (host == "127.0.0.1" || host == "::1" || host == "") {
+			host = "localhost"
+		}
+		c.PublicURL = "http://" + net.JoinHostPort(host, port)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	return c, nil
+}

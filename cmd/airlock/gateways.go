@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/audit"
+	"github.com/airlockhq/airlock/pgproxy"
+	"github.com/airlockhq/airlock/sshproxy"
+)
+
+// auditSink adapts the audit log to the PostgreSQL gateway's pipeline.
+type auditSink struct{ l *audit.Log }
+
+func (a auditSink) Submit(e airlock.Event) pgproxy.Pending { return a.l.Submit(e) }
+
+// pgAuthenticator validates connect tokens for the PostgreSQL gateway.
+type pgAuthenticator struct{ s *server }
+
+func (p pgAuthenticator) Authenticate(ctx context.Context, req pgproxy.AuthRequest) (*pgproxy.Target, error) {
+	resource, dbname, _ := strings.Cut(req.Database, "/")
+	c, err := p.s.access.ConsumeConnectToken(ctx, req.User, resource, req.Token.Reveal(), req.SourceAddr)
+	if err != nil {
+		return nil, err
+	}
+	if c.Resource.Kind != airlock.KindPostgres {
+		return nil, airlock.Errorf(airlock.EINVALID, "%s is not a postgres resource", c.Resource.Name)
+	}
+	opts := access.Options(c.Resource)
+	if dbname == "" {
+		dbname = opts.Database
+	}
+	if dbname == "" {
+		dbname = c.Resource.Name
+	}
+	sess := c.Decision.Session
+	return &pgproxy.Target{
+		UserID: c.User.ID, UserName: c.User.Name, GrantID: c.Grant.ID, Resource: c.Resource.Name, Access: c.Grant.Access,
+		EndsAt: c.Grant.EndsAt, UpstreamAddr: c.Resource.Addr, UpstreamDatabase: dbname,
+		UpstreamUser: c.Credential.User, UpstreamPassword: c.Credential.Password,
+		ReadOnly: access.IsReadOnly(c.Resource, c.Grant.Access), StrictAudit: sess.Audit == "strict",
+		LogParameters: sess.LogParameters, IdleTimeout: sess.IdleTimeout, MaxConcurrent: sess.MaxConcurrent,
+	}, nil
+}
+
+// sshAuthorizer checks grants for the SSH gateway.
+type sshAuthorizer struct{ s *server }
+
+func (a sshAuthorizer) Authorize(ctx context.Context, req sshproxy.AuthRequest) (*sshproxy.Target, error) {
+	c, err := a.s.access.AuthorizeSSH(ctx, req.UserName, req.GrantID, req.Resource, req.Login)
+	if err != nil {
+		return nil, err
+	}
+	opts := access.Options(c.Resource)
+	t := &sshproxy.Target{UserID: c.User.ID, UserName: c.User.Name, GrantID: c.Grant.ID, Resource: c.Resource.Name,
+		Access: c.Grant.Access, Login: c.Grant.Access, Addr: c.Resource.Addr, EndsAt: c.Grant.EndsAt,
+		Record: c.Decision.Session.Record, IdleTimeout: c.Decision.Session.IdleTimeout}
+	if host, _, err := net.SplitHostPort(c.Resource.Addr); err == nil {
+		t.HostName = host
+	}
+	if opts.HostKey != "" {
+		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(opts.HostKey))
+		if err != nil {
+			return nil, airlock.Errorf(airlock.EINTERNAL, "resource %s has an unparsable pinned host key", c.Resource.Name)
+		}
+		t.HostKey = k
+	}
+	return t, nil
+}
+
+// SSHUserCertLifetime is how long certificates for `airlock ssh` live.
+const SSHUserCertLifetime = 5 * time.Minute

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/notify"
+	"github.com/airlockhq/airlock/policy"
+)
+
+// notifier connects the access service's notifications to the notify
+// package, keeping its channels in step with the policy in force.
+type notifier struct {
+	n         *notify.Notifier
+	publicURL string
+	policy    func() (*policy.Policy, int64)
+
+	mu      sync.Mutex
+	version int64
+}
+
+func newNotifier(_ airlock.Store, al airlock.Auditor, logger *slog.Logger, publicURL string, now func() time.Time) *notifier {
+	return &notifier{n: notify.New(nil, notify.ResolveSecret, al, &http.Client{Timeout: 10 * time.Second}, logger.With("component", "notify"), now),
+		publicURL: publicURL}
+}
+
+func (n *notifier) send(ctx context.Context, channels []string, m access.Notification) {
+	if len(channels) == 0 {
+		return
+	}
+	if n.policy != nil {
+		n.mu.Lock()
+		if p, v := n.policy(); v != n.version {
+			n.n.SetChannels(p.Notify)
+			n.version = v
+		}
+		n.mu.Unlock()
+	}
+	msg := notify.Message{Kind: m.Kind, RequestID: m.RequestID, GrantID: m.GrantID, User: m.User, Resource: m.Resource, Access: m.Access,
+		Duration: m.Duration, Reason: m.Reason, Ticket: m.Ticket, ConsoleURL: m.URL}
+	if m.RequestID != "" {
+		msg.ApproveURL = n.publicURL + "/requests/" + m.RequestID + "#approve"
+		msg.DenyURL = n.publicURL + "/requests/" + m.RequestID + "#deny"
+	}
+	n.n.Notify(ctx, channels, msg)
+}
+
+func (n *notifier) close(ctx context.Context) {
+	n.n.Flush(ctx)
+	n.n.Close()
+}

@@ -1,0 +1,441 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/audit"
+	"github.com/airlockhq/airlock/auth"
+	"github.com/airlockhq/airlock/datadir"
+	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/mfa"
+	"github.com/airlockhq/airlock/pgproxy"
+	"github.com/airlockhq/airlock/postgres"
+	"github.com/airlockhq/airlock/recording"
+	"github.com/airlockhq/airlock/secrets"
+	"github.com/airlockhq/airlock/sqlite"
+	"github.com/airlockhq/airlock/sshca"
+	"github.com/airlockhq/airlock/sshproxy"
+	"github.com/airlockhq/airlock/web"
+)
+
+func newServerCmd() *cobra.Command {
+	cfg := defaultServerConfig()
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Airlock server (API, console and gateways)",
+		Long: `Run the Airlock server. With no flags it creates ./airlock-data (0700) holding the
+embedded SQLite store and generated keys, and serves the API on 127.0.0.1:7080,
+the PostgreSQL gateway on 127.0.0.1:7432 and the SSH gateway on 127.0.0.1:7022.
+
+Each setting comes from, in order: a flag, an AIRLOCK_* environment variable
+(e.g. AIRLOCK_HTTP_ADDR), the YAML file given with --config (keys are the flag
+names with _ for -, e.g. http_addr), or the default.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadServerConfig(cmd.Flags(), configFile, os.Getenv)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runServer(ctx, c, cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file (env AIRLOCK_CONFIG)")
+	cfg.registerFlags(cmd.Flags())
+	return cmd
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// listen binds addr or explains why it cannot.
+func listen(what, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%s address %s is already in use; stop the other process or pick another with --%s", what, addr, what)
+		}
+		return nil, fmt.Errorf("cannot listen on %s for %s: %v; check --%s", addr, what, err, what)
+	}
+	return ln, nil
+}
+
+// openStore opens the configured store ("" = SQLite in the data dir).
+func openStore(ctx context.Context, spec, dataDir string) (airlock.Store, string, error) {
+	switch {
+	case spec == "":
+		p := filepath.Join(dataDir, "airlock.db")
+		s, err := sqlite.Open(ctx, p)
+		return s, "sqlite:" + p, err
+	case strings.HasPrefix(spec, "sqlite:"):
+		p := strings.TrimPrefix(spec, "sqlite:")
+		s, err := sqlite.Open(ctx, p)
+		return s, spec, err
+	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
+		s, err := postgres.Open(ctx, spec)
+		return s, redactDSN(spec), err
+	}
+	return nil, "", fmt.Errorf("--store %q: use sqlite:PATH or postgres://USER@HOST:PORT/DB", spec)
+}
+
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "postgres://…"
+	}
+	return u.Redacted()
+}
+
+// server holds the running parts.
+type server struct {
+	cfg      serverConfig
+	log      *slog.Logger
+	dir      *datadir.Dir
+	store    airlock.Store
+	audit    *audit.Log
+	ident    *identity.Service
+	access   *access.Service
+	pg       *pgproxy.Gateway
+	ssh      *sshproxy.Gateway
+	ca       *sshca.CA
+	keyring  *secrets.Keyring
+	notifier *notifier
+}
+
+func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error) {
+	logger, err := newLogger(stderr, c.LogLevel)
+	if err != nil {
+		return err
+	}
+	// Bind every listener first: a port in use must fail before anything
+	// is created on disk.
+	httpLn, err := listen("http-addr", c.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	defer httpLn.Close()
+	var pgLn, sshLn net.Listener
+	if c.PGAddr != "" {
+		if pgLn, err = listen("pg-addr", c.PGAddr); err != nil {
+			return err
+		}
+		defer pgLn.Close()
+	}
+	if c.SSHAddr != "" {
+		if sshLn, err = listen("ssh-addr", c.SSHAddr); err != nil {
+			return err
+		}
+		defer sshLn.Close()
+	}
+
+	dir, err := datadir.Open(c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && dir.Created {
+			os.RemoveAll(dir.Path) // a failed first start leaves nothing behind
+		}
+	}()
+	store, storeDesc, err := openStore(ctx, c.Store, dir.Path)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	s := &server{cfg: c, log: logger, dir: dir, store: store}
+	now := c.now
+	if now == nil {
+		now = time.Now
+	}
+	if err := s.build(ctx, reg); err != nil {
+		return err
+	}
+	auditCtx, auditCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer func() {
+		s.audit.Close(auditCtx)
+		auditCancel()
+	}()
+
+	mux := http.NewServeMux()
+	apiSrv := &api.Server{Identity: s.ident, Access: s.access, Logger: logger,
+		Audit: &api.AuditDeps{Store: store, Log: s.audit, PublicKey: audit.MarshalPublicKey(s.audit.PublicKey()),
+			Export: func(ctx context.Context, w io.Writer, f airlock.EventFilter) error {
+				return audit.Export(ctx, store, w, f)
+			},
+			Verify: func(ctx context.Context) (any, error) { return audit.Verify(ctx, store, s.audit.PublicKey()) }},
+		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey()}}
+	apiSrv.SSHCA = s.ca
+	if recs, err := recording.NewDir(dir.File("recordings")); err == nil {
+		apiSrv.Recordings = func(ctx context.Context, key string) (io.ReadCloser, error) { return recs.Open(ctx, key) }
+	}
+	apiSrv.Now = now
+	mux.Handle("/api/", http.NewCrossOriginProtection().Handler(apiSrv.Handler()))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := store.Ping(ctx); err != nil {
+			logger.Warn("not ready: store", "err", err)
+			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		if err := s.audit.Healthy(); err != nil {
+			logger.Warn("not ready: audit", "err", err)
+			http.Error(w, "audit log not writable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, PublicURL: c.PublicURL, Logger: logger}))
+
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+
+	var wg sync.WaitGroup
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.access.RunSweeper(runCtx, c.SweepInterval) }()
+
+	serveErr := make(chan error, 3)
+	go func() { serveErr <- httpSrv.Serve(httpLn) }()
+	if pgLn != nil {
+		go func() { serveErr <- s.pg.Serve(runCtx, pgLn) }()
+	}
+	if sshLn != nil {
+		go func() { serveErr <- s.ssh.Serve(runCtx, sshLn) }()
+	}
+
+	if wrote, err := s.ident.EnsureBootstrapToken(ctx); err != nil {
+		return fmt.Errorf("write bootstrap token: %w", err)
+	} else if wrote {
+		fmt.Fprintf(stderr, "\nNo users yet. Create the first admin with:\n\n  airlock bootstrap --token-file %s --user admin --password-stdin\n\n", dir.File("bootstrap.token"))
+	}
+	logger.Info("airlock server started", "version", version, "http", httpLn.Addr().String(), "pg", c.PGAddr, "ssh", c.SSHAddr,
+		"store", storeDesc, "data_dir", dir.Path, "created", dir.Created)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			logger.Error("serve failed", "err", err)
+		}
+	}
+	logger.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	httpSrv.Shutdown(shutCtx)
+	if s.pg != nil {
+		s.pg.Shutdown(shutCtx)
+	}
+	if s.ssh != nil {
+		s.ssh.Shutdown(shutCtx)
+	}
+	cancelRun()
+	wg.Wait()
+	s.notifier.close(shutCtx)
+	logger.Info("stopped")
+	return nil
+}
+
+// build constructs the services and gateways.
+func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
+	c, dir, store, logger := s.cfg, s.dir, s.store, s.log
+	now := c.now
+	if now == nil {
+		now = time.Now
+	}
+	kr, err := secrets.NewKeyring(dir.MasterKeyID, dir.MasterKeys)
+	if err != nil {
+		return err
+	}
+	s.keyring = kr
+	al, err := audit.Open(ctx, store, audit.Options{Signer: dir.AuditKey, CheckpointEvery: c.CheckpointEvery,
+		CheckpointInterval: c.CheckpointInterval, Logger: logger, Registerer: reg, Now: now})
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	s.audit = al
+
+	pub, err := url.Parse(c.PublicURL)
+	if err != nil || pub.Host == "" {
+		return fmt.Errorf("--public-url %q is not a URL like https://airlock.example.com", c.PublicURL)
+	}
+	rpID := c.WebAuthnRPID
+	if rpID == "" {
+		rpID = pub.Hostname()
+		if net.ParseIP(rpID) != nil {
+			return fmt.Errorf("--public-url %s uses an IP address; WebAuthn needs a host name (use localhost or set --webauthn-rp-id)", c.PublicURL)
+		}
+	}
+	origins := []string{c.PublicURL}
+	if c.WebAuthnOrigins != "" {
+		origins = splitList(c.WebAuthnOrigins)
+	}
+	wa, err := mfa.NewWebAuthn(mfa.WebAuthnConfig{RPID: rpID, RPDisplayName: "Airlock", RPOrigins: origins,
+		RequireUserVerification: c.WebAuthnRequireUV, AllowedAAGUIDs: splitList(c.WebAuthnAAGUIDs)}, store, store, now)
+	if err != nil {
+		return fmt.Errorf("webauthn: %w", err)
+	}
+	lcfg := auth.DefaultLimiterConfig()
+	lcfg.MaxFailures = c.LockoutFailures
+	lcfg.Lockout = c.LockoutDuration
+	s.ident = identity.New(identity.Deps{
+		Store: store, Audit: al, Logger: logger, Now: now,
+		Hasher:   auth.NewHasher(auth.DefaultParams(), runtime.GOMAXPROCS(0)),
+		Limiter:  auth.NewLimiter(lcfg, now),
+		TOTP:     mfa.NewTOTP(store, kr, "Airlock", now),
+		Recovery: mfa.NewRecovery(store, now),
+		WebAuthn: wa,
+	}, identity.Config{IdleTimeout: c.SessionIdle, Lifetime: c.SessionLifetime, BootstrapTokenFile: dir.File("bootstrap.token"),
+		Freshness: map[string]time.Duration{identity.ActionApprove: c.FreshApprove, identity.ActionConnect: c.FreshConnect,
+			identity.ActionFactors: c.FreshFactors, identity.ActionAdmin: c.FreshAdmin, "break_glass": c.FreshConnect}})
+
+	bus := &access.Bus{}
+	s.notifier = newNotifier(store, al, logger, c.PublicURL, now)
+	s.access, err = access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: s.ident, Bus: bus, Logger: logger, Now: now,
+		ConsoleURL: c.PublicURL, Notify: s.notifier.send})
+	if err != nil {
+		return fmt.Errorf("load policy: %w", err)
+	}
+	s.notifier.policy = s.access.Policy
+	s.ident.OnDisable(func(ctx context.Context, userID, reason string) { s.access.RevokeUser(ctx, userID, reason) })
+
+	// SSH CA and gateway.
+	s.ca = sshca.New(dir.SSHUserCA, dir.SSHHostCA)
+	if c.SSHAddr != "" {
+		hostKey, err := loadOrCreateHostKey(dir)
+		if err != nil {
+			return err
+		}
+		host, _, _ := net.SplitHostPort(c.SSHAddr)
+		hs, err := s.ca.HostSigner(hostKey, []string{host, "localhost", "airlock"}, 365*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		recs, err := recording.NewDir(dir.File("recordings"))
+		if err != nil {
+			return err
+		}
+		s.ssh, err = sshproxy.New(sshproxy.Config{HostSigner: hs, CA: s.ca, Auth: sshAuthorizer{s}, Audit: al, Sessions: store,
+			Recordings: recs, Logger: logger.With("gateway", "ssh"), Node: nodeName(), Now: now})
+		if err != nil {
+			return err
+		}
+	}
+	if c.PGAddr != "" {
+		host, _, _ := net.SplitHostPort(c.PGAddr)
+		certPEM, keyPEM, err := dir.IssueServerCert([]string{host, "localhost", "127.0.0.1"}, 365*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return err
+		}
+		s.pg, err = pgproxy.New(pgproxy.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+			AllowLoopbackPlaintext: true, Auth: pgAuthenticator{s}, Audit: auditSink{al}, Sessions: store,
+			Logger: logger.With("gateway", "postgres"), Node: nodeName(), Registerer: reg, Now: now})
+		if err != nil {
+			return err
+		}
+	}
+	type closer interface {
+		CloseGrant(grantID, reason string) int
+		CloseUser(userID, reason string) int
+		CloseSession(id, reason string) bool
+	}
+	var gws []closer
+	if s.pg != nil {
+		gws = append(gws, s.pg)
+	}
+	if s.ssh != nil {
+		gws = append(gws, s.ssh)
+	}
+	bus.Subscribe(func(r access.Revocation) {
+		for _, gw := range gws {
+			switch {
+			case r.SessionID != "":
+				gw.CloseSession(r.SessionID, r.Reason)
+			case r.GrantID != "":
+				gw.CloseGrant(r.GrantID, r.Reason)
+			case r.UserID != "":
+				gw.CloseUser(r.UserID, r.Reason)
+			}
+		}
+	})
+	return nil
+}
+
+func nodeName() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", h, os.Getpid())
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func loadOrCreateHostKey(dir *datadir.Dir) (ssh.Signer, error) {
+	path := dir.File("ssh_gateway_host_key")
+	if b, err := os.ReadFile(path); err == nil {
+		return ssh.ParsePrivateKey(b)
+	}
+	signer, priv, err := sshca.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	pemBytes, err := sshca.MarshalPrivateKey(priv, "airlock gateway host key")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, pemBytes, 0o600); err != nil {
+		return nil, err
+	}
+	return signer, nil
+}

@@ -1,0 +1,128 @@
+package identity
+
+import (
+	"context"
+
+	"github.com/airlockhq/airlock"
+)
+
+// requireFactorChange allows factor changes: without any factor yet
+// (enrollment), or with MFA fresh for ActionFactors.
+func (s *Service) requireFactorChange(ctx context.Context, p *Principal) error {
+	fs, err := s.activeFactors(ctx, p.User.ID)
+	if err != nil {
+		return err
+	}
+	if len(fs) == 0 {
+		return nil
+	}
+	return s.RequireFresh(p, ActionFactors)
+}
+
+// ListFactors returns p's factors (no secrets).
+func (s *Service) ListFactors(ctx context.Context, p *Principal) ([]*airlock.Factor, error) {
+	return s.store.ListFactors(ctx, p.User.ID)
+}
+
+// EnrollTOTP starts a TOTP enrollment; the factor is pending until ConfirmTOTP.
+func (s *Service) EnrollTOTP(ctx context.Context, p *Principal, name string) (f *airlock.Factor, uri, qr string, err error) {
+	if err := s.requireFactorChange(ctx, p); err != nil {
+		return nil, "", "", err
+	}
+	if name == "" {
+		name = "authenticator"
+	}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source, Details: details("kind", airlock.FactorTOTP, "name", name)}); err != nil {
+		return nil, "", "", err
+	}
+	return s.totp.Enroll(ctx, p.User, name)
+}
+
+// ConfirmTOTP activates a pending TOTP factor with a valid code. Confirming
+// the first factor also makes the session's MFA fresh.
+func (s *Service) ConfirmTOTP(ctx context.Context, p *Principal, factorID, code string) error {
+	f, err := s.store.FactorByID(ctx, factorID)
+	if err != nil || f.UserID != p.User.ID {
+		return airlock.Errorf(airlock.ENOTFOUND, "no pending factor %q; run `airlock mfa list`", factorID)
+	}
+	if err := s.totp.Confirm(ctx, p.User.ID, factorID, code); err != nil {
+		s.fail(ctx, p.User.Name, p.User.ID, p.Source, "mfa.confirm_failed", "totp confirm: "+err.Error())
+		return airlock.Errorf(airlock.EUNAUTHORIZED, "invalid or already used code")
+	}
+	if err := s.markFresh(ctx, p, MethodTOTP, "mfa.confirmed"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// BeginWebAuthnRegistration starts registering a passkey or security key.
+func (s *Service) BeginWebAuthnRegistration(ctx context.Context, p *Principal, name string) (string, []byte, error) {
+	if s.webauthn == nil {
+		return "", nil, airlock.Errorf(airlock.EINVALID, "WebAuthn is not configured on this server")
+	}
+	if err := s.requireFactorChange(ctx, p); err != nil {
+		return "", nil, err
+	}
+	if name == "" {
+		name = "security key"
+	}
+	return s.webauthn.BeginRegistration(ctx, p.User, name)
+}
+
+// FinishWebAuthnRegistration completes a registration ceremony.
+func (s *Service) FinishWebAuthnRegistration(ctx context.Context, p *Principal, ceremony string, response []byte) (*airlock.Factor, error) {
+	if s.webauthn == nil {
+		return nil, airlock.Errorf(airlock.EINVALID, "WebAuthn is not configured on this server")
+	}
+	if err := s.requireFactorChange(ctx, p); err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source, Details: details("kind", airlock.FactorWebAuthn)}); err != nil {
+		return nil, err
+	}
+	f, err := s.webauthn.FinishRegistration(ctx, p.User, ceremony, response)
+	if err != nil {
+		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.confirm_failed", SourceAddr: p.Source, Outcome: airlock.OutcomeFailure,
+			Details: details("kind", airlock.FactorWebAuthn, "reason", airlock.ErrorMessage(err))})
+		return nil, err
+	}
+	if err := s.markFresh(ctx, p, MethodWebAuthn, "mfa.confirmed"); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// RemoveFactor deletes one of p's factors. Removing the last one is refused.
+func (s *Service) RemoveFactor(ctx context.Context, p *Principal, factorID string) error {
+	if err := s.RequireFresh(p, ActionFactors); err != nil {
+		return err
+	}
+	f, err := s.store.FactorByID(ctx, factorID)
+	if err != nil || f.UserID != p.User.ID {
+		return airlock.Errorf(airlock.ENOTFOUND, "no factor %q; run `airlock mfa list`", factorID)
+	}
+	if f.Status == airlock.FactorActive && f.Kind != airlock.FactorRecovery {
+		active, err := s.activeFactors(ctx, p.User.ID)
+		if err != nil {
+			return err
+		}
+		if len(active) <= 1 {
+			return airlock.Errorf(airlock.EINVALID, "refusing to remove your last second factor; add another first (`airlock mfa add totp`)")
+		}
+	}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.removed", SourceAddr: p.Source, Details: details("factor_id", f.ID, "kind", f.Kind)}); err != nil {
+		return err
+	}
+	return s.store.DeleteFactor(ctx, factorID)
+}
+
+// RecoveryCodes replaces p's recovery codes with a new set of 10.
+func (s *Service) RecoveryCodes(ctx context.Context, p *Principal) ([]string, error) {
+	if err := s.RequireFresh(p, ActionFactors); err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.recovery_generated", SourceAddr: p.Source}); err != nil {
+		return nil, err
+	}
+	return s.recovery.Generate(ctx, p.User.ID)
+}

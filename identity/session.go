@@ -1,0 +1,407 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/auth"
+	"github.com/airlockhq/airlock/mfa"
+)
+
+// MFA methods recorded on login sessions and grants.
+const (
+	MethodTOTP     = "totp"
+	MethodWebAuthn = "webauthn"
+	MethodRecovery = "recovery"
+)
+
+// PhishingResistant lists the methods that count as phishing resistant.
+var PhishingResistant = []string{MethodWebAuthn}
+
+// FactorInput is a second-factor proof: a TOTP or recovery code, or a
+// WebAuthn assertion for an earlier ceremony.
+type FactorInput struct {
+	OTP              string          `json:"otp,omitempty"`
+	WebAuthnCeremony string          `json:"webauthn_ceremony,omitempty"`
+	WebAuthnResponse json.RawMessage `json:"webauthn_response,omitempty"`
+}
+
+func (f FactorInput) empty() bool { return f.OTP == "" && len(f.WebAuthnResponse) == 0 }
+
+// LoginResult is the outcome of a login step. Either Token is set (logged
+// in) or Challenge is (a second factor is needed; Methods lists which).
+type LoginResult struct {
+	Token     string
+	Session   *airlock.LoginSession
+	User      *airlock.User
+	Challenge string
+	Methods   []string
+}
+
+type loginChallenge struct {
+	UserID string `json:"user_id"`
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+func (s *Service) checkLocked(ctx context.Context, name, source string) error {
+	for _, key := range []string{"user:" + name, "addr:" + hostOf(source)} {
+		if until, locked := s.limiter.Check(key); locked {
+			s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: name}, Action: "login.locked", SourceAddr: source, Outcome: airlock.OutcomeDenied,
+				Details: details("key", key[:4], "until", until.UTC().Format(time.RFC3339))})
+			return airlock.Errorf(airlock.ELOCKED, "too many failed attempts; try again after %s", until.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+func (s *Service) fail(ctx context.Context, name, userID, source, action, reason string) {
+	var delay time.Duration
+	for _, key := range []string{"user:" + name, "addr:" + hostOf(source)} {
+		delay = max(delay, s.limiter.Delay(key))
+		if locked, until := s.limiter.Fail(key); locked {
+			s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "auth.lockout", SourceAddr: source, Outcome: airlock.OutcomeDenied,
+				Details: details("key", key[:4], "until", until.UTC().Format(time.RFC3339))})
+		}
+	}
+	s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: action, SourceAddr: source, Outcome: airlock.OutcomeFailure,
+		Details: details("reason", reason)})
+	// Growing delays slow guessing; they hold a goroutine, not a CPU.
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+}
+
+func (s *Service) succeed(name, source string) {
+	s.limiter.Succeed("user:" + name)
+	s.limiter.Succeed("addr:" + hostOf(source))
+}
+
+// activeFactors returns the user's confirmed factors other than recovery codes.
+func (s *Service) activeFactors(ctx context.Context, userID string) ([]*airlock.Factor, error) {
+	fs, err := s.store.ListFactors(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	var out []*airlock.Factor
+	for _, f := range fs {
+		if f.Status == airlock.FactorActive && f.Kind != airlock.FactorRecovery {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+func methodsOf(fs []*airlock.Factor) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range fs {
+		if !seen[f.Kind] {
+			seen[f.Kind] = true
+			out = append(out, f.Kind)
+		}
+	}
+	return append(out, MethodRecovery)
+}
+
+// Login checks a user name and password. With a second factor in otp (or
+// when the user has no factor yet) it returns a session token; otherwise a
+// challenge for LoginFactor. Every failure answers with the same message,
+// whether or not the user exists, after comparable work.
+func (s *Service) Login(ctx context.Context, name, password string, in FactorInput, source string) (*LoginResult, error) {
+	if err := s.checkLocked(ctx, name, source); err != nil {
+		return nil, err
+	}
+	u, err := s.store.UserByName(ctx, name)
+	if err != nil && !airlock.IsCode(err, airlock.ENOTFOUND) {
+		return nil, err
+	}
+	if u == nil || u.PasswordHash == "" {
+		s.hasher.DummyVerify(ctx, password)
+		s.fail(ctx, name, "", source, "login.failed", "unknown user or no password")
+		return nil, errInvalidLogin
+	}
+	ok, err := s.hasher.Verify(ctx, u.PasswordHash, password)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		s.fail(ctx, name, u.ID, source, "login.failed", "wrong password")
+		return nil, errInvalidLogin
+	}
+	if u.Disabled {
+		s.fail(ctx, name, u.ID, source, "login.failed", "user disabled")
+		return nil, errInvalidLogin
+	}
+	factors, err := s.activeFactors(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(factors) == 0 {
+		// Enrollment-only session: every action but enrolling a factor is refused.
+		s.succeed(name, source)
+		return s.startSession(ctx, u, "", source)
+	}
+	if !in.empty() {
+		method, err := s.verifyFactor(ctx, u, in, source, "login.failed")
+		if err != nil {
+			return nil, err
+		}
+		s.succeed(name, source)
+		return s.startSession(ctx, u, method, source)
+	}
+	tok, hash := auth.NewToken("lc")
+	b, _ := json.Marshal(loginChallenge{UserID: u.ID})
+	if err := s.store.PutKV(ctx, "loginchal:"+fmt.Sprintf("%x", hash), b, s.now().Add(s.cfg.LoginChallengeTTL)); err != nil {
+		return nil, err
+	}
+	return &LoginResult{Challenge: tok, Methods: methodsOf(factors), User: u}, nil
+}
+
+func (s *Service) challengeUser(ctx context.Context, challenge string) (*airlock.User, string, error) {
+	key := "loginchal:" + fmt.Sprintf("%x", auth.HashToken(challenge))
+	b, err := s.store.GetKV(ctx, key, s.now())
+	if err != nil {
+		return nil, "", airlock.Errorf(airlock.EUNAUTHORIZED, "the login step expired; run `airlock login` again")
+	}
+	var c loginChallenge
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, "", airlock.Errorf(airlock.EUNAUTHORIZED, "the login step expired; run `airlock login` again")
+	}
+	u, err := s.store.UserByID(ctx, c.UserID)
+	if err != nil {
+		return nil, "", err
+	}
+	return u, key, nil
+}
+
+// LoginFactor completes a login begun with Login using a second factor.
+func (s *Service) LoginFactor(ctx context.Context, challenge string, in FactorInput, source string) (*LoginResult, error) {
+	u, key, err := s.challengeUser(ctx, challenge)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkLocked(ctx, u.Name, source); err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		return nil, errInvalidLogin
+	}
+	method, err := s.verifyFactor(ctx, u, in, source, "login.failed")
+	if err != nil {
+		return nil, err
+	}
+	s.store.DeleteKV(ctx, key)
+	s.succeed(u.Name, source)
+	return s.startSession(ctx, u, method, source)
+}
+
+// BeginWebAuthnLogin starts a WebAuthn assertion for a login challenge.
+func (s *Service) BeginWebAuthnLogin(ctx context.Context, challenge string) (ceremony string, options []byte, err error) {
+	if s.webauthn == nil {
+		return "", nil, airlock.Errorf(airlock.EINVALID, "WebAuthn is not configured on this server")
+	}
+	u, _, err := s.challengeUser(ctx, challenge)
+	if err != nil {
+		return "", nil, err
+	}
+	return s.webauthn.BeginLogin(ctx, u)
+}
+
+// BeginWebAuthnStepUp starts a WebAuthn assertion for p's step-up.
+func (s *Service) BeginWebAuthnStepUp(ctx context.Context, p *Principal) (ceremony string, options []byte, err error) {
+	if s.webauthn == nil {
+		return "", nil, airlock.Errorf(airlock.EINVALID, "WebAuthn is not configured on this server")
+	}
+	return s.webauthn.BeginLogin(ctx, p.User)
+}
+
+// verifyFactor checks a second factor for u and returns its method.
+func (s *Service) verifyFactor(ctx context.Context, u *airlock.User, in FactorInput, source, failAction string) (string, error) {
+	switch {
+	case len(in.WebAuthnResponse) > 0:
+		if s.webauthn == nil {
+			return "", airlock.Errorf(airlock.EINVALID, "WebAuthn is not configured on this server")
+		}
+		fid, err := s.webauthn.FinishLogin(ctx, u, in.WebAuthnCeremony, in.WebAuthnResponse)
+		if err != nil {
+			if errors.Is(err, mfa.ErrClonedAuthenticator) {
+				s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.cloned_key", SourceAddr: source, Outcome: airlock.OutcomeDenied,
+					Details: details("factor_id", fid, "reason", "sign count regression")})
+			}
+			s.fail(ctx, u.Name, u.ID, source, failAction, "webauthn: "+airlock.ErrorMessage(err))
+			return "", errInvalidLogin
+		}
+		return MethodWebAuthn, nil
+	case isRecoveryCode(in.OTP):
+		left, err := s.recovery.Use(ctx, u.ID, in.OTP)
+		if err != nil {
+			s.fail(ctx, u.Name, u.ID, source, failAction, "recovery code rejected")
+			return "", errInvalidLogin
+		}
+		if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.recovery_used", SourceAddr: source,
+			Details: details("remaining", left, "flagged", true)}); err != nil {
+			return "", err
+		}
+		return MethodRecovery, nil
+	case in.OTP != "":
+		if _, err := s.totp.Verify(ctx, u.ID, in.OTP); err != nil {
+			s.fail(ctx, u.Name, u.ID, source, failAction, "totp: "+err.Error())
+			return "", errInvalidLogin
+		}
+		return MethodTOTP, nil
+	}
+	return "", airlock.Errorf(airlock.EINVALID, "a second factor is required: pass --otp CODE")
+}
+
+func isRecoveryCode(s string) bool {
+	return len(s) == 11 && s[5] == '-'
+}
+
+func (s *Service) startSession(ctx context.Context, u *airlock.User, method, source string) (*LoginResult, error) {
+	now := s.now().UTC()
+	tok, hash := auth.NewToken("al")
+	sess := &airlock.LoginSession{ID: airlock.NewID("ls"), TokenHash: hash, UserID: u.ID, CreatedAt: now, LastSeenAt: now,
+		ExpiresAt: now.Add(s.cfg.Lifetime), SourceAddr: source}
+	if method != "" {
+		sess.MFAAt, sess.MFAMethod = now, method
+	}
+	if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "login.succeeded", SourceAddr: source,
+		Details: details("login_session", sess.ID, "mfa_method", method)}); err != nil {
+		return nil, err
+	}
+	if err := s.store.CreateLoginSession(ctx, sess); err != nil {
+		return nil, err
+	}
+	return &LoginResult{Token: tok, Session: sess, User: u}, nil
+}
+
+// Authenticate resolves a bearer token to a Principal, enforcing the idle
+// timeout and absolute lifetime. Errors: EUNAUTHORIZED.
+func (s *Service) Authenticate(ctx context.Context, token, source string) (*Principal, error) {
+	if token == "" {
+		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "not logged in: run `airlock login`")
+	}
+	hash := auth.HashToken(token)
+	key := string(hash)
+	now := s.now()
+	s.mu.Lock()
+	c := s.cache[key]
+	if c != nil && now.Sub(c.fetched) > cacheTTL {
+		c = nil
+	}
+	var touch bool
+	if c != nil {
+		if err := s.checkSession(&c.sess, &c.user, now); err != nil {
+			delete(s.cache, key)
+			s.mu.Unlock()
+			return nil, err
+		}
+		c.sess.LastSeenAt = now.UTC()
+		if now.Sub(c.touched) > 30*time.Second {
+			c.touched, touch = now, true
+		}
+		sess, user := c.sess, c.user
+		s.mu.Unlock()
+		if touch {
+			s.store.TouchLoginSession(ctx, sess.ID, now.UTC())
+		}
+		return &Principal{User: &user, Session: &sess, Source: source}, nil
+	}
+	s.mu.Unlock()
+
+	sess, err := s.store.LoginSessionByTokenHash(ctx, hash)
+	if err != nil {
+		if airlock.IsCode(err, airlock.ENOTFOUND) {
+			return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "your login session is not valid: run `airlock login`")
+		}
+		return nil, err
+	}
+	u, err := s.store.UserByID(ctx, sess.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkSession(sess, u, now); err != nil {
+		return nil, err
+	}
+	sess.LastSeenAt = now.UTC()
+	s.store.TouchLoginSession(ctx, sess.ID, sess.LastSeenAt)
+	s.mu.Lock()
+	s.cache[key] = &cachedSession{sess: *sess, user: *u, fetched: now, touched: now}
+	s.mu.Unlock()
+	return &Principal{User: u, Session: sess, Source: source}, nil
+}
+
+func (s *Service) checkSession(sess *airlock.LoginSession, u *airlock.User, now time.Time) error {
+	switch {
+	case !sess.RevokedAt.IsZero():
+		return airlock.Errorf(airlock.EUNAUTHORIZED, "your login session was ended: run `airlock login`")
+	case u.Disabled:
+		return airlock.Errorf(airlock.EUNAUTHORIZED, "your account is disabled")
+	case !now.Before(sess.ExpiresAt):
+		return airlock.Errorf(airlock.EUNAUTHORIZED, "your login session expired: run `airlock login`")
+	case now.Sub(sess.LastSeenAt) > s.cfg.IdleTimeout:
+		return airlock.Errorf(airlock.EUNAUTHORIZED, "your login session timed out after %s idle: run `airlock login`", s.cfg.IdleTimeout)
+	}
+	return nil
+}
+
+func (s *Service) dropCache(sessionID string) {
+	s.mu.Lock()
+	for k, c := range s.cache {
+		if c.sess.ID == sessionID {
+			delete(s.cache, k)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Logout ends p's login session.
+func (s *Service) Logout(ctx context.Context, p *Principal) error {
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "login.logout", SourceAddr: p.Source, Details: details("login_session", p.Session.ID)}); err != nil {
+		return err
+	}
+	s.dropCache(p.Session.ID)
+	return s.store.RevokeLoginSession(ctx, p.Session.ID, s.now().UTC())
+}
+
+// VerifyMFA refreshes p's MFA freshness with a second factor (step-up).
+func (s *Service) VerifyMFA(ctx context.Context, p *Principal, in FactorInput) (string, error) {
+	if err := s.checkLocked(ctx, p.User.Name, p.Source); err != nil {
+		return "", err
+	}
+	method, err := s.verifyFactor(ctx, p.User, in, p.Source, "mfa.verify_failed")
+	if err != nil {
+		return "", err
+	}
+	s.succeed(p.User.Name, p.Source)
+	return method, s.markFresh(ctx, p, method, "mfa.verified")
+}
+
+func (s *Service) markFresh(ctx context.Context, p *Principal, method, action string) error {
+	now := s.now().UTC()
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: action, SourceAddr: p.Source, Details: details("method", method, "login_session", p.Session.ID)}); err != nil {
+		return err
+	}
+	if err := s.store.SetLoginSessionMFA(ctx, p.Session.ID, now, method); err != nil {
+		return err
+	}
+	p.Session.MFAAt, p.Session.MFAMethod = now, method
+	s.dropCache(p.Session.ID)
+	return nil
+}
