@@ -15,7 +15,13 @@ import (
 // batches form) and closes it, leaving a final checkpoint at the head.
 func fillLog(t testing.TB, store airlock.AuditStore, n, every int) {
 	t.Helper()
-	l := openLog(t, store, Options{CheckpointEvery: every, MaxBatch: 50})
+	fillLogBatch(t, store, n, every, 50)
+}
+
+// fillLogBatch is fillLog with batches of up to maxBatch events.
+func fillLogBatch(t testing.TB, store airlock.AuditStore, n, every, maxBatch int) {
+	t.Helper()
+	l := openLog(t, store, Options{CheckpointEvery: every, MaxBatch: maxBatch})
 	rs := make([]*Receipt, 0, min(n, 1<<16))
 	for i := range n {
 		rs = append(rs, l.Submit(sampleEvent(i)))
