@@ -1,6 +1,7 @@
 package mfa
 
 import (
+	"context"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -17,7 +18,10 @@ import (
 // the single-use guarantees rest on the store's AdvanceFactorCounter and the
 // ceremony state on its KV table, not on the in-memory fake.
 func TestFactorsOnSQLite(t *testing.T) {
-	ctx := t.Context()
+	// A store that hangs fails this test within a minute instead of
+	// stalling the package's run.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "airlock.db"))
 	if err != nil {
 		t.Fatal(err)
