@@ -55,7 +55,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		db.w, db.r = w, w
 	} else {
 		name := "file:" + escapePath(path) + "?"
-		w, err := sql.Open("sqlite", name+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+		w, err := sql.Open("sqlite", name+common+"&_txlock=immediate")
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 		}
@@ -69,6 +69,17 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		if err := w.PingContext(ctx); err != nil {
 			w.Close()
 			return nil, notAStore(path, err)
+		}
+		// Refuse foreign files before changing anything in them (even
+		// the journal mode).
+		if err := db.checkIsStore(ctx); err != nil {
+			w.Close()
+			return nil, err
+		}
+		var mode string
+		if err := w.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil || mode != "wal" {
+			w.Close()
+			return nil, fmt.Errorf("open sqlite store %s: cannot switch to WAL mode (got %q): %v", path, mode, err)
 		}
 		r, err := sql.Open("sqlite", name+common+"&_pragma=query_only(1)")
 		if err != nil {
@@ -156,6 +167,19 @@ func migrations() ([]migration, error) {
 	return out, nil
 }
 
+// checkIsStore refuses a database that has tables but no schema_migrations
+// table: some other program's SQLite file.
+func (db *DB) checkIsStore(ctx context.Context) error {
+	var hasMigrations, tables int
+	if err := db.w.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE name = 'schema_migrations'), count(*) FROM sqlite_master WHERE type = 'table'`).Scan(&hasMigrations, &tables); err != nil {
+		return notAStore(db.path, err)
+	}
+	if hasMigrations == 0 && tables > 0 {
+		return notAStore(db.path, errors.New("it holds other tables and no schema_migrations"))
+	}
+	return nil
+}
+
 // migrate applies the embedded migrations the database lacks, all in one
 // transaction.
 func (db *DB) migrate(ctx context.Context) error {
@@ -168,13 +192,6 @@ func (db *DB) migrate(ctx context.Context) error {
 		return notAStore(db.path, err)
 	}
 	defer tx.Rollback()
-	var hasMigrations, tables int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE name = 'schema_migrations'), count(*) FROM sqlite_master WHERE type = 'table'`).Scan(&hasMigrations, &tables); err != nil {
-		return notAStore(db.path, err)
-	}
-	if hasMigrations == 0 && tables > 0 {
-		return notAStore(db.path, errors.New("it holds other tables and no schema_migrations"))
-	}
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
