@@ -58,9 +58,8 @@ func TestHashDefaultParams(t *testing.T) {
 	if err != nil || p != DefaultParams() || len(salt) != 16 || len(key) != 32 {
 		t.Fatalf("ParsePHC = %+v %d %d %v", p, len(salt), len(key), err)
 	}
-	if ok, err := h.Verify(t.Context(), enc, "a long enough password"); !ok || err != nil {
-		t.Fatalf("Verify = %v, %v", ok, err)
-	}
+	// Verify with these parameters costs as much again (seconds under
+	// -race); TestHashVerify and TestVerifyKnownVector cover Verify.
 }
 
 func TestVerifyKnownVector(t *testing.T) {
