@@ -208,14 +208,14 @@ func TestTwoLogsOnePostgres(t *testing.T) {
 	}
 }
 
-func benchAppendStores(b *testing.B) {
+func benchAppendStores(b *testing.B, bench func(*testing.B, airlock.AuditStore)) {
 	b.Run("sqlite", func(b *testing.B) {
 		db, _ := openSQLite(b)
-		benchAppend64(b, db)
+		bench(b, db)
 	})
 	b.Run("postgres", func(b *testing.B) {
 		db, _, _ := openPostgres(b)
-		benchAppend64(b, db)
+		bench(b, db)
 	})
 }
 

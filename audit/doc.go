@@ -1,0 +1,61 @@
+// Package audit is Airlock's tamper-evident audit log: a hash chain of
+// events appended by group commit, signed checkpoints of its head, a
+// streaming JSON Lines export, and verification online (against the store)
+// and offline (against an export file). docs/audit.md is the reference for
+// auditors; this comment is the same contract in brief.
+//
+// # Hash chain
+//
+// Every event carries PrevHash (the Hash of the event before it; "" for
+// seq 1, the genesis) and Hash = lower-case hex SHA-256 of the canonical
+// encoding of every other field. The canonical encoding is the
+// concatenation of these fields in this order, each as a 4-byte big-endian
+// length followed by its bytes:
+//
+//	"airlock-audit-event-v1", seq (decimal ASCII),
+//	time (UTC, truncated to microseconds, RFC 3339 with fractional seconds,
+//	      trailing zeros dropped: time.RFC3339Nano),
+//	actor.id, actor.name, action, resource, request_id, grant_id,
+//	session_id, source_addr, outcome,
+//	details (the stored JSON bytes, verbatim; empty when absent), prev_hash
+//
+// Length prefixes make the encoding unambiguous ("ab"+"c" ≠ "a"+"bc").
+// Details are hashed as raw bytes, so Append stores them compacted (no
+// insignificant whitespace) and exports carry them byte for byte; stores
+// keep them as text exactly as given.
+//
+// # Appending
+//
+// Open starts one writer goroutine. Submit validates an event (dotted
+// lower-case Action, Outcome success/failure/denied, Details empty or a JSON
+// object), stamps it with the server clock, and queues it; Append is Submit
+// plus Wait. The writer takes everything queued (up to MaxBatch) and calls
+// AppendEvents once: seq, prev_hash and hash are computed inside the
+// store's write lock from the head it hands over, so several processes on
+// one PostgreSQL form one chain. If the write fails every event in the batch
+// fails and Healthy reports the error until a later write succeeds; callers
+// must refuse their action (fail closed).
+//
+// # Checkpoints
+//
+// Every CheckpointEvery events, after CheckpointInterval with new events,
+// and on Close, the Log signs (ed25519) the head it last wrote:
+//
+//	"airlock-checkpoint-v1\n" + seq + "\n" + hash + "\n" + time (RFC3339Nano, UTC, µs)
+//
+// A checkpoint makes truncation detectable: a log that ends before a
+// checkpoint's seq has lost its tail.
+//
+// # Export and verification
+//
+// Export writes JSON Lines ordered by seq: {"type":"event", …event
+// fields…} per event and {"type":"checkpoint", seq, hash, time, key_id,
+// signature} directly after the event it names. Verify (online) and
+// VerifyExport (offline) run the same state machine and report the first
+// problem as one of modified, missing, reordered, inserted, truncated or
+// bad-checkpoint with the lowest affected seq. A partial export (made with
+// --since) verifies from its first event, whose prev_hash is trusted.
+//
+// Nothing here is a library's job: the chain, the canonical encoding and
+// the verifier are written by hand on crypto/sha256 and crypto/ed25519.
+package audit
