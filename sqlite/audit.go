@@ -46,6 +46,11 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 		}
 	}
 	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
 	args := make([]any, 0, 14*eventsPerInsert)
 	for start := 0; start < len(evs); start += eventsPerInsert {
 		chunk := evs[start:min(start+eventsPerInsert, len(evs))]
@@ -61,10 +66,9 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 		}
 		if len(chunk) == eventsPerInsert {
 			if full == nil {
-				if full, err = tx.PrepareContext(ctx, insertEventsSQL(eventsPerInsert)); err != nil {
-					return fmt.Errorf("append audit events: %w", err)
-				}
-				defer full.Close()
+				// The statement is prepared once on the writer connection;
+				// the tx reuses it without re-parsing.
+				full = tx.StmtContext(ctx, db.insertEvents)
 			}
 			_, err = full.ExecContext(ctx, args...)
 		} else {

@@ -31,6 +31,8 @@ type DB struct {
 	path string
 	w    *sql.DB // the single writer connection
 	r    *sql.DB // read-only pool
+
+	insertEvents *sql.Stmt // eventsPerInsert-row INSERT on w
 }
 
 var _ airlock.Store = (*DB)(nil)
@@ -94,6 +96,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	var err error
+	if db.insertEvents, err = db.w.PrepareContext(ctx, insertEventsSQL(eventsPerInsert)); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
 	return db, nil
 }
 
@@ -109,6 +116,9 @@ func notAStore(path string, err error) error {
 
 // Close releases the store's connections.
 func (db *DB) Close() error {
+	if db.insertEvents != nil {
+		db.insertEvents.Close()
+	}
 	err := db.w.Close()
 	if db.r != db.w {
 		if rerr := db.r.Close(); err == nil {
