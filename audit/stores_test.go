@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -223,4 +226,85 @@ func BenchmarkVerifySQLite(b *testing.B) {
 	db, _ := openSQLite(b)
 	fillLogBatch(b, db, 100_000, 1000, 4096)
 	benchVerify(b, db, 100_000)
+}
+
+// TestTwoProcessesOnePostgres re-executes this test binary twice; each
+// child process appends to the same database through its own Log, as two
+// airlock replicas would. The chain they leave behind must verify.
+func TestTwoProcessesOnePostgres(t *testing.T) {
+	if os.Getenv("AIRLOCK_AUDIT_CHILD_DSN") != "" {
+		t.Skip("child process")
+	}
+	db, pg, name := openPostgres(t)
+	const each = 400
+	var cmds []*exec.Cmd
+	for i := range 2 {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestAuditChildProcess$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "AIRLOCK_AUDIT_CHILD_DSN="+pg.DSN(name), fmt.Sprintf("AIRLOCK_AUDIT_CHILD_N=%d", each), fmt.Sprintf("AIRLOCK_AUDIT_CHILD_ID=%d", i))
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("child %d output:\n%s", i, out.String())
+			}
+		})
+		cmds = append(cmds, cmd)
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("child %d: %v", i, err)
+		}
+	}
+	rep, err := Verify(t.Context(), db, testPub())
+	checkReport(t, rep, err, "", 0)
+	if rep.Events != 2*each || rep.Checkpoints < 2 {
+		t.Fatalf("report = %+v, want %d events and a checkpoint from each process", rep, 2*each)
+	}
+	evs, err := db.ListEvents(t.Context(), airlock.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byProc := map[string]int{}
+	for _, e := range evs {
+		byProc[e.Actor.ID]++
+	}
+	if byProc["proc0"] != each || byProc["proc1"] != each {
+		t.Fatalf("events per process = %v", byProc)
+	}
+}
+
+// TestAuditChildProcess is the body of a child of TestTwoProcessesOnePostgres.
+func TestAuditChildProcess(t *testing.T) {
+	dsn := os.Getenv("AIRLOCK_AUDIT_CHILD_DSN")
+	if dsn == "" {
+		t.Skip("only runs as a child of TestTwoProcessesOnePostgres")
+	}
+	n, _ := strconv.Atoi(os.Getenv("AIRLOCK_AUDIT_CHILD_N"))
+	id := "proc" + os.Getenv("AIRLOCK_AUDIT_CHILD_ID")
+	db, err := postgres.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	l := openLog(t, db, Options{CheckpointEvery: 100})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				e := sampleEvent(i)
+				e.Actor = airlock.Actor{ID: id, Name: id}
+				if _, err := l.Append(context.Background(), e); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := l.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 }
