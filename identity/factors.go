@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/airlockhq/airlock"
 )
@@ -77,13 +78,19 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, p *Principal, 
 	if err := s.requireFactorChange(ctx, p); err != nil {
 		return nil, err
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source, Details: details("kind", airlock.FactorWebAuthn)}); err != nil {
-		return nil, err
-	}
 	f, err := s.webauthn.FinishRegistration(ctx, p.User, ceremony, response)
 	if err != nil {
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.confirm_failed", SourceAddr: p.Source, Outcome: airlock.OutcomeFailure,
 			Details: details("kind", airlock.FactorWebAuthn, "reason", airlock.ErrorMessage(err))})
+		return nil, err
+	}
+	// Audited once the key is verified (a refused registration is not an
+	// enrollment); no factor stays without its audit record.
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source,
+		Details: details("kind", airlock.FactorWebAuthn, "factor_id", f.ID, "name", f.Name)}); err != nil {
+		if derr := s.store.DeleteFactor(ctx, f.ID); derr != nil {
+			return nil, fmt.Errorf("%w (and removing the unaudited factor %s failed: %v)", err, f.ID, derr)
+		}
 		return nil, err
 	}
 	if err := s.markFresh(ctx, p, MethodWebAuthn, "mfa.confirmed"); err != nil {

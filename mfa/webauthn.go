@@ -341,6 +341,8 @@ const MsgWebAuthnFailed = "security key verification failed"
 // that does not increase (when either the stored or the new count is
 // non-zero) is refused with ErrClonedAuthenticator (audit as
 // mfa.cloned_key).
+// With ErrClonedAuthenticator (only), factorID names the factor whose
+// count regressed, for the audit; on every other error it is empty.
 // Errors: EUNAUTHORIZED with MsgWebAuthnFailed wrapping ErrCeremony,
 // ErrAssertion, ErrPolicy or ErrClonedAuthenticator; ETOOLARGE; store errors.
 func (w *WebAuthn) FinishLogin(ctx context.Context, user *airlock.User, ceremonyID string, response []byte) (factorID string, err error) {
@@ -394,15 +396,19 @@ func (w *WebAuthn) FinishLogin(ctx context.Context, user *airlock.User, ceremony
 		}
 		return id, nil
 	}
+	cloned := func() (string, error) {
+		_, err := fail(ErrClonedAuthenticator)
+		return id, err // the factor is named for the mfa.cloned_key audit
+	}
 	if cred.Authenticator.CloneWarning || got <= stored {
-		return fail(ErrClonedAuthenticator)
+		return cloned()
 	}
 	ok, err := w.factors.AdvanceFactorCounter(ctx, id, got, now)
 	if err != nil {
 		return "", fmt.Errorf("webauthn: %w", err)
 	}
 	if !ok {
-		return fail(ErrClonedAuthenticator)
+		return cloned()
 	}
 	return id, nil
 }

@@ -230,6 +230,14 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 
+	// The bootstrap token exists before the server answers (so /healthz
+	// being ready means the token can be read).
+	if wrote, err := s.ident.EnsureBootstrapToken(ctx); err != nil {
+		return fmt.Errorf("write bootstrap token: %w", err)
+	} else if wrote {
+		fmt.Fprintf(stderr, "\nNo users yet. Create the first admin with:\n\n  airlock bootstrap --token-file %s --user admin --password-stdin\n\n", dir.File("bootstrap.token"))
+	}
+
 	var wg sync.WaitGroup
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
@@ -245,11 +253,6 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		go func() { serveErr <- s.ssh.Serve(runCtx, sshLn) }()
 	}
 
-	if wrote, err := s.ident.EnsureBootstrapToken(ctx); err != nil {
-		return fmt.Errorf("write bootstrap token: %w", err)
-	} else if wrote {
-		fmt.Fprintf(stderr, "\nNo users yet. Create the first admin with:\n\n  airlock bootstrap --token-file %s --user admin --password-stdin\n\n", dir.File("bootstrap.token"))
-	}
 	logger.Info("airlock server started", "version", version, "http", httpLn.Addr().String(), "pg", c.PGAddr, "ssh", c.SSHAddr,
 		"store", storeDesc, "data_dir", dir.Path, "created", dir.Created)
 
