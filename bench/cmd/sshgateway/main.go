@@ -58,16 +58,17 @@ func (a *fileAuditor) Record(_ context.Context, e airlock.Event) (int64, error) 
 func main() {
 	dir := flag.String("dir", "", "working directory (created)")
 	record := flag.Bool("record", true, "record interactive sessions")
+	login := flag.String("login", "root", "OS account to log in as on the target")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("-dir is required")
 	}
-	if err := run(*dir, *record); err != nil {
+	if err := run(*dir, *login, *record); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(dir string, record bool) error {
+func run(dir, login string, record bool) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -118,11 +119,11 @@ func run(dir string, record bool) error {
 		// The bench reuses one client certificate for all runs.
 		MaxUserCertLifetime: 24 * time.Hour,
 		Auth: sshproxy.AuthorizerFunc(func(_ context.Context, req sshproxy.AuthRequest) (*sshproxy.Target, error) {
-			if req.Resource != "prod" || req.Login != "root" {
+			if req.Resource != "prod" || req.Login != login {
 				return nil, airlock.Errorf(airlock.ENOTFOUND, "no active grant for %s", req.Resource)
 			}
 			return &sshproxy.Target{
-				UserID: "u_bench", UserName: req.UserName, GrantID: req.GrantID, Resource: "prod", Login: "root",
+				UserID: "u_bench", UserName: req.UserName, GrantID: req.GrantID, Resource: "prod", Login: login,
 				Addr: target.Addr, HostName: "127.0.0.1", EndsAt: time.Now().Add(24 * time.Hour), Record: record,
 			}, nil
 		}),
@@ -144,8 +145,8 @@ func run(dir string, record bool) error {
 	if err != nil {
 		return err
 	}
-	// sshd on the target/bastion accepts the same certificate for root.
-	rootCert, err := ca.SignUserCert(signer.PublicKey(), []string{"root", "bench"}, "bench-direct", 12*time.Hour, map[string]string{sshca.ExtGrant: "gr_bench"})
+	// sshd on the target/bastion accepts the same key with a certificate for the login.
+	rootCert, err := ca.SignUserCert(signer.PublicKey(), []string{login}, "bench-direct", 12*time.Hour, map[string]string{sshca.ExtGrant: "gr_bench"})
 	if err != nil {
 		return err
 	}
@@ -170,24 +171,13 @@ func run(dir string, record bool) error {
   BatchMode yes
   LogLevel ERROR
 `, dir)
-	cfg := fmt.Sprintf(`Host direct
-  User root
-  Port %d
-  CertificateFile %s/root-cert.pub
-%sHost bastion
-  User root
-  Port %d
-  CertificateFile %s/root-cert.pub
-%sHost bastion-target
-  User root
-  Port %d
-  ProxyJump bastion
-  CertificateFile %s/root-cert.pub
-%sHost gateway
-  User root@prod
-  Port %d
-  CertificateFile %s/id-cert.pub
-%s`, target.Port, dir, common, bastion.Port, dir, common, target.Port, dir, common, gwPort, dir, common)
+	host := func(name, user string, port int, cert, extra string) string {
+		return fmt.Sprintf("Host %s\n  User %s\n  Port %d\n  CertificateFile %s/%s\n%s%s", name, user, port, dir, cert, extra, common)
+	}
+	cfg := host("direct", login, target.Port, "root-cert.pub", "") +
+		host("bastion", login, bastion.Port, "root-cert.pub", "") +
+		host("bastion-target", login, target.Port, "root-cert.pub", "  ProxyJump bastion\n") +
+		host("gateway", login+"@prod", gwPort, "id-cert.pub", "")
 	if err := os.WriteFile(filepath.Join(dir, "ssh_config"), []byte(cfg), 0o600); err != nil {
 		return err
 	}
