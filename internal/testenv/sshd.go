@@ -219,7 +219,8 @@ Subsystem sftp internal-sftp
 	s.cmd = exec.Command(bin, "-D", "-e", "-f", cfgPath)
 	s.cmd.Stderr = pw
 	s.cmd.Stdout = pw
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed by -timeout must not leave sshd behind.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start sshd: %w", err)
 	}
