@@ -86,7 +86,16 @@ func newPsqlCmd() *cobra.Command {
 			if database != "" {
 				db += "/" + database
 			}
-			env := append(os.Environ(), "PGHOST="+host, "PGPORT="+port, "PGUSER="+t.User, "PGDATABASE="+db,
+			// Drop the user's own PG* variables: libpq reads the first of
+			// duplicate entries, so a PGUSER or PGSSLMODE left in the shell
+			// would override (or downgrade) the gateway connection.
+			var env []string
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "PG") {
+					env = append(env, kv)
+				}
+			}
+			env = append(env, "PGHOST="+host, "PGPORT="+port, "PGUSER="+t.User, "PGDATABASE="+db,
 				"PGPASSWORD="+t.Token, "PGSSLMODE=verify-ca", "PGSSLROOTCERT="+ca, "PGGSSENCMODE=disable", "PGAPPNAME=airlock")
 			if !c.json() {
 				fmt.Fprintf(c.errw(), "airlock: %s on %s (grant %s, until %s)\n", t.Access, t.Resource, t.GrantID, fmtTime(t.GrantEnds))
