@@ -440,8 +440,9 @@ func runStoreTamper(t *testing.T, open func(t *testing.T) tamperStore) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := open(t)
-			fillLog(t, s, n, 100)
+			fillLogBatch(t, s, n, 100, 200)
 			tc.tamper(t, s)
 			var want int64
 			if tc.problem != "" {
