@@ -21,7 +21,7 @@
 # Environment: DURATION (seconds per run, default 10), SCALE (default 10),
 # CLIENTS (default "1 8 32"), CONNECT_CLIENTS (default 8), THREADS (pgbench
 # -j cap, default 2), IDLE_CONNS (default 1000, 0 = skip), TARGETS (default
-# all five), AUDIT (sqlite = the real pipeline, default; count = a counting
+# all five), ONLY (regex: run only the tests whose name matches), AUDIT (sqlite = the real pipeline, default; count = a counting
 # sink, to separate proxy cost from audit cost), KEEP=1 keeps the temporary
 # directory.
 #
@@ -147,6 +147,11 @@ TESTS=()
 for c in $CLIENTS; do TESTS+=("select-only:$c:-S"); done
 for c in $CLIENTS; do TESTS+=("tpcb-like:$c:"); done
 TESTS+=("select-only-connect:$CONNECT_CLIENTS:-S -C")
+if [ -n "${ONLY:-}" ]; then # keep only the tests whose name matches the regex $ONLY
+	kept=()
+	for test in "${TESTS[@]}"; do [[ ${test%%:*} =~ $ONLY ]] && kept+=("$test"); done
+	TESTS=("${kept[@]}")
+fi
 
 declare -A TPS
 for test in "${TESTS[@]}"; do

@@ -432,6 +432,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 	}
 
 	s := newSession(g, t, cc)
+	s.app = params["application_name"]
 	if msg := g.reserve(s); msg != "" {
 		g.m.refused("too_many")
 		g.auditRefusal(s, "max_concurrent")
@@ -445,7 +446,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		}
 	}()
 
-	up, err := g.connectUpstream(ctx, t, params)
+	up, upReader, err := g.connectUpstream(ctx, t, params)
 	if err != nil {
 		g.m.refused("upstream")
 		g.log.Warn("pgproxy: upstream connect failed", "session", s.id, "resource", t.Resource, "err", err)
@@ -453,7 +454,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		writeFatal(cc, codeConnFailure, msgUpstreamError)
 		return nil, nil
 	}
-	s.attachUpstream(up)
+	s.attachUpstream(up, upReader)
 	if g.cfg.Sessions != nil {
 		if err := g.cfg.Sessions.CreateSession(ctx, &s.info); err != nil {
 			up.Conn.Close()
@@ -540,14 +541,14 @@ func (g *Gateway) auditRefusal(s *session, reason string) {
 
 // connectUpstream opens the upstream connection with the brokered
 // credential and hands back the raw connection.
-func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[string]string) (*pgconn.HijackedConn, error) {
+func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[string]string) (*pgconn.HijackedConn, io.Reader, error) {
 	host, portStr, err := net.SplitHostPort(t.UpstreamAddr)
 	if err != nil {
-		return nil, fmt.Errorf("upstream address: %w", err)
+		return nil, nil, fmt.Errorf("upstream address: %w", err)
 	}
 	var port uint16
 	if _, err := fmt.Sscanf(portStr, "%d", &port); err != nil {
-		return nil, fmt.Errorf("upstream port: %w", err)
+		return nil, nil, fmt.Errorf("upstream port: %w", err)
 	}
 	c := g.base.Copy()
 	c.Host, c.Port = host, port
@@ -574,16 +575,28 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 	if t.ReadOnly {
 		c.RuntimeParams["default_transaction_read_only"] = "on"
 	}
+	// pgconn reads through a background reader that may still have one
+	// Read pending on the socket after the handshake (it starts when a
+	// write is slow). Reading through that same reader afterwards keeps
+	// the bytes in order instead of letting the stale Read steal them.
+	var reader io.Reader
+	c.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		reader = r
+		return pgproto3.NewFrontend(r, w)
+	}
 	pc, err := pgconn.ConnectConfig(ctx, c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)
-		return nil, err
+		return nil, nil, err
 	}
-	return hc, nil
+	if reader == nil {
+		reader = hc.Conn
+	}
+	return hc, reader, nil
 }
 
 // cancel forwards a client's CancelRequest to the upstream backend of the
@@ -596,12 +609,18 @@ func (g *Gateway) cancel(pkt []byte) {
 	g.mu.Lock()
 	s := g.byPID[pid]
 	g.mu.Unlock()
-	if s == nil || s.upSecret == nil || subtle.ConstantTimeCompare(pkt[8:12], s.clientSecret[:]) != 1 {
+	if s == nil || subtle.ConstantTimeCompare(pkt[8:12], s.clientSecret[:]) != 1 {
+		return
+	}
+	s.mu.Lock()
+	upPID, upSecret := s.upPID, s.upSecret
+	s.mu.Unlock()
+	if upSecret == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sendCancel(ctx, s.t, s.upPID, s.upSecret); err != nil {
+	if err := sendCancel(ctx, s.t, upPID, upSecret); err != nil {
 		g.log.Warn("pgproxy: forward cancel", "session", s.id, "err", err)
 		return
 	}

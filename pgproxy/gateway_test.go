@@ -555,3 +555,28 @@ func TestLongStatementTruncated(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestShutdownClosesSessions(t *testing.T) {
+	e := newEnv(t)
+	c := e.connect(t, "read-token")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.WaitForNotification(context.Background())
+		errc <- err
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.gw.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !contains(err, "airlock: server shutting down — session closed") {
+		t.Fatalf("session at shutdown: %v", err)
+	}
+	if _, err := pgx.Connect(t.Context(), e.dsn("read-token", "disable")); err == nil {
+		t.Fatal("connected after shutdown")
+	}
+	ev := e.waitEvent(t, "session.ended")
+	if detail(ev, "end_reason") != "shutdown" {
+		t.Fatalf("end reason: %s", ev.Details)
+	}
+}

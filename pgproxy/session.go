@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"sort"
 	"strconv"
@@ -86,6 +87,8 @@ type session struct {
 	copyDir  string
 	copyStmt int64
 
+	app string // client's application_name
+
 	endTimer, idleTimer *time.Timer
 	idleSeen            int64
 }
@@ -131,12 +134,12 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 }
 
 // attachUpstream takes over the hijacked upstream connection.
-func (s *session) attachUpstream(hc *pgconn.HijackedConn) {
+func (s *session) attachUpstream(hc *pgconn.HijackedConn, r io.Reader) {
 	s.mu.Lock()
 	s.upstream = hc.Conn
 	s.upPID, s.upSecret = hc.PID, hc.SecretKey
 	s.mu.Unlock()
-	s.ur = bufio.NewReaderSize(hc.Conn, readBufSize)
+	s.ur = bufio.NewReaderSize(r, readBufSize)
 	s.uw = bufio.NewWriterSize(hc.Conn, writeBufSize)
 	s.c2sPipe = pipe{r: s.cr, w: s.uw, from: s.client, killed: s.killedFlag.Load, onBlock: s.touch}
 	s.s2cPipe = pipe{r: s.ur, w: s.cw, from: hc.Conn, retryOnKill: true, killed: s.killedFlag.Load, onBlock: s.touch}
@@ -159,7 +162,7 @@ func (s *session) start() {
 		StrictAudit bool   `json:"strict_audit"`
 		EndsAt      string `json:"ends_at"`
 		Application string `json:"application_name,omitempty"`
-	}{s.t.Access, isTLS(s.client), s.t.ReadOnly, s.t.StrictAudit, s.t.EndsAt.UTC().Format(time.RFC3339Nano), ""}))
+	}{s.t.Access, isTLS(s.client), s.t.ReadOnly, s.t.StrictAudit, s.t.EndsAt.UTC().Format(time.RFC3339Nano), s.app}))
 	msg := expiredMsg(s.t.EndsAt)
 	s.endTimer = time.AfterFunc(s.t.EndsAt.Sub(s.g.now()), func() {
 		s.kill("grant_expired", codeAdminShutdown, msg)
