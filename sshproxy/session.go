@@ -263,19 +263,19 @@ func (g *Gateway) serveConn(ctx context.Context, nc net.Conn) {
 		},
 	}
 	if err := s.audit(ctx, "session.started", details); err != nil {
-		s.endReason = "audit unavailable"
+		s.setEndReason("audit unavailable")
 		return
 	}
 	if g.cfg.Sessions != nil {
 		snap := s.snapshot()
 		if err := g.cfg.Sessions.CreateSession(ctx, &snap); err != nil {
 			s.log.Error("create session", "err", err)
-			s.endReason = "session store unavailable"
+			s.setEndReason("session store unavailable")
 			return
 		}
 	}
 	if !g.register(s) {
-		s.endReason = ReasonShutdown
+		s.setEndReason(ReasonShutdown)
 		return
 	}
 	defer g.unregister(s)
@@ -365,6 +365,15 @@ func (s *session) terminate(reason, notice string) {
 	})
 }
 
+// setEndReason records why the session ends, unless a reason is set already.
+func (s *session) setEndReason(reason string) {
+	s.mu.Lock()
+	if s.endReason == "" {
+		s.endReason = reason
+	}
+	s.mu.Unlock()
+}
+
 // finish records the end of the session once everything has stopped.
 func (s *session) finish(ctx context.Context) {
 	s.terminate("client disconnected", "")
@@ -374,8 +383,9 @@ func (s *session) finish(ctx context.Context) {
 		t.Stop()
 	}
 	rec := s.rec
+	endReason := s.endReason
 	s.mu.Unlock()
-	details := map[string]any{"reason": s.endReason, "bytes_in": s.bytesIn.Load(), "bytes_out": s.bytesOut.Load(), "execs": s.execs.Load()}
+	details := map[string]any{"reason": endReason, "bytes_in": s.bytesIn.Load(), "bytes_out": s.bytesOut.Load(), "execs": s.execs.Load()}
 	snap := s.snapshot()
 	snap.EndedAt = s.g.cfg.Now()
 	if rec != nil {
@@ -399,7 +409,7 @@ func (s *session) finish(ctx context.Context) {
 			s.log.Error("end session", "err", err)
 		}
 	}
-	s.log.Info("ssh session ended", "reason", s.endReason, "bytes_in", snap.BytesIn, "bytes_out", snap.BytesOut)
+	s.log.Info("ssh session ended", "reason", endReason, "bytes_in", snap.BytesIn, "bytes_out", snap.BytesOut)
 }
 
 func (s *session) snapshot() airlock.Session {
