@@ -1,0 +1,30 @@
+# Airlock — the two commands a new user needs are `make run` and `make test`.
+GO ?= go
+export CGO_ENABLED = 0
+
+.PHONY: run build test test-deps lint bench
+
+## run: start the server on its embedded store (./airlock-data)
+run:
+	$(GO) run ./cmd/airlock server
+
+## build: a static binary in ./bin/airlock
+build:
+	$(GO) build -o bin/airlock ./cmd/airlock
+
+## test: install missing Debian test dependencies (as root), then run every test with the race detector
+test: test-deps
+	CGO_ENABLED=1 $(GO) test -race -timeout 20m ./...
+
+test-deps:
+	@./scripts/test-deps.sh
+
+## lint: gofmt, go vet and staticcheck must be clean
+lint:
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed on:"; gofmt -l .; exit 1)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+## bench: the Go benchmarks (see docs/benchmarks.md for the scripts under bench/)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./audit ./policy ./mfa ./auth

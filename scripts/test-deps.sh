@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs when they are missing.
+# Only acts as root (CI and fresh machines); otherwise it just reports.
+set -euo pipefail
+need=()
+command -v oathtool >/dev/null || need+=(oathtool)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v psql >/dev/null || need+=(postgresql-client)
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test dependencies missing: ${need[*]} (run as root, or: sudo apt-get install ${need[*]}); tests needing them will skip" >&2
+  exit 0
+fi
+echo "installing test dependencies: ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
