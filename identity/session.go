@@ -68,8 +68,9 @@ func (s *Service) checkLocked(ctx context.Context, name, source string) error {
 func (s *Service) fail(ctx context.Context, name, userID, source, action, reason string) {
 	var delay time.Duration
 	for _, key := range []string{"user:" + name, "addr:" + hostOf(source)} {
+		locked, until := s.limiter.Fail(key)
 		delay = max(delay, s.limiter.Delay(key))
-		if locked, until := s.limiter.Fail(key); locked {
+		if locked {
 			s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "auth.lockout", SourceAddr: source, Outcome: airlock.OutcomeDenied,
 				Details: details("key", key[:4], "until", until.UTC().Format(time.RFC3339))})
 		}
