@@ -40,8 +40,9 @@ type Server struct {
 type GatewayInfo struct {
 	PGAddr    string `json:"pg_addr,omitempty"`
 	SSHAddr   string `json:"ssh_addr,omitempty"`
-	TLSCA     string `json:"tls_ca,omitempty"` // PEM of the gateway TLS CA
-	SSHHostCA string `json:"ssh_host_ca,omitempty"`
+	TLSCA     string `json:"tls_ca,omitempty"`      // PEM of the gateway TLS CA
+	SSHHostCA string `json:"ssh_host_ca,omitempty"` // authorized_keys line of the host CA
+	SSHUserCA string `json:"ssh_user_ca,omitempty"` // authorized_keys line of the user CA (for TrustedUserCAKeys)
 }
 
 // Handler returns the API's http.Handler. Call once after the fields are set.

@@ -12,6 +12,7 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/sshca"
 )
 
 func init() { register(func() []*cobra.Command { return []*cobra.Command{newAdminCmd()} }) }
@@ -213,7 +214,7 @@ sealed there and never shown again. Example:
 		fmt.Fprint(c.out(), info.TLSCA)
 		return nil
 	}}
-	admin.AddCommand(users, groupsCmd, resources, ca)
+	admin.AddCommand(users, groupsCmd, resources, ca, newSSHCACmd())
 	return admin
 }
 
@@ -234,4 +235,52 @@ func readCredentialSource(src string) (string, error) {
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}
 	return "", fmt.Errorf("source %q: use env:VAR or file:PATH (secrets are never passed on the command line)", src)
+}
+
+func newSSHCACmd() *cobra.Command {
+	info := func(cmd *cobra.Command) (*api.GatewayInfo, error) {
+		c, err := newCLI(cmd)
+		if err != nil {
+			return nil, err
+		}
+		var gi api.GatewayInfo
+		if err := c.client.Do(c.ctx(), "GET", "/api/v1/info", nil, &gi); err != nil {
+			return nil, err
+		}
+		return &gi, nil
+	}
+	cmd := &cobra.Command{Use: "ssh-ca", Short: "Print what a target host and clients need to trust Airlock's SSH CAs", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			gi, err := info(cmd)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "# 1. on each target host: the user CA key\n%s\n\n# 2. in its sshd_config\n%s\n# 3. clients' known_hosts (for the gateway's host certificate)\n@cert-authority * %s\n",
+				strings.TrimSpace(gi.SSHUserCA), sshca.SSHDConfig(false)+"# optional: AuthorizedPrincipalsFile "+sshca.PrincipalsFilePath+"\n", strings.TrimSpace(gi.SSHHostCA))
+			return nil
+		}}
+	cmd.AddCommand(&cobra.Command{Use: "user-key", Short: "Print the user CA public key (for TrustedUserCAKeys)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			gi, err := info(cmd)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), strings.TrimSpace(gi.SSHUserCA))
+			return nil
+		}},
+		&cobra.Command{Use: "sshd-config", Short: "Print the sshd_config lines a target host needs", Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				fmt.Fprint(cmd.OutOrStdout(), sshca.SSHDConfig(false)+"# optional: AuthorizedPrincipalsFile "+sshca.PrincipalsFilePath+"\n")
+				return nil
+			}},
+		&cobra.Command{Use: "known-hosts", Short: "Print the @cert-authority line clients need for the gateway", Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				gi, err := info(cmd)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "@cert-authority * %s\n", strings.TrimSpace(gi.SSHHostCA))
+				return nil
+			}})
+	return cmd
 }

@@ -199,7 +199,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 				return audit.Export(ctx, store, w, f)
 			},
 			Verify: func(ctx context.Context) (any, error) { return audit.Verify(ctx, store, s.audit.PublicKey()) }},
-		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey()}}
+		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey(), SSHUserCA: s.ca.UserCAAuthorizedKey()}}
 	apiSrv.SSHCA = s.ca
 	if recs, err := recording.NewDir(dir.File("recordings")); err == nil {
 		apiSrv.Recordings = func(ctx context.Context, key string) (io.ReadCloser, error) { return recs.Open(ctx, key) }
