@@ -14,15 +14,19 @@ import (
 )
 
 // smallExport is a deterministic export of a 6-event log with checkpoints.
-func smallExport(t testing.TB) []byte {
+func smallExport(t testing.TB) []byte { return smallExportN(t, 6, 3) }
+
+// smallExportN is a deterministic export of an n-event log with a
+// checkpoint every `every` events.
+func smallExportN(t testing.TB, n, every int) []byte {
 	t.Helper()
 	store := &memStore{}
 	clock := newStepClock()
-	l, err := Open(context.Background(), store, Options{Signer: testKey, Now: clock.Now, CheckpointEvery: 3, Logger: quietLogger()})
+	l, err := Open(context.Background(), store, Options{Signer: testKey, Now: clock.Now, CheckpointEvery: every, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 6 {
+	for i := range n {
 		if _, err := l.Append(context.Background(), sampleEvent(i)); err != nil {
 			t.Fatal(err)
 		}
