@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,6 +79,7 @@ func (h *harness) startProc(home string, in io.Reader, extraEnv []string, args .
 	h.t.Helper()
 	p := &cliProc{cmd: h.command(home, extraEnv, args...), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr, p.cmd.Stdin = p.out, p.out, in
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // kill also reaches the ssh it runs
 	if err := p.cmd.Start(); err != nil {
 		h.t.Fatalf("start airlock %s: %v", strings.Join(args, " "), err)
 	}
@@ -86,14 +88,14 @@ func (h *harness) startProc(home string, in io.Reader, extraEnv []string, args .
 	return p
 }
 
-// kill ends the process (started by this test) and waits for it.
+// kill ends the process group started by this test and waits for it.
 func (p *cliProc) kill() {
 	select {
 	case <-p.done:
 		return
 	default:
 	}
-	p.cmd.Process.Kill()
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 }
 
