@@ -55,6 +55,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.mux = http.NewServeMux()
 	s.routesIdentity()
+	s.routesOIDC()
 	if s.Access != nil {
 		s.routesAccess()
 		s.routesConnect()

@@ -45,6 +45,7 @@ type Service struct {
 	totp     *mfa.TOTP
 	recovery *mfa.Recovery
 	webauthn *mfa.WebAuthn // nil when WebAuthn is not configured
+	oidc     *OIDC         // nil when SSO is not configured; set with SetOIDC
 	cfg      Config
 	now      func() time.Time
 	log      *slog.Logger
