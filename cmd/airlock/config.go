@@ -41,6 +41,13 @@ type serverConfig struct {
 	WebAuthnRequireUV bool   `yaml:"webauthn_require_uv"`
 	WebAuthnAAGUIDs   string `yaml:"webauthn_aaguids"` // comma-separated allowlist
 
+	OIDCIssuer           string `yaml:"oidc_issuer"`
+	OIDCClientID         string `yaml:"oidc_client_id"`
+	OIDCClientSecretFile string `yaml:"oidc_client_secret_file"`
+	OIDCGroupsClaim      string `yaml:"oidc_groups_claim"`
+	OIDCAcceptAMR        string `yaml:"oidc_accept_amr"` // comma-separated
+	OIDCAdminGroup       string `yaml:"oidc_admin_group"`
+
 	CheckpointEvery    int           `yaml:"audit_checkpoint_every"`
 	CheckpointInterval time.Duration `yaml:"audit_checkpoint_interval"`
 	SweepInterval      time.Duration `yaml:"grant_sweep_interval"`
@@ -68,6 +75,7 @@ func defaultServerConfig() serverConfig {
 		CheckpointEvery:    1000,
 		CheckpointInterval: 10 * time.Second,
 		SweepInterval:      time.Second,
+		OIDCGroupsClaim:    "groups",
 	}
 }
 
@@ -99,6 +107,12 @@ func (c *serverConfig) keys() []configKey {
 		{"webauthn-origins", "allowed WebAuthn origins, comma-separated (default: public-url)", &c.WebAuthnOrigins},
 		{"webauthn-require-uv", "require user verification (biometric/PIN) for WebAuthn", &c.WebAuthnRequireUV},
 		{"webauthn-aaguids", "allow only these authenticator AAGUIDs (comma-separated)", &c.WebAuthnAAGUIDs},
+		{"oidc-issuer", "OpenID Connect issuer URL for single sign-on (empty disables SSO)", &c.OIDCIssuer},
+		{"oidc-client-id", "OIDC client ID registered at the IdP", &c.OIDCClientID},
+		{"oidc-client-secret-file", "file holding the OIDC client secret (never inline)", &c.OIDCClientSecretFile},
+		{"oidc-groups-claim", "ID token claim with the user's groups", &c.OIDCGroupsClaim},
+		{"oidc-accept-amr", "IdP amr/acr values accepted as a second factor, comma-separated (empty: never)", &c.OIDCAcceptAMR},
+		{"oidc-admin-group", "IdP group whose members become Airlock admins (empty: the IdP never grants admins)", &c.OIDCAdminGroup},
 		{"audit-checkpoint-every", "sign an audit checkpoint every N events", &c.CheckpointEvery},
 		{"audit-checkpoint-interval", "…or every interval when events arrived", &c.CheckpointInterval},
 		{"grant-sweep-interval", "how often expired grants are recorded and their sessions cut", &c.SweepInterval},

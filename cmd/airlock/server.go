@@ -225,7 +225,12 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, PublicURL: c.PublicURL, Logger: logger}))
+	// Push MFA keeps its state in memory: single node (see docs/console.md).
+	push := s.ident.NewPush(identity.PushConfig{})
+	pushAPI := http.NewCrossOriginProtection().Handler(apiSrv.PushHandler(c.PublicURL, push))
+	mux.Handle("/api/v1/login/web/", pushAPI)
+	mux.Handle("/api/v1/push/", pushAPI)
+	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, Push: push, PublicURL: c.PublicURL, Logger: logger, Now: now}))
 
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
@@ -332,6 +337,14 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}, identity.Config{IdleTimeout: c.SessionIdle, Lifetime: c.SessionLifetime, BootstrapTokenFile: dir.File("bootstrap.token"),
 		Freshness: map[string]time.Duration{identity.ActionApprove: c.FreshApprove, identity.ActionConnect: c.FreshConnect,
 			identity.ActionFactors: c.FreshFactors, identity.ActionAdmin: c.FreshAdmin, "break_glass": c.FreshConnect}})
+
+	if c.OIDCIssuer != "" {
+		o, err := newOIDC(ctx, c, now)
+		if err != nil {
+			return err
+		}
+		s.ident.SetOIDC(o)
+	}
 
 	bus := &access.Bus{}
 	s.notifier = newNotifier(store, al, logger, c.PublicURL, now)
@@ -441,4 +454,25 @@ func loadOrCreateHostKey(dir *datadir.Dir) (ssh.Signer, error) {
 		return nil, err
 	}
 	return signer, nil
+}
+
+// newOIDC discovers the configured OpenID provider for single sign-on.
+func newOIDC(ctx context.Context, c serverConfig, now func() time.Time) (*identity.OIDC, error) {
+	var secret string
+	if c.OIDCClientSecretFile != "" {
+		b, err := os.ReadFile(c.OIDCClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-client-secret-file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	o, err := identity.NewOIDC(dctx, identity.OIDCConfig{Issuer: c.OIDCIssuer, ClientID: c.OIDCClientID, ClientSecret: secret,
+		RedirectURL: c.PublicURL + "/api/v1/oidc/callback", GroupsClaim: c.OIDCGroupsClaim,
+		AcceptAMR: splitList(c.OIDCAcceptAMR), AdminGroup: c.OIDCAdminGroup}, now)
+	if err != nil {
+		return nil, fmt.Errorf("--oidc-issuer %s: %w", c.OIDCIssuer, err)
+	}
+	return o, nil
 }
