@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -405,4 +406,140 @@ func (s *Service) markFresh(ctx context.Context, p *Principal, method, action st
 	p.Session.MFAAt, p.Session.MFAMethod = now, method
 	s.dropCache(p.Session.ID)
 	return nil
+}
+
+// ---- browser login for the CLI (`airlock login --web`) ----
+
+// WebLoginTTL bounds the time between starting a browser login and
+// completing it.
+const WebLoginTTL = 10 * time.Minute
+
+// ErrWebLoginPending is returned by PollWebLogin until the browser has
+// approved the login.
+var ErrWebLoginPending = airlock.Errorf(airlock.ECONFLICT, "waiting for the browser sign-in")
+
+type webLogin struct {
+	PollHash string `json:"poll_hash"`
+	Source   string `json:"source"`
+	UserID   string `json:"user_id,omitempty"` // set when approved
+	Method   string `json:"method,omitempty"`
+}
+
+// userCodeAlphabet avoids look-alike characters (0/O, 1/I/L).
+const userCodeAlphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+func newUserCode() string {
+	b := make([]byte, 9)
+	for i := range b {
+		if i == 4 {
+			b[i] = '-'
+			continue
+		}
+		b[i] = userCodeAlphabet[randInt(len(userCodeAlphabet))]
+	}
+	return string(b)
+}
+
+// NormalizeUserCode upper-cases a typed user code and restores its dash.
+func NormalizeUserCode(code string) string {
+	var b []byte
+	for _, c := range []byte(code) {
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			b = append(b, c)
+		}
+	}
+	if len(b) != 8 {
+		return ""
+	}
+	return string(b[:4]) + "-" + string(b[4:])
+}
+
+// StartWebLogin begins a browser login for a CLI at source. It returns a
+// short user code (shown in the browser URL and typed or checked by the
+// user) and a poll token (a secret the CLI keeps and never puts in a URL).
+// The state lives in the shared KV store, so any replica can finish it.
+func (s *Service) StartWebLogin(ctx context.Context, source string) (userCode, pollToken string, expires time.Time, err error) {
+	tok, hash := auth.NewToken("wl")
+	code := newUserCode()
+	expires = s.now().Add(WebLoginTTL).UTC()
+	b, _ := json.Marshal(webLogin{PollHash: fmt.Sprintf("%x", hash), Source: source})
+	if err := s.store.PutKV(ctx, "weblogin:"+code, b, expires); err != nil {
+		return "", "", time.Time{}, err
+	}
+	if err := s.store.PutKV(ctx, fmt.Sprintf("weblogin-poll:%x", hash), []byte(code), expires); err != nil {
+		return "", "", time.Time{}, err
+	}
+	return code, tok, expires, nil
+}
+
+// WebLoginSource returns where the CLI that started userCode's login is
+// (to show the user before they approve). Errors: ENOTFOUND.
+func (s *Service) WebLoginSource(ctx context.Context, userCode string) (string, error) {
+	b, err := s.store.GetKV(ctx, "weblogin:"+NormalizeUserCode(userCode), s.now())
+	var wl webLogin
+	if err != nil || json.Unmarshal(b, &wl) != nil || wl.UserID != "" {
+		return "", airlock.Errorf(airlock.ENOTFOUND, "no pending browser login with that code; run `airlock login --web` again")
+	}
+	return wl.Source, nil
+}
+
+// ApproveWebLogin lets p (signed in in the browser with a second factor
+// within the approve freshness window) complete the CLI login userCode as
+// p's user. Errors: ENOTFOUND, EMFAREQUIRED, EUNAVAILABLE.
+func (s *Service) ApproveWebLogin(ctx context.Context, p *Principal, userCode string) error {
+	if err := s.RequireFresh(p, ActionApprove); err != nil {
+		return err
+	}
+	key := "weblogin:" + NormalizeUserCode(userCode)
+	b, err := s.store.GetKV(ctx, key, s.now())
+	var wl webLogin
+	if err != nil || json.Unmarshal(b, &wl) != nil || wl.UserID != "" {
+		return airlock.Errorf(airlock.ENOTFOUND, "no pending browser login with that code; run `airlock login --web` again")
+	}
+	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "login.web_approved", SourceAddr: p.Source,
+		Details: details("cli_addr", wl.Source, "mfa_method", p.Session.MFAMethod)}); err != nil {
+		return err
+	}
+	wl.UserID, wl.Method = p.User.ID, p.Session.MFAMethod
+	b, _ = json.Marshal(wl)
+	return s.store.PutKV(ctx, key, b, s.now().Add(WebLoginTTL))
+}
+
+// PollWebLogin returns the CLI's new login session once the browser has
+// approved, exactly once. Until then it returns ErrWebLoginPending.
+// Errors: EUNAUTHORIZED (unknown or expired poll token).
+func (s *Service) PollWebLogin(ctx context.Context, pollToken, source string) (*LoginResult, error) {
+	pollKey := fmt.Sprintf("weblogin-poll:%x", auth.HashToken(pollToken))
+	code, err := s.store.GetKV(ctx, pollKey, s.now())
+	if err != nil {
+		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the browser login expired; run `airlock login --web` again")
+	}
+	key := "weblogin:" + string(code)
+	b, err := s.store.GetKV(ctx, key, s.now())
+	var wl webLogin
+	if err != nil || json.Unmarshal(b, &wl) != nil {
+		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the browser login expired; run `airlock login --web` again")
+	}
+	if subtle.ConstantTimeCompare([]byte(wl.PollHash), []byte(fmt.Sprintf("%x", auth.HashToken(pollToken)))) != 1 {
+		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the browser login expired; run `airlock login --web` again")
+	}
+	if wl.UserID == "" {
+		return nil, ErrWebLoginPending
+	}
+	// Single use: remove before the session exists.
+	if err := s.store.DeleteKV(ctx, key); err != nil {
+		return nil, err
+	}
+	s.store.DeleteKV(ctx, pollKey)
+	u, err := s.store.UserByID(ctx, wl.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		return nil, errInvalidLogin
+	}
+	return s.startSession(ctx, u, wl.Method, source)
 }

@@ -4,6 +4,7 @@
 set -euo pipefail
 need=()
 command -v oathtool >/dev/null || need+=(oathtool)
+command -v chromium >/dev/null || need+=(chromium)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v psql >/dev/null || need+=(postgresql-client)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -90,7 +92,7 @@ func newLoginCmd() *cobra.Command {
 				return err
 			}
 			if web {
-				return fmt.Errorf("browser login is not available in this build; use password + TOTP (`airlock login --otp CODE`)")
+				return webLogin(c)
 			}
 			if user == "" {
 				user = c.state.User
@@ -252,8 +254,9 @@ func newMFACmd() *cobra.Command {
 			if c.client.Token == "" {
 				return airlock.Errorf(airlock.EUNAUTHORIZED, "not logged in: run `airlock login`")
 			}
-			// The token travels in the URL fragment, which browsers never send to a server.
-			fmt.Fprintf(c.out(), "Open this page in a browser on this machine and follow it to register your key:\n\n  %s/webauthn#token=%s\n\nThen check with `airlock mfa list`.\n", strings.TrimRight(global.server, "/"), c.client.Token)
+			// The console registers keys for its own signed-in session; no
+			// token ever travels in a URL.
+			fmt.Fprintf(c.out(), "Open the console in a browser on this machine, sign in, and choose \"Add passkey\":\n\n  %s/factors\n\nThen check with `airlock mfa list`.\n", strings.TrimRight(global.server, "/"))
 			return nil
 		}}
 	add.AddCommand(addTOTP, addWebAuthn)
@@ -336,4 +339,48 @@ func newMFACmd() *cobra.Command {
 	verify.Flags().StringVar(&otp, "otp", "", "TOTP or recovery code")
 	m.AddCommand(list, add, confirm, remove, recovery, verify)
 	return m
+}
+
+// webLogin signs the CLI in through the browser: the server returns a URL
+// with a short user code and a poll token (kept here, never in a URL);
+// the user signs in in the browser (password + passkey) and approves the
+// code; the CLI polls until then and stores the session like `login`.
+func webLogin(c *cli) error {
+	var st api.WebLoginStart
+	if err := c.client.Do(c.ctx(), "POST", "/api/v1/login/web/start", struct{}{}, &st); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.errw(), "Open this page in your browser, sign in and approve the code %s:\n\n  %s\n\nWaiting for the browser…\n", st.UserCode, st.URL)
+	interval := time.Duration(max(1, st.IntervalSeconds)) * time.Second
+	for {
+		resp, err := c.client.Raw(c.ctx(), "POST", "/api/v1/login/web/poll", api.WebLoginPoll{PollToken: st.PollToken})
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode == http.StatusOK {
+			var res api.LoginResponse
+			err := json.NewDecoder(resp.Body).Decode(&res)
+			resp.Body.Close()
+			if err != nil {
+				return fmt.Errorf("decode login response: %w", err)
+			}
+			if err := saveState(&clientState{Server: global.server, User: res.User.Name, Token: res.Token, ExpiresAt: res.ExpiresAt}); err != nil {
+				return fmt.Errorf("save session: %w", err)
+			}
+			if c.json() {
+				res.Token = ""
+				return c.printJSON(res)
+			}
+			fmt.Fprintf(c.out(), "Logged in as %s with %s (session until %s).\n", res.User.Name, res.MFAMethod, fmtTime(res.ExpiresAt))
+			return nil
+		}
+		resp.Body.Close()
+		t := time.NewTimer(interval)
+		select {
+		case <-c.ctx().Done():
+			t.Stop()
+			return c.ctx().Err()
+		case <-t.C:
+		}
+	}
 }

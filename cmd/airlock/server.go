@@ -225,7 +225,12 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, PublicURL: c.PublicURL, Logger: logger}))
+	// Push MFA keeps its state in memory: single node (see docs/console.md).
+	push := s.ident.NewPush(identity.PushConfig{})
+	pushAPI := http.NewCrossOriginProtection().Handler(apiSrv.PushHandler(c.PublicURL, push))
+	mux.Handle("/api/v1/login/web/", pushAPI)
+	mux.Handle("/api/v1/push/", pushAPI)
+	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, Push: push, Grants: store, PublicURL: c.PublicURL, Logger: logger, Now: now}))
 
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
