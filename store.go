@@ -134,6 +134,11 @@ type AccessStore interface {
 	// EndGrant moves an active grant to state (expired or revoked) with
 	// who/why; ECONFLICT if it is no longer active.
 	EndGrant(ctx context.Context, id, state string, at time.Time, by, reason string) error
+	// ExpireGrants moves the given grants that are still active and whose
+	// EndsAt <= at to state expired (by "system", reason "ends_at reached")
+	// in one transaction, and returns the IDs it changed. It is the
+	// sweeper's batch form of EndGrant.
+	ExpireGrants(ctx context.Context, ids []string, at time.Time) ([]string, error)
 	// AckGrant records a break-glass acknowledgement.
 	AckGrant(ctx context.Context, id, by string, at time.Time) error
 

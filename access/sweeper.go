@@ -6,10 +6,11 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/audit"
 )
 
-// sweepWorkers bounds how many grant expiries are recorded at once; their
-// audit events share group commits.
+// sweepWorkers bounds concurrent audit writes when the auditor cannot
+// pipeline; their events then share group commits.
 const sweepWorkers = 64
 
 // Sweep records the expiry of every grant whose ends_at has passed and of
@@ -49,32 +50,80 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	return expired, nil
 }
 
+// batchAuditor is the audit log's pipelined form (audit.Log): events are
+// submitted without waiting, so a sweep's events share group commits.
+type batchAuditor interface {
+	Submit(e airlock.Event) *audit.Receipt
+}
+
+// expireGrants records the expiry of gs: the audit events first (all
+// durable before any state changes — audit first, fail closed), then one
+// batched store update, then the revocations.
 func (s *Service) expireGrants(ctx context.Context, gs []*airlock.Grant) int {
-	ch := make(chan *airlock.Grant)
-	var wg sync.WaitGroup
+	now := s.now().UTC()
+	events := make([]airlock.Event, len(gs))
+	for i, g := range gs {
+		events[i] = airlock.Event{Actor: airlock.SystemActor, Action: "grant.expired", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
+			Outcome: airlock.OutcomeSuccess, Details: details("user", g.UserName, "reason", "ends_at reached", "ends_at", g.EndsAt)}
+	}
+	if err := s.recordBatch(ctx, events); err != nil {
+		s.log.Error("audit grant expiries; will retry on the next sweep", "grants", len(gs), "err", err)
+		return 0
+	}
+	ids := make([]string, len(gs))
+	for i, g := range gs {
+		ids[i] = g.ID
+	}
+	if _, err := s.store.ExpireGrants(ctx, ids, now); err != nil {
+		s.log.Error("expire grants", "grants", len(gs), "err", err)
+		return 0
+	}
+	for _, g := range gs {
+		s.bus.Publish(Revocation{GrantID: g.ID, Reason: "grant expired at " + g.EndsAt.UTC().Format(time.RFC3339)})
+	}
+	return len(gs)
+}
+
+// recordBatch makes every event durable, pipelined when the auditor can.
+func (s *Service) recordBatch(ctx context.Context, events []airlock.Event) error {
+	if b, ok := s.audit.(batchAuditor); ok {
+		receipts := make([]*audit.Receipt, len(events))
+		for i, e := range events {
+			receipts[i] = b.Submit(e)
+		}
+		var first error
+		for _, r := range receipts {
+			if _, err := r.Wait(ctx); err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
 	var mu sync.Mutex
-	n := 0
-	for i := 0; i < sweepWorkers && i < len(gs); i++ {
+	var first error
+	var wg sync.WaitGroup
+	ch := make(chan airlock.Event)
+	for i := 0; i < sweepWorkers && i < len(events); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for g := range ch {
-				if err := s.endGrant(ctx, g, airlock.GrantExpired, airlock.SystemActor, "ends_at reached"); err != nil {
-					s.log.Error("expire grant", "grant", g.ID, "err", err)
-					continue
+			for e := range ch {
+				if _, err := s.audit.Record(ctx, e); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
 				}
-				mu.Lock()
-				n++
-				mu.Unlock()
 			}
 		}()
 	}
-	for _, g := range gs {
-		ch <- g
+	for _, e := range events {
+		ch <- e
 	}
 	close(ch)
 	wg.Wait()
-	return n
+	return first
 }
 
 // RunSweeper calls Sweep every interval until ctx ends.

@@ -268,6 +268,29 @@ func (db *DB) EndGrant(ctx context.Context, id, state string, at time.Time, by, 
 	return airlock.Errorf(airlock.ECONFLICT, "grant %q is already %s", id, cur)
 }
 
+// ExpireGrants expires the listed grants that are still active and due, in
+// one statement, and returns the IDs it changed.
+func (db *DB) ExpireGrants(ctx context.Context, ids []string, at time.Time) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := db.pool.Query(ctx, `UPDATE grants SET state='expired', revoked_at=$2, revoked_by='system', revoke_reason='ends_at reached'
+		WHERE id = ANY($1) AND state='active' AND ends_at <= $2 RETURNING id`, ids, tm(at))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var changed []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		changed = append(changed, id)
+	}
+	return changed, rows.Err()
+}
+
 // AckGrant records a break-glass acknowledgement. ENOTFOUND if missing,
 // ECONFLICT if already acknowledged.
 func (db *DB) AckGrant(ctx context.Context, id, by string, at time.Time) error {

@@ -269,6 +269,39 @@ func (db *DB) EndGrant(ctx context.Context, id, state string, at time.Time, by, 
 	return airlock.Errorf(airlock.ECONFLICT, "grant %q is already %s", id, cur)
 }
 
+// ExpireGrants expires the listed grants that are still active and due, in
+// one transaction, and returns the IDs it changed.
+func (db *DB) ExpireGrants(ctx context.Context, ids []string, at time.Time) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, q(`UPDATE grants SET state='expired', revoked_at=$2, revoked_by='system', revoke_reason='ends_at reached'
+		WHERE id=$1 AND state='active' AND ends_at <= $2`))
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	var changed []string
+	for _, id := range ids {
+		res, err := stmt.ExecContext(ctx, id, tm(at))
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			changed = append(changed, id)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	return changed, nil
+}
+
 // AckGrant records a break-glass acknowledgement. ENOTFOUND if missing,
 // ECONFLICT if already acknowledged.
 func (db *DB) AckGrant(ctx context.Context, id, by string, at time.Time) error {

@@ -642,6 +642,29 @@ func testGrants(t *testing.T, s airlock.Store) {
 		sameTime(t, "AckedAt", got.AckedAt, at(time.Minute))
 		wantCode(t, s.AckGrant(ctx, "gr_none", "x", at(0)), airlock.ENOTFOUND)
 	})
+	t.Run("expire-batch", func(t *testing.T) {
+		due := mkGrant(t, s, nil)                                                       // ends at +1h
+		later := mkGrant(t, s, func(g *airlock.Grant) { g.EndsAt = at(3 * time.Hour) }) // not yet due
+		revoked := mkGrant(t, s, nil)
+		must(t, s.EndGrant(ctx, revoked.ID, airlock.GrantRevoked, at(time.Minute), "bob", "done"))
+		changed, err := s.ExpireGrants(ctx, []string{due.ID, later.ID, revoked.ID, "gr_none"}, at(time.Hour))
+		must(t, err)
+		if len(changed) != 1 || changed[0] != due.ID {
+			t.Fatalf("ExpireGrants changed %v, want only %s", changed, due.ID)
+		}
+		for id, want := range map[string]string{due.ID: airlock.GrantExpired, later.ID: airlock.GrantActive, revoked.ID: airlock.GrantRevoked} {
+			got, err := s.GrantByID(ctx, id)
+			must(t, err)
+			if got.State != want {
+				t.Errorf("grant %s state = %s, want %s", id, got.State, want)
+			}
+		}
+		changed, err = s.ExpireGrants(ctx, []string{due.ID}, at(time.Hour))
+		must(t, err)
+		if len(changed) != 0 {
+			t.Errorf("second ExpireGrants changed %v", changed)
+		}
+	})
 }
 
 func testGrantFilters(t *testing.T, s airlock.Store) {
