@@ -28,3 +28,7 @@ lint:
 ## bench: the Go benchmarks (see docs/benchmarks.md for the scripts under bench/)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./audit ./policy ./mfa ./auth
+
+## screenshots: regenerate docs/screenshots/*.png from the browser test (needs chromium)
+screenshots:
+	AIRLOCK_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestE2EBrowserConsole$$' ./cmd/airlock

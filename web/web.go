@@ -170,6 +170,7 @@ var flashes = map[string]string{
 	"killed":    "Session ended.",
 	"verified":  "Second factor verified.",
 	"confirmed": "Authenticator confirmed.",
+	"passkey":   "Passkey registered.",
 	"removed":   "Factor removed.",
 	"device":    "This browser now receives push requests.",
 	"weblogin":  "The command line is signed in. You can return to your terminal.",

@@ -26,7 +26,7 @@
   function tick() {
     for (const c of counters) {
       const left = Math.max(0, Math.round((c.end - Date.now()) / 1000));
-      c.el.textContent = left > 0 ? fmt(left) : "expired";
+      c.el.textContent = left > 0 ? fmt(left) : (c.el.dataset.expired || "expired");
       c.el.dataset.remaining = String(left);
     }
   }
@@ -65,7 +65,7 @@
       await post("/api/v1/mfa/webauthn/register/finish", {ceremony: begin.ceremony, response: {id: cred.id, rawId: b64u.enc(cred.rawId), type: cred.type,
         response: {clientDataJSON: b64u.enc(cred.response.clientDataJSON), attestationObject: b64u.enc(cred.response.attestationObject),
           transports: cred.response.getTransports ? cred.response.getTransports() : []}}});
-      location.href = "/factors?done=confirmed";
+      location.href = "/factors?done=passkey";
     } catch (e) { status.textContent = "Failed: " + e.message; }
   });
 
