@@ -50,10 +50,11 @@ type Service struct {
 	now      func() time.Time
 	log      *slog.Logger
 
-	mu     sync.Mutex
-	cache  map[string]*cachedSession // by string(token hash)
-	hooks  []func(ctx context.Context, userID, reason string)
-	bootMu sync.Mutex
+	mu       sync.Mutex
+	cache    map[string]*cachedSession // by string(token hash)
+	inflight map[string]int            // password checks in flight per limiter key
+	hooks    []func(ctx context.Context, userID, reason string)
+	bootMu   sync.Mutex
 }
 
 type cachedSession struct {
@@ -108,7 +109,7 @@ func New(d Deps, cfg Config) *Service {
 	return &Service{
 		store: d.Store, audit: d.Audit, hasher: d.Hasher, limiter: d.Limiter,
 		totp: d.TOTP, recovery: d.Recovery, webauthn: d.WebAuthn,
-		cfg: cfg, now: d.Now, log: d.Logger, cache: map[string]*cachedSession{},
+		cfg: cfg, now: d.Now, log: d.Logger, cache: map[string]*cachedSession{}, inflight: map[string]int{},
 	}
 }
 

@@ -89,6 +89,40 @@ func (s *Service) fail(ctx context.Context, name, userID, source, action, reason
 	}
 }
 
+// maxInflightAttempts bounds concurrent password checks per user name and
+// per source address. A spray's guesses would otherwise all pass the
+// lockout check before the first failure is counted and queue for the
+// password hasher ahead of everyone else.
+const maxInflightAttempts = 2
+
+// acquireAttempt reserves a password check slot for name and source, or
+// refuses at once when either already has maxInflightAttempts in flight.
+func (s *Service) acquireAttempt(ctx context.Context, name, source string) (func(), error) {
+	keys := []string{"user:" + name, "addr:" + hostOf(source)}
+	s.mu.Lock()
+	for _, k := range keys {
+		if s.inflight[k] >= maxInflightAttempts {
+			s.mu.Unlock()
+			s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: name}, Action: "login.throttled", SourceAddr: source, Outcome: airlock.OutcomeDenied,
+				Details: details("key", k[:4])})
+			return nil, airlock.Errorf(airlock.ELOCKED, "too many login attempts in progress; try again in a moment")
+		}
+	}
+	for _, k := range keys {
+		s.inflight[k]++
+	}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		for _, k := range keys {
+			if s.inflight[k]--; s.inflight[k] <= 0 {
+				delete(s.inflight, k)
+			}
+		}
+		s.mu.Unlock()
+	}, nil
+}
+
 func (s *Service) succeed(name, source string) {
 	s.limiter.Succeed("user:" + name)
 	s.limiter.Succeed("addr:" + hostOf(source))
@@ -129,6 +163,11 @@ func (s *Service) Login(ctx context.Context, name, password string, in FactorInp
 	if err := s.checkLocked(ctx, name, source); err != nil {
 		return nil, err
 	}
+	release, err := s.acquireAttempt(ctx, name, source)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	u, err := s.store.UserByName(ctx, name)
 	if err != nil && !airlock.IsCode(err, airlock.ENOTFOUND) {
 		return nil, err
