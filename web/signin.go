@@ -18,10 +18,6 @@ func (c *console) routes(m *http.ServeMux) {
 	m.HandleFunc("POST /signin/push/begin", c.signinPushBegin)
 	m.HandleFunc("POST /signin/push/{id}", c.signinPushPoll)
 	m.HandleFunc("POST /signout", c.signout)
-	// The old passkey page used by `airlock mfa add webauthn` links.
-	m.HandleFunc("GET /webauthn", func(w http.ResponseWriter, r *http.Request) {
-		c.render(w, r, http.StatusOK, "webauthn.html", page{Title: "Passkeys and security keys"})
-	})
 
 	m.HandleFunc("GET /{$}", c.signedIn(c.home))
 	m.HandleFunc("GET /factors", c.signedIn(c.factors))

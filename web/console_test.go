@@ -1,0 +1,178 @@
+package web
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/audit"
+	"github.com/airlockhq/airlock/auth"
+	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/mfa"
+	"github.com/airlockhq/airlock/secrets"
+	"github.com/airlockhq/airlock/sqlite"
+)
+
+// consoleEnv is the console over real services on a real SQLite store.
+type consoleEnv struct {
+	h     http.Handler
+	store airlock.Store
+	log   *audit.Log
+	admin *airlock.User
+	token string
+}
+
+func newConsoleEnv(t *testing.T) *consoleEnv {
+	t.Helper()
+	ctx := context.Background()
+	now := func() time.Time { return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC) }
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "airlock.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	al, err := audit.Open(ctx, store, audit.Options{Signer: key, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { al.Close(context.Background()) })
+	mk, _ := secrets.GenerateKey()
+	kr, err := secrets.NewKeyring("k1", map[string][]byte{"k1": mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := auth.DefaultParams()
+	p.Memory, p.Iterations = 1024, 1
+	bootFile := filepath.Join(t.TempDir(), "bootstrap.token")
+	ident := identity.New(identity.Deps{Store: store, Audit: al, Now: now, Hasher: auth.NewHasher(p, 2),
+		Limiter: auth.NewLimiter(auth.DefaultLimiterConfig(), now), TOTP: mfa.NewTOTP(store, kr, "Airlock", now),
+		Recovery: mfa.NewRecovery(store, now)}, identity.Config{BootstrapTokenFile: bootFile})
+	acc, err := access.New(ctx, access.Deps{Store: store, Audit: al, Identity: ident, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiSrv := &api.Server{Identity: ident, Access: acc, Now: now,
+		Audit: &api.AuditDeps{Store: store, Log: al, Verify: func(ctx context.Context) (any, error) { return audit.Verify(ctx, store, pub) }},
+		Recordings: func(ctx context.Context, key string) (io.ReadCloser, error) {
+			return io.NopCloser(strings.NewReader("{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"o\",\"$ uptime\\r\\n\"]\n")), nil
+		}}
+	apiSrv.Handler()
+	env := &consoleEnv{store: store, log: al,
+		h: Handler(Config{API: apiSrv, Identity: ident, Access: acc, Grants: store, PublicURL: "http://localhost:8080", Now: now})}
+
+	// The first admin, enrolled with TOTP through the console's own forms.
+	if _, err := ident.EnsureBootstrapToken(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(bootFile)
+	if env.admin, err = ident.Bootstrap(ctx, strings.TrimSpace(string(tok)), "admin", "admin password 1", "127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	rec := env.do(t, "POST", "/signin", url.Values{"user": {"admin"}, "password": {"admin password 1"}})
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/factors" {
+		t.Fatalf("first sign-in: %d %s", rec.Code, rec.Header().Get("Location"))
+	}
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == api.SessionCookie {
+			env.token = c.Value
+		}
+	}
+	rec = env.do(t, "POST", "/factors/totp", url.Values{"name": {"phone"}})
+	body := rec.Body.String()
+	i := strings.Index(body, "otpauth://")
+	uri, _ := url.Parse(strings.ReplaceAll(body[i:i+strings.Index(body[i:], "<")], "&amp;", "&"))
+	secret := uri.Query().Get("secret")
+	fid := body[strings.Index(body, "/factors/totp/")+len("/factors/totp/"):]
+	fid = fid[:strings.Index(fid, "/")]
+	code, _ := totp.GenerateCode(secret, now())
+	if rec := env.do(t, "POST", "/factors/totp/"+fid+"/confirm", url.Values{"otp": {code}}); rec.Code != http.StatusSeeOther {
+		t.Fatalf("confirm TOTP: %d %s", rec.Code, rec.Body.String())
+	}
+	return env
+}
+
+func (e *consoleEnv) do(t *testing.T, method, path string, form url.Values) *httptest.ResponseRecorder {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req := httptest.NewRequest(method, path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if e.token != "" {
+		req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: e.token})
+	}
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestSessionPages(t *testing.T) {
+	env := newConsoleEnv(t)
+	ctx := context.Background()
+	start := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	for _, s := range []*airlock.Session{
+		{ID: "ss_db", GrantID: "gr_1", UserID: env.admin.ID, UserName: "admin", Resource: "prod-db", Kind: airlock.KindPostgres, Access: "read", StartedAt: start},
+		{ID: "ss_ssh", GrantID: "gr_2", UserID: env.admin.ID, UserName: "admin", Resource: "web-1", Kind: airlock.KindSSH, Access: "root", StartedAt: start, Recording: "rec/ss_ssh"},
+	} {
+		if err := env.store.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{"select 1", "select count(*) from users"} {
+		d, _ := json.Marshal(map[string]string{"sql": q})
+		if _, err := env.log.Record(ctx, airlock.Event{Actor: airlock.Actor{ID: env.admin.ID, Name: "admin"}, Action: "db.query", Resource: "prod-db",
+			SessionID: "ss_db", Outcome: airlock.OutcomeSuccess, Details: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	rec := env.do(t, "GET", "/sessions", nil)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "ss_db") || !strings.Contains(rec.Body.String(), "/sessions/ss_ssh/kill") {
+		t.Fatalf("sessions: %d\n%s", rec.Code, rec.Body.String())
+	}
+	rec = env.do(t, "GET", "/sessions/ss_db", nil)
+	body := rec.Body.String()
+	first, second := strings.Index(body, "select 1"), strings.Index(body, "select count(*) from users")
+	if rec.Code != http.StatusOK || first < 0 || second < first {
+		t.Fatalf("db session view: %d\n%s", rec.Code, body)
+	}
+	if evs, _ := env.store.ListEvents(ctx, airlock.EventFilter{Action: "audit.read", SessionID: "ss_db"}); len(evs) != 1 {
+		t.Fatalf("reading the queries was not audited: %d events", len(evs))
+	}
+	rec = env.do(t, "GET", "/sessions/ss_ssh", nil)
+	if !strings.Contains(rec.Body.String(), `data-src="/api/v1/sessions/ss_ssh/recording"`) {
+		t.Fatalf("ssh session view has no player:\n%s", rec.Body.String())
+	}
+	if rec := env.do(t, "GET", "/sessions/ss_nope", nil); rec.Code != http.StatusNotFound {
+		t.Fatalf("unknown session: %d", rec.Code)
+	}
+
+	// Audit search with the chain's verification status.
+	rec = env.do(t, "GET", "/audit?action=db.*&user=admin", nil)
+	body = rec.Body.String()
+	if rec.Code != http.StatusOK || !strings.Contains(body, "Chain verification: OK") || strings.Count(body, "<td>db.query</td>") != 2 {
+		t.Fatalf("audit page: %d\n%s", rec.Code, body)
+	}
+	if rec := env.do(t, "GET", "/audit?since=yesterday", nil); !strings.Contains(rec.Body.String(), "times look like") {
+		t.Fatalf("bad time accepted")
+	}
+}
