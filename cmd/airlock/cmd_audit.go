@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -165,6 +167,11 @@ func printEvent(c *cli, e airlock.Event) {
 		c.printJSON(e)
 		return
 	}
+	var d bytes.Buffer
+	if json.Compact(&d, e.Details) != nil {
+		d.Reset()
+		d.Write(e.Details)
+	}
 	ids := strings.TrimSpace(strings.Join([]string{e.RequestID, e.GrantID, e.SessionID}, " "))
-	fmt.Fprintf(c.out(), "%6d  %s  %-8s %-24s %-10s %s %s %s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05"), e.Outcome, e.Action, e.Actor.Name, e.Resource, ids, string(e.Details))
+	fmt.Fprintf(c.out(), "%6d  %s  %-8s %-24s %-10s %s %s %s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05"), e.Outcome, e.Action, e.Actor.Name, e.Resource, ids, d.String())
 }
