@@ -52,6 +52,10 @@ func (c *console) pushEvents(w http.ResponseWriter, r *http.Request, p *identity
 				return
 			}
 		case <-keepAlive.C:
+			// A session that was ended or timed out stops receiving pushes.
+			if _, err := c.principal(r); err != nil {
+				return
+			}
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
 				return
 			}
