@@ -46,6 +46,10 @@ for tool in initdb pg_ctl pgbench psql pgbouncer go; do
 done
 PATH=$PATH:/usr/lib/postgresql/15/bin
 
+# 1000 idle connections need more descriptors than the usual 1024 (pgbouncer
+# and the proxies inherit this limit).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
 T=$(mktemp -d /tmp/airlock-pgbench.XXXXXX)
 chmod 755 "$T"
 PIDS=()
@@ -61,6 +65,7 @@ cleanup() {
 	if [ "${KEEP:-}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 BASE=$((20000 + RANDOM % 20000))
 PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4))
@@ -87,7 +92,7 @@ as_pg psql -X -q -h "$T/sock" -p "$PGPORT" -U postgres -c "CREATE ROLE bench LOG
 PGPASSWORD=$PW pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PGPORT" -U bench bench >"$T/init.log" 2>&1
 
 wait_ready() { # file
-	for _ in $(seq 1 300); do
+	for _ in $(seq 1 1200); do
 		grep -q ready "$1" 2>/dev/null && return 0
 		sleep 0.1
 	done
@@ -125,7 +130,8 @@ pidfile = $T/pgbouncer.pid
 INI
 echo "\"bench\" \"$PW\"" >"$T/userlist.txt"
 [ "$(id -u)" = 0 ] && chown postgres "$T/pgbouncer.ini" "$T/userlist.txt"
-as_pg pgbouncer -d -q "$T/pgbouncer.ini"
+# runuser resets the soft descriptor limit: raise it again for pgbouncer.
+as_pg bash -c "ulimit -n $(ulimit -Hn); exec pgbouncer -d -q '$T/pgbouncer.ini'"
 wait_ready "$T/gw.out"
 wait_ready "$T/gws.out"
 wait_ready "$T/relay.out"
@@ -195,19 +201,25 @@ rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 if [ "$IDLE_CONNS" -gt 0 ]; then
 	echo
 	echo "== memory per idle connection ($IDLE_CONNS idle connections, RSS delta of the proxy process)"
-	for target in gateway pgbouncer tcprelay; do
+	for target in gateway tcprelay pgbouncer; do # pgbouncer last: it keeps its server connections
 		case $target in
 		gateway) pid=$GW_PID ;;
 		pgbouncer) pid=$BOUNCER_PID ;;
 		tcprelay) pid=$RELAY_PID ;;
 		esac
 		read -r port user pass <<<"$(conn "$target")"
+		# Let the previous target's backends exit first (max_connections).
+		for _ in $(seq 1 600); do
+			n=$(as_pg psql -X -Atq -h "$T/sock" -p "$PGPORT" -U postgres -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'")
+			[ "$n" -lt 5 ] && break
+			sleep 0.1
+		done
 		before=$(rss_kb "$pid")
 		rm -f "$T/hold" && mkfifo "$T/hold"
 		"$T/bin/idleconns" -n "$IDLE_CONNS" -dsn "postgres://$user:$pass@127.0.0.1:$port/bench?sslmode=disable" <"$T/hold" >"$T/idle.out" 2>&1 &
 		idle_pid=$!
 		exec 3>"$T/hold"
-		for _ in $(seq 1 1200); do
+		for _ in $(seq 1 6000); do
 			grep -q ready "$T/idle.out" && break
 			kill -0 "$idle_pid" 2>/dev/null || break
 			sleep 0.1
