@@ -105,7 +105,7 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		if level == "" || c.User == "" {
 			return nil, airlock.Errorf(airlock.EINVALID, "credential %q of %s needs a user", level, in.Name)
 		}
-		plain, _ := json.Marshal(sealedCredential{User: c.User, Password: c.Password})
+		plain, _ := json.Marshal(sealedCredential(c))
 		sealed, err := s.sealer.Seal(plain, credAAD(in.Name, level))
 		if err != nil {
 			return nil, fmt.Errorf("seal credential: %w", err)

@@ -121,13 +121,6 @@ func (m *memStore) ListCheckpoints(ctx context.Context) ([]airlock.Checkpoint, e
 	return append([]airlock.Checkpoint(nil), m.cps...), nil
 }
 
-// clone returns a deep-enough copy to tamper with.
-func (m *memStore) clone() *memStore {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return &memStore{events: append([]airlock.Event(nil), m.events...), cps: append([]airlock.Checkpoint(nil), m.cps...)}
-}
-
 // stepClock is a deterministic clock advancing by step on every call.
 type stepClock struct {
 	mu   sync.Mutex

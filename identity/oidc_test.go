@@ -134,6 +134,7 @@ func startIdP(t *testing.T, redirectURL string) *testIdP {
 	t.Cleanup(srv.Close)
 	p.URL = srv.URL
 	key := sha256.Sum256([]byte("test crypto key"))
+	//lint:ignore SA1019 the example storage this test uses is built for NewOpenIDProvider
 	prov, err := op.NewOpenIDProvider(srv.URL, &op.Config{CryptoKey: key, CodeMethodS256: true}, p, op.WithAllowInsecure())
 	if err != nil {
 		t.Fatal(err)

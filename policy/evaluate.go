@@ -119,7 +119,6 @@ type crule struct {
 	reasonDenied       string
 	reasonNoBreakGlass string
 	bgFactors          string
-	bgFresh            time.Duration
 	auto               *cauto
 }
 

@@ -591,7 +591,7 @@ func TestAuditDownRefusesSessions(t *testing.T) {
 func TestPinnedHostKeyAndIdleTimeout(t *testing.T) {
 	e := newEnv(t)
 	e.allow("prod-web", []string{"root"}, func(t *Target) {
-		t.HostKey = e.sshd.HostKey // pinned instead of the host CA
+		t.HostKey = e.sshd.HostKey      // pinned instead of the host CA
 		t.IdleTimeout = 4 * time.Second // generous: a loaded CI machine must still get the shell up
 	})
 	_, out, done := e.startInteractive("root@prod-web")

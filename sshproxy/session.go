@@ -50,13 +50,12 @@ type session struct {
 
 // authState carries what the auth callbacks learn into serveConn.
 type authState struct {
-	target   *Target
-	up       ssh.Conn
-	upChans  <-chan ssh.NewChannel
-	upReqs   <-chan *ssh.Request
-	upCert   *ssh.Certificate
-	id       string
-	deniedAt string
+	target  *Target
+	up      ssh.Conn
+	upChans <-chan ssh.NewChannel
+	upReqs  <-chan *ssh.Request
+	upCert  *ssh.Certificate
+	id      string
 }
 
 func (g *Gateway) serverConfig(ctx context.Context, st *authState, source string) *ssh.ServerConfig {
