@@ -310,8 +310,17 @@ func (s *Service) verifyFactor(ctx context.Context, u *airlock.User, in FactorIn
 	return "", airlock.Errorf(airlock.EINVALID, "a second factor is required: pass --otp CODE")
 }
 
+// isRecoveryCode reports whether s looks like a recovery code (10
+// characters once dashes and spaces are dropped) rather than a 6-digit
+// TOTP code.
 func isRecoveryCode(s string) bool {
-	return len(s) == 11 && s[5] == '-'
+	n := 0
+	for _, r := range s {
+		if r != '-' && r != ' ' {
+			n++
+		}
+	}
+	return n == 10
 }
 
 func (s *Service) startSession(ctx context.Context, u *airlock.User, method, source string) (*LoginResult, error) {
