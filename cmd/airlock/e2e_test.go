@@ -463,3 +463,29 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestE2ERecoveryCodes(t *testing.T) {
+	needOathtool(t)
+	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, nil)
+	home := t.TempDir()
+	h.bootstrapAdmin(home, "admin", "admin password 1")
+	var res struct {
+		Codes []string `json:"codes"`
+	}
+	if err := json.Unmarshal([]byte(h.must(home, "", "--output", "json", "mfa", "recovery-codes")), &res); err != nil || len(res.Codes) != 10 {
+		t.Fatalf("recovery codes: %v %v", err, res.Codes)
+	}
+	h.must(home, "", "logout")
+	// A recovery code works once, with or without its dash.
+	h.must(home, "admin password 1\n", "login", "--user", "admin", "--password-stdin", "--otp", strings.ReplaceAll(res.Codes[0], "-", ""))
+	h.must(home, "", "logout")
+	if _, err := h.run(home, "admin password 1\n", "login", "--user", "admin", "--password-stdin", "--otp", res.Codes[0]); err == nil {
+		t.Fatal("a recovery code was accepted twice")
+	}
+	h.must(home, "admin password 1\n", "login", "--user", "admin", "--password-stdin", "--otp", res.Codes[1])
+	out := h.must(home, "", "audit", "tail", "--action", "mfa.recovery_used")
+	if strings.Count(out, "mfa.recovery_used") != 2 || !strings.Contains(out, `"flagged":true`) {
+		t.Fatalf("recovery use not audited and flagged:\n%s", out)
+	}
+}
