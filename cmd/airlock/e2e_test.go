@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/notify"
 )
 
 // fakeClock is the server clock in end-to-end tests.
@@ -487,5 +490,126 @@ func TestE2ERecoveryCodes(t *testing.T) {
 	out := h.must(home, "", "audit", "tail", "--action", "mfa.recovery_used")
 	if strings.Count(out, "mfa.recovery_used") != 2 || !strings.Contains(out, `"flagged":true`) {
 		t.Fatalf("recovery use not audited and flagged:\n%s", out)
+	}
+}
+
+// TestE2EBreakGlassWebhook: break-glass self-activates at once, the alert
+// reaches a webhook receiver with a valid signature, and the grant stays
+// flagged until an approver acknowledges it.
+func TestE2EBreakGlassWebhook(t *testing.T) {
+	needOathtool(t)
+	const secret = "webhook-signing-secret-0123456789"
+	t.Setenv("AIRLOCK_E2E_WEBHOOK_SECRET", secret)
+	type delivery struct {
+		body  []byte
+		valid bool
+	}
+	got := make(chan delivery, 10)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- delivery{body: body, valid: notify.VerifySignature(secret, r.Header.Get("X-Airlock-Timestamp"), body, r.Header.Get("X-Airlock-Signature"))}
+	}))
+	defer recv.Close()
+
+	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, nil)
+	admin, alice, bob := t.TempDir(), t.TempDir(), t.TempDir()
+	h.bootstrapAdmin(admin, "admin", "admin password 1")
+	h.must(admin, "alice password 1\n", "admin", "users", "add", "alice", "--group", "sre", "--password-stdin")
+	h.must(admin, "bob password 123\n", "admin", "users", "add", "bob", "--group", "leads", "--password-stdin")
+	t.Setenv("E2E_DB_PW", "pw-not-used-here")
+	h.must(admin, "", "admin", "resources", "add", "prod-db", "--kind", "postgres", "--addr", "127.0.0.1:5432", "--credential", "write=app_rw:env:E2E_DB_PW")
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(pol, []byte(`version: 1
+notify:
+  - name: sec
+    type: webhook
+    url: `+recv.URL+`/hook
+    secret_env: AIRLOCK_E2E_WEBHOOK_SECRET
+rules:
+  - name: sre-emergency
+    who: {groups: [sre]}
+    resources: {names: [prod-db]}
+    access: [write]
+    max_duration: 1h
+    approval: {required: 1, groups: [leads]}
+    break_glass: {allowed: true, max_duration: 30m, alert: [sec]}
+`), 0o600)
+	h.must(admin, "", "policy", "apply", "-f", pol)
+	h.must(alice, "alice password 1\n", "login", "--user", "alice", "--password-stdin")
+	h.enrollTOTP(alice)
+	h.must(bob, "bob password 123\n", "login", "--user", "bob", "--password-stdin")
+	bobSecret := h.enrollTOTP(bob)
+
+	if _, err := h.run(alice, "", "break-glass", "prod-db", "--access", "write", "--for", "45m", "--reason", "db down"); err == nil || !strings.Contains(err.Error(), "30m") {
+		t.Fatalf("break-glass over its max: %v", err)
+	}
+	out := h.must(alice, "", "--output", "json", "break-glass", "prod-db", "--access", "write", "--for", "20m", "--reason", "INC-7 db down")
+	var res struct {
+		Grant airlock.Grant `json:"grant"`
+	}
+	json.Unmarshal([]byte(out), &res)
+	if !res.Grant.BreakGlass || !res.Grant.ActiveAt(clk.Now()) {
+		t.Fatalf("break-glass grant not active at once: %s", out)
+	}
+	select {
+	case d := <-got:
+		if !d.valid {
+			t.Fatalf("webhook signature invalid: %s", d.body)
+		}
+		if !strings.Contains(string(d.body), "breakglass.activated") || !strings.Contains(string(d.body), "INC-7 db down") {
+			t.Fatalf("webhook body: %s", d.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook delivery within 10 s")
+	}
+	if out := h.must(bob, "", "requests", "--review-needed"); !strings.Contains(out, "break-glass") {
+		t.Fatalf("not flagged for review: %s", out)
+	}
+	h.step()
+	h.must(bob, "", "acknowledge", res.Grant.ID, "--comment", "checked", "--otp", totp(t, bobSecret, clk.Now()))
+	if out := h.must(bob, "", "requests", "--review-needed"); strings.Contains(out, "prod-db") {
+		t.Fatalf("still flagged after acknowledgement: %s", out)
+	}
+	h.step()
+	h.must(admin, "", "mfa", "verify", "--otp", totp(t, h.adminSecret(), clk.Now()))
+	waitFor(t, func() bool {
+		return strings.Contains(h.must(admin, "", "audit", "tail", "--action", "notify.delivered"), "success")
+	})
+}
+
+// TestE2EPolicyTestCommand runs `airlock policy check` and `policy test`
+// on the documented example policy and on a failing cases file.
+func TestE2EPolicyTestCommand(t *testing.T) {
+	h := &harness{t: t, url: "http://127.0.0.1:1"}
+	home := t.TempDir()
+	repo, _ := filepath.Abs("../..")
+	pol := filepath.Join(repo, "docs/examples/policy/team.yaml")
+	out := h.must(home, "", "policy", "check", "-f", pol)
+	if !strings.Contains(out, "policy OK") {
+		t.Fatalf("check: %s", out)
+	}
+	out = h.must(home, "", "policy", "test", "-f", filepath.Join(repo, "docs/examples/policy/cases.yaml"), "--policy", pol)
+	if !strings.Contains(out, " 0 failed") {
+		t.Fatalf("example cases: %s", out)
+	}
+	bad := filepath.Join(t.TempDir(), "cases.yaml")
+	os.WriteFile(bad, []byte(`cases:
+  - name: contractors may write prod (wrong on purpose)
+    who: {user: carol, groups: [contractors]}
+    resource: prod-db
+    access: write
+    duration: 1h
+    expect: allow
+`), 0o600)
+	out, err := h.run(home, "", "policy", "test", "-f", bad, "--policy", pol)
+	if err == nil || !strings.Contains(out, "FAIL") || !strings.Contains(out, "1 failed") {
+		t.Fatalf("failing case: err=%v\n%s", err, out)
+	}
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	os.WriteFile(broken, []byte("version: 1\nrules:\n  - name: x\n    maxduration: 1h\n"), 0o600)
+	out, err = h.run(home, "", "policy", "check", "-f", broken)
+	if err == nil || !strings.Contains(out, "broken.yaml:4:") {
+		t.Fatalf("broken policy: err=%v\n%s", err, out)
 	}
 }
