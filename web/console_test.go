@@ -63,7 +63,7 @@ func newConsoleEnv(t *testing.T) *consoleEnv {
 	ident := identity.New(identity.Deps{Store: store, Audit: al, Now: now, Hasher: auth.NewHasher(p, 2),
 		Limiter: auth.NewLimiter(auth.DefaultLimiterConfig(), now), TOTP: mfa.NewTOTP(store, kr, "Airlock", now),
 		Recovery: mfa.NewRecovery(store, now)}, identity.Config{BootstrapTokenFile: bootFile})
-	acc, err := access.New(ctx, access.Deps{Store: store, Audit: al, Identity: ident, Now: now})
+	acc, err := access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: ident, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

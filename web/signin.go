@@ -45,6 +45,18 @@ func (c *console) routes(m *http.ServeMux) {
 	m.HandleFunc("POST /sessions/{id}/kill", c.signedIn(c.sessionKill))
 	m.HandleFunc("GET /audit", c.signedIn(c.auditPage))
 
+	m.HandleFunc("GET /admin", c.adminOnly(func(w http.ResponseWriter, r *http.Request, _ *identity.Principal) {
+		http.Redirect(w, r, "/admin/users", http.StatusSeeOther)
+	}))
+	m.HandleFunc("GET /admin/users", c.adminOnly(c.adminUsers))
+	m.HandleFunc("POST /admin/users", c.adminOnly(c.adminUserAdd))
+	m.HandleFunc("POST /admin/users/{name}/{op}", c.adminOnly(c.adminUserSetDisabled))
+	m.HandleFunc("GET /admin/resources", c.adminOnly(c.adminResources))
+	m.HandleFunc("POST /admin/resources", c.adminOnly(c.adminResourceAdd))
+	m.HandleFunc("POST /admin/resources/{name}/remove", c.adminOnly(c.adminResourceRemove))
+	m.HandleFunc("GET /admin/policy", c.adminOnly(c.adminPolicy))
+	m.HandleFunc("POST /admin/policy", c.adminOnly(c.adminPolicySubmit))
+
 	m.HandleFunc("GET /push/events", c.signedIn(c.pushEvents))
 	m.HandleFunc("POST /push/{id}/answer", c.signedIn(c.pushAnswer))
 	m.HandleFunc("GET /device", c.signedIn(c.devicePage))

@@ -62,6 +62,7 @@ var funcs = template.FuncMap{
 		return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
 	},
 	"join": strings.Join,
+	"list": func(s ...string) []string { return s },
 	"json": func(v any) string {
 		b, _ := json.Marshal(v)
 		return string(b)
@@ -174,6 +175,13 @@ var flashes = map[string]string{
 	"removed":   "Factor removed.",
 	"device":    "This browser now receives push requests.",
 	"weblogin":  "The command line is signed in. You can return to your terminal.",
+
+	"user-added":       "User added.",
+	"user-disabled":    "User disabled; their sessions and grants ended.",
+	"user-enabled":     "User enabled.",
+	"resource-added":   "Resource added; its credentials are sealed and will not be shown again.",
+	"resource-removed": "Resource removed.",
+	"policy-applied":   "Policy applied.",
 }
 
 func (c *console) setCookie(w http.ResponseWriter, name, value, path string, maxAge int, sameSite http.SameSite) {
