@@ -31,4 +31,4 @@ bench:
 
 ## screenshots: regenerate docs/screenshots/*.png from the browser test (needs chromium)
 screenshots:
-	AIRLOCK_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestE2EBrowserConsole$$' ./cmd/airlock
+	AIRLOCK_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestE2EBrowser(Console|Admin)$$' ./cmd/airlock
