@@ -298,7 +298,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}
 	s.keyring = kr
 	al, err := audit.Open(ctx, store, audit.Options{Signer: dir.AuditKey, CheckpointEvery: c.CheckpointEvery,
-		CheckpointInterval: c.CheckpointInterval, Logger: logger, Registerer: reg, Now: now})
+		CheckpointInterval: c.CheckpointInterval, Linger: c.AuditLinger, Logger: logger, Registerer: reg, Now: now})
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}

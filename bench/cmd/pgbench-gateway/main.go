@@ -78,7 +78,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		lg, err := audit.Open(ctx, store, audit.Options{Signer: key, Logger: logger})
+		lg, err := audit.Open(ctx, store, audit.Options{Signer: key, Logger: logger, Linger: auditLinger()})
 		if err != nil {
 			return err
 		}
@@ -144,3 +144,14 @@ func (done) Done() <-chan struct{} { return closed }
 func (done) Err() error            { return nil }
 
 func (c *countingSink) Submit(airlock.Event) pgproxy.Pending { c.n.Add(1); return done{} }
+
+// auditLinger reads AUDIT_LINGER (e.g. "2ms"), the audit writer's group
+// commit wait; the server's default is used when unset.
+func auditLinger() time.Duration {
+	if v := os.Getenv("AUDIT_LINGER"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return 2 * time.Millisecond
+}
