@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/auth"
 	"github.com/airlockhq/airlock/identity"
 )
 
@@ -81,9 +83,9 @@ func readPassword(c *cli, fromStdin, confirm bool) (string, error) {
 
 func newLoginCmd() *cobra.Command {
 	var user, otp string
-	var pwStdin, web bool
+	var pwStdin, web, sso bool
 	cmd := &cobra.Command{
-		Use:   "login [--user NAME] [--password-stdin] [--otp CODE]",
+		Use:   "login [--user NAME] [--password-stdin] [--otp CODE] [--web | --sso]",
 		Short: "Log in with your password and second factor",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -94,20 +96,12 @@ func newLoginCmd() *cobra.Command {
 			if web {
 				return webLogin(c)
 			}
-			if user == "" {
-				user = c.state.User
-			}
-			if user == "" {
-				if user, err = c.prompt("User: ", false); err != nil {
-					return fmt.Errorf("%w: pass --user NAME", errUsage)
-				}
-			}
-			pw, err := readPassword(c, pwStdin, false)
-			if err != nil {
-				return err
-			}
 			var res api.LoginResponse
-			err = c.client.Do(c.ctx(), "POST", "/api/v1/login", api.LoginRequest{User: user, Password: pw, FactorInput: identity.FactorInput{OTP: otp}}, &res)
+			if sso {
+				err = ssoLogin(c, &res)
+			} else {
+				err = passwordLogin(c, user, pwStdin, otp, &res)
+			}
 			var ae *airlock.Error
 			if errors.As(err, &ae) && ae.Code == airlock.EMFAREQUIRED {
 				challenge, _ := ae.Details["challenge"].(string)
@@ -140,7 +134,51 @@ func newLoginCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from stdin")
 	cmd.Flags().StringVar(&otp, "otp", "", "TOTP or recovery code (for scripts)")
 	cmd.Flags().BoolVar(&web, "web", false, "log in in the browser (passkeys, security keys)")
+	cmd.Flags().BoolVar(&sso, "sso", false, "log in with the organisation's identity provider (OIDC) in a browser")
 	return cmd
+}
+
+// passwordLogin sends the first login step. An mfa_required error carries
+// the challenge for the second step.
+func passwordLogin(c *cli, user string, pwStdin bool, otp string, res *api.LoginResponse) error {
+	var err error
+	if user == "" {
+		user = c.state.User
+	}
+	if user == "" {
+		if user, err = c.prompt("User: ", false); err != nil {
+			return fmt.Errorf("%w: pass --user NAME", errUsage)
+		}
+	}
+	pw, err := readPassword(c, pwStdin, false)
+	if err != nil {
+		return err
+	}
+	return c.client.Do(c.ctx(), "POST", "/api/v1/login", api.LoginRequest{User: user, Password: pw, FactorInput: identity.FactorInput{OTP: otp}}, res)
+}
+
+// ssoLogin prints the identity provider's sign-in URL and polls until the
+// browser finishes; the poll token never leaves this process but in the
+// URL the user opens themselves.
+func ssoLogin(c *cli, res *api.LoginResponse) error {
+	poll, _ := auth.NewToken("sso")
+	link := strings.TrimRight(global.server, "/") + "/api/v1/oidc/start?cli=" + url.QueryEscape(poll)
+	fmt.Fprintf(c.errw(), "Open this link in your browser to sign in with your identity provider:\n\n  %s\n\nWaiting…\n", link)
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		err := c.client.Do(c.ctx(), "POST", "/api/v1/oidc/poll", api.OIDCPollRequest{Poll: poll}, res)
+		if airlock.ErrorCode(err) != airlock.ENOTFOUND {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return errors.New("single sign-on did not complete within 10 minutes; run `airlock login --sso` again")
+		}
+		select {
+		case <-c.ctx().Done():
+			return c.ctx().Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func newLogoutCmd() *cobra.Command {

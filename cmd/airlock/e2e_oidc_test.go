@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -320,5 +321,67 @@ func TestE2EOIDCLogin(t *testing.T) {
 	}
 	if strings.Contains(h.logs.String(), idp.Secret) {
 		t.Error("client secret in the server log")
+	}
+}
+
+// TestE2EOIDCLoginCLI drives `airlock login --sso`: the CLI prints the
+// sign-in link, a browser completes it at the real test IdP, and the CLI's
+// poll stores the session.
+func TestE2EOIDCLoginCLI(t *testing.T) {
+	clk := &fakeClock{t: time.Now().UTC()}
+	var idp *testIdP
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, func(c *serverConfig) {
+		idp = startIdP(t, c.PublicURL+"/api/v1/oidc/callback")
+		secretFile := filepath.Join(t.TempDir(), "oidc-secret")
+		if err := os.WriteFile(secretFile, []byte(idp.Secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.OIDCIssuer, c.OIDCClientID, c.OIDCClientSecretFile = idp.URL, idp.ClientID, secretFile
+		c.OIDCAcceptAMR = "hwk"
+	})
+	idp.set("alice", []string{"pwd", "hwk"}, "", "")
+	home := t.TempDir()
+
+	cliMu.Lock()
+	os.Setenv("AIRLOCK_HOME", home)
+	global = globalOpts{}
+	root := newRootCmd()
+	out := &syncBuffer{}
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs([]string{"--server", h.url, "login", "--sso"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(context.Background()) }()
+	var link string
+	deadline := time.Now().Add(10 * time.Second)
+	for link == "" {
+		for _, f := range strings.Fields(out.String()) {
+			if strings.Contains(f, "/api/v1/oidc/start?cli=") {
+				link = f
+			}
+		}
+		if time.Now().After(deadline) {
+			cliMu.Unlock()
+			t.Fatalf("no sign-in link printed:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ssoBrowser(t, link)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		err = errors.New("login --sso did not finish")
+	}
+	cliMu.Unlock()
+	if err != nil {
+		t.Fatalf("login --sso: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "Logged in as alice") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	who := h.must(home, "", "--output", "json", "whoami")
+	if !strings.Contains(who, `"mfa_method": "sso:hwk"`) {
+		t.Fatalf("whoami: %s", who)
 	}
 }
