@@ -389,7 +389,9 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			return err
 		}
 		s.pg, err = pgproxy.New(pgproxy.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-			AllowLoopbackPlaintext: true, Auth: pgAuthenticator{s}, Audit: auditSink{al}, Sessions: store,
+			// Connect tokens travel only inside TLS (airlock psql and
+			// airlock connect always use it), never in cleartext.
+			AllowLoopbackPlaintext: false, Auth: pgAuthenticator{s}, Audit: auditSink{al}, Sessions: store,
 			Logger: logger.With("gateway", "postgres"), Node: nodeName(), Registerer: reg, Now: now})
 		if err != nil {
 			return err
