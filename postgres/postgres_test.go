@@ -1,7 +1,9 @@
 package postgres_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/testenv"
@@ -29,4 +31,47 @@ func TestStore(t *testing.T) {
 		db, _, _ := openFresh(t)
 		return db
 	})
+}
+
+// TestPublishSubscribe: a payload published through one pool reaches a
+// subscriber on another (as between two replicas).
+func TestPublishSubscribe(t *testing.T) {
+	pg := testenv.Postgres(t)
+	dsn := pg.DSN(pg.NewDatabase(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	a, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := make(chan string, 4)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- b.Subscribe(ctx, "airlock_revocations", func(p string) { got <- p }, ready) }()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("subscriber not listening")
+	}
+	if err := a.Publish(ctx, "airlock_revocations", `{"grant_id":"gr_1"}`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != `{"grant_id":"gr_1"}` {
+			t.Fatalf("payload %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("notification not delivered")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
 }

@@ -132,6 +132,7 @@ type server struct {
 	ca       *sshca.CA
 	keyring  *secrets.Keyring
 	notifier *notifier
+	node     string // this server's name among replicas
 }
 
 func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error) {
@@ -178,7 +179,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	s := &server{cfg: c, log: logger, dir: dir, store: store}
+	s := &server{cfg: c, log: logger, dir: dir, store: store, node: nodeName()}
 	now := c.now
 	if now == nil {
 		now = time.Now
@@ -248,6 +249,22 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	defer cancelRun()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.access.RunSweeper(runCtx, c.SweepInterval) }()
+	if pg, ok := store.(*postgres.DB); ok {
+		// Replicas on one PostgreSQL: revocations fan out with LISTEN/NOTIFY.
+		node := s.node
+		s.access.Bus().SetRemote(node, func(p []byte) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := pg.Publish(ctx, revocationChannel, string(p)); err != nil {
+				logger.Error("publish revocation to other replicas", "err", err)
+			}
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pg.Subscribe(runCtx, revocationChannel, func(p string) { s.access.Bus().Receive([]byte(p)) }, nil)
+		}()
+	}
 
 	serveErr := make(chan error, 3)
 	go func() { serveErr <- httpSrv.Serve(httpLn) }()
@@ -373,7 +390,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			return err
 		}
 		s.ssh, err = sshproxy.New(sshproxy.Config{HostSigner: hs, CA: s.ca, Auth: sshAuthorizer{s}, Audit: al, Sessions: store,
-			Recordings: recs, Logger: logger.With("gateway", "ssh"), Node: nodeName(), Now: now})
+			Recordings: recs, Logger: logger.With("gateway", "ssh"), Node: s.node, Now: now})
 		if err != nil {
 			return err
 		}
@@ -392,7 +409,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			// Connect tokens travel only inside TLS (airlock psql and
 			// airlock connect always use it), never in cleartext.
 			AllowLoopbackPlaintext: false, Auth: pgAuthenticator{s}, Audit: auditSink{al}, Sessions: store,
-			Logger: logger.With("gateway", "postgres"), Node: nodeName(), Registerer: reg, Now: now})
+			Logger: logger.With("gateway", "postgres"), Node: s.node, Registerer: reg, Now: now})
 		if err != nil {
 			return err
 		}
@@ -424,9 +441,14 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	return nil
 }
 
+// revocationChannel is the PostgreSQL NOTIFY channel replicas share.
+const revocationChannel = "airlock_revocations"
+
+// nodeName names one running server (sessions' Node, revocation origin):
+// host, process and a random part, so two servers never share a name.
 func nodeName() string {
 	h, _ := os.Hostname()
-	return fmt.Sprintf("%s/%d", h, os.Getpid())
+	return fmt.Sprintf("%s/%d/%s", h, os.Getpid(), airlock.NewID("node"))
 }
 
 func splitList(s string) []string {
