@@ -2,205 +2,27 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	ptotp "github.com/pquerna/otp/totp"
-	"github.com/zitadel/oidc/v3/example/server/storage"
-	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
-	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/airlockhq/airlock/internal/testenv"
 )
 
-// The provider below is the same zitadel/oidc op-based IdP as in
-// identity/oidc_test.go (test files cannot be shared across packages).
+// testIdP is the real OpenID provider shared with identity's tests.
+type testIdP = testenv.OIDCProvider
 
-// testIdP is a real OpenID provider (zitadel/oidc's op package with its
-// in-memory example storage) serving discovery, JWKS, authorize and token
-// endpoints over HTTP. A test picks which user "types their password",
-// which amr/acr the ID token carries, and the IdP groups; tamper makes the
-// token endpoint misbehave ("aud": re-signed for another audience,
-// "badsig": signed by a key not in the JWKS).
-type testIdP struct {
-	*storage.Storage
-	URL, ClientID, Secret string
-
-	mu     sync.Mutex
-	login  string
-	amr    []string
-	acr    string
-	groups map[string][]string
-	tamper string
-}
-
-type idpUsers map[string]*storage.User
-
-func (u idpUsers) GetUserByID(id string) *storage.User { return u[id] }
-func (u idpUsers) GetUserByUsername(name string) *storage.User {
-	for _, x := range u {
-		if x.Username == name {
-			return x
-		}
-	}
-	return nil
-}
-func (u idpUsers) ExampleClientID() string { return "service" }
-
-// amrRequest overrides how the user authenticated at the IdP.
-type amrRequest struct {
-	op.AuthRequest
-	amr []string
-	acr string
-}
-
-func (r *amrRequest) GetAMR() []string { return r.amr }
-func (r *amrRequest) GetACR() string   { return r.acr }
-
-func (p *testIdP) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
-	r, err := p.Storage.AuthRequestByCode(ctx, code)
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return &amrRequest{AuthRequest: r, amr: p.amr, acr: p.acr}, nil
-}
-
-func (p *testIdP) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
-	if a, ok := req.(*amrRequest); ok {
-		req = a.AuthRequest
-	}
-	return p.Storage.CreateAccessToken(ctx, req)
-}
-
-// SetUserinfoFromRequest adds the groups claim to ID tokens.
-func (p *testIdP) SetUserinfoFromRequest(ctx context.Context, ui *zoidc.UserInfo, token op.IDTokenRequest, scopes []string) error {
-	if err := p.Storage.SetUserinfoFromRequest(ctx, ui, token, scopes); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if g, ok := p.groups[token.GetSubject()]; ok {
-		ui.AppendClaims("groups", g)
-	}
-	return nil
-}
-
-func (p *testIdP) set(login string, amr []string, acr, tamper string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.login, p.amr, p.acr, p.tamper = login, amr, acr, tamper
-}
-
-var idpSeq struct {
-	sync.Mutex
-	n int
-}
-
-// startIdP runs a provider whose client redirects to redirectURL.
-func startIdP(t *testing.T, redirectURL string) *testIdP {
-	t.Helper()
-	idpSeq.Lock()
-	idpSeq.n++
-	clientID := "airlock-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + string(rune('a'+idpSeq.n%26))
-	idpSeq.Unlock()
-	users := idpUsers{
-		"sub-alice": {ID: "sub-alice", Username: "alice", Password: "idp-pw", Email: "alice@example.com", EmailVerified: true},
-		"sub-bob":   {ID: "sub-bob", Username: "Bob Smith", Password: "idp-pw", Email: "Bob.Smith@example.com", EmailVerified: true},
-	}
-	p := &testIdP{Storage: storage.NewStorage(users), ClientID: clientID, Secret: "client-secret-" + clientID,
-		groups: map[string][]string{}}
-	storage.RegisterClients(storage.WebClient(clientID, p.Secret, redirectURL))
-	var h http.Handler
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
-	t.Cleanup(srv.Close)
-	p.URL = srv.URL
-	key := sha256.Sum256([]byte("test crypto key"))
-	//lint:ignore SA1019 the example storage this test uses is built for NewOpenIDProvider
-	prov, err := op.NewOpenIDProvider(srv.URL, &op.Config{CryptoKey: key, CodeMethodS256: true}, p, op.WithAllowInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	// The login UI: the user "types" their IdP password.
-	mux.HandleFunc("/login/username", func(w http.ResponseWriter, r *http.Request) {
-		id := r.URL.Query().Get("authRequestID")
-		p.mu.Lock()
-		login := p.login
-		p.mu.Unlock()
-		if err := p.CheckUsernamePassword(login, "idp-pw", id); err != nil {
-			http.Error(w, err.Error(), http.StatusForbidden)
-			return
-		}
-		http.Redirect(w, r, srv.URL+"/authorize/callback?id="+url.QueryEscape(id), http.StatusFound)
-	})
-	mux.HandleFunc("/oauth/token", func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		tamper := p.tamper
-		p.mu.Unlock()
-		if tamper == "" {
-			prov.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		prov.ServeHTTP(rec, r)
-		var body map[string]any
-		json.Unmarshal(rec.Body.Bytes(), &body)
-		if raw, ok := body["id_token"].(string); ok {
-			body["id_token"] = p.retamper(t, raw, tamper)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(rec.Code)
-		json.NewEncoder(w).Encode(body)
-	})
-	mux.Handle("/", prov)
-	h = mux
-	return p
-}
-
-// retamper re-signs an ID token: for another audience with the IdP's own
-// key ("aud"), or unchanged with a key the JWKS does not hold ("badsig").
-func (p *testIdP) retamper(t *testing.T, raw, mode string) string {
-	parts := strings.Split(raw, ".")
-	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	sk, _ := p.Storage.SigningKey(context.Background())
-	key := sk.Key().(*rsa.PrivateKey)
-	switch mode {
-	case "aud":
-		var c map[string]any
-		json.Unmarshal(payload, &c)
-		c["aud"] = []string{"someone-else"}
-		payload, _ = json.Marshal(c)
-	case "badsig":
-		other, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key = other
-	}
-	signed := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload)
-	h := sha256.Sum256([]byte(signed))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, h[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signed + "." + base64.RawURLEncoding.EncodeToString(sig)
-}
+func startIdP(t *testing.T, redirectURL string) *testIdP { return testenv.StartOIDC(t, redirectURL) }
 
 // ssoBrowser follows redirects from /api/v1/oidc/start through the IdP and
 // back to Airlock's callback, and returns the callback's answer and URL.
@@ -263,10 +85,10 @@ func TestE2EOIDCLogin(t *testing.T) {
 		c.OIDCAdminGroup = "airlock-admins"
 	})
 	start := h.url + "/api/v1/oidc/start"
-	idp.groups["sub-alice"] = []string{"airlock-admins", "SRE", "admins"}
+	idp.Groups["sub-alice"] = []string{"airlock-admins", "SRE", "admins"}
 
 	// First SSO login: user created, enrollment-only session.
-	idp.set("alice", []string{"pwd"}, "", "")
+	idp.Set("alice", []string{"pwd"}, "", "")
 	st, res, _ := ssoBrowser(t, start)
 	if st != 200 || res["token"] == "" || res["needs_enrollment"] != true {
 		t.Fatalf("first SSO login: %d %v", st, res)
@@ -309,13 +131,13 @@ func TestE2EOIDCLogin(t *testing.T) {
 	}
 
 	// A hardware-key login at the IdP is accepted as the second factor.
-	idp.set("alice", []string{"pwd", "hwk"}, "", "")
+	idp.Set("alice", []string{"pwd", "hwk"}, "", "")
 	st, res, _ = ssoBrowser(t, start)
 	if st != 200 || res["mfa_method"] != "sso:hwk" {
 		t.Fatalf("accepted amr: %d %v", st, res)
 	}
 	// A token for another audience is refused.
-	idp.set("alice", []string{"pwd", "hwk"}, "", "aud")
+	idp.Set("alice", []string{"pwd", "hwk"}, "", "aud")
 	if st, res, _ = ssoBrowser(t, start); st != 401 {
 		t.Fatalf("wrong audience: %d %v", st, res)
 	}
@@ -339,7 +161,7 @@ func TestE2EOIDCLoginCLI(t *testing.T) {
 		c.OIDCIssuer, c.OIDCClientID, c.OIDCClientSecretFile = idp.URL, idp.ClientID, secretFile
 		c.OIDCAcceptAMR = "hwk"
 	})
-	idp.set("alice", []string{"pwd", "hwk"}, "", "")
+	idp.Set("alice", []string{"pwd", "hwk"}, "", "")
 	home := t.TempDir()
 
 	cliMu.Lock()
