@@ -280,20 +280,35 @@ func (db *DB) ExpireGrants(ctx context.Context, ids []string, at time.Time) ([]s
 		return nil, err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, q(`UPDATE grants SET state='expired', revoked_at=$2, revoked_by='system', revoke_reason='ends_at reached'
-		WHERE id=$1 AND state='active' AND ends_at <= $2`))
-	if err != nil {
-		return nil, err
-	}
-	defer stmt.Close()
+	const chunk = 500 // ids per statement, well under SQLite's parameter limit
 	var changed []string
-	for _, id := range ids {
-		res, err := stmt.ExecContext(ctx, id, tm(at))
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		args := make([]any, 0, len(part)+1)
+		args = append(args, tm(at))
+		var in strings.Builder
+		for i, id := range part {
+			if i > 0 {
+				in.WriteByte(',')
+			}
+			in.WriteByte('?')
+			args = append(args, id)
+		}
+		rows, err := tx.QueryContext(ctx, `UPDATE grants SET state='expired', revoked_at=?1, revoked_by='system', revoke_reason='ends_at reached'
+			WHERE state='active' AND ends_at <= ?1 AND id IN (`+in.String()+`) RETURNING id`, args...)
 		if err != nil {
 			return nil, err
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
 			changed = append(changed, id)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
