@@ -25,7 +25,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	now := s.now()
 	expired := 0
 	for {
-		gs, err := s.store.ListGrants(ctx, airlock.GrantFilter{DueBefore: now, Limit: 10000})
+		gs, err := s.store.ListGrants(ctx, airlock.GrantFilter{DueBefore: now, Limit: sweepPage})
 		if err != nil {
 			return expired, err
 		}
@@ -34,7 +34,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 		n := s.expireGrants(ctx, gs)
 		expired += n
-		if n == 0 || len(gs) < 10000 {
+		if n == 0 || len(gs) < sweepPage {
 			break
 		}
 	}
@@ -49,6 +49,10 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	}
 	return expired, nil
 }
+
+// sweepPage is how many due grants one sweep step handles: their audit
+// events are submitted together and their expiry is one transaction.
+const sweepPage = 100000
 
 // batchAuditor is the audit log's pipelined form (audit.Log): events are
 // submitted without waiting, so a sweep's events share group commits.
