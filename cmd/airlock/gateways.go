@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"strings"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -73,6 +72,3 @@ func (a sshAuthorizer) Authorize(ctx context.Context, req sshproxy.AuthRequest) 
 	}
 	return t, nil
 }
-
-// SSHUserCertLifetime is how long certificates for `airlock ssh` live.
-const SSHUserCertLifetime = 5 * time.Minute

@@ -24,7 +24,7 @@ type notifier struct {
 	version int64
 }
 
-func newNotifier(_ airlock.Store, al airlock.Auditor, logger *slog.Logger, publicURL string, now func() time.Time) *notifier {
+func newNotifier(al airlock.Auditor, logger *slog.Logger, publicURL string, now func() time.Time) *notifier {
 	return &notifier{n: notify.New(nil, notify.ResolveSecret, al, &http.Client{Timeout: 10 * time.Second}, logger.With("component", "notify"), now),
 		publicURL: publicURL}
 }
