@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -175,4 +176,33 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "checks/s")
+}
+
+// downAuditor is an audit log that cannot be written.
+type downAuditor struct{}
+
+func (downAuditor) Record(context.Context, airlock.Event) (int64, error) {
+	return 0, errors.New("disk full")
+}
+
+// TestAuditDownRefusesLogin pins invariant 7: a login whose audit event
+// cannot be written is refused and creates no session.
+func TestAuditDownRefusesLogin(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	svc, store := newService(t, clk)
+	ctx := context.Background()
+	if _, err := svc.createUser(ctx, airlock.SystemActor, "alice", "correct horse battery", nil, "", "user.created"); err != nil {
+		t.Fatal(err)
+	}
+	svc.audit = downAuditor{}
+	res, err := svc.Login(ctx, "alice", "correct horse battery", FactorInput{}, "127.0.0.1:1")
+	if airlock.ErrorCode(err) != airlock.EUNAVAILABLE || res != nil {
+		t.Fatalf("login with the audit log down: res=%v err=%v", res, err)
+	}
+	if _, err := svc.createUser(ctx, airlock.SystemActor, "bob", "correct horse battery", nil, "", "user.created"); airlock.ErrorCode(err) != airlock.EUNAVAILABLE {
+		t.Fatalf("create user with the audit log down: %v", err)
+	}
+	if _, err := store.UserByName(ctx, "bob"); !airlock.IsCode(err, airlock.ENOTFOUND) {
+		t.Fatalf("user stored although its audit event was refused: %v", err)
+	}
 }
