@@ -57,6 +57,9 @@ type session struct {
 
 	killOnce   sync.Once
 	killedFlag atomic.Bool
+	// terminated is set when the client sent Terminate; the upstream closing
+	// after that is the expected consequence, not an upstream failure.
+	terminated atomic.Bool
 	killedCh   chan struct{}
 	endReason  string
 	killCode   string
@@ -476,6 +479,7 @@ func (s *session) c2s() string {
 				return s.c2sErr(err)
 			}
 		case 'X':
+			s.terminated.Store(true)
 			if err := p.forward(body); err != nil {
 				return s.c2sErr(err)
 			}
@@ -723,6 +727,9 @@ func (s *session) s2c() string {
 func (s *session) s2cErr(err error) string {
 	if s.killedFlag.Load() {
 		return ""
+	}
+	if s.terminated.Load() {
+		return "client_terminated"
 	}
 	if errors.Is(err, errProtocol) {
 		s.g.log.Warn("pgproxy: malformed message from upstream", "session", s.id)
