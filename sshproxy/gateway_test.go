@@ -310,9 +310,16 @@ func TestShellRecordedAndReplayable(t *testing.T) {
 	if sum == "" || d["recording"] != ev.SessionID {
 		t.Fatalf("session.ended details = %v", d)
 	}
-	e.sessions.mu.Lock()
-	stored := e.sessions.ended[ev.SessionID]
-	e.sessions.mu.Unlock()
+	// session.ended is audited before the session row is updated; wait for the row.
+	var stored airlock.Session
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		e.sessions.mu.Lock()
+		stored = e.sessions.ended[ev.SessionID]
+		e.sessions.mu.Unlock()
+		if !stored.EndedAt.IsZero() || time.Now().After(deadline) {
+			break
+		}
+	}
 	if stored.RecordingSHA256 != sum || stored.Recording != ev.SessionID || stored.EndedAt.IsZero() {
 		t.Errorf("stored session = %+v", stored)
 	}
