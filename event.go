@@ -3,6 +3,7 @@ package airlock
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -77,3 +78,18 @@ type EventFilter struct {
 type Auditor interface {
 	Record(ctx context.Context, e Event) (int64, error)
 }
+
+// CorruptEventsError is returned by an AuditStore read when stored events
+// cannot be decoded: the storage was edited or damaged. After is the seq
+// the damaged storage claims to follow; the audit verifier reports the
+// log as modified there.
+type CorruptEventsError struct {
+	After int64
+	Err   error
+}
+
+func (e *CorruptEventsError) Error() string {
+	return fmt.Sprintf("stored audit events after seq %d cannot be decoded: %v", e.After, e.Err)
+}
+
+func (e *CorruptEventsError) Unwrap() error { return e.Err }

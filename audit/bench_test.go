@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // cpuTime returns the user+system CPU time this process has used.
@@ -26,9 +27,33 @@ func cpuTime() time.Duration {
 // side; the server's CPU is not counted). On a shared, loaded machine the
 // wall-clock rate understates capacity; cpu-µs/event does not.
 func reportRates(b *testing.B, n int, elapsed, cpu0 time.Duration) {
+	b.Helper()
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 	if cpu0 > 0 {
 		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-µs/event")
+	}
+}
+
+// reportBatches reports the mean number of events per store commit and
+// the mean time one commit takes in the store.
+func reportBatches(b *testing.B, reg *prometheus.Registry) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "airlock_audit_batch_size" {
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() > 0 {
+				b.ReportMetric(h.GetSampleSum()/float64(h.GetSampleCount()), "events/commit")
+			}
+		}
+		if mf.GetName() == "airlock_audit_append_seconds" {
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() > 0 {
+				b.ReportMetric(1e6*h.GetSampleSum()/float64(h.GetSampleCount()), "µs/commit")
+			}
+		}
 	}
 }
 
@@ -45,7 +70,8 @@ func BenchmarkHash(b *testing.B) {
 
 // benchAppend64 measures durable appends with 64 concurrent writers.
 func benchAppend64(b *testing.B, store airlock.AuditStore) {
-	l, err := Open(context.Background(), store, Options{Signer: testKey, Logger: quietLogger()})
+	reg := prometheus.NewRegistry()
+	l, err := Open(context.Background(), store, Options{Signer: testKey, Logger: quietLogger(), Registerer: reg})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,6 +99,7 @@ func benchAppend64(b *testing.B, store airlock.AuditStore) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	reportRates(b, b.N, elapsed, cpu0)
+	reportBatches(b, reg)
 }
 
 // benchSubmit64 measures durable appends with 64 concurrent writers that
@@ -81,7 +108,8 @@ func benchAppend64(b *testing.B, store airlock.AuditStore) {
 // synchronous Append is bound by 64 events per store commit (one fsync);
 // pipelining lets batches grow to MaxBatch.
 func benchSubmit64(b *testing.B, store airlock.AuditStore) {
-	l, err := Open(context.Background(), store, Options{Signer: testKey, Logger: quietLogger()})
+	reg := prometheus.NewRegistry()
+	l, err := Open(context.Background(), store, Options{Signer: testKey, Logger: quietLogger(), Registerer: reg})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,6 +148,7 @@ func benchSubmit64(b *testing.B, store airlock.AuditStore) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	reportRates(b, b.N, elapsed, cpu0)
+	reportBatches(b, reg)
 }
 
 func BenchmarkAppend64Writers(b *testing.B) {

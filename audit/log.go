@@ -29,8 +29,11 @@ type Options struct {
 	MaxBatch int
 	// Linger, when positive, is how long the writer waits for a small
 	// queue to grow before committing it (group commit). It adds at most
-	// Linger to each append's latency and saves CPU under load; 0 commits
-	// whatever is queued at once.
+	// Linger to each append's latency and saves CPU under load. With 0 the
+	// writer gathers adaptively: after a commit it waits, while events keep
+	// arriving (each within gatherGap of the last, gatherMax in all), for
+	// the queue to reach the size of the batch it just wrote — the writers
+	// that batch released coming back with their next event.
 	Linger time.Duration
 	// MaxQueue is the most events waiting to be written; Submit and Append
 	// block while the queue is full (default 64 × MaxBatch).
@@ -73,6 +76,7 @@ type Log struct {
 	stopped chan struct{} // closed when the writer has exited
 
 	// Owned by the writer goroutine.
+	gatherT    *time.Timer
 	cur        []*Receipt
 	events     []airlock.Event
 	h          hasher
@@ -309,12 +313,59 @@ func (l *Log) recycle(batch []*Receipt) {
 	l.mu.Unlock()
 }
 
+// Adaptive gathering (Options.Linger == 0): how long the writer waits for
+// the next event while the queue is below the last batch's size, and for
+// all of them together.
+const (
+	gatherGap = 100 * time.Microsecond
+	gatherMax = time.Millisecond
+)
+
+// gather waits while the queue is smaller than target and events keep
+// arriving, so that writers released by the last commit join the next one
+// instead of each starting a commit of its own.
+func (l *Log) gather(target int) {
+	if target <= 1 {
+		return
+	}
+	deadline := time.Now().Add(gatherMax)
+	for {
+		l.mu.Lock()
+		n, closing := len(l.queue), l.closing
+		l.mu.Unlock()
+		if n >= target || closing {
+			return
+		}
+		wait := min(gatherGap, time.Until(deadline))
+		if wait <= 0 {
+			return
+		}
+		l.gatherT.Reset(wait)
+		select {
+		case <-l.wake:
+			l.gatherT.Stop()
+		case <-l.gatherT.C:
+			// Nothing new within the gap: the writers are not coming
+			// back soon. The wake this may leave pending is harmless.
+			return
+		case <-l.ctx.Done():
+			l.gatherT.Stop()
+			return
+		}
+	}
+}
+
 func (l *Log) run() {
 	defer close(l.stopped)
 	ticker := time.NewTicker(l.opts.CheckpointInterval)
 	defer ticker.Stop()
+	l.gatherT = time.NewTimer(time.Hour)
+	l.gatherT.Stop()
+	last := 0 // size of the last batch written
 	for {
-		if l.opts.Linger > 0 {
+		if l.opts.Linger <= 0 {
+			l.gather(last)
+		} else {
 			// Let a small queue grow for a moment: fewer, larger commits
 			// cost far less CPU per event than many tiny ones.
 			l.mu.Lock()
@@ -325,6 +376,7 @@ func (l *Log) run() {
 			}
 		}
 		batch, closing := l.take()
+		last = len(batch)
 		if len(batch) > 0 {
 			l.write(batch)
 			l.recycle(batch)

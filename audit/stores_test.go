@@ -13,9 +13,11 @@ import (
 	"testing"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/eventblock"
 	"github.com/airlockhq/airlock/internal/testenv"
 	"github.com/airlockhq/airlock/postgres"
 	"github.com/airlockhq/airlock/sqlite"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for tampering
 )
 
 func TestMain(m *testing.M) { testenv.RunMain(m) }
@@ -51,37 +53,153 @@ func openPostgres(t testing.TB) (*postgres.DB, *testenv.PG, string) {
 	return db, pg, name
 }
 
-// sqlTamper edits a real store's tables directly, as an attacker with
-// database access would.
-type sqlTamper struct {
+// blockTamper edits a store's event blocks directly, as an attacker with
+// write access to the database would: it decodes the blocks,
+// changes events and writes the blocks back (the checkpoints table is
+// edited by SQL).
+type blockTamper struct {
 	airlock.AuditStore
-	exec func(t *testing.T, query string)
+	raw      *sql.DB
+	dollarPH bool // PostgreSQL placeholders ($1) instead of ?
 }
 
-func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+func sqliteTamper(t *testing.T) tamperStore {
+	db, raw := openSQLite(t)
+	return &blockTamper{AuditStore: db, raw: raw}
+}
 
-func (s *sqlTamper) setAction(t *testing.T, seq int64, action string) {
-	s.exec(t, fmt.Sprintf("UPDATE events SET action = %s WHERE seq = %d", quote(action), seq))
+func postgresTamper(t *testing.T) tamperStore {
+	db, pg, name := openPostgres(t)
+	raw, err := sql.Open("pgx", pg.DSN(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return &blockTamper{AuditStore: db, raw: raw, dollarPH: true}
 }
-func (s *sqlTamper) deleteEvent(t *testing.T, seq int64) {
-	s.exec(t, fmt.Sprintf("DELETE FROM events WHERE seq = %d", seq))
+
+// exec runs q with ? placeholders on the raw connection.
+func (s *blockTamper) exec(t *testing.T, q string, args ...any) {
+	t.Helper()
+	if s.dollarPH {
+		for i := 1; strings.Contains(q, "?"); i++ {
+			q = strings.Replace(q, "?", fmt.Sprintf("$%d", i), 1)
+		}
+	}
+	if _, err := s.raw.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
 }
-func (s *sqlTamper) swapContents(t *testing.T, a, b int64) {
-	s.exec(t, fmt.Sprintf("UPDATE events SET seq = -1 WHERE seq = %d", a))
-	s.exec(t, fmt.Sprintf("UPDATE events SET seq = %d WHERE seq = %d", a, b))
-	s.exec(t, fmt.Sprintf("UPDATE events SET seq = %d WHERE seq = -1", b))
+
+// edit rewrites every stored block after fn changed their events; a block
+// left empty is deleted.
+func (s *blockTamper) edit(t *testing.T, fn func(blocks [][]airlock.Event)) {
+	t.Helper()
+	rows, err := s.raw.Query(`SELECT first_seq, data FROM event_blocks ORDER BY first_seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var firsts []int64
+	var blocks [][]airlock.Event
+	for rows.Next() {
+		var first int64
+		var data []byte
+		if err := rows.Scan(&first, &data); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := eventblock.Decode(nil, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		firsts, blocks = append(firsts, first), append(blocks, evs)
+	}
+	rows.Close()
+	fn(blocks)
+	for i, evs := range blocks {
+		if len(evs) == 0 {
+			s.exec(t, `DELETE FROM event_blocks WHERE first_seq = ?`, firsts[i])
+		} else {
+			s.exec(t, `UPDATE event_blocks SET data = ? WHERE first_seq = ?`, eventblock.Append(nil, evs), firsts[i])
+		}
+	}
 }
-func (s *sqlTamper) replace(t *testing.T, e airlock.Event) {
-	s.exec(t, fmt.Sprintf("UPDATE events SET outcome = %s, details = %s, prev_hash = %s, hash = %s WHERE seq = %d",
-		quote(e.Outcome), quote(string(e.Details)), quote(e.PrevHash), quote(e.Hash), e.Seq))
+
+// each calls fn with a pointer to every stored event.
+func each(blocks [][]airlock.Event, fn func(e *airlock.Event)) {
+	for _, b := range blocks {
+		for i := range b {
+			fn(&b[i])
+		}
+	}
 }
-func (s *sqlTamper) truncateAfter(t *testing.T, seq int64) {
-	s.exec(t, fmt.Sprintf("DELETE FROM events WHERE seq > %d", seq))
+
+func (s *blockTamper) setAction(t *testing.T, seq int64, action string) {
+	s.edit(t, func(blocks [][]airlock.Event) {
+		each(blocks, func(e *airlock.Event) {
+			if e.Seq == seq {
+				e.Action = action
+			}
+		})
+	})
 }
-func (s *sqlTamper) setSignature(t *testing.T, seq int64, sig string) {
-	s.exec(t, fmt.Sprintf("UPDATE checkpoints SET signature = %s WHERE seq = %d", quote(sig), seq))
+
+func (s *blockTamper) deleteEvent(t *testing.T, seq int64) {
+	s.truncate(t, func(e *airlock.Event) bool { return e.Seq == seq })
 }
-func (s *sqlTamper) event(t *testing.T, seq int64) airlock.Event {
+
+func (s *blockTamper) truncateAfter(t *testing.T, seq int64) {
+	s.truncate(t, func(e *airlock.Event) bool { return e.Seq > seq })
+}
+
+func (s *blockTamper) truncate(t *testing.T, drop func(e *airlock.Event) bool) {
+	s.edit(t, func(blocks [][]airlock.Event) {
+		for i, b := range blocks {
+			kept := b[:0]
+			for _, e := range b {
+				if !drop(&e) {
+					kept = append(kept, e)
+				}
+			}
+			blocks[i] = kept
+		}
+	})
+}
+
+func (s *blockTamper) swapContents(t *testing.T, a, b int64) {
+	s.edit(t, func(blocks [][]airlock.Event) {
+		var ea, eb *airlock.Event
+		each(blocks, func(e *airlock.Event) {
+			switch e.Seq {
+			case a:
+				ea = e
+			case b:
+				eb = e
+			}
+		})
+		*ea, *eb = *eb, *ea
+		ea.Seq, eb.Seq = a, b
+	})
+}
+
+func (s *blockTamper) replace(t *testing.T, r airlock.Event) {
+	s.edit(t, func(blocks [][]airlock.Event) {
+		each(blocks, func(e *airlock.Event) {
+			if e.Seq == r.Seq {
+				e.Outcome, e.Details, e.PrevHash, e.Hash = r.Outcome, r.Details, r.PrevHash, r.Hash
+			}
+		})
+	})
+}
+
+func (s *blockTamper) setSignature(t *testing.T, seq int64, sig string) {
+	s.exec(t, `UPDATE checkpoints SET signature = ? WHERE seq = ?`, sig, seq)
+}
+
+func (s *blockTamper) event(t *testing.T, seq int64) airlock.Event {
+	return readEvent(t, s, seq)
+}
+
+func readEvent(t *testing.T, s airlock.AuditStore, seq int64) airlock.Event {
 	evs, err := s.ListEvents(context.Background(), airlock.EventFilter{AfterSeq: seq - 1, Limit: 1})
 	if err != nil || len(evs) != 1 || evs[0].Seq != seq {
 		t.Fatalf("read event %d: %v %v", seq, evs, err)
@@ -89,19 +207,26 @@ func (s *sqlTamper) event(t *testing.T, seq int64) airlock.Event {
 	return evs[0]
 }
 
-func sqliteTamper(t *testing.T) tamperStore {
-	db, raw := openSQLite(t)
-	return &sqlTamper{AuditStore: db, exec: func(t *testing.T, q string) {
-		t.Helper()
-		if _, err := raw.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}}
-}
-
-func postgresTamper(t *testing.T) tamperStore {
-	db, pg, name := openPostgres(t)
-	return &sqlTamper{AuditStore: db, exec: func(t *testing.T, q string) { t.Helper(); pg.Exec(t, name, q) }}
+// TestVerifyCorruptBlock damages the bytes of one stored block so that it
+// no longer decodes: verify names the block's first seq as modified
+// instead of failing with a read error.
+func TestVerifyCorruptBlock(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) tamperStore{"sqlite": sqliteTamper, "postgres": postgresTamper} {
+		t.Run(name, func(t *testing.T) {
+			s := open(t).(*blockTamper)
+			fillLogBatch(t, s, 3000, 1000, 1024)
+			var first int64
+			if err := s.raw.QueryRow(`SELECT first_seq FROM event_blocks WHERE first_seq > 1 ORDER BY first_seq LIMIT 1`).Scan(&first); err != nil {
+				t.Fatal(err)
+			}
+			s.exec(t, `UPDATE event_blocks SET data = substr(data, 1, length(data) - 7) WHERE first_seq = ?`, first)
+			rep, err := Verify(t.Context(), s, testPub())
+			checkReport(t, rep, err, ProblemModified, first)
+			if !strings.Contains(rep.Message, "cannot be decoded") {
+				t.Fatalf("message = %q", rep.Message)
+			}
+		})
+	}
 }
 
 func TestVerifyDetectsTamperedRealStore(t *testing.T) {

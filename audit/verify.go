@@ -289,6 +289,20 @@ func (v *verifier) finish() *Report {
 	return &v.rep
 }
 
+// corrupt ends verification at stored events the store cannot decode:
+// the events read before them are judged, then the log is reported
+// modified at the first seq not yet accounted for.
+func (v *verifier) corrupt(err *airlock.CorruptEventsError) *Report {
+	for v.n > 0 && !v.done {
+		v.judgeOldest()
+	}
+	v.fail(ProblemModified, v.expect, err.Error())
+	if v.rep.Events == 0 {
+		v.rep.FirstSeq = 0
+	}
+	return &v.rep
+}
+
 var errStop = errors.New("audit: stop scan")
 
 // Verify checks the whole log in store: the hash chain from seq 1 (genesis
@@ -318,6 +332,9 @@ func Verify(ctx context.Context, store airlock.AuditStore, pub ed25519.PublicKey
 		}
 		return nil
 	})
+	if corrupt := (*airlock.CorruptEventsError)(nil); errors.As(err, &corrupt) {
+		return v.corrupt(corrupt), nil
+	}
 	if err != nil && !errors.Is(err, errStop) {
 		return nil, fmt.Errorf("audit verify: scan events: %w", err)
 	}

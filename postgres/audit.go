@@ -2,30 +2,31 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/eventblock"
 	"github.com/jackc/pgx/v5"
 )
 
-var eventColumns = []string{"seq", "time", "actor_id", "actor_name", "action", "resource", "request_id", "grant_id", "session_id",
-	"source_addr", "outcome", "details", "prev_hash", "hash"}
+// blockEvents is the most events one stored block holds (see the SQLite
+// store; the same encoding, internal/eventblock, is used here).
+const blockEvents = 1024
 
-var eventCols = strings.Join(eventColumns, ", ")
+// scanBlocks is how many blocks ScanEvents reads per query.
+const scanBlocks = 4
 
-// scanPage is how many events ScanEvents reads per query.
-const scanPage = 10000
-
-// copyThreshold is the batch size from which COPY beats a multi-row INSERT.
-const copyThreshold = 32
+const insertBlockSQL = `INSERT INTO event_blocks (first_seq, last_seq, min_time, max_time, data) VALUES ($1, $2, $3, $4, $5)`
+const insertKeysSQL = `INSERT INTO event_keys (key, first_seq) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING`
 
 // AppendEvents runs build with the head of the chain while holding the
 // row lock on audit_head (SELECT … FOR UPDATE, so appenders in every
-// process queue), stores the events it returns with COPY in the same
-// transaction, moves the head and commits. EINVALID if build's events do
-// not continue the chain's sequence.
+// process queue), stores the events it returns as blocks in the same
+// transaction (one round trip for the blocks, their keys and the new
+// head), and commits. EINVALID if build's events do not continue the
+// chain's sequence.
 func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHead) ([]airlock.Event, error)) error {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -48,54 +49,31 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 			return airlock.Errorf(airlock.EINVALID, "audit event %d has seq %d, want %d", i, evs[i].Seq, want)
 		}
 	}
-	row := func(e *airlock.Event) []any {
-		var details any
-		if e.Details != nil {
-			details = string(e.Details)
-		}
-		return []any{e.Seq, tm(e.Time), e.Actor.ID, e.Actor.Name, e.Action, e.Resource, e.RequestID, e.GrantID, e.SessionID,
-			e.SourceAddr, e.Outcome, details, e.PrevHash, e.Hash}
-	}
-	if len(evs) >= copyThreshold {
-		i := 0
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, pgx.CopyFromFunc(func() ([]any, error) {
-			if i == len(evs) {
-				return nil, nil
-			}
-			i++
-			return row(&evs[i-1]), nil
-		}))
-	} else {
-		var b strings.Builder
-		args := make([]any, 0, len(evs)*len(eventColumns))
-		b.WriteString(`INSERT INTO events (` + eventCols + `) VALUES `)
-		for i := range evs {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('(')
-			for j := range eventColumns {
-				if j > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(&b, "$%d", len(args)+j+1)
-			}
-			b.WriteByte(')')
-			args = append(args, row(&evs[i])...)
-		}
-		_, err = tx.Exec(ctx, b.String(), args...)
-	}
-	if err != nil {
-		return writeErr(fmt.Errorf("append audit events: %w", err), "audit sequence number already used", "")
-	}
+	var b pgx.Batch
+	queueBlocks(&b, evs)
 	last := evs[len(evs)-1]
-	if _, err := tx.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, last.Seq, last.Hash); err != nil {
-		return fmt.Errorf("move audit head: %w", err)
+	b.Queue(`UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, last.Seq, last.Hash)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return writeErr(fmt.Errorf("append audit events: %w", err), "audit sequence number already used", "")
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return airlock.WrapError(airlock.EUNAVAILABLE, "audit log unavailable", err)
 	}
 	return nil
+}
+
+// queueBlocks queues the inserts that store evs (consecutive seqs) as
+// blocks of at most blockEvents, with their session and grant keys.
+func queueBlocks(b *pgx.Batch, evs []airlock.Event) {
+	for len(evs) > 0 {
+		blk := evs[:min(len(evs), blockEvents)]
+		evs = evs[len(blk):]
+		sum := eventblock.Summarize(blk, nil)
+		b.Queue(insertBlockSQL, sum.FirstSeq, sum.LastSeq, sum.MinTime, sum.MaxTime, eventblock.Append(nil, blk))
+		if len(sum.Keys) > 0 {
+			b.Queue(insertKeysSQL, sum.Keys, sum.FirstSeq)
+		}
+	}
 }
 
 // AuditHead returns the last event's seq and hash (zero for an empty log).
@@ -105,20 +83,20 @@ func (db *DB) AuditHead(ctx context.Context) (airlock.AuditHead, error) {
 	return h, err
 }
 
-func scanEvent(s scanner, e *airlock.Event) error {
-	var details *string
-	if err := s.Scan(&e.Seq, st(&e.Time), &e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID,
-		&e.SessionID, &e.SourceAddr, &e.Outcome, &details, &e.PrevHash, &e.Hash); err != nil {
-		return err
+// decodeBlock decodes one stored block, reporting damage as a
+// CorruptEventsError.
+func decodeBlock(dst []airlock.Event, firstSeq int64, data []byte) ([]airlock.Event, error) {
+	out, err := eventblock.Decode(dst, data)
+	if err != nil {
+		return dst, &airlock.CorruptEventsError{After: firstSeq - 1, Err: err}
 	}
-	if details != nil {
-		e.Details = json.RawMessage(*details)
-	}
-	return nil
+	return out, nil
 }
 
 // ListEvents returns events matching f ordered by seq (descending when
-// f.Desc). Since is inclusive, Until exclusive.
+// f.Desc). Since is inclusive, Until exclusive. It reads the blocks that
+// may match (by seq, time range, session and grant) and filters their
+// events.
 func (db *DB) ListEvents(ctx context.Context, f airlock.EventFilter) ([]airlock.Event, error) {
 	var where []string
 	var args []any
@@ -127,83 +105,96 @@ func (db *DB) ListEvents(ctx context.Context, f airlock.EventFilter) ([]airlock.
 		where = append(where, strings.ReplaceAll(cond, "$", fmt.Sprintf("$%d", len(args))))
 	}
 	if f.AfterSeq > 0 {
-		add("seq > $", f.AfterSeq)
+		add(`first_seq >= coalesce((SELECT max(first_seq) FROM event_blocks WHERE first_seq <= $ + 1), 0)`, f.AfterSeq)
 	}
 	if !f.Since.IsZero() {
-		add("time >= $", tm(f.Since))
+		add(`max_time >= $`, f.Since.UnixMicro())
 	}
 	if !f.Until.IsZero() {
-		add("time < $", tm(f.Until))
-	}
-	if prefix, ok := strings.CutSuffix(f.Action, "*"); ok {
-		if prefix != "" {
-			add("starts_with(action, $::text)", prefix)
-		}
-	} else if f.Action != "" {
-		add("action = $", f.Action)
-	}
-	if f.ActorName != "" {
-		add("actor_name = $", f.ActorName)
-	}
-	if f.Resource != "" {
-		add("resource = $", f.Resource)
+		add(`min_time < $`, f.Until.UnixMicro())
 	}
 	if f.SessionID != "" {
-		add("session_id = $", f.SessionID)
+		add(`first_seq IN (SELECT first_seq FROM event_keys WHERE key = $)`, eventblock.SessionKey(f.SessionID))
 	}
 	if f.GrantID != "" {
-		add("grant_id = $", f.GrantID)
+		add(`first_seq IN (SELECT first_seq FROM event_keys WHERE key = $)`, eventblock.GrantKey(f.GrantID))
 	}
-	order := " ORDER BY seq"
+	order := " ORDER BY first_seq"
 	if f.Desc {
 		order += " DESC"
 	}
-	rows, err := db.pool.Query(ctx, `SELECT `+eventCols+` FROM events`+whereClause(where)+order+limit(f.Limit), args...)
+	rows, err := db.pool.Query(ctx, `SELECT first_seq, data FROM event_blocks`+whereClause(where)+order, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []airlock.Event
+	var out, blk []airlock.Event
 	for rows.Next() {
-		var e airlock.Event
-		if err := scanEvent(rows, &e); err != nil {
+		var first int64
+		var data []byte
+		if err := rows.Scan(&first, &data); err != nil {
 			return nil, err
 		}
-		out = append(out, e)
+		if blk, err = decodeBlock(blk[:0], first, data); err != nil {
+			return nil, err
+		}
+		var full bool
+		if out, full = eventblock.Filter(out, blk, &f); full {
+			return out, nil
+		}
 	}
 	return out, rows.Err()
 }
 
-// ScanEvents calls fn for each event with seq > afterSeq in order. It reads
-// pages of scanPage events by seq, so memory stays bounded and no
+// ScanEvents calls fn for each event with seq > afterSeq in stored order.
+// It reads scanBlocks blocks per query, so memory stays bounded and no
 // connection is held while fn runs.
 func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Event) error) error {
-	page := make([]airlock.Event, 0, scanPage)
+	page := make([]airlock.Event, 0, scanBlocks*blockEvents)
+	var from int64
+	if err := db.pool.QueryRow(ctx, `SELECT coalesce(max(first_seq), 0) FROM event_blocks WHERE first_seq <= $1 + 1`, afterSeq).Scan(&from); err != nil {
+		return err
+	}
 	for {
 		page = page[:0]
-		rows, err := db.pool.Query(ctx, `SELECT `+eventCols+` FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`, afterSeq, scanPage)
+		rows, err := db.pool.Query(ctx, `SELECT first_seq, data FROM event_blocks WHERE first_seq >= $1 ORDER BY first_seq LIMIT $2`, from, scanBlocks)
 		if err != nil {
 			return err
 		}
+		blocks := 0
 		for rows.Next() {
-			var e airlock.Event
-			if err := scanEvent(rows, &e); err != nil {
-				rows.Close()
-				return err
+			var first int64
+			var data []byte
+			if err = rows.Scan(&first, &data); err != nil {
+				break
 			}
-			page = append(page, e)
+			blocks++
+			from = first + 1
+			if page, err = decodeBlock(page, first, data); err != nil {
+				break
+			}
 		}
 		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err == nil {
+			err = rows.Err()
+		}
+		var corrupt *airlock.CorruptEventsError
+		if err != nil && !errors.As(err, &corrupt) {
 			return err
 		}
-		for _, e := range page {
-			if err := fn(e); err != nil {
+		// The events before a damaged block are still delivered.
+		for i := range page {
+			if page[i].Seq <= afterSeq {
+				continue
+			}
+			if err := fn(page[i]); err != nil {
 				return err
 			}
-			afterSeq = e.Seq
 		}
-		if len(page) < scanPage {
+		if corrupt != nil {
+			return corrupt
+		}
+		if blocks < scanBlocks {
 			return nil
 		}
 	}

@@ -21,7 +21,7 @@ import (
 
 // SchemaVersion is the newest schema version this package knows: the
 // number of the last embedded migration.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migrationLock is the pg_advisory_xact_lock key that serialises
 // migrations of replicas starting at once ("airlock" in ASCII).
@@ -164,6 +164,11 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		if _, err := tx.Exec(ctx, m.sql); err != nil {
 			return fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+		if step := goMigrations[m.version]; step != nil {
+			if err := step(ctx, tx); err != nil {
+				return fmt.Errorf("migrate %s: %w", m.name, err)
+			}
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.version); err != nil {
 			return fmt.Errorf("migrate %s: %w", m.name, err)

@@ -3,26 +3,35 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"strings"
+	"sync"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/eventblock"
 )
 
-const eventCols = `seq, time, actor_id, actor_name, action, resource, request_id, grant_id, session_id, source_addr, outcome, details, prev_hash, hash`
+// blockEvents is the most events one stored block holds. A group commit
+// larger than this is written as several blocks; reads decode whole
+// blocks, so this also bounds the work of a filtered lookup per block.
+const blockEvents = 1024
 
-// eventsPerInsert is how many events one multi-row INSERT carries
-// (14 parameters each, far below SQLite's 32766 limit).
-const eventsPerInsert = 200
+// scanBlocks is how many blocks ScanEvents reads per query.
+const scanBlocks = 4
 
-// scanPage is how many events ScanEvents reads per query.
-const scanPage = 10000
+const insertBlockSQL = `INSERT INTO event_blocks (first_seq, last_seq, min_time, max_time, data) VALUES (?, ?, ?, ?, ?)`
+const insertKeySQL = `INSERT OR IGNORE INTO event_keys (key, first_seq) VALUES (?, ?)`
+const readHeadSQL = `SELECT seq, hash FROM audit_head WHERE id = 1`
+const moveHeadSQL = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
+
+// blockBufs recycles block encoding buffers between commits.
+var blockBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // AppendEvents runs build with the head of the chain inside a write
 // transaction (BEGIN IMMEDIATE on the single writer connection, so appends
-// are serialised) and stores the events it returns, then moves the head.
-// EINVALID if build's events do not continue the chain's sequence.
+// are serialised) and stores the events it returns as blocks (see
+// internal/eventblock), then moves the head. EINVALID if build's events do
+// not continue the chain's sequence.
 func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHead) ([]airlock.Event, error)) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -30,7 +39,7 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	}
 	defer tx.Rollback()
 	var head airlock.AuditHead
-	if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&head.Seq, &head.Hash); err != nil {
+	if err := tx.StmtContext(ctx, db.readHead).QueryRowContext(ctx).Scan(&head.Seq, &head.Hash); err != nil {
 		return fmt.Errorf("read audit head: %w", err)
 	}
 	evs, err := build(head)
@@ -45,41 +54,11 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 			return airlock.Errorf(airlock.EINVALID, "audit event %d has seq %d, want %d", i, evs[i].Seq, want)
 		}
 	}
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
-	args := make([]any, 0, 14*eventsPerInsert)
-	for start := 0; start < len(evs); start += eventsPerInsert {
-		chunk := evs[start:min(start+eventsPerInsert, len(evs))]
-		args = args[:0]
-		for i := range chunk {
-			e := &chunk[i]
-			var details any
-			if e.Details != nil {
-				details = string(e.Details)
-			}
-			args = append(args, e.Seq, tm(e.Time), e.Actor.ID, e.Actor.Name, e.Action, e.Resource, e.RequestID, e.GrantID,
-				e.SessionID, e.SourceAddr, e.Outcome, details, e.PrevHash, e.Hash)
-		}
-		if len(chunk) == eventsPerInsert {
-			if full == nil {
-				// The statement is prepared once on the writer connection;
-				// the tx reuses it without re-parsing.
-				full = tx.StmtContext(ctx, db.insertEvents)
-			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, insertEventsSQL(len(chunk)), args...)
-		}
-		if err != nil {
-			return writeErr(fmt.Errorf("append audit events: %w", err), "audit sequence number already used", "")
-		}
+	if err := insertBlocks(ctx, tx.StmtContext(ctx, db.insertBlock), tx.StmtContext(ctx, db.insertKey), evs); err != nil {
+		return err
 	}
 	last := evs[len(evs)-1]
-	if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, last.Seq, last.Hash); err != nil {
+	if _, err := tx.StmtContext(ctx, db.moveHead).ExecContext(ctx, last.Seq, last.Hash); err != nil {
 		return fmt.Errorf("move audit head: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -88,16 +67,29 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	return nil
 }
 
-func insertEventsSQL(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO events (` + eventCols + `) VALUES `)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
+// insertBlocks stores evs (consecutive seqs) as blocks of at most
+// blockEvents, with their session and grant keys, using the transaction's
+// insertBlockSQL and insertKeySQL statements.
+func insertBlocks(ctx context.Context, insBlock, insKey *sql.Stmt, evs []airlock.Event) error {
+	bufp := blockBufs.Get().(*[]byte)
+	defer blockBufs.Put(bufp)
+	var keys []string
+	for len(evs) > 0 {
+		blk := evs[:min(len(evs), blockEvents)]
+		evs = evs[len(blk):]
+		sum := eventblock.Summarize(blk, keys)
+		keys = sum.Keys
+		*bufp = eventblock.Append((*bufp)[:0], blk)
+		if _, err := insBlock.ExecContext(ctx, sum.FirstSeq, sum.LastSeq, sum.MinTime, sum.MaxTime, *bufp); err != nil {
+			return writeErr(fmt.Errorf("append audit events: %w", err), "audit sequence number already used", "")
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+		for _, k := range sum.Keys {
+			if _, err := insKey.ExecContext(ctx, k, sum.FirstSeq); err != nil {
+				return fmt.Errorf("append audit event keys: %w", err)
+			}
+		}
 	}
-	return b.String()
+	return nil
 }
 
 // AuditHead returns the last event's seq and hash (zero for an empty log).
@@ -107,106 +99,118 @@ func (db *DB) AuditHead(ctx context.Context) (airlock.AuditHead, error) {
 	return h, err
 }
 
-func scanEvent(s scanner, e *airlock.Event) error {
-	var details sql.NullString
-	if err := s.Scan(&e.Seq, st(&e.Time), &e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID,
-		&e.SessionID, &e.SourceAddr, &e.Outcome, &details, &e.PrevHash, &e.Hash); err != nil {
-		return err
+// decodeBlock decodes one stored block, reporting damage as a
+// CorruptEventsError.
+func decodeBlock(dst []airlock.Event, firstSeq int64, data []byte) ([]airlock.Event, error) {
+	out, err := eventblock.Decode(dst, data)
+	if err != nil {
+		return dst, &airlock.CorruptEventsError{After: firstSeq - 1, Err: err}
 	}
-	if details.Valid {
-		e.Details = json.RawMessage(details.String)
-	}
-	return nil
+	return out, nil
 }
 
+// blockStart is the SQL condition selecting the blocks that may hold
+// events with seq > ?: the block holding seq ?+1 and every later one.
+const blockStart = `first_seq >= coalesce((SELECT max(first_seq) FROM event_blocks WHERE first_seq <= ? + 1), 0)`
+
 // ListEvents returns events matching f ordered by seq (descending when
-// f.Desc). Since is inclusive, Until exclusive.
+// f.Desc). Since is inclusive, Until exclusive. It reads the blocks that
+// may match (by seq, time range, session and grant) and filters their
+// events.
 func (db *DB) ListEvents(ctx context.Context, f airlock.EventFilter) ([]airlock.Event, error) {
 	var where []string
 	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "$", fmt.Sprintf("?%d", len(args))))
-	}
 	if f.AfterSeq > 0 {
-		add("seq > $", f.AfterSeq)
+		where, args = append(where, blockStart), append(args, f.AfterSeq)
 	}
 	if !f.Since.IsZero() {
-		add("time >= $", f.Since.UnixMicro())
+		where, args = append(where, `max_time >= ?`), append(args, f.Since.UnixMicro())
 	}
 	if !f.Until.IsZero() {
-		add("time < $", f.Until.UnixMicro())
-	}
-	if prefix, ok := strings.CutSuffix(f.Action, "*"); ok {
-		if prefix != "" {
-			add("substr(action, 1, length($)) = $", prefix)
-		}
-	} else if f.Action != "" {
-		add("action = $", f.Action)
-	}
-	if f.ActorName != "" {
-		add("actor_name = $", f.ActorName)
-	}
-	if f.Resource != "" {
-		add("resource = $", f.Resource)
+		where, args = append(where, `min_time < ?`), append(args, f.Until.UnixMicro())
 	}
 	if f.SessionID != "" {
-		add("session_id = $", f.SessionID)
+		where, args = append(where, `first_seq IN (SELECT first_seq FROM event_keys WHERE key = ?)`), append(args, eventblock.SessionKey(f.SessionID))
 	}
 	if f.GrantID != "" {
-		add("grant_id = $", f.GrantID)
+		where, args = append(where, `first_seq IN (SELECT first_seq FROM event_keys WHERE key = ?)`), append(args, eventblock.GrantKey(f.GrantID))
 	}
-	order := " ORDER BY seq"
+	order := " ORDER BY first_seq"
 	if f.Desc {
 		order += " DESC"
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT `+eventCols+` FROM events`+whereClause(where)+order+limit(f.Limit), args...)
+	rows, err := db.r.QueryContext(ctx, `SELECT first_seq, data FROM event_blocks`+whereClause(where)+order, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []airlock.Event
+	var out, blk []airlock.Event
 	for rows.Next() {
-		var e airlock.Event
-		if err := scanEvent(rows, &e); err != nil {
+		var first int64
+		var data sql.RawBytes
+		if err := rows.Scan(&first, &data); err != nil {
 			return nil, err
 		}
-		out = append(out, e)
+		if blk, err = decodeBlock(blk[:0], first, data); err != nil {
+			return nil, err
+		}
+		var full bool
+		if out, full = eventblock.Filter(out, blk, &f); full {
+			return out, nil
+		}
 	}
 	return out, rows.Err()
 }
 
-// ScanEvents calls fn for each event with seq > afterSeq in order. It reads
-// pages of scanPage events, so memory stays bounded and no read
-// transaction is held while fn runs.
+// ScanEvents calls fn for each event with seq > afterSeq in stored order.
+// It reads scanBlocks blocks per query, so memory stays bounded and no
+// read transaction is held while fn runs.
 func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Event) error) error {
-	page := make([]airlock.Event, 0, scanPage)
+	page := make([]airlock.Event, 0, scanBlocks*blockEvents)
+	var from int64
+	if err := db.r.QueryRowContext(ctx, `SELECT coalesce(max(first_seq), 0) FROM event_blocks WHERE first_seq <= ? + 1`, afterSeq).Scan(&from); err != nil {
+		return err
+	}
 	for {
 		page = page[:0]
-		rows, err := db.r.QueryContext(ctx, `SELECT `+eventCols+` FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, scanPage)
+		rows, err := db.r.QueryContext(ctx, `SELECT first_seq, data FROM event_blocks WHERE first_seq >= ? ORDER BY first_seq LIMIT ?`, from, scanBlocks)
 		if err != nil {
 			return err
 		}
+		blocks := 0
 		for rows.Next() {
-			var e airlock.Event
-			if err := scanEvent(rows, &e); err != nil {
-				rows.Close()
-				return err
+			var first int64
+			var data sql.RawBytes
+			if err = rows.Scan(&first, &data); err != nil {
+				break
 			}
-			page = append(page, e)
+			blocks++
+			from = first + 1
+			if page, err = decodeBlock(page, first, data); err != nil {
+				break
+			}
 		}
-		err = rows.Err()
+		if err == nil {
+			err = rows.Err()
+		}
 		rows.Close()
-		if err != nil {
+		var corrupt *airlock.CorruptEventsError
+		if err != nil && !errors.As(err, &corrupt) {
 			return err
 		}
-		for _, e := range page {
-			if err := fn(e); err != nil {
+		// The events before a damaged block are still delivered.
+		for i := range page {
+			if page[i].Seq <= afterSeq {
+				continue
+			}
+			if err := fn(page[i]); err != nil {
 				return err
 			}
-			afterSeq = e.Seq
 		}
-		if len(page) < scanPage {
+		if corrupt != nil {
+			return corrupt
+		}
+		if blocks < scanBlocks {
 			return nil
 		}
 	}

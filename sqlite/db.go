@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/airlockhq/airlock"
@@ -20,7 +21,7 @@ import (
 
 // SchemaVersion is the newest schema version this package knows: the
 // number of the last embedded migration.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
@@ -32,7 +33,18 @@ type DB struct {
 	w    *sql.DB // the single writer connection
 	r    *sql.DB // read-only pool
 
-	insertEvents *sql.Stmt // eventsPerInsert-row INSERT on w
+	insertBlock *sql.Stmt // on w
+	insertKey   *sql.Stmt // on w
+	readHead    *sql.Stmt // on w
+	moveHead    *sql.Stmt // on w
+
+	// The WAL is checkpointed by a background goroutine on its own
+	// connection (the writer's automatic checkpoint is off), so that
+	// copying pages back into the database file never delays a commit.
+	ck     *sql.DB
+	ckStop chan struct{}
+	ckDone chan struct{}
+	ckOnce sync.Once
 }
 
 var _ airlock.Store = (*DB)(nil)
@@ -57,7 +69,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		db.w, db.r = w, w
 	} else {
 		name := "file:" + escapePath(path) + "?"
-		w, err := sql.Open("sqlite", name+common+"&_txlock=immediate")
+		w, err := sql.Open("sqlite", name+common+"&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 		}
@@ -91,15 +103,37 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		r.SetMaxOpenConns(8)
 		r.SetMaxIdleConns(8)
 		db.r = r
+		ck, err := sql.Open("sqlite", name+common)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+		}
+		ck.SetMaxOpenConns(1)
+		ck.SetMaxIdleConns(1)
+		ck.SetConnMaxIdleTime(0)
+		ck.SetConnMaxLifetime(0)
+		db.ck = ck
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	var err error
-	if db.insertEvents, err = db.w.PrepareContext(ctx, insertEventsSQL(eventsPerInsert)); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		{&db.insertBlock, insertBlockSQL}, {&db.insertKey, insertKeySQL},
+		{&db.readHead, readHeadSQL}, {&db.moveHead, moveHeadSQL},
+	} {
+		var err error
+		if *p.st, err = db.w.PrepareContext(ctx, p.q); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+		}
+	}
+	if db.ck != nil {
+		db.ckStop, db.ckDone = make(chan struct{}), make(chan struct{})
+		go db.checkpointer()
 	}
 	return db, nil
 }
@@ -116,8 +150,17 @@ func notAStore(path string, err error) error {
 
 // Close releases the store's connections.
 func (db *DB) Close() error {
-	if db.insertEvents != nil {
-		db.insertEvents.Close()
+	if db.ckStop != nil {
+		db.ckOnce.Do(func() { close(db.ckStop) })
+		<-db.ckDone
+	}
+	for _, st := range []*sql.Stmt{db.insertBlock, db.insertKey, db.readHead, db.moveHead} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	if db.ck != nil {
+		db.ck.Close()
 	}
 	err := db.w.Close()
 	if db.r != db.w {
@@ -126,6 +169,35 @@ func (db *DB) Close() error {
 		}
 	}
 	return err
+}
+
+// checkpointInterval is how often, at most, the checkpointer copies
+// committed WAL pages into the database file.
+const checkpointInterval = 200 * time.Millisecond
+
+// checkpointer runs a PASSIVE WAL checkpoint every checkpointInterval: it
+// never waits for or blocks the writer or readers, and costs next to
+// nothing when there is nothing new to copy.
+func (db *DB) checkpointer() {
+	defer close(db.ckDone)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.ckStop:
+			return
+		case <-t.C:
+			db.checkpoint()
+		}
+	}
+}
+
+// checkpoint runs one PASSIVE checkpoint and returns the WAL's frame count
+// and how many of them are now in the database file.
+func (db *DB) checkpoint() (frames, done int, err error) {
+	var busy int
+	err = db.ck.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &done)
+	return frames, done, err
 }
 
 // Ping reports an error when the store cannot serve reads and writes.
@@ -218,6 +290,11 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+		if step := goMigrations[m.version]; step != nil {
+			if err := step(ctx, tx); err != nil {
+				return fmt.Errorf("migrate %s: %w", m.name, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", m.version, time.Now().UnixMicro()); err != nil {
 			return fmt.Errorf("migrate %s: %w", m.name, err)

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,7 +64,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	if !airlock.IsCode(err, airlock.EINVALID) {
 		t.Fatalf("Open = %v, want EINVALID", err)
 	}
-	want := "store schema version 2 is newer than this airlock (1); upgrade airlock"
+	want := fmt.Sprintf("store schema version %d is newer than this airlock (%d); upgrade airlock", sqlite.SchemaVersion+1, sqlite.SchemaVersion)
 	if airlock.ErrorMessage(err) != want {
 		t.Fatalf("message = %q, want %q", airlock.ErrorMessage(err), want)
 	}

@@ -1082,15 +1082,20 @@ func testAppendConcurrent(t *testing.T, s airlock.Store) {
 func testListEvents(t *testing.T, s airlock.Store) {
 	ctx := t.Context()
 	actions := []string{"grant.create", "grant.revoke", "request.create", "grants.x", "session.start", "grant.", "session.end"}
-	must(t, s.AppendEvents(ctx, chain(len(actions), func(i int, e *airlock.Event) {
-		e.Action = actions[i]
-		if i%2 == 0 {
-			e.Actor.Name = "bob"
-		}
-		if i >= 4 {
-			e.SessionID, e.GrantID, e.Resource = "se_1", "gr_1", "prod-db"
-		}
-	})))
+	// Three appends (3, 2 and 2 events), so that stores which keep a
+	// group commit together (as one block) are read across several.
+	for _, part := range [][2]int{{0, 3}, {3, 5}, {5, 7}} {
+		must(t, s.AppendEvents(ctx, chain(part[1]-part[0], func(i int, e *airlock.Event) {
+			i += part[0]
+			e.Action = actions[i]
+			if i%2 == 0 {
+				e.Actor.Name = "bob"
+			}
+			if i >= 4 {
+				e.SessionID, e.GrantID, e.Resource = "se_1", "gr_1", "prod-db"
+			}
+		})))
+	}
 	seqs := func(evs []airlock.Event) []int64 {
 		var out []int64
 		for _, e := range evs {

@@ -1,0 +1,297 @@
+package eventblock
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/airlockhq/airlock"
+)
+
+// magic starts every block and names the encoding version.
+const magic = "alb1"
+
+const (
+	flagTime    = 1 << 0
+	flagDetails = 1 << 1
+)
+
+// minEventLen is the fewest bytes one event takes (flags, seq, 11 empty
+// strings); Decode uses it to refuse counts the data cannot hold.
+const minEventLen = 1 + 1 + 11
+
+// ErrCorrupt is the cause of every Decode error: the block is not a valid
+// encoding (edited, truncated or not a block at all).
+var ErrCorrupt = errors.New("eventblock: corrupt block")
+
+// Append appends the block encoding of evs to b and returns it.
+func Append(b []byte, evs []airlock.Event) []byte {
+	b = append(b, magic...)
+	b = binary.AppendUvarint(b, uint64(len(evs)))
+	for i := range evs {
+		b = appendEvent(b, &evs[i])
+	}
+	return b
+}
+
+func appendEvent(b []byte, e *airlock.Event) []byte {
+	var flags byte
+	if !e.Time.IsZero() {
+		flags |= flagTime
+	}
+	if e.Details != nil {
+		flags |= flagDetails
+	}
+	b = append(b, flags)
+	b = binary.AppendVarint(b, e.Seq)
+	if flags&flagTime != 0 {
+		b = binary.AppendVarint(b, e.Time.UnixMicro())
+	}
+	for _, s := range [...]string{e.Actor.ID, e.Actor.Name, e.Action, e.Resource, e.RequestID, e.GrantID, e.SessionID, e.SourceAddr, e.Outcome} {
+		b = appendStr(b, s)
+	}
+	if flags&flagDetails != 0 {
+		b = binary.AppendUvarint(b, uint64(len(e.Details)))
+		b = append(b, e.Details...)
+	}
+	b = appendStr(b, e.PrevHash)
+	return appendStr(b, e.Hash)
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// Decode appends the events of block data to dst. The strings and details
+// of the events share one copy of data (data itself is not retained): the
+// strings are read-only views of it and each Details is a separate,
+// capacity-capped region, so no value of one event can change another. On
+// error it returns dst unchanged and an error wrapping ErrCorrupt.
+func Decode(dst []airlock.Event, data []byte) (out []airlock.Event, err error) {
+	n0 := len(dst)
+	defer func() {
+		if err != nil {
+			clear(out[n0:])
+			out = out[:n0]
+		}
+	}()
+	if len(data) < len(magic) || string(data[:len(magic)]) != magic {
+		return dst, fmt.Errorf("%w: no block header", ErrCorrupt)
+	}
+	// One copy, viewed as a string for the fields and sliced for details;
+	// nothing else holds it, and the string regions are never written.
+	buf := bytes.Clone(data)
+	d := decoder{s: unsafe.String(unsafe.SliceData(buf), len(buf)), p: len(magic)}
+	count := d.uvarint()
+	if d.err != nil || count > uint64(len(data)-d.p)/minEventLen {
+		return dst, fmt.Errorf("%w: bad event count", ErrCorrupt)
+	}
+	for range count {
+		var e airlock.Event
+		flags := d.byte()
+		if flags&^(flagTime|flagDetails) != 0 {
+			d.fail("unknown flags")
+		}
+		e.Seq = d.varint()
+		if flags&flagTime != 0 {
+			e.Time = time.UnixMicro(d.varint()).UTC()
+		}
+		e.Actor.ID = d.str()
+		e.Actor.Name = d.str()
+		e.Action = d.str()
+		e.Resource = d.str()
+		e.RequestID = d.str()
+		e.GrantID = d.str()
+		e.SessionID = d.str()
+		e.SourceAddr = d.str()
+		e.Outcome = d.str()
+		if flags&flagDetails != 0 {
+			from, to := d.span()
+			if d.err == nil {
+				e.Details = json.RawMessage(buf[from:to:to])
+			}
+		}
+		e.PrevHash = d.str()
+		e.Hash = d.str()
+		if d.err != nil {
+			return dst, fmt.Errorf("%w: event %d: %s", ErrCorrupt, len(dst)-n0, d.err)
+		}
+		dst = append(dst, e)
+	}
+	if d.p != len(d.s) {
+		return dst, fmt.Errorf("%w: %d bytes after the last event", ErrCorrupt, len(d.s)-d.p)
+	}
+	return dst, nil
+}
+
+// decoder reads fields from a block; the first failure sticks in err and
+// every later read returns zero values.
+type decoder struct {
+	s   string
+	p   int
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = errors.New(what)
+	}
+	d.p = len(d.s)
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || d.p >= len(d.s) {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.s[d.p]
+	d.p++
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := uvarintString(d.s[d.p:])
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.p += n
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	u := d.uvarint()
+	x := int64(u >> 1)
+	if u&1 != 0 {
+		x = ^x
+	}
+	return x
+}
+
+func (d *decoder) str() string {
+	from, to := d.span()
+	return d.s[from:to]
+}
+
+// span reads a length-prefixed field and returns where its bytes are.
+func (d *decoder) span() (from, to int) {
+	n := d.uvarint()
+	if d.err != nil {
+		return d.p, d.p
+	}
+	if n > uint64(len(d.s)-d.p) {
+		d.fail("field runs past the end")
+		return d.p, d.p
+	}
+	from = d.p
+	d.p += int(n)
+	return from, d.p
+}
+
+// uvarintString is binary.Uvarint on a string (no copy).
+func uvarintString(s string) (uint64, int) {
+	var x uint64
+	var sh uint
+	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
+		c := s[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -(i + 1)
+			}
+			return x | uint64(c)<<sh, i + 1
+		}
+		x |= uint64(c&0x7f) << sh
+		sh += 7
+	}
+	return 0, 0
+}
+
+// Summary is what a store keeps beside a block to find it without
+// decoding it.
+type Summary struct {
+	FirstSeq, LastSeq int64
+	// MinTime and MaxTime bound the events' times, in unix µs.
+	MinTime, MaxTime int64
+	// Keys are "s:"+session id and "g:"+grant id of the block's events,
+	// each once.
+	Keys []string
+}
+
+// SessionKey and GrantKey are the Summary keys of a session and a grant.
+func SessionKey(id string) string { return "s:" + id }
+
+// GrantKey: see SessionKey.
+func GrantKey(id string) string { return "g:" + id }
+
+// Summarize returns the summary of a non-empty block of events, reusing
+// keys' storage.
+func Summarize(evs []airlock.Event, keys []string) Summary {
+	s := Summary{FirstSeq: evs[0].Seq, LastSeq: evs[len(evs)-1].Seq, MinTime: evs[0].Time.UnixMicro(), MaxTime: evs[0].Time.UnixMicro(), Keys: keys[:0]}
+	for i := range evs {
+		t := evs[i].Time.UnixMicro()
+		s.MinTime, s.MaxTime = min(s.MinTime, t), max(s.MaxTime, t)
+		s.Keys = addKey(addKey(s.Keys, "s:", evs[i].SessionID), "g:", evs[i].GrantID)
+	}
+	return s
+}
+
+// addKey adds prefix+id to keys unless id is empty or it is already there
+// (a block has few distinct sessions and grants).
+func addKey(keys []string, prefix, id string) []string {
+	if id == "" {
+		return keys
+	}
+	for _, k := range keys {
+		if len(k) == len(prefix)+len(id) && k[:len(prefix)] == prefix && k[len(prefix):] == id {
+			return keys
+		}
+	}
+	return append(keys, prefix+id)
+}
+
+// Match reports whether e passes every condition of f. Stores select
+// candidate blocks by seq, time and keys, then filter their events with it.
+func Match(e *airlock.Event, f *airlock.EventFilter) bool {
+	switch {
+	case f.AfterSeq > 0 && e.Seq <= f.AfterSeq,
+		!f.Since.IsZero() && e.Time.UnixMicro() < f.Since.UnixMicro(),
+		!f.Until.IsZero() && e.Time.UnixMicro() >= f.Until.UnixMicro(),
+		f.ActorName != "" && e.Actor.Name != f.ActorName,
+		f.Resource != "" && e.Resource != f.Resource,
+		f.SessionID != "" && e.SessionID != f.SessionID,
+		f.GrantID != "" && e.GrantID != f.GrantID:
+		return false
+	}
+	if prefix, ok := strings.CutSuffix(f.Action, "*"); ok {
+		return strings.HasPrefix(e.Action, prefix)
+	}
+	return f.Action == "" || e.Action == f.Action
+}
+
+// Filter appends to out the events of blk that match f, newest first when
+// f.Desc, stopping once out holds f.Limit events (when positive). It
+// reports whether the limit was reached.
+func Filter(out, blk []airlock.Event, f *airlock.EventFilter) ([]airlock.Event, bool) {
+	for i := range blk {
+		e := &blk[i]
+		if f.Desc {
+			e = &blk[len(blk)-1-i]
+		}
+		if Match(e, f) {
+			out = append(out, *e)
+			if f.Limit > 0 && len(out) >= f.Limit {
+				return out, true
+			}
+		}
+	}
+	return out, false
+}
