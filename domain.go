@@ -235,6 +235,11 @@ type ConnectToken struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	UsesLeft  int       `json:"uses_left"`
 	CreatedAt time.Time `json:"created_at"`
+	// SCRAMStoredKey and SCRAMServerKey are the token's SCRAM-SHA-256
+	// verifier (salt auth.SCRAMSalt(UserID, Resource)), for clients that
+	// prove they hold the token instead of sending it; empty for none.
+	SCRAMStoredKey []byte `json:"-"`
+	SCRAMServerKey []byte `json:"-"`
 }
 
 // Session is one connection through a gateway under a grant.

@@ -147,7 +147,14 @@ type AccessStore interface {
 	// has uses left and ExpiresAt > now, atomically, and returns it.
 	// ENOTFOUND (never a more specific reason) otherwise.
 	UseConnectToken(ctx context.Context, hash []byte, now time.Time) (*ConnectToken, error)
+	// LiveConnectTokens returns userID's tokens for resource that have uses
+	// left and ExpiresAt > now, newest first, at most MaxLiveConnectTokens
+	// (the candidates a SCRAM proof is checked against).
+	LiveConnectTokens(ctx context.Context, userID, resource string, now time.Time) ([]*ConnectToken, error)
 }
+
+// MaxLiveConnectTokens bounds LiveConnectTokens.
+const MaxLiveConnectTokens = 32
 
 // SessionFilter selects gateway sessions.
 type SessionFilter struct {

@@ -96,6 +96,10 @@ func (s *Service) MintConnectToken(ctx context.Context, p *identity.Principal, r
 	now := s.now().UTC()
 	tok, hash := auth.NewToken("ct")
 	ct := &airlock.ConnectToken{TokenHash: hash, UserID: p.User.ID, GrantID: g.ID, Resource: r.Name, ExpiresAt: now.Add(ConnectTokenTTL), UsesLeft: uses, CreatedAt: now}
+	if r.Kind == airlock.KindPostgres {
+		v := auth.NewSCRAMVerifier(tok, auth.SCRAMSalt(p.User.ID, r.Name), auth.SCRAMIterations)
+		ct.SCRAMStoredKey, ct.SCRAMServerKey = v.StoredKey, v.ServerKey
+	}
 	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "connect.token_issued", Resource: r.Name, GrantID: g.ID, RequestID: g.RequestID,
 		SourceAddr: p.Source, Details: details("uses", uses, "expires_at", ct.ExpiresAt, "mfa_method", p.Session.MFAMethod)}); err != nil {
 		return nil, err
@@ -122,13 +126,69 @@ var errBadToken = airlock.Errorf(airlock.EUNAUTHORIZED, "invalid or expired conn
 // gateway client as userName for resourceName. Every failure returns the
 // same error; the reason is audited.
 func (s *Service) ConsumeConnectToken(ctx context.Context, userName, resourceName, token, source string) (*Connection, error) {
+	return s.consumeConnectToken(ctx, userName, resourceName, auth.HashToken(token), source, "")
+}
+
+// SCRAMCandidates are the live connect tokens a SCRAM-SHA-256 proof for
+// one user and resource is checked against.
+type SCRAMCandidates struct {
+	Salt       []byte
+	Iterations int
+	Verifiers  []auth.SCRAMVerifier
+	hashes     [][]byte
+}
+
+// SCRAMCandidates returns the salt and verifiers of userName's live tokens
+// for resourceName. An unknown user gets a salt all the same and no
+// verifiers, so the exchange fails only at the proof, like a wrong token.
+func (s *Service) SCRAMCandidates(ctx context.Context, userName, resourceName string) (*SCRAMCandidates, error) {
+	c := &SCRAMCandidates{Iterations: auth.SCRAMIterations}
+	u, err := s.store.UserByName(ctx, userName)
+	if err != nil {
+		if airlock.IsCode(err, airlock.ENOTFOUND) {
+			c.Salt = auth.SCRAMSalt("unknown user "+userName, resourceName)
+			return c, nil
+		}
+		return nil, err
+	}
+	c.Salt = auth.SCRAMSalt(u.ID, resourceName)
+	toks, err := s.store.LiveConnectTokens(ctx, u.ID, resourceName, s.now())
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range toks {
+		if len(t.SCRAMStoredKey) > 0 {
+			c.Verifiers = append(c.Verifiers, auth.SCRAMVerifier{StoredKey: t.SCRAMStoredKey, ServerKey: t.SCRAMServerKey})
+			c.hashes = append(c.hashes, t.TokenHash)
+		}
+	}
+	return c, nil
+}
+
+// ConsumeSCRAMToken uses the token whose verifier (index match in c)
+// accepted the client's SCRAM proof, exactly as ConsumeConnectToken uses a
+// token sent in the clear. match < 0 (no verifier accepted the proof) is
+// audited and refused.
+func (s *Service) ConsumeSCRAMToken(ctx context.Context, userName, resourceName string, c *SCRAMCandidates, match int, source string) (*Connection, error) {
+	if c == nil || match < 0 || match >= len(c.hashes) {
+		return s.consumeConnectToken(ctx, userName, resourceName, nil, source, "SCRAM proof matched no live token")
+	}
+	return s.consumeConnectToken(ctx, userName, resourceName, c.hashes[match], source, "")
+}
+
+// consumeConnectToken uses the token with hash; refusal, when not empty,
+// refuses at once with that audited reason.
+func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceName string, hash []byte, source, refusal string) (*Connection, error) {
 	refuse := func(why string) (*Connection, error) {
 		s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: userName}, Action: "connect.refused", Resource: resourceName, SourceAddr: source,
 			Outcome: airlock.OutcomeDenied, Details: details("why", why)})
 		return nil, errBadToken
 	}
+	if refusal != "" {
+		return refuse(refusal)
+	}
 	now := s.now()
-	t, err := s.store.UseConnectToken(ctx, auth.HashToken(token), now)
+	t, err := s.store.UseConnectToken(ctx, hash, now)
 	if err != nil {
 		return refuse("unknown, used up or expired token")
 	}

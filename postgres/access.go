@@ -313,8 +313,9 @@ func (db *DB) AckGrant(ctx context.Context, id, by string, at time.Time) error {
 // CreateConnectToken inserts t. ECONFLICT on a duplicate hash, ENOTFOUND if
 // the grant is missing.
 func (db *DB) CreateConnectToken(ctx context.Context, t *airlock.ConnectToken) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO connect_tokens (token_hash, user_id, grant_id, resource, expires_at, uses_left, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-		t.TokenHash, t.UserID, t.GrantID, t.Resource, tm(t.ExpiresAt), t.UsesLeft, tm(t.CreatedAt))
+	_, err := db.pool.Exec(ctx, `INSERT INTO connect_tokens (token_hash, user_id, grant_id, resource, expires_at, uses_left, created_at, scram_stored_key, scram_server_key)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
+		t.TokenHash, t.UserID, t.GrantID, t.Resource, tm(t.ExpiresAt), t.UsesLeft, tm(t.CreatedAt), t.SCRAMStoredKey, t.SCRAMServerKey)
 	return writeErr(err, "connect token already exists", fmt.Sprintf("grant %q not found", t.GrantID))
 }
 
@@ -325,12 +326,38 @@ func (db *DB) UseConnectToken(ctx context.Context, hash []byte, now time.Time) (
 	t := &airlock.ConnectToken{}
 	err := db.pool.QueryRow(ctx, `UPDATE connect_tokens SET uses_left = uses_left - 1
 		WHERE token_hash=$1 AND uses_left > 0 AND expires_at > $2
-		RETURNING token_hash, user_id, grant_id, resource, expires_at, uses_left, created_at`, hash, now).Scan(
-		&t.TokenHash, &t.UserID, &t.GrantID, &t.Resource, st(&t.ExpiresAt), &t.UsesLeft, st(&t.CreatedAt))
+		RETURNING `+tokenCols, hash, now).Scan(tokenDest(t)...)
 	if err != nil {
 		return nil, notFound(err, "connect token not found")
 	}
 	return t, nil
+}
+
+const tokenCols = `token_hash, user_id, grant_id, resource, expires_at, uses_left, created_at, scram_stored_key, scram_server_key`
+
+func tokenDest(t *airlock.ConnectToken) []any {
+	return []any{&t.TokenHash, &t.UserID, &t.GrantID, &t.Resource, st(&t.ExpiresAt), &t.UsesLeft, st(&t.CreatedAt), &t.SCRAMStoredKey, &t.SCRAMServerKey}
+}
+
+// LiveConnectTokens returns userID's usable tokens for resource at now,
+// newest first.
+func (db *DB) LiveConnectTokens(ctx context.Context, userID, resource string, now time.Time) ([]*airlock.ConnectToken, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+tokenCols+` FROM connect_tokens
+		WHERE user_id = $1 AND resource = $2 AND uses_left > 0 AND expires_at > $3 ORDER BY created_at DESC LIMIT $4`,
+		userID, resource, now, airlock.MaxLiveConnectTokens)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*airlock.ConnectToken
+	for rows.Next() {
+		t := &airlock.ConnectToken{}
+		if err := rows.Scan(tokenDest(t)...); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }
 
 // Sessions.

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) airlock.Store) {
 		{"grants/approve-concurrent", testApproveConcurrent},
 		{"grants/end", testEndGrant},
 		{"connect-tokens", testConnectTokens},
+		{"live-connect-tokens", testLiveConnectTokens},
 		{"connect-tokens/concurrent", testConnectTokenConcurrent},
 		{"sessions", testSessions},
 		{"audit/append", testAppend},
@@ -835,6 +836,42 @@ func testConnectTokens(t *testing.T, s airlock.Store) {
 	_, e2 := s.UseConnectToken(ctx, []byte("nope"), at(0))
 	if airlock.ErrorMessage(e1) != airlock.ErrorMessage(e2) {
 		t.Errorf("used-up and unknown tokens give different messages: %q vs %q", airlock.ErrorMessage(e1), airlock.ErrorMessage(e2))
+	}
+}
+
+func testLiveConnectTokens(t *testing.T, s airlock.Store) {
+	ctx := t.Context()
+	g := mkGrant(t, s, nil)
+	mk := func(hash, user, resource string, created, expires time.Duration, uses int) *airlock.ConnectToken {
+		tok := &airlock.ConnectToken{TokenHash: []byte(hash), UserID: user, GrantID: g.ID, Resource: resource, ExpiresAt: at(expires),
+			UsesLeft: uses, CreatedAt: at(created), SCRAMStoredKey: []byte("stored-" + hash), SCRAMServerKey: []byte("server-" + hash)}
+		must(t, s.CreateConnectToken(ctx, tok))
+		return tok
+	}
+	t1 := mk("live-1", "us_a", "prod-db", 0, time.Minute, 1)
+	mk("live-2", "us_a", "other-db", time.Second, time.Minute, 1)
+	t3 := mk("live-3", "us_a", "prod-db", 2*time.Second, 30*time.Second, 1)
+	mk("live-4", "us_b", "prod-db", 3*time.Second, time.Minute, 1)
+	mk("live-5", "us_a", "prod-db", 4*time.Second, time.Minute, 0)
+	got, err := s.LiveConnectTokens(ctx, "us_a", "prod-db", at(10*time.Second))
+	must(t, err)
+	if len(got) != 2 {
+		t.Fatalf("LiveConnectTokens = %d tokens, want 2", len(got))
+	}
+	equal(t, "LiveConnectTokens[0]", got[0], t3)
+	equal(t, "LiveConnectTokens[1]", got[1], t1)
+	got, err = s.LiveConnectTokens(ctx, "us_a", "prod-db", at(30*time.Second)) // ExpiresAt is exclusive
+	must(t, err)
+	if len(got) != 1 {
+		t.Fatalf("LiveConnectTokens after one expired = %d tokens, want 1", len(got))
+	}
+	equal(t, "LiveConnectTokens after one expired", got[0], t1)
+	_, err = s.UseConnectToken(ctx, t1.TokenHash, at(31*time.Second))
+	must(t, err)
+	got, err = s.LiveConnectTokens(ctx, "us_a", "prod-db", at(31*time.Second))
+	must(t, err)
+	if len(got) != 0 {
+		t.Fatalf("LiveConnectTokens after use = %d tokens", len(got))
 	}
 }
 
