@@ -35,8 +35,10 @@ type Config struct {
 	// send SSLRequest. Nil means TLS is unavailable: SSLRequest is answered
 	// 'N' and only loopback plaintext (if allowed) can authenticate.
 	TLS *tls.Config
-	// AllowLoopbackPlaintext lets clients on a loopback address send their
-	// connect token in cleartext without TLS.
+	// AllowLoopbackPlaintext lets clients on a loopback address connect
+	// without TLS. When Auth is a SCRAMAuthenticator they prove the token
+	// with SASL SCRAM-SHA-256 and never send it; otherwise they send it as
+	// a cleartext password.
 	AllowLoopbackPlaintext bool
 
 	// Auth validates connect tokens. Required.

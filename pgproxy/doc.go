@@ -18,15 +18,14 @@
 //
 // The startup "user" is the Airlock user name, "database" the resource
 // name (optionally "resource/dbname"); the password is a connect token.
-// The gateway asks for it with AuthenticationCleartextPassword, which it
-// accepts only inside TLS (SSLRequest, Config.TLS) or from a loopback peer
-// when Config.AllowLoopbackPlaintext is set. GSSENCRequest is declined.
-// Any failure of Authenticator.Authenticate yields the same FATAL 28P01
-// "airlock: invalid or expired connect token …". SCRAM towards clients is
-// not implemented: SCRAM needs the verifier of a password known in
-// advance, while a connect token is validated (and consumed) by the
-// Authenticator; supporting it would mean deriving a per-token verifier
-// at mint time and storing it (design note in docs/postgres.md).
+// Inside TLS (SSLRequest, Config.TLS) the gateway asks for it with
+// AuthenticationCleartextPassword. Plaintext is accepted only from a
+// loopback peer when Config.AllowLoopbackPlaintext is set; then, if the
+// Authenticator is a SCRAMAuthenticator, the client proves the token with
+// SASL SCRAM-SHA-256 (auth.SCRAMServer) against the verifiers of its live
+// tokens and never sends it. GSSENCRequest is declined. Every
+// authentication failure yields the same FATAL 28P01 "airlock: invalid or
+// expired connect token …".
 //
 // Clients get their own random BackendKeyData; a CancelRequest carrying
 // it is forwarded to the upstream backend with the upstream's key, which

@@ -399,31 +399,17 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 	if version != pgproto3.ProtocolVersion30 || len(unknownOpts) > 0 {
 		out, _ = (&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknownOpts}).Encode(out)
 	}
-	out, _ = (&pgproto3.AuthenticationCleartextPassword{}).Encode(out)
-	if _, err := cc.Write(out); err != nil {
-		return nil, err
+	req := AuthRequest{User: user, Database: database, SourceAddr: source, TLS: cc.tls}
+	var t *Target
+	var authDone []byte // sent just before AuthenticationOk
+	var err error
+	if sa, ok := g.cfg.Auth.(SCRAMAuthenticator); ok && !cc.tls {
+		t, authDone, err = g.scramAuthenticate(ctx, cc, sa, req, out)
+	} else {
+		t, err = g.passwordAuthenticate(ctx, cc, req, out)
 	}
-	typ, pw, err := readTyped(cc.r, min(MaxStartupMessageSize, g.cfg.MaxMessageSize))
-	if err != nil || typ != 'p' {
-		if err == nil {
-			writeFatal(cc, codeProtocol, "airlock: expected a password message")
-		}
-		return nil, err
-	}
-	tok, _, ok := cstring(pw)
-	if !ok {
-		writeFatal(cc, codeProtocol, "airlock: malformed password message")
-		return nil, nil
-	}
-	req := AuthRequest{User: user, Database: database, Token: secretOf(tok), SourceAddr: source, TLS: cc.tls}
-	t, err := g.cfg.Auth.Authenticate(ctx, req)
-	clear(tok)
-	clear(pw)
 	if err != nil || t == nil {
-		g.m.refused("auth_failed")
-		g.log.Info("pgproxy: authentication failed", "user", user, "database", database, "source", source, "err", err)
-		writeFatal(cc, codeInvalidPassword, msgInvalidToken)
-		return nil, nil
+		return nil, err
 	}
 	if !g.now().Before(t.EndsAt) {
 		g.m.refused("expired")
@@ -439,7 +425,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		writeFatal(cc, codeTooManyConns, msg)
 		return nil, nil
 	}
-	ok = false
+	ok := false
 	defer func() {
 		if !ok {
 			g.unregister(s)
@@ -465,7 +451,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 	}
 	s.start() // session.started + receipt watcher + deadline timers
 
-	out = out[:0]
+	out = append(out[:0], authDone...)
 	out, _ = (&pgproto3.AuthenticationOk{}).Encode(out)
 	for _, k := range sortedKeys(up.ParameterStatuses) {
 		out, _ = (&pgproto3.ParameterStatus{Name: k, Value: up.ParameterStatuses[k]}).Encode(out)

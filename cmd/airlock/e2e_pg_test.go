@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
@@ -179,6 +182,56 @@ GRANT SELECT, INSERT ON items TO app_rw;`)
 		t.Fatalf("reused connect token: err=%v\n%s", err, out)
 	}
 
+	// Without TLS on loopback, clients prove they hold a token with
+	// SCRAM-SHA-256; the token itself never crosses the connection.
+	mint := func() access.ConnectToken {
+		var tok access.ConnectToken
+		if err := cl.Do(context.Background(), "POST", "/api/v1/connect-tokens", api.ConnectRequest{Resource: "prod-db", Access: "read"}, &tok); err != nil {
+			t.Fatalf("mint connect token: %v", err)
+		}
+		return tok
+	}
+	if auth := firstAuthRequest(t, info.PGAddr, tok.User); auth != "SCRAM-SHA-256" {
+		t.Fatalf("plaintext loopback client was asked for %s, want SASL SCRAM-SHA-256 only", auth)
+	}
+	scramTok := mint()
+	psqlPlain := func(password string) (string, error) {
+		cmd := exec.Command("psql", "-X", "-A", "-t", "-c", "select current_user")
+		cmd.Env = append(cleanEnv(), "PGHOST="+gwHost, "PGPORT="+gwPort, "PGUSER="+scramTok.User, "PGDATABASE=prod-db",
+			"PGPASSWORD="+password, "PGSSLMODE=disable", "PGGSSENCMODE=disable", "PGCONNECT_TIMEOUT=10")
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	if out, err := psqlPlain("ct_not-a-live-token"); err == nil || !strings.Contains(out, "invalid or expired connect token") {
+		t.Fatalf("SCRAM with a wrong token: err=%v\n%s", err, out)
+	}
+	if out, err := psqlPlain(scramTok.Token); err != nil || strings.TrimSpace(out) != "app_ro" {
+		t.Fatalf("SCRAM with a live token: err=%v\n%s", err, out)
+	}
+	if out, err := psqlPlain(scramTok.Token); err == nil || !strings.Contains(out, "invalid or expired connect token") {
+		t.Fatalf("SCRAM reusing a token: err=%v\n%s", err, out)
+	}
+	// pgx (the other client family) does SCRAM too.
+	pgxTok := mint()
+	pc, err := pgx.Connect(context.Background(), "postgres://"+url.PathEscape(pgxTok.User)+":"+url.PathEscape(pgxTok.Token)+"@"+info.PGAddr+"/prod-db?sslmode=disable")
+	if err != nil {
+		t.Fatalf("pgx over SCRAM: %v", err)
+	}
+	var who string
+	if err := pc.QueryRow(context.Background(), "select current_user").Scan(&who); err != nil || who != "app_ro" {
+		t.Fatalf("pgx over SCRAM: current_user = %q, %v", who, err)
+	}
+	pc.Close(context.Background())
+	h.fresh(tm.admin, tm.adminSecret)
+	refused := false
+	for _, e := range h.auditEvents(tm.admin, "connect.refused") {
+		refused = refused || strings.Contains(string(e.Details), "SCRAM proof matched no live token")
+	}
+	if !refused {
+		t.Fatal("the wrong SCRAM proof was not audited as connect.refused")
+	}
+	h.fresh(tm.alice, tm.aliceSecret)
+
 	// `airlock connect` serves local clients, each with a fresh token.
 	port := freeAddr(t)
 	_, localPort, _ := net.SplitHostPort(port)
@@ -270,6 +323,38 @@ GRANT SELECT, INSERT ON items TO app_rw;`)
 }
 
 // cleanEnv is the test's environment without PG* variables.
+// firstAuthRequest opens a plaintext connection to the gateway as user and
+// returns what it is first asked for: a SASL mechanism list, or
+// "cleartext" / "md5" / the message type.
+func firstAuthRequest(t *testing.T, addr, user string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": user, "database": "prod-db"}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch m := msg.(type) {
+	case *pgproto3.AuthenticationSASL:
+		return strings.Join(m.AuthMechanisms, ",")
+	case *pgproto3.AuthenticationCleartextPassword:
+		return "cleartext"
+	case *pgproto3.AuthenticationMD5Password:
+		return "md5"
+	default:
+		return fmt.Sprintf("%T", msg)
+	}
+}
+
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {

@@ -28,6 +28,33 @@ func (p pgAuthenticator) Authenticate(ctx context.Context, req pgproxy.AuthReque
 	if err != nil {
 		return nil, err
 	}
+	return pgTarget(c, dbname)
+}
+
+// SCRAMCandidates lists the verifiers of the user's live tokens for the
+// resource (plaintext loopback clients prove a token with SCRAM).
+func (p pgAuthenticator) SCRAMCandidates(ctx context.Context, req pgproxy.AuthRequest) (*pgproxy.SCRAMCandidates, error) {
+	resource, _, _ := strings.Cut(req.Database, "/")
+	c, err := p.s.access.SCRAMCandidates(ctx, req.User, resource)
+	if err != nil {
+		return nil, err
+	}
+	return &pgproxy.SCRAMCandidates{Salt: c.Salt, Iterations: c.Iterations, Verifiers: c.Verifiers, State: c}, nil
+}
+
+// AuthenticateSCRAM uses the token whose verifier accepted the proof.
+func (p pgAuthenticator) AuthenticateSCRAM(ctx context.Context, req pgproxy.AuthRequest, sc *pgproxy.SCRAMCandidates, match int) (*pgproxy.Target, error) {
+	resource, dbname, _ := strings.Cut(req.Database, "/")
+	ac, _ := sc.State.(*access.SCRAMCandidates)
+	c, err := p.s.access.ConsumeSCRAMToken(ctx, req.User, resource, ac, match, req.SourceAddr)
+	if err != nil {
+		return nil, err
+	}
+	return pgTarget(c, dbname)
+}
+
+// pgTarget is where an authenticated connection goes upstream.
+func pgTarget(c *access.Connection, dbname string) (*pgproxy.Target, error) {
 	if c.Resource.Kind != airlock.KindPostgres {
 		return nil, airlock.Errorf(airlock.EINVALID, "%s is not a postgres resource", c.Resource.Name)
 	}
@@ -47,6 +74,8 @@ func (p pgAuthenticator) Authenticate(ctx context.Context, req pgproxy.AuthReque
 		LogParameters: sess.LogParameters, IdleTimeout: sess.IdleTimeout, MaxConcurrent: sess.MaxConcurrent,
 	}, nil
 }
+
+var _ pgproxy.SCRAMAuthenticator = pgAuthenticator{}
 
 // sshAuthorizer checks grants for the SSH gateway.
 type sshAuthorizer struct{ s *server }

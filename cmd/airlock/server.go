@@ -407,8 +407,10 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		}
 		s.pg, err = pgproxy.New(pgproxy.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 			// Connect tokens travel only inside TLS (airlock psql and
-			// airlock connect always use it), never in cleartext.
-			AllowLoopbackPlaintext: false, Auth: pgAuthenticator{s}, Audit: auditSink{al}, Sessions: store,
+			// airlock connect always use it); plaintext clients on
+			// loopback prove the token with SCRAM-SHA-256 instead of
+			// sending it (pgAuthenticator is a SCRAMAuthenticator).
+			AllowLoopbackPlaintext: true, Auth: pgAuthenticator{s}, Audit: auditSink{al}, Sessions: store,
 			Logger: logger.With("gateway", "postgres"), Node: s.node, Registerer: reg, Now: now})
 		if err != nil {
 			return err

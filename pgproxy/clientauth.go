@@ -1,0 +1,133 @@
+package pgproxy
+
+import (
+	"context"
+
+	"github.com/airlockhq/airlock/auth"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// SCRAMAuthenticator is an Authenticator that can also check a
+// SCRAM-SHA-256 proof that the client holds a connect token. The gateway
+// uses it for plaintext clients on loopback (Config.AllowLoopbackPlaintext)
+// so that the token never crosses an unencrypted connection; inside TLS the
+// token is sent as the password.
+type SCRAMAuthenticator interface {
+	Authenticator
+	// SCRAMCandidates returns the salt, iteration count and verifiers of
+	// the tokens req.User may hold for req.Database (req.Token is empty).
+	SCRAMCandidates(ctx context.Context, req AuthRequest) (*SCRAMCandidates, error)
+	// AuthenticateSCRAM authenticates with the candidate at index match,
+	// or refuses (and audits) when match is negative.
+	AuthenticateSCRAM(ctx context.Context, req AuthRequest, c *SCRAMCandidates, match int) (*Target, error)
+}
+
+// SCRAMCandidates are what one SCRAM exchange checks the proof against.
+type SCRAMCandidates struct {
+	Salt       []byte
+	Iterations int
+	Verifiers  []auth.SCRAMVerifier
+	// State is the authenticator's own, handed back to AuthenticateSCRAM.
+	State any
+}
+
+// scramMechanism is the only SASL mechanism offered: channel binding
+// (SCRAM-SHA-256-PLUS) needs TLS, and TLS clients send the token itself.
+const scramMechanism = "SCRAM-SHA-256"
+
+// scramAuthenticate runs the SASL SCRAM-SHA-256 exchange with the client,
+// after writing prefix (e.g. NegotiateProtocolVersion). It returns the
+// target and the AuthenticationSASLFinal message to send before
+// AuthenticationOk, or a nil target once it has answered the client with
+// a FATAL error.
+func (g *Gateway) scramAuthenticate(ctx context.Context, cc *clientConn, sa SCRAMAuthenticator, req AuthRequest, prefix []byte) (*Target, []byte, error) {
+	cands, err := sa.SCRAMCandidates(ctx, req)
+	if err != nil || cands == nil {
+		g.log.Warn("pgproxy: SCRAM candidates", "user", req.User, "database", req.Database, "err", err)
+		writeFatal(cc, codeConnFailure, msgUpstreamError)
+		return nil, nil, nil
+	}
+	out, _ := (&pgproto3.AuthenticationSASL{AuthMechanisms: []string{scramMechanism}}).Encode(prefix)
+	if _, err := cc.Write(out); err != nil {
+		return nil, nil, err
+	}
+	max := min(MaxStartupMessageSize, auth.MaxSCRAMMessage+64)
+	typ, body, err := readTyped(cc.r, max)
+	if err != nil || typ != 'p' {
+		if err == nil {
+			writeFatal(cc, codeProtocol, "airlock: expected a SASLInitialResponse message")
+		}
+		return nil, nil, err
+	}
+	var first pgproto3.SASLInitialResponse
+	if err := first.Decode(body); err != nil || first.AuthMechanism != scramMechanism {
+		writeFatal(cc, codeInvalidAuth, "airlock: only SASL mechanism "+scramMechanism+" is offered")
+		return nil, nil, nil
+	}
+	srv := auth.NewSCRAMServer(cands.Salt, cands.Iterations)
+	serverFirst, err := srv.ClientFirst(first.Data)
+	if err != nil {
+		writeFatal(cc, codeInvalidAuth, "airlock: malformed SCRAM client-first message")
+		return nil, nil, nil
+	}
+	out, _ = (&pgproto3.AuthenticationSASLContinue{Data: serverFirst}).Encode(nil)
+	if _, err := cc.Write(out); err != nil {
+		return nil, nil, err
+	}
+	typ, body, err = readTyped(cc.r, max)
+	if err != nil || typ != 'p' {
+		if err == nil {
+			writeFatal(cc, codeProtocol, "airlock: expected a SASLResponse message")
+		}
+		return nil, nil, err
+	}
+	var resp pgproto3.SASLResponse
+	if err := resp.Decode(body); err != nil {
+		writeFatal(cc, codeProtocol, "airlock: malformed SASLResponse message")
+		return nil, nil, nil
+	}
+	match, serverFinal, _ := srv.ClientFinal(resp.Data, cands.Verifiers)
+	t, err := sa.AuthenticateSCRAM(ctx, req, cands, match)
+	if err != nil || t == nil {
+		g.m.refused("auth_failed")
+		g.log.Info("pgproxy: SCRAM authentication failed", "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
+		writeFatal(cc, codeInvalidPassword, msgInvalidToken)
+		return nil, nil, nil
+	}
+	final, _ := (&pgproto3.AuthenticationSASLFinal{Data: serverFinal}).Encode(nil)
+	return t, final, nil
+}
+
+// passwordAuthenticate asks for the connect token as a cleartext password
+// (only inside TLS, or on loopback when the Authenticator cannot do SCRAM),
+// after writing prefix. It returns the target, or nil once it has answered
+// the client with a FATAL error.
+func (g *Gateway) passwordAuthenticate(ctx context.Context, cc *clientConn, req AuthRequest, prefix []byte) (*Target, error) {
+	out, _ := (&pgproto3.AuthenticationCleartextPassword{}).Encode(prefix)
+	if _, err := cc.Write(out); err != nil {
+		return nil, err
+	}
+	typ, pw, err := readTyped(cc.r, min(MaxStartupMessageSize, g.cfg.MaxMessageSize))
+	if err != nil || typ != 'p' {
+		if err == nil {
+			writeFatal(cc, codeProtocol, "airlock: expected a password message")
+		}
+		return nil, err
+	}
+	tok, _, ok := cstring(pw)
+	if !ok {
+		writeFatal(cc, codeProtocol, "airlock: malformed password message")
+		return nil, nil
+	}
+	req.Token = secretOf(tok)
+	t, err := g.cfg.Auth.Authenticate(ctx, req)
+	clear(tok)
+	clear(pw)
+	if err != nil || t == nil {
+		g.m.refused("auth_failed")
+		g.log.Info("pgproxy: authentication failed", "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
+		writeFatal(cc, codeInvalidPassword, msgInvalidToken)
+		return nil, nil
+	}
+	return t, nil
+}
