@@ -110,7 +110,7 @@ func newPsqlCmd() *cobra.Command {
 
 func newSSHCmd() *cobra.Command {
 	var otp, login string
-	var stdio bool
+	var stdio, fetchCert bool
 	cmd := &cobra.Command{Use: "ssh RESOURCE [-l LOGIN] [--otp CODE] [-- command…]", Short: "SSH to a host through the gateway with a 5-minute certificate",
 		Args: cobra.MinimumNArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newCLI(cmd)
@@ -121,6 +121,16 @@ func newSSHCmd() *cobra.Command {
 			resource := strings.TrimSuffix(args[0], ".airlock")
 			if l, r, ok := strings.Cut(resource, "@"); ok {
 				login, resource = l, r
+			}
+			if fetchCert || stdio {
+				// From ssh-config, -l is OpenSSH's remote user (%r), which
+				// for the gateway is LOGIN@RESOURCE; without "@" it names
+				// no login and the grant's is used.
+				if l, _, ok := strings.Cut(login, "@"); ok {
+					login = l
+				} else {
+					login = ""
+				}
 			}
 			pub, priv, err := ed25519.GenerateKey(rand.Reader)
 			if err != nil {
@@ -154,8 +164,11 @@ func newSSHCmd() *cobra.Command {
 			kh := filepath.Join(dir, "known_hosts")
 			os.WriteFile(kh, []byte(cert.KnownHosts), 0o600)
 			host, port, _ := net.SplitHostPort(cert.SSHAddr)
+			if fetchCert {
+				return writeSSHCert(cert, priv)
+			}
 			if stdio {
-				return sshStdio(c, cert, priv, resource)
+				return sshStdio(cert, priv)
 			}
 			sshBin, err := exec.LookPath("ssh")
 			if err != nil {
@@ -179,14 +192,14 @@ func newSSHCmd() *cobra.Command {
 		}}
 	cmd.Flags().StringVarP(&login, "login", "l", "", "login on the target (default: your grant's)")
 	cmd.Flags().StringVar(&otp, "otp", "", "a current MFA code (step-up)")
-	cmd.Flags().BoolVar(&stdio, "stdio", false, "connect stdin/stdout to the gateway (for ProxyCommand)")
+	cmd.Flags().BoolVar(&stdio, "stdio", false, "store a fresh certificate for ssh-config and connect stdin/stdout to the gateway (ProxyCommand)")
+	cmd.Flags().BoolVar(&fetchCert, "fetch-cert", false, "only store a fresh certificate where ssh-config points (its Match exec runs this)")
 	return cmd
 }
 
-// sshStdio stores the certificate where the ssh-config block points and
-// relays stdin/stdout to the gateway (ProxyCommand). OpenSSH loads identity
-// files after the proxy connection is up, so the fresh certificate is used.
-func sshStdio(c *cli, cert api.SSHCertResponse, priv ed25519.PrivateKey, _ string) error {
+// writeSSHCert stores the key, certificate and gateway host key where the
+// ssh-config block points OpenSSH.
+func writeSSHCert(cert api.SSHCertResponse, priv ed25519.PrivateKey) error {
 	dir := filepath.Join(airlockHome(), "ssh")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -202,7 +215,15 @@ func sshStdio(c *cli, cert api.SSHCertResponse, priv ed25519.PrivateKey, _ strin
 	if err := os.WriteFile(key+"-cert.pub", []byte(cert.Certificate+"\n"), 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(airlockHome(), "known_hosts"), []byte(cert.KnownHosts), 0o600); err != nil {
+	return os.WriteFile(filepath.Join(airlockHome(), "known_hosts"), []byte(cert.KnownHosts), 0o600)
+}
+
+// sshStdio stores a fresh certificate and relays stdin/stdout to the
+// gateway. As a ProxyCommand it is only a relay for OpenSSH, which loads
+// certificates before running the proxy: ssh-config fetches them with
+// --fetch-cert from a Match exec instead.
+func sshStdio(cert api.SSHCertResponse, priv ed25519.PrivateKey) error {
+	if err := writeSSHCert(cert, priv); err != nil {
 		return err
 	}
 	conn, err := net.Dial("tcp", cert.SSHAddr)
@@ -230,18 +251,19 @@ func newSSHConfigCmd() *cobra.Command {
 			}
 			self, _ := os.Executable()
 			host, port, _ := net.SplitHostPort(info.SSHAddr)
-			fmt.Fprintf(c.out(), `# Airlock: add to ~/.ssh/config, then: airlock ssh RESOURCE once to fetch a certificate,
-# or use plain ssh: ssh LOGIN@RESOURCE.airlock
+			fmt.Fprintf(c.out(), `# Airlock: add to ~/.ssh/config; then plain ssh/scp/sftp/rsync reach the gateway:
+#   ssh -l LOGIN@RESOURCE RESOURCE.airlock        (scp/rsync: -o User=LOGIN@RESOURCE)
+# Before each connection OpenSSH runs airlock to fetch a fresh 5-minute
+# certificate for your grant (MFA if the policy wants it fresh).
+Match originalhost *.airlock exec "'%s' --server '%s' ssh --fetch-cert -l %%r %%n"
 Host *.airlock
     HostName %s
     Port %s
-    ProxyCommand %s --server %s ssh --stdio %%h
     IdentityFile %s
     CertificateFile %s
     IdentitiesOnly yes
     UserKnownHostsFile %s
-# usage: ssh -l LOGIN@RESOURCE RESOURCE.airlock   (scp/rsync: -o User=LOGIN@RESOURCE)
-`, host, port, self, global.server, filepath.Join(airlockHome(), "ssh", "id_ed25519"),
+`, self, global.server, host, port, filepath.Join(airlockHome(), "ssh", "id_ed25519"),
 				filepath.Join(airlockHome(), "ssh", "id_ed25519-cert.pub"), filepath.Join(airlockHome(), "known_hosts"))
 			return nil
 		}}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -83,6 +84,20 @@ func TestE2ESSHThroughGateway(t *testing.T) {
 	out, err = h.runProc(tm.alice, nil, "ssh", "prod-web", "-l", login, "--", "exit", "3")
 	if ee, ok := err.(interface{ ExitCode() int }); !ok || ee.ExitCode() != 3 {
 		t.Fatalf("exit status through the gateway: err=%v\n%s", err, out)
+	}
+
+	// Plain OpenSSH with the block `airlock ssh-config` prints: its Match
+	// exec (`airlock ssh --fetch-cert`) stores a fresh certificate before
+	// OpenSSH loads its identity files, and the host block points at the
+	// gateway.
+	cfgFile := filepath.Join(t.TempDir(), "ssh_config")
+	if err := os.WriteFile(cfgFile, []byte(h.must(tm.alice, "", "ssh-config")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plain := exec.Command("ssh", "-F", cfgFile, "-o", "BatchMode=yes", "-l", login+"@prod-web", "prod-web.airlock", "echo", "plain", "ssh", "as", "$(whoami)")
+	plain.Env = h.command(tm.alice, nil).Env // the ProxyCommand runs this airlock binary for alice
+	if b, err := plain.CombinedOutput(); err != nil || !strings.Contains(string(b), "plain ssh as "+login) {
+		t.Fatalf("ssh via ssh-config ProxyCommand: err=%v\n%s\nconfig:\n%s", err, b, h.must(tm.alice, "", "ssh-config"))
 	}
 
 	// The command is audited as ssh.exec with its session and exit status.
