@@ -520,7 +520,9 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		s.stmtNo++
 		s.push(unit{kind: 'Q', stmt: s.stmtNo})
 		s.countStatement()
-		s.submit(s.event("db.query", airlock.OutcomeSuccess, &queryDetails{Kind: "query", Stmt: s.stmtNo, stmtText: newStmtText(text)}))
+		d := queryJSON[[]byte]{kind: "query", stmt: s.stmtNo}
+		d.text, d.truncated, d.textBytes, d.sha256 = cutText(text)
+		s.submit(queryEvent(s, &d))
 	case 'P':
 		name, rest, ok := cstring(body)
 		if !ok {
@@ -532,9 +534,12 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		}
 		s.stmtNo++
 		st := &stmtInfo{no: s.stmtNo, text: newStmtText(text)}
-		s.stmts[string(name)] = st
+		key := string(name)
+		s.stmts[key] = st
 		s.push(unit{kind: 'P', stmt: s.stmtNo})
-		s.submit(s.event("db.query", airlock.OutcomeSuccess, &queryDetails{Kind: "parse", Stmt: st.no, Name: string(name), stmtText: st.text}))
+		d := queryJSON[string]{kind: "parse", stmt: st.no, name: key}
+		d.setText(st.text)
+		s.submit(queryEvent(s, &d))
 	case 'B':
 		portal, rest, ok := cstring(body)
 		if !ok {
@@ -557,15 +562,16 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			return false
 		}
 		pi := s.portals[string(portal)]
-		d := &queryDetails{Kind: "execute", Name: pi.stmt, Portal: string(portal), Params: pi.params}
+		d := queryJSON[string]{kind: "execute", name: pi.stmt, portal: string(portal), params: pi.params}
 		if st := s.stmts[pi.stmt]; st != nil {
-			d.ParseStmt, d.stmtText = st.no, st.text
+			d.parseStmt = st.no
+			d.setText(st.text)
 		}
 		s.stmtNo++
-		d.Stmt = s.stmtNo
+		d.stmt = s.stmtNo
 		s.push(unit{kind: 'E', stmt: s.stmtNo})
 		s.countStatement()
-		s.submit(s.event("db.query", airlock.OutcomeSuccess, d))
+		s.submit(queryEvent(s, &d))
 	case 'C':
 		if len(body) < 2 {
 			return false
@@ -589,8 +595,8 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		s.stmtNo++
 		s.push(unit{kind: 'F', stmt: s.stmtNo})
 		s.countStatement()
-		s.submit(s.event("db.query", airlock.OutcomeSuccess, &queryDetails{Kind: "function_call", Stmt: s.stmtNo,
-			FunctionOID: binary.BigEndian.Uint32(body[:4])}))
+		d := queryJSON[string]{kind: "function_call", stmt: s.stmtNo, functionOID: binary.BigEndian.Uint32(body[:4])}
+		s.submit(queryEvent(s, &d))
 	}
 	return true
 }
@@ -775,18 +781,6 @@ func (s *session) errorResponse(body []byte) {
 	}
 }
 
-// queryDetails are the details of a db.query event.
-type queryDetails struct {
-	Kind        string `json:"kind"`
-	Stmt        int64  `json:"stmt"`
-	ParseStmt   int64  `json:"parse_stmt,omitempty"`
-	Name        string `json:"name,omitempty"`
-	Portal      string `json:"portal,omitempty"`
-	FunctionOID uint32 `json:"function_oid,omitempty"`
-	stmtText
-	Params []*string `json:"params,omitempty"`
-}
-
 // stmtText is statement text as audited: at most MaxStatementText bytes,
 // with the length and SHA-256 of the full text when cut.
 type stmtText struct {
@@ -797,14 +791,34 @@ type stmtText struct {
 }
 
 func newStmtText(b []byte) stmtText {
+	text, truncated, n, sum := cutText(b)
+	return stmtText{Text: string(text), Truncated: truncated, TextBytes: n, SHA256: sum}
+}
+
+// cutText cuts statement text to MaxStatementText bytes on a rune
+// boundary; when it cuts, it also returns the full length and SHA-256.
+func cutText(b []byte) (text []byte, truncated bool, n int, sum string) {
 	if len(b) <= MaxStatementText {
-		return stmtText{Text: string(b)}
+		return b, false, 0, ""
 	}
-	sum := sha256.Sum256(b)
-	return stmtText{
-		Text:      truncateUTF8(string(b[:MaxStatementText+1]), MaxStatementText),
-		Truncated: true, TextBytes: len(b), SHA256: hex.EncodeToString(sum[:]),
+	h := sha256.Sum256(b)
+	i := MaxStatementText
+	for i > 0 && i > MaxStatementText-4 && b[i]&0xC0 == 0x80 {
+		i--
 	}
+	return b[:i], true, len(b), hex.EncodeToString(h[:])
+}
+
+// setText copies an audited statement text into d.
+func (d *queryJSON[S]) setText(t stmtText) {
+	d.text, d.truncated, d.textBytes, d.sha256 = S(t.Text), t.Truncated, t.TextBytes, t.SHA256
+}
+
+// queryEvent builds a db.query event with d as its details.
+func queryEvent[S string | []byte](s *session, d *queryJSON[S]) airlock.Event {
+	e := s.event("db.query", airlock.OutcomeSuccess, nil)
+	e.Details = appendQueryDetails(make([]byte, 0, detailsSize(d)), d)
+	return e
 }
 
 func secretOf(b []byte) secrets.Secret { return secrets.Secret(string(b)) }
