@@ -199,4 +199,9 @@ type KVStore interface {
 	PutKV(ctx context.Context, key string, value []byte, expiresAt time.Time) error
 	GetKV(ctx context.Context, key string, now time.Time) ([]byte, error) // ENOTFOUND if missing or expired
 	DeleteKV(ctx context.Context, key string) error
+	// TakeKV deletes key and returns its value, atomically across
+	// replicas: of concurrent takers exactly one gets it. ENOTFOUND if
+	// missing or expired (an expired key is deleted all the same). Use it
+	// for anything single-use.
+	TakeKV(ctx context.Context, key string, now time.Time) ([]byte, error)
 }

@@ -182,15 +182,13 @@ func (s *Service) FinishOIDC(ctx context.Context, state, code, source string) (*
 		return nil, refuse("", "", "missing state or code")
 	}
 	key := "oidcstate:" + hashHex(state)
-	b, err := s.store.GetKV(ctx, key, s.now())
+	// Single use (across replicas too): the state is gone before the code
+	// is even exchanged.
+	b, err := s.store.TakeKV(ctx, key, s.now())
 	if err != nil {
 		if airlock.IsCode(err, airlock.ENOTFOUND) {
 			return nil, refuse("", "", "unknown, expired or replayed state")
 		}
-		return nil, err
-	}
-	// Single use: the state is gone before the code is even exchanged.
-	if err := s.store.DeleteKV(ctx, key); err != nil {
 		return nil, err
 	}
 	var st oidcState
@@ -286,14 +284,11 @@ func (s *Service) PollOIDC(ctx context.Context, poll, source string) (*LoginResu
 		return nil, airlock.Errorf(airlock.EINVALID, "poll token required")
 	}
 	key := "oidcpoll:" + hashHex(poll)
-	b, err := s.store.GetKV(ctx, key, s.now())
+	b, err := s.store.TakeKV(ctx, key, s.now())
 	if err != nil {
 		if airlock.IsCode(err, airlock.ENOTFOUND) {
 			return nil, airlock.Errorf(airlock.ENOTFOUND, "the single sign-on login has not completed yet")
 		}
-		return nil, err
-	}
-	if err := s.store.DeleteKV(ctx, key); err != nil {
 		return nil, err
 	}
 	var out oidcOutcome

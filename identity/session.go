@@ -247,7 +247,10 @@ func (s *Service) LoginFactor(ctx context.Context, challenge string, in FactorIn
 	if err != nil {
 		return nil, err
 	}
-	s.store.DeleteKV(ctx, key)
+	// The challenge opens one session, across replicas too.
+	if _, err := s.store.TakeKV(ctx, key, s.now()); err != nil {
+		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the login step expired; run `airlock login` again")
+	}
 	s.succeed(u.Name, source)
 	return s.startSession(ctx, u, method, source)
 }
@@ -577,9 +580,9 @@ func (s *Service) PollWebLogin(ctx context.Context, pollToken, source string) (*
 	if wl.UserID == "" {
 		return nil, ErrWebLoginPending
 	}
-	// Single use: remove before the session exists.
-	if err := s.store.DeleteKV(ctx, key); err != nil {
-		return nil, err
+	// Single use (across replicas too): taken before the session exists.
+	if _, err := s.store.TakeKV(ctx, key, s.now()); err != nil {
+		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the browser login expired; run `airlock login --web` again")
 	}
 	s.store.DeleteKV(ctx, pollKey)
 	u, err := s.store.UserByID(ctx, wl.UserID)

@@ -123,6 +123,17 @@ func (s *memStore) GetKV(_ context.Context, key string, now time.Time) ([]byte, 
 	return slices.Clone(e.v), nil
 }
 
+func (s *memStore) TakeKV(ctx context.Context, key string, now time.Time) ([]byte, error) {
+	v, err := s.GetKV(ctx, key, now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.kv[key]; !ok && err == nil {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "key %q not found", key)
+	}
+	delete(s.kv, key)
+	return v, err
+}
+
 func (s *memStore) DeleteKV(_ context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -175,18 +175,15 @@ func (w *WebAuthn) takeCeremony(ctx context.Context, id, kind, userID string) (*
 	w.mu.Unlock()
 	release := func() { w.mu.Lock(); delete(w.inflight, id); w.mu.Unlock() }
 
-	b, err := w.kv.GetKV(ctx, ceremonyKeyPrefix+id, w.now())
+	// Single use, across replicas too: taken before verifying, whatever
+	// the outcome.
+	b, err := w.kv.TakeKV(ctx, ceremonyKeyPrefix+id, w.now())
 	if err != nil {
 		release()
 		if airlock.IsCode(err, airlock.ENOTFOUND) {
 			return nil, nil, refused
 		}
 		return nil, nil, fmt.Errorf("webauthn: load ceremony: %w", err)
-	}
-	// Single use: delete before verifying, whatever the outcome.
-	if err := w.kv.DeleteKV(ctx, ceremonyKeyPrefix+id); err != nil {
-		release()
-		return nil, nil, fmt.Errorf("webauthn: delete ceremony: %w", err)
 	}
 	var c ceremony
 	if err := json.Unmarshal(b, &c); err != nil || c.Kind != kind || c.UserID != userID {

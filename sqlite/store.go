@@ -355,6 +355,25 @@ func (db *DB) GetKV(ctx context.Context, key string, now time.Time) ([]byte, err
 	return v, nil
 }
 
+// TakeKV deletes key and returns its value; ENOTFOUND if it was missing
+// or expired at now. One DELETE … RETURNING, so of concurrent takers (on
+// any replica) only one gets the value.
+func (db *DB) TakeKV(ctx context.Context, key string, now time.Time) ([]byte, error) {
+	var v []byte
+	var expires time.Time
+	err := db.w.QueryRowContext(ctx, q(`DELETE FROM kv WHERE key=$1 RETURNING value, expires_at`), key).Scan(&v, st(&expires))
+	if err != nil {
+		return nil, notFound(err, "key %q not found", key)
+	}
+	if !expires.IsZero() && !expires.After(now) {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "key %q not found", key)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
 // DeleteKV deletes key; deleting a missing key is not an error.
 func (db *DB) DeleteKV(ctx context.Context, key string) error {
 	_, err := db.w.ExecContext(ctx, q(`DELETE FROM kv WHERE key=$1`), key)

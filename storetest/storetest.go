@@ -1287,6 +1287,42 @@ func testKV(t *testing.T, s airlock.Store) {
 	_, err = s.GetKV(ctx, "short", at(0))
 	wantCode(t, err, airlock.ENOTFOUND)
 	must(t, s.DeleteKV(ctx, "never-existed"))
+
+	// TakeKV returns the value once.
+	must(t, s.PutKV(ctx, "once", []byte("v"), at(time.Minute)))
+	got, err = s.TakeKV(ctx, "once", at(time.Second))
+	must(t, err)
+	if string(got) != "v" {
+		t.Fatalf("TakeKV = %q", got)
+	}
+	_, err = s.TakeKV(ctx, "once", at(time.Second))
+	wantCode(t, err, airlock.ENOTFOUND)
+	must(t, s.PutKV(ctx, "stale", []byte("v"), at(time.Minute)))
+	_, err = s.TakeKV(ctx, "stale", at(time.Minute)) // expired: not returned, gone all the same
+	wantCode(t, err, airlock.ENOTFOUND)
+	must(t, s.PutKV(ctx, "nil", nil, time.Time{}))
+	got, err = s.TakeKV(ctx, "nil", at(0))
+	must(t, err)
+	if got == nil || len(got) != 0 {
+		t.Fatalf("TakeKV(empty) = %#v", got)
+	}
+	// Of concurrent takers exactly one wins.
+	must(t, s.PutKV(ctx, "race", []byte("v"), time.Time{}))
+	var mu sync.Mutex
+	wins := 0
+	parallel(20, func(int) {
+		_, err := s.TakeKV(ctx, "race", at(0))
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			wins++
+		} else if !airlock.IsCode(err, airlock.ENOTFOUND) {
+			t.Errorf("TakeKV: %v", err)
+		}
+	})
+	if wins != 1 {
+		t.Fatalf("%d concurrent TakeKV calls got the value, want 1", wins)
+	}
 }
 
 func testPing(t *testing.T, s airlock.Store) {
