@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -83,16 +82,6 @@ func (db *DB) AuditHead(ctx context.Context) (airlock.AuditHead, error) {
 	return h, err
 }
 
-// decodeBlock decodes one stored block, reporting damage as a
-// CorruptEventsError.
-func decodeBlock(dst []airlock.Event, firstSeq int64, data []byte) ([]airlock.Event, error) {
-	out, err := eventblock.Decode(dst, data)
-	if err != nil {
-		return dst, &airlock.CorruptEventsError{After: firstSeq - 1, Err: err}
-	}
-	return out, nil
-}
-
 // ListEvents returns events matching f ordered by seq (descending when
 // f.Desc). Since is inclusive, Until exclusive. It reads the blocks that
 // may match (by seq, time range, session and grant) and filters their
@@ -135,7 +124,7 @@ func (db *DB) ListEvents(ctx context.Context, f airlock.EventFilter) ([]airlock.
 		if err := rows.Scan(&first, &data); err != nil {
 			return nil, err
 		}
-		if blk, err = decodeBlock(blk[:0], first, data); err != nil {
+		if blk, err = eventblock.DecodeStored(blk[:0], first, data); err != nil {
 			return nil, err
 		}
 		var full bool
@@ -170,7 +159,7 @@ func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Ev
 			}
 			blocks++
 			from = first + 1
-			if page, err = decodeBlock(page, first, data); err != nil {
+			if page, err = eventblock.DecodeStored(page, first, data); err != nil {
 				break
 			}
 		}
@@ -178,21 +167,8 @@ func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Ev
 		if err == nil {
 			err = rows.Err()
 		}
-		var corrupt *airlock.CorruptEventsError
-		if err != nil && !errors.As(err, &corrupt) {
+		if err := eventblock.Deliver(page, afterSeq, err, fn); err != nil {
 			return err
-		}
-		// The events before a damaged block are still delivered.
-		for i := range page {
-			if page[i].Seq <= afterSeq {
-				continue
-			}
-			if err := fn(page[i]); err != nil {
-				return err
-			}
-		}
-		if corrupt != nil {
-			return corrupt
 		}
 		if blocks < scanBlocks {
 			return nil

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -99,16 +98,6 @@ func (db *DB) AuditHead(ctx context.Context) (airlock.AuditHead, error) {
 	return h, err
 }
 
-// decodeBlock decodes one stored block, reporting damage as a
-// CorruptEventsError.
-func decodeBlock(dst []airlock.Event, firstSeq int64, data []byte) ([]airlock.Event, error) {
-	out, err := eventblock.Decode(dst, data)
-	if err != nil {
-		return dst, &airlock.CorruptEventsError{After: firstSeq - 1, Err: err}
-	}
-	return out, nil
-}
-
 // blockStart is the SQL condition selecting the blocks that may hold
 // events with seq > ?: the block holding seq ?+1 and every later one.
 const blockStart = `first_seq >= coalesce((SELECT max(first_seq) FROM event_blocks WHERE first_seq <= ? + 1), 0)`
@@ -151,7 +140,7 @@ func (db *DB) ListEvents(ctx context.Context, f airlock.EventFilter) ([]airlock.
 		if err := rows.Scan(&first, &data); err != nil {
 			return nil, err
 		}
-		if blk, err = decodeBlock(blk[:0], first, data); err != nil {
+		if blk, err = eventblock.DecodeStored(blk[:0], first, data); err != nil {
 			return nil, err
 		}
 		var full bool
@@ -186,7 +175,7 @@ func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Ev
 			}
 			blocks++
 			from = first + 1
-			if page, err = decodeBlock(page, first, data); err != nil {
+			if page, err = eventblock.DecodeStored(page, first, data); err != nil {
 				break
 			}
 		}
@@ -194,21 +183,8 @@ func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Ev
 			err = rows.Err()
 		}
 		rows.Close()
-		var corrupt *airlock.CorruptEventsError
-		if err != nil && !errors.As(err, &corrupt) {
+		if err := eventblock.Deliver(page, afterSeq, err, fn); err != nil {
 			return err
-		}
-		// The events before a damaged block are still delivered.
-		for i := range page {
-			if page[i].Seq <= afterSeq {
-				continue
-			}
-			if err := fn(page[i]); err != nil {
-				return err
-			}
-		}
-		if corrupt != nil {
-			return corrupt
 		}
 		if blocks < scanBlocks {
 			return nil

@@ -295,3 +295,35 @@ func Filter(out, blk []airlock.Event, f *airlock.EventFilter) ([]airlock.Event, 
 	}
 	return out, false
 }
+
+// DecodeStored decodes the block a store keeps under firstSeq, appending
+// its events to dst; a block that does not decode is reported as an
+// *airlock.CorruptEventsError (dst is then returned unchanged).
+func DecodeStored(dst []airlock.Event, firstSeq int64, data []byte) ([]airlock.Event, error) {
+	out, err := Decode(dst, data)
+	if err != nil {
+		return dst, &airlock.CorruptEventsError{After: firstSeq - 1, Err: err}
+	}
+	return out, nil
+}
+
+// Deliver is the end of one page of a store's ScanEvents: it calls fn for
+// each event of page with Seq > afterSeq, then returns readErr. A
+// CorruptEventsError as readErr still lets the events decoded before the
+// damaged block through, so a verifier sees exactly where the damage
+// starts; any other readErr delivers nothing.
+func Deliver(page []airlock.Event, afterSeq int64, readErr error, fn func(airlock.Event) error) error {
+	var corrupt *airlock.CorruptEventsError
+	if readErr != nil && !errors.As(readErr, &corrupt) {
+		return readErr
+	}
+	for i := range page {
+		if page[i].Seq <= afterSeq {
+			continue
+		}
+		if err := fn(page[i]); err != nil {
+			return err
+		}
+	}
+	return readErr
+}
