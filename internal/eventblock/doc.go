@@ -13,10 +13,18 @@
 // Block layout (integers are Go's encoding/binary varints):
 //
 //	block = "alb1" uvarint(count) event*count
-//	event = flags(1 byte: bit0 time set, bit1 details present)
-//	        varint(seq) [varint(time in unix µs)]
-//	        str(actor id) str(actor name) str(action) str(resource)
-//	        str(request id) str(grant id) str(session id) str(source addr)
-//	        str(outcome) [str(details)] str(prev hash) str(hash)
+//	event = uvarint(flags) varint(seq − previous seq) [varint(µs − previous µs)]
+//	        str(field)… for each of actor id, actor name, action, resource,
+//	                    request id, grant id, session id, source addr,
+//	                    outcome whose "same as the previous event" flag is clear
+//	        [str(details)] prev-hash hash
 //	str   = uvarint(len) bytes
+//
+// Flags: bit 0 time set, bit 1 details present, bits 2–10 the nine string
+// fields repeat the previous event's, bit 11 prev hash is the previous
+// event's hash (omitted), bit 12 hash and bit 13 prev hash are stored as
+// 32 raw bytes (they were 64 lower-case hex digits); otherwise a hash is
+// a str. The first event's "previous" is the zero event (seq 0, time 0,
+// empty strings). A gateway session's db.query events thus cost their
+// details plus about 40 bytes each.
 package eventblock

@@ -3,6 +3,7 @@ package eventblock
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,51 +17,119 @@ import (
 // magic starts every block and names the encoding version.
 const magic = "alb1"
 
+// Event flags (a uvarint before each event).
 const (
-	flagTime    = 1 << 0
-	flagDetails = 1 << 1
+	flagTime    = 1 << 0 // the event has a time
+	flagDetails = 1 << 1 // the event has details (possibly empty)
+	// flagSame<<i: string field i is the previous event's (not stored).
+	flagSame = 1 << 2
+	// flagPrevLinked: PrevHash is the previous event's Hash (not stored).
+	flagPrevLinked = 1 << 11
+	flagHashRaw    = 1 << 12 // Hash is stored as 32 bytes, not hex text
+	flagPrevRaw    = 1 << 13 // PrevHash is stored as 32 bytes
+	flagsKnown     = 1<<14 - 1
 )
 
-// minEventLen is the fewest bytes one event takes (flags, seq, 11 empty
-// strings); Decode uses it to refuse counts the data cannot hold.
-const minEventLen = 1 + 1 + 11
+// numStrings is the number of string fields covered by flagSame.
+const numStrings = 9
+
+// minEventLen is the fewest bytes one event takes (flags, seq delta, an
+// empty hash); Decode uses it to refuse counts the data cannot hold.
+const minEventLen = 3
+
+// hashLen is the length of a hex SHA-256, the form hashes have in events.
+const hashLen = 64
 
 // ErrCorrupt is the cause of every Decode error: the block is not a valid
 // encoding (edited, truncated or not a block at all).
 var ErrCorrupt = errors.New("eventblock: corrupt block")
 
+// stringFields returns the fields flagSame covers, in order.
+func stringFields(e *airlock.Event) [numStrings]*string {
+	return [numStrings]*string{&e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID, &e.SessionID, &e.SourceAddr, &e.Outcome}
+}
+
 // Append appends the block encoding of evs to b and returns it.
 func Append(b []byte, evs []airlock.Event) []byte {
 	b = append(b, magic...)
 	b = binary.AppendUvarint(b, uint64(len(evs)))
+	var prev airlock.Event
+	var prevSeq, prevMicro int64
 	for i := range evs {
-		b = appendEvent(b, &evs[i])
+		e := &evs[i]
+		var flags uint64
+		if !e.Time.IsZero() {
+			flags |= flagTime
+		}
+		if e.Details != nil {
+			flags |= flagDetails
+		}
+		cur, old := stringFields(e), stringFields(&prev)
+		for k := range cur {
+			if *cur[k] == *old[k] {
+				flags |= flagSame << k
+			}
+		}
+		switch {
+		case i > 0 && e.PrevHash == prev.Hash:
+			flags |= flagPrevLinked
+		case isHexHash(e.PrevHash):
+			flags |= flagPrevRaw
+		}
+		if isHexHash(e.Hash) {
+			flags |= flagHashRaw
+		}
+		b = binary.AppendUvarint(b, flags)
+		b = binary.AppendVarint(b, e.Seq-prevSeq)
+		prevSeq = e.Seq
+		if flags&flagTime != 0 {
+			m := e.Time.UnixMicro()
+			b = binary.AppendVarint(b, m-prevMicro)
+			prevMicro = m
+		}
+		for k := range cur {
+			if flags&(flagSame<<k) == 0 {
+				b = appendStr(b, *cur[k])
+			}
+		}
+		if flags&flagDetails != 0 {
+			b = binary.AppendUvarint(b, uint64(len(e.Details)))
+			b = append(b, e.Details...)
+		}
+		switch {
+		case flags&flagPrevLinked != 0:
+		case flags&flagPrevRaw != 0:
+			b = appendRawHash(b, e.PrevHash)
+		default:
+			b = appendStr(b, e.PrevHash)
+		}
+		if flags&flagHashRaw != 0 {
+			b = appendRawHash(b, e.Hash)
+		} else {
+			b = appendStr(b, e.Hash)
+		}
+		prev = *e
 	}
 	return b
 }
 
-func appendEvent(b []byte, e *airlock.Event) []byte {
-	var flags byte
-	if !e.Time.IsZero() {
-		flags |= flagTime
+// isHexHash reports whether h is 64 lower-case hex digits.
+func isHexHash(h string) bool {
+	if len(h) != hashLen {
+		return false
 	}
-	if e.Details != nil {
-		flags |= flagDetails
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
 	}
-	b = append(b, flags)
-	b = binary.AppendVarint(b, e.Seq)
-	if flags&flagTime != 0 {
-		b = binary.AppendVarint(b, e.Time.UnixMicro())
-	}
-	for _, s := range [...]string{e.Actor.ID, e.Actor.Name, e.Action, e.Resource, e.RequestID, e.GrantID, e.SessionID, e.SourceAddr, e.Outcome} {
-		b = appendStr(b, s)
-	}
-	if flags&flagDetails != 0 {
-		b = binary.AppendUvarint(b, uint64(len(e.Details)))
-		b = append(b, e.Details...)
-	}
-	b = appendStr(b, e.PrevHash)
-	return appendStr(b, e.Hash)
+	return true
+}
+
+func appendRawHash(b []byte, h string) []byte {
+	var raw [hashLen / 2]byte
+	hex.Decode(raw[:], []byte(h))
+	return append(b, raw[:]...)
 }
 
 func appendStr(b []byte, s string) []byte {
@@ -92,42 +161,79 @@ func Decode(dst []airlock.Event, data []byte) (out []airlock.Event, err error) {
 	if d.err != nil || count > uint64(len(data)-d.p)/minEventLen {
 		return dst, fmt.Errorf("%w: bad event count", ErrCorrupt)
 	}
+	// Hashes stored raw are expanded to hex into one arena; each hash is
+	// its own region of it, written once before it is viewed as a string.
+	var arena []byte
+	var prev airlock.Event
+	var prevSeq, prevMicro int64
 	for range count {
 		var e airlock.Event
-		flags := d.byte()
-		if flags&^(flagTime|flagDetails) != 0 {
+		flags := d.uvarint()
+		if flags&^flagsKnown != 0 || (flags&flagPrevLinked != 0 && flags&flagPrevRaw != 0) {
 			d.fail("unknown flags")
 		}
-		e.Seq = d.varint()
+		prevSeq += d.varint()
+		e.Seq = prevSeq
 		if flags&flagTime != 0 {
-			e.Time = time.UnixMicro(d.varint()).UTC()
+			prevMicro += d.varint()
+			e.Time = time.UnixMicro(prevMicro).UTC()
 		}
-		e.Actor.ID = d.str()
-		e.Actor.Name = d.str()
-		e.Action = d.str()
-		e.Resource = d.str()
-		e.RequestID = d.str()
-		e.GrantID = d.str()
-		e.SessionID = d.str()
-		e.SourceAddr = d.str()
-		e.Outcome = d.str()
+		cur, old := stringFields(&e), stringFields(&prev)
+		for k := range cur {
+			if flags&(flagSame<<k) != 0 {
+				*cur[k] = *old[k]
+			} else {
+				*cur[k] = d.str()
+			}
+		}
 		if flags&flagDetails != 0 {
 			from, to := d.span()
 			if d.err == nil {
 				e.Details = json.RawMessage(buf[from:to:to])
 			}
 		}
-		e.PrevHash = d.str()
-		e.Hash = d.str()
+		switch {
+		case flags&flagPrevLinked != 0:
+			e.PrevHash = prev.Hash
+		case flags&flagPrevRaw != 0:
+			e.PrevHash, arena = d.rawHash(arena, int(count))
+		default:
+			e.PrevHash = d.str()
+		}
+		if flags&flagHashRaw != 0 {
+			e.Hash, arena = d.rawHash(arena, int(count))
+		} else {
+			e.Hash = d.str()
+		}
 		if d.err != nil {
 			return dst, fmt.Errorf("%w: event %d: %s", ErrCorrupt, len(dst)-n0, d.err)
 		}
 		dst = append(dst, e)
+		prev = e
 	}
 	if d.p != len(d.s) {
 		return dst, fmt.Errorf("%w: %d bytes after the last event", ErrCorrupt, len(d.s)-d.p)
 	}
 	return dst, nil
+}
+
+// rawHash reads a 32-byte hash and returns it as hex, expanded into arena
+// (allocated for count events' hashes on first use).
+func (d *decoder) rawHash(arena []byte, count int) (string, []byte) {
+	if d.err != nil || len(d.s)-d.p < hashLen/2 {
+		d.fail("truncated hash")
+		return "", arena
+	}
+	if arena == nil {
+		arena = make([]byte, 0, 2*hashLen*count)
+	}
+	if cap(arena)-len(arena) < hashLen {
+		arena = make([]byte, 0, 2*hashLen*count) // regions already handed out stay valid
+	}
+	start := len(arena)
+	arena = hex.AppendEncode(arena, []byte(d.s[d.p:d.p+hashLen/2]))
+	d.p += hashLen / 2
+	return unsafe.String(&arena[start], hashLen), arena
 }
 
 // decoder reads fields from a block; the first failure sticks in err and

@@ -37,6 +37,11 @@ func TestRoundTrip(t *testing.T) {
 	evs[3].Details = json.RawMessage{}
 	evs[4].Actor.Name = "zoë \u2028"
 	evs[4].Seq = -7
+	// Hashes that are not lower-case hex are kept as text; a PrevHash that
+	// does not link to the event before is stored.
+	evs[2].Hash = strings.Repeat("A", 64)
+	evs[3].PrevHash = strings.Repeat("0", 64)
+	evs[4].PrevHash = "short"
 	data := Append(nil, evs)
 	got, err := Decode(nil, data)
 	if err != nil {
@@ -123,6 +128,7 @@ func BenchmarkAppend(b *testing.B) {
 		buf = Append(buf[:0], evs)
 	}
 	b.ReportMetric(float64(b.N*len(evs))/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(len(buf))/float64(len(evs)), "bytes/event")
 }
 
 func BenchmarkDecode(b *testing.B) {
