@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/airlockhq/airlock"
@@ -52,6 +53,9 @@ func cleanString(s string) string {
 	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }
 
+// compactBufs recycles the buffers prepare compacts details into.
+var compactBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 // prepare validates e and returns it normalised for appending: strings
 // cleaned, Details compacted, Seq/Time/PrevHash/Hash cleared.
 func prepare(e airlock.Event) (airlock.Event, error) {
@@ -67,17 +71,21 @@ func prepare(e airlock.Event) (airlock.Event, error) {
 		if len(e.Details) > MaxDetailsLen {
 			return e, airlock.Errorf(airlock.ETOOLARGE, "audit: details of %s are %d bytes, over the %d limit", e.Action, len(e.Details), MaxDetailsLen)
 		}
-		var buf bytes.Buffer
-		buf.Grow(len(e.Details))
-		if err := json.Compact(&buf, e.Details); err != nil {
+		buf := compactBufs.Get().(*bytes.Buffer)
+		defer compactBufs.Put(buf)
+		buf.Reset()
+		if err := json.Compact(buf, e.Details); err != nil {
 			return e, airlock.WrapError(airlock.EINVALID, "audit: details of "+e.Action+" are not valid JSON", err)
 		}
 		d := buf.Bytes()
 		if d[0] != '{' {
 			return e, airlock.Errorf(airlock.EINVALID, "audit: details of %s must be a JSON object", e.Action)
 		}
-		if d2 := cleanString(string(d)); len(d2) != len(d) || d2 != string(d) {
-			d = []byte(d2)
+		// Always a copy: the caller may reuse its buffer once Submit returns.
+		if !utf8.Valid(d) || bytes.IndexByte(d, 0) >= 0 {
+			d = []byte(cleanString(string(d)))
+		} else {
+			d = bytes.Clone(d)
 		}
 		e.Details = d
 	} else {
