@@ -571,3 +571,22 @@ func TestLingerGroupsCommits(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
+
+// TestSubmitCopiesDetails: a caller that reuses its details buffer right
+// after Submit (as a gateway may) cannot change the queued event.
+func TestSubmitCopiesDetails(t *testing.T) {
+	store := &memStore{}
+	l := openLog(t, store, Options{Linger: 20 * time.Millisecond})
+	buf := []byte(`{"text":"SELECT 1"}`)
+	e := sampleEvent(1)
+	e.Details = buf
+	r := l.Submit(e)
+	copy(buf, `{"text":"DROP  1"}`)
+	if _, err := r.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := store.ListEvents(t.Context(), airlock.EventFilter{})
+	if err != nil || len(evs) != 1 || string(evs[0].Details) != `{"text":"SELECT 1"}` {
+		t.Fatalf("stored = %v, %v", evs, err)
+	}
+}
