@@ -63,7 +63,9 @@ type Gateway struct {
 	pending   map[net.Conn]struct{} // connections still in the handshake
 	sessions  map[string]*session   // live sessions by ID
 	byPID     map[uint32]*session   // live sessions by client-facing pid
-	wg        sync.WaitGroup
+
+	scram scramCache // upstream SCRAM keys
+	wg    sync.WaitGroup
 }
 
 // New validates cfg and returns a Gateway.
@@ -432,7 +434,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		}
 	}()
 
-	up, upReader, err := g.connectUpstream(ctx, t, params)
+	up, err := g.connectUpstream(ctx, t, params)
 	if err != nil {
 		g.m.refused("upstream")
 		g.log.Warn("pgproxy: upstream connect failed", "session", s.id, "resource", t.Resource, "err", err)
@@ -440,10 +442,10 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		writeFatal(cc, codeConnFailure, msgUpstreamError)
 		return nil, nil
 	}
-	s.attachUpstream(up, upReader)
+	s.attachUpstream(up)
 	if g.cfg.Sessions != nil {
 		if err := g.cfg.Sessions.CreateSession(ctx, &s.info); err != nil {
-			up.Conn.Close()
+			up.conn.Close()
 			g.log.Error("pgproxy: record session", "session", s.id, "err", err)
 			writeFatal(cc, codeConnFailure, "airlock: cannot record the session; try again later")
 			return nil, nil
@@ -453,11 +455,11 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 
 	out = append(out[:0], authDone...)
 	out, _ = (&pgproto3.AuthenticationOk{}).Encode(out)
-	for _, k := range sortedKeys(up.ParameterStatuses) {
-		out, _ = (&pgproto3.ParameterStatus{Name: k, Value: up.ParameterStatuses[k]}).Encode(out)
+	for _, k := range sortedKeys(up.params) {
+		out, _ = (&pgproto3.ParameterStatus{Name: k, Value: up.params[k]}).Encode(out)
 	}
 	out, _ = (&pgproto3.BackendKeyData{ProcessID: s.clientPID, SecretKey: s.clientSecret[:]}).Encode(out)
-	out, _ = (&pgproto3.ReadyForQuery{TxStatus: up.TxStatus}).Encode(out)
+	out, _ = (&pgproto3.ReadyForQuery{TxStatus: up.txStatus}).Encode(out)
 	if _, err := s.cw.Write(out); err != nil {
 		s.kill("client_closed", "", "")
 	}
@@ -525,16 +527,51 @@ func (g *Gateway) auditRefusal(s *session, reason string) {
 	g.cfg.Audit.Submit(e)
 }
 
+// upstreamParams are the StartupMessage parameters of the upstream
+// connection: the client's run-time parameters, the brokered user and
+// database, and read-only mode for read-only targets.
+func upstreamParams(t *Target, params map[string]string) map[string]string {
+	p := make(map[string]string, len(params)+3)
+	for k, v := range params {
+		switch k {
+		case "user", "database", "options", "replication":
+		default:
+			p[k] = v
+		}
+	}
+	if t.ReadOnly {
+		p["default_transaction_read_only"] = "on"
+	}
+	return p
+}
+
 // connectUpstream opens the upstream connection with the brokered
-// credential and hands back the raw connection.
-func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[string]string) (*pgconn.HijackedConn, io.Reader, error) {
+// credential: itself for plaintext upstreams with an ASCII password
+// (caching SCRAM keys), through pgconn otherwise.
+func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[string]string) (*upstream, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if pw := t.UpstreamPassword.Reveal(); t.UpstreamTLS == nil && plainPassword(pw) {
+		p := upstreamParams(t, params)
+		p["user"] = t.UpstreamUser
+		if t.UpstreamDatabase != "" {
+			p["database"] = t.UpstreamDatabase
+		}
+		return g.dialPlain(ctx, t.UpstreamAddr, pw, p)
+	}
+	return g.connectPgconn(ctx, t, params)
+}
+
+// connectPgconn opens the upstream connection through pgconn and hands
+// back the raw connection.
+func (g *Gateway) connectPgconn(ctx context.Context, t *Target, params map[string]string) (*upstream, error) {
 	host, portStr, err := net.SplitHostPort(t.UpstreamAddr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("upstream address: %w", err)
+		return nil, fmt.Errorf("upstream address: %w", err)
 	}
 	var port uint16
 	if _, err := fmt.Sscanf(portStr, "%d", &port); err != nil {
-		return nil, nil, fmt.Errorf("upstream port: %w", err)
+		return nil, fmt.Errorf("upstream port: %w", err)
 	}
 	c := g.base.Copy()
 	c.Host, c.Port = host, port
@@ -550,17 +587,7 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 	}
 	c.Fallbacks = nil
 	c.ConnectTimeout = 15 * time.Second
-	c.RuntimeParams = map[string]string{}
-	for k, v := range params {
-		switch k {
-		case "user", "database", "options", "replication":
-		default:
-			c.RuntimeParams[k] = v
-		}
-	}
-	if t.ReadOnly {
-		c.RuntimeParams["default_transaction_read_only"] = "on"
-	}
+	c.RuntimeParams = upstreamParams(t, params)
 	// pgconn reads through a background reader that may still have one
 	// Read pending on the socket after the handshake (it starts when a
 	// write is slow). Reading through that same reader afterwards keeps
@@ -572,17 +599,18 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 	}
 	pc, err := pgconn.ConnectConfig(ctx, c)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)
-		return nil, nil, err
+		return nil, err
 	}
 	if reader == nil {
 		reader = hc.Conn
 	}
-	return hc, reader, nil
+	return &upstream{conn: hc.Conn, r: bufio.NewReaderSize(reader, readBufSize), pid: hc.PID, secret: hc.SecretKey,
+		params: hc.ParameterStatuses, txStatus: hc.TxStatus}, nil
 }
 
 // cancel forwards a client's CancelRequest to the upstream backend of the

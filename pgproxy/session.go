@@ -9,15 +9,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/secrets"
@@ -136,16 +133,16 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 	return s
 }
 
-// attachUpstream takes over the hijacked upstream connection.
-func (s *session) attachUpstream(hc *pgconn.HijackedConn, r io.Reader) {
+// attachUpstream takes over the logged-in upstream connection.
+func (s *session) attachUpstream(up *upstream) {
 	s.mu.Lock()
-	s.upstream = hc.Conn
-	s.upPID, s.upSecret = hc.PID, hc.SecretKey
+	s.upstream = up.conn
+	s.upPID, s.upSecret = up.pid, up.secret
 	s.mu.Unlock()
-	s.ur = bufio.NewReaderSize(r, readBufSize)
-	s.uw = bufio.NewWriterSize(hc.Conn, writeBufSize)
+	s.ur = up.r
+	s.uw = bufio.NewWriterSize(up.conn, writeBufSize)
 	s.c2sPipe = pipe{r: s.cr, w: s.uw, from: s.client, killed: s.killedFlag.Load, onBlock: s.touch}
-	s.s2cPipe = pipe{r: s.ur, w: s.cw, from: hc.Conn, retryOnKill: true, killed: s.killedFlag.Load, onBlock: s.touch}
+	s.s2cPipe = pipe{r: s.ur, w: s.cw, from: up.conn, retryOnKill: true, killed: s.killedFlag.Load, onBlock: s.touch}
 	if s.killedFlag.Load() {
 		s.interrupt()
 	}
