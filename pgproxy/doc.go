@@ -33,9 +33,14 @@
 //
 // # Upstream
 //
-// pgconn connects (SCRAM-SHA-256, MD5 or trust, TLS when
-// Target.UpstreamTLS is set, without plaintext fallback) and is then
-// hijacked: the gateway relays raw bytes. Client startup parameters pass
+// Upstreams with TLS (Target.UpstreamTLS, no plaintext fallback) or with
+// a password that is not printable ASCII are opened by pgconn (SCRAM-SHA-256
+// with channel binding, MD5 or trust), which is then hijacked. Other
+// upstreams are logged in by the gateway itself (SCRAM-SHA-256 with the
+// server signature checked, MD5, cleartext or trust), which derives the
+// SCRAM keys of a credential once and caches them (bounded, in memory), so a
+// new session costs no PBKDF2. Either way the gateway then relays raw bytes.
+// Client startup parameters pass
 // through except user, database, options and replication (replication is
 // refused). Target.ReadOnly adds default_transaction_read_only=on; that
 // is a second layer only — the upstream role's privileges are the
