@@ -219,7 +219,7 @@ func (g *Gateway) login(conn net.Conn, password string, params map[string]string
 			up.secret = bytes.Clone(body[4:])
 		case 'N', 'v': // notice; NegotiateProtocolVersion (3.0 is what we asked for)
 		case 'Z':
-			if len(body) != 1 || up.secret == nil {
+			if len(body) != 1 {
 				return nil, errProtocol
 			}
 			up.txStatus = body[0]

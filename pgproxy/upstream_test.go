@@ -213,8 +213,11 @@ func FuzzUpstreamLogin(f *testing.F) {
 		go func() { _, _ = sc.Write(data); sc.Close() }()
 		_ = cc.SetDeadline(time.Now().Add(5 * time.Second))
 		up, err := g.login(cc, "pw", map[string]string{"user": "u"})
-		if err == nil && (up == nil || up.secret == nil) {
-			t.Fatal("login succeeded without BackendKeyData")
+		if (err == nil) != (up != nil) {
+			t.Fatalf("login returned %v and %v", up, err)
+		}
+		if up != nil && !bytes.Contains(data, []byte{'Z', 0, 0, 0, 5}) {
+			t.Fatal("login succeeded without ReadyForQuery")
 		}
 	})
 }
