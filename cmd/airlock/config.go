@@ -75,7 +75,7 @@ func defaultServerConfig() serverConfig {
 		LockoutDuration:    15 * time.Minute,
 		CheckpointEvery:    1000,
 		CheckpointInterval: 10 * time.Second,
-		AuditLinger:        2 * time.Millisecond,
+		AuditLinger:        0,
 		SweepInterval:      time.Second,
 		OIDCGroupsClaim:    "groups",
 	}
@@ -117,7 +117,7 @@ func (c *serverConfig) keys() []configKey {
 		{"oidc-admin-group", "IdP group whose members become Airlock admins (empty: the IdP never grants admins)", &c.OIDCAdminGroup},
 		{"audit-checkpoint-every", "sign an audit checkpoint every N events", &c.CheckpointEvery},
 		{"audit-checkpoint-interval", "…or every interval when events arrived", &c.CheckpointInterval},
-		{"audit-linger", "how long the audit writer lets a small batch grow before committing (group commit)", &c.AuditLinger},
+		{"audit-linger", "fixed time the audit writer lets a small batch grow before committing (0: adaptive group commit)", &c.AuditLinger},
 		{"grant-sweep-interval", "how often expired grants are recorded and their sessions cut", &c.SweepInterval},
 	}
 }

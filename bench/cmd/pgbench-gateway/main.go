@@ -153,5 +153,5 @@ func auditLinger() time.Duration {
 			return d
 		}
 	}
-	return 2 * time.Millisecond
+	return 0 // the server default: adaptive group commit
 }
