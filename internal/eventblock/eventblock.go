@@ -251,16 +251,6 @@ func (d *decoder) fail(what string) {
 	d.p = len(d.s)
 }
 
-func (d *decoder) byte() byte {
-	if d.err != nil || d.p >= len(d.s) {
-		d.fail("truncated")
-		return 0
-	}
-	c := d.s[d.p]
-	d.p++
-	return c
-}
-
 func (d *decoder) uvarint() uint64 {
 	if d.err != nil {
 		return 0
