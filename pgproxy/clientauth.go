@@ -51,8 +51,8 @@ func (g *Gateway) scramAuthenticate(ctx context.Context, cc *clientConn, sa SCRA
 	if _, err := cc.Write(out); err != nil {
 		return nil, nil, err
 	}
-	max := min(MaxStartupMessageSize, auth.MaxSCRAMMessage+64)
-	typ, body, err := readTyped(cc.r, max)
+	limit := min(MaxStartupMessageSize, auth.MaxSCRAMMessage+64)
+	typ, body, err := readTyped(cc.r, limit)
 	if err != nil || typ != 'p' {
 		if err == nil {
 			writeFatal(cc, codeProtocol, "airlock: expected a SASLInitialResponse message")
@@ -74,7 +74,7 @@ func (g *Gateway) scramAuthenticate(ctx context.Context, cc *clientConn, sa SCRA
 	if _, err := cc.Write(out); err != nil {
 		return nil, nil, err
 	}
-	typ, body, err = readTyped(cc.r, max)
+	typ, body, err = readTyped(cc.r, limit)
 	if err != nil || typ != 'p' {
 		if err == nil {
 			writeFatal(cc, codeProtocol, "airlock: expected a SASLResponse message")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/eventblock"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -31,14 +32,10 @@ func moveEventsToBlocks(ctx context.Context, tx pgx.Tx) error {
 		}
 		after = evs[len(evs)-1].Seq
 		var b pgx.Batch
-		for start := 0; start < len(evs); {
-			end := start + 1
-			for end < len(evs) && evs[end].Seq == evs[end-1].Seq+1 {
-				end++
-			}
-			queueBlocks(&b, evs[start:end])
-			start = end
-		}
+		eventblock.Runs(evs, func(run []airlock.Event) error {
+			queueBlocks(&b, run)
+			return nil
+		})
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/eventblock"
 )
 
 // goMigrations are steps that run in Go right after the SQL migration of
@@ -40,15 +41,10 @@ func moveEventsToBlocks(ctx context.Context, tx *sql.Tx) error {
 			break
 		}
 		after = evs[len(evs)-1].Seq
-		for start := 0; start < len(evs); {
-			end := start + 1
-			for end < len(evs) && evs[end].Seq == evs[end-1].Seq+1 {
-				end++
-			}
-			if err := insertBlocks(ctx, insBlock, insKey, evs[start:end]); err != nil {
-				return err
-			}
-			start = end
+		if err := eventblock.Runs(evs, func(run []airlock.Event) error {
+			return insertBlocks(ctx, insBlock, insKey, run)
+		}); err != nil {
+			return err
 		}
 	}
 	_, err = tx.ExecContext(ctx, `DROP TABLE events`)

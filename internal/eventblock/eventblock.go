@@ -311,6 +311,23 @@ func uvarintString(s string) (uint64, int) {
 	return 0, 0
 }
 
+// Runs calls fn for each maximal run of consecutive seqs in evs (sorted
+// by seq), so that a gap — in a damaged log being moved into blocks — starts
+// a new block and verify still sees it where it is.
+func Runs(evs []airlock.Event, fn func(run []airlock.Event) error) error {
+	for start := 0; start < len(evs); {
+		end := start + 1
+		for end < len(evs) && evs[end].Seq == evs[end-1].Seq+1 {
+			end++
+		}
+		if err := fn(evs[start:end]); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
 // Summary is what a store keeps beside a block to find it without
 // decoding it.
 type Summary struct {
