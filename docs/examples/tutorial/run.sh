@@ -5,12 +5,13 @@ set -euxo pipefail
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 T=$(mktemp -d); cd $T; chown postgres $T
 export PATH=/usr/lib/postgresql/15/bin:$PATH
+A=${AIRLOCK:-$REPO/airlock}
+[ -x "$A" ] || { echo "build first: go build -o airlock ./cmd/airlock" >&2; exit 1; }
 # 1. a stand-in production database
 runuser -u postgres -- initdb -D $T/pg -A trust -U postgres >/dev/null
 runuser -u postgres -- pg_ctl -D $T/pg -o "-p 5544 -k $T -c listen_addresses=127.0.0.1" -l $T/pg.log start >/dev/null
 psql -h 127.0.0.1 -p 5544 -U postgres -c "CREATE ROLE app_ro LOGIN PASSWORD 'ro-secret'" -c "CREATE DATABASE app" >/dev/null
 psql -h 127.0.0.1 -p 5544 -U postgres -d app -c "CREATE TABLE orders(id int, total numeric); INSERT INTO orders VALUES (1, 9.99); GRANT SELECT ON orders TO app_ro" >/dev/null
-A=${AIRLOCK:-$REPO/airlock}
 $A server --http-addr 127.0.0.1:17090 --pg-addr 127.0.0.1:17432 --ssh-addr "" > server.log 2>&1 &
 SRV=$!; trap "kill $SRV; runuser -u postgres -- pg_ctl -D $T/pg stop -m fast >/dev/null" EXIT
 sleep 2
