@@ -35,6 +35,13 @@ type Options struct {
 	// the queue to reach the size of the batch it just wrote — the writers
 	// that batch released coming back with their next event.
 	Linger time.Duration
+	// MaxDelay, when positive, lets events from Submit wait in the queue
+	// up to MaxDelay for company before the writer commits them, so that
+	// a steady stream (a gateway's statements) costs one commit per
+	// MaxDelay instead of one per few events. Nobody waits longer for it:
+	// Append, Flush, a half-full batch (MaxBatch/2) and Close commit the
+	// queue at once. 0 commits as soon as the writer is free.
+	MaxDelay time.Duration
 	// MaxQueue is the most events waiting to be written; Submit and Append
 	// block while the queue is full (default 64 × MaxBatch).
 	MaxQueue int
@@ -71,6 +78,8 @@ type Log struct {
 	spare   []*Receipt
 	closing bool
 	health  error
+	urgent  bool      // someone waits: commit the queue without MaxDelay
+	firstAt time.Time // when the queue last became non-empty
 
 	wake    chan struct{} // cap 1: there is work
 	stopped chan struct{} // closed when the writer has exited
@@ -208,7 +217,7 @@ func (l *Log) Record(ctx context.Context, e airlock.Event) (int64, error) { retu
 // stored), EUNAVAILABLE when the store write failed or the log is closed,
 // or ctx's error (the event may then still become durable).
 func (l *Log) Append(ctx context.Context, e airlock.Event) (int64, error) {
-	return l.Submit(e).Wait(ctx)
+	return l.submit(e, true).Wait(ctx)
 }
 
 // Submit validates and enqueues e without waiting for it to be durable; the
@@ -219,7 +228,33 @@ func (l *Log) Append(ctx context.Context, e airlock.Event) (int64, error) {
 // success, failure, denied; Details empty or a JSON object (it is stored
 // compacted). Strings are stored with invalid UTF-8 and NUL replaced by
 // U+FFFD. e.Time, Seq, PrevHash and Hash are ignored: the log assigns them.
-func (l *Log) Submit(e airlock.Event) *Receipt {
+//
+// With Options.MaxDelay the event may wait up to MaxDelay before its
+// commit starts; call Flush when something waits for the receipt.
+func (l *Log) Submit(e airlock.Event) *Receipt { return l.submit(e, false) }
+
+// Flush asks the writer to commit everything queued now instead of after
+// Options.MaxDelay. It does not wait; the receipts report completion.
+func (l *Log) Flush() {
+	l.mu.Lock()
+	kick := len(l.queue) > 0 && !l.urgent
+	if kick {
+		l.urgent = true
+	}
+	l.mu.Unlock()
+	if kick {
+		l.kick()
+	}
+}
+
+func (l *Log) kick() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Log) submit(e airlock.Event, urgent bool) *Receipt {
 	e, err := prepare(e)
 	if err != nil {
 		return failed(err)
@@ -237,10 +272,19 @@ func (l *Log) Submit(e airlock.Event) *Receipt {
 	// order within one process.
 	r.ev.Time = eventTime(l.opts.Now())
 	l.queue = append(l.queue, r)
+	n := len(l.queue)
+	// Without MaxDelay every event wakes the writer. With it, only the
+	// first (to start the delay), a half-full batch, or urgency do.
+	kick := l.opts.MaxDelay <= 0 || n == 1 || n == l.opts.MaxBatch/2 || (urgent && !l.urgent)
+	if n == 1 {
+		l.firstAt = time.Now()
+	}
+	if urgent {
+		l.urgent = true
+	}
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
+	if kick {
+		l.kick()
 	}
 	return r
 }
@@ -265,10 +309,7 @@ func (l *Log) Close(ctx context.Context) error {
 	l.closing = true
 	l.space.Broadcast()
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
+	l.kick()
 	select {
 	case <-l.stopped:
 		l.cancel()
@@ -298,6 +339,9 @@ func (l *Log) take() (batch []*Receipt, closing bool) {
 		rest := copy(l.queue, l.queue[l.opts.MaxBatch:])
 		clear(l.queue[rest:])
 		l.queue = l.queue[:rest]
+	}
+	if len(l.queue) == 0 {
+		l.urgent = false
 	}
 	l.space.Broadcast()
 	return batch, l.closing
@@ -355,15 +399,50 @@ func (l *Log) gather(target int) {
 	}
 }
 
+// delay waits, with Options.MaxDelay, until the queue is due: nobody
+// waits for it yet, it is below half a batch, and its oldest event has
+// waited less than MaxDelay. It reports whether the queue is urgent.
+func (l *Log) delay() (urgent bool) {
+	for {
+		l.mu.Lock()
+		n, urgent, closing, first := len(l.queue), l.urgent, l.closing, l.firstAt
+		l.mu.Unlock()
+		if n == 0 || urgent || closing || n >= l.opts.MaxBatch/2 {
+			return urgent
+		}
+		wait := time.Until(first.Add(l.opts.MaxDelay))
+		if wait <= 0 {
+			return false
+		}
+		l.gatherT.Reset(wait)
+		select {
+		case <-l.wake:
+			l.gatherT.Stop()
+		case <-l.gatherT.C:
+			return false
+		case <-l.ctx.Done():
+			l.gatherT.Stop()
+			return false
+		}
+	}
+}
+
 func (l *Log) run() {
 	defer close(l.stopped)
 	ticker := time.NewTicker(l.opts.CheckpointInterval)
 	defer ticker.Stop()
 	l.gatherT = time.NewTimer(time.Hour)
 	l.gatherT.Stop()
-	last := 0 // size of the last batch written
+	last := 0       // size of the last batch written
+	lastUrgent := 0 // size of the last batch someone waited for
 	for {
-		if l.opts.Linger <= 0 {
+		if l.opts.MaxDelay > 0 {
+			// Someone waits: gather the writers a commit released, as
+			// without MaxDelay, but only for a batch of urgent size.
+			if l.delay() && l.opts.Linger <= 0 {
+				l.gather(lastUrgent)
+			}
+		} else if l.opts.Linger <= 0 {
 			l.gather(last)
 		} else {
 			// Let a small queue grow for a moment: fewer, larger commits
@@ -375,8 +454,14 @@ func (l *Log) run() {
 				time.Sleep(l.opts.Linger)
 			}
 		}
+		l.mu.Lock()
+		urgent := l.urgent
+		l.mu.Unlock()
 		batch, closing := l.take()
 		last = len(batch)
+		if urgent {
+			lastUrgent = len(batch)
+		}
 		if len(batch) > 0 {
 			l.write(batch)
 			l.recycle(batch)

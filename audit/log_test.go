@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -589,4 +590,79 @@ func TestSubmitCopiesDetails(t *testing.T) {
 	if err != nil || len(evs) != 1 || string(evs[0].Details) != `{"text":"SELECT 1"}` {
 		t.Fatalf("stored = %v, %v", evs, err)
 	}
+}
+
+// waitReceipts waits (bounded, for failure reporting only) for every
+// receipt to complete successfully.
+func waitReceipts(t *testing.T, rs []*Receipt) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, r := range rs {
+		if _, err := r.Wait(ctx); err != nil {
+			t.Fatalf("receipt %d: %v", i, err)
+		}
+	}
+}
+
+// TestMaxDelay pins when held events are committed: not before MaxDelay
+// on their own, but at once on Flush, Append, a half-full batch or Close,
+// and after MaxDelay without any of those.
+func TestMaxDelay(t *testing.T) {
+	submit := func(l *Log, n int) []*Receipt {
+		var rs []*Receipt
+		for i := range n {
+			rs = append(rs, l.Submit(sampleEvent(i)))
+		}
+		return rs
+	}
+	t.Run("flush", func(t *testing.T) {
+		var commits atomic.Int32
+		store := &memStore{onAppend: func() { commits.Add(1) }}
+		l := openLog(t, store, Options{MaxDelay: time.Hour})
+		rs := submit(l, 10)
+		for i, r := range rs {
+			if r.Seq() != 0 {
+				t.Fatalf("receipt %d committed before Flush or MaxDelay", i)
+			}
+		}
+		l.Flush()
+		waitReceipts(t, rs)
+		if n := commits.Load(); n != 1 {
+			t.Fatalf("%d commits for 10 held events and one Flush, want 1", n)
+		}
+	})
+	t.Run("append", func(t *testing.T) {
+		l := openLog(t, &memStore{}, Options{MaxDelay: time.Hour})
+		rs := submit(l, 5)
+		seq, err := l.Append(t.Context(), sampleEvent(99))
+		if err != nil || seq != 6 {
+			t.Fatalf("append: %d %v", seq, err)
+		}
+		waitReceipts(t, rs)
+	})
+	t.Run("half batch", func(t *testing.T) {
+		l := openLog(t, &memStore{}, Options{MaxDelay: time.Hour, MaxBatch: 8})
+		waitReceipts(t, submit(l, 4))
+	})
+	t.Run("delay", func(t *testing.T) {
+		l := openLog(t, &memStore{}, Options{MaxDelay: time.Millisecond})
+		waitReceipts(t, submit(l, 3))
+	})
+	t.Run("close", func(t *testing.T) {
+		store := &memStore{}
+		l, err := Open(t.Context(), store, Options{Signer: testKey, Logger: quietLogger(), MaxDelay: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := submit(l, 7)
+		if err := l.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		waitReceipts(t, rs)
+		rep, err := Verify(t.Context(), store, testPub())
+		if err != nil || !rep.OK || rep.Events != 7 {
+			t.Fatalf("verify: %+v %v", rep, err)
+		}
+	})
 }

@@ -51,6 +51,7 @@ type serverConfig struct {
 	CheckpointEvery    int           `yaml:"audit_checkpoint_every"`
 	CheckpointInterval time.Duration `yaml:"audit_checkpoint_interval"`
 	AuditLinger        time.Duration `yaml:"audit_linger"`
+	AuditMaxDelay      time.Duration `yaml:"audit_max_delay"`
 	SweepInterval      time.Duration `yaml:"grant_sweep_interval"`
 
 	// now is the server clock; tests inject a fake one (never settable
@@ -76,6 +77,7 @@ func defaultServerConfig() serverConfig {
 		CheckpointEvery:    1000,
 		CheckpointInterval: 10 * time.Second,
 		AuditLinger:        0,
+		AuditMaxDelay:      10 * time.Millisecond,
 		SweepInterval:      time.Second,
 		OIDCGroupsClaim:    "groups",
 	}
@@ -118,6 +120,7 @@ func (c *serverConfig) keys() []configKey {
 		{"audit-checkpoint-every", "sign an audit checkpoint every N events", &c.CheckpointEvery},
 		{"audit-checkpoint-interval", "…or every interval when events arrived", &c.CheckpointInterval},
 		{"audit-linger", "fixed time the audit writer lets a small batch grow before committing (0: adaptive group commit)", &c.AuditLinger},
+		{"audit-max-delay", "longest a gateway statement's audit event waits to share a commit when nothing waits for it (0: commit at once)", &c.AuditMaxDelay},
 		{"grant-sweep-interval", "how often expired grants are recorded and their sessions cut", &c.SweepInterval},
 	}
 }

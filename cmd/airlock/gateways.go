@@ -18,6 +18,7 @@ import (
 type auditSink struct{ l *audit.Log }
 
 func (a auditSink) Submit(e airlock.Event) pgproxy.Pending { return a.l.Submit(e) }
+func (a auditSink) Flush()                                 { a.l.Flush() }
 
 // pgAuthenticator validates connect tokens for the PostgreSQL gateway.
 type pgAuthenticator struct{ s *server }
