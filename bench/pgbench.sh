@@ -23,7 +23,8 @@
 # -j cap, default 2), IDLE_CONNS (default 1000, 0 = skip), TARGETS (default
 # all five), ONLY (regex: run only the tests whose name matches), AUDIT (sqlite = the real pipeline, default; count = a counting
 # sink, to separate proxy cost from audit cost), KEEP=1 keeps the temporary
-# directory.
+# directory, PROFILE=DIR writes the gateways' CPU profiles there
+# (gateway.pprof, gateway-strict.pprof; `go tool pprof -top FILE`).
 #
 # New connections (-C): every target but pgbouncer starts a PostgreSQL
 # backend per connection, which costs several ms of CPU on a small machine
@@ -111,11 +112,11 @@ wait_ready() { # file
 
 echo "== starting proxies"
 UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GW" -upstream "127.0.0.1:$PGPORT" \
-	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -data-dir "$(mkdir -p "$T/gw" && echo "$T/gw")" >"$T/gw.out" 2>"$T/gw.err" &
+	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" ${PROFILE:+-cpuprofile "$PROFILE/gateway.pprof"} -data-dir "$(mkdir -p "$T/gw" && echo "$T/gw")" >"$T/gw.out" 2>"$T/gw.err" &
 GW_PID=$!
 PIDS+=("$GW_PID")
 UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWS" -upstream "127.0.0.1:$PGPORT" \
-	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -strict -data-dir "$(mkdir -p "$T/gws" && echo "$T/gws")" >"$T/gws.out" 2>"$T/gws.err" &
+	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -strict ${PROFILE:+-cpuprofile "$PROFILE/gateway-strict.pprof"} -data-dir "$(mkdir -p "$T/gws" && echo "$T/gws")" >"$T/gws.out" 2>"$T/gws.err" &
 GWS_PID=$!
 PIDS+=("$GWS_PID")
 "$T/bin/tcprelay" -listen "127.0.0.1:$RELAY" -upstream "127.0.0.1:$PGPORT" >"$T/relay.out" 2>&1 &
@@ -167,12 +168,27 @@ if [ -n "${ONLY:-}" ]; then # keep only the tests whose name matches the regex $
 	TESTS=("${kept[@]}")
 fi
 
+# proxy_pid TARGET → the proxy's process id (none for direct).
+proxy_pid() {
+	case $1 in
+	gateway) echo "$GW_PID" ;;
+	gateway-strict) echo "$GWS_PID" ;;
+	pgbouncer) echo "$BOUNCER_PID" ;;
+	tcprelay) echo "$RELAY_PID" ;;
+	esac
+}
+# cpu_ticks PID → user+system CPU time of the process in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
 declare -A TPS
 for test in "${TESTS[@]}"; do
 	IFS=: read -r name c flags <<<"$test"
 	j=$((c < THREADS ? c : THREADS))
 	for target in $TARGETS; do
 		read -r port user pass <<<"$(conn "$target")"
+		ppid=$(proxy_pid "$target")
+		[ -n "$ppid" ] && t0=$(cpu_ticks "$ppid")
 		# shellcheck disable=SC2086
 		out=$(PGPASSWORD=$pass pgbench -n -h 127.0.0.1 -p "$port" -U "$user" -T "$DURATION" -c "$c" -j "$j" $flags bench 2>&1) || {
 			echo "pgbench failed for $target $name c=$c:" >&2
@@ -181,9 +197,16 @@ for test in "${TESTS[@]}"; do
 		}
 		tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
 		TPS["$name:$c:$target"]=$tps
+		# The proxy's own CPU time per transaction (µs): what it costs
+		# beside the database and pgbench on the same cores.
+		cpu=""
+		if [ -n "$ppid" ]; then
+			txns=$(awk '/^number of transactions actually processed: /{print $6; exit}' <<<"$out")
+			cpu=$(awk -v a="$t0" -v b="$(cpu_ticks "$ppid")" -v hz="$HZ" -v n="$txns" 'BEGIN{if (n > 0) printf "%.0f", (b-a)/hz*1e6/n}')
+		fi
 		# -C: pgbench also reports the average time to open a connection.
 		conn_ms=$(awk '/^average connection time = /{print $5; exit}' <<<"$out")
-		printf '  %-22s c=%-3s %-15s %10.1f tps%s\n' "$name" "$c" "$target" "$tps" "${conn_ms:+  (connect ${conn_ms} ms)}"
+		printf '  %-22s c=%-3s %-15s %10.1f tps%s%s\n' "$name" "$c" "$target" "$tps" "${cpu:+  proxy CPU ${cpu} µs/txn}" "${conn_ms:+  (connect ${conn_ms} ms)}"
 	done
 done
 

@@ -133,9 +133,13 @@ func (f AuthenticatorFunc) Authenticate(ctx context.Context, req AuthRequest) (*
 // AuditSink is the audit pipeline. Submit must enqueue quickly and never
 // block on durability; the returned Pending reports when the event is
 // durable (or failed). Seq, Time, PrevHash and Hash are left for the
-// pipeline to assign.
+// pipeline to assign. The pipeline may hold submitted events back for a
+// while to commit many at once (audit.Options.MaxDelay); Flush asks it to
+// commit what it holds now, without waiting. Strict sessions call Flush
+// before they hold output for receipts.
 type AuditSink interface {
 	Submit(e airlock.Event) Pending
+	Flush()
 }
 
 // Pending is the receipt of a submitted event. Done is closed when the

@@ -506,6 +506,32 @@ func TestStrictHoldsResponseUntilDurable(t *testing.T) {
 	}
 }
 
+// TestStrictFlushesHeldEvents: a pipeline that holds events back for group
+// commit (audit MaxDelay) does not hold a strict session's results for
+// that delay — the session asks it to flush — while a standard session
+// never waits for it at all.
+func TestStrictFlushesHeldEvents(t *testing.T) {
+	e := newEnv(t)
+	e.target("write-token", func(tg *Target) { tg.StrictAudit = true })
+	e.sink.mu.Lock()
+	e.sink.lazy = true
+	e.sink.mu.Unlock()
+	for _, token := range []string{"read-token", "write-token"} {
+		c := e.connect(t, token)
+		var v int
+		if err := c.QueryRow(t.Context(), "SELECT 42", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil || v != 42 {
+			t.Fatalf("%s: %d %v", token, v, err)
+		}
+		e.sink.mu.Lock()
+		flushes := e.sink.flushes
+		e.sink.mu.Unlock()
+		if strict := token == "write-token"; strict != (flushes > 0) {
+			t.Fatalf("%s: %d flushes", token, flushes)
+		}
+		c.Close(t.Context())
+	}
+}
+
 func TestUpstreamPasswordNeverLeaks(t *testing.T) {
 	e := newEnv(t)
 	c := e.connect(t, "write-token")

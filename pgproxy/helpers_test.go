@@ -48,14 +48,29 @@ func (p *heldPending) Done() <-chan struct{} { return p.done }
 func (p *heldPending) Err() error            { return p.err }
 
 // sink collects events. fail, when set, decides which receipts fail;
-// hold, when set, decides which receipts wait for Release.
+// hold, when set, decides which receipts wait for Release; lazy holds
+// every receipt until Flush, like an audit log whose MaxDelay never ends.
 type sink struct {
-	mu     sync.Mutex
-	events []airlock.Event
-	held   []*heldPending
-	fail   func(airlock.Event) bool
-	hold   func(airlock.Event) bool
-	notify chan airlock.Event
+	mu      sync.Mutex
+	events  []airlock.Event
+	held    []*heldPending
+	fail    func(airlock.Event) bool
+	hold    func(airlock.Event) bool
+	notify  chan airlock.Event
+	lazy    bool
+	lazyQ   []*heldPending
+	flushes int
+}
+
+// Flush settles the receipts held by lazy.
+func (s *sink) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushes++
+	for _, p := range s.lazyQ {
+		close(p.done)
+	}
+	s.lazyQ = nil
 }
 
 func (s *sink) Submit(e airlock.Event) Pending {
@@ -74,6 +89,11 @@ func (s *sink) Submit(e airlock.Event) Pending {
 	if s.hold != nil && s.hold(e) {
 		p := &heldPending{done: make(chan struct{})}
 		s.held = append(s.held, p)
+		return p
+	}
+	if s.lazy {
+		p := &heldPending{done: make(chan struct{})}
+		s.lazyQ = append(s.lazyQ, p)
 		return p
 	}
 	return donePending{}

@@ -63,10 +63,15 @@ type session struct {
 	killMsg    string
 
 	// Audit receipts: producers (both relay directions) count and queue
-	// each Pending under subMu; the watcher confirms them in order.
+	// each Pending under subMu; the watcher confirms them in order. The
+	// queue is bounded by the pipeline's own (Submit blocks when that is
+	// full) and the watcher wakes once per commit, not per statement:
+	// pendWake is signalled only when the queue was empty.
 	subMu       sync.Mutex
 	pendClosed  bool
-	pendCh      chan Pending
+	pend        []Pending
+	pendHead    int
+	pendWake    chan struct{}
 	submitted   atomic.Int64
 	confirmed   atomic.Int64
 	auditFailed atomic.Bool
@@ -116,7 +121,7 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 		g: g, id: airlock.NewID("ses"), t: t,
 		client: cc.Conn, cr: cc.r,
 		killedCh: make(chan struct{}),
-		pendCh:   make(chan Pending, 1024),
+		pendWake: make(chan struct{}, 1),
 		stmts:    map[string]*stmtInfo{},
 		portals:  map[string]portalInfo{},
 	}
@@ -272,8 +277,8 @@ func (s *session) finish() {
 	}{info.EndedAt.Sub(info.StartedAt).Milliseconds(), info.BytesIn, info.BytesOut, info.Statements, info.EndReason}))
 	s.subMu.Lock()
 	s.pendClosed = true
-	close(s.pendCh)
 	s.subMu.Unlock()
+	s.wakeWatcher()
 	if rec := s.g.cfg.Sessions; rec != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := rec.EndSession(ctx, &info); err != nil {
@@ -316,34 +321,68 @@ func (s *session) event(action, outcome string, details any) airlock.Event {
 func (s *session) submit(e airlock.Event) {
 	p := s.g.cfg.Audit.Submit(e)
 	s.subMu.Lock()
-	defer s.subMu.Unlock()
 	if s.pendClosed {
+		s.subMu.Unlock()
 		return
 	}
 	s.submitted.Add(1)
+	s.pend = append(s.pend, p)
+	first := len(s.pend)-s.pendHead == 1
+	s.subMu.Unlock()
+	if first {
+		s.wakeWatcher()
+	}
+}
+
+func (s *session) wakeWatcher() {
 	select {
-	case s.pendCh <- p:
+	case s.pendWake <- struct{}{}:
 	default:
-		select {
-		case s.pendCh <- p:
-		case <-s.killedCh:
-		}
 	}
 }
 
 // watch confirms receipts in order and closes the session on the first
-// failure.
+// failure. It waits for the oldest receipt, then takes every later one
+// that is also complete (one commit usually settles them all).
 func (s *session) watch() {
-	for p := range s.pendCh {
-		<-p.Done()
-		if err := p.Err(); err != nil {
-			if s.auditFailed.CompareAndSwap(false, true) {
-				s.g.log.Error("pgproxy: audit receipt failed; closing session", "session", s.id, "err", err)
-				s.kill("audit_failure", codeAdminShutdown, msgAuditFailed)
+	for {
+		s.subMu.Lock()
+		for s.pendHead == len(s.pend) {
+			if s.pendClosed {
+				s.subMu.Unlock()
+				return
 			}
-		} else {
-			s.confirmed.Add(1)
+			s.subMu.Unlock()
+			<-s.pendWake
+			s.subMu.Lock()
 		}
+		p := s.pend[s.pendHead]
+		s.subMu.Unlock()
+		<-p.Done()
+		s.subMu.Lock()
+		for s.pendHead < len(s.pend) {
+			p := s.pend[s.pendHead]
+			select {
+			case <-p.Done():
+			default:
+				goto settled
+			}
+			s.pend[s.pendHead] = nil
+			s.pendHead++
+			s.settle(p)
+		}
+	settled:
+		if s.pendHead == len(s.pend) {
+			s.pend, s.pendHead = s.pend[:0], 0
+			if cap(s.pend) > 4096 {
+				s.pend = nil
+			}
+		} else if s.pendHead > 1024 && s.pendHead > len(s.pend)/2 {
+			n := copy(s.pend, s.pend[s.pendHead:])
+			clear(s.pend[n:])
+			s.pend, s.pendHead = s.pend[:n], 0
+		}
+		s.subMu.Unlock()
 		s.waitMu.Lock()
 		if s.waitCh != nil {
 			close(s.waitCh)
@@ -353,9 +392,22 @@ func (s *session) watch() {
 	}
 }
 
+// settle records the outcome of a completed receipt.
+func (s *session) settle(p Pending) {
+	if err := p.Err(); err != nil {
+		if s.auditFailed.CompareAndSwap(false, true) {
+			s.g.log.Error("pgproxy: audit receipt failed; closing session", "session", s.id, "err", err)
+			s.kill("audit_failure", codeAdminShutdown, msgAuditFailed)
+		}
+		return
+	}
+	s.confirmed.Add(1)
+}
+
 // waitDurable blocks until every receipt submitted so far is durable.
 func (s *session) waitDurable() error {
 	target := s.submitted.Load()
+	flushed := false
 	for {
 		if s.auditFailed.Load() {
 			return errAudit
@@ -371,6 +423,10 @@ func (s *session) waitDurable() error {
 		s.waitMu.Unlock()
 		if s.confirmed.Load() >= target || s.auditFailed.Load() {
 			continue
+		}
+		if !flushed {
+			s.g.cfg.Audit.Flush()
+			flushed = true
 		}
 		select {
 		case <-ch:

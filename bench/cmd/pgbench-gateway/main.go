@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,7 +47,19 @@ func run() error {
 	strict := flag.Bool("strict", false, "strict audit: hold results until their events are durable")
 	mode := flag.String("audit", "sqlite", "audit sink: sqlite (real pipeline) or count")
 	dataDir := flag.String("data-dir", "", "directory for the SQLite store (default: a temporary directory)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	password := secrets.Secret(os.Getenv("UPSTREAM_PASSWORD"))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -78,7 +91,8 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		lg, err := audit.Open(ctx, store, audit.Options{Signer: key, Logger: logger, Linger: auditLinger()})
+		lg, err := audit.Open(ctx, store, audit.Options{Signer: key, Logger: logger, Linger: envDuration("AUDIT_LINGER", 0),
+			MaxDelay: envDuration("AUDIT_MAX_DELAY", 10*time.Millisecond)})
 		if err != nil {
 			return err
 		}
@@ -133,6 +147,7 @@ func run() error {
 type logSink struct{ l *audit.Log }
 
 func (s logSink) Submit(e airlock.Event) pgproxy.Pending { return s.l.Submit(e) }
+func (s logSink) Flush()                                 { s.l.Flush() }
 
 type countingSink struct{ n atomic.Int64 }
 
@@ -144,14 +159,16 @@ func (done) Done() <-chan struct{} { return closed }
 func (done) Err() error            { return nil }
 
 func (c *countingSink) Submit(airlock.Event) pgproxy.Pending { c.n.Add(1); return done{} }
+func (c *countingSink) Flush()                               {}
 
-// auditLinger reads AUDIT_LINGER (e.g. "2ms"), the audit writer's group
-// commit wait; the server's default is used when unset.
-func auditLinger() time.Duration {
-	if v := os.Getenv("AUDIT_LINGER"); v != "" {
+// envDuration reads an audit option from the environment (e.g.
+// AUDIT_LINGER=2ms, AUDIT_MAX_DELAY=0); def, the server's default, when
+// unset.
+func envDuration(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
 		if d, err := time.ParseDuration(v); err == nil {
 			return d
 		}
 	}
-	return 0 // the server default: adaptive group commit
+	return def
 }
