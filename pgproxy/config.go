@@ -63,7 +63,20 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// Registerer, when set, receives the gateway's Prometheus metrics.
 	Registerer prometheus.Registerer
+	// UpstreamIdle is how many idle upstream connections the gateway keeps
+	// per upstream login (address, brokered user and password, database,
+	// startup parameters) for the next session with the same login, after
+	// resetting them with DISCARD ALL (default DefaultUpstreamIdle;
+	// negative keeps none). Only connections whose client ended with
+	// Terminate while the backend was idle are kept.
+	UpstreamIdle int
+	// UpstreamIdleTimeout closes kept connections unused for this long
+	// (default 60 s).
+	UpstreamIdleTimeout time.Duration
 }
+
+// DefaultUpstreamIdle is the default of Config.UpstreamIdle.
+const DefaultUpstreamIdle = 16
 
 // AuthRequest is what a client presents at startup.
 type AuthRequest struct {

@@ -64,7 +64,8 @@ type Gateway struct {
 	sessions  map[string]*session   // live sessions by ID
 	byPID     map[uint32]*session   // live sessions by client-facing pid
 
-	scram scramCache // upstream SCRAM keys
+	scram scramCache    // upstream SCRAM keys
+	pool  *upstreamPool // idle upstream connections; nil when disabled
 	wg    sync.WaitGroup
 }
 
@@ -91,6 +92,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 30 * time.Second
 	}
+	if cfg.UpstreamIdle == 0 {
+		cfg.UpstreamIdle = DefaultUpstreamIdle
+	}
+	if cfg.UpstreamIdleTimeout <= 0 {
+		cfg.UpstreamIdleTimeout = time.Minute
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("pgproxy: register metrics: %w", err)
@@ -106,13 +113,25 @@ func New(cfg Config) (*Gateway, error) {
 	base.AfterConnect = nil
 	base.OnNotice = nil
 	base.OnNotification = nil
-	return &Gateway{
+	g := &Gateway{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, m: m, base: base,
 		listeners: map[net.Listener]struct{}{},
 		pending:   map[net.Conn]struct{}{},
 		sessions:  map[string]*session{},
 		byPID:     map[uint32]*session{},
-	}, nil
+	}
+	if cfg.UpstreamIdle > 0 {
+		g.pool = newUpstreamPool(cfg.UpstreamIdle, cfg.UpstreamIdleTimeout)
+	}
+	return g, nil
+}
+
+// IdleUpstreams returns how many upstream connections wait for reuse.
+func (g *Gateway) IdleUpstreams() int {
+	if g.pool == nil {
+		return 0
+	}
+	return g.pool.idleCount()
 }
 
 // ListenAndServe listens on Config.Addr and serves until ctx ends or
@@ -185,6 +204,9 @@ func (g *Gateway) isClosed() bool {
 // "server shutting down" message and waits for them to end or ctx to be
 // done.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	if g.pool != nil {
+		g.pool.close()
+	}
 	g.mu.Lock()
 	g.closed = true
 	for ln := range g.listeners {
@@ -557,9 +579,28 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 		if t.UpstreamDatabase != "" {
 			p["database"] = t.UpstreamDatabase
 		}
-		return g.dialPlain(ctx, t.UpstreamAddr, pw, p)
+		var key poolKey
+		if g.pool != nil {
+			key = loginKey(t.UpstreamAddr, t.UpstreamUser, pw, p)
+			if up := g.pool.get(key); up != nil {
+				up.reused = true
+				g.m.upstream("reused")
+				return up, nil
+			}
+		}
+		up, err := g.dialPlain(ctx, t.UpstreamAddr, pw, p)
+		if err != nil {
+			return nil, err
+		}
+		up.poolable, up.key = g.pool != nil, key
+		g.m.upstream("new")
+		return up, nil
 	}
-	return g.connectPgconn(ctx, t, params)
+	up, err := g.connectPgconn(ctx, t, params)
+	if err == nil {
+		g.m.upstream("new")
+	}
+	return up, err
 }
 
 // connectPgconn opens the upstream connection through pgconn and hands
@@ -628,10 +669,14 @@ func (g *Gateway) cancel(pkt []byte) {
 	}
 	s.mu.Lock()
 	upPID, upSecret := s.upPID, s.upSecret
+	if upSecret != nil {
+		s.cancels.Add(1) // the upstream is not reused until this is sent
+	}
 	s.mu.Unlock()
 	if upSecret == nil {
 		return
 	}
+	defer s.cancels.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := sendCancel(ctx, s.t, upPID, upSecret); err != nil {

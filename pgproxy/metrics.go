@@ -11,6 +11,7 @@ type metrics struct {
 	statements prometheus.Counter
 	bytes      *prometheus.CounterVec
 	conns      *prometheus.CounterVec
+	upstreams  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -30,7 +31,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.conns = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "airlock_pg_connections_total", Help: "Client connections by result.",
 	}, []string{"result"})
-	for _, c := range []prometheus.Collector{m.active, m.statements, m.bytes, m.conns} {
+	m.upstreams = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "airlock_pg_upstream_connections_total", Help: "Upstream connections sessions started on: new logins, or reused after DISCARD ALL.",
+	}, []string{"kind"})
+	for _, c := range []prometheus.Collector{m.active, m.statements, m.bytes, m.conns, m.upstreams} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -56,6 +60,12 @@ func (m *metrics) sessionEnded(in, out int64) {
 func (m *metrics) refused(result string) {
 	if m.conns != nil {
 		m.conns.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *metrics) upstream(kind string) {
+	if m.upstreams != nil {
+		m.upstreams.WithLabelValues(kind).Inc()
 	}
 }
 

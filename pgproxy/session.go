@@ -36,12 +36,20 @@ type session struct {
 	cr     *bufio.Reader
 	cw     *bufio.Writer
 
-	mu       sync.Mutex // guards upstream, upPID, upSecret during setup
+	mu       sync.Mutex // guards upstream, upPID, upSecret
 	upstream net.Conn
+	up       *upstream
 	ur       *bufio.Reader
 	uw       *bufio.Writer
 	upPID    uint32
 	upSecret []byte
+	cancels  sync.WaitGroup // CancelRequests being forwarded to upPID
+
+	// heldTerminate: the client's Terminate was not forwarded, so that the
+	// upstream connection can be reset and reused. upTx is the upstream's
+	// last ReadyForQuery status (owned by s2c).
+	heldTerminate bool
+	upTx          byte
 
 	clientPID    uint32
 	clientSecret [4]byte
@@ -141,9 +149,10 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 // attachUpstream takes over the logged-in upstream connection.
 func (s *session) attachUpstream(up *upstream) {
 	s.mu.Lock()
-	s.upstream = up.conn
+	s.upstream, s.up = up.conn, up
 	s.upPID, s.upSecret = up.pid, up.secret
 	s.mu.Unlock()
+	s.upTx = up.txStatus
 	s.ur = up.r
 	s.uw = bufio.NewWriterSize(up.conn, writeBufSize)
 	s.c2sPipe = pipe{r: s.cr, w: s.uw, from: s.client, killed: s.killedFlag.Load, onBlock: s.touch}
@@ -167,7 +176,9 @@ func (s *session) start() {
 		StrictAudit bool   `json:"strict_audit"`
 		EndsAt      string `json:"ends_at"`
 		Application string `json:"application_name,omitempty"`
-	}{s.t.Access, isTLS(s.client), s.t.ReadOnly, s.t.StrictAudit, s.t.EndsAt.UTC().Format(time.RFC3339Nano), s.app}))
+		UpstreamPID uint32 `json:"upstream_pid"`
+		Reused      bool   `json:"upstream_reused,omitempty"`
+	}{s.t.Access, isTLS(s.client), s.t.ReadOnly, s.t.StrictAudit, s.t.EndsAt.UTC().Format(time.RFC3339Nano), s.app, s.up.pid, s.up.reused}))
 	msg := expiredMsg(s.t.EndsAt)
 	s.endTimer = time.AfterFunc(s.t.EndsAt.Sub(s.g.now()), func() {
 		s.kill("grant_expired", codeAdminShutdown, msg)
@@ -254,10 +265,51 @@ func (s *session) run() {
 		}
 	}
 	s.client.Close()
-	s.upstream.Close()
-	<-c2sDone
+	<-c2sDone // the kill above interrupted it
+	s.releaseUpstream()
 	s.finish()
 }
+
+// upstreamResetTimeout bounds DISCARD ALL on a connection about to be kept.
+const upstreamResetTimeout = 5 * time.Second
+
+// reusable reports whether the upstream connection may serve another
+// session: the client ended with Terminate while the backend was idle —
+// outside a transaction, no request, COPY or reply in flight, nothing
+// unread — and the session's audit never failed.
+func (s *session) reusable() bool {
+	return s.heldTerminate && s.endReason == "client_terminated" && s.upTx == 'I' &&
+		s.qh == len(s.q) && s.copyDir == "" && !s.s2cMid && s.ur.Buffered() == 0 && s.uw.Buffered() == 0 &&
+		!s.auditFailed.Load()
+}
+
+// releaseUpstream resets the upstream connection and gives it to the pool
+// when it is reusable, and closes it otherwise.
+func (s *session) releaseUpstream() {
+	up := s.up
+	reuse := s.reusable()
+	// No CancelRequest of this session may reach the backend once another
+	// session uses it: stop forwarding them, wait for those under way.
+	s.mu.Lock()
+	s.upSecret = nil
+	s.mu.Unlock()
+	s.cancels.Wait()
+	if reuse {
+		err := reset(up, upstreamResetTimeout)
+		if err == nil {
+			up.reused = false
+			s.g.pool.put(up)
+			return
+		}
+		s.g.log.Debug("pgproxy: upstream reset failed; closing it", "session", s.id, "err", err)
+	} else if s.heldTerminate {
+		_ = up.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = up.conn.Write(terminateMsg)
+	}
+	up.conn.Close()
+}
+
+var terminateMsg = []byte{'X', 0, 0, 0, 4}
 
 // finish records the session end.
 func (s *session) finish() {
@@ -533,7 +585,15 @@ func (s *session) c2s() string {
 			}
 		case 'X':
 			s.terminated.Store(true)
-			if err := p.forward(body); err != nil {
+			if s.up.poolable && body == 0 {
+				// Hold the goodbye: run decides whether the connection
+				// is reset and kept, or closed.
+				if _, err := p.whole(total); err != nil {
+					return s.c2sErr(err)
+				}
+				p.consume(total)
+				s.heldTerminate = true
+			} else if err := p.forward(body); err != nil {
 				return s.c2sErr(err)
 			}
 			_ = p.w.Flush()
@@ -755,6 +815,13 @@ func (s *session) s2c() string {
 			}
 			continue
 		case 'Z':
+			if body == 1 {
+				b, err := p.peek(6, true)
+				if err != nil {
+					return s.s2cErr(err)
+				}
+				s.upTx = b[5]
+			}
 			s.copyDir = ""
 			s.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'E' },
 				func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' })

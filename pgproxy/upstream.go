@@ -31,6 +31,13 @@ type upstream struct {
 	secret   []byte
 	params   map[string]string // ParameterStatus values
 	txStatus byte
+
+	// poolable: the connection may go back to the gateway's pool after
+	// its session (a plaintext login the gateway made itself); key is its
+	// login; reused: it came from the pool.
+	poolable bool
+	key      poolKey
+	reused   bool
 }
 
 // Upstream connections without TLS whose password needs no SASLprep are

@@ -11,19 +11,22 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/airlockhq/airlock/pgproxy"
 )
 
 // serverConfig is airlock server's configuration. Each value comes from,
 // in order of precedence: a command-line flag, an AIRLOCK_* environment
 // variable, the YAML file given with --config, the default.
 type serverConfig struct {
-	DataDir   string `yaml:"data_dir"`
-	Store     string `yaml:"store"`
-	HTTPAddr  string `yaml:"http_addr"`
-	PGAddr    string `yaml:"pg_addr"`
-	SSHAddr   string `yaml:"ssh_addr"`
-	PublicURL string `yaml:"public_url"`
-	LogLevel  string `yaml:"log_level"`
+	DataDir        string `yaml:"data_dir"`
+	Store          string `yaml:"store"`
+	HTTPAddr       string `yaml:"http_addr"`
+	PGAddr         string `yaml:"pg_addr"`
+	PGUpstreamIdle int    `yaml:"pg_upstream_idle"`
+	SSHAddr        string `yaml:"ssh_addr"`
+	PublicURL      string `yaml:"public_url"`
+	LogLevel       string `yaml:"log_level"`
 
 	SessionIdle     time.Duration `yaml:"session_idle_timeout"`
 	SessionLifetime time.Duration `yaml:"session_lifetime"`
@@ -64,6 +67,7 @@ func defaultServerConfig() serverConfig {
 		DataDir:            "./airlock-data",
 		HTTPAddr:           "127.0.0.1:7080",
 		PGAddr:             "127.0.0.1:7432",
+		PGUpstreamIdle:     pgproxy.DefaultUpstreamIdle,
 		SSHAddr:            "127.0.0.1:7022",
 		LogLevel:           "info",
 		SessionIdle:        time.Hour,
@@ -96,6 +100,7 @@ func (c *serverConfig) keys() []configKey {
 		{"store", "store: sqlite:PATH or postgres://… (default: sqlite in the data dir)", &c.Store},
 		{"http-addr", "HTTP API, console and metrics address", &c.HTTPAddr},
 		{"pg-addr", "PostgreSQL gateway address (empty disables)", &c.PGAddr},
+		{"pg-upstream-idle", "idle upstream connections kept per upstream login for reuse after DISCARD ALL (0 keeps none)", &c.PGUpstreamIdle},
 		{"ssh-addr", "SSH gateway address (empty disables)", &c.SSHAddr},
 		{"public-url", "URL users reach the server at (links, WebAuthn origin); default http://HTTP_ADDR", &c.PublicURL},
 		{"log-level", "debug, info, warn or error", &c.LogLevel},

@@ -415,7 +415,8 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			// loopback prove the token with SCRAM-SHA-256 instead of
 			// sending it (pgAuthenticator is a SCRAMAuthenticator).
 			AllowLoopbackPlaintext: true, Auth: pgAuthenticator{s}, Audit: auditSink{al}, Sessions: store,
-			Logger: logger.With("gateway", "postgres"), Node: s.node, Registerer: reg, Now: now})
+			Logger: logger.With("gateway", "postgres"), Node: s.node, Registerer: reg, Now: now,
+			UpstreamIdle: upstreamIdle(c.PGUpstreamIdle)})
 		if err != nil {
 			return err
 		}
@@ -505,4 +506,13 @@ func newOIDC(ctx context.Context, c serverConfig, now func() time.Time) (*identi
 		return nil, fmt.Errorf("--oidc-issuer %s: %w", c.OIDCIssuer, err)
 	}
 	return o, nil
+}
+
+// upstreamIdle maps --pg-upstream-idle (0 keeps none) to
+// pgproxy.Config.UpstreamIdle (0 is the default, negative keeps none).
+func upstreamIdle(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }

@@ -20,12 +20,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/audit"
+	"github.com/airlockhq/airlock/auth"
 	"github.com/airlockhq/airlock/pgproxy"
 	"github.com/airlockhq/airlock/secrets"
 	"github.com/airlockhq/airlock/sqlite"
@@ -115,14 +117,11 @@ func run() error {
 		UpstreamAddr: *upstream, UpstreamDatabase: *db, UpstreamUser: *user, UpstreamPassword: password,
 		StrictAudit: *strict,
 	}
-	auth := pgproxy.AuthenticatorFunc(func(ctx context.Context, req pgproxy.AuthRequest) (*pgproxy.Target, error) {
-		if req.Token.Reveal() != *token { // bench only: the token never runs out
-			return nil, errors.New("wrong token")
-		}
-		t := target
-		return &t, nil
-	})
-	gw, err := pgproxy.New(pgproxy.Config{Auth: auth, Audit: sink, AllowLoopbackPlaintext: true, Logger: logger, Node: "bench"})
+	salt := auth.SCRAMSalt("usr_bench", "bench")
+	authn := &benchAuth{token: *token, target: target, salt: salt,
+		verifier: auth.NewSCRAMVerifier(*token, salt, auth.SCRAMIterations)}
+	gw, err := pgproxy.New(pgproxy.Config{Auth: authn, Audit: sink, AllowLoopbackPlaintext: true, Logger: logger, Node: "bench",
+		UpstreamIdle: upstreamIdle()})
 	if err != nil {
 		return err
 	}
@@ -140,6 +139,50 @@ func run() error {
 	<-errc
 	closeSink()
 	return nil
+}
+
+// benchAuth accepts one fixed, reusable token (bench only: it never runs
+// out), in the clear or — like the server for plaintext loopback clients —
+// as a SCRAM-SHA-256 proof against its verifier.
+type benchAuth struct {
+	token    string
+	target   pgproxy.Target
+	salt     []byte
+	verifier auth.SCRAMVerifier
+}
+
+func (a *benchAuth) Authenticate(ctx context.Context, req pgproxy.AuthRequest) (*pgproxy.Target, error) {
+	if req.Token.Reveal() != a.token {
+		return nil, errors.New("wrong token")
+	}
+	t := a.target
+	return &t, nil
+}
+
+func (a *benchAuth) SCRAMCandidates(ctx context.Context, req pgproxy.AuthRequest) (*pgproxy.SCRAMCandidates, error) {
+	return &pgproxy.SCRAMCandidates{Salt: a.salt, Iterations: auth.SCRAMIterations, Verifiers: []auth.SCRAMVerifier{a.verifier}}, nil
+}
+
+func (a *benchAuth) AuthenticateSCRAM(ctx context.Context, req pgproxy.AuthRequest, c *pgproxy.SCRAMCandidates, match int) (*pgproxy.Target, error) {
+	if match != 0 {
+		return nil, errors.New("wrong token")
+	}
+	t := a.target
+	return &t, nil
+}
+
+// upstreamIdle reads UPSTREAM_IDLE, the gateway's kept upstream
+// connections per login (0: none); the server default when unset.
+func upstreamIdle() int {
+	if v := os.Getenv("UPSTREAM_IDLE"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			if n <= 0 {
+				return -1
+			}
+			return n
+		}
+	}
+	return 0
 }
 
 // logSink adapts *audit.Log (whose Submit returns *audit.Receipt) to

@@ -1,0 +1,225 @@
+package pgproxy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Upstream reuse. Starting a PostgreSQL backend costs milliseconds of CPU
+// (fork, catalog caches, exit), more than everything else a new gateway
+// session does. Like pgbouncer in session mode, the gateway keeps the
+// upstream connection of a session whose client said goodbye (Terminate)
+// while the backend was idle, resets it with DISCARD ALL, and hands it to
+// the next session that would log in with exactly the same upstream
+// login: address, brokered user and password, database and startup
+// parameters (read-only mode, application_name, client_encoding, …).
+// Whatever a client changed in its session — settings, roles, prepared
+// statements, temporary tables, LISTEN, advisory locks — DISCARD ALL
+// undoes; a backend left in a transaction, a COPY, a half-read reply or
+// after any error or kill is closed instead.
+
+// poolKey identifies an upstream login: a SHA-256 over its inputs.
+type poolKey [sha256.Size]byte
+
+// upstreamPool holds idle, reset upstream connections by login.
+type upstreamPool struct {
+	maxPer  int
+	timeout time.Duration
+
+	mu     sync.Mutex
+	idle   map[poolKey][]pooledConn
+	count  int
+	closed bool
+	reaper *time.Timer
+}
+
+type pooledConn struct {
+	up    *upstream
+	since time.Time
+}
+
+func newUpstreamPool(maxPer int, timeout time.Duration) *upstreamPool {
+	return &upstreamPool{maxPer: maxPer, timeout: timeout, idle: map[poolKey][]pooledConn{}}
+}
+
+// loginKey returns the pool key of a plaintext upstream login.
+func loginKey(addr, user, password string, params map[string]string) poolKey {
+	h := sha256.New()
+	field := func(s string) {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(addr)
+	field(user)
+	field(password)
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		field(k)
+		field(params[k])
+	}
+	var k poolKey
+	h.Sum(k[:0])
+	return k
+}
+
+// get returns an idle connection for key, most recently used first,
+// closing the ones that expired or whose backend went away meanwhile.
+func (p *upstreamPool) get(key poolKey) *upstream {
+	for {
+		p.mu.Lock()
+		list := p.idle[key]
+		if len(list) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		pc := list[len(list)-1]
+		list[len(list)-1] = pooledConn{}
+		if len(list) == 1 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = list[:len(list)-1]
+		}
+		p.count--
+		p.mu.Unlock()
+		if time.Since(pc.since) < p.timeout && quiet(pc.up.conn) {
+			return pc.up
+		}
+		pc.up.conn.Close()
+	}
+}
+
+// put keeps up for reuse, or closes it when the pool for its key is full
+// or the pool is closed.
+func (p *upstreamPool) put(up *upstream) {
+	p.mu.Lock()
+	if p.closed || len(p.idle[up.key]) >= p.maxPer {
+		p.mu.Unlock()
+		up.conn.Close()
+		return
+	}
+	p.idle[up.key] = append(p.idle[up.key], pooledConn{up: up, since: time.Now()})
+	p.count++
+	if p.reaper == nil {
+		p.reaper = time.AfterFunc(p.timeout, p.reap)
+	}
+	p.mu.Unlock()
+}
+
+// reap closes connections idle for longer than the timeout and re-arms
+// itself while any are left.
+func (p *upstreamPool) reap() {
+	var stale []*upstream
+	p.mu.Lock()
+	cutoff := time.Now().Add(-p.timeout)
+	for key, list := range p.idle {
+		keep := list[:0]
+		for _, pc := range list {
+			if pc.since.Before(cutoff) {
+				stale = append(stale, pc.up)
+				continue
+			}
+			keep = append(keep, pc)
+		}
+		clear(list[len(keep):])
+		if len(keep) == 0 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = keep
+		}
+	}
+	p.count -= len(stale)
+	p.reaper = nil
+	if p.count > 0 && !p.closed {
+		p.reaper = time.AfterFunc(p.timeout/2, p.reap)
+	}
+	p.mu.Unlock()
+	for _, up := range stale {
+		up.conn.Close()
+	}
+}
+
+// idleCount returns how many connections wait for reuse.
+func (p *upstreamPool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count
+}
+
+// close closes every idle connection and refuses new ones.
+func (p *upstreamPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = map[poolKey][]pooledConn{}
+	p.count = 0
+	if p.reaper != nil {
+		p.reaper.Stop()
+		p.reaper = nil
+	}
+	p.mu.Unlock()
+	for _, list := range idle {
+		for _, pc := range list {
+			pc.up.conn.Close()
+		}
+	}
+}
+
+// maxResetReply bounds one message of the reply to DISCARD ALL.
+const maxResetReply = 1 << 20
+
+var errReset = errors.New("pgproxy: upstream reset failed")
+
+// reset runs DISCARD ALL on an idle upstream connection and reads the
+// reply up to ReadyForQuery, applying ParameterStatus changes (settings
+// return to their startup values). Any error, notice of failure or a
+// status other than idle means the connection must not be reused.
+func reset(up *upstream, timeout time.Duration) error {
+	if err := up.conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	q, _ := (&pgproto3.Query{String: "DISCARD ALL"}).Encode(nil)
+	if _, err := up.conn.Write(q); err != nil {
+		return err
+	}
+	done := false
+	for {
+		typ, body, err := readTyped(up.r, maxResetReply)
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'C':
+			tag, _, _ := cstring(body)
+			done = string(tag) == "DISCARD ALL"
+		case 'S':
+			k, rest, ok := cstring(body)
+			v, _, ok2 := cstring(rest)
+			if !ok || !ok2 {
+				return errProtocol
+			}
+			up.params[string(k)] = string(v)
+		case 'N', 'A':
+			// A notice or a notification that was already on its way.
+		case 'Z':
+			if !done || len(body) != 1 || body[0] != 'I' || up.r.Buffered() > 0 {
+				return errReset
+			}
+			up.txStatus = 'I'
+			return up.conn.SetDeadline(time.Time{})
+		default: // 'E' and anything unexpected
+			return errReset
+		}
+	}
+}

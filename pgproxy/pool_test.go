@@ -1,0 +1,250 @@
+package pgproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// simpleConnect connects through the gateway using only the simple query
+// protocol, so that the client itself leaves no prepared statements.
+func (e *env) simpleConnect(t *testing.T, token string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(t.Context(), e.dsn(token, "disable")+"&default_query_exec_mode=simple_protocol")
+	if err != nil {
+		t.Fatalf("connect through gateway: %v", err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func backendPID(t *testing.T, c *pgx.Conn) int {
+	t.Helper()
+	var pid int
+	if err := c.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// waitIdle waits until the gateway keeps n idle upstream connections.
+func (e *env) waitIdle(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.gw.IdleUpstreams() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("want %d idle upstream connections, have %d", n, e.gw.IdleUpstreams())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestUpstreamReuseResetsSession: a backend whose client said goodbye
+// while idle serves the next session with the same login, and nothing the
+// first session changed survives: role, settings, temporary tables,
+// prepared statements, LISTEN, advisory locks.
+func TestUpstreamReuseResetsSession(t *testing.T) {
+	e := newEnv(t)
+	e.pg.Exec(t, e.db, fmt.Sprintf("GRANT %s TO %s", e.reader, e.writer))
+	c := e.simpleConnect(t, "write-token")
+	pid := backendPID(t, c)
+	for _, q := range []string{
+		"SET search_path = pg_catalog",
+		"SET application_name = 'first-session'",
+		"CREATE TEMP TABLE scratch (x int)",
+		"PREPARE left_over AS SELECT 1",
+		"LISTEN left_over",
+		"SELECT pg_advisory_lock(42)",
+		"SET ROLE " + e.reader,
+	} {
+		if _, err := c.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := c.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitIdle(t, 1)
+
+	c2 := e.simpleConnect(t, "write-token")
+	if got := backendPID(t, c2); got != pid {
+		t.Fatalf("second session got backend %d, want the kept %d", got, pid)
+	}
+	e.waitIdle(t, 0)
+	var user, sessionUser, searchPath, app string
+	var temps, prepared, listening, locks int
+	err := c2.QueryRow(t.Context(), `SELECT current_user, session_user, current_setting('search_path'),
+		current_setting('application_name'),
+		(SELECT count(*) FROM pg_class WHERE relname = 'scratch' AND relpersistence = 't'),
+		(SELECT count(*) FROM pg_prepared_statements),
+		(SELECT count(*) FROM pg_listening_channels()),
+		(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')`).
+		Scan(&user, &sessionUser, &searchPath, &app, &temps, &prepared, &listening, &locks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != e.writer || sessionUser != e.writer || searchPath != `"$user", public` || app != "" ||
+		temps+prepared+listening+locks != 0 {
+		t.Fatalf("state survived the reset: user=%s session_user=%s search_path=%s application_name=%q temp=%d prepared=%d listen=%d locks=%d",
+			user, sessionUser, searchPath, app, temps, prepared, listening, locks)
+	}
+	if _, err := c2.Exec(t.Context(), "INSERT INTO items VALUES (50, 'fifty')"); err != nil {
+		t.Fatalf("write on the reused backend: %v", err)
+	}
+	started := e.sink.Find("session.started", "")
+	if n := len(started); n != 2 || detail(started[0], "upstream_reused") != nil ||
+		detail(started[1], "upstream_reused") != true || detail(started[1], "upstream_pid") != float64(pid) {
+		t.Fatalf("session.started events: %d, last %s", n, started[n-1].Details)
+	}
+}
+
+// TestUpstreamReuseKeepsReadOnly: a read-only session never gets a backend
+// kept from a read-write one with the same brokered role, nor the reverse.
+func TestUpstreamReuseKeepsReadOnly(t *testing.T) {
+	e := newEnv(t)
+	e.target("read-token", func(tg *Target) {
+		tg.UpstreamUser, tg.UpstreamPassword = e.writer, e.targets["write-token"].UpstreamPassword
+	})
+	w := e.simpleConnect(t, "write-token")
+	wpid := backendPID(t, w)
+	w.Close(t.Context())
+	e.waitIdle(t, 1)
+
+	r := e.simpleConnect(t, "read-token")
+	if backendPID(t, r) == wpid {
+		t.Fatal("read-only session got the read-write backend")
+	}
+	_, err := r.Exec(t.Context(), "INSERT INTO items VALUES (60, 'sixty')")
+	if pgCode(err) != "25006" {
+		t.Fatalf("write in a read-only session: %v", err)
+	}
+	if _, err := r.Exec(t.Context(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	r.Close(t.Context())
+	e.waitIdle(t, 2)
+
+	w2 := e.simpleConnect(t, "write-token")
+	if backendPID(t, w2) != wpid {
+		t.Fatal("read-write session did not get its kept backend")
+	}
+	if _, err := w2.Exec(t.Context(), "INSERT INTO items VALUES (61, 'sixty-one')"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUpstreamNotReused: backends are closed, not kept, after a session
+// that ended inside a transaction, without Terminate, or by a kill; a kept
+// backend that went away meanwhile is skipped; UpstreamIdle < 0 keeps none.
+func TestUpstreamNotReused(t *testing.T) {
+	e := newEnv(t)
+	closeWith := map[string]func(t *testing.T, c *pgx.Conn){
+		"open transaction": func(t *testing.T, c *pgx.Conn) {
+			if _, err := c.Exec(t.Context(), "BEGIN"); err != nil {
+				t.Fatal(err)
+			}
+			c.Close(t.Context())
+		},
+		"no terminate": func(t *testing.T, c *pgx.Conn) { c.PgConn().Conn().Close() },
+		"killed": func(t *testing.T, c *pgx.Conn) {
+			if n := e.gw.CloseGrant("gr_write", "revoked"); n != 1 {
+				t.Fatalf("closed %d sessions", n)
+			}
+			_, _ = c.Exec(t.Context(), "SELECT 1")
+		},
+	}
+	for name, end := range closeWith {
+		t.Run(name, func(t *testing.T) {
+			c := e.simpleConnect(t, "write-token")
+			backendPID(t, c)
+			e.waitSessions(t, 1)
+			end(t, c)
+			e.waitSessions(t, 0)
+			if n := e.gw.IdleUpstreams(); n != 0 {
+				t.Fatalf("%d upstream connections kept", n)
+			}
+		})
+	}
+	t.Run("backend gone", func(t *testing.T) {
+		c := e.simpleConnect(t, "write-token")
+		pid := backendPID(t, c)
+		c.Close(t.Context())
+		e.waitIdle(t, 1)
+		admin, err := pgx.Connect(t.Context(), e.pg.DSN("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close(context.Background())
+		if _, err := admin.Exec(t.Context(), "SELECT pg_terminate_backend($1)", pid); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			var n int
+			if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("backend did not exit")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// The kept connection now holds a FATAL message and EOF: the next
+		// session gets a fresh backend instead.
+		c2 := e.simpleConnect(t, "write-token")
+		if got := backendPID(t, c2); got == pid {
+			t.Fatal("a terminated backend was handed out")
+		}
+		if e.gw.IdleUpstreams() != 0 {
+			t.Fatal("the dead connection is still kept")
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.UpstreamIdle = -1 })
+		c := e.simpleConnect(t, "write-token")
+		pid := backendPID(t, c)
+		c.Close(t.Context())
+		e.waitSessions(t, 0)
+		c2 := e.simpleConnect(t, "write-token")
+		if backendPID(t, c2) == pid || e.gw.IdleUpstreams() != 0 {
+			t.Fatal("upstream kept with UpstreamIdle < 0")
+		}
+	})
+}
+
+// FuzzUpstreamReset feeds arbitrary server bytes as the reply to DISCARD
+// ALL: reset must end with nil only for a complete, successful reply that
+// leaves the backend idle, and never panic or hang.
+func FuzzUpstreamReset(f *testing.F) {
+	msg := func(typ byte, body string) string {
+		b := []byte{typ, 0, 0, 0, 0}
+		binary.BigEndian.PutUint32(b[1:], uint32(4+len(body)))
+		return string(append(b, body...))
+	}
+	f.Add([]byte(msg('S', "application_name\x00\x00") + msg('C', "DISCARD ALL\x00") + msg('Z', "I")))
+	f.Add([]byte(msg('N', "SNOTICE\x00Mhi\x00\x00") + msg('C', "DISCARD ALL\x00") + msg('Z', "T")))
+	f.Add([]byte(msg('E', "SERROR\x00C25001\x00Mno\x00\x00") + msg('Z', "E")))
+	f.Add([]byte(msg('Z', "I")))
+	f.Add([]byte{'C', 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cc, sc := net.Pipe()
+		defer cc.Close()
+		go func() { _, _ = io.Copy(io.Discard, sc) }()
+		go func() { _, _ = sc.Write(data); sc.Close() }()
+		up := &upstream{conn: cc, r: bufio.NewReaderSize(cc, readBufSize), params: map[string]string{}}
+		err := reset(up, 5*time.Second)
+		if err == nil && (!bytes.Contains(data, []byte(msg('C', "DISCARD ALL\x00"))) || !bytes.Contains(data, []byte(msg('Z', "I")))) {
+			t.Fatalf("reset accepted %q", data)
+		}
+	})
+}
