@@ -81,7 +81,7 @@ func defaultServerConfig() serverConfig {
 		CheckpointEvery:    1000,
 		CheckpointInterval: 10 * time.Second,
 		AuditLinger:        0,
-		AuditMaxDelay:      10 * time.Millisecond,
+		AuditMaxDelay:      20 * time.Millisecond,
 		SweepInterval:      time.Second,
 		OIDCGroupsClaim:    "groups",
 	}
@@ -218,5 +218,13 @@ func loadServerConfig(fs *pflag.FlagSet, file string, getenv func(string) string
 		c.PublicURL = "http://" + net.JoinHostPort(host, port)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.AuditMaxDelay < 0 || c.AuditMaxDelay > maxAuditMaxDelay {
+		// A gateway statement must be durable within 50 ms of arriving.
+		return c, fmt.Errorf("--audit-max-delay must be between 0 and %s (got %s): statement events must be durable within 50ms", maxAuditMaxDelay, c.AuditMaxDelay)
+	}
 	return c, nil
 }
+
+// maxAuditMaxDelay leaves room for the commit itself within the 50 ms in
+// which a gateway statement's event must be durable.
+const maxAuditMaxDelay = 40 * time.Millisecond

@@ -55,6 +55,19 @@ func TestConfigRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
+	// Statement events must stay durable within 50 ms.
+	for _, v := range []string{"100ms", "-1ms"} {
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		_, err := loadServerConfig(fs, "", func(k string) string {
+			if k == "AIRLOCK_AUDIT_MAX_DELAY" {
+				return v
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), "--audit-max-delay") {
+			t.Fatalf("audit max delay %s: err = %v", v, err)
+		}
+	}
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	if _, err := loadServerConfig(fs, "", func(k string) string {
 		if k == "AIRLOCK_LOCKOUT_FAILURES" {

@@ -314,10 +314,6 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		return err
 	}
 	s.keyring = kr
-	if c.AuditMaxDelay < 0 || c.AuditMaxDelay > 40*time.Millisecond {
-		// Gateway statements must be durable within 50 ms of arriving.
-		return airlock.Errorf(airlock.EINVALID, "--audit-max-delay must be between 0 and 40ms (got %s)", c.AuditMaxDelay)
-	}
 	al, err := audit.Open(ctx, store, audit.Options{Signer: dir.AuditKey, CheckpointEvery: c.CheckpointEvery,
 		CheckpointInterval: c.CheckpointInterval, Linger: c.AuditLinger, MaxDelay: c.AuditMaxDelay, Logger: logger, Registerer: reg, Now: now})
 	if err != nil {

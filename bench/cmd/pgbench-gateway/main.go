@@ -94,7 +94,7 @@ func run() error {
 			return err
 		}
 		lg, err := audit.Open(ctx, store, audit.Options{Signer: key, Logger: logger, Linger: envDuration("AUDIT_LINGER", 0),
-			MaxDelay: envDuration("AUDIT_MAX_DELAY", 10*time.Millisecond)})
+			MaxDelay: envDuration("AUDIT_MAX_DELAY", 20*time.Millisecond)})
 		if err != nil {
 			return err
 		}
