@@ -55,9 +55,11 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 const sweepPage = 100000
 
 // batchAuditor is the audit log's pipelined form (audit.Log): events are
-// submitted without waiting, so a sweep's events share group commits.
+// submitted without waiting, so a sweep's events share group commits, and
+// flushed, so that they do not wait out the log's MaxDelay.
 type batchAuditor interface {
 	Submit(e airlock.Event) *audit.Receipt
+	Flush()
 }
 
 // expireGrants records the expiry of gs: the audit events first (all
@@ -95,6 +97,7 @@ func (s *Service) recordBatch(ctx context.Context, events []airlock.Event) error
 		for i, e := range events {
 			receipts[i] = b.Submit(e)
 		}
+		b.Flush()
 		var first error
 		for _, r := range receipts {
 			if _, err := r.Wait(ctx); err != nil && first == nil {

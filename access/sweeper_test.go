@@ -32,7 +32,9 @@ func newTestService(tb testing.TB, clk *clock) (*Service, airlock.Store, *audit.
 	}
 	tb.Cleanup(func() { store.Close() })
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	al, err := audit.Open(ctx, store, audit.Options{Signer: key, Now: clk.now})
+	// MaxDelay of an hour: anything here that waited for an event without
+	// flushing would hang instead of passing slowly.
+	al, err := audit.Open(ctx, store, audit.Options{Signer: key, Now: clk.now, MaxDelay: time.Hour})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -73,6 +73,13 @@ type Config struct {
 	// UpstreamIdleTimeout closes kept connections unused for this long
 	// (default 60 s).
 	UpstreamIdleTimeout time.Duration
+	// UpstreamLifetime closes kept connections this long after their login
+	// (default 1 h), so that changes to the role (ALTER ROLE … SET, NOLOGIN,
+	// VALID UNTIL, pg_hba.conf) reach every session within it. One upstream
+	// server keeps at most 4 × UpstreamIdle connections over all logins;
+	// when it refuses a login for lack of slots (53300), the kept ones are
+	// closed and the login is tried once more.
+	UpstreamLifetime time.Duration
 }
 
 // DefaultUpstreamIdle is the default of Config.UpstreamIdle.

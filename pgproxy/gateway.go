@@ -98,6 +98,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.UpstreamIdleTimeout <= 0 {
 		cfg.UpstreamIdleTimeout = time.Minute
 	}
+	if cfg.UpstreamLifetime <= 0 {
+		cfg.UpstreamLifetime = time.Hour
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("pgproxy: register metrics: %w", err)
@@ -121,7 +124,7 @@ func New(cfg Config) (*Gateway, error) {
 		byPID:     map[uint32]*session{},
 	}
 	if cfg.UpstreamIdle > 0 {
-		g.pool = newUpstreamPool(cfg.UpstreamIdle, cfg.UpstreamIdleTimeout)
+		g.pool = newUpstreamPool(cfg.UpstreamIdle, cfg.UpstreamIdleTimeout, cfg.UpstreamLifetime)
 	}
 	return g, nil
 }
@@ -589,10 +592,15 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 			}
 		}
 		up, err := g.dialPlain(ctx, t.UpstreamAddr, pw, p)
+		if err != nil && tooManyConnections(err) && g.pool != nil && g.pool.drain(t.UpstreamAddr) > 0 {
+			// Kept backends of other logins hold the slots: give them
+			// back and try once more.
+			up, err = g.dialPlain(ctx, t.UpstreamAddr, pw, p)
+		}
 		if err != nil {
 			return nil, err
 		}
-		up.poolable, up.key = g.pool != nil, key
+		up.poolable, up.key, up.addr = g.pool != nil, key, t.UpstreamAddr
 		g.m.upstream("new")
 		return up, nil
 	}
@@ -680,6 +688,8 @@ func (g *Gateway) cancel(pkt []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := sendCancel(ctx, s.t, upPID, upSecret); err != nil {
+		// It may still arrive later: never hand this backend on.
+		s.cancelFailed.Store(true)
 		g.log.Warn("pgproxy: forward cancel", "session", s.id, "err", err)
 		return
 	}
@@ -724,9 +734,10 @@ func sendCancel(ctx context.Context, t *Target, pid uint32, key []byte) error {
 	if _, err := c.Write(msg); err != nil {
 		return err
 	}
-	// The server closes the connection after reading the request.
-	_, _ = io.Copy(io.Discard, c)
-	return nil
+	// The server closes the connection once it has passed the request on
+	// to the backend; only then is the cancel surely delivered.
+	_, err = io.Copy(io.Discard, c)
+	return err
 }
 
 func isLoopback(a net.Addr) bool {

@@ -532,6 +532,36 @@ func TestStrictFlushesHeldEvents(t *testing.T) {
 	}
 }
 
+// TestStrictKillSendsFatal: a strict session cut while its receipts are
+// still held by the pipeline's group-commit delay flushes them and still
+// tells the client why.
+func TestStrictKillSendsFatal(t *testing.T) {
+	e := newEnv(t)
+	e.target("write-token", func(tg *Target) { tg.StrictAudit = true })
+	e.sink.mu.Lock()
+	e.sink.lazy = true
+	e.sink.mu.Unlock()
+	c := e.connect(t, "write-token")
+	done := make(chan error, 1)
+	go func() {
+		// Its db.query event is held: no output has asked for it yet.
+		_, err := c.Exec(context.Background(), "SELECT pg_sleep(20)", pgx.QueryExecModeSimpleProtocol)
+		done <- err
+	}()
+	e.waitQuery(t, "SELECT pg_sleep(20)")
+	if n := e.gw.CloseGrant("gr_write", ""); n != 1 {
+		t.Fatalf("CloseGrant closed %d sessions", n)
+	}
+	select {
+	case err := <-done:
+		if !contains(err, "airlock: grant revoked — session closed") {
+			t.Fatalf("strict session cut without its FATAL: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("session not closed")
+	}
+}
+
 func TestUpstreamPasswordNeverLeaks(t *testing.T) {
 	e := newEnv(t)
 	c := e.connect(t, "write-token")

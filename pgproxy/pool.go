@@ -29,11 +29,14 @@ type poolKey [sha256.Size]byte
 
 // upstreamPool holds idle, reset upstream connections by login.
 type upstreamPool struct {
-	maxPer  int
-	timeout time.Duration
+	maxPer   int           // per login
+	maxAddr  int           // per upstream server, all logins together
+	timeout  time.Duration // idle
+	lifetime time.Duration // since the login
 
 	mu     sync.Mutex
 	idle   map[poolKey][]pooledConn
+	byAddr map[string]int
 	count  int
 	closed bool
 	reaper *time.Timer
@@ -44,8 +47,26 @@ type pooledConn struct {
 	since time.Time
 }
 
-func newUpstreamPool(maxPer int, timeout time.Duration) *upstreamPool {
-	return &upstreamPool{maxPer: maxPer, timeout: timeout, idle: map[poolKey][]pooledConn{}}
+// upstreamsPerServer is how many logins' worth of kept connections one
+// upstream server may hold: kept backends occupy its connection slots.
+const upstreamsPerServer = 4
+
+func newUpstreamPool(maxPer int, timeout, lifetime time.Duration) *upstreamPool {
+	return &upstreamPool{maxPer: maxPer, maxAddr: upstreamsPerServer * maxPer, timeout: timeout, lifetime: lifetime,
+		idle: map[poolKey][]pooledConn{}, byAddr: map[string]int{}}
+}
+
+// fresh reports whether a kept connection may still be handed out.
+func (p *upstreamPool) fresh(pc pooledConn, now time.Time) bool {
+	return now.Sub(pc.since) < p.timeout && now.Sub(pc.up.dialed) < p.lifetime
+}
+
+// removeLocked accounts for a connection leaving the pool.
+func (p *upstreamPool) removeLocked(up *upstream) {
+	p.count--
+	if p.byAddr[up.addr]--; p.byAddr[up.addr] <= 0 {
+		delete(p.byAddr, up.addr)
+	}
 }
 
 // loginKey returns the pool key of a plaintext upstream login.
@@ -91,26 +112,29 @@ func (p *upstreamPool) get(key poolKey) *upstream {
 		} else {
 			p.idle[key] = list[:len(list)-1]
 		}
-		p.count--
+		p.removeLocked(pc.up)
 		p.mu.Unlock()
-		if time.Since(pc.since) < p.timeout && quiet(pc.up.conn) {
+		if p.fresh(pc, time.Now()) && quiet(pc.up.conn) {
 			return pc.up
 		}
 		pc.up.conn.Close()
 	}
 }
 
-// put keeps up for reuse, or closes it when the pool for its key is full
-// or the pool is closed.
+// put keeps up for reuse, or closes it when its login or its server has
+// as many kept as allowed, it has lived its lifetime, or the pool is
+// closed.
 func (p *upstreamPool) put(up *upstream) {
+	now := time.Now()
 	p.mu.Lock()
-	if p.closed || len(p.idle[up.key]) >= p.maxPer {
+	if p.closed || len(p.idle[up.key]) >= p.maxPer || p.byAddr[up.addr] >= p.maxAddr || now.Sub(up.dialed) >= p.lifetime {
 		p.mu.Unlock()
 		up.conn.Close()
 		return
 	}
-	p.idle[up.key] = append(p.idle[up.key], pooledConn{up: up, since: time.Now()})
+	p.idle[up.key] = append(p.idle[up.key], pooledConn{up: up, since: now})
 	p.count++
+	p.byAddr[up.addr]++
 	if p.reaper == nil {
 		p.reaper = time.AfterFunc(p.timeout, p.reap)
 	}
@@ -122,11 +146,11 @@ func (p *upstreamPool) put(up *upstream) {
 func (p *upstreamPool) reap() {
 	var stale []*upstream
 	p.mu.Lock()
-	cutoff := time.Now().Add(-p.timeout)
+	now := time.Now()
 	for key, list := range p.idle {
 		keep := list[:0]
 		for _, pc := range list {
-			if pc.since.Before(cutoff) {
+			if !p.fresh(pc, now) {
 				stale = append(stale, pc.up)
 				continue
 			}
@@ -139,7 +163,9 @@ func (p *upstreamPool) reap() {
 			p.idle[key] = keep
 		}
 	}
-	p.count -= len(stale)
+	for _, up := range stale {
+		p.removeLocked(up)
+	}
 	p.reaper = nil
 	if p.count > 0 && !p.closed {
 		p.reaper = time.AfterFunc(p.timeout/2, p.reap)
@@ -148,6 +174,36 @@ func (p *upstreamPool) reap() {
 	for _, up := range stale {
 		up.conn.Close()
 	}
+}
+
+// drain closes every kept connection to addr and returns how many.
+func (p *upstreamPool) drain(addr string) int {
+	var gone []*upstream
+	p.mu.Lock()
+	for key, list := range p.idle {
+		keep := list[:0]
+		for _, pc := range list {
+			if pc.up.addr == addr {
+				gone = append(gone, pc.up)
+				continue
+			}
+			keep = append(keep, pc)
+		}
+		clear(list[len(keep):])
+		if len(keep) == 0 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = keep
+		}
+	}
+	for _, up := range gone {
+		p.removeLocked(up)
+	}
+	p.mu.Unlock()
+	for _, up := range gone {
+		up.conn.Close()
+	}
+	return len(gone)
 }
 
 // idleCount returns how many connections wait for reuse.
@@ -163,6 +219,7 @@ func (p *upstreamPool) close() {
 	p.closed = true
 	idle := p.idle
 	p.idle = map[poolKey][]pooledConn{}
+	p.byAddr = map[string]int{}
 	p.count = 0
 	if p.reaper != nil {
 		p.reaper.Stop()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // simpleConnect connects through the gateway using only the simple query
@@ -154,6 +155,29 @@ func TestUpstreamNotReused(t *testing.T) {
 			c.Close(t.Context())
 		},
 		"no terminate": func(t *testing.T, c *pgx.Conn) { c.PgConn().Conn().Close() },
+		// Parse/Bind/Execute/Flush without Sync: the backend is inside an
+		// implicit transaction; its work must be rolled back, not reset
+		// into the next session.
+		"unsynced pipeline": func(t *testing.T, c *pgx.Conn) {
+			fe := c.PgConn().Frontend()
+			fe.Send(&pgproto3.Parse{Query: "INSERT INTO items VALUES (70, 'seventy')"})
+			fe.Send(&pgproto3.Bind{})
+			fe.Send(&pgproto3.Execute{})
+			fe.Send(&pgproto3.Flush{})
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				msg, err := fe.Receive()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, ok := msg.(*pgproto3.CommandComplete); ok {
+					break
+				}
+			}
+			c.Close(t.Context())
+		},
 		"killed": func(t *testing.T, c *pgx.Conn) {
 			if n := e.gw.CloseGrant("gr_write", "revoked"); n != 1 {
 				t.Fatalf("closed %d sessions", n)
@@ -173,6 +197,14 @@ func TestUpstreamNotReused(t *testing.T) {
 			}
 		})
 	}
+	c := e.simpleConnect(t, "write-token")
+	var n int
+	if err := c.QueryRow(t.Context(), "SELECT count(*) FROM items WHERE id = 70").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the unsynced insert survived: %d %v", n, err)
+	}
+	c.Close(t.Context())
+	e.waitIdle(t, 1)
+	e.gw.pool.drain(e.targets["write-token"].UpstreamAddr)
 	t.Run("backend gone", func(t *testing.T) {
 		c := e.simpleConnect(t, "write-token")
 		pid := backendPID(t, c)
@@ -207,6 +239,16 @@ func TestUpstreamNotReused(t *testing.T) {
 		}
 		if e.gw.IdleUpstreams() != 0 {
 			t.Fatal("the dead connection is still kept")
+		}
+	})
+	t.Run("lifetime", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.UpstreamLifetime = time.Nanosecond })
+		c := e.simpleConnect(t, "write-token")
+		backendPID(t, c)
+		c.Close(t.Context())
+		e.waitSessions(t, 0)
+		if e.gw.IdleUpstreams() != 0 {
+			t.Fatal("a connection past its lifetime was kept")
 		}
 	})
 	t.Run("disabled", func(t *testing.T) {
@@ -247,4 +289,26 @@ func FuzzUpstreamReset(f *testing.F) {
 			t.Fatalf("reset accepted %q", data)
 		}
 	})
+}
+
+// TestUpstreamSlotsGiveWay: kept backends hold connection slots; when the
+// upstream refuses a login for lack of them (53300, here the role's
+// CONNECTION LIMIT 1), the kept ones are closed and the login succeeds.
+func TestUpstreamSlotsGiveWay(t *testing.T) {
+	e := newEnv(t)
+	e.pg.Exec(t, e.db, "ALTER ROLE "+e.writer+" CONNECTION LIMIT 1")
+	c := e.simpleConnect(t, "write-token")
+	backendPID(t, c)
+	c.Close(t.Context())
+	e.waitIdle(t, 1)
+	// Another login of the same role (a different application_name).
+	c2, err := pgx.Connect(t.Context(), e.dsn("write-token", "disable")+"&application_name=other-tool")
+	if err != nil {
+		t.Fatalf("login refused while a kept backend held the only slot: %v", err)
+	}
+	defer c2.Close(context.Background())
+	backendPID(t, c2)
+	if e.gw.IdleUpstreams() != 0 {
+		t.Fatal("the kept backend was not given up")
+	}
 }

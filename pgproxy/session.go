@@ -50,6 +50,12 @@ type session struct {
 	// last ReadyForQuery status (owned by s2c).
 	heldTerminate bool
 	upTx          byte
+	// unsynced: the client sent extended-protocol messages since its last
+	// Sync, so the backend may be inside an implicit transaction or
+	// skipping to Sync after an error (owned by c2s).
+	unsynced bool
+	// cancelFailed: a CancelRequest may not have reached the backend yet.
+	cancelFailed atomic.Bool
 
 	clientPID    uint32
 	clientSecret [4]byte
@@ -257,7 +263,7 @@ func (s *session) run() {
 	if s.killMsg != "" && !s.s2cMid {
 		// In strict mode, output whose receipts are not durable is
 		// dropped with the connection rather than flushed.
-		if !s.t.StrictAudit || (!s.auditFailed.Load() && s.confirmed.Load() >= s.submitted.Load()) {
+		if !s.t.StrictAudit || s.settledWithin(killSettleWait) {
 			if s.cw.Flush() == nil {
 				_, _ = s.cw.Write(fatal(s.killCode, s.killMsg))
 				_ = s.cw.Flush()
@@ -275,12 +281,13 @@ const upstreamResetTimeout = 5 * time.Second
 
 // reusable reports whether the upstream connection may serve another
 // session: the client ended with Terminate while the backend was idle —
-// outside a transaction, no request, COPY or reply in flight, nothing
-// unread — and the session's audit never failed.
+// outside a transaction, every extended-protocol batch closed by Sync, no
+// request, COPY or reply in flight, nothing unread — the session's audit
+// never failed, and each of its cancel requests surely arrived.
 func (s *session) reusable() bool {
-	return s.heldTerminate && s.endReason == "client_terminated" && s.upTx == 'I' &&
+	return s.heldTerminate && s.endReason == "client_terminated" && s.upTx == 'I' && !s.unsynced &&
 		s.qh == len(s.q) && s.copyDir == "" && !s.s2cMid && s.ur.Buffered() == 0 && s.uw.Buffered() == 0 &&
-		!s.auditFailed.Load()
+		!s.auditFailed.Load() && !s.cancelFailed.Load()
 }
 
 // releaseUpstream resets the upstream connection and gives it to the pool
@@ -456,6 +463,47 @@ func (s *session) settle(p Pending) {
 	s.confirmed.Add(1)
 }
 
+// killSettleWait is how long a killed strict session waits for its
+// receipts before it sends the FATAL message (it drops it otherwise).
+const killSettleWait = 200 * time.Millisecond
+
+// settledWithin flushes the audit pipeline and waits up to d for every
+// receipt submitted so far to be durable; it reports whether they are.
+func (s *session) settledWithin(d time.Duration) bool {
+	target := s.submitted.Load()
+	flushed := false
+	var timeout <-chan time.Time
+	for {
+		if s.auditFailed.Load() {
+			return false
+		}
+		if s.confirmed.Load() >= target {
+			return true
+		}
+		s.waitMu.Lock()
+		if s.waitCh == nil {
+			s.waitCh = make(chan struct{})
+		}
+		ch := s.waitCh
+		s.waitMu.Unlock()
+		if s.confirmed.Load() >= target || s.auditFailed.Load() {
+			continue
+		}
+		if !flushed {
+			s.g.cfg.Audit.Flush()
+			flushed = true
+			t := time.NewTimer(d)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			return false
+		}
+	}
+}
+
 // waitDurable blocks until every receipt submitted so far is durable.
 func (s *session) waitDurable() error {
 	target := s.submitted.Load()
@@ -563,6 +611,12 @@ func (s *session) c2s() string {
 		}
 		total := 5 + body
 		s.bytesIn.Add(int64(total))
+		switch typ {
+		case 'P', 'B', 'E', 'C', 'D':
+			s.unsynced = true
+		case 'S':
+			s.unsynced = false
+		}
 		switch typ {
 		case 'Q', 'P', 'B', 'E', 'C', 'F':
 			b, err := p.whole(total)

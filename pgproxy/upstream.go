@@ -38,6 +38,8 @@ type upstream struct {
 	poolable bool
 	key      poolKey
 	reused   bool
+	dialed   time.Time
+	addr     string // as dialled
 }
 
 // Upstream connections without TLS whose password needs no SASLprep are
@@ -134,6 +136,7 @@ func (g *Gateway) dialPlain(ctx context.Context, addr, password string, params m
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})
+	up.dialed = time.Now()
 	return up, nil
 }
 
@@ -207,7 +210,7 @@ func (g *Gateway) login(conn net.Conn, password string, params map[string]string
 			}
 		case 'E':
 			sev, code, msg := errorFields(body)
-			return nil, fmt.Errorf("upstream: %s: %s (SQLSTATE %s)", sev, msg, code)
+			return nil, &serverError{severity: sev, code: code, msg: msg}
 		case 'S':
 			k, rest, ok := cstring(body)
 			if !ok {
@@ -235,6 +238,21 @@ func (g *Gateway) login(conn net.Conn, password string, params map[string]string
 			return nil, errProtocol
 		}
 	}
+}
+
+// serverError is an ErrorResponse the upstream answered the login with.
+type serverError struct{ severity, code, msg string }
+
+func (e *serverError) Error() string {
+	return "upstream: " + e.severity + ": " + e.msg + " (SQLSTATE " + e.code + ")"
+}
+
+// tooManyConnections reports whether err is the upstream refusing a login
+// for lack of connection slots (53300: max_connections or the role's
+// CONNECTION LIMIT).
+func tooManyConnections(err error) bool {
+	var se *serverError
+	return errors.As(err, &se) && se.code == "53300"
 }
 
 // md5Password is PostgreSQL's MD5 password response.
