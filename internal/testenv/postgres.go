@@ -253,6 +253,7 @@ func startPostgres() (*PG, error) {
 		startedMu.Lock()
 		started = append(started, p)
 		startedMu.Unlock()
+		p.watchdog()
 		if err := p.waitReady(); err != nil {
 			err = fmt.Errorf("%w\n--- tail of %s ---\n%s", err, logFile, tail(logFile, 40))
 			return nil, err
@@ -276,6 +277,23 @@ func (p *PG) waitReady() error {
 		time.Sleep(100 * time.Millisecond) // polling a foreign process; no channel to wait on
 	}
 	return fmt.Errorf("PostgreSQL on %s:%d not ready after %v: %w", p.Host, p.Port, startTimeout, err)
+}
+
+// watchdog starts a shell, in a process group of its own, that stops the
+// cluster and removes its directory once this test process is gone: RunMain
+// does that on a normal exit, but a panic, a -timeout or a kill skip it and
+// pg_ctl's server outlives us.
+func (p *PG) watchdog() {
+	// It runs as the cluster's OS user, which may not signal us: /proc
+	// tells whether we live (kill -0 where there is no /proc).
+	script := `while [ -d "/proc/$0" ] || kill -0 "$0" 2>/dev/null; do sleep 1; done; "$1" stop -D "$2" -m immediate -s >/dev/null 2>&1; rm -rf "$3"`
+	cmd := exec.Command("/bin/sh", "-c", script, strconv.Itoa(os.Getpid()), filepath.Join(p.bin, "pg_ctl"), filepath.Join(p.Dir, "data"), p.Dir)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: p.cred}
+	if err := cmd.Start(); err != nil {
+		return // best effort: RunMain still stops the cluster
+	}
+	go func() { _ = cmd.Wait() }()
 }
 
 func (p *PG) stop() {
