@@ -26,13 +26,15 @@
 # directory, PROFILE=DIR writes the gateways' CPU profiles there
 # (gateway.pprof, gateway-strict.pprof; `go tool pprof -top FILE`).
 #
-# New connections (-C): every target but pgbouncer starts a PostgreSQL
-# backend per connection, which costs several ms of CPU on a small machine
-# (fork, page faults, exit). direct and tcprelay also pay pgbench's own
-# SCRAM-SHA-256 login: with libpq and OpenSSL 3, pgbench used ~9 ms of CPU
-# per connection at 4096 iterations here, ~0.6 ms with md5. The gateway asks
-# pgbench for its token in cleartext on loopback and does the upstream SCRAM
-# itself (Go, ~1 ms). pgbouncer reuses its server connections.
+# New connections (-C): direct and tcprelay start a PostgreSQL backend per
+# connection, which costs several ms of CPU on a small machine (fork, page
+# faults, exit), and pay pgbench's own SCRAM-SHA-256 login at PostgreSQL's
+# 4096 iterations (libpq with OpenSSL 3: ~9 ms of CPU per connection here).
+# The gateway, like the server, asks plaintext loopback clients for a SCRAM
+# proof of their token (16 iterations) and reuses upstream backends after
+# DISCARD ALL (UPSTREAM_IDLE=0 turns that off); pgbouncer reuses its server
+# connections. The gateway's proxy CPU per transaction is printed beside
+# each result (from /proc/PID/stat).
 #
 # Needs: initdb/pg_ctl/postgres, pgbench, psql, pgbouncer, go.
 set -euo pipefail
