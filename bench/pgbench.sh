@@ -21,7 +21,9 @@
 # Environment: DURATION (seconds per run, default 10), SCALE (default 10),
 # CLIENTS (default "1 8 32"), CONNECT_CLIENTS (default 8), THREADS (pgbench
 # -j cap, default 2), IDLE_CONNS (default 1000, 0 = skip), TARGETS (default
-# all five), ONLY (regex: run only the tests whose name matches), AUDIT (sqlite = the real pipeline, default; count = a counting
+# all five), ROUNDS (default 1: repeat each test ROUNDS times, targets
+# interleaved, and report the median — the machine's noise moves single
+# runs by ±10 %), ONLY (regex: run only the tests whose name matches), AUDIT (sqlite = the real pipeline, default; count = a counting
 # sink, to separate proxy cost from audit cost), KEEP=1 keeps the temporary
 # directory, PROFILE=DIR writes the gateways' CPU profiles there
 # (gateway.pprof, gateway-strict.pprof; `go tool pprof -top FILE`).
@@ -47,6 +49,7 @@ THREADS=${THREADS:-2}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 TARGETS=${TARGETS:-"direct gateway gateway-strict pgbouncer tcprelay"}
 AUDIT=${AUDIT:-sqlite}
+ROUNDS=${ROUNDS:-1}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 for tool in initdb pg_ctl pgbench psql pgbouncer go; do
@@ -183,10 +186,14 @@ proxy_pid() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
-declare -A TPS
+# median of the numbers given as arguments
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+
+declare -A TPS RUNS
 for test in "${TESTS[@]}"; do
 	IFS=: read -r name c flags <<<"$test"
 	j=$((c < THREADS ? c : THREADS))
+	for round in $(seq 1 "$ROUNDS"); do
 	for target in $TARGETS; do
 		read -r port user pass <<<"$(conn "$target")"
 		ppid=$(proxy_pid "$target")
@@ -198,7 +205,7 @@ for test in "${TESTS[@]}"; do
 			exit 1
 		}
 		tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
-		TPS["$name:$c:$target"]=$tps
+		RUNS["$name:$c:$target"]="${RUNS["$name:$c:$target"]:-} $tps"
 		# The proxy's own CPU time per transaction (µs): what it costs
 		# beside the database and pgbench on the same cores.
 		cpu=""
@@ -210,10 +217,15 @@ for test in "${TESTS[@]}"; do
 		conn_ms=$(awk '/^average connection time = /{print $5; exit}' <<<"$out")
 		printf '  %-22s c=%-3s %-15s %10.1f tps%s%s\n' "$name" "$c" "$target" "$tps" "${cpu:+  proxy CPU ${cpu} µs/txn}" "${conn_ms:+  (connect ${conn_ms} ms)}"
 	done
+	done
+	for target in $TARGETS; do
+		# shellcheck disable=SC2086
+		TPS["$name:$c:$target"]=$(median ${RUNS["$name:$c:$target"]})
+	done
 done
 
 echo
-echo "== TPS (ratio to direct), ${DURATION}s per run, scale $SCALE, audit $AUDIT, $(nproc) CPUs"
+echo "== TPS (ratio to direct), ${DURATION}s per run$([ "$ROUNDS" -gt 1 ] && echo ", median of $ROUNDS interleaved rounds"), scale $SCALE, audit $AUDIT, $(nproc) CPUs"
 printf '%-26s' "test"
 for target in $TARGETS; do printf '%-22s' "$target"; done
 echo
@@ -228,6 +240,19 @@ for test in "${TESTS[@]}"; do
 		else
 			printf '%-22s' "$(printf '%.0f' "$v")"
 		fi
+	done
+	echo
+done
+
+# Added latency per transaction against direct, for the 1-client tests
+# (pgbench runs one transaction at a time there, so 1/TPS is its latency).
+for test in "${TESTS[@]}"; do
+	IFS=: read -r name c _ <<<"$test"
+	d=${TPS["$name:$c:direct"]:-}
+	[ "$c" = 1 ] && [ -n "$d" ] || continue
+	printf '%-26s' "$name c=1 added µs"
+	for target in $TARGETS; do
+		printf '%-22s' "$(awk -v v="${TPS["$name:$c:$target"]}" -v d="$d" 'BEGIN{printf "%+.0f", 1e6/v - 1e6/d}')"
 	done
 	echo
 done
