@@ -50,6 +50,10 @@ IDLE_CONNS=${IDLE_CONNS:-1000}
 TARGETS=${TARGETS:-"direct gateway gateway-strict pgbouncer tcprelay"}
 AUDIT=${AUDIT:-sqlite}
 ROUNDS=${ROUNDS:-1}
+if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
+	echo "pgbench.sh: ROUNDS must be a whole number ≥ 1 (got '$ROUNDS')" >&2
+	exit 1
+fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 for tool in initdb pg_ctl pgbench psql pgbouncer go; do
@@ -187,36 +191,36 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
 # median of the numbers given as arguments
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{printf "%.1f\n", (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 declare -A TPS RUNS
 for test in "${TESTS[@]}"; do
 	IFS=: read -r name c flags <<<"$test"
 	j=$((c < THREADS ? c : THREADS))
 	for round in $(seq 1 "$ROUNDS"); do
-	for target in $TARGETS; do
-		read -r port user pass <<<"$(conn "$target")"
-		ppid=$(proxy_pid "$target")
-		[ -n "$ppid" ] && t0=$(cpu_ticks "$ppid")
-		# shellcheck disable=SC2086
-		out=$(PGPASSWORD=$pass pgbench -n -h 127.0.0.1 -p "$port" -U "$user" -T "$DURATION" -c "$c" -j "$j" $flags bench 2>&1) || {
-			echo "pgbench failed for $target $name c=$c:" >&2
-			echo "$out" >&2
-			exit 1
-		}
-		tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
-		RUNS["$name:$c:$target"]="${RUNS["$name:$c:$target"]:-} $tps"
-		# The proxy's own CPU time per transaction (µs): what it costs
-		# beside the database and pgbench on the same cores.
-		cpu=""
-		if [ -n "$ppid" ]; then
-			txns=$(awk '/^number of transactions actually processed: /{print $6; exit}' <<<"$out")
-			cpu=$(awk -v a="$t0" -v b="$(cpu_ticks "$ppid")" -v hz="$HZ" -v n="$txns" 'BEGIN{if (n > 0) printf "%.0f", (b-a)/hz*1e6/n}')
-		fi
-		# -C: pgbench also reports the average time to open a connection.
-		conn_ms=$(awk '/^average connection time = /{print $5; exit}' <<<"$out")
-		printf '  %-22s c=%-3s %-15s %10.1f tps%s%s\n' "$name" "$c" "$target" "$tps" "${cpu:+  proxy CPU ${cpu} µs/txn}" "${conn_ms:+  (connect ${conn_ms} ms)}"
-	done
+		for target in $TARGETS; do
+			read -r port user pass <<<"$(conn "$target")"
+			ppid=$(proxy_pid "$target")
+			[ -n "$ppid" ] && t0=$(cpu_ticks "$ppid")
+			# shellcheck disable=SC2086
+			out=$(PGPASSWORD=$pass pgbench -n -h 127.0.0.1 -p "$port" -U "$user" -T "$DURATION" -c "$c" -j "$j" $flags bench 2>&1) || {
+				echo "pgbench failed for $target $name c=$c:" >&2
+				echo "$out" >&2
+				exit 1
+			}
+			tps=$(awk '/^tps = /{print $3; exit}' <<<"$out")
+			RUNS["$name:$c:$target"]="${RUNS["$name:$c:$target"]:-} $tps"
+			# The proxy's own CPU time per transaction (µs): what it costs
+			# beside the database and pgbench on the same cores.
+			cpu=""
+			if [ -n "$ppid" ]; then
+				txns=$(awk '/^number of transactions actually processed: /{print $6; exit}' <<<"$out")
+				cpu=$(awk -v a="$t0" -v b="$(cpu_ticks "$ppid")" -v hz="$HZ" -v n="$txns" 'BEGIN{if (n > 0) printf "%.0f", (b-a)/hz*1e6/n}')
+			fi
+			# -C: pgbench also reports the average time to open a connection.
+			conn_ms=$(awk '/^average connection time = /{print $5; exit}' <<<"$out")
+			printf '  %-22s c=%-3s %-15s %10.1f tps%s%s\n' "$name" "$c" "$target" "$tps" "${cpu:+  proxy CPU ${cpu} µs/txn}" "${conn_ms:+  (connect ${conn_ms} ms)}"
+		done
 	done
 	for target in $TARGETS; do
 		# shellcheck disable=SC2086

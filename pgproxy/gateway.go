@@ -605,6 +605,9 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 		return up, nil
 	}
 	up, err := g.connectPgconn(ctx, t, params)
+	if err != nil && tooManyConnections(err) && g.pool != nil && g.pool.drain(t.UpstreamAddr) > 0 {
+		up, err = g.connectPgconn(ctx, t, params)
+	}
 	if err == nil {
 		g.m.upstream("new")
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"io"
 	"sort"
 	"sync"
 	"time"
@@ -200,11 +201,25 @@ func (p *upstreamPool) drain(addr string) int {
 		p.removeLocked(up)
 	}
 	p.mu.Unlock()
+	// A backend gives its slot back when it exits, after it has closed its
+	// end: say goodbye and wait (briefly) for that close, so that a login
+	// retried right after finds the slots free.
+	var wg sync.WaitGroup
 	for _, up := range gone {
-		up.conn.Close()
+		wg.Go(func() {
+			defer up.conn.Close()
+			_ = up.conn.SetDeadline(time.Now().Add(drainWait))
+			if _, err := up.conn.Write(terminateMsg); err == nil {
+				_, _ = io.Copy(io.Discard, up.r)
+			}
+		})
 	}
+	wg.Wait()
 	return len(gone)
 }
+
+// drainWait bounds how long drain waits for a backend to go.
+const drainWait = 2 * time.Second
 
 // idleCount returns how many connections wait for reuse.
 func (p *upstreamPool) idleCount() int {

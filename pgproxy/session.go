@@ -260,6 +260,9 @@ func (s *session) run() {
 	} else {
 		s.kill("closed", "", "")
 	}
+	// The kill interrupted c2s; once it has ended it submits nothing more,
+	// so the receipts a strict session waits for below are all there are.
+	<-c2sDone
 	if s.killMsg != "" && !s.s2cMid {
 		// In strict mode, output whose receipts are not durable is
 		// dropped with the connection rather than flushed.
@@ -271,7 +274,6 @@ func (s *session) run() {
 		}
 	}
 	s.client.Close()
-	<-c2sDone // the kill above interrupted it
 	s.releaseUpstream()
 	s.finish()
 }
@@ -294,14 +296,14 @@ func (s *session) reusable() bool {
 // when it is reusable, and closes it otherwise.
 func (s *session) releaseUpstream() {
 	up := s.up
-	reuse := s.reusable()
 	// No CancelRequest of this session may reach the backend once another
-	// session uses it: stop forwarding them, wait for those under way.
+	// session uses it: stop forwarding them, wait for those under way, and
+	// only then decide (one that failed makes the backend unfit).
 	s.mu.Lock()
 	s.upSecret = nil
 	s.mu.Unlock()
 	s.cancels.Wait()
-	if reuse {
+	if s.reusable() {
 		err := reset(up, upstreamResetTimeout)
 		if err == nil {
 			up.reused = false

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -252,7 +253,8 @@ func (e *serverError) Error() string {
 // CONNECTION LIMIT).
 func tooManyConnections(err error) bool {
 	var se *serverError
-	return errors.As(err, &se) && se.code == "53300"
+	var pe *pgconn.PgError
+	return errors.As(err, &se) && se.code == "53300" || errors.As(err, &pe) && pe.Code == "53300"
 }
 
 // md5Password is PostgreSQL's MD5 password response.

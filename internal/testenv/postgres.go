@@ -279,20 +279,31 @@ func (p *PG) waitReady() error {
 	return fmt.Errorf("PostgreSQL on %s:%d not ready after %v: %w", p.Host, p.Port, startTimeout, err)
 }
 
+// lifelines holds the write ends of the watchdogs' pipes for as long as
+// this process lives (a package variable: nothing may close them early).
+var lifelines []*os.File
+
 // watchdog starts a shell, in a process group of its own, that stops the
 // cluster and removes its directory once this test process is gone: RunMain
 // does that on a normal exit, but a panic, a -timeout or a kill skip it and
-// pg_ctl's server outlives us.
+// pg_ctl's server outlives us. The shell reads a pipe whose write end only
+// this process holds; end of file means we are gone, however we went.
 func (p *PG) watchdog() {
-	// It runs as the cluster's OS user, which may not signal us: /proc
-	// tells whether we live (kill -0 where there is no /proc).
-	script := `while [ -d "/proc/$0" ] || kill -0 "$0" 2>/dev/null; do sleep 1; done; "$1" stop -D "$2" -m immediate -s >/dev/null 2>&1; rm -rf "$3"`
-	cmd := exec.Command("/bin/sh", "-c", script, strconv.Itoa(os.Getpid()), filepath.Join(p.bin, "pg_ctl"), filepath.Join(p.Dir, "data"), p.Dir)
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: p.cred}
-	if err := cmd.Start(); err != nil {
+	r, w, err := os.Pipe()
+	if err != nil {
 		return // best effort: RunMain still stops the cluster
 	}
+	defer r.Close()
+	script := `cat >/dev/null; "$0" stop -D "$1" -m immediate -s >/dev/null 2>&1; rm -rf "$2"`
+	cmd := exec.Command("/bin/sh", "-c", script, filepath.Join(p.bin, "pg_ctl"), filepath.Join(p.Dir, "data"), p.Dir)
+	cmd.Dir = "/"
+	cmd.Stdin = r
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: p.cred}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return
+	}
+	lifelines = append(lifelines, w)
 	go func() { _ = cmd.Wait() }()
 }
 
