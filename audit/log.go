@@ -321,14 +321,16 @@ func (l *Log) Close(ctx context.Context) error {
 	}
 }
 
-// take removes up to MaxBatch receipts from the queue.
-func (l *Log) take() (batch []*Receipt, closing bool) {
+// take removes up to MaxBatch receipts from the queue; urgent reports
+// whether someone was waiting for them (Append, Flush).
+func (l *Log) take() (batch []*Receipt, closing, urgent bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := len(l.queue)
 	if n == 0 {
-		return nil, l.closing
+		return nil, l.closing, false
 	}
+	urgent = l.urgent
 	if n <= l.opts.MaxBatch {
 		batch = l.queue
 		l.queue = l.spare[:0]
@@ -344,7 +346,7 @@ func (l *Log) take() (batch []*Receipt, closing bool) {
 		l.urgent = false
 	}
 	l.space.Broadcast()
-	return batch, l.closing
+	return batch, l.closing, urgent
 }
 
 // recycle hands a finished batch slice back for reuse.
@@ -454,10 +456,7 @@ func (l *Log) run() {
 				time.Sleep(l.opts.Linger)
 			}
 		}
-		l.mu.Lock()
-		urgent := l.urgent
-		l.mu.Unlock()
-		batch, closing := l.take()
+		batch, closing, urgent := l.take()
 		last = len(batch)
 		if urgent {
 			lastUrgent = len(batch)

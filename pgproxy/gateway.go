@@ -591,12 +591,7 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 				return up, nil
 			}
 		}
-		up, err := g.dialPlain(ctx, t.UpstreamAddr, pw, p)
-		if err != nil && tooManyConnections(err) && g.pool != nil && g.pool.drain(t.UpstreamAddr) > 0 {
-			// Kept backends of other logins hold the slots: give them
-			// back and try once more.
-			up, err = g.dialPlain(ctx, t.UpstreamAddr, pw, p)
-		}
+		up, err := g.dialRetry(t, func() (*upstream, error) { return g.dialPlain(ctx, t.UpstreamAddr, pw, p) })
 		if err != nil {
 			return nil, err
 		}
@@ -604,12 +599,20 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 		g.m.upstream("new")
 		return up, nil
 	}
-	up, err := g.connectPgconn(ctx, t, params)
-	if err != nil && tooManyConnections(err) && g.pool != nil && g.pool.drain(t.UpstreamAddr) > 0 {
-		up, err = g.connectPgconn(ctx, t, params)
-	}
+	up, err := g.dialRetry(t, func() (*upstream, error) { return g.connectPgconn(ctx, t, params) })
 	if err == nil {
 		g.m.upstream("new")
+	}
+	return up, err
+}
+
+// dialRetry opens an upstream connection with dial; when the upstream has no
+// connection slot left and kept backends hold some, it gives those back
+// and tries once more.
+func (g *Gateway) dialRetry(t *Target, dial func() (*upstream, error)) (*upstream, error) {
+	up, err := dial()
+	if err != nil && tooManyConnections(err) && g.pool != nil && g.pool.drain(t.UpstreamAddr) > 0 {
+		up, err = dial()
 	}
 	return up, err
 }

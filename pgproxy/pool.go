@@ -145,28 +145,9 @@ func (p *upstreamPool) put(up *upstream) {
 // reap closes connections idle for longer than the timeout and re-arms
 // itself while any are left.
 func (p *upstreamPool) reap() {
-	var stale []*upstream
 	p.mu.Lock()
 	now := time.Now()
-	for key, list := range p.idle {
-		keep := list[:0]
-		for _, pc := range list {
-			if !p.fresh(pc, now) {
-				stale = append(stale, pc.up)
-				continue
-			}
-			keep = append(keep, pc)
-		}
-		clear(list[len(keep):])
-		if len(keep) == 0 {
-			delete(p.idle, key)
-		} else {
-			p.idle[key] = keep
-		}
-	}
-	for _, up := range stale {
-		p.removeLocked(up)
-	}
+	stale := p.removeWhereLocked(func(pc pooledConn) bool { return !p.fresh(pc, now) })
 	p.reaper = nil
 	if p.count > 0 && !p.closed {
 		p.reaper = time.AfterFunc(p.timeout/2, p.reap)
@@ -177,14 +158,14 @@ func (p *upstreamPool) reap() {
 	}
 }
 
-// drain closes every kept connection to addr and returns how many.
-func (p *upstreamPool) drain(addr string) int {
+// removeWhereLocked takes the kept connections for which drop reports
+// true out of the pool and returns them.
+func (p *upstreamPool) removeWhereLocked(drop func(pooledConn) bool) []*upstream {
 	var gone []*upstream
-	p.mu.Lock()
 	for key, list := range p.idle {
 		keep := list[:0]
 		for _, pc := range list {
-			if pc.up.addr == addr {
+			if drop(pc) {
 				gone = append(gone, pc.up)
 				continue
 			}
@@ -200,6 +181,13 @@ func (p *upstreamPool) drain(addr string) int {
 	for _, up := range gone {
 		p.removeLocked(up)
 	}
+	return gone
+}
+
+// drain closes every kept connection to addr and returns how many.
+func (p *upstreamPool) drain(addr string) int {
+	p.mu.Lock()
+	gone := p.removeWhereLocked(func(pc pooledConn) bool { return pc.up.addr == addr })
 	p.mu.Unlock()
 	// A backend gives its slot back when it exits, after it has closed its
 	// end: say goodbye and wait (briefly) for that close, so that a login
@@ -232,19 +220,14 @@ func (p *upstreamPool) idleCount() int {
 func (p *upstreamPool) close() {
 	p.mu.Lock()
 	p.closed = true
-	idle := p.idle
-	p.idle = map[poolKey][]pooledConn{}
-	p.byAddr = map[string]int{}
-	p.count = 0
+	gone := p.removeWhereLocked(func(pooledConn) bool { return true })
 	if p.reaper != nil {
 		p.reaper.Stop()
 		p.reaper = nil
 	}
 	p.mu.Unlock()
-	for _, list := range idle {
-		for _, pc := range list {
-			pc.up.conn.Close()
-		}
+	for _, up := range gone {
+		up.conn.Close()
 	}
 }
 

@@ -36,8 +36,7 @@ type session struct {
 	cr     *bufio.Reader
 	cw     *bufio.Writer
 
-	mu       sync.Mutex // guards upstream, upPID, upSecret
-	upstream net.Conn
+	mu       sync.Mutex // guards up, upPID, upSecret
 	up       *upstream
 	ur       *bufio.Reader
 	uw       *bufio.Writer
@@ -155,7 +154,7 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 // attachUpstream takes over the logged-in upstream connection.
 func (s *session) attachUpstream(up *upstream) {
 	s.mu.Lock()
-	s.upstream, s.up = up.conn, up
+	s.up = up
 	s.upPID, s.upSecret = up.pid, up.secret
 	s.mu.Unlock()
 	s.upTx = up.txStatus
@@ -237,11 +236,11 @@ func (s *session) interrupt() {
 	_ = s.client.SetReadDeadline(now)
 	_ = s.client.SetWriteDeadline(now.Add(time.Second))
 	s.mu.Lock()
-	up := s.upstream
+	up := s.up
 	s.mu.Unlock()
 	if up != nil {
-		_ = up.SetReadDeadline(now)
-		_ = up.SetWriteDeadline(now)
+		_ = up.conn.SetReadDeadline(now)
+		_ = up.conn.SetWriteDeadline(now)
 	}
 }
 
@@ -472,42 +471,20 @@ const killSettleWait = 200 * time.Millisecond
 // settledWithin flushes the audit pipeline and waits up to d for every
 // receipt submitted so far to be durable; it reports whether they are.
 func (s *session) settledWithin(d time.Duration) bool {
-	target := s.submitted.Load()
-	flushed := false
-	var timeout <-chan time.Time
-	for {
-		if s.auditFailed.Load() {
-			return false
-		}
-		if s.confirmed.Load() >= target {
-			return true
-		}
-		s.waitMu.Lock()
-		if s.waitCh == nil {
-			s.waitCh = make(chan struct{})
-		}
-		ch := s.waitCh
-		s.waitMu.Unlock()
-		if s.confirmed.Load() >= target || s.auditFailed.Load() {
-			continue
-		}
-		if !flushed {
-			s.g.cfg.Audit.Flush()
-			flushed = true
-			t := time.NewTimer(d)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case <-ch:
-		case <-timeout:
-			return false
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return s.awaitDurable(ctx.Done()) == nil
 }
 
-// waitDurable blocks until every receipt submitted so far is durable.
-func (s *session) waitDurable() error {
+// waitDurable blocks until every receipt submitted so far is durable, or
+// the session is killed first.
+func (s *session) waitDurable() error { return s.awaitDurable(s.killedCh) }
+
+// awaitDurable waits until every receipt submitted so far is durable
+// (nil), one has failed (errAudit) or stop is closed first (errKilled). It
+// flushes the audit pipeline once when it has to wait, so the receipts do
+// not wait out its group-commit delay.
+func (s *session) awaitDurable(stop <-chan struct{}) error {
 	target := s.submitted.Load()
 	flushed := false
 	for {
@@ -532,7 +509,7 @@ func (s *session) waitDurable() error {
 		}
 		select {
 		case <-ch:
-		case <-s.killedCh:
+		case <-stop:
 			if !s.auditFailed.Load() && s.confirmed.Load() >= target {
 				return nil
 			}

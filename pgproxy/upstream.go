@@ -211,7 +211,7 @@ func (g *Gateway) login(conn net.Conn, password string, params map[string]string
 			}
 		case 'E':
 			sev, code, msg := errorFields(body)
-			return nil, &serverError{severity: sev, code: code, msg: msg}
+			return nil, &pgconn.PgError{Severity: sev, Code: code, Message: msg}
 		case 'S':
 			k, rest, ok := cstring(body)
 			if !ok {
@@ -241,20 +241,12 @@ func (g *Gateway) login(conn net.Conn, password string, params map[string]string
 	}
 }
 
-// serverError is an ErrorResponse the upstream answered the login with.
-type serverError struct{ severity, code, msg string }
-
-func (e *serverError) Error() string {
-	return "upstream: " + e.severity + ": " + e.msg + " (SQLSTATE " + e.code + ")"
-}
-
 // tooManyConnections reports whether err is the upstream refusing a login
 // for lack of connection slots (53300: max_connections or the role's
-// CONNECTION LIMIT).
+// CONNECTION LIMIT), from either login path.
 func tooManyConnections(err error) bool {
-	var se *serverError
 	var pe *pgconn.PgError
-	return errors.As(err, &se) && se.code == "53300" || errors.As(err, &pe) && pe.Code == "53300"
+	return errors.As(err, &pe) && pe.Code == "53300"
 }
 
 // md5Password is PostgreSQL's MD5 password response.
