@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -193,4 +194,17 @@ func benchVerify(b *testing.B, store airlock.AuditStore, n int) {
 		}
 		reportRates(b, b.N*n, time.Since(start), cpu0)
 	})
+}
+
+// BenchmarkPrepare measures the validation Submit does on its caller's
+// path (a gateway statement's): action, outcome, details JSON, strings.
+func BenchmarkPrepare(b *testing.B) {
+	ev := sampleEvent(1)
+	ev.Details = json.RawMessage(`{"kind":"query","stmt":12,"text":"SELECT abalance FROM pgbench_accounts WHERE aid = 4711;"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := prepare(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -3,12 +3,14 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/airlockhq/airlock"
 )
@@ -94,6 +96,49 @@ func FuzzVerifyExport(f *testing.F) {
 		}
 		if rep.Events < 0 || rep.Checkpoints < 0 {
 			t.Fatalf("negative counts: %+v", rep)
+		}
+	})
+}
+
+// FuzzCompactDetails pins prepare's shortcut for details that are already
+// compact: whatever the input, the stored details are what json.Compact
+// makes of it, and invalid JSON is refused.
+func FuzzCompactDetails(f *testing.F) {
+	f.Add([]byte(`{"kind":"query","text":"SELECT 1"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e := sampleEvent(1)
+		e.Details = b
+		got, err := prepare(e)
+		var want bytes.Buffer
+		cerr := json.Compact(&want, b)
+		switch {
+		case len(b) == 0:
+			return
+		case len(b) > MaxDetailsLen:
+			return
+		case cerr != nil:
+			if err == nil {
+				t.Fatalf("invalid JSON %q accepted as %q", b, got.Details)
+			}
+			return
+		case want.Bytes()[0] != '{':
+			if err == nil {
+				t.Fatalf("non-object %q accepted", b)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("valid object %q refused: %v", b, err)
+		}
+		w := want.Bytes()
+		if !utf8.Valid(w) || bytes.IndexByte(w, 0) >= 0 {
+			w = []byte(cleanString(string(w)))
+		}
+		if !bytes.Equal(got.Details, w) {
+			t.Fatalf("details %q stored as %q, want %q", b, got.Details, w)
+		}
+		if isCompact(b) && json.Valid(b) && !bytes.Equal(b, want.Bytes()) {
+			t.Fatalf("isCompact(%q) but json.Compact gives %q", b, want.Bytes())
 		}
 	})
 }

@@ -76,6 +76,8 @@ type Log struct {
 	space   *sync.Cond // signalled when the queue shrinks or the log closes
 	queue   []*Receipt
 	spare   []*Receipt
+	open    *commit // the commit new receipts join; nil: start one
+	openN   int     // receipts in open
 	closing bool
 	health  error
 	urgent  bool      // someone waits: commit the queue without MaxDelay
@@ -98,21 +100,29 @@ type Log struct {
 
 // Receipt is the pending result of Submit.
 type Receipt struct {
-	ev   airlock.Event
+	ev  airlock.Event
+	c   *commit
+	seq int64 // set before c.done closes
+}
+
+// commit is one store write: the receipts of one batch share it, so a
+// batch closes one channel instead of one per event. The writer takes
+// exactly one commit's receipts per batch (see take), so a commit's done
+// never closes before all of its events are durable.
+type commit struct {
 	done chan struct{}
-	seq  int64
-	err  error
+	err  error // set before done closes
 }
 
 // Done returns a channel closed when the event is durable or has failed.
-func (r *Receipt) Done() <-chan struct{} { return r.done }
+func (r *Receipt) Done() <-chan struct{} { return r.c.done }
 
 // Err returns the failure of a completed receipt; nil while pending or
 // after success.
 func (r *Receipt) Err() error {
 	select {
-	case <-r.done:
-		return r.err
+	case <-r.c.done:
+		return r.c.err
 	default:
 		return nil
 	}
@@ -121,7 +131,7 @@ func (r *Receipt) Err() error {
 // Seq returns the event's sequence number once durable; 0 otherwise.
 func (r *Receipt) Seq() int64 {
 	select {
-	case <-r.done:
+	case <-r.c.done:
 		return r.seq
 	default:
 		return 0
@@ -132,17 +142,17 @@ func (r *Receipt) Seq() int64 {
 // ctx ends. When ctx ends first the event may still become durable later.
 func (r *Receipt) Wait(ctx context.Context) (int64, error) {
 	select {
-	case <-r.done:
-		return r.seq, r.err
+	case <-r.c.done:
+		return r.seq, r.c.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
 }
 
 func failed(err error) *Receipt {
-	r := &Receipt{done: make(chan struct{}), err: err}
-	close(r.done)
-	return r
+	c := &commit{done: make(chan struct{}), err: err}
+	close(c.done)
+	return &Receipt{c: c}
 }
 
 // Open starts a Log on store. It reads the store's head to fail early when
@@ -259,7 +269,7 @@ func (l *Log) submit(e airlock.Event, urgent bool) *Receipt {
 	if err != nil {
 		return failed(err)
 	}
-	r := &Receipt{ev: e, done: make(chan struct{})}
+	r := &Receipt{ev: e}
 	l.mu.Lock()
 	for len(l.queue) >= l.opts.MaxQueue && !l.closing {
 		l.space.Wait()
@@ -271,6 +281,11 @@ func (l *Log) submit(e airlock.Event, urgent bool) *Receipt {
 	// The clock is read under the queue lock so that times are in chain
 	// order within one process.
 	r.ev.Time = eventTime(l.opts.Now())
+	if l.open == nil || l.openN == l.opts.MaxBatch {
+		l.open, l.openN = &commit{done: make(chan struct{})}, 0
+	}
+	r.c = l.open
+	l.openN++
 	l.queue = append(l.queue, r)
 	n := len(l.queue)
 	// Without MaxDelay every event wakes the writer. With it, only the
@@ -321,8 +336,10 @@ func (l *Log) Close(ctx context.Context) error {
 	}
 }
 
-// take removes up to MaxBatch receipts from the queue; urgent reports
-// whether someone was waiting for them (Append, Flush).
+// take removes the receipts of the oldest commit (at most MaxBatch) from
+// the queue; urgent reports whether someone was waiting for them (Append,
+// Flush). A batch is exactly one commit's receipts: the commit that is
+// still open is closed to new receipts when taken.
 func (l *Log) take() (batch []*Receipt, closing, urgent bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -331,14 +348,22 @@ func (l *Log) take() (batch []*Receipt, closing, urgent bool) {
 		return nil, l.closing, false
 	}
 	urgent = l.urgent
-	if n <= l.opts.MaxBatch {
+	c := l.queue[0].c
+	k := 1
+	for k < n && l.queue[k].c == c {
+		k++
+	}
+	if c == l.open {
+		l.open, l.openN = nil, 0
+	}
+	if k == n {
 		batch = l.queue
 		l.queue = l.spare[:0]
 		l.spare = nil
 	} else {
-		batch = append(l.spare[:0], l.queue[:l.opts.MaxBatch]...)
+		batch = append(l.spare[:0], l.queue[:k]...)
 		l.spare = nil
-		rest := copy(l.queue, l.queue[l.opts.MaxBatch:])
+		rest := copy(l.queue, l.queue[k:])
 		clear(l.queue[rest:])
 		l.queue = l.queue[:rest]
 	}
@@ -522,10 +547,9 @@ func (l *Log) write(batch []*Receipt) {
 		l.mu.Lock()
 		l.health = werr
 		l.mu.Unlock()
-		for _, r := range batch {
-			r.err = werr
-			close(r.done)
-		}
+		c := batch[0].c
+		c.err = werr
+		close(c.done)
 		clear(l.events)
 		l.events = l.events[:0]
 		return
@@ -535,8 +559,8 @@ func (l *Log) write(batch []*Receipt) {
 	l.mu.Unlock()
 	for i, r := range batch {
 		r.seq = l.events[i].Seq
-		close(r.done)
 	}
+	close(batch[0].c.done)
 	last := l.events[len(l.events)-1]
 	l.lastSeq, l.lastHash = last.Seq, last.Hash
 	l.sinceCP += len(batch)

@@ -666,3 +666,65 @@ func TestMaxDelay(t *testing.T) {
 		}
 	})
 }
+
+// TestReceiptsCompleteWithTheirCommit pins that a receipt completes only
+// when the store write holding its event returned: events queued while
+// the writer is busy are written as commits of at most MaxBatch, and each
+// commit completes exactly its own receipts, in order.
+func TestReceiptsCompleteWithTheirCommit(t *testing.T) {
+	entered := make(chan struct{})
+	gate := make(chan struct{})
+	stop := make(chan struct{})
+	store := &memStore{onAppend: func() {
+		select {
+		case entered <- struct{}{}:
+			select {
+			case <-gate:
+			case <-stop:
+			}
+		case <-stop: // the test failed: let Close finish
+		}
+	}}
+	l := openLog(t, store, Options{MaxBatch: 4})
+	t.Cleanup(func() { close(stop) }) // runs before openLog's Close
+	first := l.Submit(sampleEvent(0))
+	<-entered // the writer now holds the first event's commit open
+	var rs []*Receipt
+	for i := 1; i <= 10; i++ {
+		rs = append(rs, l.Submit(sampleEvent(i)))
+	}
+	done := func() (n int) {
+		for _, r := range rs {
+			select {
+			case <-r.Done():
+				n++
+			default:
+			}
+		}
+		return n
+	}
+	gate <- struct{}{}
+	waitReceipts(t, []*Receipt{first})
+	// 10 queued events with MaxBatch 4: commits of 4, 4 and 2.
+	prev := 0
+	for _, want := range []int{4, 8, 10} {
+		<-entered
+		if n := done(); n != prev {
+			t.Fatalf("%d receipts complete while the commit of events %d..%d is still open, want %d", n, prev+1, want, prev)
+		}
+		gate <- struct{}{}
+		waitReceipts(t, rs[:want])
+		for i, r := range rs[:want] {
+			if r.Seq() != int64(i+2) {
+				t.Fatalf("receipt %d has seq %d, want %d", i, r.Seq(), i+2)
+			}
+		}
+		if n := done(); n != want {
+			t.Fatalf("after the commit up to event %d, %d receipts complete, want %d", want, n, want)
+		}
+		prev = want
+	}
+	if first.Seq() != 1 {
+		t.Fatalf("first receipt seq %d", first.Seq())
+	}
+}

@@ -71,13 +71,18 @@ func prepare(e airlock.Event) (airlock.Event, error) {
 		if len(e.Details) > MaxDetailsLen {
 			return e, airlock.Errorf(airlock.ETOOLARGE, "audit: details of %s are %d bytes, over the %d limit", e.Action, len(e.Details), MaxDetailsLen)
 		}
-		buf := compactBufs.Get().(*bytes.Buffer)
-		defer compactBufs.Put(buf)
-		buf.Reset()
-		if err := json.Compact(buf, e.Details); err != nil {
-			return e, airlock.WrapError(airlock.EINVALID, "audit: details of "+e.Action+" are not valid JSON", err)
+		d := e.Details
+		// Most details come from json.Marshal or an appender and are
+		// compact already: checking is cheaper than compacting.
+		if !isCompact(d) || !json.Valid(d) {
+			buf := compactBufs.Get().(*bytes.Buffer)
+			defer compactBufs.Put(buf)
+			buf.Reset()
+			if err := json.Compact(buf, e.Details); err != nil {
+				return e, airlock.WrapError(airlock.EINVALID, "audit: details of "+e.Action+" are not valid JSON", err)
+			}
+			d = buf.Bytes()
 		}
-		d := buf.Bytes()
 		if d[0] != '{' {
 			return e, airlock.Errorf(airlock.EINVALID, "audit: details of %s must be a JSON object", e.Action)
 		}
@@ -100,6 +105,31 @@ func prepare(e airlock.Event) (airlock.Event, error) {
 	e.SourceAddr = cleanString(e.SourceAddr)
 	e.Seq, e.PrevHash, e.Hash = 0, "", ""
 	return e, nil
+}
+
+// isCompact reports whether b has no whitespace outside JSON strings, that
+// is whether json.Compact would return it unchanged (if it is valid JSON).
+func isCompact(b []byte) bool {
+	in := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if in {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				in = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			in = true
+		case ' ', '\t', '\n', '\r':
+			return false
+		}
+	}
+	return true
 }
 
 func truncate(s string, n int) string {

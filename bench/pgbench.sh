@@ -16,7 +16,13 @@
 #                   log with group commit into SQLite) → PostgreSQL
 #   gateway-strict  same, strict audit (results held until their events are durable)
 #   pgbouncer       pgbench → pgbouncer (pool_mode=session) → PostgreSQL
+#   gateway-count   the gateway with a counting audit sink instead of the log
+#                   (not in the default TARGETS: it separates proxy cost from
+#                   audit cost in the same run)
 #   tcprelay        pgbench → Go io.Copy relay → PostgreSQL
+#   epollrelay      pgbench → Go relay on one epoll loop (no goroutine per
+#                   message, pgbouncer's design) → PostgreSQL (Linux; not in
+#                   the default TARGETS)
 #
 # Environment: DURATION (seconds per run, default 10), SCALE (default 10),
 # CLIENTS (default "1 8 32"), CONNECT_CLIENTS (default 8), THREADS (pgbench
@@ -86,7 +92,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 BASE=$((20000 + RANDOM % 20000))
-PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4))
+PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4)) ERELAY=$((BASE + 5)) GWC=$((BASE + 6))
 PW=bench-pw-$RANDOM$RANDOM
 TOKEN=bench-token
 
@@ -128,9 +134,16 @@ UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWS" -upstrea
 	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -strict ${PROFILE:+-cpuprofile "$PROFILE/gateway-strict.pprof"} -data-dir "$(mkdir -p "$T/gws" && echo "$T/gws")" >"$T/gws.out" 2>"$T/gws.err" &
 GWS_PID=$!
 PIDS+=("$GWS_PID")
+UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWC" -upstream "127.0.0.1:$PGPORT" \
+	-user bench -db bench -token "$TOKEN" -audit count ${PROFILE:+-cpuprofile "$PROFILE/gateway-count.pprof"} -data-dir "$(mkdir -p "$T/gwc" && echo "$T/gwc")" >"$T/gwc.out" 2>"$T/gwc.err" &
+GWC_PID=$!
+PIDS+=("$GWC_PID")
 "$T/bin/tcprelay" -listen "127.0.0.1:$RELAY" -upstream "127.0.0.1:$PGPORT" >"$T/relay.out" 2>&1 &
 RELAY_PID=$!
 PIDS+=("$RELAY_PID")
+"$T/bin/epollrelay" -listen "127.0.0.1:$ERELAY" -upstream "127.0.0.1:$PGPORT" >"$T/erelay.out" 2>&1 &
+ERELAY_PID=$!
+PIDS+=("$ERELAY_PID")
 cat >"$T/pgbouncer.ini" <<INI
 [databases]
 bench = host=127.0.0.1 port=$PGPORT dbname=bench
@@ -152,7 +165,9 @@ echo "\"bench\" \"$PW\"" >"$T/userlist.txt"
 as_pg bash -c "ulimit -n $(ulimit -Hn); exec pgbouncer -d -q '$T/pgbouncer.ini'"
 wait_ready "$T/gw.out"
 wait_ready "$T/gws.out"
+wait_ready "$T/gwc.out"
 wait_ready "$T/relay.out"
+wait_ready "$T/erelay.out"
 for _ in $(seq 1 100); do [ -s "$T/pgbouncer.pid" ] && break; sleep 0.1; done
 BOUNCER_PID=$(cat "$T/pgbouncer.pid")
 
@@ -162,8 +177,10 @@ conn() {
 	direct) echo "$PGPORT bench $PW" ;;
 	gateway) echo "$GW alice $TOKEN" ;;
 	gateway-strict) echo "$GWS alice $TOKEN" ;;
+	gateway-count) echo "$GWC alice $TOKEN" ;;
 	pgbouncer) echo "$BOUNCER bench $PW" ;;
 	tcprelay) echo "$RELAY bench $PW" ;;
+	epollrelay) echo "$ERELAY bench $PW" ;;
 	esac
 }
 
@@ -182,8 +199,10 @@ proxy_pid() {
 	case $1 in
 	gateway) echo "$GW_PID" ;;
 	gateway-strict) echo "$GWS_PID" ;;
+	gateway-count) echo "$GWC_PID" ;;
 	pgbouncer) echo "$BOUNCER_PID" ;;
 	tcprelay) echo "$RELAY_PID" ;;
+	epollrelay) echo "$ERELAY_PID" ;;
 	esac
 }
 # cpu_ticks PID → user+system CPU time of the process in clock ticks.
