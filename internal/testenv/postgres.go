@@ -32,6 +32,8 @@ type PG struct {
 
 	bin  string              // directory holding pg_ctl, initdb…
 	cred *syscall.Credential // non-nil when commands run as the postgres OS user
+
+	tls tlsState // EnableTLS, once per cluster
 }
 
 var (
