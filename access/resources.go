@@ -9,6 +9,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/pgproxy"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/secrets"
 )
@@ -30,7 +31,8 @@ func credAAD(resource, level string) []byte { return []byte("resource:" + resour
 // ResourceOptions are a resource's non-secret settings.
 type ResourceOptions struct {
 	Database string   `json:"database,omitempty"` // postgres: upstream database (default: resource name)
-	TLS      string   `json:"tls,omitempty"`      // postgres upstream: disable | require | verify-full
+	TLS      string   `json:"tls,omitempty"`      // postgres upstream: disable | require | verify-ca | verify-full (libpq sslmode)
+	TLSCA    string   `json:"tls_ca,omitempty"`   // postgres upstream: PEM CA certificates (sslrootcert); none: system roots
 	Logins   []string `json:"logins,omitempty"`   // ssh: allowed logins
 	HostKey  string   `json:"host_key,omitempty"` // ssh: pinned host key (authorized_keys format)
 	// ReadOnly lists access levels that start sessions read-only.
@@ -112,6 +114,15 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		}
 		r.Credentials[level] = sealed
 	}
+	if in.Kind == airlock.KindPostgres {
+		// Refuse what would not be used as written: a typo in the mode
+		// must never mean a plaintext upstream.
+		if _, err := pgproxy.UpstreamTLSConfig(in.Options.TLS, []byte(in.Options.TLSCA)); err != nil {
+			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: %s", in.Name, airlock.ErrorMessage(err))
+		}
+	} else if in.Options.TLS != "" || in.Options.TLSCA != "" {
+		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslmode and sslrootcert apply to postgres resources only", in.Name)
+	}
 	if in.Kind == airlock.KindSSH {
 		for _, l := range in.Options.Logins {
 			r.Credentials[l] = nil // ssh access levels are logins; no secret
@@ -124,9 +135,16 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 
 func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource, error) {
 	in := ResourceInput{Name: spec.Name, Kind: spec.Kind, Addr: spec.Addr, Labels: spec.Labels, Credentials: map[string]CredentialInput{}}
-	in.Options = ResourceOptions{Database: spec.Options["database"], TLS: spec.Options["tls"], Logins: spec.Logins, HostKey: spec.HostKey}
+	in.Options = ResourceOptions{Database: spec.Options["database"], TLS: spec.Options["sslmode"], Logins: spec.Logins, HostKey: spec.HostKey}
 	if ro := spec.Options["read_only"]; ro != "" {
 		in.Options.ReadOnly = strings.Split(ro, ",")
+	}
+	if path := spec.Options["sslrootcert"]; path != "" {
+		b, err := s.readFile(path)
+		if err != nil {
+			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: cannot read sslrootcert %s on the server", spec.Name, path)
+		}
+		in.Options.TLSCA = string(b)
 	}
 	for level, ref := range spec.Credentials {
 		var pw string
@@ -192,6 +210,9 @@ type ResourceView struct {
 	Labels       map[string]string `json:"labels"`
 	AccessLevels []string          `json:"access_levels"`
 	Source       string            `json:"source"`
+	// SSLMode is how a postgres resource's database is reached: disable,
+	// require, verify-ca or verify-full.
+	SSLMode string `json:"sslmode,omitempty"`
 }
 
 func sortedLevels(r *airlock.Resource) []string {
@@ -202,7 +223,14 @@ func sortedLevels(r *airlock.Resource) []string {
 
 // View returns r without secrets.
 func View(r *airlock.Resource) ResourceView {
-	return ResourceView{Name: r.Name, Kind: r.Kind, Addr: r.Addr, Labels: r.Labels, AccessLevels: sortedLevels(r), Source: r.Source}
+	v := ResourceView{Name: r.Name, Kind: r.Kind, Addr: r.Addr, Labels: r.Labels, AccessLevels: sortedLevels(r), Source: r.Source}
+	if r.Kind == airlock.KindPostgres {
+		v.SSLMode = Options(r).TLS
+		if v.SSLMode == "" {
+			v.SSLMode = pgproxy.UpstreamTLSDisable
+		}
+	}
+	return v
 }
 
 // ListResources lists all resources (admin view, without secrets).

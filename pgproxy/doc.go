@@ -33,7 +33,9 @@
 //
 // # Upstream
 //
-// Upstreams with TLS (Target.UpstreamTLS, no plaintext fallback) or with
+// Upstreams with TLS (Target.UpstreamTLS, built by UpstreamTLSConfig from a
+// resource's libpq-style sslmode and CA certificates; no plaintext
+// fallback) or with
 // a password that is not printable ASCII are opened by pgconn (SCRAM-SHA-256
 // with channel binding, MD5 or trust), which is then hijacked. Other
 // upstreams are logged in by the gateway itself (SCRAM-SHA-256 with the
@@ -63,7 +65,8 @@
 // All events carry Actor {Target.UserID, Target.UserName}, Resource,
 // GrantID, SessionID and SourceAddr.
 //
-//   - session.started (success): access, tls, read_only, strict_audit, ends_at.
+//   - session.started (success): access, tls, read_only, strict_audit, ends_at,
+//     application_name, upstream_pid, upstream_reused, upstream_tls.
 //   - session.ended (success): duration_ms, bytes_in, bytes_out,
 //     statements (simple queries + executes + function calls), end_reason
 //     (client_closed, client_terminated, upstream_closed, grant_expired,

@@ -183,7 +183,9 @@ func (s *session) start() {
 		Application string `json:"application_name,omitempty"`
 		UpstreamPID uint32 `json:"upstream_pid"`
 		Reused      bool   `json:"upstream_reused,omitempty"`
-	}{s.t.Access, isTLS(s.client), s.t.ReadOnly, s.t.StrictAudit, s.t.EndsAt.UTC().Format(time.RFC3339Nano), s.app, s.up.pid, s.up.reused}))
+		UpstreamTLS bool   `json:"upstream_tls"`
+	}{s.t.Access, isTLS(s.client), s.t.ReadOnly, s.t.StrictAudit, s.t.EndsAt.UTC().Format(time.RFC3339Nano), s.app, s.up.pid, s.up.reused,
+		s.t.UpstreamTLS != nil}))
 	msg := expiredMsg(s.t.EndsAt)
 	s.endTimer = time.AfterFunc(s.t.EndsAt.Sub(s.g.now()), func() {
 		s.kill("grant_expired", codeAdminShutdown, msg)

@@ -301,6 +301,27 @@ func (d *decoder) session(n *yaml.Node, what string) SessionSpec {
 	return s
 }
 
+// postgresOptionNames are the options a postgres resource takes. Others
+// are refused: a misspelt sslmode must not silently mean plaintext.
+var postgresOptionNames = []string{"database", "read_only", "sslmode", "sslrootcert"}
+
+// postgresOptions checks a postgres resource's options (n is their
+// mapping node, for positions).
+func postgresOptions(d *decoder, n *yaml.Node, what string, opts map[string]string) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i].Value
+		if !slices.Contains(postgresOptionNames, k) {
+			d.errf(n.Content[i], "%s: unknown option %q (postgres resources take %s)", what, k, strings.Join(postgresOptionNames, ", "))
+		}
+	}
+	if m, ok := opts["sslmode"]; ok && !slices.Contains([]string{"disable", "require", "verify-ca", "verify-full"}, m) {
+		d.errf(n, "%s: sslmode must be disable, require, verify-ca or verify-full, not %q", what, m)
+	}
+	if _, ok := opts["sslrootcert"]; ok && (opts["sslmode"] == "" || opts["sslmode"] == "disable") {
+		d.errf(n, "%s: sslrootcert needs sslmode require, verify-ca or verify-full", what)
+	}
+}
+
 func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 	var r ResourceSpec
 	f := d.mapping(n, "resource", "name", "kind", "addr", "labels", "options", "credentials", "logins", "host_key")
@@ -340,6 +361,9 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 	}
 	if v, ok := f["options"]; ok {
 		r.Options = d.strMap(v.v, what+": options")
+		if r.Kind == airlock.KindPostgres {
+			postgresOptions(d, v.v, what, r.Options)
+		}
 	}
 	if v, ok := f["credentials"]; ok {
 		if v.v.Kind != yaml.MappingNode {

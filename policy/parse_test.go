@@ -50,6 +50,12 @@ func TestParseErrors(t *testing.T) {
 		{"no-access", "version: 1\nrules:\n  - name: r\n    who: {users: [a]}\n    resources: {names: [db]}\n", `rule r needs access`},
 		{"empty-access", "version: 1\nrules:\n  - name: r\n    who: {users: [a]}\n    resources: {names: [db]}\n    access: []\n", `access lists no access level`},
 		{"no-name", "version: 1\nrules:\n  - who: {users: [a]}\n", `3:5: error: rule needs a name`},
+		{"pg-unknown-option", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {ssl_mode: verify-full}}\n",
+			`3:57: error: resource db: unknown option "ssl_mode" (postgres resources take database, read_only, sslmode, sslrootcert)`},
+		{"pg-bad-sslmode", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {sslmode: prefer}}\n",
+			`error: resource db: sslmode must be disable, require, verify-ca or verify-full, not "prefer"`},
+		{"pg-rootcert-plaintext", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {sslrootcert: /ca.pem}}\n",
+			`error: resource db: sslrootcert needs sslmode require, verify-ca or verify-full`},
 		{"duplicate-rule", "version: 1" + minimalRule + minimalRule[len("\nrules:"):], `8:11: error: duplicate rule name "r" (first defined at p.yaml:3:11)`},
 		{"duplicate-key", "version: 1" + minimalRule + "    access: [write]\n", `7:5: error: duplicate key "access" in rule`},
 		{"ceiling", "version: 1\ndefaults: {max_duration: 4h}" + minimalRule + "    max_duration: 8h\n", `8:19: error: rule r: max_duration 8h exceeds the ceiling defaults.max_duration 4h`},
@@ -279,7 +285,7 @@ resources:
   - name: db
     kind: postgres
     addr: db:5432
-    options: {database: app, tls: "true"}
+    options: {database: app, sslmode: verify-full, sslrootcert: /etc/db-ca.pem}
     credentials:
       read: {user: ro, password_env: RO}
       write: {user: rw, password_file: /etc/rw}

@@ -111,13 +111,14 @@ func newAdminCmd() *cobra.Command {
 	resources := &cobra.Command{Use: "resources", Short: "Manage resources"}
 	var kind, addr, database string
 	var labels, creds, logins, readOnly []string
-	var hostKey string
+	var hostKey, sslMode, sslRootCert string
 	addRes := &cobra.Command{Use: "add NAME --kind postgres|ssh|http --addr HOST:PORT", Short: "Add a resource",
 		Long: `Add a resource. Brokered credentials are given as --credential LEVEL=USER:SOURCE where SOURCE is
 env:VAR (read from this shell's environment) or file:PATH; the secret is sent once to the server,
 sealed there and never shown again. Example:
 
   PROD_RO=… airlock admin resources add prod-db --kind postgres --addr db:5432 --database app \
+      --sslmode verify-full --sslrootcert db-ca.pem \
       --label env=prod --credential read=app_ro:env:PROD_RO --credential write=app_rw:file:/run/secrets/rw`,
 		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newCLI(cmd)
@@ -126,7 +127,14 @@ sealed there and never shown again. Example:
 			}
 			c.otp = otp
 			in := access.ResourceInput{Name: args[0], Kind: kind, Addr: addr, Labels: map[string]string{}, Credentials: map[string]access.CredentialInput{},
-				Options: access.ResourceOptions{Database: database, Logins: logins, HostKey: hostKey, ReadOnly: readOnly}}
+				Options: access.ResourceOptions{Database: database, Logins: logins, HostKey: hostKey, ReadOnly: readOnly, TLS: sslMode}}
+			if sslRootCert != "" {
+				b, err := os.ReadFile(sslRootCert)
+				if err != nil {
+					return fmt.Errorf("--sslrootcert: %v", err)
+				}
+				in.Options.TLSCA = string(b)
+			}
 			for _, l := range labels {
 				k, v, ok := strings.Cut(l, "=")
 				if !ok || k == "" {
@@ -164,6 +172,8 @@ sealed there and never shown again. Example:
 	addRes.Flags().StringArrayVar(&logins, "login", nil, "ssh: an allowed login (repeatable)")
 	addRes.Flags().StringArrayVar(&readOnly, "read-only", nil, "access levels whose sessions start read-only (default: read, ro, readonly)")
 	addRes.Flags().StringVar(&hostKey, "host-key", "", "ssh: pinned host key (authorized_keys format)")
+	addRes.Flags().StringVar(&sslMode, "sslmode", "", "postgres: TLS to the database: disable (default), require, verify-ca or verify-full")
+	addRes.Flags().StringVar(&sslRootCert, "sslrootcert", "", "postgres: PEM file of the CA certificates the database's certificate must chain to (default: system roots)")
 	listRes := &cobra.Command{Use: "list", Short: "List resources", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		c, err := newCLI(cmd)
 		if err != nil {

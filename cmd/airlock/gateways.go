@@ -66,11 +66,15 @@ func pgTarget(c *access.Connection, dbname string) (*pgproxy.Target, error) {
 	if dbname == "" {
 		dbname = c.Resource.Name
 	}
+	upTLS, err := pgproxy.UpstreamTLSConfig(opts.TLS, []byte(opts.TLSCA))
+	if err != nil {
+		return nil, err
+	}
 	sess := c.Decision.Session
 	return &pgproxy.Target{
 		UserID: c.User.ID, UserName: c.User.Name, GrantID: c.Grant.ID, Resource: c.Resource.Name, Access: c.Grant.Access,
 		EndsAt: c.Grant.EndsAt, UpstreamAddr: c.Resource.Addr, UpstreamDatabase: dbname,
-		UpstreamUser: c.Credential.User, UpstreamPassword: c.Credential.Password,
+		UpstreamUser: c.Credential.User, UpstreamPassword: c.Credential.Password, UpstreamTLS: upTLS,
 		ReadOnly: access.IsReadOnly(c.Resource, c.Grant.Access), StrictAudit: sess.Audit == "strict",
 		LogParameters: sess.LogParameters, IdleTimeout: sess.IdleTimeout, MaxConcurrent: sess.MaxConcurrent,
 	}, nil
