@@ -1,0 +1,143 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/airlockhq/airlock/internal/testenv"
+)
+
+const pgTLSPolicy = `version: 1
+defaults:
+  max_duration: 4h
+  reason: {required: true, prompt: "ticket?"}
+rules:
+  - name: devs-dbs
+    who: {groups: [devs]}
+    resources: {names: [tls-db, wrong-ca-db]}
+    access: [read]
+    max_duration: 2h
+    approval: {required: 1, groups: [leads]}
+`
+
+// otherCAPEM is a CA certificate that signed nothing the database has.
+func otherCAPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "not the database's CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestE2EUpstreamTLS drives a resource's sslmode end to end: the CLI
+// refuses a mode that would not be honoured; verify-full with the
+// database's CA pinned reaches PostgreSQL over TLS (pg_stat_ssl says so,
+// and session.started records it); a resource pinned to another CA is
+// refused and audited, never falling back to plaintext.
+func TestE2EUpstreamTLS(t *testing.T) {
+	needOathtool(t)
+	needPsql(t)
+	pg := testenv.Postgres(t)
+	caPEM := pg.EnableTLS(t)
+	db := pg.NewDatabase(t)
+	pg.Exec(t, "postgres", `DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_ro') THEN CREATE ROLE app_ro LOGIN; END IF;
+END $$;
+ALTER ROLE app_ro PASSWORD '`+pgROPassword+`';`)
+
+	dir := t.TempDir()
+	caFile, otherFile := filepath.Join(dir, "db-ca.pem"), filepath.Join(dir, "other-ca.pem")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(otherFile, otherCAPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, func(c *serverConfig) { c.PGAddr = freeAddr(t) })
+	tm := setupTeam(t, h, pgTLSPolicy)
+	t.Setenv("PROD_DB_RO_PW", pgROPassword)
+	addr := net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port))
+	add := func(name string, tlsArgs ...string) (string, error) {
+		args := append([]string{"admin", "resources", "add", name, "--kind", "postgres", "--addr", addr, "--database", db,
+			"--credential", "read=app_ro:env:PROD_DB_RO_PW"}, tlsArgs...)
+		out, err := h.run(tm.admin, "", args...)
+		if err != nil {
+			out += err.Error() // the message the user sees
+		}
+		return out, err
+	}
+
+	// Modes libpq has but that could fall back to plaintext are refused.
+	for _, mode := range []string{"prefer", "allow", "verify_full"} {
+		if out, err := add("tls-db", "--sslmode", mode); err == nil || !strings.Contains(out, "unknown upstream sslmode") {
+			t.Fatalf("--sslmode %s: err=%v\n%s", mode, err, out)
+		}
+	}
+	if out, err := add("tls-db", "--sslrootcert", caFile); err == nil || !strings.Contains(out, "CA certificates need sslmode require, verify-ca or verify-full") {
+		t.Fatalf("--sslrootcert without --sslmode: err=%v\n%s", err, out)
+	}
+	out := h.must(tm.admin, "", "--output", "json", "admin", "resources", "add", "tls-db", "--kind", "postgres", "--addr", addr,
+		"--database", db, "--credential", "read=app_ro:env:PROD_DB_RO_PW", "--sslmode", "verify-full", "--sslrootcert", caFile)
+	var view struct {
+		SSLMode string `json:"sslmode"`
+	}
+	if err := json.Unmarshal([]byte(out), &view); err != nil || view.SSLMode != "verify-full" {
+		t.Fatalf("resource view: %v\n%s", err, out)
+	}
+	if _, err := add("wrong-ca-db", "--sslmode", "verify-ca", "--sslrootcert", otherFile); err != nil {
+		t.Fatalf("add wrong-ca-db: %v", err)
+	}
+
+	h.grant(tm, "tls-db", "read")
+	out, err := h.runProc(tm.alice, nil, "psql", "tls-db", "--access", "read", "--",
+		"-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()")
+	if err != nil || !strings.Contains(out, "t|TLSv1.") {
+		t.Fatalf("psql through a verify-full upstream: err=%v\n%s", err, out)
+	}
+
+	h.grant(tm, "wrong-ca-db", "read")
+	out, err = h.runProc(tm.alice, nil, "psql", "wrong-ca-db", "--access", "read", "--", "-X", "-c", "select 1")
+	if err == nil || !strings.Contains(out, "cannot connect to the resource's database") {
+		t.Fatalf("psql through an upstream with another CA: err=%v\n%s", err, out)
+	}
+
+	h.fresh(tm.admin, tm.adminSecret)
+	started := h.auditEvents(tm.admin, "session.started")
+	var d struct {
+		UpstreamTLS bool `json:"upstream_tls"`
+	}
+	if len(started) != 1 || started[0].Resource != "tls-db" || json.Unmarshal(started[0].Details, &d) != nil || !d.UpstreamTLS {
+		t.Fatalf("session.started events: %d, want one for tls-db with upstream_tls true: %s", len(started), started[0].Details)
+	}
+	waitFor(t, func() bool {
+		for _, e := range h.auditEvents(tm.admin, "session.denied") {
+			if e.Resource == "wrong-ca-db" && strings.Contains(string(e.Details), "upstream_unavailable") {
+				return true
+			}
+		}
+		return false
+	})
+}
