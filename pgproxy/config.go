@@ -117,6 +117,11 @@ type Target struct {
 	// UpstreamTLS, when non-nil, makes the upstream connection TLS
 	// (required: a server that refuses TLS fails the connect).
 	UpstreamTLS *tls.Config
+	// UpstreamTLSKey identifies UpstreamTLS's settings (for example the
+	// sslmode and the CA certificates) for upstream reuse: a kept TLS
+	// connection serves only a target with the same login and the same
+	// key. Empty: TLS upstream connections are not kept.
+	UpstreamTLSKey string
 
 	// ReadOnly starts the upstream session with
 	// default_transaction_read_only=on. This is a second layer only: the

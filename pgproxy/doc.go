@@ -48,6 +48,11 @@
 // is a second layer only — the upstream role's privileges are the
 // protection, since a client may SET the parameter back.
 //
+// With Config.UpstreamIdle, a backend whose client sent Terminate while it
+// was idle is reset with DISCARD ALL and kept for the next session with
+// the same login (address, role, password, startup parameters and, for
+// TLS, Target.UpstreamTLSKey; a TLS target without a key is never kept).
+//
 // # Relay
 //
 // Each direction reads through a 32 KiB bufio.Reader, parses the 5-byte

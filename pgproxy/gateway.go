@@ -572,38 +572,40 @@ func upstreamParams(t *Target, params map[string]string) map[string]string {
 
 // connectUpstream opens the upstream connection with the brokered
 // credential: itself for plaintext upstreams with an ASCII password
-// (caching SCRAM keys), through pgconn otherwise.
+// (caching SCRAM keys), through pgconn otherwise. A kept connection with
+// the same login is used first (see Target.UpstreamTLSKey for TLS).
 func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[string]string) (*upstream, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if pw := t.UpstreamPassword.Reveal(); t.UpstreamTLS == nil && plainPassword(pw) {
-		p := upstreamParams(t, params)
-		p["user"] = t.UpstreamUser
-		if t.UpstreamDatabase != "" {
-			p["database"] = t.UpstreamDatabase
-		}
-		var key poolKey
-		if g.pool != nil {
-			key = loginKey(t.UpstreamAddr, t.UpstreamUser, pw, p)
-			if up := g.pool.get(key); up != nil {
-				up.reused = true
-				g.m.upstream("reused")
-				return up, nil
-			}
-		}
-		up, err := g.dialRetry(t, func() (*upstream, error) { return g.dialPlain(ctx, t.UpstreamAddr, pw, p) })
-		if err != nil {
-			return nil, err
-		}
-		up.poolable, up.key, up.addr = g.pool != nil, key, t.UpstreamAddr
-		g.m.upstream("new")
-		return up, nil
+	pw := t.UpstreamPassword.Reveal()
+	p := upstreamParams(t, params)
+	p["user"] = t.UpstreamUser
+	if t.UpstreamDatabase != "" {
+		p["database"] = t.UpstreamDatabase
 	}
-	up, err := g.dialRetry(t, func() (*upstream, error) { return g.connectPgconn(ctx, t, params) })
-	if err == nil {
-		g.m.upstream("new")
+	poolable := g.pool != nil && (t.UpstreamTLS == nil || t.UpstreamTLSKey != "")
+	var key poolKey
+	if poolable {
+		key = loginKey(t.UpstreamAddr, t.UpstreamUser, pw, t.UpstreamTLSKey, p)
+		if up := g.pool.get(key); up != nil {
+			up.reused = true
+			g.m.upstream("reused")
+			return up, nil
+		}
 	}
-	return up, err
+	var up *upstream
+	var err error
+	if t.UpstreamTLS == nil && plainPassword(pw) {
+		up, err = g.dialRetry(t, func() (*upstream, error) { return g.dialPlain(ctx, t.UpstreamAddr, pw, p) })
+	} else {
+		up, err = g.dialRetry(t, func() (*upstream, error) { return g.connectPgconn(ctx, t, params) })
+	}
+	if err != nil {
+		return nil, err
+	}
+	up.poolable, up.key, up.addr = poolable, key, t.UpstreamAddr
+	g.m.upstream("new")
+	return up, nil
 }
 
 // dialRetry opens an upstream connection with dial; when the upstream has no
@@ -652,6 +654,7 @@ func (g *Gateway) connectPgconn(ctx context.Context, t *Target, params map[strin
 		reader = r
 		return pgproto3.NewFrontend(r, w)
 	}
+	dialed := time.Now()
 	pc, err := pgconn.ConnectConfig(ctx, c)
 	if err != nil {
 		return nil, err
@@ -665,7 +668,7 @@ func (g *Gateway) connectPgconn(ctx context.Context, t *Target, params map[strin
 		reader = hc.Conn
 	}
 	return &upstream{conn: hc.Conn, r: bufio.NewReaderSize(reader, readBufSize), pid: hc.PID, secret: hc.SecretKey,
-		params: hc.ParameterStatuses, txStatus: hc.TxStatus}, nil
+		params: hc.ParameterStatuses, txStatus: hc.TxStatus, dialed: dialed}, nil
 }
 
 // cancel forwards a client's CancelRequest to the upstream backend of the

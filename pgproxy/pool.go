@@ -70,8 +70,9 @@ func (p *upstreamPool) removeLocked(up *upstream) {
 	}
 }
 
-// loginKey returns the pool key of a plaintext upstream login.
-func loginKey(addr, user, password string, params map[string]string) poolKey {
+// loginKey returns the pool key of an upstream login: address, role,
+// password, TLS settings (Target.UpstreamTLSKey) and startup parameters.
+func loginKey(addr, user, password, tlsKey string, params map[string]string) poolKey {
 	h := sha256.New()
 	field := func(s string) {
 		var n [4]byte
@@ -82,6 +83,7 @@ func loginKey(addr, user, password string, params map[string]string) poolKey {
 	field(addr)
 	field(user)
 	field(password)
+	field(tlsKey)
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)

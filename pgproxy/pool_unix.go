@@ -3,6 +3,7 @@
 package pgproxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"syscall"
@@ -13,6 +14,11 @@ import (
 // pg_terminate_backend, a restart) has closed it or left a FATAL message
 // in it. It peeks without consuming and without waiting.
 func quiet(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		// Any TLS record waiting (an alert, a close_notify) counts as
+		// not quiet, like any other byte.
+		c = tc.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false

@@ -34,8 +34,9 @@ type upstream struct {
 	txStatus byte
 
 	// poolable: the connection may go back to the gateway's pool after
-	// its session (a plaintext login the gateway made itself); key is its
-	// login; reused: it came from the pool.
+	// its session (pooling is on, and a TLS upstream has a
+	// Target.UpstreamTLSKey); key is its login; reused: it came from the
+	// pool.
 	poolable bool
 	key      poolKey
 	reused   bool

@@ -396,3 +396,58 @@ func TestUpstreamTLSPasswordNeverLeaks(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamTLSReuse: a TLS upstream connection is kept and serves the
+// next session with the same login and the same Target.UpstreamTLSKey, still
+// on TLS; a different key or none never gets it, and without a key
+// nothing is kept.
+func TestUpstreamTLSReuse(t *testing.T) {
+	e, pool := tlsEnv(t)
+	setKey := func(key string) {
+		e.target("read-token", func(tg *Target) { tg.UpstreamTLS, tg.UpstreamTLSKey = &tls.Config{RootCAs: pool}, key })
+	}
+	session := func() (pid int) {
+		c := e.simpleConnect(t, "read-token")
+		if !sslInSession(t, c) {
+			t.Fatal("upstream backend is not on TLS")
+		}
+		pid = backendPID(t, c)
+		if err := c.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	setKey("verify-full\nca-1")
+	first := session()
+	e.waitIdle(t, 1)
+	if again := session(); again != first {
+		t.Fatalf("second session got backend %d, want the kept %d", again, first)
+	}
+	e.waitIdle(t, 1)
+	started := e.sink.Find("session.started", "")
+	if n := len(started); n != 2 || detail(started[1], "upstream_reused") != true || detail(started[1], "upstream_tls") != true {
+		t.Fatalf("session.started events: %d, last %s", n, started[n-1].Details)
+	}
+
+	setKey("verify-full\nca-2")
+	if other := session(); other == first {
+		t.Fatalf("a target with other TLS settings got the kept backend %d", first)
+	}
+	e.waitIdle(t, 2) // one kept per key
+
+	setKey("")
+	if none := session(); none == first {
+		t.Fatalf("a target without a TLS key got the kept backend %d", first)
+	}
+	// session.ended is recorded after the upstream was kept or closed.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.sink.Find("session.ended", "")) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("the fourth session did not end")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := e.gw.IdleUpstreams(); n != 2 {
+		t.Fatalf("%d kept upstream connections, want 2: one per TLS key, none without a key", n)
+	}
+}

@@ -53,8 +53,9 @@ func otherCAPEM(t *testing.T) []byte {
 // TestE2EUpstreamTLS drives a resource's sslmode end to end: the CLI
 // refuses a mode that would not be honoured; verify-full with the
 // database's CA pinned reaches PostgreSQL over TLS (pg_stat_ssl says so,
-// and session.started records it); a resource pinned to another CA is
-// refused and audited, never falling back to plaintext.
+// and session.started records it), and a second session reuses the kept
+// TLS backend; a resource pinned to another CA is refused and audited,
+// never falling back to plaintext.
 func TestE2EUpstreamTLS(t *testing.T) {
 	needOathtool(t)
 	needPsql(t)
@@ -118,6 +119,14 @@ ALTER ROLE app_ro PASSWORD '`+pgROPassword+`';`)
 		t.Fatalf("psql through a verify-full upstream: err=%v\n%s", err, out)
 	}
 
+	// psql says goodbye while idle: the next session reuses the backend,
+	// still on TLS.
+	out, err = h.runProc(tm.alice, nil, "psql", "tls-db", "--access", "read", "--",
+		"-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+	if err != nil || !strings.Contains(out, "t") {
+		t.Fatalf("second psql through a verify-full upstream: err=%v\n%s", err, out)
+	}
+
 	h.grant(tm, "wrong-ca-db", "read")
 	out, err = h.runProc(tm.alice, nil, "psql", "wrong-ca-db", "--access", "read", "--", "-X", "-c", "select 1")
 	if err == nil || !strings.Contains(out, "cannot connect to the resource's database") {
@@ -126,11 +135,17 @@ ALTER ROLE app_ro PASSWORD '`+pgROPassword+`';`)
 
 	h.fresh(tm.admin, tm.adminSecret)
 	started := h.auditEvents(tm.admin, "session.started")
-	var d struct {
-		UpstreamTLS bool `json:"upstream_tls"`
+	if len(started) != 2 {
+		t.Fatalf("%d session.started events, want 2", len(started))
 	}
-	if len(started) != 1 || started[0].Resource != "tls-db" || json.Unmarshal(started[0].Details, &d) != nil || !d.UpstreamTLS {
-		t.Fatalf("session.started events: %d, want one for tls-db with upstream_tls true: %s", len(started), started[0].Details)
+	for i, e := range started { // newest first
+		var d struct {
+			UpstreamTLS bool `json:"upstream_tls"`
+			Reused      bool `json:"upstream_reused"`
+		}
+		if e.Resource != "tls-db" || json.Unmarshal(e.Details, &d) != nil || !d.UpstreamTLS || d.Reused != (e.Seq == max(started[0].Seq, started[1].Seq)) {
+			t.Fatalf("session.started %d: %s", i, e.Details)
+		}
 	}
 	waitFor(t, func() bool {
 		for _, e := range h.auditEvents(tm.admin, "session.denied") {

@@ -70,11 +70,15 @@ func pgTarget(c *access.Connection, dbname string) (*pgproxy.Target, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsKey := "" // kept upstream connections are shared only under equal TLS settings
+	if upTLS != nil {
+		tlsKey = opts.TLS + "\n" + opts.TLSCA
+	}
 	sess := c.Decision.Session
 	return &pgproxy.Target{
 		UserID: c.User.ID, UserName: c.User.Name, GrantID: c.Grant.ID, Resource: c.Resource.Name, Access: c.Grant.Access,
 		EndsAt: c.Grant.EndsAt, UpstreamAddr: c.Resource.Addr, UpstreamDatabase: dbname,
-		UpstreamUser: c.Credential.User, UpstreamPassword: c.Credential.Password, UpstreamTLS: upTLS,
+		UpstreamUser: c.Credential.User, UpstreamPassword: c.Credential.Password, UpstreamTLS: upTLS, UpstreamTLSKey: tlsKey,
 		ReadOnly: access.IsReadOnly(c.Resource, c.Grant.Access), StrictAudit: sess.Audit == "strict",
 		LogParameters: sess.LogParameters, IdleTimeout: sess.IdleTimeout, MaxConcurrent: sess.MaxConcurrent,
 	}, nil
