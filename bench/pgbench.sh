@@ -19,6 +19,10 @@
 #   gateway-count   the gateway with a counting audit sink instead of the log
 #                   (not in the default TARGETS: it separates proxy cost from
 #                   audit cost in the same run)
+#   gateway-tls     the gateway reaching PostgreSQL over TLS (sslmode verify-full,
+#                   a throwaway CA); not in the default TARGETS
+#   pgbouncer-tls   pgbouncer reaching PostgreSQL over TLS the same way
+#                   (server_tls_sslmode verify-full); not in the default TARGETS
 #   tcprelay        pgbench → Go io.Copy relay → PostgreSQL
 #   epollrelay      pgbench → Go relay on one epoll loop (no goroutine per
 #                   message, pgbouncer's design) → PostgreSQL (Linux; not in
@@ -62,7 +66,7 @@ if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-for tool in initdb pg_ctl pgbench psql pgbouncer go; do
+for tool in initdb pg_ctl pgbench psql pgbouncer go openssl; do
 	if ! command -v "$tool" >/dev/null 2>&1 && ! [ -x "/usr/lib/postgresql/15/bin/$tool" ]; then
 		echo "pgbench.sh: $tool not found (apt-get install postgresql postgresql-contrib pgbouncer; Go from go.dev)" >&2
 		exit 1
@@ -84,7 +88,7 @@ cleanup() {
 	set +e
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-	[ -f "$T/pgbouncer.pid" ] && kill "$(cat "$T/pgbouncer.pid")" 2>/dev/null
+	for f in "$T/pgbouncer.pid" "$T/pgbouncer-tls.pid"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
 	[ -d "$T/data" ] && as_pg pg_ctl -D "$T/data" -m fast -w stop >/dev/null 2>&1
 	if [ "${KEEP:-}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
 }
@@ -92,7 +96,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 BASE=$((20000 + RANDOM % 20000))
-PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4)) ERELAY=$((BASE + 5)) GWC=$((BASE + 6))
+PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4)) ERELAY=$((BASE + 5)) GWC=$((BASE + 6)) GWT=$((BASE + 7)) BOUNCERT=$((BASE + 8))
 PW=bench-pw-$RANDOM$RANDOM
 TOKEN=bench-token
 
@@ -100,6 +104,18 @@ echo "== building (go build ./bench/cmd/...)"
 (cd "$ROOT" && CGO_ENABLED=0 go build -o "$T/bin/" ./bench/cmd/...)
 
 echo "== PostgreSQL cluster in $T (port $PGPORT)"
+# A throwaway CA and server certificate: the *-tls targets reach
+# PostgreSQL over TLS with sslmode verify-full against this CA.
+mkdir -p "$T/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+	-keyout "$T/tls/ca.key" -out "$T/tls/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+	-keyout "$T/tls/server.key" -out "$T/tls/server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' >"$T/tls/san.ext"
+openssl x509 -req -in "$T/tls/server.csr" -CA "$T/tls/ca.crt" -CAkey "$T/tls/ca.key" -CAcreateserial -days 2 \
+	-extfile "$T/tls/san.ext" -out "$T/tls/server.crt" 2>/dev/null
+chmod 600 "$T/tls/server.key"
+[ "$(id -u)" = 0 ] && chown -R postgres "$T/tls"
 mkdir -p "$T/sock"
 [ "$(id -u)" = 0 ] && chown postgres "$T" "$T/sock"
 as_pg initdb -D "$T/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >"$T/initdb.log"
@@ -110,6 +126,9 @@ unix_socket_directories = '$T/sock'
 max_connections = $((IDLE_CONNS + 200))
 shared_buffers = 256MB
 synchronous_commit = off
+ssl = on
+ssl_cert_file = '$T/tls/server.crt'
+ssl_key_file = '$T/tls/server.key'
 CONF
 as_pg pg_ctl -D "$T/data" -l "$T/postgres.log" -w start >/dev/null
 as_pg psql -X -q -h "$T/sock" -p "$PGPORT" -U postgres -c "CREATE ROLE bench LOGIN PASSWORD '$PW'" -c "CREATE DATABASE bench OWNER bench"
@@ -138,6 +157,11 @@ UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWC" -upstrea
 	-user bench -db bench -token "$TOKEN" -audit count ${PROFILE:+-cpuprofile "$PROFILE/gateway-count.pprof"} -data-dir "$(mkdir -p "$T/gwc" && echo "$T/gwc")" >"$T/gwc.out" 2>"$T/gwc.err" &
 GWC_PID=$!
 PIDS+=("$GWC_PID")
+UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWT" -upstream "127.0.0.1:$PGPORT" \
+	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -upstream-sslmode verify-full -upstream-sslrootcert "$T/tls/ca.crt" \
+	${PROFILE:+-cpuprofile "$PROFILE/gateway-tls.pprof"} -data-dir "$(mkdir -p "$T/gwt" && echo "$T/gwt")" >"$T/gwt.out" 2>"$T/gwt.err" &
+GWT_PID=$!
+PIDS+=("$GWT_PID")
 "$T/bin/tcprelay" -listen "127.0.0.1:$RELAY" -upstream "127.0.0.1:$PGPORT" >"$T/relay.out" 2>&1 &
 RELAY_PID=$!
 PIDS+=("$RELAY_PID")
@@ -160,16 +184,24 @@ logfile = $T/pgbouncer.log
 pidfile = $T/pgbouncer.pid
 INI
 echo "\"bench\" \"$PW\"" >"$T/userlist.txt"
-[ "$(id -u)" = 0 ] && chown postgres "$T/pgbouncer.ini" "$T/userlist.txt"
+# pgbouncer-tls: the same, reaching PostgreSQL over TLS (verify-full).
+sed -e "s/^listen_port = .*/listen_port = $BOUNCERT/" -e "s#^logfile = .*#logfile = $T/pgbouncer-tls.log#" \
+	-e "s#^pidfile = .*#pidfile = $T/pgbouncer-tls.pid#" "$T/pgbouncer.ini" >"$T/pgbouncer-tls.ini"
+printf 'server_tls_sslmode = verify-full\nserver_tls_ca_file = %s\n' "$T/tls/ca.crt" >>"$T/pgbouncer-tls.ini"
+[ "$(id -u)" = 0 ] && chown postgres "$T/pgbouncer.ini" "$T/pgbouncer-tls.ini" "$T/userlist.txt"
 # runuser resets the soft descriptor limit: raise it again for pgbouncer.
 as_pg bash -c "ulimit -n $(ulimit -Hn); exec pgbouncer -d -q '$T/pgbouncer.ini'"
+as_pg bash -c "ulimit -n $(ulimit -Hn); exec pgbouncer -d -q '$T/pgbouncer-tls.ini'"
 wait_ready "$T/gw.out"
 wait_ready "$T/gws.out"
 wait_ready "$T/gwc.out"
+wait_ready "$T/gwt.out"
 wait_ready "$T/relay.out"
 wait_ready "$T/erelay.out"
 for _ in $(seq 1 100); do [ -s "$T/pgbouncer.pid" ] && break; sleep 0.1; done
 BOUNCER_PID=$(cat "$T/pgbouncer.pid")
+for _ in $(seq 1 100); do [ -s "$T/pgbouncer-tls.pid" ] && break; sleep 0.1; done
+BOUNCERT_PID=$(cat "$T/pgbouncer-tls.pid")
 
 # conn TARGET → "port user password"
 conn() {
@@ -178,6 +210,8 @@ conn() {
 	gateway) echo "$GW alice $TOKEN" ;;
 	gateway-strict) echo "$GWS alice $TOKEN" ;;
 	gateway-count) echo "$GWC alice $TOKEN" ;;
+	gateway-tls) echo "$GWT alice $TOKEN" ;;
+	pgbouncer-tls) echo "$BOUNCERT bench $PW" ;;
 	pgbouncer) echo "$BOUNCER bench $PW" ;;
 	tcprelay) echo "$RELAY bench $PW" ;;
 	epollrelay) echo "$ERELAY bench $PW" ;;
@@ -200,6 +234,8 @@ proxy_pid() {
 	gateway) echo "$GW_PID" ;;
 	gateway-strict) echo "$GWS_PID" ;;
 	gateway-count) echo "$GWC_PID" ;;
+	gateway-tls) echo "$GWT_PID" ;;
+	pgbouncer-tls) echo "$BOUNCERT_PID" ;;
 	pgbouncer) echo "$BOUNCER_PID" ;;
 	tcprelay) echo "$RELAY_PID" ;;
 	epollrelay) echo "$ERELAY_PID" ;;

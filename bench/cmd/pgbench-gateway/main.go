@@ -50,6 +50,8 @@ func run() error {
 	mode := flag.String("audit", "sqlite", "audit sink: sqlite (real pipeline) or count")
 	dataDir := flag.String("data-dir", "", "directory for the SQLite store (default: a temporary directory)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	sslMode := flag.String("upstream-sslmode", "disable", "TLS to PostgreSQL: disable, require, verify-ca or verify-full")
+	sslRootCert := flag.String("upstream-sslrootcert", "", "PEM file of the CA certificates PostgreSQL's certificate must chain to")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -111,11 +113,23 @@ func run() error {
 		return fmt.Errorf("unknown -audit %q", *mode)
 	}
 
+	var caPEM []byte
+	if *sslRootCert != "" {
+		b, err := os.ReadFile(*sslRootCert)
+		if err != nil {
+			return err
+		}
+		caPEM = b
+	}
+	upTLS, err := pgproxy.UpstreamTLSConfig(*sslMode, caPEM)
+	if err != nil {
+		return err
+	}
 	target := pgproxy.Target{
 		UserID: "usr_bench", UserName: "bench", GrantID: "gr_bench", Resource: "bench", Access: "write",
 		EndsAt:       time.Now().Add(24 * time.Hour),
 		UpstreamAddr: *upstream, UpstreamDatabase: *db, UpstreamUser: *user, UpstreamPassword: password,
-		StrictAudit: *strict,
+		StrictAudit: *strict, UpstreamTLS: upTLS, UpstreamTLSKey: *sslMode + "\n" + string(caPEM),
 	}
 	salt := auth.SCRAMSalt("usr_bench", "bench")
 	authn := &benchAuth{token: *token, target: target, salt: salt,
