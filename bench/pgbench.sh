@@ -73,6 +73,10 @@ for tool in initdb pg_ctl pgbench psql pgbouncer go openssl; do
 	fi
 done
 PATH=$PATH:/usr/lib/postgresql/15/bin
+# The cluster serves TLS (for the *-tls targets), and libpq's default
+# sslmode=prefer would then encrypt direct and relayed runs: every client
+# connection in this script is plaintext, like the gateway's loopback one.
+export PGSSLMODE=disable
 
 # 1000 idle connections need more descriptors than the usual 1024 (pgbouncer
 # and the proxies inherit this limit).
@@ -178,6 +182,7 @@ unix_socket_dir =
 auth_type = plain
 auth_file = $T/userlist.txt
 pool_mode = session
+server_tls_sslmode = disable
 max_client_conn = $((IDLE_CONNS + 100))
 default_pool_size = $((IDLE_CONNS + 100))
 logfile = $T/pgbouncer.log
@@ -187,7 +192,7 @@ echo "\"bench\" \"$PW\"" >"$T/userlist.txt"
 # pgbouncer-tls: the same, reaching PostgreSQL over TLS (verify-full).
 sed -e "s/^listen_port = .*/listen_port = $BOUNCERT/" -e "s#^logfile = .*#logfile = $T/pgbouncer-tls.log#" \
 	-e "s#^pidfile = .*#pidfile = $T/pgbouncer-tls.pid#" "$T/pgbouncer.ini" >"$T/pgbouncer-tls.ini"
-printf 'server_tls_sslmode = verify-full\nserver_tls_ca_file = %s\n' "$T/tls/ca.crt" >>"$T/pgbouncer-tls.ini"
+sed -i "s#^server_tls_sslmode = .*#server_tls_sslmode = verify-full\nserver_tls_ca_file = $T/tls/ca.crt#" "$T/pgbouncer-tls.ini"
 [ "$(id -u)" = 0 ] && chown postgres "$T/pgbouncer.ini" "$T/pgbouncer-tls.ini" "$T/userlist.txt"
 # runuser resets the soft descriptor limit: raise it again for pgbouncer.
 as_pg bash -c "ulimit -n $(ulimit -Hn); exec pgbouncer -d -q '$T/pgbouncer.ini'"
