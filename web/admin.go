@@ -152,6 +152,7 @@ type adminResourcesData struct {
 // credential password: a password is sent once and never rendered back.
 type resourceForm struct {
 	Name, Kind, Addr, Database, Labels, ReadOnly, Logins, HostKey string
+	SSLMode, SSLRootCert                                          string // postgres: TLS to the database
 	Creds                                                         []credRow
 }
 
@@ -197,10 +198,12 @@ func (c *console) adminResourceAdd(w http.ResponseWriter, r *http.Request, p *id
 	f := r.PostForm
 	form := resourceForm{Name: strings.TrimSpace(f.Get("name")), Kind: f.Get("kind"), Addr: strings.TrimSpace(f.Get("addr")),
 		Database: strings.TrimSpace(f.Get("database")), Labels: f.Get("labels"), ReadOnly: f.Get("read_only"),
-		Logins: f.Get("logins"), HostKey: strings.TrimSpace(f.Get("host_key"))}
+		Logins: f.Get("logins"), HostKey: strings.TrimSpace(f.Get("host_key")),
+		SSLMode: f.Get("sslmode"), SSLRootCert: strings.TrimSpace(f.Get("sslrootcert"))}
 	in := access.ResourceInput{Name: form.Name, Kind: form.Kind, Addr: form.Addr, Labels: map[string]string{},
 		Credentials: map[string]access.CredentialInput{},
-		Options:     access.ResourceOptions{Database: form.Database, ReadOnly: splitList(form.ReadOnly), Logins: splitList(form.Logins), HostKey: form.HostKey}}
+		Options: access.ResourceOptions{Database: form.Database, ReadOnly: splitList(form.ReadOnly), Logins: splitList(form.Logins), HostKey: form.HostKey,
+			TLS: form.SSLMode, TLSCA: form.SSLRootCert}}
 	fail := func(status int, msg string) { c.adminResourcesPage(w, r, p, status, form, msg) }
 	levels, users, passwords := f["cred_level"], f["cred_user"], f["cred_password"]
 	for i := range levels {

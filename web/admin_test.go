@@ -11,6 +11,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
 )
 
@@ -164,6 +165,22 @@ func TestAdminResources(t *testing.T) {
 	if rec.Code != http.StatusBadRequest {
 		t.Fatalf("credential without a user: %d", rec.Code)
 	}
+	// TLS to the database: a mode that is not libpq's verify modes is
+	// refused with the form back; verify-full is stored.
+	rec = env.do(t, "POST", "/admin/resources", url.Values{"name": {"tls-db"}, "kind": {"postgres"}, "addr": {"db.internal:5432"},
+		"sslmode": {"prefer"}, "cred_level": {"read"}, "cred_user": {"app_ro"}, "cred_password": {pw}})
+	bodies = append(bodies, rec.Body.String())
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "unknown upstream sslmode") {
+		t.Fatalf("sslmode prefer: %d\n%s", rec.Code, rec.Body.String())
+	}
+	rec = env.do(t, "POST", "/admin/resources", url.Values{"name": {"tls-db"}, "kind": {"postgres"}, "addr": {"db.internal:5432"},
+		"sslmode": {"verify-full"}, "cred_level": {"read"}, "cred_user": {"app_ro"}, "cred_password": {pw}})
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("add tls-db: %d %s", rec.Code, rec.Body.String())
+	}
+	if r, err := env.store.ResourceByName(ctx, "tls-db"); err != nil || access.Options(r).TLS != "verify-full" {
+		t.Fatalf("tls-db: %+v %v", r, err)
+	}
 	// An ssh resource with logins and a pinned host key.
 	hostKey := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 	rec = env.do(t, "POST", "/admin/resources", url.Values{"name": {"web-1"}, "kind": {"ssh"}, "addr": {"10.0.0.5:22"},
@@ -197,7 +214,7 @@ func TestAdminResources(t *testing.T) {
 	}
 	// The audit trail records the add without the secret.
 	evs, _ := env.store.ListEvents(ctx, airlock.EventFilter{Action: "resource.added"})
-	if len(evs) != 2 || strings.Contains(string(evs[0].Details), pw) {
+	if len(evs) != 3 || strings.Contains(string(evs[0].Details), pw) {
 		t.Fatalf("resource.added events: %d", len(evs))
 	}
 }
