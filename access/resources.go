@@ -179,13 +179,24 @@ func (s *Service) AddResource(ctx context.Context, p *identity.Principal, in Res
 		return nil, airlock.Errorf(airlock.ECONFLICT, "resource %q already exists; remove it first with `airlock admin resources rm %s`", r.Name, r.Name)
 	}
 	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "resource.added", Resource: r.Name, SourceAddr: p.Source,
-		Details: details("kind", r.Kind, "addr", r.Addr, "labels", r.Labels, "access_levels", sortedLevels(r))}); err != nil {
+		Details: resourceDetails(r)}); err != nil {
 		return nil, err
 	}
 	if err := s.store.CreateResource(ctx, r); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// resourceDetails are the resource.added details: where it is, how it is
+// labelled and reached, never a secret.
+func resourceDetails(r *airlock.Resource) json.RawMessage {
+	kv := []any{"kind", r.Kind, "addr", r.Addr, "labels", r.Labels, "access_levels", sortedLevels(r)}
+	if r.Kind == airlock.KindPostgres {
+		o := Options(r)
+		kv = append(kv, "sslmode", View(r).SSLMode, "ca_pinned", o.TLSCA != "")
+	}
+	return details(kv...)
 }
 
 // RemoveResource deletes a resource. Admin only.
@@ -211,7 +222,8 @@ type ResourceView struct {
 	AccessLevels []string          `json:"access_levels"`
 	Source       string            `json:"source"`
 	// SSLMode is how a postgres resource's database is reached: disable,
-	// require, verify-ca or verify-full.
+	// require, verify-ca or verify-full (require with CA certificates is
+	// shown as verify-ca, which is what it does).
 	SSLMode string `json:"sslmode,omitempty"`
 }
 
@@ -225,9 +237,14 @@ func sortedLevels(r *airlock.Resource) []string {
 func View(r *airlock.Resource) ResourceView {
 	v := ResourceView{Name: r.Name, Kind: r.Kind, Addr: r.Addr, Labels: r.Labels, AccessLevels: sortedLevels(r), Source: r.Source}
 	if r.Kind == airlock.KindPostgres {
-		v.SSLMode = Options(r).TLS
-		if v.SSLMode == "" {
+		o := Options(r)
+		switch {
+		case o.TLS == "":
 			v.SSLMode = pgproxy.UpstreamTLSDisable
+		case o.TLS == pgproxy.UpstreamTLSRequire && o.TLSCA != "":
+			v.SSLMode = pgproxy.UpstreamTLSVerifyCA // what require does with CA certificates
+		default:
+			v.SSLMode = o.TLS
 		}
 	}
 	return v

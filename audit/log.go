@@ -428,28 +428,33 @@ func (l *Log) gather(target int) {
 
 // delay waits, with Options.MaxDelay, until the queue is due: nobody
 // waits for it yet, it is below half a batch, and its oldest event has
-// waited less than MaxDelay. It reports whether the queue is urgent.
-func (l *Log) delay() (urgent bool) {
+// waited less than MaxDelay. It reports whether the queue is urgent, and
+// empty when there was nothing queued: the writer then waits for a kick
+// instead of taking an event that arrives meanwhile without its delay.
+func (l *Log) delay() (urgent, empty bool) {
 	for {
 		l.mu.Lock()
 		n, urgent, closing, first := len(l.queue), l.urgent, l.closing, l.firstAt
 		l.mu.Unlock()
-		if n == 0 || urgent || closing || n >= l.opts.MaxBatch/2 {
-			return urgent
+		if n == 0 {
+			return false, !closing
+		}
+		if urgent || closing || n >= l.opts.MaxBatch/2 {
+			return urgent, false
 		}
 		wait := time.Until(first.Add(l.opts.MaxDelay))
 		if wait <= 0 {
-			return false
+			return false, false
 		}
 		l.gatherT.Reset(wait)
 		select {
 		case <-l.wake:
 			l.gatherT.Stop()
 		case <-l.gatherT.C:
-			return false
+			return false, false
 		case <-l.ctx.Done():
 			l.gatherT.Stop()
-			return false
+			return false, false
 		}
 	}
 }
@@ -463,10 +468,13 @@ func (l *Log) run() {
 	last := 0       // size of the last batch written
 	lastUrgent := 0 // size of the last batch someone waited for
 	for {
+		empty := false
 		if l.opts.MaxDelay > 0 {
+			var urgent bool
+			urgent, empty = l.delay()
 			// Someone waits: gather the writers a commit released, as
 			// without MaxDelay, but only for a batch of urgent size.
-			if l.delay() && l.opts.Linger <= 0 {
+			if urgent && l.opts.Linger <= 0 {
 				l.gather(lastUrgent)
 			}
 		} else if l.opts.Linger <= 0 {
@@ -481,7 +489,11 @@ func (l *Log) run() {
 				time.Sleep(l.opts.Linger)
 			}
 		}
-		batch, closing, urgent := l.take()
+		var batch []*Receipt
+		var closing, urgent bool
+		if !empty { // else wait for the kick of the next event
+			batch, closing, urgent = l.take()
+		}
 		last = len(batch)
 		if urgent {
 			lastUrgent = len(batch)

@@ -586,7 +586,11 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 	poolable := g.pool != nil && (t.UpstreamTLS == nil || t.UpstreamTLSKey != "")
 	var key poolKey
 	if poolable {
-		key = loginKey(t.UpstreamAddr, t.UpstreamUser, pw, t.UpstreamTLSKey, p)
+		tlsKey := "" // a plaintext login never shares a key with a TLS one
+		if t.UpstreamTLS != nil {
+			tlsKey = "tls\x00" + t.UpstreamTLSKey
+		}
+		key = loginKey(t.UpstreamAddr, t.UpstreamUser, pw, tlsKey, p)
 		if up := g.pool.get(key); up != nil {
 			up.reused = true
 			g.m.upstream("reused")

@@ -15,8 +15,10 @@ import (
 // in it. It peeks without consuming and without waiting.
 func quiet(c net.Conn) bool {
 	if tc, ok := c.(*tls.Conn); ok {
-		// Any TLS record waiting (an alert, a close_notify) counts as
-		// not quiet, like any other byte.
+		// Peek under TLS: a record on the socket (an alert, a
+		// close_notify, a FATAL) counts as not quiet. A record the TLS
+		// layer already read is not seen here; the next session's first
+		// read, or a reset, meets it instead.
 		c = tc.NetConn()
 	}
 	sc, ok := c.(syscall.Conn)

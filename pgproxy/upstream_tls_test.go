@@ -435,19 +435,27 @@ func TestUpstreamTLSReuse(t *testing.T) {
 	}
 	e.waitIdle(t, 2) // one kept per key
 
+	// A plaintext target with the same key never gets the TLS backend.
+	e.target("read-token", func(tg *Target) { tg.UpstreamTLS, tg.UpstreamTLSKey = nil, "verify-full\nca-1" })
+	c := e.simpleConnect(t, "read-token")
+	if sslInSession(t, c) || backendPID(t, c) == first {
+		t.Fatal("a plaintext target got the kept TLS backend")
+	}
+	c.Close(t.Context())
+
 	setKey("")
 	if none := session(); none == first {
 		t.Fatalf("a target without a TLS key got the kept backend %d", first)
 	}
 	// session.ended is recorded after the upstream was kept or closed.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(e.sink.Find("session.ended", "")) < 4 {
+	for len(e.sink.Find("session.ended", "")) < 5 {
 		if time.Now().After(deadline) {
-			t.Fatal("the fourth session did not end")
+			t.Fatal("the fifth session did not end")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n := e.gw.IdleUpstreams(); n != 2 {
-		t.Fatalf("%d kept upstream connections, want 2: one per TLS key, none without a key", n)
+	if n := e.gw.IdleUpstreams(); n != 3 {
+		t.Fatalf("%d kept upstream connections, want 3: one per TLS key and the plaintext one, none for TLS without a key", n)
 	}
 }

@@ -81,8 +81,9 @@ func verifyCA(roots *x509.CertPool) *tls.Config {
 }
 
 // ParseCAPEM parses PEM CA certificates (a resource's sslrootcert). It
-// refuses input without any certificate or with a block that does not
-// parse.
+// refuses input without any certificate, with a certificate that does not
+// parse, and with any other PEM block: a private key pasted along with a
+// certificate must not end up stored with the resource.
 func ParseCAPEM(b []byte) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	n := 0
@@ -93,7 +94,7 @@ func ParseCAPEM(b []byte) (*x509.CertPool, error) {
 			break
 		}
 		if blk.Type != "CERTIFICATE" {
-			continue
+			return nil, airlock.Errorf(airlock.EINVALID, "the upstream CA certificates hold a %q PEM block; give CA certificates only", truncateUTF8(blk.Type, 40))
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {

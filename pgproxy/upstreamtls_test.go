@@ -80,6 +80,7 @@ func TestUpstreamTLSConfig(t *testing.T) {
 		{"prefer", nil}, {"allow", nil}, {"verify_full", nil}, {"VERIFY-FULL", nil},
 		{"disable", dbCA}, {"", dbCA}, {"verify-full", []byte("not pem")},
 		{"verify-ca", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")},
+		{"verify-full", append(dbCA, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"...)},
 	} {
 		cfg, err := UpstreamTLSConfig(bad.mode, bad.ca)
 		if err == nil || cfg != nil || airlock.ErrorCode(err) != airlock.EINVALID {

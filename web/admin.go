@@ -9,6 +9,7 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/pgproxy"
 )
 
 // The admin pages: users and groups, resources, policy. Only members of
@@ -204,6 +205,10 @@ func (c *console) adminResourceAdd(w http.ResponseWriter, r *http.Request, p *id
 		Credentials: map[string]access.CredentialInput{},
 		Options: access.ResourceOptions{Database: form.Database, ReadOnly: splitList(form.ReadOnly), Logins: splitList(form.Logins), HostKey: form.HostKey,
 			TLS: form.SSLMode, TLSCA: form.SSLRootCert}}
+	if in.Kind != airlock.KindPostgres && (form.SSLMode == "" || form.SSLMode == pgproxy.UpstreamTLSDisable) && form.SSLRootCert == "" {
+		// The browser sends the PostgreSQL fieldset's default for every kind.
+		in.Options.TLS = ""
+	}
 	fail := func(status int, msg string) { c.adminResourcesPage(w, r, p, status, form, msg) }
 	levels, users, passwords := f["cred_level"], f["cred_user"], f["cred_password"]
 	for i := range levels {

@@ -184,7 +184,7 @@ func TestAdminResources(t *testing.T) {
 	// An ssh resource with logins and a pinned host key.
 	hostKey := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 	rec = env.do(t, "POST", "/admin/resources", url.Values{"name": {"web-1"}, "kind": {"ssh"}, "addr": {"10.0.0.5:22"},
-		"logins": {"deploy, root"}, "host_key": {hostKey}})
+		"logins": {"deploy, root"}, "host_key": {hostKey}, "sslmode": {"disable"}, "sslrootcert": {""}}) // as a browser sends the form
 	if rec.Code != http.StatusSeeOther {
 		t.Fatalf("add web-1: %d %s", rec.Code, rec.Body.String())
 	}

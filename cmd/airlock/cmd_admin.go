@@ -131,7 +131,7 @@ sealed there and never shown again. Example:
 			if sslRootCert != "" {
 				b, err := os.ReadFile(sslRootCert)
 				if err != nil {
-					return fmt.Errorf("--sslrootcert: %v", err)
+					return fmt.Errorf("--sslrootcert: %w", err)
 				}
 				in.Options.TLSCA = string(b)
 			}

@@ -134,6 +134,16 @@ ALTER ROLE app_ro PASSWORD '`+pgROPassword+`';`)
 	}
 
 	h.fresh(tm.admin, tm.adminSecret)
+	for _, e := range h.auditEvents(tm.admin, "resource.added") {
+		var d struct {
+			SSLMode  string `json:"sslmode"`
+			CAPinned bool   `json:"ca_pinned"`
+		}
+		if err := json.Unmarshal(e.Details, &d); err != nil || d.SSLMode == "" || !d.CAPinned ||
+			strings.Contains(string(e.Details), "BEGIN CERTIFICATE") {
+			t.Fatalf("resource.added %s: %s", e.Resource, e.Details)
+		}
+	}
 	started := h.auditEvents(tm.admin, "session.started")
 	if len(started) != 2 {
 		t.Fatalf("%d session.started events, want 2", len(started))
