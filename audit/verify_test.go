@@ -92,6 +92,20 @@ func checkReport(t *testing.T, rep *Report, err error, problem string, seq int64
 }
 
 // lastCheckpointBefore returns the seq of the last checkpoint below seq (0 if none).
+// rehashedAt is where Verify places an event whose content and own hash
+// were rewritten: at the event, found by the next event's prev_hash;
+// unless a checkpoint signs exactly that event (batch boundaries, hence
+// checkpoint positions, depend on timing), which then finds it first and
+// can only say that history after the checkpoint before was rewritten.
+func rehashedAt(cps []airlock.Checkpoint, seq int64) int64 {
+	for _, c := range cps {
+		if c.Seq == seq {
+			return lastCheckpointBefore(cps, seq) + 1
+		}
+	}
+	return seq
+}
+
 func lastCheckpointBefore(cps []airlock.Checkpoint, seq int64) int64 {
 	var s int64
 	for _, c := range cps {
@@ -271,7 +285,7 @@ func TestVerifyDetectsTamperedExport(t *testing.T) {
 			e.Outcome = airlock.OutcomeDenied
 			ls[lineOf(k)] = forgeLine(t, rehash(e))
 			return ls
-		}, ProblemModified, k},
+		}, ProblemModified, rehashedAt(store.cps, k)},
 		{"modified/rechained", func(ls []string) []string {
 			prev := ev(k - 1).Hash
 			for s := int64(k); s <= n; s++ {
@@ -420,7 +434,10 @@ func runStoreTamper(t *testing.T, open func(t *testing.T) tamperStore) {
 			e := s.event(t, k)
 			e.Outcome = airlock.OutcomeDenied
 			s.replace(t, rehash(e))
-		}, ProblemModified, nil},
+		}, ProblemModified, func(s tamperStore) int64 {
+			cps, _ := s.ListCheckpoints(context.Background())
+			return rehashedAt(cps, k)
+		}},
 		{"missing", func(t *testing.T, s tamperStore) { s.deleteEvent(t, k) }, ProblemMissing, nil},
 		{"reordered/swapped", func(t *testing.T, s tamperStore) { s.swapContents(t, k, k+1) }, ProblemReordered, nil},
 		{"inserted", func(t *testing.T, s tamperStore) {
