@@ -422,28 +422,13 @@ func (s *session) watch() {
 		s.subMu.Unlock()
 		<-p.Done()
 		s.subMu.Lock()
-		for s.pendHead < len(s.pend) {
+		for s.pendHead < len(s.pend) && isDone(s.pend[s.pendHead]) {
 			p := s.pend[s.pendHead]
-			select {
-			case <-p.Done():
-			default:
-				goto settled
-			}
 			s.pend[s.pendHead] = nil
 			s.pendHead++
 			s.settle(p)
 		}
-	settled:
-		if s.pendHead == len(s.pend) {
-			s.pend, s.pendHead = s.pend[:0], 0
-			if cap(s.pend) > 4096 {
-				s.pend = nil
-			}
-		} else if s.pendHead > 1024 && s.pendHead > len(s.pend)/2 {
-			n := copy(s.pend, s.pend[s.pendHead:])
-			clear(s.pend[n:])
-			s.pend, s.pendHead = s.pend[:n], 0
-		}
+		s.pend, s.pendHead = compactFIFO(s.pend, s.pendHead)
 		s.subMu.Unlock()
 		s.waitMu.Lock()
 		if s.waitCh != nil {
@@ -567,14 +552,35 @@ func (s *session) pop(drop func(unit) bool, last func(unit) bool) {
 		}
 		s.qh++
 	}
-	if s.qh == len(s.q) {
-		s.q, s.qh = s.q[:0], 0
-		if cap(s.q) > 4096 {
-			s.q = nil
+	s.q, s.qh = compactFIFO(s.q, s.qh)
+}
+
+// compactFIFO keeps a slice used as a queue from q[head] on small: empty,
+// it is reset (and dropped when large); mostly consumed, the rest moves to
+// the front.
+func compactFIFO[T any](q []T, head int) ([]T, int) {
+	switch {
+	case head == len(q):
+		clear(q)
+		if cap(q) > 4096 {
+			return nil, 0
 		}
-	} else if s.qh > 1024 && s.qh > len(s.q)/2 {
-		n := copy(s.q, s.q[s.qh:])
-		s.q, s.qh = s.q[:n], 0
+		return q[:0], 0
+	case head > 1024 && head > len(q)/2:
+		n := copy(q, q[head:])
+		clear(q[n:])
+		return q[:n], 0
+	}
+	return q, head
+}
+
+// isDone reports whether p has completed, without waiting.
+func isDone(p Pending) bool {
+	select {
+	case <-p.Done():
+		return true
+	default:
+		return false
 	}
 }
 
