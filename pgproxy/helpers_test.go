@@ -293,6 +293,22 @@ func (e *env) waitEvent(t *testing.T, action string) airlock.Event {
 	}
 }
 
+// noUpstreamPasswords fails t when a brokered password appears in logs or
+// in any audit event's details.
+func (e *env) noUpstreamPasswords(t *testing.T, logs string) {
+	t.Helper()
+	for _, pw := range []string{e.readPW, e.writePW} {
+		if strings.Contains(logs, pw) {
+			t.Fatalf("upstream password in logs:\n%s", logs)
+		}
+		for _, ev := range e.sink.Events() {
+			if strings.Contains(string(ev.Details), pw) {
+				t.Fatalf("upstream password in audit event %s", ev.Action)
+			}
+		}
+	}
+}
+
 func randHex(t testing.TB) string {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
