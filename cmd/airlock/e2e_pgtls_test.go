@@ -1,14 +1,7 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -33,23 +26,6 @@ rules:
     approval: {required: 1, groups: [leads]}
 `
 
-// otherCAPEM is a CA certificate that signed nothing the database has.
-func otherCAPEM(t *testing.T) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "not the database's CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
 // TestE2EUpstreamTLS drives a resource's sslmode end to end: the CLI
 // refuses a mode that would not be honoured; verify-full with the
 // database's CA pinned reaches PostgreSQL over TLS (pg_stat_ssl says so,
@@ -72,7 +48,7 @@ ALTER ROLE app_ro PASSWORD '`+pgROPassword+`';`)
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(otherFile, otherCAPEM(t), 0o600); err != nil {
+	if err := os.WriteFile(otherFile, testenv.UnrelatedCA(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 

@@ -172,6 +172,17 @@ func serverCert() (caPEM, certPEM, keyPEM []byte, err error) {
 	return caPEM, certPEM, keyPEM, nil
 }
 
+// UnrelatedCA returns the PEM of a fresh throwaway CA that signed nothing
+// a cluster serves, for tests that pin a CA the database does not match.
+func UnrelatedCA(t testing.TB) []byte {
+	t.Helper()
+	caPEM, _, _, err := serverCert()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return caPEM
+}
+
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	return n.Add(n, big.NewInt(1))
