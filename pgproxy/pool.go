@@ -18,8 +18,9 @@ import (
 // upstream connection of a session whose client said goodbye (Terminate)
 // while the backend was idle, resets it with DISCARD ALL, and hands it to
 // the next session that would log in with exactly the same upstream
-// login: address, brokered user and password, database and startup
-// parameters (read-only mode, application_name, client_encoding, …).
+// login: address, brokered user and password, database, startup
+// parameters (read-only mode, application_name, client_encoding, …) and,
+// for a TLS upstream, its TLS settings (Target.UpstreamTLSKey).
 // Whatever a client changed in its session — settings, roles, prepared
 // statements, temporary tables, LISTEN, advisory locks — DISCARD ALL
 // undoes; a backend left in a transaction, a COPY, a half-read reply or
