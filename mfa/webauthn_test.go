@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/testenv"
 )
 
 var (
@@ -40,7 +41,7 @@ type authenticator struct {
 
 func newAuthenticator(u *airlock.User, opts virtualwebauthn.AuthenticatorOptions) *authenticator {
 	opts.UserHandle = []byte(u.ID)
-	return &authenticator{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)}
+	return &authenticator{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: testenv.WebAuthnEC2Credential()}
 }
 
 func (e *waEnv) register(t testing.TB, a *authenticator, rp virtualwebauthn.RelyingParty) (*airlock.Factor, error) {
@@ -160,7 +161,7 @@ func TestWebAuthnRegisterAndLogin(t *testing.T) {
 		}
 	})
 	t.Run("fail/wrong-key-same-credential-id", func(t *testing.T) {
-		forged := &authenticator{auth: a.auth, cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)}
+		forged := &authenticator{auth: a.auth, cred: testenv.WebAuthnEC2Credential()}
 		forged.cred.ID = a.cred.ID
 		id, resp := e.assert(t, forged, goodRP, 100)
 		_, err := e.wa.FinishLogin(ctx, e.user, id, resp)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/internal/testenv"
 )
 
 // These tests drive the WebAuthn ceremonies through the real HTTP API of an
@@ -103,7 +104,7 @@ type waKey struct {
 
 func newWAKey(userID string, opts virtualwebauthn.AuthenticatorOptions) *waKey {
 	opts.UserHandle = []byte(userID)
-	return &waKey{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)}
+	return &waKey{auth: virtualwebauthn.NewAuthenticatorWithOptions(opts), cred: testenv.WebAuthnEC2Credential()}
 }
 
 // registration is a finished registration request as posted.
