@@ -3,6 +3,8 @@ package access
 import (
 	"encoding/json"
 	"sync"
+
+	"github.com/airlockhq/airlock"
 )
 
 // Revocation tells gateways to close sessions: those under GrantID, those
@@ -11,8 +13,12 @@ type Revocation struct {
 	GrantID   string `json:"grant_id,omitempty"`
 	UserID    string `json:"user_id,omitempty"`
 	SessionID string `json:"session_id,omitempty"`
-	// Reason is shown to the user: "grant expired", "grant revoked", …
-	Reason string `json:"reason,omitempty"`
+	// Reason is the end reason the closed sessions record; gateways
+	// derive the message the user sees from it.
+	Reason airlock.EndReason `json:"reason,omitempty"`
+	// Detail says more for logs ("revoked by bob", "policy change
+	// removed eligibility: …"); it is never a session's end reason.
+	Detail string `json:"detail,omitempty"`
 	// Origin names the replica that published it (set by the bus).
 	Origin string `json:"origin,omitempty"`
 }

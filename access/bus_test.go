@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/testenv"
 	"github.com/airlockhq/airlock/postgres"
 )
@@ -45,12 +46,12 @@ func TestBusAcrossReplicas(t *testing.T) {
 		}
 		buses[i] = b
 	}
-	buses[0].Publish(Revocation{GrantID: "gr_1", Reason: "grant revoked"})
+	buses[0].Publish(Revocation{GrantID: "gr_1", Reason: airlock.EndGrantRevoked})
 	for i, want := range []int{1, 1} {
 		for n := 0; n < want; n++ {
 			select {
 			case r := <-got[i]:
-				if r.GrantID != "gr_1" || r.Reason != "grant revoked" {
+				if r.GrantID != "gr_1" || r.Reason != airlock.EndGrantRevoked {
 					t.Fatalf("node %d got %+v", i, r)
 				}
 			case <-time.After(5 * time.Second):

@@ -289,7 +289,7 @@ func (s *Service) KillSession(ctx context.Context, p *identity.Principal, id str
 		SourceAddr: p.Source}); err != nil {
 		return err
 	}
-	s.bus.Publish(Revocation{SessionID: id, Reason: "session killed by " + p.User.Name})
+	s.bus.Publish(Revocation{SessionID: id, Reason: airlock.EndSessionKilled, Detail: "session killed by " + p.User.Name})
 	return nil
 }
 

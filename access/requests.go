@@ -558,17 +558,20 @@ func (s *Service) endGrant(ctx context.Context, g *airlock.Grant, state string, 
 	if err := s.store.EndGrant(ctx, g.ID, state, s.now().UTC(), by.Name, reason); err != nil && !airlock.IsCode(err, airlock.ECONFLICT) {
 		return err
 	}
-	msg := "grant revoked"
+	end := airlock.EndGrantRevoked
 	if state == airlock.GrantExpired {
-		msg = "grant expired at " + g.EndsAt.UTC().Format(time.RFC3339)
+		end = airlock.EndGrantExpired
 	}
-	s.bus.Publish(Revocation{GrantID: g.ID, Reason: msg})
+	s.bus.Publish(Revocation{GrantID: g.ID, Reason: end, Detail: reason})
 	return nil
 }
 
 // RevokeUser revokes every active grant of a user and cuts their sessions
-// (the identity service calls it when a user is disabled).
+// (the identity service calls it when a user is disabled). The sessions
+// are cut first, so that they end as user_disabled rather than
+// grant_revoked.
 func (s *Service) RevokeUser(ctx context.Context, userID, reason string) {
+	s.bus.Publish(Revocation{UserID: userID, Reason: airlock.EndUserDisabled, Detail: reason})
 	gs, err := s.store.ListGrants(ctx, airlock.GrantFilter{UserID: userID})
 	if err == nil {
 		for _, g := range gs {
@@ -577,7 +580,6 @@ func (s *Service) RevokeUser(ctx context.Context, userID, reason string) {
 			}
 		}
 	}
-	s.bus.Publish(Revocation{UserID: userID, Reason: reason})
 }
 
 // BreakGlass self-activates emergency access where policy allows it.

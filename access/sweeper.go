@@ -85,7 +85,7 @@ func (s *Service) expireGrants(ctx context.Context, gs []*airlock.Grant) int {
 		return 0
 	}
 	for _, g := range gs {
-		s.bus.Publish(Revocation{GrantID: g.ID, Reason: "grant expired at " + g.EndsAt.UTC().Format(time.RFC3339)})
+		s.bus.Publish(Revocation{GrantID: g.ID, Reason: airlock.EndGrantExpired, Detail: "grant expired at " + g.EndsAt.UTC().Format(time.RFC3339)})
 	}
 	return len(gs)
 }

@@ -11,7 +11,7 @@
 //		Auth: authn, Audit: pipeline, Sessions: store, Logger: log, Node: hostname,
 //	})
 //	go g.ListenAndServe(ctx)          // or g.Serve(ctx, ln)
-//	bus: g.CloseGrant(id, "revoked"); g.CloseUser(id, "user_disabled"); g.CloseSession(id, "killed")
+//	bus: g.CloseGrant(id, airlock.EndGrantRevoked); g.CloseUser(id, airlock.EndUserDisabled); g.CloseSession(id, airlock.EndSessionKilled)
 //	defer g.Shutdown(shutdownCtx)
 //
 // # Client side
@@ -74,9 +74,11 @@
 //     application_name, upstream_pid, upstream_reused, upstream_tls.
 //   - session.ended (success): duration_ms, bytes_in, bytes_out,
 //     statements (simple queries + executes + function calls), end_reason
-//     (client_closed, client_terminated, upstream_closed, grant_expired,
-//     revoked, user_disabled, killed, idle_timeout, audit_failure,
-//     protocol_violation, shutdown, or the reason passed to Close*).
+//     (an airlock.EndReason: client_closed, client_terminated,
+//     upstream_closed, upstream_protocol_violation, grant_expired,
+//     grant_revoked, user_disabled, session_killed, idle_timeout,
+//     audit_unavailable, protocol_violation, server_shutdown, or the
+//     reason passed to Close*).
 //   - session.denied (denied): reason max_concurrent or
 //     upstream_unavailable, for a token that was valid. Invalid tokens are
 //     the Authenticator's to audit.

@@ -224,7 +224,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.mu.Unlock()
 	for _, s := range live {
-		s.kill("shutdown", codeAdminShutdown, msgShutdown)
+		s.kill(airlock.EndServerShutdown, codeAdminShutdown, msgShutdown)
 	}
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
@@ -236,32 +236,42 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 }
 
-// CloseGrant closes every live session under grantID with the FATAL
-// message "airlock: grant revoked — session closed" and returns how many
-// it closed. reason is recorded as the sessions' end reason ("revoked" if
-// empty).
-func (g *Gateway) CloseGrant(grantID, reason string) int {
-	return g.closeWhere(func(s *session) bool { return s.t.GrantID == grantID },
-		orDefault(reason, "revoked"), codeAdminShutdown, msgRevoked)
+// CloseGrant closes every live session under grantID, records reason as
+// their end reason (airlock.EndGrantRevoked when empty) and sends the FATAL
+// message for it ("airlock: grant revoked — session closed"). It returns
+// how many it closed.
+func (g *Gateway) CloseGrant(grantID string, reason airlock.EndReason) int {
+	return g.closeWhere(func(s *session) bool { return s.t.GrantID == grantID }, orDefault(reason, airlock.EndGrantRevoked))
 }
 
-// CloseUser closes every live session of userID with the FATAL message
-// "airlock: user disabled — session closed" and returns how many it
-// closed. reason is recorded as the end reason ("user_disabled" if empty).
-func (g *Gateway) CloseUser(userID, reason string) int {
-	return g.closeWhere(func(s *session) bool { return s.t.UserID == userID },
-		orDefault(reason, "user_disabled"), codeAdminShutdown, msgUserDisabled)
+// CloseUser closes every live session of userID, recording reason
+// (airlock.EndUserDisabled when empty), and returns how many it closed.
+func (g *Gateway) CloseUser(userID string, reason airlock.EndReason) int {
+	return g.closeWhere(func(s *session) bool { return s.t.UserID == userID }, orDefault(reason, airlock.EndUserDisabled))
 }
 
-// CloseSession closes the live session id with the FATAL message
-// "airlock: session killed by an administrator" and reports whether it
-// was live. reason is recorded as the end reason ("killed" if empty).
-func (g *Gateway) CloseSession(id, reason string) bool {
-	return g.closeWhere(func(s *session) bool { return s.id == id },
-		orDefault(reason, "killed"), codeAdminShutdown, msgKilled) > 0
+// CloseSession closes the live session id, recording reason
+// (airlock.EndSessionKilled when empty), and reports whether it was live.
+func (g *Gateway) CloseSession(id string, reason airlock.EndReason) bool {
+	return g.closeWhere(func(s *session) bool { return s.id == id }, orDefault(reason, airlock.EndSessionKilled)) > 0
 }
 
-func (g *Gateway) closeWhere(match func(*session) bool, reason, code, msg string) int {
+// closeMsg is the FATAL message a session closed from outside gets.
+func closeMsg(r airlock.EndReason) string {
+	switch r {
+	case airlock.EndGrantRevoked:
+		return msgRevoked
+	case airlock.EndUserDisabled:
+		return msgUserDisabled
+	case airlock.EndSessionKilled:
+		return msgKilled
+	case airlock.EndServerShutdown:
+		return msgShutdown
+	}
+	return "airlock: " + r.Text() + " — session closed"
+}
+
+func (g *Gateway) closeWhere(match func(*session) bool, reason airlock.EndReason) int {
 	g.mu.Lock()
 	var hit []*session
 	for _, s := range g.sessions {
@@ -271,7 +281,7 @@ func (g *Gateway) closeWhere(match func(*session) bool, reason, code, msg string
 	}
 	g.mu.Unlock()
 	for _, s := range hit {
-		s.kill(reason, code, msg)
+		s.kill(reason, codeAdminShutdown, closeMsg(reason))
 	}
 	return len(hit)
 }
@@ -288,7 +298,7 @@ func (g *Gateway) ActiveSessions() []airlock.Session {
 	return out
 }
 
-func orDefault(s, d string) string {
+func orDefault(s, d airlock.EndReason) airlock.EndReason {
 	if s == "" {
 		return d
 	}
@@ -486,7 +496,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 	out, _ = (&pgproto3.BackendKeyData{ProcessID: s.clientPID, SecretKey: s.clientSecret[:]}).Encode(out)
 	out, _ = (&pgproto3.ReadyForQuery{TxStatus: up.txStatus}).Encode(out)
 	if _, err := s.cw.Write(out); err != nil {
-		s.kill("client_closed", "", "")
+		s.kill(airlock.EndClientClosed, "", "")
 	}
 	_ = cc.SetDeadline(time.Time{})
 	ok = true

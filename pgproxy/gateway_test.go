@@ -84,7 +84,7 @@ func TestWriteAndAudit(t *testing.T) {
 		t.Fatalf("db.error: %v", errs)
 	}
 	ended := e.sink.Find("session.ended", "")[0]
-	if detail(ended, "statements").(float64) != 2 || detail(ended, "end_reason") != "client_terminated" ||
+	if detail(ended, "statements").(float64) != 2 || detail(ended, "end_reason") != string(airlock.EndClientTerminated) ||
 		detail(ended, "bytes_in").(float64) == 0 || detail(ended, "bytes_out").(float64) == 0 {
 		t.Fatalf("session.ended details: %s", ended.Details)
 	}
@@ -291,7 +291,7 @@ func TestGrantExpiryClosesSession(t *testing.T) {
 		t.Fatalf("want FATAL %q, got %v", want, err)
 	}
 	ev := e.waitEvent(t, "session.ended")
-	if detail(ev, "end_reason") != "grant_expired" {
+	if detail(ev, "end_reason") != string(airlock.EndGrantExpired) {
 		t.Fatalf("end reason: %s", ev.Details)
 	}
 	// A token whose grant has ended opens nothing.
@@ -451,7 +451,7 @@ func TestAuditFailureClosesSession(t *testing.T) {
 			t.Fatal("session survived a failed audit receipt")
 		}
 		ev := e.waitEvent(t, "session.ended")
-		if detail(ev, "end_reason") != "audit_failure" {
+		if detail(ev, "end_reason") != string(airlock.EndAuditUnavailable) {
 			t.Fatalf("end reason: %s", ev.Details)
 		}
 	})
@@ -623,7 +623,7 @@ func TestShutdownClosesSessions(t *testing.T) {
 		t.Fatal("connected after shutdown")
 	}
 	ev := e.waitEvent(t, "session.ended")
-	if detail(ev, "end_reason") != "shutdown" {
+	if detail(ev, "end_reason") != string(airlock.EndServerShutdown) {
 		t.Fatalf("end reason: %s", ev.Details)
 	}
 }

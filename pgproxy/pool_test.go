@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockhq/airlock"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -179,7 +180,7 @@ func TestUpstreamNotReused(t *testing.T) {
 			c.Close(t.Context())
 		},
 		"killed": func(t *testing.T, c *pgx.Conn) {
-			if n := e.gw.CloseGrant("gr_write", "revoked"); n != 1 {
+			if n := e.gw.CloseGrant("gr_write", airlock.EndGrantRevoked); n != 1 {
 				t.Fatalf("closed %d sessions", n)
 			}
 			_, _ = c.Exec(t.Context(), "SELECT 1")

@@ -71,7 +71,7 @@ type session struct {
 	// after that is the expected consequence, not an upstream failure.
 	terminated atomic.Bool
 	killedCh   chan struct{}
-	endReason  string
+	endReason  airlock.EndReason
 	killCode   string
 	killMsg    string
 
@@ -188,7 +188,7 @@ func (s *session) start() {
 		s.t.UpstreamTLS != nil}))
 	msg := expiredMsg(s.t.EndsAt)
 	s.endTimer = time.AfterFunc(s.t.EndsAt.Sub(s.g.now()), func() {
-		s.kill("grant_expired", codeAdminShutdown, msg)
+		s.kill(airlock.EndGrantExpired, codeAdminShutdown, msg)
 	})
 	if d := s.t.IdleTimeout; d > 0 {
 		s.idleTimer = time.AfterFunc(time.Hour, s.checkIdle)
@@ -217,12 +217,12 @@ func (s *session) checkIdle() {
 		s.idleTimer.Reset(s.t.IdleTimeout)
 		return
 	}
-	s.kill("idle_timeout", codeIdleTimeout, "airlock: session idle for more than "+s.t.IdleTimeout.String()+" — session closed")
+	s.kill(airlock.EndIdleTimeout, codeIdleTimeout, "airlock: session idle for more than "+s.t.IdleTimeout.String()+" — session closed")
 }
 
 // kill ends the session once: it records why and interrupts both relay
 // directions. msg, when set, is sent to the client as a FATAL error.
-func (s *session) kill(reason, code, msg string) {
+func (s *session) kill(reason airlock.EndReason, code, msg string) {
 	s.killOnce.Do(func() {
 		s.endReason, s.killCode, s.killMsg = reason, code, msg
 		s.killedFlag.Store(true)
@@ -259,7 +259,7 @@ func (s *session) run() {
 	if r := s.s2c(); r != "" {
 		s.kill(r, "", "")
 	} else {
-		s.kill("closed", "", "")
+		s.kill(airlock.EndClientClosed, "", "")
 	}
 	// The kill interrupted c2s; once it has ended it submits nothing more,
 	// so the receipts a strict session waits for below are all there are.
@@ -288,7 +288,7 @@ const upstreamResetTimeout = 5 * time.Second
 // request, COPY or reply in flight, nothing unread — the session's audit
 // never failed, and each of its cancel requests surely arrived.
 func (s *session) reusable() bool {
-	return s.heldTerminate && s.endReason == "client_terminated" && s.upTx == 'I' && !s.unsynced &&
+	return s.heldTerminate && s.endReason == airlock.EndClientTerminated && s.upTx == 'I' && !s.unsynced &&
 		s.qh == len(s.q) && s.copyDir == "" && !s.s2cMid && s.ur.Buffered() == 0 && s.uw.Buffered() == 0 &&
 		!s.auditFailed.Load() && !s.cancelFailed.Load()
 }
@@ -329,7 +329,7 @@ func (s *session) finish() {
 	}
 	info := s.snapshot()
 	info.EndedAt = s.g.now()
-	info.EndReason = s.endReason
+	info.EndReason = string(s.endReason)
 	s.submit(s.event("session.ended", airlock.OutcomeSuccess, struct {
 		DurationMS int64  `json:"duration_ms"`
 		BytesIn    int64  `json:"bytes_in"`
@@ -444,7 +444,7 @@ func (s *session) settle(p Pending) {
 	if err := p.Err(); err != nil {
 		if s.auditFailed.CompareAndSwap(false, true) {
 			s.g.log.Error("pgproxy: audit receipt failed; closing session", "session", s.id, "err", err)
-			s.kill("audit_failure", codeAdminShutdown, msgAuditFailed)
+			s.kill(airlock.EndAuditUnavailable, codeAdminShutdown, msgAuditFailed)
 		}
 		return
 	}
@@ -589,7 +589,7 @@ func never(unit) bool { return false }
 // c2s relays client→server messages, auditing statements before they
 // are forwarded. It returns the end reason, or "" when it killed the
 // session itself or was interrupted by a kill.
-func (s *session) c2s() string {
+func (s *session) c2s() airlock.EndReason {
 	p := &s.c2sPipe
 	for {
 		typ, body, err := p.header(s.g.cfg.MaxMessageSize)
@@ -638,7 +638,7 @@ func (s *session) c2s() string {
 				return s.c2sErr(err)
 			}
 			_ = p.w.Flush()
-			return "client_terminated"
+			return airlock.EndClientTerminated
 		case 'D', 'H', 'd', 'c', 'f':
 			if err := p.forward(body); err != nil {
 				return s.c2sErr(err)
@@ -649,16 +649,16 @@ func (s *session) c2s() string {
 	}
 }
 
-func (s *session) c2sErr(err error) string {
+func (s *session) c2sErr(err error) airlock.EndReason {
 	switch {
 	case errors.Is(err, errProtocol):
-		s.kill("protocol_violation", codeProtocol, msgTooLarge)
+		s.kill(airlock.EndProtocolViolation, codeProtocol, msgTooLarge)
 		return ""
 	case s.killedFlag.Load():
 		return ""
 	default:
 		s.g.log.Debug("pgproxy: client side ended", "session", s.id, "err", err)
-		return "client_closed"
+		return airlock.EndClientClosed
 	}
 }
 
@@ -823,7 +823,7 @@ func hexString(b []byte) string {
 
 // s2c relays server→client messages, tracking responses for COPY and
 // error events. It returns the end reason, or "" when killed.
-func (s *session) s2c() string {
+func (s *session) s2c() airlock.EndReason {
 	p := &s.s2cPipe
 	for {
 		if s.killedFlag.Load() {
@@ -891,19 +891,19 @@ func (s *session) s2c() string {
 	}
 }
 
-func (s *session) s2cErr(err error) string {
+func (s *session) s2cErr(err error) airlock.EndReason {
 	if s.killedFlag.Load() {
 		return ""
 	}
 	if s.terminated.Load() {
-		return "client_terminated"
+		return airlock.EndClientTerminated
 	}
 	if errors.Is(err, errProtocol) {
 		s.g.log.Warn("pgproxy: malformed message from upstream", "session", s.id)
-		return "upstream_protocol_violation"
+		return airlock.EndUpstreamProtocolViolation
 	}
 	s.g.log.Debug("pgproxy: server side ended", "session", s.id, "err", err)
-	return "upstream_closed"
+	return airlock.EndUpstreamClosed
 }
 
 // commandComplete ends the current execute and records COPY row counts.

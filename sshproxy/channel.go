@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/recording"
 	"golang.org/x/crypto/ssh"
 )
@@ -99,14 +100,14 @@ func (s *session) handleSessionChannel(ctx context.Context, nch ssh.NewChannel) 
 	outWG.Add(2)
 	go func() {
 		if err := s.copyInspect(up, down, &s.bytesIn, c.inInspect); err != nil {
-			s.terminate("audit unavailable", "")
+			s.terminate(airlock.EndAuditUnavailable, false)
 		}
 		up.CloseWrite()
 	}()
 	go func() {
 		defer outWG.Done()
 		if err := s.copyInspect(down, up, &s.bytesOut, c.outInspect); err != nil {
-			s.terminate("audit unavailable", "")
+			s.terminate(airlock.EndAuditUnavailable, false)
 		}
 	}()
 	go func() {

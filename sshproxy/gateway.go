@@ -19,14 +19,6 @@ import (
 // DefaultAddr is where the gateway listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:7022"
 
-// Close reasons and the notices written to the user's terminal.
-const (
-	ReasonExpired  = "grant expired"
-	ReasonRevoked  = "grant revoked"
-	ReasonIdle     = "idle timeout"
-	ReasonShutdown = "server shutting down"
-)
-
 // AuthRequest is what the gateway knows about a connecting user once their
 // certificate has been verified and they proved possession of its key.
 type AuthRequest struct {
@@ -260,7 +252,7 @@ func (g *Gateway) ServeConn(ctx context.Context, c net.Conn) {
 }
 
 // Shutdown stops accepting connections, closes every live session with
-// ReasonShutdown and waits for them to end or ctx to expire.
+// airlock.EndServerShutdown and waits for them to end or ctx to expire.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.closing = true
@@ -276,7 +268,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.mu.Unlock()
 	for _, s := range ss {
-		s.terminate(ReasonShutdown, "server shutting down")
+		s.terminate(airlock.EndServerShutdown, true)
 	}
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
@@ -288,7 +280,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (g *Gateway) closeWhere(match func(*session) bool, reason, notice string) int {
+func (g *Gateway) closeWhere(match func(*session) bool, reason airlock.EndReason) int {
 	g.mu.Lock()
 	var ss []*session
 	for _, s := range g.sessions {
@@ -300,40 +292,37 @@ func (g *Gateway) closeWhere(match func(*session) bool, reason, notice string) i
 	var wg sync.WaitGroup
 	for _, s := range ss {
 		wg.Add(1)
-		go func() { defer wg.Done(); s.terminate(reason, notice) }()
+		go func() { defer wg.Done(); s.terminate(reason, true) }()
 	}
 	wg.Wait()
 	return len(ss)
 }
 
-// CloseGrant closes every session under grantID, telling the user why, and
-// returns how many it closed. It returns once they are cut.
-func (g *Gateway) CloseGrant(grantID, reason string) int {
-	return g.closeWhere(func(s *session) bool { return s.target.GrantID == grantID }, closeReason(ReasonRevoked, reason), noticeFor(ReasonRevoked, reason))
+// CloseGrant closes every session under grantID, recording reason as
+// their end reason (airlock.EndGrantRevoked when empty) and telling the
+// user ("airlock: grant revoked — session closed"), and returns how many it
+// closed. It returns once they are cut.
+func (g *Gateway) CloseGrant(grantID string, reason airlock.EndReason) int {
+	return g.closeWhere(func(s *session) bool { return s.target.GrantID == grantID }, orDefault(reason, airlock.EndGrantRevoked))
 }
 
-// CloseUser closes every session of userID and returns how many.
-func (g *Gateway) CloseUser(userID, reason string) int {
-	return g.closeWhere(func(s *session) bool { return s.target.UserID == userID }, closeReason("user access revoked", reason), noticeFor("access revoked", reason))
+// CloseUser closes every session of userID, recording reason
+// (airlock.EndUserDisabled when empty), and returns how many.
+func (g *Gateway) CloseUser(userID string, reason airlock.EndReason) int {
+	return g.closeWhere(func(s *session) bool { return s.target.UserID == userID }, orDefault(reason, airlock.EndUserDisabled))
 }
 
-// CloseSession closes one session and reports whether it was live here.
-func (g *Gateway) CloseSession(id, reason string) bool {
-	return g.closeWhere(func(s *session) bool { return s.id == id }, closeReason("session killed", reason), noticeFor("session killed", reason)) > 0
+// CloseSession closes one session, recording reason (airlock.EndSessionKilled
+// when empty), and reports whether it was live here.
+func (g *Gateway) CloseSession(id string, reason airlock.EndReason) bool {
+	return g.closeWhere(func(s *session) bool { return s.id == id }, orDefault(reason, airlock.EndSessionKilled)) > 0
 }
 
-func closeReason(what, why string) string {
-	if why == "" {
-		return what
+func orDefault(r, d airlock.EndReason) airlock.EndReason {
+	if r == "" {
+		return d
 	}
-	return what + ": " + why
-}
-
-func noticeFor(what, why string) string {
-	if why == "" || why == what {
-		return what
-	}
-	return what + " (" + printable(why) + ")"
+	return r
 }
 
 // ActiveSessions returns a snapshot of the live sessions on this gateway,

@@ -544,8 +544,8 @@ func TestSessionClosedAtGrantEnd(t *testing.T) {
 		t.Errorf("client did not see the notice:\n%q", out.String())
 	}
 	_, d := e.audit.wait(t, "session.ended", nil)
-	if d["reason"] != ReasonExpired {
-		t.Errorf("end reason = %v", d["reason"])
+	if d["end_reason"] != string(airlock.EndGrantExpired) {
+		t.Errorf("end reason = %v", d["end_reason"])
 	}
 }
 
@@ -557,7 +557,7 @@ func TestCloseGrant(t *testing.T) {
 		t.Fatalf("%d active sessions, want 1", n)
 	}
 	start := time.Now()
-	if n := e.gw.CloseGrant("gr_1", "revoked by bob"); n != 1 {
+	if n := e.gw.CloseGrant("gr_1", airlock.EndGrantRevoked); n != 1 {
 		t.Fatalf("CloseGrant closed %d sessions", n)
 	}
 	select {
@@ -568,12 +568,12 @@ func TestCloseGrant(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("client disconnected %s after CloseGrant, want <= 1s", took)
 	}
-	if !strings.Contains(out.String(), "airlock: grant revoked (revoked by bob) — session closed") {
+	if !strings.Contains(out.String(), "airlock: grant revoked — session closed") {
 		t.Errorf("client did not see the notice:\n%q", out.String())
 	}
 	_, d := e.audit.wait(t, "session.ended", nil)
-	if d["reason"] != "grant revoked: revoked by bob" {
-		t.Errorf("end reason = %v", d["reason"])
+	if d["end_reason"] != string(airlock.EndGrantRevoked) {
+		t.Errorf("end reason = %v", d["end_reason"])
 	}
 }
 
@@ -611,8 +611,8 @@ func TestPinnedHostKeyAndIdleTimeout(t *testing.T) {
 		t.Errorf("client did not see the notice:\n%q", out.String())
 	}
 	_, d := e.audit.wait(t, "session.ended", nil)
-	if d["reason"] != ReasonIdle {
-		t.Errorf("end reason = %v", d["reason"])
+	if d["end_reason"] != string(airlock.EndIdleTimeout) {
+		t.Errorf("end reason = %v", d["end_reason"])
 	}
 }
 
@@ -664,14 +664,14 @@ func TestServeConnOverPipe(t *testing.T) {
 	if err := sess2.Start("sleep 30"); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.gw.CloseUser("u_alice", "user disabled"); n != 1 {
+	if n := e.gw.CloseUser("u_alice", airlock.EndUserDisabled); n != 1 {
 		t.Fatalf("CloseUser closed %d sessions", n)
 	}
 	if err := sess2.Wait(); err == nil {
 		t.Fatal("command survived CloseUser")
 	}
 	<-served
-	_, d := e.audit.wait(t, "session.ended", func(d map[string]any) bool { return d["reason"] == "user access revoked: user disabled" })
+	_, d := e.audit.wait(t, "session.ended", func(d map[string]any) bool { return d["end_reason"] == string(airlock.EndUserDisabled) })
 	if d == nil {
 		t.Fatal("no session.ended")
 	}

@@ -41,7 +41,7 @@ type session struct {
 	rec       *recording.Writer
 	recErr    error
 	ended     bool
-	endReason string
+	endReason airlock.EndReason
 	timers    []*time.Timer
 
 	closeOnce sync.Once
@@ -262,26 +262,26 @@ func (g *Gateway) serveConn(ctx context.Context, nc net.Conn) {
 		},
 	}
 	if err := s.audit(ctx, "session.started", details); err != nil {
-		s.setEndReason("audit unavailable")
+		s.setEndReason(airlock.EndAuditUnavailable)
 		return
 	}
 	if g.cfg.Sessions != nil {
 		snap := s.snapshot()
 		if err := g.cfg.Sessions.CreateSession(ctx, &snap); err != nil {
 			s.log.Error("create session", "err", err)
-			s.setEndReason("session store unavailable")
+			s.setEndReason(airlock.EndAuditUnavailable)
 			return
 		}
 	}
 	if !g.register(s) {
-		s.setEndReason(ReasonShutdown)
+		s.setEndReason(airlock.EndServerShutdown)
 		return
 	}
 	defer g.unregister(s)
 	s.log.Info("ssh session started", "source", source)
 
 	// Deadline: the grant's ends_at, measured on the injected clock.
-	s.addTimer(t.EndsAt.Sub(g.cfg.Now()), func() { s.terminate(ReasonExpired, "grant expired") })
+	s.addTimer(t.EndsAt.Sub(g.cfg.Now()), func() { s.terminate(airlock.EndGrantExpired, true) })
 	if t.IdleTimeout > 0 {
 		s.armIdle(t.IdleTimeout)
 	}
@@ -293,13 +293,13 @@ func (g *Gateway) serveConn(ctx context.Context, nc net.Conn) {
 	go func() { defer wg.Done(); s.handleUpstreamChannels(st.upChans) }()
 	go func() {
 		st.up.Wait()
-		s.terminate("target closed the connection", "")
+		s.terminate(airlock.EndUpstreamClosed, false)
 	}()
 	for nch := range chans {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.handleChannel(ctx, nch) }()
 	}
-	s.terminate("client disconnected", "")
+	s.terminate(airlock.EndClientClosed, false)
 	wg.Wait()
 }
 
@@ -319,7 +319,7 @@ func (s *session) armIdle(idle time.Duration) {
 	check = func() {
 		since := s.g.cfg.Now().Sub(time.Unix(0, s.lastActive.Load()))
 		if since >= idle {
-			s.terminate(ReasonIdle, "idle timeout")
+			s.terminate(airlock.EndIdleTimeout, true)
 			return
 		}
 		s.addTimer(idle-since, check)
@@ -327,10 +327,12 @@ func (s *session) armIdle(idle time.Duration) {
 	s.addTimer(idle, check)
 }
 
-// terminate ends the session: the notice (when not empty) is written to
-// every interactive channel, then both connections are closed. It returns
-// once the connections are closed (within cfg.NoticeTimeout plus the close).
-func (s *session) terminate(reason, notice string) {
+// terminate ends the session for reason (the first reason given is the
+// one recorded): with notify, "airlock: <reason> — session closed" is
+// written to every interactive channel; then both connections are closed.
+// It returns once the connections are closed (within cfg.NoticeTimeout
+// plus the close).
+func (s *session) terminate(reason airlock.EndReason, notify bool) {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		if s.endReason == "" {
@@ -341,8 +343,8 @@ func (s *session) terminate(reason, notice string) {
 			chs = append(chs, c)
 		}
 		s.mu.Unlock()
-		if notice != "" {
-			msg := "\r\nairlock: " + notice + " — session closed\r\n"
+		if notify {
+			msg := "\r\nairlock: " + reason.Text() + " — session closed\r\n"
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
@@ -365,7 +367,7 @@ func (s *session) terminate(reason, notice string) {
 }
 
 // setEndReason records why the session ends, unless a reason is set already.
-func (s *session) setEndReason(reason string) {
+func (s *session) setEndReason(reason airlock.EndReason) {
 	s.mu.Lock()
 	if s.endReason == "" {
 		s.endReason = reason
@@ -375,7 +377,7 @@ func (s *session) setEndReason(reason string) {
 
 // finish records the end of the session once everything has stopped.
 func (s *session) finish(ctx context.Context) {
-	s.terminate("client disconnected", "")
+	s.terminate(airlock.EndClientClosed, false)
 	s.mu.Lock()
 	s.ended = true
 	for _, t := range s.timers {
@@ -384,7 +386,7 @@ func (s *session) finish(ctx context.Context) {
 	rec := s.rec
 	endReason := s.endReason
 	s.mu.Unlock()
-	details := map[string]any{"reason": endReason, "bytes_in": s.bytesIn.Load(), "bytes_out": s.bytesOut.Load(), "execs": s.execs.Load()}
+	details := map[string]any{"end_reason": endReason, "bytes_in": s.bytesIn.Load(), "bytes_out": s.bytesOut.Load(), "execs": s.execs.Load()}
 	snap := s.snapshot()
 	snap.EndedAt = s.g.cfg.Now()
 	if rec != nil {
@@ -418,7 +420,7 @@ func (s *session) snapshot() airlock.Session {
 	return airlock.Session{
 		ID: s.id, GrantID: s.target.GrantID, UserID: s.target.UserID, UserName: s.target.UserName,
 		Resource: s.target.Resource, Kind: airlock.KindSSH, Access: s.target.Login,
-		SourceAddr: s.source, Node: s.g.cfg.Node, StartedAt: s.start, EndReason: reason,
+		SourceAddr: s.source, Node: s.g.cfg.Node, StartedAt: s.start, EndReason: string(reason),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), Statements: s.execs.Load(),
 	}
 }
@@ -437,7 +439,7 @@ func (s *session) auditOutcome(ctx context.Context, action, outcome string, deta
 	}
 	if _, err := s.g.cfg.Audit.Record(context.WithoutCancel(ctx), ev); err != nil {
 		s.log.Error("audit failed: closing session", "action", action, "err", err)
-		go s.terminate("audit unavailable", "audit log unavailable")
+		go s.terminate(airlock.EndAuditUnavailable, true)
 		return fmt.Errorf("audit %s: %w", action, err)
 	}
 	return nil

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockhq/airlock"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -292,7 +294,7 @@ GRANT SELECT, INSERT ON items TO app_rw;`)
 	waitFor(t, func() bool {
 		for _, s := range h.sessions(tm.alice, false) {
 			if s.ID == liveID {
-				return !s.Active() && strings.Contains(s.EndReason, "revoked")
+				return !s.Active() && s.EndReason == string(airlock.EndGrantRevoked)
 			}
 		}
 		return false

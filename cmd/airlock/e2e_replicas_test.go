@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockhq/airlock"
+
 	"github.com/airlockhq/airlock/internal/testenv"
 )
 
@@ -67,7 +69,7 @@ ALTER ROLE app_rw PASSWORD '`+pgRWPassword+`';`)
 	// ended the session (recorded in the shared store), then try to use it.
 	waitFor(t, func() bool {
 		for _, s := range a.sessions(tm.alice, false) {
-			if s.GrantID == g.ID && !s.Active() && strings.Contains(s.EndReason, "revoked") {
+			if s.GrantID == g.ID && !s.Active() && s.EndReason == string(airlock.EndGrantRevoked) {
 				return true
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockhq/airlock"
+
 	"golang.org/x/crypto/ssh"
 
 	"github.com/airlockhq/airlock/internal/testenv"
@@ -146,7 +148,7 @@ func TestE2ESSHThroughGateway(t *testing.T) {
 	waitFor(t, func() bool {
 		for _, s := range h.sessions(tm.alice, false) {
 			if s.ID == liveID {
-				return !s.Active() && strings.Contains(s.EndReason, "revoked")
+				return !s.Active() && s.EndReason == string(airlock.EndGrantRevoked)
 			}
 		}
 		return false

@@ -418,9 +418,9 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		}
 	}
 	type closer interface {
-		CloseGrant(grantID, reason string) int
-		CloseUser(userID, reason string) int
-		CloseSession(id, reason string) bool
+		CloseGrant(grantID string, reason airlock.EndReason) int
+		CloseUser(userID string, reason airlock.EndReason) int
+		CloseSession(id string, reason airlock.EndReason) bool
 	}
 	var gws []closer
 	if s.pg != nil {
