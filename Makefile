@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: run build test test-deps lint bench
+.PHONY: run build test test-deps lint bench fuzz
 
 ## run: start the server on its embedded store (./airlock-data)
 run:
@@ -28,6 +28,10 @@ lint:
 ## bench: the Go benchmarks (see docs/benchmarks.md for the scripts under bench/)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./audit ./policy ./mfa ./auth
+
+## fuzz: every fuzz target for FUZZTIME each (default 1m), then execs per target (ONLY=regexp to pick)
+fuzz:
+	@./scripts/fuzz.sh
 
 ## screenshots: regenerate docs/screenshots/*.png from the browser test (needs chromium)
 screenshots:
