@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -68,6 +69,14 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		w.SetConnMaxIdleTime(0)
 		db.w, db.r = w, w
 	} else {
+		// The store holds sealed credentials and hashed secrets: a new
+		// file is created 0600, and SQLite gives its -wal and -shm files
+		// the database file's permissions.
+		if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+			f.Close()
+		} else if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("create sqlite store %s: %w", path, err)
+		}
 		name := "file:" + escapePath(path) + "?"
 		w, err := sql.Open("sqlite", name+common+"&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
 		if err != nil {

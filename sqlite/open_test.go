@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/airlockhq/airlock"
@@ -115,5 +116,38 @@ func TestMemory(t *testing.T) {
 	}
 	if n, err := db.CountUsers(t.Context()); err != nil || n != 1 {
 		t.Fatalf("CountUsers = %d, %v", n, err)
+	}
+}
+
+// The store file holds sealed credentials and hashed secrets: whatever
+// the umask, it and its WAL files are readable by the owner only.
+func TestStoreFilesAreOwnerOnly(t *testing.T) {
+	old := syscall.Umask(0o022)
+	t.Cleanup(func() { syscall.Umask(old) })
+	dir := t.TempDir()
+	path := filepath.Join(dir, "airlock.db")
+	db, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.CreateUser(t.Context(), &airlock.User{ID: "us_1", Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or other access", e.Name(), m)
+		}
+	}
+	if len(ents) < 2 {
+		t.Errorf("expected the database and its WAL files, found %d files", len(ents))
 	}
 }

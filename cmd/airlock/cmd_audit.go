@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,10 +41,26 @@ func newAuditCmd() *cobra.Command {
 		if err := c.call("GET", "/api/v1/audit/events?"+q.Encode(), nil, &evs); err != nil {
 			return err
 		}
+		slices.Reverse(evs) // oldest first
 		var last int64
-		for i := len(evs) - 1; i >= 0; i-- {
-			printEvent(c, evs[i])
-			last = max(last, evs[i].Seq)
+		for _, e := range evs {
+			last = max(last, e.Seq)
+		}
+		switch {
+		case c.json() && !follow:
+			// A list is one JSON array.
+			return c.printJSON(evs)
+		case c.json():
+			// A stream is JSON Lines, one event a line.
+			for _, e := range evs {
+				if err := printEventLine(c, e); err != nil {
+					return err
+				}
+			}
+		default:
+			for _, e := range evs {
+				printEvent(c, e)
+			}
 		}
 		for follow {
 			time.Sleep(time.Second)
@@ -59,7 +76,13 @@ func newAuditCmd() *cobra.Command {
 				return err
 			}
 			for _, e := range more {
-				printEvent(c, e)
+				if c.json() {
+					if err := printEventLine(c, e); err != nil {
+						return err
+					}
+				} else {
+					printEvent(c, e)
+				}
 				last = max(last, e.Seq)
 			}
 		}
@@ -162,11 +185,13 @@ func newAuditCmd() *cobra.Command {
 	return ac
 }
 
+// printEventLine writes e as one line of JSON (JSON Lines, for streams).
+func printEventLine(c *cli, e airlock.Event) error {
+	return json.NewEncoder(c.out()).Encode(e)
+}
+
+// printEvent writes e as one line for people.
 func printEvent(c *cli, e airlock.Event) {
-	if c.json() {
-		c.printJSON(e)
-		return
-	}
 	var d bytes.Buffer
 	if json.Compact(&d, e.Details) != nil {
 		d.Reset()

@@ -613,3 +613,38 @@ func TestE2EPolicyTestCommand(t *testing.T) {
 		t.Fatalf("broken policy: err=%v\n%s", err, out)
 	}
 }
+
+// TestE2EOutputJSONShapes pins the CLI contract: with --output json a list
+// is one JSON array and a stream (-f) is JSON Lines, one object a line.
+func TestE2EOutputJSONShapes(t *testing.T) {
+	needOathtool(t)
+	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, nil)
+	admin := t.TempDir()
+	h.bootstrapAdmin(admin, "admin", "correct horse battery")
+
+	out := h.must(admin, "", "--output", "json", "audit", "tail", "-n", "5")
+	var list []airlock.Event
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) == 0 {
+		t.Fatalf("audit tail --output json: want one non-empty JSON array, got %v:\n%s", err, out)
+	}
+	for i := 1; i < len(list); i++ {
+		if list[i].Seq <= list[i-1].Seq {
+			t.Fatalf("audit tail lists seq %d after %d; want oldest first", list[i].Seq, list[i-1].Seq)
+		}
+	}
+
+	p := h.startProc(admin, nil, nil, "--output", "json", "audit", "tail", "-f", "-n", "3")
+	var lines []string
+	waitFor(t, func() bool {
+		lines = strings.Split(strings.TrimRight(p.out.String(), "\n"), "\n")
+		return len(lines) >= 3
+	})
+	p.kill()
+	for _, l := range lines {
+		var e airlock.Event
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.Seq == 0 {
+			t.Fatalf("audit tail -f --output json: line %q is not one event object (%v):\n%s", l, err, p.out.String())
+		}
+	}
+}

@@ -191,13 +191,8 @@ func (h *harness) auditEvents(home, action string) []airlock.Event {
 	h.t.Helper()
 	out := h.must(home, "", "--output", "json", "audit", "tail", "-n", "200", "--action", action)
 	var evs []airlock.Event
-	dec := json.NewDecoder(strings.NewReader(out))
-	for dec.More() {
-		var e airlock.Event
-		if err := dec.Decode(&e); err != nil {
-			h.t.Fatalf("audit tail output: %v\n%s", err, out)
-		}
-		evs = append(evs, e)
+	if err := json.Unmarshal([]byte(out), &evs); err != nil {
+		h.t.Fatalf("audit tail output is not one JSON array: %v\n%s", err, out)
 	}
 	return evs
 }
