@@ -13,12 +13,19 @@ SETUPS=${SETUPS:-10}
 SESSIONS=${SESSIONS:-200}
 work=$(mktemp -d /tmp/airlock-sshbench.XXXXXX)
 pids=()
+# The idle sessions run "sleep $idle" on the target. A command without a
+# terminal gets no SIGHUP when its connection closes, so cleanup kills them
+# by this run's unique argument (and only those).
+idle="600.$$"
 cleanup() {
 	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+	pkill -x -f "sleep $idle" 2>/dev/null || true
 	[ -n "${gwpid:-}" ] && kill "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # A login whose shell is /bin/sh, so root's shell start-up files (pyenv,
 # nvm…) do not dominate the setup figures.
@@ -57,7 +64,7 @@ stat() { awk -v k="$1" '$1 == k { print $2 }' "$work/env/stats"; }
 sleep 0.5
 rss0=$(stat rss_kb); heap0=$(stat heap_inuse)
 for _ in $(seq "$SESSIONS"); do
-	ssh -F "$cfg" -n gateway "sleep 600" &
+	ssh -F "$cfg" -n gateway "sleep $idle" &
 	pids+=($!)
 	sleep 0.05 # stagger logins: 200 concurrent shells swamp a small machine
 done
