@@ -14,7 +14,9 @@ RATE=${RATE:-100}
 DURATION=${DURATION:-20}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d)
-trap 'kill $SRV 2>/dev/null || true; rm -rf "$TMP"' EXIT
+# Stop every background job (the server, the sprayer) on every exit path.
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
 cd "$ROOT"
 go build -o "$TMP/airlock" ./cmd/airlock
 go build -o "$TMP/spray" ./bench/cmd/spray
