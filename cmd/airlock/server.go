@@ -364,7 +364,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}
 
 	bus := &access.Bus{}
-	s.notifier = newNotifier(al, logger, c.PublicURL, now)
+	s.notifier = newNotifier(al, logger, c.PublicURL, c.WebhookAllowLinkLocal, now)
 	s.access, err = access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: s.ident, Bus: bus, Logger: logger, Now: now,
 		ConsoleURL: c.PublicURL, Notify: s.notifier.send})
 	if err != nil {
