@@ -235,6 +235,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	httpSrv.RegisterOnShutdown(apiSrv.CloseStreams)
 
 	// The bootstrap token exists before the server answers (so /healthz
 	// being ready means the token can be read).
