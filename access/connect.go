@@ -54,8 +54,8 @@ func (s *Service) AuthorizeConnect(ctx context.Context, p *identity.Principal, r
 		return nil, nil, d, err
 	}
 	refuse := func(g *airlock.Grant, why string, err error) (*airlock.Grant, *airlock.Resource, policy.Decision, error) {
-		e := airlock.Event{Actor: p.Actor(), Action: "connect.refused", Resource: resource, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-			Details: details("access", access, "why", why)}
+		e := airlock.Event{Actor: p.Actor(), Action: "connect.refused", Resource: clip(resource), SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
+			Details: details("access", clip(access), "why", why)}
 		if g != nil {
 			e.GrantID, e.RequestID = g.ID, g.RequestID
 		}

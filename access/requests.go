@@ -318,7 +318,7 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	unlock := s.lockRequest(requestID)
 	defer unlock()
 	audit := func(resource, why string) {
-		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.review_refused", Resource: resource, RequestID: requestID, SourceAddr: p.Source,
+		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.review_refused", Resource: resource, RequestID: clip(requestID), SourceAddr: p.Source,
 			Outcome: airlock.OutcomeDenied, Details: details("decision", in.Decision, "why", why)})
 	}
 	req, err := s.store.RequestByID(ctx, requestID)

@@ -119,6 +119,16 @@ func (s *Service) record(ctx context.Context, e airlock.Event) error {
 	return nil
 }
 
+// clip bounds a client-supplied name (an unknown resource or request ID)
+// before it goes into an audit event.
+func clip(s string) string {
+	const max = 200
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max], "") + "…"
+}
+
 func details(kv ...any) json.RawMessage {
 	m := map[string]any{}
 	for i := 0; i+1 < len(kv); i += 2 {
