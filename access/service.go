@@ -122,11 +122,11 @@ func (s *Service) record(ctx context.Context, e airlock.Event) error {
 // clip bounds a client-supplied name (an unknown resource or request ID)
 // before it goes into an audit event.
 func clip(s string) string {
-	const max = 200
-	if len(s) <= max {
+	const limit = 200
+	if len(s) <= limit {
 		return s
 	}
-	return strings.ToValidUTF8(s[:max], "") + "…"
+	return strings.ToValidUTF8(s[:limit], "") + "…"
 }
 
 func details(kv ...any) json.RawMessage {
