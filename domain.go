@@ -21,6 +21,9 @@ func NewID(prefix string) string {
 const (
 	// GroupAdmins is the group whose members may run admin commands.
 	GroupAdmins = "admins"
+	// GroupPolicyReaders is the group whose members may read the policy
+	// in force and check drafts against it (show, diff), as admins may.
+	GroupPolicyReaders = "policy-readers"
 )
 
 // User is a person who can log in. Local users have a PasswordHash

@@ -43,14 +43,30 @@ func noGrant(r *airlock.Resource, access string) error {
 }
 
 // AuthorizeConnect finds p's active grant for resource (at access, when
-// given) and checks MFA freshness for connecting under it.
+// given) and checks MFA freshness for connecting under it. otp, when set,
+// is always verified first, however fresh p's MFA is. Every refusal is
+// audited as connect.refused with its reason. Errors: ENOTFOUND (unknown
+// resource), EFORBIDDEN (no grant, policy no longer allows it),
+// EMFAREQUIRED, EUNAUTHORIZED (wrong otp), ELOCKED.
 func (s *Service) AuthorizeConnect(ctx context.Context, p *identity.Principal, resource, access, otp string) (*airlock.Grant, *airlock.Resource, policy.Decision, error) {
 	var d policy.Decision
 	if err := s.ident.RequireEnrolled(p); err != nil {
 		return nil, nil, d, err
 	}
-	r, err := s.resource(ctx, resource)
+	refuse := func(g *airlock.Grant, why string, err error) (*airlock.Grant, *airlock.Resource, policy.Decision, error) {
+		e := airlock.Event{Actor: p.Actor(), Action: "connect.refused", Resource: clip(resource), SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
+			Details: details("access", clip(access), "why", why)}
+		if g != nil {
+			e.GrantID, e.RequestID = g.ID, g.RequestID
+		}
+		s.record(ctx, e)
+		return nil, nil, d, err
+	}
+	r, err := s.resourceFor(ctx, p.User, resource)
 	if err != nil {
+		if airlock.IsCode(err, airlock.ENOTFOUND) {
+			return refuse(nil, "unknown resource", err)
+		}
 		return nil, nil, d, err
 	}
 	gs, err := s.store.ListGrants(ctx, airlock.GrantFilter{UserID: p.User.ID, Resource: r.Name, ActiveAt: s.now()})
@@ -64,21 +80,22 @@ func (s *Service) AuthorizeConnect(ctx context.Context, p *identity.Principal, r
 		}
 	}
 	if len(cands) == 0 {
-		return nil, nil, d, noGrant(r, access)
+		return refuse(nil, "no active grant", noGrant(r, access))
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].EndsAt.After(cands[j].EndsAt) })
 	g := cands[0]
 	d = s.decide(ctx, p.User, r, g.Access, 0, g.BreakGlass)
 	if !d.Allowed {
-		return nil, nil, d, airlock.Errorf(airlock.EFORBIDDEN, "policy no longer allows %s on %s: %s", g.Access, r.Name, d.Reason)
+		return refuse(g, "policy no longer allows it: "+d.Reason,
+			airlock.Errorf(airlock.EFORBIDDEN, "policy no longer allows %s on %s: %s", g.Access, r.Name, d.Reason))
 	}
 	if otp != "" {
 		if _, err := s.ident.VerifyMFA(ctx, p, identity.FactorInput{OTP: otp}); err != nil {
-			return nil, nil, d, err
+			return refuse(g, "the MFA code was not accepted: "+airlock.ErrorMessage(err), err)
 		}
 	}
 	if err := s.ident.RequireFreshWithin(p, identity.ActionConnect, d.Freshness.Connect, factorMethods(d.Factors)); err != nil {
-		return nil, nil, d, err
+		return refuse(g, "MFA not fresh enough to connect: "+airlock.ErrorMessage(err), err)
 	}
 	return g, r, d, nil
 }
@@ -234,7 +251,7 @@ func (s *Service) AuthorizeSSH(ctx context.Context, userName, grantID, resourceN
 	if err != nil || u.Disabled {
 		return nil, airlock.Errorf(airlock.EFORBIDDEN, "unknown or disabled user")
 	}
-	r, err := s.resource(ctx, resourceName)
+	r, err := s.resourceFor(ctx, u, resourceName)
 	if err != nil {
 		return nil, err
 	}

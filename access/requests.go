@@ -82,6 +82,27 @@ func approverGroups(d policy.Decision) []string {
 	return append([]string(nil), d.ApproverGroups...)
 }
 
+// dryRun explains decision d for u. Who approves, how many and the limits
+// are shown only to someone the policy makes eligible for this resource
+// and access level (at some duration): to anyone else a dry run says no
+// and why, and names no approver, group or limit.
+func (s *Service) dryRun(ctx context.Context, u *airlock.User, r *airlock.Resource, in RequestInput, d policy.Decision) *DryRun {
+	eligible := d
+	if !d.Allowed {
+		eligible = s.decide(ctx, u, r, in.Access, 0, false)
+	}
+	if !eligible.Allowed {
+		return &DryRun{Allowed: false, Why: d.Reason, ApproverGroups: []string{}, Approvers: []string{}}
+	}
+	approvers := s.approvers(ctx, eligible, u.ID)
+	if approvers == nil {
+		approvers = []string{}
+	}
+	return &DryRun{Allowed: d.Allowed, Rule: d.Rule, Why: d.Reason, MaxDuration: eligible.MaxDuration, RequiredApprovals: eligible.RequiredApprovals,
+		ApproverGroups: approverGroups(eligible), Approvers: approvers, AutoApprove: d.AutoApprove,
+		ReasonRequired: eligible.ReasonRequired, ReasonPrompt: eligible.ReasonPrompt, BreakGlass: eligible.BreakGlassAllowed}
+}
+
 // Request files an access request (or, with DryRun, explains one). Errors:
 // ENOTFOUND (unknown resource, with close names), EFORBIDDEN (policy),
 // EINVALID (duration over the max, missing reason, bad start).
@@ -89,7 +110,7 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 	if err := s.ident.RequireEnrolled(p); err != nil {
 		return nil, err
 	}
-	r, err := s.resource(ctx, in.Resource)
+	r, err := s.resourceFor(ctx, p.User, in.Resource)
 	if err != nil {
 		return nil, err
 	}
@@ -98,10 +119,7 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 	}
 	d := s.decide(ctx, p.User, r, in.Access, in.Duration, false)
 	if in.DryRun {
-		dr := &DryRun{Allowed: d.Allowed, Rule: d.Rule, Why: d.Reason, MaxDuration: d.MaxDuration, RequiredApprovals: d.RequiredApprovals,
-			ApproverGroups: approverGroups(d), Approvers: s.approvers(ctx, d, p.User.ID), AutoApprove: d.AutoApprove,
-			ReasonRequired: d.ReasonRequired, ReasonPrompt: d.ReasonPrompt, BreakGlass: d.BreakGlassAllowed}
-		return &RequestResult{DryRun: dr}, nil
+		return &RequestResult{DryRun: s.dryRun(ctx, p.User, r, in, d)}, nil
 	}
 	if in.Duration <= 0 {
 		return nil, airlock.Errorf(airlock.EINVALID, "--for DURATION is required (at most %s for %s %s)", fmtDur(d.MaxDuration), r.Name, in.Access)
@@ -183,9 +201,60 @@ func (s *Service) lockRequest(id string) func() {
 	return m.Unlock
 }
 
-// grant turns an approved request into a grant: audit first, then the
-// atomic store transition that makes concurrent approvals yield one grant.
+// eligibility re-evaluates req against the policy in force (reloaded
+// from the store, so a version another replica applied counts) and the
+// requester and resource as they are now. why is empty when req may still
+// be granted; otherwise it says what changed.
+func (s *Service) eligibility(ctx context.Context, req *airlock.AccessRequest) (d policy.Decision, why string, err error) {
+	if err := s.reloadPolicy(ctx); err != nil {
+		return d, "", airlock.WrapError(airlock.EUNAVAILABLE, "the policy in force cannot be loaded; try again", err)
+	}
+	u, err := s.store.UserByID(ctx, req.UserID)
+	switch {
+	case airlock.IsCode(err, airlock.ENOTFOUND):
+		return d, "the requester no longer exists", nil
+	case err != nil:
+		return d, "", err
+	case u.Disabled:
+		return d, "the requester is disabled", nil
+	}
+	r, err := s.store.ResourceByName(ctx, req.Resource)
+	switch {
+	case airlock.IsCode(err, airlock.ENOTFOUND):
+		return d, "resource " + req.Resource + " no longer exists", nil
+	case err != nil:
+		return d, "", err
+	}
+	if len(r.Credentials) > 0 {
+		if _, ok := r.Credentials[req.Access]; !ok {
+			return d, fmt.Sprintf("resource %s no longer offers access level %q", r.Name, req.Access), nil
+		}
+	}
+	d = s.decide(ctx, u, r, req.Access, req.Duration, req.BreakGlass)
+	switch {
+	case !d.Allowed:
+		return d, "the policy in force no longer allows it: " + d.Reason, nil
+	case req.BreakGlass && !d.BreakGlassAllowed:
+		return d, "the policy in force no longer allows break-glass by rule " + d.Rule, nil
+	}
+	return d, "", nil
+}
+
+// grant turns an approved request into a grant: re-evaluation against the
+// policy in force, audit first, then the atomic store transition that
+// makes concurrent approvals yield one grant. A request the policy no
+// longer allows is refused (EFORBIDDEN, audited as grant.refused) and
+// stays as it was.
 func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airlock.Actor, mfaMethod, why string) (*airlock.Grant, error) {
+	if _, no, err := s.eligibility(ctx, req); err != nil {
+		return nil, err
+	} else if no != "" {
+		if err := s.record(ctx, airlock.Event{Actor: by, Action: "grant.refused", Resource: req.Resource, RequestID: req.ID, Outcome: airlock.OutcomeDenied,
+			Details: details("user", req.UserName, "access", req.Access, "why", no)}); err != nil {
+			return nil, err
+		}
+		return nil, airlock.Errorf(airlock.EFORBIDDEN, "no grant was created for request %s: %s", req.ID, no)
+	}
 	now := s.now().UTC()
 	start := now
 	if req.StartAt.After(now) {
@@ -217,13 +286,28 @@ func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airl
 type ReviewInput struct {
 	Decision string `json:"decision"`
 	Comment  string `json:"comment,omitempty"`
-	OTP      string `json:"otp,omitempty"`
+	// OTP, when set, is always verified (and refreshes MFA) before the
+	// review, however fresh the session's MFA is; a wrong code refuses it.
+	OTP string `json:"otp,omitempty"`
 }
 
 // Review records p's decision on a request. The requester can never review
 // their own request; approvals count distinct reviewers; one deny ends it.
-// Errors: ENOTFOUND, EFORBIDDEN (own request, not an approver), EINVALID
-// (not pending: expired, denied, granted), EMFAREQUIRED, ECONFLICT.
+//
+// An approval is judged against the policy in force now, not the one the
+// request was filed under: the requester must still be enabled and
+// eligible for the resource, access level and duration, and p must be an
+// approver under the rule that allows it now. Only approvals by people who
+// are still approvers count towards the rule's required number, and the
+// grant is re-evaluated once more when it is created. A request the policy
+// no longer allows is not changed: it stays pending (it may be denied, or
+// approved again once a policy allows it) until it expires.
+//
+// Every refusal is audited as request.review_refused with its reason,
+// MFA refusals included. Errors: ENOTFOUND, EFORBIDDEN (own request, not
+// an approver, no longer allowed by policy), EINVALID (not pending:
+// expired, denied, granted), EMFAREQUIRED (MFA not fresh), EUNAUTHORIZED
+// (a wrong OTP), ELOCKED, ECONFLICT.
 func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID string, in ReviewInput) (*RequestResult, error) {
 	if err := s.ident.RequireEnrolled(p); err != nil {
 		return nil, err
@@ -233,15 +317,27 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	}
 	unlock := s.lockRequest(requestID)
 	defer unlock()
+	audit := func(resource, why string) {
+		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.review_refused", Resource: resource, RequestID: clip(requestID), SourceAddr: p.Source,
+			Outcome: airlock.OutcomeDenied, Details: details("decision", in.Decision, "why", why)})
+	}
 	req, err := s.store.RequestByID(ctx, requestID)
 	if err != nil {
+		if !airlock.IsCode(err, airlock.ENOTFOUND) {
+			return nil, err
+		}
+		audit("", "no such request")
 		return nil, airlock.Errorf(airlock.ENOTFOUND, "no request %q; run `airlock requests --to-review`", requestID)
 	}
 	refuse := func(code, msg string, args ...any) (*RequestResult, error) {
 		m := fmt.Sprintf(msg, args...)
-		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.review_refused", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
-			Outcome: airlock.OutcomeDenied, Details: details("decision", in.Decision, "why", m)})
+		audit(req.Resource, m)
 		return nil, airlock.Errorf(code, "%s", m)
+	}
+	// refuseErr audits a refusal whose error comes from elsewhere (MFA).
+	refuseErr := func(why string, err error) (*RequestResult, error) {
+		audit(req.Resource, why+": "+airlock.ErrorMessage(err))
+		return nil, err
 	}
 	if req.UserID == p.User.ID {
 		return refuse(airlock.EFORBIDDEN, "you cannot review your own request")
@@ -254,26 +350,30 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	if req.State != airlock.RequestPending {
 		return refuse(airlock.EINVALID, "request %s is %s, not pending", req.ID, req.State)
 	}
-	u, err := s.store.UserByID(ctx, req.UserID)
+	d, no, err := s.eligibility(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.resource(ctx, req.Resource)
-	if err != nil {
-		return nil, err
+	// The approvers are those of the rule that allows the request now. A
+	// request no policy allows any more may still be denied by the
+	// approvers it was filed with: denying never widens access.
+	groups := req.ApproverGroups
+	if no == "" {
+		groups = approverGroups(d)
 	}
-	d := s.decide(ctx, u, r, req.Access, req.Duration, false)
-	d.ApproverGroups = req.ApproverGroups
-	if !policy.CanApprove(policy.Subject{Name: p.User.Name, Groups: p.User.Groups}, d) {
-		return refuse(airlock.EFORBIDDEN, "you are not an approver for this request (needs a member of %s)", strings.Join(req.ApproverGroups, ", "))
+	if !canApprove(p.User, groups) {
+		return refuse(airlock.EFORBIDDEN, "you are not an approver for this request (needs a member of %s)", strings.Join(groups, ", "))
+	}
+	if no != "" && in.Decision == airlock.DecisionApprove {
+		return refuse(airlock.EFORBIDDEN, "request %s can no longer be approved: %s", req.ID, no)
 	}
 	if in.OTP != "" {
 		if _, err := s.ident.VerifyMFA(ctx, p, identity.FactorInput{OTP: in.OTP}); err != nil {
-			return nil, err
+			return refuseErr("the MFA code was not accepted", err)
 		}
 	}
 	if err := s.ident.RequireFreshWithin(p, identity.ActionApprove, d.Freshness.Approve, factorMethods(d.Factors)); err != nil {
-		return nil, err
+		return refuseErr("MFA not fresh enough to review", err)
 	}
 	rv := &airlock.Review{RequestID: req.ID, ReviewerID: p.User.ID, ReviewerName: p.User.Name, Decision: in.Decision, Comment: in.Comment,
 		MFAMethod: p.Session.MFAMethod, CreatedAt: now.UTC()}
@@ -302,25 +402,46 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	if err != nil {
 		return nil, err
 	}
-	distinct := map[string]bool{}
-	for _, rv := range reviews {
-		if rv.Decision == airlock.DecisionApprove && rv.ReviewerID != req.UserID {
-			distinct[rv.ReviewerID] = true
-		}
+	distinct, err := s.countApprovals(ctx, req, reviews, groups)
+	if err != nil {
+		return nil, err
 	}
-	need := req.RequiredApprovals
-	if need < 1 {
-		need = 1
-	}
-	if len(distinct) < need {
+	need := max(d.RequiredApprovals, 1)
+	if distinct < need {
 		return &RequestResult{Request: req}, nil
 	}
-	g, err := s.grant(ctx, req, p.Actor(), p.Session.MFAMethod, fmt.Sprintf("%d of %d approvals", len(distinct), need))
+	g, err := s.grant(ctx, req, p.Actor(), p.Session.MFAMethod, fmt.Sprintf("%d of %d approvals", distinct, need))
 	if err != nil {
 		return nil, err
 	}
 	req, _ = s.store.RequestByID(ctx, req.ID)
 	return &RequestResult{Request: req, Grant: g}, nil
+}
+
+// countApprovals counts the distinct reviewers of req who approved it and
+// are, now, enabled members of groups (never the requester).
+func (s *Service) countApprovals(ctx context.Context, req *airlock.AccessRequest, reviews []*airlock.Review, groups []string) (int, error) {
+	distinct := map[string]bool{}
+	for _, rv := range reviews {
+		if rv.Decision != airlock.DecisionApprove || rv.ReviewerID == req.UserID || distinct[rv.ReviewerID] {
+			continue
+		}
+		u, err := s.store.UserByID(ctx, rv.ReviewerID)
+		if airlock.IsCode(err, airlock.ENOTFOUND) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if !u.Disabled && canApprove(u, groups) {
+			distinct[rv.ReviewerID] = true
+		}
+	}
+	return len(distinct), nil
+}
+
+func canApprove(u *airlock.User, groups []string) bool {
+	return policy.CanApprove(policy.Subject{Name: u.Name, Groups: u.Groups}, policy.Decision{ApproverGroups: groups})
 }
 
 func factorMethods(f string) []string {
@@ -587,7 +708,7 @@ func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in Requ
 	if err := s.ident.RequireEnrolled(p); err != nil {
 		return nil, err
 	}
-	r, err := s.resource(ctx, in.Resource)
+	r, err := s.resourceFor(ctx, p.User, in.Resource)
 	if err != nil {
 		return nil, err
 	}
@@ -610,13 +731,18 @@ func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in Requ
 		}
 		return nil, airlock.Errorf(airlock.EFORBIDDEN, "break-glass refused: %s", why)
 	}
+	bgRefused := func(why string, err error) (*RequestResult, error) {
+		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
+			Details: details("access", in.Access, "why", why+": "+airlock.ErrorMessage(err))})
+		return nil, err
+	}
 	if in.OTP != "" {
 		if _, err := s.ident.VerifyMFA(ctx, p, identity.FactorInput{OTP: in.OTP}); err != nil {
-			return nil, err
+			return bgRefused("the MFA code was not accepted", err)
 		}
 	}
 	if err := s.ident.RequireFreshWithin(p, "break_glass", d.Freshness.BreakGlass, factorMethods(d.Factors)); err != nil {
-		return nil, err
+		return bgRefused("MFA not fresh enough for break-glass", err)
 	}
 	now := s.now().UTC()
 	_, ver := s.Policy()
@@ -664,6 +790,8 @@ func (s *Service) Acknowledge(ctx context.Context, p *identity.Principal, grantI
 		return nil, airlock.Errorf(airlock.EINVALID, "already acknowledged by %s", g.AckedBy)
 	}
 	if err := s.ident.RequireFresh(p, identity.ActionApprove); err != nil {
+		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.acknowledge_refused", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
+			SourceAddr: p.Source, Outcome: airlock.OutcomeDenied, Details: details("why", "MFA not fresh enough to acknowledge: "+airlock.ErrorMessage(err))})
 		return nil, err
 	}
 	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.acknowledged", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,

@@ -204,7 +204,7 @@ func (s *Service) RemoveResource(ctx context.Context, p *identity.Principal, nam
 	if err := s.ident.RequireAdmin(p); err != nil {
 		return err
 	}
-	if _, err := s.resource(ctx, name); err != nil {
+	if _, err := s.resourceFor(ctx, p.User, name); err != nil {
 		return err
 	}
 	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "resource.removed", Resource: name, SourceAddr: p.Source}); err != nil {
@@ -269,8 +269,11 @@ func (s *Service) ListResources(ctx context.Context, p *identity.Principal) ([]R
 	return out, nil
 }
 
-// resource loads a resource by name; unknown names get a "did you mean".
-func (s *Service) resource(ctx context.Context, name string) (*airlock.Resource, error) {
+// resourceFor loads a resource by name for u. An unknown name gets a
+// "did you mean" that names only resources u may request (admins, who may
+// list every resource, get any close name), so a guess never reveals a
+// resource its caller could not see otherwise.
+func (s *Service) resourceFor(ctx context.Context, u *airlock.User, name string) (*airlock.Resource, error) {
 	r, err := s.store.ResourceByName(ctx, name)
 	if err == nil {
 		return r, nil
@@ -284,12 +287,22 @@ func (s *Service) resource(ctx context.Context, name string) (*airlock.Resource,
 	}
 	var names []string
 	for _, r := range rs {
-		names = append(names, r.Name)
+		if u.IsAdmin() || s.mayRequest(u, r) {
+			names = append(names, r.Name)
+		}
 	}
 	if c := closeNames(name, names); len(c) > 0 {
 		return nil, airlock.Errorf(airlock.ENOTFOUND, "unknown resource %q; did you mean %s?", name, strings.Join(c, ", "))
 	}
 	return nil, airlock.Errorf(airlock.ENOTFOUND, "unknown resource %q; run `airlock resources` to see what you may request", name)
+}
+
+// mayRequest reports whether the policy in force lets u request some
+// access level of r (break-glass included), whatever the duration.
+func (s *Service) mayRequest(u *airlock.User, r *airlock.Resource) bool {
+	pol, _ := s.Policy()
+	return len(pol.Requestable(policy.Subject{Name: u.Name, Groups: u.Groups}, []policy.Resource{policyResource(r)},
+		func(policy.Resource) []string { return sortedLevels(r) })) > 0
 }
 
 // OpenCredential decrypts the brokered credential of r at level.

@@ -119,6 +119,16 @@ func (s *Service) record(ctx context.Context, e airlock.Event) error {
 	return nil
 }
 
+// clip bounds a client-supplied name (an unknown resource or request ID)
+// before it goes into an audit event.
+func clip(s string) string {
+	const limit = 200
+	if len(s) <= limit {
+		return s
+	}
+	return strings.ToValidUTF8(s[:limit], "") + "…"
+}
+
 func details(kv ...any) json.RawMessage {
 	m := map[string]any{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -210,8 +220,34 @@ type CheckResult struct {
 	Version     int64    `json:"version,omitempty"`
 }
 
-// CheckPolicy validates files without applying them.
-func (s *Service) CheckPolicy(ctx context.Context, files map[string][]byte) (*CheckResult, *policy.Policy, error) {
+// RequirePolicyReader refuses callers who may not read the policy in
+// force: only admins and members of airlock.GroupPolicyReaders may. The
+// policy names every resource, group and approver; a user who may request
+// something sees their own part with `airlock resources` and --dry-run.
+func (s *Service) RequirePolicyReader(p *identity.Principal) error {
+	if err := s.ident.RequireEnrolled(p); err != nil {
+		return err
+	}
+	if !p.User.IsAdmin() && !p.User.InGroup(airlock.GroupPolicyReaders) {
+		return airlock.Errorf(airlock.EFORBIDDEN, "reading the policy needs the %s or %s group; run `airlock resources` to see what you may request",
+			airlock.GroupAdmins, airlock.GroupPolicyReaders)
+	}
+	return nil
+}
+
+// CheckPolicy validates files without applying them and diffs them
+// against the policy in force, with warnings about selectors that match
+// no known resource. Only policy readers may (RequirePolicyReader): the
+// diff and warnings reveal the live policy and resources; `airlock policy
+// check` validates offline for everyone else. Errors: EFORBIDDEN.
+func (s *Service) CheckPolicy(ctx context.Context, p *identity.Principal, files map[string][]byte) (*CheckResult, *policy.Policy, error) {
+	if err := s.RequirePolicyReader(p); err != nil {
+		return nil, nil, err
+	}
+	return s.checkPolicy(ctx, files)
+}
+
+func (s *Service) checkPolicy(ctx context.Context, files map[string][]byte) (*CheckResult, *policy.Policy, error) {
 	p, diags, err := policy.Parse(files)
 	res := &CheckResult{OK: err == nil, Diagnostics: []string{}}
 	for _, d := range diags {
@@ -263,7 +299,7 @@ func (s *Service) ApplyPolicy(ctx context.Context, p *identity.Principal, files 
 	if err := s.ident.RequireAdmin(p); err != nil {
 		return nil, err
 	}
-	res, np, err := s.CheckPolicy(ctx, files)
+	res, np, err := s.checkPolicy(ctx, files)
 	if err != nil {
 		return nil, err
 	}
@@ -357,9 +393,10 @@ type PolicyInfo struct {
 	Files     map[string]string `json:"files"`
 }
 
-// ShowPolicy returns the current policy's source files.
+// ShowPolicy returns the current policy's source files to policy readers
+// (RequirePolicyReader). Errors: EFORBIDDEN.
 func (s *Service) ShowPolicy(ctx context.Context, p *identity.Principal) (*PolicyInfo, error) {
-	if err := s.ident.RequireEnrolled(p); err != nil {
+	if err := s.RequirePolicyReader(p); err != nil {
 		return nil, err
 	}
 	pv, err := s.store.CurrentPolicy(ctx)

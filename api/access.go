@@ -80,7 +80,7 @@ func (s *Server) routesAccess() {
 			s.writeError(w, r, err)
 			return
 		}
-		res, _, err := a.CheckPolicy(r.Context(), files(in.Files))
+		res, _, err := a.CheckPolicy(r.Context(), p, files(in.Files))
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -62,9 +63,11 @@ func canReadAudit(p *identity.Principal) error {
 func (s *Server) routesAudit() {
 	m := s.mux
 	ad := s.Audit
-	readEvent := func(r *http.Request, p *identity.Principal, what string, f airlock.EventFilter) error {
-		// Reading the log is itself audited (tail polling excluded when it follows).
-		_, err := ad.Log.Record(r.Context(), airlock.Event{Actor: p.Actor(), Action: "audit." + what, SourceAddr: p.Source, Outcome: airlock.OutcomeSuccess})
+	readEvent := func(r *http.Request, p *identity.Principal, what string, f airlock.EventFilter, follow bool) error {
+		// Every read of the log is itself audited, with what it selected;
+		// a following read once, when it starts.
+		_, err := ad.Log.Record(r.Context(), airlock.Event{Actor: p.Actor(), Action: "audit." + what, SourceAddr: p.Source, Outcome: airlock.OutcomeSuccess,
+			Details: readDetails(f, follow)})
 		if err != nil {
 			return airlock.WrapError(airlock.EUNAVAILABLE, "the audit log cannot be written; the read was refused", err)
 		}
@@ -83,11 +86,14 @@ func (s *Server) routesAudit() {
 		if f.Limit == 0 || f.Limit > 10000 {
 			f.Limit = 1000
 		}
-		if !r.URL.Query().Has("follow") {
-			if err := readEvent(r, p, "read", f); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
+		follow := r.URL.Query().Has("follow")
+		if err := readEvent(r, p, "read", f, follow); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if follow {
+			s.followEvents(w, r, f)
+			return
 		}
 		evs, err := ad.Store.ListEvents(r.Context(), f)
 		if err != nil {
@@ -109,7 +115,7 @@ func (s *Server) routesAudit() {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := readEvent(r, p, "exported", f); err != nil {
+		if err := readEvent(r, p, "exported", f, false); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -134,4 +140,86 @@ func (s *Server) routesAudit() {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(ad.PublicKey)
 	})
+}
+
+// readDetails are an audit read's details: the filter's set fields, and
+// whether the read follows the log.
+func readDetails(f airlock.EventFilter, follow bool) json.RawMessage {
+	m := map[string]any{}
+	for k, v := range map[string]string{"action": f.Action, "user": f.ActorName, "resource": f.Resource, "session": f.SessionID, "grant": f.GrantID} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	if f.AfterSeq > 0 {
+		m["after"] = f.AfterSeq
+	}
+	if !f.Since.IsZero() {
+		m["since"] = f.Since.UTC()
+	}
+	if !f.Until.IsZero() {
+		m["until"] = f.Until.UTC()
+	}
+	if f.Limit > 0 && !follow {
+		m["limit"] = f.Limit
+	}
+	d := map[string]any{"filter": m}
+	if follow {
+		d["follow"] = true
+	}
+	b, _ := json.Marshal(d)
+	return b
+}
+
+// FollowPollInterval is how often a following audit read looks for new
+// events.
+const FollowPollInterval = 500 * time.Millisecond
+
+// followEvents streams the events matching f with seq > f.AfterSeq as
+// JSON Lines, oldest first, and keeps streaming new ones until the client
+// goes away, the server shuts down, or the caller's login session stops
+// being valid or allowed to read the log (checked at every poll).
+func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, f airlock.EventFilter) {
+	ctx := r.Context()
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/jsonl")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc.Flush()
+	f.Desc, f.Limit = false, 1000
+	enc := json.NewEncoder(w)
+	t := time.NewTicker(FollowPollInterval)
+	defer t.Stop()
+	for {
+		evs, err := s.Audit.Store.ListEvents(ctx, f)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.Logger.Error("audit follow", "err", err)
+			}
+			return
+		}
+		for _, e := range evs {
+			if err := enc.Encode(e); err != nil {
+				return
+			}
+			f.AfterSeq = max(f.AfterSeq, e.Seq)
+		}
+		if len(evs) > 0 && rc.Flush() != nil {
+			return
+		}
+		if len(evs) == f.Limit {
+			continue // more are waiting
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.streamsDone():
+			return
+		case <-t.C:
+		}
+		p, err := s.Identity.Authenticate(ctx, bearer(r), sourceAddr(r))
+		if err != nil || canReadAudit(p) != nil {
+			return
+		}
+	}
 }

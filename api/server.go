@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/airlockhq/airlock"
@@ -33,7 +34,26 @@ type Server struct {
 	// Recordings opens session recordings (nil: none).
 	Recordings RecordingOpener
 
-	mux *http.ServeMux
+	mux      *http.ServeMux
+	stopOnce sync.Once
+	stopMu   sync.Mutex
+	stopped  chan struct{}
+}
+
+// CloseStreams ends the responses that stream until the client leaves
+// (a following audit read), so that http.Server.Shutdown need not wait
+// for them: register it with http.Server.RegisterOnShutdown.
+func (s *Server) CloseStreams() {
+	s.stopOnce.Do(func() { close(s.streamsDone()) })
+}
+
+func (s *Server) streamsDone() chan struct{} {
+	s.stopMu.Lock()
+	defer s.stopMu.Unlock()
+	if s.stopped == nil {
+		s.stopped = make(chan struct{})
+	}
+	return s.stopped
 }
 
 // GatewayInfo tells clients where the gateways listen.

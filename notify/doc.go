@@ -20,6 +20,15 @@
 // and should reject timestamps more than a few minutes old to stop replays;
 // the delivery id lets them drop duplicates caused by retries.
 //
+// # Where deliveries go
+//
+// Redirects are never followed: a 3xx answer is a permanent failure, so the
+// signed headers reach only the configured URL. NewHTTPClient checks the
+// address each connection dials, after DNS (CheckTarget): link-local and
+// cloud metadata addresses are refused unless ClientOptions.AllowLinkLocal
+// (the server's --webhook-allow-link-local), unspecified, multicast and
+// broadcast always; loopback and private addresses are allowed.
+//
 // The HTTP and signing code is hand-written on net/http and crypto/hmac:
 // it is a few dozen lines and no library does exactly this.
 package notify

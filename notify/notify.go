@@ -92,18 +92,18 @@ func DefaultBackoff(attempt int) time.Duration {
 // New returns a Notifier for channels. secrets resolves a channel's secret
 // or URL reference ("env:NAME" or "file:PATH", see policy.Channel.SecretRef);
 // nil means ResolveSecret. audit receives one event per attempt. client
-// nil means a client with a 10 s timeout that does not follow redirects.
+// nil means NewHTTPClient(ClientOptions{}); a client given should come
+// from NewHTTPClient too, for its address checks. Redirects are never
+// followed, whatever client's CheckRedirect says.
 // logger nil discards logs; now nil means time.Now.
 func New(channels []policy.Channel, secrets func(ref string) (string, error), audit airlock.Auditor, client *http.Client, logger *slog.Logger, now func() time.Time) *Notifier {
 	if secrets == nil {
 		secrets = ResolveSecret
 	}
 	if client == nil {
-		client = &http.Client{
-			Timeout:       10 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		client = NewHTTPClient(ClientOptions{})
 	}
+	client = withoutRedirects(client)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -307,6 +307,9 @@ func (n *Notifier) send(ch policy.Channel, id string, body []byte) (int, error) 
 	}
 	resp, err := n.client.Do(req)
 	if err != nil {
+		if isTargetError(err) {
+			return 0, permanentError{errors.New(scrub(err, rawURL))}
+		}
 		return 0, errors.New(scrub(err, rawURL))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -314,6 +317,8 @@ func (n *Notifier) send(ch policy.Channel, id string, body []byte) (int, error) 
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return resp.StatusCode, nil
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return resp.StatusCode, permanentError{fmt.Errorf("receiver answered %d; redirects are not followed: configure the final URL", resp.StatusCode)}
 	case resp.StatusCode >= 500, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout:
 		return resp.StatusCode, fmt.Errorf("receiver answered %d", resp.StatusCode)
 	default:

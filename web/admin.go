@@ -335,7 +335,7 @@ func (c *console) adminPolicySubmit(w http.ResponseWriter, r *http.Request, p *i
 	}
 	files := map[string][]byte{name: []byte(text)}
 	if r.FormValue("action") == "check" {
-		res, _, err := c.cfg.Access.CheckPolicy(ctx, files)
+		res, _, err := c.cfg.Access.CheckPolicy(ctx, p, files)
 		if err != nil {
 			c.adminPolicyPage(w, r, p, statusFor(err), d, c.errMessage(r, err))
 			return

@@ -75,7 +75,7 @@ type cli struct {
 	cmd    *cobra.Command
 	client *api.Client
 	state  *clientState
-	otp    string // from --otp, used once on mfa_required
+	otp    string // from --otp: verified before the next call, whatever the session's freshness
 }
 
 func newCLI(cmd *cobra.Command) (*cli, error) {
@@ -106,9 +106,17 @@ func (c *cli) printJSON(v any) error {
 
 func (c *cli) table() *tabwriter.Writer { return tabwriter.NewWriter(c.out(), 0, 4, 2, ' ', 0) }
 
-// call performs an API call; on mfa_required it asks for a code (or uses
-// --otp), refreshes MFA and retries once.
+// call performs an API call. A code given with --otp is verified first,
+// whatever the session's MFA freshness: a wrong code fails the command
+// before anything else is sent. Without one, on mfa_required it asks for a
+// code, refreshes MFA and retries once.
 func (c *cli) call(method, path string, in, out any) error {
+	if code := c.otp; code != "" {
+		c.otp = ""
+		if err := c.verifyOTP(code); err != nil {
+			return err
+		}
+	}
 	err := c.client.Do(c.ctx(), method, path, in, out)
 	if airlock.ErrorCode(err) != airlock.EMFAREQUIRED {
 		return err
@@ -118,21 +126,28 @@ func (c *cli) call(method, path string, in, out any) error {
 	if ms, _ := ae.Details["methods"].([]any); len(ms) == 1 && ms[0] == "webauthn" {
 		return fmt.Errorf("%s (this needs a passkey or security key: open %s/webauthn)", ae.Message, global.server)
 	}
-	code := c.otp
-	c.otp = ""
-	if code == "" {
-		code, err = c.prompt("MFA code (authenticator app or recovery code): ", false)
-		if err != nil {
-			return ae
-		}
-	}
-	if code == "" {
+	code, perr := c.prompt("MFA code (authenticator app or recovery code): ", false)
+	if perr != nil || code == "" {
 		return ae
 	}
-	if err := c.client.Do(c.ctx(), "POST", "/api/v1/mfa/verify", map[string]string{"otp": code}, nil); err != nil {
+	if err := c.verifyOTP(code); err != nil {
 		return err
 	}
 	return c.client.Do(c.ctx(), method, path, in, out)
+}
+
+// verifyOTP refreshes the session's MFA with code (a step-up the server
+// always verifies and audits).
+func (c *cli) verifyOTP(code string) error {
+	err := c.client.Do(c.ctx(), "POST", "/api/v1/mfa/verify", map[string]string{"otp": code}, nil)
+	if err == nil {
+		return nil
+	}
+	var ae *airlock.Error
+	if errors.As(err, &ae) && ae.Code == airlock.EUNAUTHORIZED {
+		return &airlock.Error{Code: ae.Code, Message: "the MFA code was not accepted (wrong, expired or already used); nothing was done: retry with a current code", Err: err}
+	}
+	return err
 }
 
 // prompt reads a line from the terminal (no echo when secret). It fails

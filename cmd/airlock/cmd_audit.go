@@ -3,14 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +26,7 @@ func newAuditCmd() *cobra.Command {
 	var follow bool
 	var action, user string
 	var limit int
-	tail := &cobra.Command{Use: "tail [-f] [--action A] [--user U]", Short: "Show the latest audit events", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+	tail := &cobra.Command{Use: "tail [-f] [--action A] [--user U]", Short: "Show the latest audit events (with -f, then new ones as they are written)", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		c, err := newCLI(cmd)
 		if err != nil {
 			return err
@@ -62,29 +63,8 @@ func newAuditCmd() *cobra.Command {
 				printEvent(c, e)
 			}
 		}
-		for follow {
-			time.Sleep(time.Second)
-			q := url.Values{"after": {strconv.FormatInt(last, 10)}, "follow": {"1"}}
-			if action != "" {
-				q.Set("action", action)
-			}
-			if user != "" {
-				q.Set("user", user)
-			}
-			var more []airlock.Event
-			if err := c.call("GET", "/api/v1/audit/events?"+q.Encode(), nil, &more); err != nil {
-				return err
-			}
-			for _, e := range more {
-				if c.json() {
-					if err := printEventLine(c, e); err != nil {
-						return err
-					}
-				} else {
-					printEvent(c, e)
-				}
-				last = max(last, e.Seq)
-			}
+		if follow {
+			return followAudit(c, last, action, user)
 		}
 		return nil
 	}}
@@ -199,4 +179,41 @@ func printEvent(c *cli, e airlock.Event) {
 	}
 	ids := strings.TrimSpace(strings.Join([]string{e.RequestID, e.GrantID, e.SessionID}, " "))
 	fmt.Fprintf(c.out(), "%6d  %s  %-8s %-24s %-10s %s %s %s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05"), e.Outcome, e.Action, e.Actor.Name, e.Resource, ids, d.String())
+}
+
+// followAudit prints the events after seq last as the server streams them
+// (one following read, audited once when it starts) until the stream ends
+// or the command is interrupted.
+func followAudit(c *cli, last int64, action, user string) error {
+	q := url.Values{"after": {strconv.FormatInt(last, 10)}, "follow": {"1"}}
+	if action != "" {
+		q.Set("action", action)
+	}
+	if user != "" {
+		q.Set("user", user)
+	}
+	stream := *c.client
+	stream.HTTP = &http.Client{} // no timeout: the stream lasts until interrupted
+	resp, err := stream.Raw(c.ctx(), "GET", "/api/v1/audit/events?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e airlock.Event
+		if err := dec.Decode(&e); err != nil {
+			if errors.Is(err, io.EOF) || c.ctx().Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("audit stream: %w", err)
+		}
+		if c.json() {
+			if err := printEventLine(c, e); err != nil {
+				return err
+			}
+			continue
+		}
+		printEvent(c, e)
+	}
 }

@@ -57,6 +57,8 @@ type serverConfig struct {
 	AuditMaxDelay      time.Duration `yaml:"audit_max_delay"`
 	SweepInterval      time.Duration `yaml:"grant_sweep_interval"`
 
+	WebhookAllowLinkLocal bool `yaml:"webhook_allow_link_local"`
+
 	// now is the server clock; tests inject a fake one (never settable
 	// from flags, env or file).
 	now func() time.Time
@@ -127,6 +129,7 @@ func (c *serverConfig) keys() []configKey {
 		{"audit-linger", "fixed time the audit writer lets a small batch grow before committing (0: adaptive group commit)", &c.AuditLinger},
 		{"audit-max-delay", "longest a gateway statement's audit event waits to share a commit when nothing waits for it (0: commit at once)", &c.AuditMaxDelay},
 		{"grant-sweep-interval", "how often expired grants are recorded and their sessions cut", &c.SweepInterval},
+		{"webhook-allow-link-local", "let webhooks reach link-local addresses and cloud metadata endpoints (169.254.169.254 …); refused by default", &c.WebhookAllowLinkLocal},
 	}
 }
 

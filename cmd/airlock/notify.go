@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -24,8 +23,12 @@ type notifier struct {
 	version int64
 }
 
-func newNotifier(al airlock.Auditor, logger *slog.Logger, publicURL string, now func() time.Time) *notifier {
-	return &notifier{n: notify.New(nil, notify.ResolveSecret, al, &http.Client{Timeout: 10 * time.Second}, logger.With("component", "notify"), now),
+// newNotifier returns the server's notifier. Its client never follows
+// redirects and refuses link-local and cloud-metadata targets unless
+// allowLinkLocal (--webhook-allow-link-local).
+func newNotifier(al airlock.Auditor, logger *slog.Logger, publicURL string, allowLinkLocal bool, now func() time.Time) *notifier {
+	client := notify.NewHTTPClient(notify.ClientOptions{Timeout: 10 * time.Second, AllowLinkLocal: allowLinkLocal})
+	return &notifier{n: notify.New(nil, notify.ResolveSecret, al, client, logger.With("component", "notify"), now),
 		publicURL: publicURL}
 }
 

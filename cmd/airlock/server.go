@@ -235,6 +235,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	httpSrv.RegisterOnShutdown(apiSrv.CloseStreams)
 
 	// The bootstrap token exists before the server answers (so /healthz
 	// being ready means the token can be read).
@@ -364,7 +365,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}
 
 	bus := &access.Bus{}
-	s.notifier = newNotifier(al, logger, c.PublicURL, now)
+	s.notifier = newNotifier(al, logger, c.PublicURL, c.WebhookAllowLinkLocal, now)
 	s.access, err = access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: s.ident, Bus: bus, Logger: logger, Now: now,
 		ConsoleURL: c.PublicURL, Notify: s.notifier.send})
 	if err != nil {
