@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/secrets"
 )
 
@@ -58,9 +59,16 @@ type Config struct {
 	// (default DefaultMaxMessageSize). Larger messages end the session
 	// with a FATAL protocol_violation.
 	MaxMessageSize int
-	// HandshakeTimeout bounds startup + authentication + upstream connect
-	// (default 30 s).
+	// HandshakeTimeout bounds TLS, startup, authentication and upstream
+	// connect (default netguard.DefaultHandshakeTimeout, 10 s).
 	HandshakeTimeout time.Duration
+	// Pending bounds connections still in their handshake, per listener
+	// and per source address (defaults netguard.DefaultMaxPending and
+	// netguard.DefaultMaxPendingPerSource). Connections over them get
+	// FATAL 53300 "airlock: too many pending connections; try again
+	// shortly" and are closed; the slot is freed once the client has
+	// authenticated.
+	Pending netguard.Limits
 	// Registerer, when set, receives the gateway's Prometheus metrics.
 	Registerer prometheus.Registerer
 	// UpstreamIdle is how many idle upstream connections the gateway keeps

@@ -103,6 +103,21 @@
 // with receipts still outstanding the connection is dropped without a
 // FATAL rather than flushing unaudited output.
 //
+// # Unauthenticated connections
+//
+// Serve never stops on an accept error: on EMFILE, ENFILE, ECONNABORTED
+// or any other error but a closed listener it backs off (5 ms doubling to
+// 1 s) and serves on (netguard.Listener). A connection still in its
+// handshake (TLS, startup, authentication) holds one of Config.Pending's
+// slots — at most 512 per listener and 32 per source address by default —
+// and a connection over either bound gets FATAL 53300 "airlock: too many
+// pending connections; try again shortly" before anything is read, and is
+// closed. The slot is freed once the client has authenticated. TLS,
+// startup, authentication and the upstream connect must complete within
+// Config.HandshakeTimeout (10 s by default). Refusals are counted in
+// airlock_pg_connections_total{result="too_many_pending"} and logged at
+// most every 10 s, not audited: they have no actor yet (see netguard).
+//
 // # Enforcement
 //
 // A session's deadline is Target.EndsAt. At that time, or on CloseGrant,

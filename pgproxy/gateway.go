@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/netguard"
 )
 
 // ErrGatewayClosed is returned by Serve after Shutdown.
@@ -36,6 +37,9 @@ const (
 	msgTooLarge      = "airlock: message too large or malformed — session closed"
 	msgUpstreamError = "airlock: cannot connect to the resource's database; try again, or ask an administrator to check the resource"
 )
+
+// msgTooManyPending answers a connection over Config.Pending's bounds.
+const msgTooManyPending = "airlock: too many pending connections; try again shortly"
 
 // SQLSTATEs used in the gateway's FATAL messages.
 const (
@@ -90,8 +94,9 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
 	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = 30 * time.Second
+		cfg.HandshakeTimeout = netguard.DefaultHandshakeTimeout
 	}
+	cfg.Pending = cfg.Pending.WithDefaults()
 	if cfg.UpstreamIdle == 0 {
 		cfg.UpstreamIdle = DefaultUpstreamIdle
 	}
@@ -148,53 +153,67 @@ func (g *Gateway) ListenAndServe(ctx context.Context) error {
 }
 
 // Serve accepts connections on ln until ctx ends or Shutdown is called,
-// then closes ln and returns ErrGatewayClosed (or the accept error).
-// Ending ctx does not close live sessions; Shutdown does.
+// then closes ln and returns ErrGatewayClosed. It never stops on an accept
+// error (EMFILE, ECONNABORTED, …): it backs off and serves on
+// (netguard.Listener); it returns another error only when ln was closed
+// by someone else. Connections over Config.Pending's bounds are refused
+// with FATAL 53300 before they are read. Ending ctx does not close live
+// sessions; Shutdown does.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	gl := netguard.NewListener(ln, "pg", g.log)
+	pending := netguard.NewPending("pg", g.cfg.Pending, g.log)
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
-		ln.Close()
+		gl.Close()
 		return ErrGatewayClosed
 	}
-	g.listeners[ln] = struct{}{}
+	g.listeners[gl] = struct{}{}
 	g.mu.Unlock()
 	defer func() {
 		g.mu.Lock()
-		delete(g.listeners, ln)
+		delete(g.listeners, gl)
 		g.mu.Unlock()
 	}()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	stop := context.AfterFunc(ctx, func() { gl.Close() })
 	defer stop()
 
-	var backoff time.Duration
 	for {
-		c, err := ln.Accept()
+		c, err := gl.Accept()
 		if err != nil {
 			if g.isClosed() || ctx.Err() != nil {
 				return ErrGatewayClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				g.log.Warn("pgproxy: accept", "err", err)
-				time.Sleep(backoff)
-				continue
-			}
 			return fmt.Errorf("pgproxy: accept: %w", err)
 		}
-		backoff = 0
+		release, err := pending.Admit(c.RemoteAddr())
+		if err != nil {
+			g.m.refused("too_many_pending")
+			refusePending(c)
+			continue
+		}
 		g.mu.Lock()
 		if g.closed {
 			g.mu.Unlock()
+			release()
 			c.Close()
 			return ErrGatewayClosed
 		}
 		g.pending[c] = struct{}{}
 		g.wg.Add(1)
 		g.mu.Unlock()
-		go g.handle(c)
+		go g.handle(c, release)
 	}
+}
+
+// refusePending answers a connection over the pending-handshake bounds
+// with FATAL 53300 and closes it. The write goes to an empty socket
+// buffer, so it does not block the accept loop (and is cut short if it
+// would).
+func refusePending(c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	_, _ = c.Write(fatal(codeTooManyConns, msgTooManyPending))
+	c.Close()
 }
 
 func (g *Gateway) isClosed() bool {
@@ -305,15 +324,18 @@ func orDefault(s, d airlock.EndReason) airlock.EndReason {
 	return s
 }
 
-// handle runs one client connection: handshake, then the relay.
-func (g *Gateway) handle(c net.Conn) {
+// handle runs one client connection: handshake, then the relay. release
+// gives back the connection's pending-handshake slot; it is called once the
+// client has authenticated, or when handle returns.
+func (g *Gateway) handle(c net.Conn, release func()) {
 	defer g.wg.Done()
+	defer release()
 	defer func() {
 		g.mu.Lock()
 		delete(g.pending, c)
 		g.mu.Unlock()
 	}()
-	s, err := g.handshake(c)
+	s, err := g.handshake(c, release)
 	g.mu.Lock()
 	delete(g.pending, c)
 	g.mu.Unlock()
@@ -333,18 +355,20 @@ type clientConn struct {
 	r      *bufio.Reader
 	tls    bool
 	params map[string]string
+	// authenticated gives back the pending-handshake slot.
+	authenticated func()
 }
 
 // handshake negotiates TLS, reads the startup packet, authenticates the
 // client, connects upstream and registers the session. It returns nil
 // (and has answered the client) when the connection must end.
-func (g *Gateway) handshake(raw net.Conn) (*session, error) {
+func (g *Gateway) handshake(raw net.Conn, authenticated func()) (*session, error) {
 	deadline := time.Now().Add(g.cfg.HandshakeTimeout)
 	_ = raw.SetDeadline(deadline)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 
-	cc := &clientConn{Conn: raw, r: bufio.NewReaderSize(raw, readBufSize)}
+	cc := &clientConn{Conn: raw, r: bufio.NewReaderSize(raw, readBufSize), authenticated: authenticated}
 	source := raw.RemoteAddr().String()
 	for {
 		pkt, err := readStartup(cc.r)
@@ -448,6 +472,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 	if err != nil || t == nil {
 		return nil, err
 	}
+	cc.authenticated() // a session now, bounded by its grant: free the slot
 	if !g.now().Before(t.EndsAt) {
 		g.m.refused("expired")
 		writeFatal(cc, codeAdminShutdown, expiredMsg(t.EndsAt))

@@ -37,6 +37,15 @@
 //     Target.Record is set (input too with Target.RecordInput); exec
 //     without a pty (scp, rsync, bulk output) is audited but its data is
 //     not recorded.
+//   - Unauthenticated connections: Serve never stops on an accept error
+//     (EMFILE, ECONNABORTED, …; it backs off 5 ms doubling to 1 s and
+//     serves on, see netguard.Listener). A connection still in its key
+//     exchange or authentication holds one of Config.Pending's slots (512
+//     per listener, 32 per source address by default); one over either
+//     bound is closed before the greeting. The handshake, including the
+//     connection to the target, must finish within Config.HandshakeTimeout
+//     (10 s by default); the slot is freed when it has. Refusals are
+//     logged at most every 10 s, not audited (see netguard).
 //
 // The SSH protocol itself is golang.org/x/crypto/ssh; this package adds
 // the policy, the parsers of request payloads, scp and sftp, and the relay.

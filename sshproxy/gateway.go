@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/sshca"
 	"golang.org/x/crypto/ssh"
@@ -101,9 +102,15 @@ type Config struct {
 	// target lives after issue. Default 90 s: with the 30 s backdating the
 	// validity window is 2 minutes.
 	UpstreamCertLifetime time.Duration
-	// HandshakeTimeout bounds the client's key exchange and authentication.
-	// Default 30 s.
+	// HandshakeTimeout bounds the client's key exchange and authentication
+	// (which includes connecting to the target). Default
+	// netguard.DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
+	// Pending bounds connections still in their key exchange or
+	// authentication, per listener and per source address (defaults
+	// netguard.DefaultMaxPending and DefaultMaxPendingPerSource); Serve
+	// closes connections over them at once.
+	Pending netguard.Limits
 	// DialTimeout bounds connecting and authenticating to the target.
 	// Default 10 s.
 	DialTimeout time.Duration
@@ -158,8 +165,9 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.UpstreamCertLifetime = 90 * time.Second
 	}
 	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = 30 * time.Second
+		cfg.HandshakeTimeout = netguard.DefaultHandshakeTimeout
 	}
+	cfg.Pending = cfg.Pending.WithDefaults()
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
@@ -189,50 +197,58 @@ func (g *Gateway) ListenAndServe(ctx context.Context) error {
 }
 
 // Serve accepts connections on ln until ctx ends or Shutdown is called,
-// then returns nil. It closes ln.
+// then returns nil. It closes ln. It never stops on an accept error
+// (EMFILE, ECONNABORTED, …): it backs off and serves on
+// (netguard.Listener); it returns an error only when ln was closed by
+// someone else. Connections over Config.Pending's bounds are closed at
+// once.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	gl := netguard.NewListener(ln, "ssh", g.log)
+	pending := netguard.NewPending("ssh", g.cfg.Pending, g.log)
 	g.mu.Lock()
 	if g.closing {
 		g.mu.Unlock()
-		ln.Close()
+		gl.Close()
 		return nil
 	}
-	g.listeners[ln] = struct{}{}
+	g.listeners[gl] = struct{}{}
 	g.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	stop := context.AfterFunc(ctx, func() { gl.Close() })
 	defer stop()
 	defer func() {
 		g.mu.Lock()
-		delete(g.listeners, ln)
+		delete(g.listeners, gl)
 		g.mu.Unlock()
-		ln.Close()
+		gl.Close()
 	}()
-	var delay time.Duration
 	for {
-		c, err := ln.Accept()
+		c, err := gl.Accept()
 		if err != nil {
 			g.mu.Lock()
 			closing := g.closing
 			g.mu.Unlock()
-			if closing || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if closing || ctx.Err() != nil {
 				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay) // back off on EMFILE and friends, as net/http does
-				continue
 			}
 			return fmt.Errorf("sshproxy: accept: %w", err)
 		}
-		delay = 0
-		go g.ServeConn(ctx, c)
+		release, err := pending.Admit(c.RemoteAddr())
+		if err != nil {
+			c.Close()
+			continue
+		}
+		go g.serve(ctx, c, release)
 	}
 }
 
 // ServeConn serves one client connection (a TCP connection, or stdio of
 // a ProxyCommand) and returns when the session is over. It closes c.
-func (g *Gateway) ServeConn(ctx context.Context, c net.Conn) {
+func (g *Gateway) ServeConn(ctx context.Context, c net.Conn) { g.serve(ctx, c, func() {}) }
+
+// serve is ServeConn; release gives back the connection's pending-handshake
+// slot once it has authenticated (or ended).
+func (g *Gateway) serve(ctx context.Context, c net.Conn, release func()) {
+	defer release()
 	g.mu.Lock()
 	if g.closing {
 		g.mu.Unlock()
@@ -248,7 +264,7 @@ func (g *Gateway) ServeConn(ctx context.Context, c net.Conn) {
 		delete(g.conns, c)
 		g.mu.Unlock()
 	}()
-	g.serveConn(ctx, c)
+	g.serveConn(ctx, c, release)
 }
 
 // Shutdown stops accepting connections, closes every live session with

@@ -229,11 +229,12 @@ func (g *Gateway) dialTarget(ctx context.Context, t *Target, sessionID string) (
 	return conn, chans, reqs, cert, nil
 }
 
-func (g *Gateway) serveConn(ctx context.Context, nc net.Conn) {
+func (g *Gateway) serveConn(ctx context.Context, nc net.Conn, authenticated func()) {
 	source := nc.RemoteAddr().String()
 	st := &authState{}
 	nc.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	down, chans, reqs, err := ssh.NewServerConn(nc, g.serverConfig(ctx, st, source))
+	authenticated() // a session now (or over): free the pending slot
 	if err != nil {
 		nc.Close()
 		if st.up != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/pgproxy"
 )
 
@@ -59,6 +60,11 @@ type serverConfig struct {
 
 	WebhookAllowLinkLocal bool `yaml:"webhook_allow_link_local"`
 
+	// Bounds on gateway connections that have not authenticated yet.
+	HandshakeTimeout    time.Duration `yaml:"gateway_handshake_timeout"`
+	MaxPending          int           `yaml:"gateway_max_pending"`
+	MaxPendingPerSource int           `yaml:"gateway_max_pending_per_source"`
+
 	// now is the server clock; tests inject a fake one (never settable
 	// from flags, env or file).
 	now func() time.Time
@@ -86,6 +92,10 @@ func defaultServerConfig() serverConfig {
 		AuditMaxDelay:      20 * time.Millisecond,
 		SweepInterval:      time.Second,
 		OIDCGroupsClaim:    "groups",
+
+		HandshakeTimeout:    netguard.DefaultHandshakeTimeout,
+		MaxPending:          netguard.DefaultMaxPending,
+		MaxPendingPerSource: netguard.DefaultMaxPendingPerSource,
 	}
 }
 
@@ -104,6 +114,9 @@ func (c *serverConfig) keys() []configKey {
 		{"pg-addr", "PostgreSQL gateway address (empty disables)", &c.PGAddr},
 		{"pg-upstream-idle", "idle upstream connections kept per upstream login for reuse after DISCARD ALL (0 keeps none)", &c.PGUpstreamIdle},
 		{"ssh-addr", "SSH gateway address (empty disables)", &c.SSHAddr},
+		{"gateway-handshake-timeout", "time a gateway client has to authenticate (TLS, startup, SSH key exchange, upstream connect)", &c.HandshakeTimeout},
+		{"gateway-max-pending", "connections still authenticating per gateway listener; more are refused (capped at a quarter of the open-file limit)", &c.MaxPending},
+		{"gateway-max-pending-per-source", "connections still authenticating per gateway listener from one IPv4 address or IPv6 /64", &c.MaxPendingPerSource},
 		{"public-url", "URL users reach the server at (links, WebAuthn origin); default http://HTTP_ADDR", &c.PublicURL},
 		{"log-level", "debug, info, warn or error", &c.LogLevel},
 		{"session-idle-timeout", "login session idle timeout (PCI DSS 8.2.8 asks for 15m)", &c.SessionIdle},
@@ -221,6 +234,10 @@ func loadServerConfig(fs *pflag.FlagSet, file string, getenv func(string) string
 		c.PublicURL = "http://" + net.JoinHostPort(host, port)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.HandshakeTimeout <= 0 || c.MaxPending <= 0 || c.MaxPendingPerSource <= 0 {
+		return c, fmt.Errorf("--gateway-handshake-timeout, --gateway-max-pending and --gateway-max-pending-per-source must be positive (got %s, %d, %d)",
+			c.HandshakeTimeout, c.MaxPending, c.MaxPendingPerSource)
+	}
 	if c.AuditMaxDelay < 0 || c.AuditMaxDelay > maxAuditMaxDelay {
 		// A gateway statement must be durable within 50 ms of arriving.
 		return c, fmt.Errorf("--audit-max-delay must be between 0 and %s (got %s): statement events must be durable within 50ms", maxAuditMaxDelay, c.AuditMaxDelay)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -21,8 +22,24 @@ import (
 // process with psql; `airlock ssh` and `airlock connect` run until killed).
 const execMainEnv = "AIRLOCK_TEST_EXEC_MAIN"
 
+// fileLimitEnv, "SOFT:HARD", makes the re-executed main run under that
+// RLIMIT_NOFILE (set after the Go runtime's own start-up raise, as a
+// process started under a low limit would see it).
+const fileLimitEnv = "AIRLOCK_TEST_RLIMIT_NOFILE"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(execMainEnv) == "1" {
+		if v := os.Getenv(fileLimitEnv); v != "" {
+			var lim syscall.Rlimit
+			if _, err := fmt.Sscanf(v, "%d:%d", &lim.Cur, &lim.Max); err != nil {
+				fmt.Fprintf(os.Stderr, "%s=%q: want SOFT:HARD\n", fileLimitEnv, v)
+				os.Exit(2)
+			}
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				fmt.Fprintf(os.Stderr, "set RLIMIT_NOFILE %s: %v\n", v, err)
+				os.Exit(2)
+			}
+		}
 		main()
 		os.Exit(0)
 	}

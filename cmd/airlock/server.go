@@ -32,6 +32,7 @@ import (
 	"github.com/airlockhq/airlock/auth"
 	"github.com/airlockhq/airlock/datadir"
 	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/mfa"
 	"github.com/airlockhq/airlock/pgproxy"
 	"github.com/airlockhq/airlock/postgres"
@@ -132,7 +133,11 @@ type server struct {
 	ca       *sshca.CA
 	keyring  *secrets.Keyring
 	notifier *notifier
-	node     string // this server's name among replicas
+	node     string          // this server's name among replicas
+	pending  netguard.Limits // each gateway listener's pending-handshake bounds
+
+	stoppedMu sync.Mutex
+	stopped   []string // listeners whose Serve returned before shutdown
 }
 
 func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error) {
@@ -140,6 +145,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	if err != nil {
 		return err
 	}
+	pending := fileLimits(logger, netguard.Limits{MaxPending: c.MaxPending, MaxPendingPerSource: c.MaxPendingPerSource})
 	// Bind every listener first: a port in use must fail before anything
 	// is created on disk.
 	httpLn, err := listen("http-addr", c.HTTPAddr)
@@ -179,7 +185,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	s := &server{cfg: c, log: logger, dir: dir, store: store, node: nodeName()}
+	s := &server{cfg: c, log: logger, dir: dir, store: store, node: nodeName(), pending: pending}
 	now := c.now
 	if now == nil {
 		now = time.Now
@@ -223,6 +229,10 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 			http.Error(w, "audit log not writable", http.StatusServiceUnavailable)
 			return
 		}
+		if stopped := s.stoppedListeners(); len(stopped) > 0 {
+			http.Error(w, "stopped serving: "+strings.Join(stopped, ", "), http.StatusServiceUnavailable)
+			return
+		}
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -233,8 +243,10 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	mux.Handle("/api/v1/push/", pushAPI)
 	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, Push: push, Grants: store, PublicURL: c.PublicURL, Logger: logger, Now: now}))
 
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	// IdleTimeout: a kept-alive connection does not hold a descriptor
+	// for ever.
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	httpSrv.RegisterOnShutdown(apiSrv.CloseStreams)
 
 	// The bootstrap token exists before the server answers (so /healthz
@@ -267,25 +279,32 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		}()
 	}
 
-	serveErr := make(chan error, 3)
-	go func() { serveErr <- httpSrv.Serve(httpLn) }()
+	// Each listener serves through accept errors (netguard.Listener); a
+	// Serve that returns anyway (its listener closed under it) is logged
+	// and makes /readyz fail, but the other listeners serve on: only a
+	// signal or ctx stops the server.
+	serve := func(name string, f func() error) {
+		err := f()
+		if runCtx.Err() != nil || ctx.Err() != nil {
+			return
+		}
+		logger.Error("listener stopped serving; the others serve on", "listener", name, "err", err)
+		s.stoppedMu.Lock()
+		s.stopped = append(s.stopped, name)
+		s.stoppedMu.Unlock()
+	}
+	go serve("http", func() error { return httpSrv.Serve(netguard.NewListener(httpLn, "http", logger)) })
 	if pgLn != nil {
-		go func() { serveErr <- s.pg.Serve(runCtx, pgLn) }()
+		go serve("pg", func() error { return s.pg.Serve(runCtx, pgLn) })
 	}
 	if sshLn != nil {
-		go func() { serveErr <- s.ssh.Serve(runCtx, sshLn) }()
+		go serve("ssh", func() error { return s.ssh.Serve(runCtx, sshLn) })
 	}
 
 	logger.Info("airlock server started", "version", version, "http", httpLn.Addr().String(), "pg", c.PGAddr, "ssh", c.SSHAddr,
 		"store", storeDesc, "data_dir", dir.Path, "created", dir.Created)
 
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			logger.Error("serve failed", "err", err)
-		}
-	}
+	<-ctx.Done()
 	logger.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
@@ -391,7 +410,8 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			return err
 		}
 		s.ssh, err = sshproxy.New(sshproxy.Config{HostSigner: hs, CA: s.ca, Auth: sshAuthorizer{s}, Audit: al, Sessions: store,
-			Recordings: recs, Logger: logger.With("gateway", "ssh"), Node: s.node, Now: now})
+			Recordings: recs, Logger: logger.With("gateway", "ssh"), Node: s.node, Now: now,
+			HandshakeTimeout: c.HandshakeTimeout, Pending: s.pending})
 		if err != nil {
 			return err
 		}
@@ -413,7 +433,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			// sending it (pgAuthenticator is a SCRAMAuthenticator).
 			AllowLoopbackPlaintext: true, Auth: pgAuthenticator{s}, Audit: auditSink{al}, Sessions: store,
 			Logger: logger.With("gateway", "postgres"), Node: s.node, Registerer: reg, Now: now,
-			UpstreamIdle: upstreamIdle(c.PGUpstreamIdle)})
+			UpstreamIdle: upstreamIdle(c.PGUpstreamIdle), HandshakeTimeout: c.HandshakeTimeout, Pending: s.pending})
 		if err != nil {
 			return err
 		}
@@ -443,6 +463,31 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		}
 	})
 	return nil
+}
+
+// stoppedListeners names the listeners whose Serve returned before shutdown.
+func (s *server) stoppedListeners() []string {
+	s.stoppedMu.Lock()
+	defer s.stoppedMu.Unlock()
+	return append([]string(nil), s.stopped...)
+}
+
+// fileLimits raises the soft open-file limit to the hard one, logs the
+// limit the server runs with, and returns the gateways' pending-handshake
+// bounds fitted to it (netguard.MaxPendingFor).
+func fileLimits(logger *slog.Logger, want netguard.Limits) netguard.Limits {
+	fl, err := netguard.RaiseFileLimit()
+	if err != nil {
+		logger.Warn("cannot raise the open-file limit (RLIMIT_NOFILE) to its hard limit", "err", err, "soft", fl.Soft, "hard", fl.Hard)
+	} else {
+		logger.Info("open-file limit", "soft", fl.Soft, "hard", fl.Hard, "raised", fl.Raised, "soft_before", fl.Before)
+	}
+	lim, lowered := netguard.MaxPendingFor(want, fl)
+	if lowered {
+		logger.Warn("pending-handshake bounds lowered to fit the open-file limit; raise the limit (ulimit -n, LimitNOFILE=) to keep them",
+			"max_pending", lim.MaxPending, "max_pending_per_source", lim.MaxPendingPerSource, "open_files", fl.Soft)
+	}
+	return lim
 }
 
 // revocationChannel is the PostgreSQL NOTIFY channel replicas share.
