@@ -388,7 +388,6 @@ func (ps *Push) LoginPush(ctx context.Context, challenge, pushID, source string)
 	if _, err := ps.s.store.TakeKV(ctx, key, ps.s.now()); err != nil {
 		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the login step expired; run `airlock login` again")
 	}
-	ps.s.succeed(u.Name, source)
 	return ps.s.startSession(ctx, u, MethodPush, source)
 }
 
