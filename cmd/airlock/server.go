@@ -226,7 +226,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// Push MFA keeps its state in memory: single node (see docs/console.md).
+	// Push MFA keeps its challenges in the store: any replica can begin, answer or poll one.
 	push := s.ident.NewPush(identity.PushConfig{})
 	pushAPI := http.NewCrossOriginProtection().Handler(apiSrv.PushHandler(c.PublicURL, push))
 	mux.Handle("/api/v1/login/web/", pushAPI)
