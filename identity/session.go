@@ -56,10 +56,11 @@ func hostOf(addr string) string {
 }
 
 // fail audits a refused credential (the attempt was already counted by
-// admit).
+// admit) and counts it toward the source address's ceiling.
 func (s *Service) fail(ctx context.Context, name, userID, source, action, reason string) {
 	s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: action, SourceAddr: source, Outcome: airlock.OutcomeFailure,
 		Details: details("reason", reason)})
+	s.failedFrom(ctx, name, userID, source)
 }
 
 // maxInflightAttempts bounds concurrent password checks per source

@@ -33,12 +33,19 @@ type ThrottleConfig struct {
 	// AccountDelay is how long each attempt past AccountCeiling is held
 	// before it is checked (default 2 s). It slows; it never refuses.
 	AccountDelay time.Duration
+	// SourceCeiling is how many failed attempts from one source address,
+	// for all users together, a window allows before every further attempt
+	// from it is held AccountDelay too (default 100): a password spray over
+	// many user names from one address is slowed, never refused (an
+	// address may be a NAT shared with the people it would lock out, and
+	// their successful logins do not count).
+	SourceCeiling int
 }
 
 // DefaultThrottleConfig returns the defaults documented on ThrottleConfig.
 func DefaultThrottleConfig() ThrottleConfig {
 	return ThrottleConfig{Window: time.Hour, FreeAttempts: 5, BaseDelay: time.Second, MaxDelay: 15 * time.Minute,
-		AccountCeiling: 100, AccountDelay: 2 * time.Second}
+		AccountCeiling: 100, AccountDelay: 2 * time.Second, SourceCeiling: 100}
 }
 
 func (c ThrottleConfig) withDefaults() ThrottleConfig {
@@ -60,6 +67,9 @@ func (c ThrottleConfig) withDefaults() ThrottleConfig {
 	}
 	if c.AccountDelay <= 0 {
 		c.AccountDelay = d.AccountDelay
+	}
+	if c.SourceCeiling <= 0 {
+		c.SourceCeiling = d.SourceCeiling
 	}
 	return c
 }
@@ -98,10 +108,12 @@ func (c ThrottleConfig) sourceDecision(h airlock.ThrottleHit, now time.Time) (wa
 
 // Throttle keys in the ThrottleStore.
 const (
-	keySource  = "login-src:"  // + user + "|" + source bucket
-	keyAccount = "login-acct:" // + user
-	keyNotice  = "login-note:" // + a key above: first refusal audited
-	keyPush    = "push-rate:"  // + user id
+	keySource  = "login-src:"       // + user + "|" + source bucket
+	keyAccount = "login-acct:"      // + user
+	keyAddr    = "login-addr:"      // + source bucket: failures from it
+	kvAddrSlow = "login-addr-slow:" // KV + source bucket: past SourceCeiling until the window ends
+	keyNotice  = "login-note:"      // + a key above: first refusal audited
+	keyPush    = "push-rate:"       // + user id
 )
 
 // throttleName is the user part of throttle keys: the name as typed when
@@ -137,8 +149,9 @@ func sourceBucket(addr string) string {
 // count first, then check. It returns the (user, source) key to reset
 // after a full success. Errors: ELOCKED (refused unchecked: the source
 // must wait; Details carry retry_after_seconds), EUNAVAILABLE, store errors.
-// Past the account ceiling it holds the attempt for AccountDelay and
-// admits it: an attacker elsewhere can slow the owner, never lock them out.
+// Past the account ceiling (or the source address's) it holds the attempt
+// for AccountDelay and admits it: an attacker elsewhere can slow the owner,
+// never lock them out.
 func (s *Service) admit(ctx context.Context, name, userID, source string) (string, error) {
 	cfg := s.cfg.Throttle
 	now := s.now()
@@ -161,14 +174,18 @@ func (s *Service) admit(ctx context.Context, name, userID, source string) (strin
 	if err != nil {
 		return "", err
 	}
-	if a.Count > cfg.AccountCeiling {
-		if a.Count == cfg.AccountCeiling+1 { // the first over the ceiling: once per window, across replicas
-			if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "login.throttled", SourceAddr: source,
-				Outcome: airlock.OutcomeFailure, Details: details("scope", "account", "attempts", a.Count,
-					"delay_seconds", cfg.AccountDelay.Seconds(), "until", a.WindowStart.Add(cfg.Window).UTC().Format(time.RFC3339))}); err != nil {
-				return "", err
-			}
+	hold := a.Count > cfg.AccountCeiling
+	if a.Count == cfg.AccountCeiling+1 { // the first over the ceiling: once per window, across replicas
+		if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "login.throttled", SourceAddr: source,
+			Outcome: airlock.OutcomeFailure, Details: details("scope", "account", "attempts", a.Count,
+				"delay_seconds", cfg.AccountDelay.Seconds(), "until", a.WindowStart.Add(cfg.Window).UTC().Format(time.RFC3339))}); err != nil {
+			return "", err
 		}
+	}
+	if _, err := s.store.GetKV(ctx, kvAddrSlow+sourceBucket(source), now); err == nil {
+		hold = true
+	}
+	if hold {
 		if s.hold != nil {
 			s.hold(cfg.AccountDelay)
 		} else {
@@ -182,6 +199,25 @@ func (s *Service) admit(ctx context.Context, name, userID, source string) (strin
 		}
 	}
 	return srcKey, nil
+}
+
+// failedFrom counts a failed check from source toward SourceCeiling and,
+// past it, marks the address slowed for the rest of the window. (A
+// slow-down, not a gate: it need not be counted before the check.)
+func (s *Service) failedFrom(ctx context.Context, name, userID, source string) {
+	cfg := s.cfg.Throttle
+	now := s.now()
+	b := sourceBucket(source)
+	h, err := s.store.HitThrottle(ctx, keyAddr+b, now, cfg.Window)
+	if err != nil || h.Count <= cfg.SourceCeiling {
+		return
+	}
+	if h.Count == cfg.SourceCeiling+1 {
+		s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "login.throttled", SourceAddr: source,
+			Outcome: airlock.OutcomeFailure, Details: details("scope", "address", "failures", h.Count,
+				"delay_seconds", cfg.AccountDelay.Seconds(), "until", h.WindowStart.Add(cfg.Window).UTC().Format(time.RFC3339))})
+		s.store.PutKV(ctx, kvAddrSlow+b, nil, h.WindowStart.Add(cfg.Window))
+	}
 }
 
 // admitted forgets the (user, source) count after a full success (the

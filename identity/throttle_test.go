@@ -377,3 +377,38 @@ func TestSourceBucket(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottleSprayFromOneAddress: a spray over many user names from one
+// address passes each (user, address) key, but past the address's failure
+// ceiling every attempt from it is held (and audited once); none is
+// refused, and successes from a busy address do not count.
+func TestThrottleSprayFromOneAddress(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	svc, store := newService(t, clk)
+	ctx := context.Background()
+	svc.cfg.Throttle.SourceCeiling = 10
+	held := 0
+	svc.hold = func(time.Duration) { held++ }
+	if _, err := svc.createUser(ctx, airlock.SystemActor, "alice", password, nil, "", "user.created"); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // a NAT with many good logins
+		if _, err := svc.Login(ctx, "alice", password, FactorInput{}, attacker+":8"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held != 0 {
+		t.Fatalf("successful logins were slowed: %d", held)
+	}
+	for i := range 30 {
+		if _, err := svc.Login(ctx, fmt.Sprintf("user%02d", i), "spring2026spring", FactorInput{}, attacker+":9"); !airlock.IsCode(err, airlock.EUNAUTHORIZED) {
+			t.Fatalf("spray %d: %v", i, err)
+		}
+	}
+	if held != 19 { // failures 12..30: the 11th marks the address
+		t.Fatalf("%d attempts held, want 19", held)
+	}
+	if n := throttledEvents(t, store, "address"); n != 1 {
+		t.Fatalf("login.throttled (address) events: %d, want 1", n)
+	}
+}
