@@ -22,6 +22,7 @@ type Store interface {
 	SessionStore
 	AuditStore
 	KVStore
+	ThrottleStore
 
 	// Ping reports an error when the store cannot serve reads and writes.
 	Ping(ctx context.Context) error
@@ -204,4 +205,39 @@ type KVStore interface {
 	// missing or expired (an expired key is deleted all the same). Use it
 	// for anything single-use.
 	TakeKV(ctx context.Context, key string, now time.Time) ([]byte, error)
+	// ScanKV returns the keys that start with prefix and have not expired
+	// at now, with their values. A missing prefix gives an empty map.
+	ScanKV(ctx context.Context, prefix string, now time.Time) (map[string][]byte, error)
+}
+
+// ThrottleHit is the result of one ThrottleStore.HitThrottle.
+type ThrottleHit struct {
+	// Count is the number of hits on the key in its current window,
+	// this one included (1 for the first hit of a window).
+	Count int
+	// WindowStart is the time of the first hit of the current window.
+	WindowStart time.Time
+	// Prev is the time of the previous hit in the window (zero when this
+	// hit is the first).
+	Prev time.Time
+}
+
+// ThrottleStore counts attempts per key in fixed windows, shared by all
+// replicas: the login throttle and the push rate limit count here, and
+// decide with the count the same operation returned.
+type ThrottleStore interface {
+	// HitThrottle counts one hit on key at now and returns the count in
+	// the key's current window. A window starts at the first hit after the
+	// previous window ended and lasts window; a hit at or after its end
+	// starts a new window. It must be atomic across processes: of N
+	// concurrent hits on a key within one window each gets a distinct
+	// Count, together exactly 1..N (the count and the decision taken on
+	// it are one operation, never check-then-count).
+	HitThrottle(ctx context.Context, key string, now time.Time, window time.Duration) (ThrottleHit, error)
+	// ResetThrottle forgets key's window (the next hit counts 1).
+	// Resetting a missing key is not an error.
+	ResetThrottle(ctx context.Context, key string) error
+	// PurgeThrottles deletes the windows that ended at or before now and
+	// returns how many. It never blocks on, or undoes, a concurrent hit.
+	PurgeThrottles(ctx context.Context, now time.Time) (int, error)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -140,6 +141,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	st, ok := statusOf[code]
 	if !ok {
 		st = http.StatusInternalServerError
+	}
+	if secs, ok := b.Error.Details["retry_after_seconds"].(int); ok && st == http.StatusTooManyRequests && secs > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(secs)) // RFC 9110 §10.2.3
 	}
 	writeJSON(w, st, b)
 }

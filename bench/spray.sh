@@ -7,8 +7,8 @@
 # times GET /healthz and a legitimate password login of the admin every
 # second. Prints the worst and median latencies. Password hashing runs on a
 # bounded worker pool (GOMAXPROCS workers), so guesses queue instead of
-# taking every core; the per-user and per-address lockout (5 failures →
-# 15 min) rejects the spray cheaply once it trips.
+# taking every core; the per-(user, address) throttle (5 attempts, then
+# growing delays) rejects the spray cheaply, unchecked, once it trips.
 set -euo pipefail
 RATE=${RATE:-100}
 DURATION=${DURATION:-20}

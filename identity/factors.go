@@ -46,6 +46,10 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p *Principal, factorID, code 
 	if err != nil || f.UserID != p.User.ID {
 		return airlock.Errorf(airlock.ENOTFOUND, "no pending factor %q; run `airlock mfa list`", factorID)
 	}
+	srcKey, err := s.admit(ctx, p.User.Name, p.User.ID, p.Source)
+	if err != nil {
+		return err
+	}
 	if err := s.totp.Confirm(ctx, p.User.ID, factorID, code); err != nil {
 		s.fail(ctx, p.User.Name, p.User.ID, p.Source, "mfa.confirm_failed", "totp confirm: "+err.Error())
 		return airlock.Errorf(airlock.EUNAUTHORIZED, "invalid or already used code")
@@ -53,6 +57,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, p *Principal, factorID, code 
 	if err := s.markFresh(ctx, p, MethodTOTP, "mfa.confirmed"); err != nil {
 		return err
 	}
+	s.admitted(ctx, srcKey)
 	return nil
 }
 

@@ -34,6 +34,8 @@ type Config struct {
 	BootstrapTokenFile string
 	// LoginChallengeTTL bounds the time between password and factor.
 	LoginChallengeTTL time.Duration
+	// Throttle limits guessing of passwords and second factors.
+	Throttle ThrottleConfig
 }
 
 // Service implements bootstrap, users, login sessions and factors.
@@ -41,7 +43,6 @@ type Service struct {
 	store    airlock.Store
 	audit    airlock.Auditor
 	hasher   *auth.Hasher
-	limiter  *auth.Limiter
 	totp     *mfa.TOTP
 	recovery *mfa.Recovery
 	webauthn *mfa.WebAuthn // nil when WebAuthn is not configured
@@ -52,9 +53,16 @@ type Service struct {
 
 	mu       sync.Mutex
 	cache    map[string]*cachedSession // by string(token hash)
-	inflight map[string]int            // password checks in flight per limiter key
+	inflight map[string]int            // password checks in flight per source address
 	hooks    []func(ctx context.Context, userID, reason string)
 	bootMu   sync.Mutex
+	// lastPurge is when ended throttle windows were last deleted.
+	lastPurge time.Time
+
+	// Test hooks: onVerify runs before each password verification; hold,
+	// when set, replaces the account-ceiling wait.
+	onVerify func()
+	hold     func(time.Duration)
 }
 
 type cachedSession struct {
@@ -73,7 +81,6 @@ type Deps struct {
 	Store    airlock.Store
 	Audit    airlock.Auditor
 	Hasher   *auth.Hasher
-	Limiter  *auth.Limiter
 	TOTP     *mfa.TOTP
 	Recovery *mfa.Recovery
 	WebAuthn *mfa.WebAuthn
@@ -92,6 +99,7 @@ func New(d Deps, cfg Config) *Service {
 	if cfg.LoginChallengeTTL == 0 {
 		cfg.LoginChallengeTTL = 5 * time.Minute
 	}
+	cfg.Throttle = cfg.Throttle.withDefaults()
 	if cfg.Freshness == nil {
 		cfg.Freshness = map[string]time.Duration{}
 	}
@@ -107,7 +115,7 @@ func New(d Deps, cfg Config) *Service {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{
-		store: d.Store, audit: d.Audit, hasher: d.Hasher, limiter: d.Limiter,
+		store: d.Store, audit: d.Audit, hasher: d.Hasher,
 		totp: d.TOTP, recovery: d.Recovery, webauthn: d.WebAuthn,
 		cfg: cfg, now: d.Now, log: d.Logger, cache: map[string]*cachedSession{}, inflight: map[string]int{},
 	}

@@ -45,18 +45,29 @@ func newService(tb testing.TB, clk *clock) (*Service, airlock.Store) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { al.Close(context.Background()) })
+	return newReplica(tb, clk, store, al), store
+}
+
+// testKeyring is shared by the replicas of a test, like the server's keyring.
+var testKeyring = func() *secrets.Keyring {
 	mk, _ := secrets.GenerateKey()
 	kr, err := secrets.NewKeyring("k1", map[string][]byte{"k1": mk})
 	if err != nil {
-		tb.Fatal(err)
+		panic(err)
 	}
+	return kr
+}()
+
+// newReplica builds a Service on store and al: several of them on one
+// store are replicas behind a load balancer (they share nothing else).
+func newReplica(tb testing.TB, clk *clock, store airlock.Store, al airlock.Auditor) *Service {
+	tb.Helper()
 	p := auth.DefaultParams()
 	p.Memory, p.Iterations = 1024, 1 // tests need the code path, not the cost
-	svc := New(Deps{Store: store, Audit: al, Now: clk.now,
-		Hasher: auth.NewHasher(p, 2), Limiter: auth.NewLimiter(auth.DefaultLimiterConfig(), clk.now),
-		TOTP: mfa.NewTOTP(store, kr, "Airlock", clk.now), Recovery: mfa.NewRecovery(store, clk.now)},
+	return New(Deps{Store: store, Audit: al, Now: clk.now,
+		Hasher: auth.NewHasher(p, 2),
+		TOTP:   mfa.NewTOTP(store, testKeyring, "Airlock", clk.now), Recovery: mfa.NewRecovery(store, clk.now)},
 		Config{BootstrapTokenFile: filepath.Join(tb.TempDir(), "bootstrap.token")})
-	return svc, store
 }
 
 func TestSessionTimeouts(t *testing.T) {

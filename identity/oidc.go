@@ -307,11 +307,10 @@ func (s *Service) PollOIDC(ctx context.Context, poll, source string) (*LoginResu
 
 // finishSSOLogin is the part of Login after the first factor: a session
 // when the IdP's MFA was accepted or the user has no factor yet
-// (enrollment only), otherwise a challenge for LoginFactor.
+// (enrollment only), otherwise a challenge for LoginFactor. The IdP
+// checked the first factor, so nothing is guessed here; the second factor
+// that follows is throttled in LoginFactor.
 func (s *Service) finishSSOLogin(ctx context.Context, u *airlock.User, method, source string) (*LoginResult, error) {
-	if err := s.checkLocked(ctx, u.Name, source); err != nil {
-		return nil, err
-	}
 	factors, err := s.activeFactors(ctx, u.ID)
 	if err != nil {
 		return nil, err

@@ -92,7 +92,7 @@ func newOIDCEnv(t *testing.T, cfg OIDCConfig) *oidcEnv {
 	}
 	al := &memAudit{}
 	svc := New(Deps{Store: db, Audit: al, Now: clk.Now, Hasher: auth.NewHasher(auth.DefaultParams(), 1),
-		Limiter: auth.NewLimiter(auth.DefaultLimiterConfig(), clk.Now), TOTP: mfa.NewTOTP(db, kr, "Airlock", clk.Now),
+		TOTP:     mfa.NewTOTP(db, kr, "Airlock", clk.Now),
 		Recovery: mfa.NewRecovery(db, clk.Now)}, Config{})
 	idp := startIdP(t, testRedirect)
 	cfg.Issuer, cfg.ClientID, cfg.ClientSecret, cfg.RedirectURL = idp.URL, idp.ClientID, idp.Secret, testRedirect

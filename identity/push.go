@@ -6,7 +6,9 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"math/big"
+	"sort"
 	"sync"
 	"time"
 
@@ -36,9 +38,14 @@ type PushConfig struct {
 	// TTL is how long a device has to answer (default 60 s).
 	TTL time.Duration
 	// MaxPerWindow pushes per user within Window (default 3 per 5 min)
-	// limit MFA fatigue attacks.
+	// limit MFA fatigue attacks. The window is fixed from its first push
+	// and counted in the store, across replicas.
 	MaxPerWindow int
 	Window       time.Duration
+	// PollInterval is how often a Subscribe on one replica looks in the
+	// store for pushes begun on another (default 2 s). Pushes begun on
+	// the same replica are delivered at once.
+	PollInterval time.Duration
 }
 
 // PushChallenge is one push: the requesting screen shows Number, the
@@ -56,22 +63,49 @@ type PushChallenge struct {
 	State     string    `json:"state"`
 	// sessionID binds a step-up push to the login session that asked.
 	sessionID string
-	used      bool
+}
+
+// pushRecord is a challenge as kept in the KV store.
+type pushRecord struct {
+	ID        string    `json:"id"`
+	UserID    string    `json:"user_id"`
+	UserName  string    `json:"user_name"`
+	Purpose   string    `json:"purpose"`
+	Source    string    `json:"source"`
+	Number    int       `json:"number"`
+	Choices   []int     `json:"choices"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	SessionID string    `json:"session_id,omitempty"`
+}
+
+func (r *pushRecord) challenge(state string) PushChallenge {
+	return PushChallenge{ID: r.ID, UserID: r.UserID, UserName: r.UserName, Purpose: r.Purpose, Source: r.Source, Number: r.Number,
+		Choices: r.Choices, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, State: state, sessionID: r.SessionID}
 }
 
 // Push delivers push challenges to a user's registered devices and
-// collects their answers. Its state is kept in memory: push works on a
-// single server node (a challenge begun on one node must be answered on
-// the same node). It is safe for concurrent use.
+// collects their answers. Challenges live in the shared KV store, so a
+// push begun on one replica can be answered on another and its result
+// polled on a third; every transition that must happen once (answer or
+// expiry, use of an approval) is a TakeKV, single across replicas:
+//
+//	push:ID                    the challenge (pushRecord)
+//	push-pending:USER:ID       present while unanswered; taken by the one answer or expiry
+//	push-state:ID              approved, denied or expired, once decided
+//	push-use:ID                the approval, taken by the one login or step-up it opens
+//
+// It is safe for concurrent use.
 type Push struct {
 	s   *Service
 	cfg PushConfig
 
-	mu     sync.Mutex
-	byID   map[string]*PushChallenge
-	recent map[string][]time.Time // userID -> issue times within Window
-	subs   map[string]map[chan PushChallenge]struct{}
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]struct{} // userID -> kick channels of local subscribers
 }
+
+// pushKeep is how long a decided challenge stays readable after its TTL.
+const pushKeep = 10 * time.Minute
 
 // NewPush returns the push factor of s.
 func (s *Service) NewPush(cfg PushConfig) *Push {
@@ -84,8 +118,10 @@ func (s *Service) NewPush(cfg PushConfig) *Push {
 	if cfg.Window == 0 {
 		cfg.Window = 5 * time.Minute
 	}
-	return &Push{s: s, cfg: cfg, byID: map[string]*PushChallenge{}, recent: map[string][]time.Time{},
-		subs: map[string]map[chan PushChallenge]struct{}{}}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 2 * time.Second
+	}
+	return &Push{s: s, cfg: cfg, subs: map[string]map[chan struct{}]struct{}{}}
 }
 
 type pushDevice struct {
@@ -189,50 +225,66 @@ func (ps *Push) begin(ctx context.Context, u *airlock.User, purpose, sessionID, 
 		return nil, airlock.Errorf(airlock.EINVALID, "no push device is registered; add one on the console's factors page")
 	}
 	now := ps.s.now()
-	ps.mu.Lock()
-	var keep []time.Time
-	for _, t := range ps.recent[u.ID] {
-		if now.Sub(t) < ps.cfg.Window {
-			keep = append(keep, t)
-		}
-	}
-	if len(keep) >= ps.cfg.MaxPerWindow {
-		ps.recent[u.ID] = keep
-		ps.mu.Unlock()
-		ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.push_rate_limited", SourceAddr: source,
-			Outcome: airlock.OutcomeDenied, Details: details("purpose", purpose, "max", ps.cfg.MaxPerWindow, "window_seconds", int(ps.cfg.Window.Seconds()))})
-		return nil, airlock.Errorf(airlock.ELOCKED, "too many push requests; wait a few minutes or use another factor")
-	}
-	ps.recent[u.ID] = append(keep, now)
-	ps.mu.Unlock()
-
-	choices, n := numbers()
-	c := &PushChallenge{ID: airlock.NewID("push"), UserID: u.ID, UserName: u.Name, Purpose: purpose, Source: source, Number: n,
-		Choices: choices, CreatedAt: now.UTC(), ExpiresAt: now.Add(ps.cfg.TTL).UTC(), State: PushPending, sessionID: sessionID}
-	if err := ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.push_sent", SourceAddr: source,
-		Details: details("push_id", c.ID, "purpose", purpose)}); err != nil {
+	h, err := ps.s.store.HitThrottle(ctx, keyPush+u.ID, now, ps.cfg.Window)
+	if err != nil {
 		return nil, err
 	}
-	ps.mu.Lock()
-	ps.gc(now)
-	ps.byID[c.ID] = c
-	for ch := range ps.subs[u.ID] {
-		select {
-		case ch <- *c:
-		default: // a slow device misses the live event; it sees it in Pending
+	if h.Count > ps.cfg.MaxPerWindow {
+		if h.Count == ps.cfg.MaxPerWindow+1 { // audited once per window
+			ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.push_rate_limited", SourceAddr: source,
+				Outcome: airlock.OutcomeDenied, Details: details("purpose", purpose, "max", ps.cfg.MaxPerWindow, "window_seconds", int(ps.cfg.Window.Seconds()))})
 		}
+		return nil, &airlock.Error{Code: airlock.ELOCKED, Message: "too many push requests; wait a few minutes or use another factor",
+			Details: map[string]any{"retry_after_seconds": int(math.Ceil(h.WindowStart.Add(ps.cfg.Window).Sub(now).Seconds()))}}
 	}
-	ps.mu.Unlock()
-	return c, nil
+
+	choices, n := numbers()
+	r := &pushRecord{ID: airlock.NewID("push"), UserID: u.ID, UserName: u.Name, Purpose: purpose, Source: source, Number: n,
+		Choices: choices, CreatedAt: now.UTC(), ExpiresAt: now.Add(ps.cfg.TTL).UTC(), SessionID: sessionID}
+	if err := ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.push_sent", SourceAddr: source,
+		Details: details("push_id", r.ID, "purpose", purpose)}); err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(r)
+	keep := r.ExpiresAt.Add(pushKeep)
+	if err := ps.s.store.PutKV(ctx, "push:"+r.ID, b, keep); err != nil {
+		return nil, err
+	}
+	if err := ps.s.store.PutKV(ctx, pendingKey(r), nil, keep); err != nil {
+		return nil, err
+	}
+	ps.kick(u.ID)
+	c := r.challenge(PushPending)
+	return &c, nil
 }
 
-// gc forgets challenges long past their expiry. Caller holds mu.
-func (ps *Push) gc(now time.Time) {
-	for id, c := range ps.byID {
-		if now.Sub(c.ExpiresAt) > 10*time.Minute {
-			delete(ps.byID, id)
+func pendingKey(r *pushRecord) string { return "push-pending:" + r.UserID + ":" + r.ID }
+
+// load returns challenge id from the store. Errors: ENOTFOUND.
+func (ps *Push) load(ctx context.Context, id string) (*pushRecord, error) {
+	b, err := ps.s.store.GetKV(ctx, "push:"+id, ps.s.now())
+	var r pushRecord
+	if err != nil || json.Unmarshal(b, &r) != nil {
+		if err != nil && !airlock.IsCode(err, airlock.ENOTFOUND) {
+			return nil, err
 		}
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "no such push request")
 	}
+	return &r, nil
+}
+
+// state returns the decided state of r, or "" while it is undecided.
+func (ps *Push) state(ctx context.Context, r *pushRecord) (string, error) {
+	b, err := ps.s.store.GetKV(ctx, "push-state:"+r.ID, ps.s.now())
+	if airlock.IsCode(err, airlock.ENOTFOUND) {
+		return "", nil
+	}
+	return string(b), err
+}
+
+// decide stores the outcome of r (after its one TakeKV of the pending key).
+func (ps *Push) decide(ctx context.Context, r *pushRecord, state string) error {
+	return ps.s.store.PutKV(ctx, "push-state:"+r.ID, []byte(state), r.ExpiresAt.Add(pushKeep))
 }
 
 // BeginLogin issues a push for the login challenge (after the password).
@@ -254,122 +306,215 @@ func (ps *Push) BeginStepUp(ctx context.Context, p *Principal) (*PushChallenge, 
 	return ps.begin(ctx, p.User, PushStepUp, p.Session.ID, p.Source)
 }
 
-// Subscribe delivers new challenges for userID until cancel is called.
+// Subscribe delivers userID's pending challenges, each once, until cancel
+// is called: those begun on this replica at once, those begun on another
+// within PollInterval (it polls the store).
 func (ps *Push) Subscribe(userID string) (<-chan PushChallenge, func()) {
-	ch := make(chan PushChallenge, 8)
+	out := make(chan PushChallenge, 8)
+	kick := make(chan struct{}, 1)
 	ps.mu.Lock()
 	if ps.subs[userID] == nil {
-		ps.subs[userID] = map[chan PushChallenge]struct{}{}
+		ps.subs[userID] = map[chan struct{}]struct{}{}
 	}
-	ps.subs[userID][ch] = struct{}{}
+	ps.subs[userID][kick] = struct{}{}
 	ps.mu.Unlock()
-	return ch, func() {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(ps.cfg.PollInterval)
+		defer t.Stop()
+		sent := map[string]time.Time{} // id -> expiry, to forget old ones
+		for {
+			cs, err := ps.Pending(ctx, userID)
+			if err != nil && ctx.Err() == nil {
+				ps.s.log.Warn("push: list pending challenges", "err", err)
+			}
+			now := ps.s.now()
+			for id, exp := range sent {
+				if now.After(exp.Add(pushKeep)) {
+					delete(sent, id)
+				}
+			}
+			for _, c := range cs {
+				if _, ok := sent[c.ID]; ok {
+					continue
+				}
+				select {
+				case out <- c:
+					sent[c.ID] = c.ExpiresAt
+				default: // a slow device misses the live event; it sees it in Pending
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-kick:
+			case <-t.C:
+			}
+		}
+	}()
+	return out, func() {
 		ps.mu.Lock()
-		delete(ps.subs[userID], ch)
+		delete(ps.subs[userID], kick)
 		if len(ps.subs[userID]) == 0 {
 			delete(ps.subs, userID)
 		}
 		ps.mu.Unlock()
+		stop()
+		<-done
 	}
 }
 
-// Pending returns userID's unanswered, unexpired challenges.
-func (ps *Push) Pending(userID string) []PushChallenge {
-	now := ps.s.now()
+// kick wakes this replica's subscribers of userID to look at the store now.
+func (ps *Push) kick(userID string) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	var out []PushChallenge
-	for _, c := range ps.byID {
-		if c.UserID == userID && c.State == PushPending && now.Before(c.ExpiresAt) {
-			out = append(out, *c)
+	for k := range ps.subs[userID] {
+		select {
+		case k <- struct{}{}:
+		default:
 		}
 	}
-	return out
 }
 
-// expire moves a pending, timed-out challenge to expired and audits it
-// once. Caller must not hold mu.
-func (ps *Push) expire(ctx context.Context, c *PushChallenge) {
-	ps.mu.Lock()
-	if c.State != PushPending || ps.s.now().Before(c.ExpiresAt) {
-		ps.mu.Unlock()
-		return
+// Pending returns userID's unanswered, unexpired challenges, oldest first,
+// whichever replica began them.
+func (ps *Push) Pending(ctx context.Context, userID string) ([]PushChallenge, error) {
+	now := ps.s.now()
+	keys, err := ps.s.store.ScanKV(ctx, "push-pending:"+userID+":", now)
+	if err != nil {
+		return nil, err
 	}
-	c.State = PushExpired
-	ps.mu.Unlock()
-	ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: c.UserID, Name: c.UserName}, Action: "mfa.push_timeout", SourceAddr: c.Source,
-		Outcome: airlock.OutcomeFailure, Details: details("push_id", c.ID, "purpose", c.Purpose)})
+	var out []PushChallenge
+	for k := range keys {
+		r, err := ps.load(ctx, k[len("push-pending:"+userID+":"):])
+		if err != nil {
+			continue
+		}
+		if r.UserID == userID && now.Before(r.ExpiresAt) {
+			out = append(out, r.challenge(PushPending))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// expire moves r, pending past its TTL, to expired and audits that once
+// across replicas (whoever takes its pending key). It returns r's state.
+func (ps *Push) expire(ctx context.Context, r *pushRecord) (string, error) {
+	if _, err := ps.s.store.TakeKV(ctx, pendingKey(r), ps.s.now()); err != nil {
+		if !airlock.IsCode(err, airlock.ENOTFOUND) {
+			return "", err
+		}
+		// Decided elsewhere (or being decided right now).
+		st, err := ps.state(ctx, r)
+		if err != nil || st != "" {
+			return st, err
+		}
+		return PushExpired, nil
+	}
+	ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: r.UserID, Name: r.UserName}, Action: "mfa.push_timeout", SourceAddr: r.Source,
+		Outcome: airlock.OutcomeFailure, Details: details("push_id", r.ID, "purpose", r.Purpose)})
+	return PushExpired, ps.decide(ctx, r, PushExpired)
 }
 
 // Answer records the device's choice for challenge id. p is the device's
 // login session and deviceToken its device cookie. Picking the number the
 // requesting screen shows approves; any other number denies (and the
-// challenge cannot be retried). Errors: ENOTFOUND, EINVALID (answered or
-// expired), EUNAUTHORIZED (wrong number).
+// challenge cannot be retried). Of concurrent answers, on any replicas,
+// exactly one counts. Errors: ENOTFOUND, EINVALID (answered or expired),
+// EUNAUTHORIZED (wrong number), EUNAVAILABLE.
 func (ps *Push) Answer(ctx context.Context, p *Principal, deviceToken, id string, number int) error {
 	dev, err := ps.Device(ctx, p, deviceToken)
 	if err != nil {
 		return err
 	}
-	ps.mu.Lock()
-	c := ps.byID[id]
-	if c == nil || c.UserID != p.User.ID {
-		ps.mu.Unlock()
+	r, err := ps.load(ctx, id)
+	if err != nil {
+		return err
+	}
+	if r.UserID != p.User.ID {
 		return airlock.Errorf(airlock.ENOTFOUND, "no such push request")
 	}
-	ps.mu.Unlock()
-	ps.expire(ctx, c)
-	ps.mu.Lock()
-	if c.State != PushPending {
-		st := c.State
-		ps.mu.Unlock()
+	if !ps.s.now().Before(r.ExpiresAt) {
+		st, err := ps.expire(ctx, r)
+		if err != nil {
+			return err
+		}
 		return airlock.Errorf(airlock.EINVALID, "this push request is already %s", st)
 	}
-	ok := number == c.Number
-	if ok {
-		c.State = PushApproved
-	} else {
-		c.State = PushDenied
+	if _, err := ps.s.store.TakeKV(ctx, pendingKey(r), ps.s.now()); err != nil {
+		if !airlock.IsCode(err, airlock.ENOTFOUND) {
+			return err
+		}
+		st, _ := ps.state(ctx, r)
+		if st == "" {
+			st = "answered"
+		}
+		return airlock.Errorf(airlock.EINVALID, "this push request is already %s", st)
 	}
-	ps.mu.Unlock()
-	if ok {
-		return ps.s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.push_approved", SourceAddr: p.Source,
-			Details: details("push_id", c.ID, "purpose", c.Purpose, "factor_id", dev.ID, "requester_addr", c.Source)})
+	if number == r.Number {
+		// Audit first: without its event the approval never takes effect
+		// (the challenge then reads as expired).
+		if err := ps.s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.push_approved", SourceAddr: p.Source,
+			Details: details("push_id", r.ID, "purpose", r.Purpose, "factor_id", dev.ID, "requester_addr", r.Source)}); err != nil {
+			return err
+		}
+		if err := ps.s.store.PutKV(ctx, "push-use:"+r.ID, nil, r.ExpiresAt.Add(pushKeep)); err != nil {
+			return err
+		}
+		return ps.decide(ctx, r, PushApproved)
 	}
 	ps.s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.push_denied", SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-		Details: details("push_id", c.ID, "purpose", c.Purpose, "factor_id", dev.ID, "reason", "wrong number")})
+		Details: details("push_id", r.ID, "purpose", r.Purpose, "factor_id", dev.ID, "reason", "wrong number")})
+	if err := ps.decide(ctx, r, PushDenied); err != nil {
+		return err
+	}
 	return airlock.Errorf(airlock.EUNAUTHORIZED, "wrong number: the request was refused")
 }
 
 // Status returns the state of challenge id (pending, approved, denied,
-// expired) and its number to show on the requesting screen. A challenge
-// past its TTL is expired (and audited) here. Errors: ENOTFOUND.
+// expired) and its number to show on the requesting screen, on any
+// replica. A challenge past its TTL is expired (and audited, once) here.
+// Errors: ENOTFOUND.
 func (ps *Push) Status(ctx context.Context, id string) (state string, number int, err error) {
-	ps.mu.Lock()
-	c := ps.byID[id]
-	ps.mu.Unlock()
-	if c == nil {
-		return "", 0, airlock.Errorf(airlock.ENOTFOUND, "no such push request")
+	r, err := ps.load(ctx, id)
+	if err != nil {
+		return "", 0, err
 	}
-	ps.expire(ctx, c)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return c.State, c.Number, nil
+	st, err := ps.status(ctx, r)
+	return st, r.Number, err
 }
 
-// take marks an approved challenge as used (single use) after checking
-// it belongs to userID with purpose.
+func (ps *Push) status(ctx context.Context, r *pushRecord) (string, error) {
+	st, err := ps.state(ctx, r)
+	if err != nil || st != "" {
+		return st, err
+	}
+	if ps.s.now().Before(r.ExpiresAt) {
+		return PushPending, nil
+	}
+	return ps.expire(ctx, r)
+}
+
+// take uses an approved challenge (single use, across replicas) after
+// checking it belongs to userID with purpose and session.
 func (ps *Push) take(ctx context.Context, id, userID, purpose, sessionID string) error {
-	if st, _, err := ps.Status(ctx, id); err != nil || st != PushApproved {
-		return airlock.Errorf(airlock.EUNAUTHORIZED, "the push request was not approved")
+	refused := airlock.Errorf(airlock.EUNAUTHORIZED, "the push request was not approved")
+	r, err := ps.load(ctx, id)
+	if err != nil {
+		return refused
 	}
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	c := ps.byID[id]
-	if c == nil || c.used || c.UserID != userID || c.Purpose != purpose || c.sessionID != sessionID {
-		return airlock.Errorf(airlock.EUNAUTHORIZED, "the push request was not approved")
+	if st, err := ps.status(ctx, r); err != nil || st != PushApproved {
+		return refused
 	}
-	c.used = true
+	if r.UserID != userID || r.Purpose != purpose || r.SessionID != sessionID {
+		return refused
+	}
+	if _, err := ps.s.store.TakeKV(ctx, "push-use:"+r.ID, ps.s.now()); err != nil {
+		return refused
+	}
 	return nil
 }
 
@@ -388,7 +533,6 @@ func (ps *Push) LoginPush(ctx context.Context, challenge, pushID, source string)
 	if _, err := ps.s.store.TakeKV(ctx, key, ps.s.now()); err != nil {
 		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the login step expired; run `airlock login` again")
 	}
-	ps.s.succeed(u.Name, source)
 	return ps.s.startSession(ctx, u, MethodPush, source)
 }
 

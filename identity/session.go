@@ -55,77 +55,41 @@ func hostOf(addr string) string {
 	return addr
 }
 
-func (s *Service) checkLocked(ctx context.Context, name, source string) error {
-	for _, key := range []string{"user:" + name, "addr:" + hostOf(source)} {
-		if until, locked := s.limiter.Check(key); locked {
-			s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: name}, Action: "login.locked", SourceAddr: source, Outcome: airlock.OutcomeDenied,
-				Details: details("key", key[:4], "until", until.UTC().Format(time.RFC3339))})
-			return airlock.Errorf(airlock.ELOCKED, "too many failed attempts; try again after %s", until.UTC().Format(time.RFC3339))
-		}
-	}
-	return nil
-}
-
+// fail audits a refused credential (the attempt was already counted by
+// admit) and counts it toward the source address's ceiling.
 func (s *Service) fail(ctx context.Context, name, userID, source, action, reason string) {
-	var delay time.Duration
-	for _, key := range []string{"user:" + name, "addr:" + hostOf(source)} {
-		locked, until := s.limiter.Fail(key)
-		delay = max(delay, s.limiter.Delay(key))
-		if locked {
-			s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "auth.lockout", SourceAddr: source, Outcome: airlock.OutcomeDenied,
-				Details: details("key", key[:4], "until", until.UTC().Format(time.RFC3339))})
-		}
-	}
 	s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: action, SourceAddr: source, Outcome: airlock.OutcomeFailure,
 		Details: details("reason", reason)})
-	// Growing delays slow guessing; they hold a goroutine, not a CPU.
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-	}
+	s.failedFrom(ctx, name, userID, source)
 }
 
-// maxInflightAttempts bounds concurrent password checks per user name and
-// per source address. A spray's guesses would otherwise all pass the
-// lockout check before the first failure is counted and queue for the
-// password hasher ahead of everyone else.
+// maxInflightAttempts bounds concurrent password checks per source
+// address in this process, so one source cannot queue a spray for the
+// password hasher ahead of everyone else. It is keyed by source only: a
+// per-user bound would let an attacker keep the owner out.
 const maxInflightAttempts = 2
 
-// acquireAttempt reserves a password check slot for name and source, or
-// refuses at once when either already has maxInflightAttempts in flight.
+// acquireAttempt reserves a password check slot for source, or refuses at
+// once when it already has maxInflightAttempts in flight.
 func (s *Service) acquireAttempt(ctx context.Context, name, source string) (func(), error) {
-	keys := []string{"user:" + name, "addr:" + hostOf(source)}
+	k := "addr:" + sourceBucket(source)
 	s.mu.Lock()
-	for _, k := range keys {
-		if s.inflight[k] >= maxInflightAttempts {
-			s.mu.Unlock()
-			s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: name}, Action: "login.throttled", SourceAddr: source, Outcome: airlock.OutcomeDenied,
-				Details: details("key", k[:4])})
-			return nil, airlock.Errorf(airlock.ELOCKED, "too many login attempts in progress; try again in a moment")
-		}
+	if s.inflight[k] >= maxInflightAttempts {
+		s.mu.Unlock()
+		s.noteThrottled(ctx, "inflight|"+k, s.now(), airlock.Event{Actor: airlock.Actor{Name: name}, Action: "login.throttled", SourceAddr: source,
+			Outcome: airlock.OutcomeDenied, Details: details("scope", "inflight")})
+		return nil, &airlock.Error{Code: airlock.ELOCKED, Message: "too many login attempts in progress from your address; try again in a moment",
+			Details: map[string]any{"retry_after_seconds": 1}}
 	}
-	for _, k := range keys {
-		s.inflight[k]++
-	}
+	s.inflight[k]++
 	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
-		for _, k := range keys {
-			if s.inflight[k]--; s.inflight[k] <= 0 {
-				delete(s.inflight, k)
-			}
+		if s.inflight[k]--; s.inflight[k] <= 0 {
+			delete(s.inflight, k)
 		}
 		s.mu.Unlock()
 	}, nil
-}
-
-func (s *Service) succeed(name, source string) {
-	s.limiter.Succeed("user:" + name)
-	s.limiter.Succeed("addr:" + hostOf(source))
 }
 
 // activeFactors returns the user's confirmed factors other than recovery codes.
@@ -159,10 +123,12 @@ func methodsOf(fs []*airlock.Factor) []string {
 // when the user has no factor yet) it returns a session token; otherwise a
 // challenge for LoginFactor. Every failure answers with the same message,
 // whether or not the user exists, after comparable work.
+//
+// Each call is one guess, counted in the store before the password is
+// checked (see admit); a refused guess is never checked. Errors:
+// EUNAUTHORIZED (errInvalidLogin), ELOCKED (throttled: try again later),
+// EINVALID, EUNAVAILABLE.
 func (s *Service) Login(ctx context.Context, name, password string, in FactorInput, source string) (*LoginResult, error) {
-	if err := s.checkLocked(ctx, name, source); err != nil {
-		return nil, err
-	}
 	release, err := s.acquireAttempt(ctx, name, source)
 	if err != nil {
 		return nil, err
@@ -171,6 +137,17 @@ func (s *Service) Login(ctx context.Context, name, password string, in FactorInp
 	u, err := s.store.UserByName(ctx, name)
 	if err != nil && !airlock.IsCode(err, airlock.ENOTFOUND) {
 		return nil, err
+	}
+	var uid string
+	if u != nil {
+		uid = u.ID
+	}
+	srcKey, err := s.admit(ctx, name, uid, source)
+	if err != nil {
+		return nil, err
+	}
+	if s.onVerify != nil {
+		s.onVerify()
 	}
 	if u == nil || u.PasswordHash == "" {
 		s.hasher.DummyVerify(ctx, password)
@@ -195,17 +172,25 @@ func (s *Service) Login(ctx context.Context, name, password string, in FactorInp
 	}
 	if len(factors) == 0 {
 		// Enrollment-only session: every action but enrolling a factor is refused.
-		s.succeed(name, source)
-		return s.startSession(ctx, u, "", source)
+		res, err := s.startSession(ctx, u, "", source)
+		if err == nil {
+			s.admitted(ctx, srcKey)
+		}
+		return res, err
 	}
 	if !in.empty() {
 		method, err := s.verifyFactor(ctx, u, in, source, "login.failed")
 		if err != nil {
 			return nil, err
 		}
-		s.succeed(name, source)
-		return s.startSession(ctx, u, method, source)
+		res, err := s.startSession(ctx, u, method, source)
+		if err == nil {
+			s.admitted(ctx, srcKey)
+		}
+		return res, err
 	}
+	// A right password alone does not reset the count: the second factor
+	// is still to be guessed, and each LoginFactor is a counted guess too.
 	tok, hash := auth.NewToken("lc")
 	b, _ := json.Marshal(loginChallenge{UserID: u.ID})
 	if err := s.store.PutKV(ctx, "loginchal:"+fmt.Sprintf("%x", hash), b, s.now().Add(s.cfg.LoginChallengeTTL)); err != nil {
@@ -237,7 +222,8 @@ func (s *Service) LoginFactor(ctx context.Context, challenge string, in FactorIn
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkLocked(ctx, u.Name, source); err != nil {
+	srcKey, err := s.admit(ctx, u.Name, u.ID, source)
+	if err != nil {
 		return nil, err
 	}
 	if u.Disabled {
@@ -251,8 +237,11 @@ func (s *Service) LoginFactor(ctx context.Context, challenge string, in FactorIn
 	if _, err := s.store.TakeKV(ctx, key, s.now()); err != nil {
 		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the login step expired; run `airlock login` again")
 	}
-	s.succeed(u.Name, source)
-	return s.startSession(ctx, u, method, source)
+	res, err := s.startSession(ctx, u, method, source)
+	if err == nil {
+		s.admitted(ctx, srcKey)
+	}
+	return res, err
 }
 
 // BeginWebAuthnLogin starts a WebAuthn assertion for a login challenge.
@@ -434,16 +423,22 @@ func (s *Service) Logout(ctx context.Context, p *Principal) error {
 }
 
 // VerifyMFA refreshes p's MFA freshness with a second factor (step-up).
+// Each call is one counted guess (see admit). Errors: EUNAUTHORIZED,
+// ELOCKED, EINVALID, EUNAVAILABLE.
 func (s *Service) VerifyMFA(ctx context.Context, p *Principal, in FactorInput) (string, error) {
-	if err := s.checkLocked(ctx, p.User.Name, p.Source); err != nil {
+	srcKey, err := s.admit(ctx, p.User.Name, p.User.ID, p.Source)
+	if err != nil {
 		return "", err
 	}
 	method, err := s.verifyFactor(ctx, p.User, in, p.Source, "mfa.verify_failed")
 	if err != nil {
 		return "", err
 	}
-	s.succeed(p.User.Name, p.Source)
-	return method, s.markFresh(ctx, p, method, "mfa.verified")
+	if err := s.markFresh(ctx, p, method, "mfa.verified"); err != nil {
+		return "", err
+	}
+	s.admitted(ctx, srcKey)
+	return method, nil
 }
 
 func (s *Service) markFresh(ctx context.Context, p *Principal, method, action string) error {

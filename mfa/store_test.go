@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,6 +133,18 @@ func (s *memStore) TakeKV(ctx context.Context, key string, now time.Time) ([]byt
 	}
 	delete(s.kv, key)
 	return v, err
+}
+
+func (s *memStore) ScanKV(_ context.Context, prefix string, now time.Time) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]byte{}
+	for k, e := range s.kv {
+		if strings.HasPrefix(k, prefix) && (e.exp.IsZero() || now.Before(e.exp)) {
+			out[k] = slices.Clone(e.v)
+		}
+	}
+	return out, nil
 }
 
 func (s *memStore) DeleteKV(_ context.Context, key string) error {

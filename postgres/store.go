@@ -387,3 +387,69 @@ func (db *DB) DeleteKV(ctx context.Context, key string) error {
 	_, err := db.pool.Exec(ctx, `DELETE FROM kv WHERE key=$1`, key)
 	return err
 }
+
+// ScanKV returns the unexpired keys starting with prefix and their values.
+func (db *DB) ScanKV(ctx context.Context, prefix string, now time.Time) (map[string][]byte, error) {
+	rows, err := db.pool.Query(ctx, `SELECT key, value FROM kv WHERE substr(key, 1, length($1)) = $1
+		AND (expires_at IS NULL OR expires_at > $2)`, prefix, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var k string
+		var v []byte
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		out[k] = v
+	}
+	return out, rows.Err()
+}
+
+// Throttles.
+
+// hitThrottleSQL counts a hit in one statement: INSERT … ON CONFLICT DO
+// UPDATE locks the key's row, so concurrent hits on any replica are
+// serialised and each returns the count it made. SET expressions read the
+// row as it was before the update.
+const hitThrottleSQL = `INSERT INTO throttles (key, count, window_start, last_at, prev_at, expires_at) VALUES ($1, 1, $2, $2, NULL, $3)
+	ON CONFLICT (key) DO UPDATE SET
+		count        = CASE WHEN throttles.expires_at <= excluded.last_at THEN 1 ELSE throttles.count + 1 END,
+		prev_at      = CASE WHEN throttles.expires_at <= excluded.last_at THEN NULL ELSE throttles.last_at END,
+		window_start = CASE WHEN throttles.expires_at <= excluded.last_at THEN excluded.window_start ELSE throttles.window_start END,
+		expires_at   = CASE WHEN throttles.expires_at <= excluded.last_at THEN excluded.expires_at ELSE throttles.expires_at END,
+		last_at      = excluded.last_at
+	RETURNING count, window_start, prev_at`
+
+// HitThrottle counts one hit on key at now, atomically across replicas.
+func (db *DB) HitThrottle(ctx context.Context, key string, now time.Time, window time.Duration) (airlock.ThrottleHit, error) {
+	var h airlock.ThrottleHit
+	err := db.pool.QueryRow(ctx, hitThrottleSQL, key, tm(now), tm(now.Add(window))).Scan(&h.Count, st(&h.WindowStart), st(&h.Prev))
+	if err != nil {
+		return airlock.ThrottleHit{}, fmt.Errorf("hit throttle: %w", err)
+	}
+	return h, nil
+}
+
+// ResetThrottle forgets key's window.
+func (db *DB) ResetThrottle(ctx context.Context, key string) error {
+	_, err := db.pool.Exec(ctx, `DELETE FROM throttles WHERE key=$1`, key)
+	return err
+}
+
+// PurgeThrottles deletes the windows that ended at or before now. Rows a
+// concurrent hit holds are skipped (SKIP LOCKED), so a purge never waits
+// for, deadlocks with, or deletes a window a hit just renewed.
+func (db *DB) PurgeThrottles(ctx context.Context, now time.Time) (int, error) {
+	tag, err := db.pool.Exec(ctx, `DELETE FROM throttles WHERE key IN
+		(SELECT key FROM throttles WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED)`, tm(now))
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}

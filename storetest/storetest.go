@@ -49,6 +49,10 @@ func Run(t *testing.T, open func(t *testing.T) airlock.Store) {
 		{"audit/scan", testScanEvents},
 		{"audit/checkpoints", testCheckpoints},
 		{"kv", testKV},
+		{"kv/scan", testScanKV},
+		{"throttles", testThrottles},
+		{"throttles/concurrent", testThrottleConcurrent},
+		{"throttles/purge", testPurgeThrottles},
 		{"ping", testPing},
 	}
 	for _, tt := range tests {
@@ -1322,6 +1326,131 @@ func testKV(t *testing.T, s airlock.Store) {
 	})
 	if wins != 1 {
 		t.Fatalf("%d concurrent TakeKV calls got the value, want 1", wins)
+	}
+}
+
+func testScanKV(t *testing.T, s airlock.Store) {
+	ctx := t.Context()
+	must(t, s.PutKV(ctx, "push:us_a:1", []byte("one"), at(time.Minute)))
+	must(t, s.PutKV(ctx, "push:us_a:2", nil, time.Time{}))
+	must(t, s.PutKV(ctx, "push:us_a:3", []byte("gone"), at(time.Second)))
+	must(t, s.PutKV(ctx, "push:us_ab:1", []byte("other user"), time.Time{}))
+	must(t, s.PutKV(ctx, "push:us_%:1", []byte("wildcard"), time.Time{}))
+	must(t, s.PutKV(ctx, "pus", []byte("short"), time.Time{}))
+	got, err := s.ScanKV(ctx, "push:us_a:", at(time.Second))
+	must(t, err)
+	want := map[string][]byte{"push:us_a:1": []byte("one"), "push:us_a:2": {}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ScanKV = %q, want %q", got, want)
+	}
+	// LIKE wildcards in the prefix are plain characters.
+	got, err = s.ScanKV(ctx, "push:us_%", at(0))
+	must(t, err)
+	if len(got) != 1 || string(got["push:us_%:1"]) != "wildcard" {
+		t.Fatalf("ScanKV(wildcard prefix) = %q", got)
+	}
+	got, err = s.ScanKV(ctx, "nothing:", at(0))
+	must(t, err)
+	if got == nil || len(got) != 0 {
+		t.Fatalf("ScanKV(missing) = %#v, want an empty map", got)
+	}
+}
+
+func testThrottles(t *testing.T, s airlock.Store) {
+	ctx := t.Context()
+	const w = time.Hour
+	hit := func(key string, d time.Duration) airlock.ThrottleHit {
+		t.Helper()
+		h, err := s.HitThrottle(ctx, key, at(d), w)
+		must(t, err)
+		return h
+	}
+	h := hit("k", 0)
+	if h.Count != 1 || !h.Prev.IsZero() {
+		t.Fatalf("first hit = %+v", h)
+	}
+	sameTime(t, "window start", h.WindowStart, at(0))
+	h = hit("k", time.Second)
+	if h.Count != 2 {
+		t.Fatalf("second hit = %+v", h)
+	}
+	sameTime(t, "prev", h.Prev, at(0))
+	sameTime(t, "window start", h.WindowStart, at(0))
+	h = hit("k", time.Minute)
+	if h.Count != 3 {
+		t.Fatalf("third hit = %+v", h)
+	}
+	sameTime(t, "prev", h.Prev, at(time.Second))
+	if o := hit("other", time.Minute); o.Count != 1 {
+		t.Fatalf("other key = %+v", o)
+	}
+	// The window is fixed from its first hit; a hit at its end starts a new one.
+	h = hit("k", w-time.Microsecond)
+	if h.Count != 4 {
+		t.Fatalf("last hit of the window = %+v", h)
+	}
+	h = hit("k", w)
+	if h.Count != 1 || !h.Prev.IsZero() {
+		t.Fatalf("hit at the window's end = %+v, want a new window", h)
+	}
+	sameTime(t, "new window start", h.WindowStart, at(w))
+	hit("k", w+time.Second)
+	must(t, s.ResetThrottle(ctx, "k"))
+	if h = hit("k", w+2*time.Second); h.Count != 1 {
+		t.Fatalf("hit after reset = %+v", h)
+	}
+	must(t, s.ResetThrottle(ctx, "never-hit"))
+}
+
+// testThrottleConcurrent: of 100 concurrent hits each gets a distinct
+// count, 1..100 (count and decision cannot be raced).
+func testThrottleConcurrent(t *testing.T, s airlock.Store) {
+	ctx := t.Context()
+	const n = 100
+	var mu sync.Mutex
+	seen := map[int]bool{}
+	parallel(n, func(i int) {
+		h, err := s.HitThrottle(ctx, "race", at(time.Duration(i)*time.Microsecond), time.Hour)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			t.Errorf("HitThrottle: %v", err)
+			return
+		}
+		if seen[h.Count] {
+			t.Errorf("count %d returned twice", h.Count)
+		}
+		seen[h.Count] = true
+	})
+	for i := 1; i <= n; i++ {
+		if !seen[i] {
+			t.Fatalf("count %d never returned; got %d distinct counts", i, len(seen))
+		}
+	}
+}
+
+func testPurgeThrottles(t *testing.T, s airlock.Store) {
+	ctx := t.Context()
+	for _, k := range []string{"a", "b"} {
+		_, err := s.HitThrottle(ctx, k, at(0), time.Minute)
+		must(t, err)
+	}
+	_, err := s.HitThrottle(ctx, "c", at(0), time.Hour)
+	must(t, err)
+	n, err := s.PurgeThrottles(ctx, at(time.Minute-time.Microsecond))
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("purged %d windows that had not ended", n)
+	}
+	n, err = s.PurgeThrottles(ctx, at(time.Minute))
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("PurgeThrottles = %d, want 2", n)
+	}
+	h, err := s.HitThrottle(ctx, "c", at(2*time.Minute), time.Hour)
+	must(t, err)
+	if h.Count != 2 {
+		t.Fatalf("a live window was purged: %+v", h)
 	}
 }
 

@@ -61,7 +61,7 @@ func newConsoleEnv(t *testing.T) *consoleEnv {
 	p.Memory, p.Iterations = 1024, 1
 	bootFile := filepath.Join(t.TempDir(), "bootstrap.token")
 	ident := identity.New(identity.Deps{Store: store, Audit: al, Now: now, Hasher: auth.NewHasher(p, 2),
-		Limiter: auth.NewLimiter(auth.DefaultLimiterConfig(), now), TOTP: mfa.NewTOTP(store, kr, "Airlock", now),
+		TOTP:     mfa.NewTOTP(store, kr, "Airlock", now),
 		Recovery: mfa.NewRecovery(store, now)}, identity.Config{BootstrapTokenFile: bootFile})
 	acc, err := access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: ident, Now: now})
 	if err != nil {

@@ -32,15 +32,12 @@ func (c *console) pushEvents(w http.ResponseWriter, r *http.Request, p *identity
 		}
 		return rc.Flush()
 	}
+	// Subscribe sends the pushes already pending first, then new ones
+	// (begun on any replica).
 	events, cancel := c.cfg.Push.Subscribe(p.User.ID)
 	defer cancel()
 	fmt.Fprint(w, ": connected\n\n")
 	rc.Flush()
-	for _, ch := range c.cfg.Push.Pending(p.User.ID) {
-		if send(ch) != nil {
-			return
-		}
-	}
 	keepAlive := time.NewTicker(20 * time.Second)
 	defer keepAlive.Stop()
 	for {

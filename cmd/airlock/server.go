@@ -236,7 +236,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// Push MFA keeps its state in memory: single node (see docs/console.md).
+	// Push MFA keeps its challenges in the store: any replica can begin, answer or poll one.
 	push := s.ident.NewPush(identity.PushConfig{})
 	pushAPI := http.NewCrossOriginProtection().Handler(apiSrv.PushHandler(c.PublicURL, push))
 	mux.Handle("/api/v1/login/web/", pushAPI)
@@ -361,17 +361,14 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	if err != nil {
 		return fmt.Errorf("webauthn: %w", err)
 	}
-	lcfg := auth.DefaultLimiterConfig()
-	lcfg.MaxFailures = c.LockoutFailures
-	lcfg.Lockout = c.LockoutDuration
 	s.ident = identity.New(identity.Deps{
 		Store: store, Audit: al, Logger: logger, Now: now,
 		Hasher:   auth.NewHasher(auth.DefaultParams(), runtime.GOMAXPROCS(0)),
-		Limiter:  auth.NewLimiter(lcfg, now),
 		TOTP:     mfa.NewTOTP(store, kr, "Airlock", now),
 		Recovery: mfa.NewRecovery(store, now),
 		WebAuthn: wa,
 	}, identity.Config{IdleTimeout: c.SessionIdle, Lifetime: c.SessionLifetime, BootstrapTokenFile: dir.File("bootstrap.token"),
+		Throttle: identity.ThrottleConfig{FreeAttempts: c.LockoutFailures, MaxDelay: c.LockoutDuration},
 		Freshness: map[string]time.Duration{identity.ActionApprove: c.FreshApprove, identity.ActionConnect: c.FreshConnect,
 			identity.ActionFactors: c.FreshFactors, identity.ActionAdmin: c.FreshAdmin, "break_glass": c.FreshConnect}})
 
