@@ -189,10 +189,12 @@ func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource,
 		in.Options.Databases = strings.Split(dbs, ",")
 	}
 	in.Options.AllowCleartextPassword = spec.Options["allow_cleartext_password"] == "true"
+	// Every file and variable named here resolves through s.creds only:
+	// never the data dir, never the server's own settings.
 	if path := spec.Options["sslrootcert"]; path != "" {
-		b, err := s.readFile(path)
+		b, err := s.creds.File(path)
 		if err != nil {
-			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: cannot read sslrootcert %s on the server", spec.Name, path)
+			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslrootcert: %s", spec.Name, airlock.ErrorMessage(err))
 		}
 		in.Options.TLSCA = string(b)
 	}
@@ -200,14 +202,15 @@ func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource,
 		var pw string
 		switch {
 		case ref.PasswordEnv != "":
-			pw = s.getenv(ref.PasswordEnv)
-			if pw == "" {
-				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: environment variable %s is not set on the server", spec.Name, level, ref.PasswordEnv)
-			}
-		case ref.PasswordFile != "":
-			b, err := s.readFile(ref.PasswordFile)
+			v, err := s.creds.Env(ref.PasswordEnv)
 			if err != nil {
-				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: cannot read %s on the server", spec.Name, level, ref.PasswordFile)
+				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: %s", spec.Name, level, airlock.ErrorMessage(err))
+			}
+			pw = v
+		case ref.PasswordFile != "":
+			b, err := s.creds.File(ref.PasswordFile)
+			if err != nil {
+				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: %s", spec.Name, level, airlock.ErrorMessage(err))
 			}
 			pw = strings.TrimRight(string(b), "\r\n")
 		}

@@ -24,8 +24,10 @@ type notifier struct {
 	version int64
 }
 
-func newNotifier(al airlock.Auditor, logger *slog.Logger, publicURL string, now func() time.Time) *notifier {
-	return &notifier{n: notify.New(nil, notify.ResolveSecret, al, &http.Client{Timeout: 10 * time.Second}, logger.With("component", "notify"), now),
+// newNotifier resolves channel secrets with resolve (the server's
+// credential sources, as for resources).
+func newNotifier(al airlock.Auditor, logger *slog.Logger, publicURL string, now func() time.Time, resolve func(string) (string, error)) *notifier {
+	return &notifier{n: notify.New(nil, resolve, al, &http.Client{Timeout: 10 * time.Second}, logger.With("component", "notify"), now),
 		publicURL: publicURL}
 }
 
