@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"crypto/subtle"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -135,15 +137,70 @@ type Connection struct {
 	Resource   *airlock.Resource
 	Decision   policy.Decision
 	Credential *Credential // nil for kinds without brokered secrets
+	// Database is the upstream database to open (postgres): the one the
+	// client named, checked against Databases, or the resource's own.
+	Database string
 }
 
 var errBadToken = airlock.Errorf(airlock.EUNAUTHORIZED, "invalid or expired connect token")
 
 // ConsumeConnectToken validates and uses a connect token presented by a
-// gateway client as userName for resourceName. Every failure returns the
-// same error; the reason is audited.
-func (s *Service) ConsumeConnectToken(ctx context.Context, userName, resourceName, token, source string) (*Connection, error) {
-	return s.consumeConnectToken(ctx, userName, resourceName, auth.HashToken(token), source, "")
+// gateway client as userName for resourceName and, for postgres, the
+// upstream database the client named ("" for the resource's own). Every
+// failure returns the same error; the reason is audited. The exception is
+// a database the resource does not open (see Databases): for a live token
+// that is refused before the token is used, with an EFORBIDDEN error whose
+// Details reason is "database_not_allowed" and whose message names the
+// databases allowed.
+func (s *Service) ConsumeConnectToken(ctx context.Context, userName, resourceName, database, token, source string) (*Connection, error) {
+	return s.consumeConnectToken(ctx, userName, resourceName, database, auth.HashToken(token), source, "")
+}
+
+// IsDatabaseRefused reports whether err is ConsumeConnectToken's refusal
+// of a database the resource does not open.
+func IsDatabaseRefused(err error) bool {
+	var e *airlock.Error
+	return errors.As(err, &e) && e.Code == airlock.EFORBIDDEN && e.Details["reason"] == "database_not_allowed"
+}
+
+// refuseDatabase audits and returns the refusal of database on r for a
+// holder of a valid token for grantID.
+func (s *Service) refuseDatabase(ctx context.Context, u *airlock.User, r *airlock.Resource, grantID, database, source string) error {
+	allowed := Databases(r)
+	shown := database
+	if len(shown) > maxDatabaseName+1 {
+		shown = shown[:maxDatabaseName+1] + "…"
+	}
+	if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "connect.refused", Resource: r.Name, GrantID: grantID,
+		SourceAddr: source, Outcome: airlock.OutcomeDenied, Details: details("why", "database not allowed", "database", shown, "allowed", allowed)}); err != nil {
+		return err
+	}
+	return &airlock.Error{Code: airlock.EFORBIDDEN,
+		Message: fmt.Sprintf("resource %s does not open database %q (allowed: %s); connect to one of those, or ask an administrator to add it to the resource's databases",
+			r.Name, shown, strings.Join(allowed, ", ")),
+		Details: map[string]any{"reason": "database_not_allowed", "resource": r.Name, "allowed": allowed}}
+}
+
+// liveToken returns userName's live connect token for resourceName with
+// hash, without using it, or nil.
+func (s *Service) liveToken(ctx context.Context, userName, resourceName string, hash []byte, now time.Time) (*airlock.User, *airlock.ConnectToken) {
+	if len(hash) == 0 {
+		return nil, nil
+	}
+	u, err := s.store.UserByName(ctx, userName)
+	if err != nil || u.Disabled {
+		return nil, nil
+	}
+	toks, err := s.store.LiveConnectTokens(ctx, u.ID, resourceName, now)
+	if err != nil {
+		return nil, nil
+	}
+	for _, t := range toks {
+		if subtle.ConstantTimeCompare(t.TokenHash, hash) == 1 {
+			return u, t
+		}
+	}
+	return nil, nil
 }
 
 // SCRAMCandidates are the live connect tokens a SCRAM-SHA-256 proof for
@@ -186,16 +243,16 @@ func (s *Service) SCRAMCandidates(ctx context.Context, userName, resourceName st
 // accepted the client's SCRAM proof, exactly as ConsumeConnectToken uses a
 // token sent in the clear. match < 0 (no verifier accepted the proof) is
 // audited and refused.
-func (s *Service) ConsumeSCRAMToken(ctx context.Context, userName, resourceName string, c *SCRAMCandidates, match int, source string) (*Connection, error) {
+func (s *Service) ConsumeSCRAMToken(ctx context.Context, userName, resourceName, database string, c *SCRAMCandidates, match int, source string) (*Connection, error) {
 	if c == nil || match < 0 || match >= len(c.hashes) {
-		return s.consumeConnectToken(ctx, userName, resourceName, nil, source, "SCRAM proof matched no live token")
+		return s.consumeConnectToken(ctx, userName, resourceName, database, nil, source, "SCRAM proof matched no live token")
 	}
-	return s.consumeConnectToken(ctx, userName, resourceName, c.hashes[match], source, "")
+	return s.consumeConnectToken(ctx, userName, resourceName, database, c.hashes[match], source, "")
 }
 
 // consumeConnectToken uses the token with hash; refusal, when not empty,
 // refuses at once with that audited reason.
-func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceName string, hash []byte, source, refusal string) (*Connection, error) {
+func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceName, database string, hash []byte, source, refusal string) (*Connection, error) {
 	refuse := func(why string) (*Connection, error) {
 		s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: userName}, Action: "connect.refused", Resource: resourceName, SourceAddr: source,
 			Outcome: airlock.OutcomeDenied, Details: details("why", why)})
@@ -205,6 +262,15 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 		return refuse(refusal)
 	}
 	now := s.now()
+	// A database the resource does not open is refused before the token
+	// is used, so that its holder can retry with one it does.
+	if r, err := s.store.ResourceByName(ctx, resourceName); err == nil && r.Kind == airlock.KindPostgres {
+		if _, ok := OpenDatabase(r, database); !ok {
+			if u, t := s.liveToken(ctx, userName, resourceName, hash, now); t != nil {
+				return nil, s.refuseDatabase(ctx, u, r, t.GrantID, database, source)
+			}
+		}
+	}
 	t, err := s.store.UseConnectToken(ctx, hash, now)
 	if err != nil {
 		return refuse("unknown, used up or expired token")
@@ -233,6 +299,11 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 	}
 	c := &Connection{User: u, Grant: g, Resource: r, Decision: d}
 	if r.Kind == airlock.KindPostgres {
+		db, ok := OpenDatabase(r, database)
+		if !ok { // checked above too; this holds if the token was not live then
+			return nil, s.refuseDatabase(ctx, u, r, g.ID, database, source)
+		}
+		c.Database = db
 		cred, err := s.OpenCredential(r, g.Access)
 		if err != nil {
 			return refuse("no brokered credential for access level")

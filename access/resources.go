@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,11 +31,17 @@ func credAAD(resource, level string) []byte { return []byte("resource:" + resour
 
 // ResourceOptions are a resource's non-secret settings.
 type ResourceOptions struct {
-	Database string   `json:"database,omitempty"` // postgres: upstream database (default: resource name)
-	TLS      string   `json:"tls,omitempty"`      // postgres upstream: disable | require | verify-ca | verify-full (libpq sslmode)
-	TLSCA    string   `json:"tls_ca,omitempty"`   // postgres upstream: PEM CA certificates (sslrootcert); none: system roots
-	Logins   []string `json:"logins,omitempty"`   // ssh: allowed logins
-	HostKey  string   `json:"host_key,omitempty"` // ssh: pinned host key (authorized_keys format)
+	Database string `json:"database,omitempty"` // postgres: upstream database (default: resource name)
+	// Databases are the other upstream databases a client may name
+	// ("RESOURCE/DBNAME"); Database is always allowed, nothing else is.
+	Databases []string `json:"databases,omitempty"`
+	// AllowCleartextPassword lets the postgres upstream ask for the
+	// brokered password in cleartext without a verified TLS certificate.
+	AllowCleartextPassword bool     `json:"allow_cleartext_password,omitempty"`
+	TLS                    string   `json:"tls,omitempty"`      // postgres upstream: disable | require | verify-ca | verify-full (libpq sslmode)
+	TLSCA                  string   `json:"tls_ca,omitempty"`   // postgres upstream: PEM CA certificates (sslrootcert); none: system roots
+	Logins                 []string `json:"logins,omitempty"`   // ssh: allowed logins
+	HostKey                string   `json:"host_key,omitempty"` // ssh: pinned host key (authorized_keys format)
 	// ReadOnly lists access levels that start sessions read-only.
 	ReadOnly []string          `json:"read_only,omitempty"`
 	Extra    map[string]string `json:"extra,omitempty"`
@@ -47,6 +54,37 @@ func Options(r *airlock.Resource) ResourceOptions {
 		json.Unmarshal(r.Options, &o)
 	}
 	return o
+}
+
+// maxDatabaseName is PostgreSQL's limit on a database name (NAMEDATALEN-1).
+const maxDatabaseName = 63
+
+// Databases returns the upstream databases a client may open on postgres
+// resource r: its own (the database option, or the resource name) first,
+// then those its databases option lists.
+func Databases(r *airlock.Resource) []string {
+	o := Options(r)
+	own := o.Database
+	if own == "" {
+		own = r.Name
+	}
+	out := []string{own}
+	for _, d := range o.Databases {
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// OpenDatabase returns the upstream database a client that named
+// requested ("" for none) opens on r, and false when r does not allow it.
+func OpenDatabase(r *airlock.Resource, requested string) (string, bool) {
+	allowed := Databases(r)
+	if requested == "" {
+		return allowed[0], true
+	}
+	return requested, slices.Contains(allowed, requested)
 }
 
 // IsReadOnly reports whether sessions at access level start read-only:
@@ -120,8 +158,16 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		if _, err := pgproxy.UpstreamTLSConfig(in.Options.TLS, []byte(in.Options.TLSCA)); err != nil {
 			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: %s", in.Name, airlock.ErrorMessage(err))
 		}
-	} else if in.Options.TLS != "" || in.Options.TLSCA != "" {
-		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslmode and sslrootcert apply to postgres resources only", in.Name)
+		for _, d := range append([]string{in.Options.Database}, in.Options.Databases...) {
+			if len(d) > maxDatabaseName || strings.ContainsAny(d, "\x00,") {
+				return nil, airlock.Errorf(airlock.EINVALID, "resource %s: invalid database name %q (at most %d bytes, no commas)", in.Name, d, maxDatabaseName)
+			}
+		}
+		if slices.Contains(in.Options.Databases, "") {
+			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: an empty name in databases", in.Name)
+		}
+	} else if in.Options.TLS != "" || in.Options.TLSCA != "" || len(in.Options.Databases) > 0 || in.Options.AllowCleartextPassword {
+		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslmode, sslrootcert, databases and allow_cleartext_password apply to postgres resources only", in.Name)
 	}
 	if in.Kind == airlock.KindSSH {
 		for _, l := range in.Options.Logins {
@@ -139,10 +185,16 @@ func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource,
 	if ro := spec.Options["read_only"]; ro != "" {
 		in.Options.ReadOnly = strings.Split(ro, ",")
 	}
+	if dbs := spec.Options["databases"]; dbs != "" {
+		in.Options.Databases = strings.Split(dbs, ",")
+	}
+	in.Options.AllowCleartextPassword = spec.Options["allow_cleartext_password"] == "true"
+	// Every file and variable named here resolves through s.creds only:
+	// never the data dir, never the server's own settings.
 	if path := spec.Options["sslrootcert"]; path != "" {
-		b, err := s.readFile(path)
+		b, err := s.creds.File(path)
 		if err != nil {
-			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: cannot read sslrootcert %s on the server", spec.Name, path)
+			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslrootcert: %s", spec.Name, airlock.ErrorMessage(err))
 		}
 		in.Options.TLSCA = string(b)
 	}
@@ -150,14 +202,15 @@ func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource,
 		var pw string
 		switch {
 		case ref.PasswordEnv != "":
-			pw = s.getenv(ref.PasswordEnv)
-			if pw == "" {
-				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: environment variable %s is not set on the server", spec.Name, level, ref.PasswordEnv)
-			}
-		case ref.PasswordFile != "":
-			b, err := s.readFile(ref.PasswordFile)
+			v, err := s.creds.Env(ref.PasswordEnv)
 			if err != nil {
-				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: cannot read %s on the server", spec.Name, level, ref.PasswordFile)
+				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: %s", spec.Name, level, airlock.ErrorMessage(err))
+			}
+			pw = v
+		case ref.PasswordFile != "":
+			b, err := s.creds.File(ref.PasswordFile)
+			if err != nil {
+				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: %s", spec.Name, level, airlock.ErrorMessage(err))
 			}
 			pw = strings.TrimRight(string(b), "\r\n")
 		}
@@ -194,7 +247,8 @@ func resourceDetails(r *airlock.Resource) json.RawMessage {
 	kv := []any{"kind", r.Kind, "addr", r.Addr, "labels", r.Labels, "access_levels", sortedLevels(r)}
 	if r.Kind == airlock.KindPostgres {
 		o := Options(r)
-		kv = append(kv, "sslmode", View(r).SSLMode, "ca_pinned", o.TLSCA != "")
+		kv = append(kv, "sslmode", View(r).SSLMode, "ca_pinned", o.TLSCA != "", "databases", Databases(r),
+			"allow_cleartext_password", o.AllowCleartextPassword)
 	}
 	return details(kv...)
 }
@@ -225,6 +279,9 @@ type ResourceView struct {
 	// require, verify-ca or verify-full (require with CA certificates is
 	// shown as verify-ca, which is what it does).
 	SSLMode string `json:"sslmode,omitempty"`
+	// Databases are the upstream databases a postgres resource opens, its
+	// own first (see Databases).
+	Databases []string `json:"databases,omitempty"`
 }
 
 func sortedLevels(r *airlock.Resource) []string {
@@ -238,6 +295,7 @@ func View(r *airlock.Resource) ResourceView {
 	v := ResourceView{Name: r.Name, Kind: r.Kind, Addr: r.Addr, Labels: r.Labels, AccessLevels: sortedLevels(r), Source: r.Source}
 	if r.Kind == airlock.KindPostgres {
 		o := Options(r)
+		v.Databases = Databases(r)
 		switch {
 		case o.TLS == "":
 			v.SSLMode = pgproxy.UpstreamTLSDisable

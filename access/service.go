@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -52,8 +51,7 @@ type Service struct {
 	bus        *Bus
 	now        func() time.Time
 	log        *slog.Logger
-	getenv     func(string) string
-	readFile   func(string) ([]byte, error)
+	creds      CredentialSources
 	consoleURL string
 
 	mu       sync.RWMutex
@@ -64,17 +62,18 @@ type Service struct {
 
 // Deps are a Service's collaborators.
 type Deps struct {
-	Store      airlock.Store
-	Audit      airlock.Auditor
-	Sealer     Sealer
-	Identity   *identity.Service
-	Notify     NotifyFunc // nil = no notifications
-	Bus        *Bus
-	Now        func() time.Time
-	Logger     *slog.Logger
-	Getenv     func(string) string
-	ReadFile   func(string) ([]byte, error)
-	ConsoleURL string
+	Store    airlock.Store
+	Audit    airlock.Auditor
+	Sealer   Sealer
+	Identity *identity.Service
+	Notify   NotifyFunc // nil = no notifications
+	Bus      *Bus
+	Now      func() time.Time
+	Logger   *slog.Logger
+	// Credentials are where secret references in applied policy resolve
+	// (the zero value refuses them all).
+	Credentials CredentialSources
+	ConsoleURL  string
 }
 
 // New returns a Service and loads the current policy from the store.
@@ -88,17 +87,11 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	if d.Bus == nil {
 		d.Bus = &Bus{}
 	}
-	if d.Getenv == nil {
-		d.Getenv = os.Getenv
-	}
-	if d.ReadFile == nil {
-		d.ReadFile = os.ReadFile
-	}
 	if d.Notify == nil {
 		d.Notify = func(context.Context, []string, Notification) {}
 	}
 	s := &Service{store: d.Store, audit: d.Audit, sealer: d.Sealer, ident: d.Identity, notify: d.Notify, bus: d.Bus,
-		now: d.Now, log: d.Logger, getenv: d.Getenv, readFile: d.ReadFile, consoleURL: strings.TrimRight(d.ConsoleURL, "/")}
+		now: d.Now, log: d.Logger, creds: d.Credentials, consoleURL: strings.TrimRight(d.ConsoleURL, "/")}
 	if err := s.reloadPolicy(ctx); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"context"
+	"errors"
 
 	"github.com/airlockhq/airlock/auth"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -89,9 +90,7 @@ func (g *Gateway) scramAuthenticate(ctx context.Context, cc *clientConn, sa SCRA
 	match, serverFinal, _ := srv.ClientFinal(resp.Data, cands.Verifiers)
 	t, err := sa.AuthenticateSCRAM(ctx, req, cands, match)
 	if err != nil || t == nil {
-		g.m.refused("auth_failed")
-		g.log.Info("pgproxy: SCRAM authentication failed", "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
-		writeFatal(cc, codeInvalidPassword, msgInvalidToken)
+		g.authFailed(cc, req, "SCRAM authentication", err)
 		return nil, nil, nil
 	}
 	final, _ := (&pgproto3.AuthenticationSASLFinal{Data: serverFinal}).Encode(nil)
@@ -124,10 +123,28 @@ func (g *Gateway) passwordAuthenticate(ctx context.Context, cc *clientConn, req 
 	clear(tok)
 	clear(pw)
 	if err != nil || t == nil {
-		g.m.refused("auth_failed")
-		g.log.Info("pgproxy: authentication failed", "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
-		writeFatal(cc, codeInvalidPassword, msgInvalidToken)
+		g.authFailed(cc, req, "authentication", err)
 		return nil, nil
 	}
 	return t, nil
+}
+
+// authFailed answers a client whose token the Authenticator did not
+// accept: with the Refusal's FATAL when it returned one, otherwise with
+// the one message every invalid token gets.
+func (g *Gateway) authFailed(cc *clientConn, req AuthRequest, what string, err error) {
+	var r *Refusal
+	if errors.As(err, &r) {
+		g.m.refused("refused")
+		g.log.Info("pgproxy: connection refused", "user", req.User, "database", req.Database, "source", req.SourceAddr, "reason", r.Message)
+		code := r.Code
+		if code == "" {
+			code = codeInsufficientPrivilege
+		}
+		writeFatal(cc, code, r.Message)
+		return
+	}
+	g.m.refused("auth_failed")
+	g.log.Info("pgproxy: "+what+" failed", "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
+	writeFatal(cc, codeInvalidPassword, msgInvalidToken)
 }

@@ -131,6 +131,13 @@ type Target struct {
 	// key. Empty: TLS upstream connections are not kept.
 	UpstreamTLSKey string
 
+	// AllowCleartextPassword lets the upstream ask for the brokered
+	// password in cleartext over a connection that is not TLS with a
+	// verified server certificate (UpstreamTLS with verify-ca or
+	// verify-full). Without it such a request is refused before the
+	// password is sent: whoever answers at UpstreamAddr would get it.
+	AllowCleartextPassword bool
+
 	// ReadOnly starts the upstream session with
 	// default_transaction_read_only=on. This is a second layer only: the
 	// protection is the upstream role's privileges.
@@ -150,10 +157,23 @@ type Target struct {
 
 // Authenticator validates a connect token. It returns a Target for a valid
 // token, and any error otherwise (the client always sees the same
-// message). It must consume single-use tokens atomically.
+// message), except a *Refusal. It must consume single-use tokens
+// atomically.
 type Authenticator interface {
 	Authenticate(ctx context.Context, req AuthRequest) (*Target, error)
 }
+
+// Refusal is an error an Authenticator returns for a valid connect token
+// whose connection it refuses for a reason the client may know (a
+// database the resource does not open, say), having audited it. The
+// client gets a FATAL with Code and Message instead of the invalid-token
+// message; Message must hold no secret.
+type Refusal struct {
+	Code    string // SQLSTATE; 42501 (insufficient_privilege) if empty
+	Message string
+}
+
+func (r *Refusal) Error() string { return r.Message }
 
 // AuthenticatorFunc adapts a function to Authenticator.
 type AuthenticatorFunc func(ctx context.Context, req AuthRequest) (*Target, error)

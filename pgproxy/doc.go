@@ -25,7 +25,18 @@
 // SASL SCRAM-SHA-256 (auth.SCRAMServer) against the verifiers of its live
 // tokens and never sends it. GSSENCRequest is declined. Every
 // authentication failure yields the same FATAL 28P01 "airlock: invalid or
-// expired connect token …".
+// expired connect token …", except a *Refusal from the Authenticator (a
+// valid token for a database the resource does not open, say): its FATAL
+// (42501 by default) says what was refused and what is allowed.
+//
+// Startup parameters other than user and database are a closed list,
+// StartupParameters (application_name, client_encoding, DateStyle,
+// extra_float_digits, IntervalStyle, TimeZone; names compared without
+// case). Anything else — options (PGOPTIONS, -c role=…), role,
+// session_authorization, search_path, replication — is refused before the
+// token is asked for, with FATAL 28000 "airlock: the startup parameter "…"
+// is not allowed through the gateway; set it with SET after connecting
+// (allowed at startup: …)".
 //
 // Clients get their own random BackendKeyData; a CancelRequest carrying
 // it is forwarded to the upstream backend with the upstream's key, which
@@ -42,9 +53,15 @@
 // server signature checked, MD5, cleartext or trust), which derives the
 // SCRAM keys of a credential once and caches them (bounded, in memory), so a
 // new session costs no PBKDF2. Either way the gateway then relays raw bytes.
-// Client startup parameters pass
-// through except user, database, options and replication (replication is
-// refused). Target.ReadOnly adds default_transaction_read_only=on; that
+// A cleartext password request (AuthenticationCleartextPassword) is refused
+// without sending the password unless the upstream is TLS with a verified
+// certificate (verify-ca, verify-full) or Target.AllowCleartextPassword is
+// set (libpq's require_auth=!password); the client gets FATAL 28000
+// "airlock: the resource's database asked for a cleartext password over a
+// connection whose server certificate is not verified; refused …". MD5 and
+// SCRAM never disclose the password and are always answered.
+// The allowed client startup parameters pass through.
+// Target.ReadOnly adds default_transaction_read_only=on; that
 // is a second layer only — the upstream role's privileges are the
 // protection, since a client may SET the parameter back.
 //
@@ -67,8 +84,8 @@
 //
 // # Audit events
 //
-// All events carry Actor {Target.UserID, Target.UserName}, Resource,
-// GrantID, SessionID and SourceAddr.
+// All events but connect.refused carry Actor {Target.UserID,
+// Target.UserName}, Resource, GrantID, SessionID and SourceAddr.
 //
 //   - session.started (success): access, tls, read_only, strict_audit, ends_at,
 //     application_name, upstream_pid, upstream_reused, upstream_tls.
@@ -79,9 +96,14 @@
 //     grant_revoked, user_disabled, session_killed, idle_timeout,
 //     audit_unavailable, protocol_violation, server_shutdown, or the
 //     reason passed to Close*).
-//   - session.denied (denied): reason max_concurrent or
-//     upstream_unavailable, for a token that was valid. Invalid tokens are
-//     the Authenticator's to audit.
+//   - session.denied (denied): reason max_concurrent,
+//     upstream_unavailable or upstream_cleartext_refused, for a token that
+//     was valid. Invalid tokens and Refusals are the Authenticator's to
+//     audit.
+//   - connect.refused (denied), before authentication, for startup
+//     parameters that are not allowed: Actor {Name: the startup user},
+//     Resource (the part of the startup database before "/"), SourceAddr;
+//     details why "startup parameter not allowed", parameter.
 //   - db.query (success), submitted before the message is forwarded:
 //     kind "query" (simple Query text), "parse" (name, text), "execute"
 //     (name, portal, parse_stmt = the stmt number of the Parse it runs,

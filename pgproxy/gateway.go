@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,15 +29,17 @@ var ErrGatewayClosed = errors.New("pgproxy: gateway closed")
 
 // Messages the client sees. They never depend on why a token failed.
 const (
-	msgInvalidToken  = "airlock: invalid or expired connect token (run `airlock psql RESOURCE` to get a new one)"
-	msgTLSRequired   = "airlock: TLS required: connect with sslmode=require (plaintext is only accepted from loopback when the server allows it)"
-	msgRevoked       = "airlock: grant revoked — session closed"
-	msgUserDisabled  = "airlock: user disabled — session closed"
-	msgKilled        = "airlock: session killed by an administrator"
-	msgShutdown      = "airlock: server shutting down — session closed"
-	msgAuditFailed   = "airlock: audit log unavailable — session closed"
-	msgTooLarge      = "airlock: message too large or malformed — session closed"
-	msgUpstreamError = "airlock: cannot connect to the resource's database; try again, or ask an administrator to check the resource"
+	msgInvalidToken      = "airlock: invalid or expired connect token (run `airlock psql RESOURCE` to get a new one)"
+	msgTLSRequired       = "airlock: TLS required: connect with sslmode=require (plaintext is only accepted from loopback when the server allows it)"
+	msgRevoked           = "airlock: grant revoked — session closed"
+	msgUserDisabled      = "airlock: user disabled — session closed"
+	msgKilled            = "airlock: session killed by an administrator"
+	msgShutdown          = "airlock: server shutting down — session closed"
+	msgAuditFailed       = "airlock: audit log unavailable — session closed"
+	msgTooLarge          = "airlock: message too large or malformed — session closed"
+	msgUpstreamError     = "airlock: cannot connect to the resource's database; try again, or ask an administrator to check the resource"
+	msgUpstreamCleartext = "airlock: the resource's database asked for a cleartext password over a connection whose server certificate is not verified; " +
+		"refused without sending it (an administrator must set sslmode verify-full or verify-ca, or allow_cleartext_password, on the resource)"
 )
 
 // msgTooManyPending answers a connection over Config.Pending's bounds.
@@ -43,14 +47,15 @@ const msgTooManyPending = "airlock: too many pending connections; try again shor
 
 // SQLSTATEs used in the gateway's FATAL messages.
 const (
-	codeInvalidPassword = "28P01"
-	codeInvalidAuth     = "28000"
-	codeAdminShutdown   = "57P01"
-	codeIdleTimeout     = "57P05"
-	codeTooManyConns    = "53300"
-	codeProtocol        = "08P01"
-	codeConnFailure     = "08006"
-	codeFeature         = "0A000"
+	codeInvalidPassword       = "28P01"
+	codeInvalidAuth           = "28000"
+	codeAdminShutdown         = "57P01"
+	codeIdleTimeout           = "57P05"
+	codeTooManyConns          = "53300"
+	codeProtocol              = "08P01"
+	codeConnFailure           = "08006"
+	codeFeature               = "0A000"
+	codeInsufficientPrivilege = "42501"
 )
 
 // Gateway is the PostgreSQL gateway. It is safe for concurrent use.
@@ -447,13 +452,20 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		writeFatal(cc, codeInvalidAuth, "airlock: no user: connect with your Airlock user name as the user and the resource name as the database")
 		return nil, nil
 	}
-	if _, ok := params["replication"]; ok {
-		writeFatal(cc, codeInvalidAuth, "airlock: replication connections are not supported through the gateway")
-		return nil, nil
-	}
 	if !cc.tls && !(g.cfg.AllowLoopbackPlaintext && isLoopback(cc.RemoteAddr())) {
 		g.m.refused("tls_required")
 		writeFatal(cc, codeInvalidAuth, msgTLSRequired)
+		return nil, nil
+	}
+	if r := checkStartupParams(params); r != nil {
+		// Before authentication: no token is used up by a client that
+		// would be refused anyway.
+		g.m.refused("startup_parameter")
+		resource, _, _ := strings.Cut(database, "/")
+		g.cfg.Audit.Submit(airlock.Event{Actor: airlock.Actor{Name: truncateUTF8(user, 64)}, Action: "connect.refused",
+			Resource: truncateUTF8(resource, 128), SourceAddr: source, Outcome: airlock.OutcomeDenied,
+			Details: refusalDetails("startup parameter not allowed", "parameter", truncateUTF8(r.Parameter, 64))})
+		writeFatal(cc, codeInvalidAuth, r.Message)
 		return nil, nil
 	}
 	var out []byte
@@ -498,6 +510,11 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 	if err != nil {
 		g.m.refused("upstream")
 		g.log.Warn("pgproxy: upstream connect failed", "session", s.id, "resource", t.Resource, "err", err)
+		if errors.Is(err, ErrCleartextRefused) {
+			g.auditRefusal(s, "upstream_cleartext_refused")
+			writeFatal(cc, codeInvalidAuth, msgUpstreamCleartext)
+			return nil, nil
+		}
 		g.auditRefusal(s, "upstream_unavailable")
 		writeFatal(cc, codeConnFailure, msgUpstreamError)
 		return nil, nil
@@ -593,9 +610,8 @@ func (g *Gateway) auditRefusal(s *session, reason string) {
 func upstreamParams(t *Target, params map[string]string) map[string]string {
 	p := make(map[string]string, len(params)+3)
 	for k, v := range params {
-		switch k {
-		case "user", "database", "options", "replication":
-		default:
+		// checkStartupParams refused the rest; this is a second layer.
+		if slices.Contains(StartupParameters, strings.ToLower(k)) {
 			p[k] = v
 		}
 	}
@@ -635,7 +651,9 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 	var up *upstream
 	var err error
 	if t.UpstreamTLS == nil && plainPassword(pw) {
-		up, err = g.dialRetry(t, func() (*upstream, error) { return g.dialPlain(ctx, t.UpstreamAddr, pw, p) })
+		up, err = g.dialRetry(t, func() (*upstream, error) {
+			return g.dialPlain(ctx, t.UpstreamAddr, pw, p, t.AllowCleartextPassword)
+		})
 	} else {
 		up, err = g.dialRetry(t, func() (*upstream, error) { return g.connectPgconn(ctx, t, params) })
 	}
@@ -682,6 +700,13 @@ func (g *Gateway) connectPgconn(ctx context.Context, t *Target, params map[strin
 		}
 	}
 	c.Fallbacks = nil
+	// libpq's require_auth: no cleartext password unless the server's
+	// certificate was verified or the resource allows it.
+	allowCleartext := t.AllowCleartextPassword || tlsVerifies(t.UpstreamTLS)
+	c.RequireAuth = ""
+	if !allowCleartext {
+		c.RequireAuth = "!password"
+	}
 	c.ConnectTimeout = 15 * time.Second
 	c.RuntimeParams = upstreamParams(t, params)
 	// pgconn reads through a background reader that may still have one
@@ -696,6 +721,10 @@ func (g *Gateway) connectPgconn(ctx context.Context, t *Target, params map[strin
 	dialed := time.Now()
 	pc, err := pgconn.ConnectConfig(ctx, c)
 	if err != nil {
+		if !allowCleartext && strings.Contains(err.Error(), "require_auth check failed") {
+			// the only requirement set is "!password"
+			return nil, fmt.Errorf("%w (%v)", ErrCleartextRefused, err)
+		}
 		return nil, err
 	}
 	hc, err := pc.Hijack()

@@ -121,9 +121,16 @@ func plainPassword(password string) bool {
 	return true
 }
 
+// ErrCleartextRefused is the upstream login's error when the server asks
+// for the password in cleartext over a connection that is not TLS with a
+// verified certificate and the target does not allow it
+// (Target.AllowCleartextPassword). The password was not sent.
+var ErrCleartextRefused = errors.New("pgproxy: the upstream asked for a cleartext password over a connection without a verified TLS certificate; refused (use sslmode verify-full or verify-ca, or allow_cleartext_password)")
+
 // dialPlain opens a plaintext upstream connection and logs in with the
-// StartupMessage parameters params (user and database included).
-func (g *Gateway) dialPlain(ctx context.Context, addr, password string, params map[string]string) (*upstream, error) {
+// StartupMessage parameters params (user and database included). A
+// cleartext password request is answered only with allowCleartext.
+func (g *Gateway) dialPlain(ctx context.Context, addr, password string, params map[string]string, allowCleartext bool) (*upstream, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -132,7 +139,7 @@ func (g *Gateway) dialPlain(ctx context.Context, addr, password string, params m
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	up, err := g.login(conn, password, params)
+	up, err := g.login(conn, password, params, allowCleartext)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -143,7 +150,9 @@ func (g *Gateway) dialPlain(ctx context.Context, addr, password string, params m
 }
 
 // login runs the startup phase on conn through the first ReadyForQuery.
-func (g *Gateway) login(conn net.Conn, password string, params map[string]string) (*upstream, error) {
+// It sends password in cleartext only with allowCleartext; MD5 and SCRAM
+// never disclose it.
+func (g *Gateway) login(conn net.Conn, password string, params map[string]string, allowCleartext bool) (*upstream, error) {
 	startup, err := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: params}).Encode(nil)
 	if err != nil {
 		return nil, err
@@ -172,6 +181,9 @@ func (g *Gateway) login(conn net.Conn, password string, params map[string]string
 				}
 				continue
 			case 3: // cleartext password
+				if !allowCleartext {
+					return nil, ErrCleartextRefused
+				}
 				out, _ = (&pgproto3.PasswordMessage{Password: password}).Encode(nil)
 			case 5: // MD5
 				if len(data) != 4 {

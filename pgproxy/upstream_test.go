@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -107,6 +108,7 @@ func TestUpstreamLogin(t *testing.T) {
 	}
 	const pw = "s3cret-Upstream-pw"
 	salt := []byte("0123456789abcdef")
+	allowCleartext := true
 	login := func(method, password string) (*upstream, map[string]string, error) {
 		t.Helper()
 		cc, sc := net.Pipe()
@@ -115,7 +117,7 @@ func TestUpstreamLogin(t *testing.T) {
 		go func() { defer close(done); loginServer(t, sc, method, pw, salt, got) }()
 		t.Cleanup(func() { cc.Close(); <-done })
 		_ = cc.SetDeadline(time.Now().Add(10 * time.Second))
-		up, err := g.login(cc, password, map[string]string{"user": "app", "database": "db", "application_name": "x"})
+		up, err := g.login(cc, password, map[string]string{"user": "app", "database": "db", "application_name": "x"}, allowCleartext)
 		return up, <-got, err
 	}
 	for _, method := range []string{"trust", "password", "md5", "scram", "scram"} { // scram twice: cached keys
@@ -150,6 +152,17 @@ func TestUpstreamLogin(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), pw) {
 			t.Fatalf("error shows the password: %v", err)
+		}
+	}
+	// Without allowCleartext a cleartext request is refused before the
+	// password is sent (the server sees no PasswordMessage and fails).
+	allowCleartext = false
+	if _, _, err := login("password", pw); !errors.Is(err, ErrCleartextRefused) || strings.Contains(err.Error(), pw) {
+		t.Fatalf("cleartext request without allowCleartext: %v", err)
+	}
+	for _, method := range []string{"md5", "scram"} {
+		if _, _, err := login(method, pw); err != nil {
+			t.Fatalf("%s without allowCleartext: %v", method, err)
 		}
 	}
 }
@@ -212,7 +225,7 @@ func FuzzUpstreamLogin(f *testing.F) {
 		go func() { _, _ = io.Copy(io.Discard, sc) }()
 		go func() { _, _ = sc.Write(data); sc.Close() }()
 		_ = cc.SetDeadline(time.Now().Add(5 * time.Second))
-		up, err := g.login(cc, "pw", map[string]string{"user": "u"})
+		up, err := g.login(cc, "pw", map[string]string{"user": "u"}, true)
 		if (err == nil) != (up != nil) {
 			t.Fatalf("login returned %v and %v", up, err)
 		}

@@ -108,3 +108,11 @@ func ParseCAPEM(b []byte) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// tlsVerifies reports whether c (a Target.UpstreamTLS built by
+// UpstreamTLSConfig) authenticates the server: verify-full checks chain and
+// name, verify-ca (and require with CA certificates) checks the chain in
+// VerifyConnection. Plain require checks nothing.
+func tlsVerifies(c *tls.Config) bool {
+	return c != nil && (!c.InsecureSkipVerify || c.VerifyConnection != nil)
+}

@@ -303,7 +303,33 @@ func (d *decoder) session(n *yaml.Node, what string) SessionSpec {
 
 // postgresOptionNames are the options a postgres resource takes. Others
 // are refused: a misspelt sslmode must not silently mean plaintext.
-var postgresOptionNames = []string{"database", "read_only", "sslmode", "sslrootcert"}
+var postgresOptionNames = []string{"database", "databases", "read_only", "sslmode", "sslrootcert", "allow_cleartext_password"}
+
+// listOptions decodes options given as a YAML list (databases: [a, b])
+// into the comma-separated form options hold, and returns n with each
+// such list replaced by a scalar, for strMap. Items must be non-empty
+// scalars without commas.
+func listOptions(d *decoder, n *yaml.Node, what string, names ...string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return n
+	}
+	out := *n
+	out.Content = slices.Clone(n.Content)
+	for i := 0; i+1 < len(out.Content); i += 2 {
+		k, v := out.Content[i], out.Content[i+1]
+		if !slices.Contains(names, k.Value) || v.Kind != yaml.SequenceNode {
+			continue
+		}
+		items := d.strList(v, what+": "+k.Value)
+		for _, it := range items {
+			if it == "" || strings.Contains(it, ",") {
+				d.errf(v, "%s: %s items must be non-empty names without commas, not %q", what, k.Value, it)
+			}
+		}
+		out.Content[i+1] = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: strings.Join(items, ","), Line: v.Line, Column: v.Column}
+	}
+	return &out
+}
 
 // postgresOptions checks a postgres resource's options (n is their
 // mapping node, for positions).
@@ -319,6 +345,17 @@ func postgresOptions(d *decoder, n *yaml.Node, what string, opts map[string]stri
 	}
 	if _, ok := opts["sslrootcert"]; ok && (opts["sslmode"] == "" || opts["sslmode"] == "disable") {
 		d.errf(n, "%s: sslrootcert needs sslmode require, verify-ca or verify-full", what)
+	}
+	if v, ok := opts["allow_cleartext_password"]; ok && v != "true" && v != "false" {
+		d.errf(n, "%s: allow_cleartext_password must be true or false, not %q", what, v)
+	}
+	if v, ok := opts["databases"]; ok {
+		for _, db := range strings.Split(v, ",") {
+			if db == "" || len(db) > 63 {
+				d.errf(n, "%s: databases must name databases of at most 63 bytes, not %q", what, v)
+				break
+			}
+		}
 	}
 }
 
@@ -360,7 +397,7 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 		r.Labels = d.strMap(v.v, what+": labels")
 	}
 	if v, ok := f["options"]; ok {
-		r.Options = d.strMap(v.v, what+": options")
+		r.Options = d.strMap(listOptions(d, v.v, what+": options", "databases"), what+": options")
 		if r.Kind == airlock.KindPostgres {
 			postgresOptions(d, v.v, what, r.Options)
 		}

@@ -51,7 +51,13 @@ func TestParseErrors(t *testing.T) {
 		{"empty-access", "version: 1\nrules:\n  - name: r\n    who: {users: [a]}\n    resources: {names: [db]}\n    access: []\n", `access lists no access level`},
 		{"no-name", "version: 1\nrules:\n  - who: {users: [a]}\n", `3:5: error: rule needs a name`},
 		{"pg-unknown-option", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {ssl_mode: verify-full}}\n",
-			`3:57: error: resource db: unknown option "ssl_mode" (postgres resources take database, read_only, sslmode, sslrootcert)`},
+			`3:57: error: resource db: unknown option "ssl_mode" (postgres resources take database, databases, read_only, sslmode, sslrootcert, allow_cleartext_password)`},
+		{"pg-bad-databases", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {databases: [app, \"a,b\"]}}\n",
+			`error: resource db: options: databases items must be non-empty names without commas, not "a,b"`},
+		{"pg-databases-mapping", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {databases: {a: b}}}\n",
+			`error: resource db: options value must be a single value`},
+		{"pg-bad-cleartext", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {allow_cleartext_password: yes please}}\n",
+			`error: resource db: allow_cleartext_password must be true or false, not "yes please"`},
 		{"pg-bad-sslmode", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {sslmode: prefer}}\n",
 			`error: resource db: sslmode must be disable, require, verify-ca or verify-full, not "prefer"`},
 		{"pg-rootcert-plaintext", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {sslrootcert: /ca.pem}}\n",
@@ -285,7 +291,7 @@ resources:
   - name: db
     kind: postgres
     addr: db:5432
-    options: {database: app, sslmode: verify-full, sslrootcert: /etc/db-ca.pem}
+    options: {database: app, databases: [app_archive, app_reports], sslmode: verify-full, sslrootcert: /etc/db-ca.pem, allow_cleartext_password: false}
     credentials:
       read: {user: ro, password_env: RO}
       write: {user: rw, password_file: /etc/rw}
@@ -475,5 +481,20 @@ rules:
 	roundTrip(t, p)
 	if p.Resources[0].Labels["null"] != "~" || p.Resources[0].Labels["empty"] != "" || p.Rules[0].Who.Groups[1] != "!tag" {
 		t.Errorf("parsed values wrong: %+v %+v", p.Resources[0].Labels, p.Rules[0].Who)
+	}
+}
+
+// TestPostgresDatabasesOption pins that a postgres resource lists the
+// databases a client may open, as a YAML list or comma-separated.
+func TestPostgresDatabasesOption(t *testing.T) {
+	for _, src := range []string{
+		"{name: db, kind: postgres, addr: db:5432, options: {databases: [app, app_archive]}, credentials: {read: {user: ro, password_env: RO}}}",
+		"{name: db, kind: postgres, addr: db:5432, options: {databases: \"app,app_archive\"}, credentials: {read: {user: ro, password_env: RO}}}",
+	} {
+		p := mustParse(t, "version: 1\nresources:\n  - "+src+"\n")
+		if got := p.Resources[0].Options["databases"]; got != "app,app_archive" {
+			t.Fatalf("databases option %q", got)
+		}
+		roundTrip(t, p)
 	}
 }

@@ -110,15 +110,16 @@ func newAdminCmd() *cobra.Command {
 
 	resources := &cobra.Command{Use: "resources", Short: "Manage resources"}
 	var kind, addr, database string
-	var labels, creds, logins, readOnly []string
+	var labels, creds, logins, readOnly, databases []string
 	var hostKey, sslMode, sslRootCert string
+	var allowCleartext bool
 	addRes := &cobra.Command{Use: "add NAME --kind postgres|ssh|http --addr HOST:PORT", Short: "Add a resource",
 		Long: `Add a resource. Brokered credentials are given as --credential LEVEL=USER:SOURCE where SOURCE is
 env:VAR (read from this shell's environment) or file:PATH; the secret is sent once to the server,
 sealed there and never shown again. Example:
 
   PROD_RO=… airlock admin resources add prod-db --kind postgres --addr db:5432 --database app \
-      --sslmode verify-full --sslrootcert db-ca.pem \
+      --allow-database app_archive --sslmode verify-full --sslrootcert db-ca.pem \
       --label env=prod --credential read=app_ro:env:PROD_RO --credential write=app_rw:file:/run/secrets/rw`,
 		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newCLI(cmd)
@@ -127,7 +128,8 @@ sealed there and never shown again. Example:
 			}
 			c.otp = otp
 			in := access.ResourceInput{Name: args[0], Kind: kind, Addr: addr, Labels: map[string]string{}, Credentials: map[string]access.CredentialInput{},
-				Options: access.ResourceOptions{Database: database, Logins: logins, HostKey: hostKey, ReadOnly: readOnly, TLS: sslMode}}
+				Options: access.ResourceOptions{Database: database, Databases: databases, Logins: logins, HostKey: hostKey, ReadOnly: readOnly, TLS: sslMode,
+					AllowCleartextPassword: allowCleartext}}
 			if sslRootCert != "" {
 				b, err := os.ReadFile(sslRootCert)
 				if err != nil {
@@ -167,6 +169,8 @@ sealed there and never shown again. Example:
 	addRes.Flags().StringVar(&kind, "kind", "", "postgres, ssh or http")
 	addRes.Flags().StringVar(&addr, "addr", "", "HOST:PORT of the resource")
 	addRes.Flags().StringVar(&database, "database", "", "postgres: upstream database name (default: the resource name)")
+	addRes.Flags().StringArrayVar(&databases, "allow-database", nil, "postgres: another upstream database clients may open as RESOURCE/DB (repeatable; default: only --database)")
+	addRes.Flags().BoolVar(&allowCleartext, "allow-cleartext-password", false, "postgres: send the brokered password when the database asks for it in cleartext without a verified TLS certificate (default: refuse)")
 	addRes.Flags().StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
 	addRes.Flags().StringArrayVar(&creds, "credential", nil, "brokered credential LEVEL=USER:env:VAR|file:PATH (repeatable)")
 	addRes.Flags().StringArrayVar(&logins, "login", nil, "ssh: an allowed login (repeatable)")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,9 @@ type serverConfig struct {
 	MaxPending          int           `yaml:"gateway_max_pending"`
 	MaxPendingPerSource int           `yaml:"gateway_max_pending_per_source"`
 
+	CredentialsDir       string `yaml:"credentials_dir"`
+	CredentialsEnvPrefix string `yaml:"credentials_env_prefix"`
+
 	// now is the server clock; tests inject a fake one (never settable
 	// from flags, env or file).
 	now func() time.Time
@@ -93,11 +97,15 @@ func defaultServerConfig() serverConfig {
 		SweepInterval:      time.Second,
 		OIDCGroupsClaim:    "groups",
 
-		HandshakeTimeout:    netguard.DefaultHandshakeTimeout,
-		MaxPending:          netguard.DefaultMaxPending,
-		MaxPendingPerSource: netguard.DefaultMaxPendingPerSource,
+		HandshakeTimeout:     netguard.DefaultHandshakeTimeout,
+		MaxPending:           netguard.DefaultMaxPending,
+		MaxPendingPerSource:  netguard.DefaultMaxPendingPerSource,
+		CredentialsEnvPrefix: DefaultCredentialsEnvPrefix,
 	}
 }
+
+// DefaultCredentialsEnvPrefix is the default of --credentials-env-prefix.
+const DefaultCredentialsEnvPrefix = "AIRLOCK_CRED_"
 
 // configKey describes one setting for flags, env and file.
 type configKey struct {
@@ -143,7 +151,69 @@ func (c *serverConfig) keys() []configKey {
 		{"audit-max-delay", "longest a gateway statement's audit event waits to share a commit when nothing waits for it (0: commit at once)", &c.AuditMaxDelay},
 		{"grant-sweep-interval", "how often expired grants are recorded and their sessions cut", &c.SweepInterval},
 		{"webhook-allow-link-local", "let webhooks reach link-local addresses and cloud metadata endpoints (169.254.169.254 …); refused by default", &c.WebhookAllowLinkLocal},
+		{"credentials-dir", "directory the policy's password_file, sslrootcert, url_file and secret_file must name files in (empty: file references refused; never the data dir)", &c.CredentialsDir},
+		{"credentials-env-prefix", "prefix of the environment variables the policy's password_env, url_env and secret_env may name (empty: refused)", &c.CredentialsEnvPrefix},
 	}
+}
+
+// checkCredentialSources refuses credential sources that would let a
+// policy read the server's own secrets: a credentials dir that is, holds
+// or lies in the data dir, and an env prefix that one of the server's
+// own AIRLOCK_* settings starts with.
+func (c *serverConfig) checkCredentialSources() error {
+	if p := c.CredentialsEnvPrefix; p != "" {
+		own := []string{"AIRLOCK_CONFIG"}
+		for _, k := range c.keys() {
+			own = append(own, envName(k.name))
+		}
+		for _, name := range own {
+			if strings.HasPrefix(name, p) {
+				return fmt.Errorf("--credentials-env-prefix %q would let a policy read the server's own setting %s; choose a longer prefix such as %s", p, name, DefaultCredentialsEnvPrefix)
+			}
+		}
+	}
+	if c.CredentialsDir == "" {
+		return nil
+	}
+	cred, err := realPath(c.CredentialsDir)
+	if err != nil {
+		return fmt.Errorf("--credentials-dir %s: %v", c.CredentialsDir, err)
+	}
+	if st, err := os.Stat(cred); err != nil || !st.IsDir() {
+		return fmt.Errorf("--credentials-dir %s is not a directory", c.CredentialsDir)
+	}
+	data, err := realPath(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir %s: %v", c.DataDir, err)
+	}
+	if within(cred, data) || within(data, cred) {
+		return fmt.Errorf("--credentials-dir %s overlaps the data dir %s, which holds the master key; use a directory of its own", c.CredentialsDir, c.DataDir)
+	}
+	return nil
+}
+
+// realPath is p absolute with symbolic links resolved as far as it exists.
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if filepath.Dir(dir) == dir {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
+}
+
+// within reports whether path is dir or inside it (both cleaned, absolute).
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 func envName(flag string) string {

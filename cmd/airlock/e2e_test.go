@@ -499,7 +499,7 @@ func TestE2ERecoveryCodes(t *testing.T) {
 func TestE2EBreakGlassWebhook(t *testing.T) {
 	needOathtool(t)
 	const secret = "webhook-signing-secret-0123456789"
-	t.Setenv("AIRLOCK_E2E_WEBHOOK_SECRET", secret)
+	t.Setenv("AIRLOCK_CRED_E2E_WEBHOOK_SECRET", secret)
 	type delivery struct {
 		body  []byte
 		valid bool
@@ -525,7 +525,7 @@ notify:
   - name: sec
     type: webhook
     url: `+recv.URL+`/hook
-    secret_env: AIRLOCK_E2E_WEBHOOK_SECRET
+    secret_env: AIRLOCK_CRED_E2E_WEBHOOK_SECRET
 rules:
   - name: sre-emergency
     who: {groups: [sre]}

@@ -25,11 +25,20 @@ type pgAuthenticator struct{ s *server }
 
 func (p pgAuthenticator) Authenticate(ctx context.Context, req pgproxy.AuthRequest) (*pgproxy.Target, error) {
 	resource, dbname, _ := strings.Cut(req.Database, "/")
-	c, err := p.s.access.ConsumeConnectToken(ctx, req.User, resource, req.Token.Reveal(), req.SourceAddr)
+	c, err := p.s.access.ConsumeConnectToken(ctx, req.User, resource, dbname, req.Token.Reveal(), req.SourceAddr)
 	if err != nil {
-		return nil, err
+		return nil, pgRefusal(err)
 	}
-	return pgTarget(c, dbname)
+	return pgTarget(c)
+}
+
+// pgRefusal passes a refused database on to the client as such; every
+// other error stays the invalid-token error.
+func pgRefusal(err error) error {
+	if access.IsDatabaseRefused(err) {
+		return &pgproxy.Refusal{Code: "42501", Message: "airlock: " + airlock.ErrorMessage(err)}
+	}
+	return err
 }
 
 // SCRAMCandidates lists the verifiers of the user's live tokens for the
@@ -47,24 +56,23 @@ func (p pgAuthenticator) SCRAMCandidates(ctx context.Context, req pgproxy.AuthRe
 func (p pgAuthenticator) AuthenticateSCRAM(ctx context.Context, req pgproxy.AuthRequest, sc *pgproxy.SCRAMCandidates, match int) (*pgproxy.Target, error) {
 	resource, dbname, _ := strings.Cut(req.Database, "/")
 	ac, _ := sc.State.(*access.SCRAMCandidates)
-	c, err := p.s.access.ConsumeSCRAMToken(ctx, req.User, resource, ac, match, req.SourceAddr)
+	c, err := p.s.access.ConsumeSCRAMToken(ctx, req.User, resource, dbname, ac, match, req.SourceAddr)
 	if err != nil {
-		return nil, err
+		return nil, pgRefusal(err)
 	}
-	return pgTarget(c, dbname)
+	return pgTarget(c)
 }
 
-// pgTarget is where an authenticated connection goes upstream.
-func pgTarget(c *access.Connection, dbname string) (*pgproxy.Target, error) {
+// pgTarget is where an authenticated connection goes upstream: the
+// database the access service checked against the resource's list.
+func pgTarget(c *access.Connection) (*pgproxy.Target, error) {
 	if c.Resource.Kind != airlock.KindPostgres {
 		return nil, airlock.Errorf(airlock.EINVALID, "%s is not a postgres resource", c.Resource.Name)
 	}
 	opts := access.Options(c.Resource)
-	if dbname == "" {
-		dbname = opts.Database
-	}
-	if dbname == "" {
-		dbname = c.Resource.Name
+	dbname := c.Database
+	if dbname == "" { // never: the access service sets it for postgres
+		return nil, airlock.Errorf(airlock.EINTERNAL, "no upstream database for %s", c.Resource.Name)
 	}
 	upTLS, err := pgproxy.UpstreamTLSConfig(opts.TLS, []byte(opts.TLSCA))
 	if err != nil {
@@ -79,7 +87,8 @@ func pgTarget(c *access.Connection, dbname string) (*pgproxy.Target, error) {
 		UserID: c.User.ID, UserName: c.User.Name, GrantID: c.Grant.ID, Resource: c.Resource.Name, Access: c.Grant.Access,
 		EndsAt: c.Grant.EndsAt, UpstreamAddr: c.Resource.Addr, UpstreamDatabase: dbname,
 		UpstreamUser: c.Credential.User, UpstreamPassword: c.Credential.Password, UpstreamTLS: upTLS, UpstreamTLSKey: tlsKey,
-		ReadOnly: access.IsReadOnly(c.Resource, c.Grant.Access), StrictAudit: sess.Audit == "strict",
+		AllowCleartextPassword: opts.AllowCleartextPassword,
+		ReadOnly:               access.IsReadOnly(c.Resource, c.Grant.Access), StrictAudit: sess.Audit == "strict",
 		LogParameters: sess.LogParameters, IdleTimeout: sess.IdleTimeout, MaxConcurrent: sess.MaxConcurrent,
 	}, nil
 }

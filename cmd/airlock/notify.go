@@ -25,10 +25,11 @@ type notifier struct {
 
 // newNotifier returns the server's notifier. Its client never follows
 // redirects and refuses link-local and cloud-metadata targets unless
-// allowLinkLocal (--webhook-allow-link-local).
-func newNotifier(al airlock.Auditor, logger *slog.Logger, publicURL string, allowLinkLocal bool, now func() time.Time) *notifier {
+// allowLinkLocal (--webhook-allow-link-local); channel secrets resolve
+// through resolve (the server's credential sources, as for resources).
+func newNotifier(al airlock.Auditor, logger *slog.Logger, publicURL string, allowLinkLocal bool, now func() time.Time, resolve func(string) (string, error)) *notifier {
 	client := notify.NewHTTPClient(notify.ClientOptions{Timeout: 10 * time.Second, AllowLinkLocal: allowLinkLocal})
-	return &notifier{n: notify.New(nil, notify.ResolveSecret, al, client, logger.With("component", "notify"), now),
+	return &notifier{n: notify.New(nil, resolve, al, client, logger.With("component", "notify"), now),
 		publicURL: publicURL}
 }
 

@@ -38,12 +38,13 @@ func TestServerNotifierNeverFollowsRedirects(t *testing.T) {
 		http.Redirect(w, r, other.URL+"/elsewhere", http.StatusFound)
 	}))
 	defer first.Close()
-	t.Setenv("AIRLOCK_TEST_HOOK_SECRET", "whsec-0123456789")
+	t.Setenv("AIRLOCK_CRED_TEST_HOOK_SECRET", "whsec-0123456789")
 
 	al := &memAuditor{}
-	n := newNotifier(al, slog.New(slog.DiscardHandler), "http://airlock.test", false, time.Now)
+	creds := access.CredentialSources{EnvPrefix: DefaultCredentialsEnvPrefix}
+	n := newNotifier(al, slog.New(slog.DiscardHandler), "http://airlock.test", false, time.Now, creds.Resolve)
 	n.policy = func() (*policy.Policy, int64) {
-		p, _, err := policy.Parse(map[string][]byte{"p.yaml": []byte("version: 1\nnotify:\n  - name: sec\n    type: webhook\n    url: " + first.URL + "/hook\n    secret_env: AIRLOCK_TEST_HOOK_SECRET\n")})
+		p, _, err := policy.Parse(map[string][]byte{"p.yaml": []byte("version: 1\nnotify:\n  - name: sec\n    type: webhook\n    url: " + first.URL + "/hook\n    secret_env: AIRLOCK_CRED_TEST_HOOK_SECRET\n")})
 		if err != nil {
 			t.Fatal(err)
 		}

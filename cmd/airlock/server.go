@@ -167,6 +167,9 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		defer sshLn.Close()
 	}
 
+	if err = c.checkCredentialSources(); err != nil {
+		return err
+	}
 	dir, err := datadir.Open(c.DataDir)
 	if err != nil {
 		return err
@@ -381,9 +384,10 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}
 
 	bus := &access.Bus{}
-	s.notifier = newNotifier(al, logger, c.PublicURL, c.WebhookAllowLinkLocal, now)
+	creds := access.CredentialSources{Dir: c.CredentialsDir, EnvPrefix: c.CredentialsEnvPrefix}
+	s.notifier = newNotifier(al, logger, c.PublicURL, c.WebhookAllowLinkLocal, now, creds.Resolve)
 	s.access, err = access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: s.ident, Bus: bus, Logger: logger, Now: now,
-		ConsoleURL: c.PublicURL, Notify: s.notifier.send})
+		ConsoleURL: c.PublicURL, Notify: s.notifier.send, Credentials: creds})
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
