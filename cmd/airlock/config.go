@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/pgproxy"
 )
 
@@ -56,6 +57,8 @@ type serverConfig struct {
 	AuditLinger        time.Duration `yaml:"audit_linger"`
 	AuditMaxDelay      time.Duration `yaml:"audit_max_delay"`
 	SweepInterval      time.Duration `yaml:"grant_sweep_interval"`
+	NodeHeartbeat      time.Duration `yaml:"node_heartbeat"`
+	NodeLostAfter      time.Duration `yaml:"node_lost_after"`
 
 	// now is the server clock; tests inject a fake one (never settable
 	// from flags, env or file).
@@ -83,6 +86,8 @@ func defaultServerConfig() serverConfig {
 		AuditLinger:        0,
 		AuditMaxDelay:      20 * time.Millisecond,
 		SweepInterval:      time.Second,
+		NodeHeartbeat:      access.DefaultHeartbeat,
+		NodeLostAfter:      access.DefaultLostAfter,
 		OIDCGroupsClaim:    "groups",
 	}
 }
@@ -127,6 +132,8 @@ func (c *serverConfig) keys() []configKey {
 		{"audit-linger", "fixed time the audit writer lets a small batch grow before committing (0: adaptive group commit)", &c.AuditLinger},
 		{"audit-max-delay", "longest a gateway statement's audit event waits to share a commit when nothing waits for it (0: commit at once)", &c.AuditMaxDelay},
 		{"grant-sweep-interval", "how often expired grants are recorded and their sessions cut", &c.SweepInterval},
+		{"node-heartbeat", "how often this server records in the store that it is alive", &c.NodeHeartbeat},
+		{"node-lost-after", "a server silent this long is lost: the others end its sessions as node_lost", &c.NodeLostAfter},
 	}
 }
 
@@ -221,6 +228,10 @@ func loadServerConfig(fs *pflag.FlagSet, file string, getenv func(string) string
 	if c.AuditMaxDelay < 0 || c.AuditMaxDelay > maxAuditMaxDelay {
 		// A gateway statement must be durable within 50 ms of arriving.
 		return c, fmt.Errorf("--audit-max-delay must be between 0 and %s (got %s): statement events must be durable within 50ms", maxAuditMaxDelay, c.AuditMaxDelay)
+	}
+	if c.NodeHeartbeat <= 0 || c.NodeLostAfter < 3*c.NodeHeartbeat {
+		// A node must miss several beats before it is taken for lost.
+		return c, fmt.Errorf("--node-heartbeat must be positive and --node-lost-after at least three heartbeats (got %s and %s)", c.NodeHeartbeat, c.NodeLostAfter)
 	}
 	return c, nil
 }
