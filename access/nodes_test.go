@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/identity"
 )
 
 // flakyBeats is a store whose heartbeats fail while down is set.
@@ -141,5 +143,66 @@ func TestReapWaitsForOwnBeats(t *testing.T) {
 	al.Flush()
 	if evs := endedEvents(t, store); len(evs) != 1 {
 		t.Fatalf("session.ended events after another beat = %v", evs)
+	}
+}
+
+// TestKillSession: killing a session a live node holds goes to the bus; a
+// ghost's (its node silent past LostAfter) has its record ended here as
+// node_lost, with both events; an ended session is not "killed" again.
+func TestKillSession(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	svc, store, _ := newTestService(t, clk)
+	ctx := t.Context()
+	var sent []Revocation
+	svc.Bus().Subscribe(func(r Revocation) { sent = append(sent, r) })
+	wall := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	if err := svc.StartNode(ctx, Liveness{Node: "me", LostAfter: 15 * time.Second, Wall: wall.now}); err != nil {
+		t.Fatal(err)
+	}
+	store.HeartbeatNode(ctx, airlock.Node{Name: "dead", HeartbeatAt: wall.now()})
+	wall.t = wall.t.Add(20 * time.Second)
+	svc.beat(ctx)
+	store.HeartbeatNode(ctx, airlock.Node{Name: "live", HeartbeatAt: wall.now()})
+	p := &identity.Principal{User: &airlock.User{ID: "us_a", Name: "alice"}, Session: &airlock.LoginSession{MFAAt: clk.now()}}
+
+	for _, tc := range []struct {
+		node  string
+		ghost bool
+	}{{"live", false}, {"me", false}, {"dead", true}, {"never-beat", true}} {
+		t.Run(tc.node, func(t *testing.T) {
+			sent = nil
+			x := mkSession(t, store, tc.node)
+			res, err := svc.KillSession(ctx, p, x.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Ended != tc.ghost || res.Node != tc.node {
+				t.Fatalf("KillSession = %+v, want Ended=%v", res, tc.ghost)
+			}
+			wantEnded(t, store, x, tc.ghost)
+			if published := len(sent) == 1 && sent[0].SessionID == x.ID && sent[0].Reason == airlock.EndSessionKilled; published == tc.ghost {
+				t.Fatalf("revocations sent = %+v (ghost %v)", sent, tc.ghost)
+			}
+			evs, err := store.ListEvents(ctx, airlock.EventFilter{SessionID: x.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var actions []string
+			for _, e := range evs {
+				actions = append(actions, e.Action)
+			}
+			want := []string{"session.killed"}
+			if tc.ghost {
+				want = append(want, "session.ended")
+			}
+			if !reflect.DeepEqual(actions, want) {
+				t.Fatalf("events = %v, want %v", actions, want)
+			}
+			if tc.ghost {
+				if _, err := svc.KillSession(ctx, p, x.ID); airlock.ErrorCode(err) != airlock.ECONFLICT {
+					t.Fatalf("KillSession of an ended session = %v, want ECONFLICT", err)
+				}
+			}
+		})
 	}
 }
