@@ -87,7 +87,7 @@ type Log struct {
 	downWrites int
 
 	probeMu sync.Mutex
-	probe   *Receipt // Probe's event in flight, if any
+	probe   *Receipt  // Probe's event in flight, if any
 	urgent  bool      // someone waits: commit the queue without MaxDelay
 	firstAt time.Time // when the queue last became non-empty
 
