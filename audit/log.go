@@ -85,11 +85,11 @@ type Log struct {
 	// began and how many failed (zero while healthy), for Probe's event.
 	downSince  time.Time
 	downWrites int
+	urgent     bool      // someone waits: commit the queue without MaxDelay
+	firstAt    time.Time // when the queue last became non-empty
 
 	probeMu sync.Mutex
-	probe   *Receipt  // Probe's event in flight, if any
-	urgent  bool      // someone waits: commit the queue without MaxDelay
-	firstAt time.Time // when the queue last became non-empty
+	probe   *Receipt // Probe's event in flight, if any
 
 	wake    chan struct{} // cap 1: there is work
 	stopped chan struct{} // closed when the writer has exited
