@@ -424,7 +424,7 @@ func TestFaultsStoreCrash(t *testing.T) {
 }
 
 // TestFaultsReplicaKill: replica B is killed with SIGKILL while pgbench
-// runs four sessions through it. Replica A ends B's sessions as node_lost
+// runs three sessions through it. Replica A ends B's sessions as node_lost
 // once B has been silent for --node-lost-after (each with one
 // session.ended event, actor system, naming B), A stays ready throughout,
 // B starts again on its data dir, and the audit log verifies.
