@@ -20,6 +20,7 @@ type Store interface {
 	PolicyStore
 	AccessStore
 	SessionStore
+	NodeStore
 	AuditStore
 	KVStore
 	ThrottleStore
@@ -173,6 +174,49 @@ type SessionStore interface {
 	EndSession(ctx context.Context, s *Session) error
 	SessionByID(ctx context.Context, id string) (*Session, error)
 	ListSessions(ctx context.Context, f SessionFilter) ([]*Session, error) // newest first
+}
+
+// Node is one running server process as its heartbeats record it.
+type Node struct {
+	// Name is what the node's sessions record as Session.Node; unique
+	// per process.
+	Name string
+	// Identity names the server a process is one life of (host and data
+	// dir): the nodes that share it are the previous lives of one server.
+	Identity string
+	// HeartbeatAt is the node's last heartbeat, on the wall clock.
+	HeartbeatAt time.Time
+}
+
+// LostFilter selects what EndLostSessions ends: active sessions held by a
+// node other than Self that is lost, that is
+//   - when StaleBefore is set: its last heartbeat is before StaleBefore, or
+//     it never beat (no Node row, or an empty Session.Node);
+//   - when Identity is set: it is another life of Identity (a previous
+//     process of the same server).
+//
+// SessionID, when set, restricts it to that one session.
+type LostFilter struct {
+	Self        string
+	StaleBefore time.Time
+	Identity    string
+	SessionID   string
+}
+
+// NodeStore records which server processes are alive, so that the sessions
+// of one that stopped without ending them (kill -9, crash, lost host) are
+// ended by the others, or by the same server at its next start.
+type NodeStore interface {
+	// HeartbeatNode records that n.Name (of n.Identity) is alive at
+	// n.HeartbeatAt, creating its row at the first beat.
+	HeartbeatNode(ctx context.Context, n Node) error
+	// EndLostSessions ends the active sessions f selects — ended_at = now,
+	// end_reason EndNodeLost, bytes and statements as last recorded — and
+	// returns them as ended, in no particular order. It must be atomic
+	// across processes: of any number of concurrent callers, each session
+	// is ended by exactly one, and only that caller gets it back (so only
+	// one audits it).
+	EndLostSessions(ctx context.Context, f LostFilter, now time.Time) ([]*Session, error)
 }
 
 // AuditStore persists the hash-chained audit log. Only the audit package

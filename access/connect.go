@@ -359,26 +359,55 @@ func (s *Service) ListSessions(ctx context.Context, p *identity.Principal, activ
 	return ss, err
 }
 
+// KillResult says what KillSession did.
+type KillResult struct {
+	ID string `json:"killed"`
+	// Node is the node that held the session.
+	Node string `json:"node,omitempty"`
+	// Ended reports that no live node held the session (its node stopped
+	// without ending it), so KillSession ended the record itself, with
+	// end reason EndReason (node_lost). When false, the kill went to the
+	// gateways over the revocation bus and the holder ends it.
+	Ended     bool              `json:"ended_record,omitempty"`
+	EndReason airlock.EndReason `json:"end_reason,omitempty"`
+}
+
 // KillSession ends a live gateway session (admins, or the session's user).
-func (s *Service) KillSession(ctx context.Context, p *identity.Principal, id string) error {
+// A session no live node holds — its node has not beaten for the liveness
+// LostAfter, or never did — is a ghost: nothing on the wire to cut, so its
+// record is ended here, as node_lost, and the result says so. Errors:
+// ENOTFOUND, ECONFLICT when the session already ended, EUNAVAILABLE when
+// the audit log cannot be written.
+func (s *Service) KillSession(ctx context.Context, p *identity.Principal, id string) (*KillResult, error) {
 	if err := s.ident.RequireEnrolled(p); err != nil {
-		return err
+		return nil, err
 	}
 	ss, err := s.store.SessionByID(ctx, id)
 	if err != nil || (ss.UserID != p.User.ID && !p.User.IsAdmin()) {
-		return airlock.Errorf(airlock.ENOTFOUND, "no session %q; run `airlock sessions --active`", id)
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "no session %q; run `airlock sessions --active`", id)
 	}
 	if p.User.IsAdmin() && ss.UserID != p.User.ID {
 		if err := s.ident.RequireFresh(p, identity.ActionAdmin); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	if !ss.Active() {
+		return nil, airlock.Errorf(airlock.ECONFLICT, "session %s already ended at %s (%s)", id, ss.EndedAt.UTC().Format(time.RFC3339), ss.EndReason)
+	}
 	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "session.killed", Resource: ss.Resource, GrantID: ss.GrantID, SessionID: ss.ID,
-		SourceAddr: p.Source}); err != nil {
-		return err
+		SourceAddr: p.Source, Details: details("node", ss.Node)}); err != nil {
+		return nil, err
+	}
+	res := &KillResult{ID: id, Node: ss.Node}
+	if f, ok := s.lostFilter(); ok {
+		f.SessionID = id
+		if ended := s.endLost(ctx, f, "killed by "+p.User.Name+"; no live node held it"); len(ended) == 1 {
+			res.Ended, res.EndReason = true, airlock.EndNodeLost
+			return res, nil
+		}
 	}
 	s.bus.Publish(Revocation{SessionID: id, Reason: airlock.EndSessionKilled, Detail: "session killed by " + p.User.Name})
-	return nil
+	return res, nil
 }
 
 // Session returns one session visible to p.

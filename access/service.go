@@ -58,6 +58,8 @@ type Service struct {
 	pol      *policy.Policy
 	polVer   int64
 	reqLocks sync.Map // request id -> *sync.Mutex
+
+	nodes nodeState
 }
 
 // Deps are a Service's collaborators.

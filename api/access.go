@@ -264,10 +264,11 @@ func (s *Server) routesAccess() {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := a.KillSession(r.Context(), p, r.PathValue("id")); err != nil {
+		res, err := a.KillSession(r.Context(), p, r.PathValue("id"))
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"killed": r.PathValue("id")})
+		writeJSON(w, http.StatusOK, res)
 	}))
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -80,8 +81,15 @@ type Log struct {
 	openN   int     // receipts in open
 	closing bool
 	health  error
-	urgent  bool      // someone waits: commit the queue without MaxDelay
-	firstAt time.Time // when the queue last became non-empty
+	// downSince and downWrites: when the current run of failed writes
+	// began and how many failed (zero while healthy), for Probe's event.
+	downSince  time.Time
+	downWrites int
+	urgent     bool      // someone waits: commit the queue without MaxDelay
+	firstAt    time.Time // when the queue last became non-empty
+
+	probeMu sync.Mutex
+	probe   *Receipt // Probe's event in flight, if any
 
 	wake    chan struct{} // cap 1: there is work
 	stopped chan struct{} // closed when the writer has exited
@@ -125,6 +133,15 @@ func (r *Receipt) Err() error {
 		return r.c.err
 	default:
 		return nil
+	}
+}
+
+func (r *Receipt) done() bool {
+	select {
+	case <-r.c.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -314,6 +331,46 @@ func (l *Log) Healthy() error {
 		return airlock.WrapError(airlock.EUNAVAILABLE, "audit log is closed", ErrClosed)
 	}
 	return l.health
+}
+
+// Probe, while the log is unhealthy, tries a write to find out whether it
+// may be healthy again: it appends an audit.recovered event (actor system)
+// recording since when writes had failed and how many, which makes the
+// log healthy again once durable. Writability is proven by the very
+// operation that failed — a store that answers reads but cannot write (a
+// full disk) stays unhealthy. Nothing needs to write for the log to
+// recover: call Probe periodically (the server's readiness check does,
+// every second). It returns Healthy() afterwards; a healthy log is not
+// written to.
+func (l *Log) Probe(ctx context.Context) error {
+	l.mu.Lock()
+	health, since, n := l.health, l.downSince, l.downWrites
+	l.mu.Unlock()
+	if health == nil {
+		return l.Healthy()
+	}
+	// One probe event at a time: a probe that timed out waits on, rather
+	// than piling up events for a store that hangs.
+	l.probeMu.Lock()
+	r := l.probe
+	if r == nil || r.done() {
+		r = l.submit(airlock.Event{Actor: airlock.SystemActor, Action: "audit.recovered", Outcome: airlock.OutcomeSuccess,
+			Details: probeDetails(since, n)}, true)
+		l.probe = r
+	}
+	l.probeMu.Unlock()
+	if _, err := r.Wait(ctx); err != nil {
+		return err
+	}
+	return l.Healthy()
+}
+
+func probeDetails(since time.Time, failed int) json.RawMessage {
+	b, _ := json.Marshal(struct {
+		Since  time.Time `json:"unavailable_since"`
+		Failed int       `json:"failed_writes"`
+	}{since.UTC(), failed})
+	return b
 }
 
 // Close stops accepting events, writes everything queued, writes a final
@@ -558,6 +615,10 @@ func (l *Log) write(batch []*Receipt) {
 		werr := airlock.WrapError(airlock.EUNAVAILABLE, "audit log cannot be written", err)
 		l.mu.Lock()
 		l.health = werr
+		if l.downWrites == 0 {
+			l.downSince = l.opts.Now()
+		}
+		l.downWrites++
 		l.mu.Unlock()
 		c := batch[0].c
 		c.err = werr
@@ -568,6 +629,7 @@ func (l *Log) write(batch []*Receipt) {
 	}
 	l.mu.Lock()
 	l.health = nil
+	l.downWrites = 0
 	l.mu.Unlock()
 	for i, r := range batch {
 		r.seq = l.events[i].Seq

@@ -22,7 +22,7 @@ import (
 
 // SchemaVersion is the newest schema version this package knows: the
 // number of the last embedded migration.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS

@@ -42,6 +42,8 @@ func Run(t *testing.T, open func(t *testing.T) airlock.Store) {
 		{"live-connect-tokens", testLiveConnectTokens},
 		{"connect-tokens/concurrent", testConnectTokenConcurrent},
 		{"sessions", testSessions},
+		{"sessions/lost", testLostSessions},
+		{"sessions/lost-concurrent", testLostSessionsConcurrent},
 		{"audit/append", testAppend},
 		{"audit/append-errors", testAppendErrors},
 		{"audit/append-concurrent", testAppendConcurrent},

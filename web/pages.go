@@ -393,7 +393,7 @@ func (c *console) sessionKill(w http.ResponseWriter, r *http.Request, p *identit
 			return
 		}
 	}
-	if err := c.cfg.Access.KillSession(r.Context(), p, r.PathValue("id")); err != nil {
+	if _, err := c.cfg.Access.KillSession(r.Context(), p, r.PathValue("id")); err != nil {
 		http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
 		return
 	}

@@ -303,8 +303,16 @@ func newSessionsCmd() *cobra.Command {
 			return err
 		}
 		c.otp = otp
-		if err := c.call("POST", "/api/v1/sessions/"+url.PathEscape(args[0])+"/kill", api.OTPRequest{}, nil); err != nil {
+		var res access.KillResult
+		if err := c.call("POST", "/api/v1/sessions/"+url.PathEscape(args[0])+"/kill", api.OTPRequest{}, &res); err != nil {
 			return err
+		}
+		if c.json() {
+			return c.printJSON(res)
+		}
+		if res.Ended {
+			fmt.Fprintf(c.out(), "Session %s: no live server held it (node %s stopped without ending it); its record is now ended (%s).\n", args[0], res.Node, res.EndReason)
+			return nil
 		}
 		fmt.Fprintf(c.out(), "Session %s killed.\n", args[0])
 		return nil

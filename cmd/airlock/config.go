@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/pgproxy"
 )
@@ -58,6 +59,8 @@ type serverConfig struct {
 	AuditLinger        time.Duration `yaml:"audit_linger"`
 	AuditMaxDelay      time.Duration `yaml:"audit_max_delay"`
 	SweepInterval      time.Duration `yaml:"grant_sweep_interval"`
+	NodeHeartbeat      time.Duration `yaml:"node_heartbeat"`
+	NodeLostAfter      time.Duration `yaml:"node_lost_after"`
 
 	WebhookAllowLinkLocal bool `yaml:"webhook_allow_link_local"`
 
@@ -95,6 +98,8 @@ func defaultServerConfig() serverConfig {
 		AuditLinger:        0,
 		AuditMaxDelay:      20 * time.Millisecond,
 		SweepInterval:      time.Second,
+		NodeHeartbeat:      access.DefaultHeartbeat,
+		NodeLostAfter:      access.DefaultLostAfter,
 		OIDCGroupsClaim:    "groups",
 
 		HandshakeTimeout:     netguard.DefaultHandshakeTimeout,
@@ -153,6 +158,8 @@ func (c *serverConfig) keys() []configKey {
 		{"webhook-allow-link-local", "let webhooks reach link-local addresses and cloud metadata endpoints (169.254.169.254 …); refused by default", &c.WebhookAllowLinkLocal},
 		{"credentials-dir", "directory the policy's password_file, sslrootcert, url_file and secret_file must name files in (empty: file references refused; never the data dir)", &c.CredentialsDir},
 		{"credentials-env-prefix", "prefix of the environment variables the policy's password_env, url_env and secret_env may name (empty: refused)", &c.CredentialsEnvPrefix},
+		{"node-heartbeat", "how often this server records in the store that it is alive", &c.NodeHeartbeat},
+		{"node-lost-after", "a server silent this long is lost: the others end its sessions as node_lost", &c.NodeLostAfter},
 	}
 }
 
@@ -311,6 +318,10 @@ func loadServerConfig(fs *pflag.FlagSet, file string, getenv func(string) string
 	if c.AuditMaxDelay < 0 || c.AuditMaxDelay > maxAuditMaxDelay {
 		// A gateway statement must be durable within 50 ms of arriving.
 		return c, fmt.Errorf("--audit-max-delay must be between 0 and %s (got %s): statement events must be durable within 50ms", maxAuditMaxDelay, c.AuditMaxDelay)
+	}
+	if c.NodeHeartbeat <= 0 || c.NodeLostAfter < 3*c.NodeHeartbeat {
+		// A node must miss several beats before it is taken for lost.
+		return c, fmt.Errorf("--node-heartbeat must be positive and --node-lost-after at least three heartbeats (got %s and %s)", c.NodeHeartbeat, c.NodeLostAfter)
 	}
 	return c, nil
 }

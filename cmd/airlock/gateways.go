@@ -14,11 +14,20 @@ import (
 	"github.com/airlockhq/airlock/sshproxy"
 )
 
-// auditSink adapts the audit log to the PostgreSQL gateway's pipeline.
-type auditSink struct{ l *audit.Log }
+// auditSink adapts the audit log to the PostgreSQL gateway's pipeline;
+// failed session.ended events go to ends for retrying.
+type auditSink struct {
+	l    *audit.Log
+	ends *sessionEnds
+}
 
-func (a auditSink) Submit(e airlock.Event) pgproxy.Pending { return a.l.Submit(e) }
-func (a auditSink) Flush()                                 { a.l.Flush() }
+func (a auditSink) Submit(e airlock.Event) pgproxy.Pending {
+	if e.Action == "session.ended" && a.ends != nil {
+		return a.submitEnd(e)
+	}
+	return a.l.Submit(e)
+}
+func (a auditSink) Flush() { a.l.Flush() }
 
 // pgAuthenticator validates connect tokens for the PostgreSQL gateway.
 type pgAuthenticator struct{ s *server }

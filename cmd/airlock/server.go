@@ -133,6 +133,7 @@ type server struct {
 	ca       *sshca.CA
 	keyring  *secrets.Keyring
 	notifier *notifier
+	ends     *sessionEnds
 	node     string          // this server's name among replicas
 	pending  netguard.Limits // each gateway listener's pending-handshake bounds
 
@@ -260,11 +261,20 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		fmt.Fprintf(stderr, "\nNo users yet. Create the first admin with:\n\n  airlock bootstrap --token-file %s --user admin --password-stdin\n\n", dir.File("bootstrap.token"))
 	}
 
+	// This node beats before its gateways serve, and ends the sessions its
+	// previous life left behind.
+	if err := s.access.StartNode(ctx, access.Liveness{Node: s.node, Identity: nodeIdentity(dir.Path),
+		Interval: c.NodeHeartbeat, LostAfter: c.NodeLostAfter, Wall: time.Now}); err != nil {
+		return fmt.Errorf("record node heartbeat: %w", err)
+	}
+
 	var wg sync.WaitGroup
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
-	wg.Add(1)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.access.RunSweeper(runCtx, c.SweepInterval) }()
+	go func() { defer wg.Done(); s.access.RunNode(runCtx) }()
+	go func() { defer wg.Done(); s.watchReadiness(runCtx) }()
 	if pg, ok := store.(*postgres.DB); ok {
 		// Replicas on one PostgreSQL: revocations fan out with LISTEN/NOTIFY.
 		node := s.node
@@ -318,6 +328,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	if s.ssh != nil {
 		s.ssh.Shutdown(shutCtx)
 	}
+	s.ends.close()
 	cancelRun()
 	wg.Wait()
 	s.notifier.close(shutCtx)
@@ -343,6 +354,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		return fmt.Errorf("open audit log: %w", err)
 	}
 	s.audit = al
+	s.ends = newSessionEnds(store, al, logger)
 
 	pub, err := url.Parse(c.PublicURL)
 	if err != nil || pub.Host == "" {
@@ -410,7 +422,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		if err != nil {
 			return err
 		}
-		s.ssh, err = sshproxy.New(sshproxy.Config{HostSigner: hs, CA: s.ca, Auth: sshAuthorizer{s}, Audit: al, Sessions: store,
+		s.ssh, err = sshproxy.New(sshproxy.Config{HostSigner: hs, CA: s.ca, Auth: sshAuthorizer{s}, Audit: endAuditor{al, s.ends}, Sessions: s.ends,
 			Recordings: recs, Logger: logger.With("gateway", "ssh"), Node: s.node, Now: now,
 			HandshakeTimeout: c.HandshakeTimeout, Pending: s.pending})
 		if err != nil {
@@ -432,7 +444,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			// airlock connect always use it); plaintext clients on
 			// loopback prove the token with SCRAM-SHA-256 instead of
 			// sending it (pgAuthenticator is a SCRAMAuthenticator).
-			AllowLoopbackPlaintext: true, Auth: pgAuthenticator{s}, Audit: auditSink{al}, Sessions: store,
+			AllowLoopbackPlaintext: true, Auth: pgAuthenticator{s}, Audit: auditSink{al, s.ends}, Sessions: s.ends,
 			Logger: logger.With("gateway", "postgres"), Node: s.node, Registerer: reg, Now: now,
 			UpstreamIdle: upstreamIdle(c.PGUpstreamIdle), HandshakeTimeout: c.HandshakeTimeout, Pending: s.pending})
 		if err != nil {
@@ -489,6 +501,50 @@ func fileLimits(logger *slog.Logger, want netguard.Limits) netguard.Limits {
 			"max_pending", lim.MaxPending, "max_pending_per_source", lim.MaxPendingPerSource, "open_files", fl.Soft)
 	}
 	return lim
+}
+
+// readinessProbe is how often, while the audit log cannot be written,
+// the server checks whether it can be again (the bound: 2 s).
+const readinessProbe = time.Second
+
+// watchReadiness makes /readyz recover by itself: while the audit log is
+// unhealthy (its last write failed), it pings the store every
+// readinessProbe and, when the store answers, probes the log with a real
+// append (audit.Log.Probe) — so the server turns ready again within a
+// probe or two of the store (or disk) coming back, with no traffic at all:
+// a load balancer routing on /readyz sends none to an unready replica.
+func (s *server) watchReadiness(ctx context.Context) {
+	t := time.NewTicker(readinessProbe)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.audit.Healthy() == nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := s.store.Ping(pctx)
+		if err == nil {
+			err = s.audit.Probe(pctx)
+		}
+		cancel()
+		if err == nil {
+			s.log.Info("audit log writable again; ready")
+		} else {
+			s.log.Debug("readiness probe: audit log still not writable", "err", err)
+		}
+	}
+}
+
+// nodeIdentity names this server across restarts: host and data dir. The
+// nodes recorded under it are its previous lives, whose sessions it ends
+// at start (two live servers never share a host and a data dir).
+func nodeIdentity(dataDir string) string {
+	h, _ := os.Hostname()
+	return h + ":" + dataDir
 }
 
 // revocationChannel is the PostgreSQL NOTIFY channel replicas share.

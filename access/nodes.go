@@ -1,0 +1,232 @@
+package access
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/audit"
+)
+
+// Liveness configures this node's heartbeats and how the sessions of lost
+// nodes are ended (see StartNode and RunNode).
+type Liveness struct {
+	// Node names this process; its sessions record it as Session.Node.
+	Node string
+	// Identity names this server across restarts (host and data dir): the
+	// nodes recorded under it are its previous lives.
+	Identity string
+	// Interval is the heartbeat period (default 2 s).
+	Interval time.Duration
+	// LostAfter is how long a node may go without a heartbeat before its
+	// sessions are ended as node_lost (default 15 s). Replicas' clocks must
+	// agree to well within it.
+	LostAfter time.Duration
+	// Wall is the liveness clock (default time.Now). It is apart from the
+	// clock of record (Deps.Now): heartbeats measure real time even where
+	// tests move the clock of record.
+	Wall func() time.Time
+}
+
+// Default liveness settings.
+const (
+	DefaultHeartbeat = 2 * time.Second
+	DefaultLostAfter = 15 * time.Second
+)
+
+// nodeState is the Service's liveness state.
+type nodeState struct {
+	mu sync.Mutex
+	l  Liveness
+	// beatingSince is when this node's current run of successful
+	// heartbeats began (zero after a failure): only a node that has seen
+	// the store for a whole LostAfter may call another one lost, or after
+	// a store outage the first replica back would end the others'
+	// sessions before they had a chance to beat again.
+	beatingSince time.Time
+	// unaudited are sessions this node ended whose session.ended event
+	// could not be written yet; each beat retries them.
+	unaudited []lostEnd
+}
+
+func (s *Service) liveness() Liveness {
+	s.nodes.mu.Lock()
+	defer s.nodes.mu.Unlock()
+	return s.nodes.l
+}
+
+// StartNode records this node's first heartbeat and ends the sessions of
+// its previous lives (the same Identity under another Node name: a process
+// that was killed or crashed holding them). Call it before the gateways
+// serve, then RunNode.
+func (s *Service) StartNode(ctx context.Context, l Liveness) error {
+	if l.Interval <= 0 {
+		l.Interval = DefaultHeartbeat
+	}
+	if l.LostAfter <= 0 {
+		l.LostAfter = DefaultLostAfter
+	}
+	if l.Wall == nil {
+		l.Wall = time.Now
+	}
+	s.nodes.mu.Lock()
+	s.nodes.l = l
+	s.nodes.mu.Unlock()
+	if err := s.beat(ctx); err != nil {
+		return err
+	}
+	if l.Identity != "" {
+		s.endLost(ctx, airlock.LostFilter{Self: l.Node, Identity: l.Identity}, "previous life of this server")
+	}
+	return nil
+}
+
+// RunNode beats every Interval until ctx ends. Once its own heartbeats have
+// succeeded without a gap for LostAfter, each beat also ends the sessions
+// of nodes that have not beaten for LostAfter (or never did), with an audit
+// event each. Only sessions this node actually ended are audited by it.
+func (s *Service) RunNode(ctx context.Context) {
+	l := s.liveness()
+	t := time.NewTicker(l.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.beat(ctx); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("node heartbeat failed", "node", l.Node, "err", err)
+			}
+			continue
+		}
+		s.reapLost(ctx)
+	}
+}
+
+// beat records a heartbeat and keeps beatingSince.
+func (s *Service) beat(ctx context.Context) error {
+	l := s.liveness()
+	now := l.Wall()
+	err := s.store.HeartbeatNode(ctx, airlock.Node{Name: l.Node, Identity: l.Identity, HeartbeatAt: now})
+	s.nodes.mu.Lock()
+	defer s.nodes.mu.Unlock()
+	switch {
+	case err != nil:
+		s.nodes.beatingSince = time.Time{}
+	case s.nodes.beatingSince.IsZero():
+		s.nodes.beatingSince = now
+	}
+	return err
+}
+
+// reapLost retries unaudited ends, then ends the sessions of lost nodes
+// when this node has beaten long enough to judge.
+func (s *Service) reapLost(ctx context.Context) {
+	s.nodes.mu.Lock()
+	pending := s.nodes.unaudited
+	s.nodes.unaudited = nil
+	s.nodes.mu.Unlock()
+	s.auditLost(ctx, pending)
+	if f, ok := s.lostFilter(); ok {
+		s.endLost(ctx, f, "no heartbeat for "+s.liveness().LostAfter.String())
+	}
+}
+
+// lostFilter selects the sessions of nodes silent for LostAfter. ok is
+// false while this node cannot judge: liveness not started, or its own
+// heartbeats have not succeeded without a gap for LostAfter.
+func (s *Service) lostFilter() (f airlock.LostFilter, ok bool) {
+	s.nodes.mu.Lock()
+	l, since := s.nodes.l, s.nodes.beatingSince
+	s.nodes.mu.Unlock()
+	if l.Node == "" || since.IsZero() {
+		return f, false
+	}
+	now := l.Wall()
+	if now.Sub(since) < l.LostAfter {
+		return f, false
+	}
+	return airlock.LostFilter{Self: l.Node, StaleBefore: now.Add(-l.LostAfter)}, true
+}
+
+// endLost ends the sessions f selects and audits each one ended here; it
+// returns them.
+func (s *Service) endLost(ctx context.Context, f airlock.LostFilter, why string) []*airlock.Session {
+	ended, err := s.store.EndLostSessions(ctx, f, s.now().UTC())
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("end sessions of lost nodes", "err", err)
+		}
+		return nil
+	}
+	ends := make([]lostEnd, len(ended))
+	for i, x := range ended {
+		ends[i] = lostEnd{x, why}
+	}
+	s.auditLost(ctx, ends)
+	return ended
+}
+
+// lostEnd is a session this node ended as node_lost, and why.
+type lostEnd struct {
+	s   *airlock.Session
+	why string
+}
+
+// auditLost records session.ended for sessions this node ended as
+// node_lost. The store change comes first (only then is it known which
+// sessions this node ended, of several survivors); an event that fails is
+// kept and retried at the next beat, so no session ended here goes
+// unaudited while this process runs.
+func (s *Service) auditLost(ctx context.Context, ended []lostEnd) {
+	if len(ended) == 0 {
+		return
+	}
+	l := s.liveness()
+	events := make([]airlock.Event, len(ended))
+	for i, e := range ended {
+		x := e.s
+		events[i] = airlock.Event{Actor: airlock.SystemActor, Action: "session.ended", Resource: x.Resource, GrantID: x.GrantID, SessionID: x.ID,
+			SourceAddr: x.SourceAddr, Outcome: airlock.OutcomeSuccess,
+			Details: details("end_reason", airlock.EndNodeLost, "node", x.Node, "ended_by", l.Node, "why", e.why, "user", x.UserName,
+				"duration_ms", x.EndedAt.Sub(x.StartedAt).Milliseconds(), "bytes_in", x.BytesIn, "bytes_out", x.BytesOut, "statements", x.Statements)}
+	}
+	var failed []lostEnd
+	for i, err := range s.recordEach(ctx, events) {
+		if err != nil {
+			failed = append(failed, ended[i])
+			continue
+		}
+		s.log.Info("ended session of a lost node", "session", ended[i].s.ID, "node", ended[i].s.Node, "user", ended[i].s.UserName, "why", ended[i].why)
+	}
+	if len(failed) > 0 {
+		s.log.Error("audit sessions ended as node_lost; retrying at the next heartbeat", "sessions", len(failed))
+		s.nodes.mu.Lock()
+		s.nodes.unaudited = append(s.nodes.unaudited, failed...)
+		s.nodes.mu.Unlock()
+	}
+}
+
+// recordEach makes each event durable and returns each one's error,
+// pipelined when the auditor can.
+func (s *Service) recordEach(ctx context.Context, events []airlock.Event) []error {
+	errs := make([]error, len(events))
+	if b, ok := s.audit.(batchAuditor); ok {
+		receipts := make([]*audit.Receipt, len(events))
+		for i, e := range events {
+			receipts[i] = b.Submit(e)
+		}
+		b.Flush()
+		for i, r := range receipts {
+			_, errs[i] = r.Wait(ctx)
+		}
+		return errs
+	}
+	for i, e := range events {
+		_, errs[i] = s.audit.Record(ctx, e)
+	}
+	return errs
+}
