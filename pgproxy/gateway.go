@@ -33,6 +33,7 @@ const (
 	msgKilled        = "airlock: session killed by an administrator"
 	msgShutdown      = "airlock: server shutting down — session closed"
 	msgAuditFailed   = "airlock: audit log unavailable — session closed"
+	msgUnavailable   = "airlock: store unavailable — retry; GET /readyz on the Airlock server shows when it is back"
 	msgTooLarge      = "airlock: message too large or malformed — session closed"
 	msgUpstreamError = "airlock: cannot connect to the resource's database; try again, or ask an administrator to check the resource"
 )
@@ -44,6 +45,7 @@ const (
 	codeAdminShutdown   = "57P01"
 	codeIdleTimeout     = "57P05"
 	codeTooManyConns    = "53300"
+	codeCannotConnect   = "57P03"
 	codeProtocol        = "08P01"
 	codeConnFailure     = "08006"
 	codeFeature         = "0A000"
