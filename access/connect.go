@@ -119,11 +119,9 @@ func (s *Service) MintConnectToken(ctx context.Context, p *identity.Principal, r
 		v := auth.NewSCRAMVerifier(tok, auth.SCRAMSalt(p.User.ID, r.Name), auth.SCRAMIterations)
 		ct.SCRAMStoredKey, ct.SCRAMServerKey = v.StoredKey, v.ServerKey
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "connect.token_issued", Resource: r.Name, GrantID: g.ID, RequestID: g.RequestID,
-		SourceAddr: p.Source, Details: details("uses", uses, "expires_at", ct.ExpiresAt, "mfa_method", p.Session.MFAMethod)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.CreateConnectToken(ctx, ct); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "connect.token_issued", Resource: r.Name, GrantID: g.ID, RequestID: g.RequestID,
+		SourceAddr: p.Source, Details: details("uses", uses, "expires_at", ct.ExpiresAt, "mfa_method", p.Session.MFAMethod)},
+		func(ctx context.Context) error { return s.store.CreateConnectToken(ctx, ct) }); err != nil {
 		return nil, err
 	}
 	return &ConnectToken{Token: tok, ExpiresAt: ct.ExpiresAt, Uses: uses, GrantID: g.ID, Resource: r.Name, Access: g.Access,
@@ -253,9 +251,14 @@ func (s *Service) ConsumeSCRAMToken(ctx context.Context, userName, resourceName,
 // consumeConnectToken uses the token with hash; refusal, when not empty,
 // refuses at once with that audited reason.
 func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceName, database string, hash []byte, source, refusal string) (*Connection, error) {
+	// During a store outage every answer is the outage, for valid and
+	// invalid tokens alike: the token could not be checked, and a refusal
+	// that cannot be audited is not given.
 	refuse := func(why string) (*Connection, error) {
-		s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: userName}, Action: "connect.refused", Resource: resourceName, SourceAddr: source,
-			Outcome: airlock.OutcomeDenied, Details: details("why", why)})
+		if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: userName}, Action: "connect.refused", Resource: resourceName, SourceAddr: source,
+			Outcome: airlock.OutcomeDenied, Details: details("why", why)}); err != nil {
+			return nil, err
+		}
 		return nil, errBadToken
 	}
 	if refusal != "" {
@@ -272,10 +275,16 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 		}
 	}
 	t, err := s.store.UseConnectToken(ctx, hash, now)
+	if airlock.Unavailable(err) {
+		return nil, airlock.AsUnavailable(err)
+	}
 	if err != nil {
 		return refuse("unknown, used up or expired token")
 	}
 	u, err := s.store.UserByName(ctx, userName)
+	if airlock.Unavailable(err) {
+		return nil, airlock.AsUnavailable(err)
+	}
 	if err != nil || u.ID != t.UserID {
 		return refuse("token belongs to another user")
 	}
@@ -286,10 +295,16 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 		return refuse("token is for another resource")
 	}
 	g, err := s.store.GrantByID(ctx, t.GrantID)
+	if airlock.Unavailable(err) {
+		return nil, airlock.AsUnavailable(err)
+	}
 	if err != nil || !g.ActiveAt(now) {
 		return refuse("grant not active")
 	}
 	r, err := s.store.ResourceByName(ctx, resourceName)
+	if airlock.Unavailable(err) {
+		return nil, airlock.AsUnavailable(err)
+	}
 	if err != nil {
 		return refuse("resource gone")
 	}
@@ -319,6 +334,9 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 func (s *Service) AuthorizeSSH(ctx context.Context, userName, grantID, resourceName, login string) (*Connection, error) {
 	now := s.now()
 	u, err := s.store.UserByName(ctx, userName)
+	if airlock.Unavailable(err) {
+		return nil, airlock.AsUnavailable(err)
+	}
 	if err != nil || u.Disabled {
 		return nil, airlock.Errorf(airlock.EFORBIDDEN, "unknown or disabled user")
 	}
@@ -330,6 +348,9 @@ func (s *Service) AuthorizeSSH(ctx context.Context, userName, grantID, resourceN
 		return nil, airlock.Errorf(airlock.EINVALID, "%s is a %s resource, not ssh", r.Name, r.Kind)
 	}
 	g, err := s.store.GrantByID(ctx, grantID)
+	if airlock.Unavailable(err) {
+		return nil, airlock.AsUnavailable(err)
+	}
 	if err != nil || g.UserID != u.ID || g.Resource != r.Name || !g.ActiveAt(now) {
 		return nil, noGrant(r, login)
 	}

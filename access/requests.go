@@ -164,12 +164,10 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, StartAt: in.StartAt, State: airlock.RequestPending, Rule: d.Rule,
 		RequiredApprovals: d.RequiredApprovals, ApproverGroups: approverGroups(d), ExtendsGrantID: in.ExtendsGrantID, PolicyVersion: ver,
 		CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
 		Details: details("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule,
-			"auto_approve", d.AutoApprove, "extends_grant_id", in.ExtendsGrantID)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.CreateRequest(ctx, req); err != nil {
+			"auto_approve", d.AutoApprove, "extends_grant_id", in.ExtendsGrantID)},
+		func(ctx context.Context) error { return s.store.CreateRequest(ctx, req) }); err != nil {
 		return nil, err
 	}
 	res := &RequestResult{Request: req}
@@ -267,14 +265,12 @@ func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airl
 	if req.BreakGlass {
 		action = "breakglass.activated"
 	}
-	if err := s.record(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: req.ID, GrantID: g.ID,
-		Details: details("user", g.UserName, "access", g.Access, "starts_at", g.StartsAt, "ends_at", g.EndsAt, "why", why, "break_glass", g.BreakGlass)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.ApproveRequest(ctx, req.ID, g); err != nil {
+	// A request decided concurrently (ECONFLICT) gets no grant: the
+	// announcement is retracted like any other failed change.
+	if err := s.change(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: req.ID, GrantID: g.ID,
+		Details: details("user", g.UserName, "access", g.Access, "starts_at", g.StartsAt, "ends_at", g.EndsAt, "why", why, "break_glass", g.BreakGlass)},
+		func(ctx context.Context) error { return s.store.ApproveRequest(ctx, req.ID, g) }); err != nil {
 		if airlock.IsCode(err, airlock.ECONFLICT) {
-			s.record(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "grant.discarded", Resource: g.Resource, RequestID: req.ID, GrantID: g.ID,
-				Details: details("why", "request was no longer pending (concurrent decision)")})
 			return nil, airlock.Errorf(airlock.ECONFLICT, "request %s was already decided", req.ID)
 		}
 		return nil, err
@@ -377,22 +373,19 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	}
 	rv := &airlock.Review{RequestID: req.ID, ReviewerID: p.User.ID, ReviewerName: p.User.Name, Decision: in.Decision, Comment: in.Comment,
 		MFAMethod: p.Session.MFAMethod, CreatedAt: now.UTC()}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.reviewed", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
-		Details: details("decision", in.Decision, "comment", in.Comment, "mfa_method", p.Session.MFAMethod)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.AddReview(ctx, rv); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.reviewed", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
+		Details: details("decision", in.Decision, "comment", in.Comment, "mfa_method", p.Session.MFAMethod)},
+		func(ctx context.Context) error { return s.store.AddReview(ctx, rv) }); err != nil {
 		if airlock.IsCode(err, airlock.ECONFLICT) {
 			return nil, airlock.Errorf(airlock.ECONFLICT, "you already reviewed request %s", req.ID)
 		}
 		return nil, err
 	}
 	if in.Decision == airlock.DecisionDeny {
-		if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.denied", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
-			Details: details("comment", in.Comment)}); err != nil {
-			return nil, err
-		}
-		if err := s.store.SetRequestState(ctx, req.ID, airlock.RequestPending, airlock.RequestDenied, now.UTC()); err != nil {
+		if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.denied", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
+			Details: details("comment", in.Comment)}, func(ctx context.Context) error {
+			return s.store.SetRequestState(ctx, req.ID, airlock.RequestPending, airlock.RequestDenied, now.UTC())
+		}); err != nil {
 			return nil, err
 		}
 		req, _ = s.store.RequestByID(ctx, req.ID)
@@ -452,10 +445,10 @@ func factorMethods(f string) []string {
 }
 
 func (s *Service) expireRequest(ctx context.Context, req *airlock.AccessRequest) {
-	if err := s.record(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "request.expired", Resource: req.Resource, RequestID: req.ID}); err != nil {
-		return
-	}
-	s.store.SetRequestState(ctx, req.ID, airlock.RequestPending, airlock.RequestExpired, s.now().UTC())
+	s.change(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "request.expired", Resource: req.Resource, RequestID: req.ID},
+		func(ctx context.Context) error {
+			return s.store.SetRequestState(ctx, req.ID, airlock.RequestPending, airlock.RequestExpired, s.now().UTC())
+		})
 }
 
 // RequestView is a request with its reviews.
@@ -672,11 +665,15 @@ func (s *Service) endGrant(ctx context.Context, g *airlock.Grant, state string, 
 	if state == airlock.GrantRevoked {
 		action = "grant.revoked"
 	}
-	if err := s.record(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-		Details: details("user", g.UserName, "reason", reason, "ends_at", g.EndsAt)}); err != nil {
-		return err
-	}
-	if err := s.store.EndGrant(ctx, g.ID, state, s.now().UTC(), by.Name, reason); err != nil && !airlock.IsCode(err, airlock.ECONFLICT) {
+	// ECONFLICT: the grant had already ended (expired or revoked
+	// concurrently); the announcement is retracted, and its sessions are
+	// cut all the same.
+	if err := s.change(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
+		Details: details("user", g.UserName, "reason", reason, "ends_at", g.EndsAt)},
+		func(ctx context.Context) error {
+			return s.store.EndGrant(ctx, g.ID, state, s.now().UTC(), by.Name, reason)
+		}); err != nil &&
+		!airlock.IsCode(err, airlock.ECONFLICT) {
 		return err
 	}
 	end := airlock.EndGrantRevoked
@@ -749,11 +746,9 @@ func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in Requ
 	req := &airlock.AccessRequest{ID: airlock.NewID("req"), UserID: p.User.ID, UserName: p.User.Name, Resource: r.Name, Access: in.Access,
 		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, State: airlock.RequestPending, Rule: d.Rule, BreakGlass: true,
 		ApproverGroups: approverGroups(d), PolicyVersion: ver, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
-		Details: details("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule, "break_glass", true)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.CreateRequest(ctx, req); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
+		Details: details("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule, "break_glass", true)},
+		func(ctx context.Context) error { return s.store.CreateRequest(ctx, req) }); err != nil {
 		return nil, err
 	}
 	g, err := s.grant(ctx, req, p.Actor(), p.Session.MFAMethod, "break-glass: "+in.Reason)
@@ -794,11 +789,9 @@ func (s *Service) Acknowledge(ctx context.Context, p *identity.Principal, grantI
 			SourceAddr: p.Source, Outcome: airlock.OutcomeDenied, Details: details("why", "MFA not fresh enough to acknowledge: "+airlock.ErrorMessage(err))})
 		return nil, err
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.acknowledged", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-		SourceAddr: p.Source, Details: details("comment", comment)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.AckGrant(ctx, g.ID, p.User.Name, s.now().UTC()); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.acknowledged", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
+		SourceAddr: p.Source, Details: details("comment", comment)},
+		func(ctx context.Context) error { return s.store.AckGrant(ctx, g.ID, p.User.Name, s.now().UTC()) }); err != nil {
 		return nil, err
 	}
 	return s.store.GrantByID(ctx, g.ID)

@@ -231,11 +231,8 @@ func (s *Service) AddResource(ctx context.Context, p *identity.Principal, in Res
 	if _, err := s.store.ResourceByName(ctx, r.Name); err == nil {
 		return nil, airlock.Errorf(airlock.ECONFLICT, "resource %q already exists; remove it first with `airlock admin resources rm %s`", r.Name, r.Name)
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "resource.added", Resource: r.Name, SourceAddr: p.Source,
-		Details: resourceDetails(r)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.CreateResource(ctx, r); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "resource.added", Resource: r.Name, SourceAddr: p.Source,
+		Details: resourceDetails(r)}, func(ctx context.Context) error { return s.store.CreateResource(ctx, r) }); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -261,10 +258,8 @@ func (s *Service) RemoveResource(ctx context.Context, p *identity.Principal, nam
 	if _, err := s.resourceFor(ctx, p.User, name); err != nil {
 		return err
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "resource.removed", Resource: name, SourceAddr: p.Source}); err != nil {
-		return err
-	}
-	return s.store.DeleteResource(ctx, name)
+	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "resource.removed", Resource: name, SourceAddr: p.Source},
+		func(ctx context.Context) error { return s.store.DeleteResource(ctx, name) })
 }
 
 // ResourceView is a resource as clients see it: never credentials.

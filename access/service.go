@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/audit"
 	"github.com/airlockhq/airlock/identity"
 	"github.com/airlockhq/airlock/policy"
 )
@@ -103,15 +104,17 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 // Bus returns the revocation bus.
 func (s *Service) Bus() *Bus { return s.bus }
 
+// record writes an audit event and returns an error that refuses the
+// caller's action if the log could not take it (audit.Record).
 func (s *Service) record(ctx context.Context, e airlock.Event) error {
-	if e.Outcome == "" {
-		e.Outcome = airlock.OutcomeSuccess
-	}
-	if _, err := s.audit.Record(ctx, e); err != nil {
-		s.log.Error("audit write failed; refusing action", "action", e.Action, "err", err)
-		return airlock.WrapError(airlock.EUNAVAILABLE, "the audit log cannot be written; the action was refused", err)
-	}
-	return nil
+	return audit.Record(ctx, s.audit, s.log, e)
+}
+
+// change announces a state change with e and makes it with apply, or
+// retracts e when apply fails (audit.Change: the one path for every
+// audited change).
+func (s *Service) change(ctx context.Context, e airlock.Event, apply func(ctx context.Context) error) error {
+	return audit.Change(ctx, s.audit, s.log, e, apply)
 }
 
 // clip bounds a client-supplied name (an unknown resource or request ID)
@@ -313,18 +316,21 @@ func (s *Service) ApplyPolicy(ctx context.Context, p *identity.Principal, files 
 	doc := encodeFiles(files)
 	sum := sha256.Sum256(doc)
 	_, oldVer := s.Policy()
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "policy.applied", SourceAddr: p.Source,
-		Details: details("from_version", oldVer, "diff", res.Diff, "sha256", hex.EncodeToString(sum[:]))}); err != nil {
-		return nil, err
-	}
 	pv := &airlock.PolicyVersion{Document: doc, AppliedBy: p.User.Name, AppliedAt: s.now().UTC(), SHA256: hex.EncodeToString(sum[:])}
-	if err := s.store.SavePolicy(ctx, pv); err != nil {
+	// The declared resources are stored before the policy version, so a
+	// failure leaves the old policy in force (a retraction says so); the
+	// resources stored before it stay, as by `admin resources add`.
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "policy.applied", SourceAddr: p.Source,
+		Details: details("from_version", oldVer, "diff", res.Diff, "sha256", hex.EncodeToString(sum[:]))},
+		func(ctx context.Context) error {
+			for _, r := range resources {
+				if err := s.upsertResource(ctx, r); err != nil {
+					return err
+				}
+			}
+			return s.store.SavePolicy(ctx, pv)
+		}); err != nil {
 		return nil, err
-	}
-	for _, r := range resources {
-		if err := s.upsertResource(ctx, r); err != nil {
-			return nil, err
-		}
 	}
 	s.mu.Lock()
 	s.pol, s.polVer = np, pv.Version

@@ -72,26 +72,55 @@ func (s *Service) expireGrants(ctx context.Context, gs []*airlock.Grant) int {
 		events[i] = airlock.Event{Actor: airlock.SystemActor, Action: "grant.expired", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
 			Outcome: airlock.OutcomeSuccess, Details: details("user", g.UserName, "reason", "ends_at reached", "ends_at", g.EndsAt)}
 	}
-	if err := s.recordBatch(ctx, events); err != nil {
+	seqs, err := s.recordBatch(ctx, events)
+	if err != nil {
 		s.log.Error("audit grant expiries; will retry on the next sweep", "grants", len(gs), "err", err)
-		return 0
 	}
-	ids := make([]string, len(gs))
+	// Only the grants whose event is durable are expired; the others wait
+	// for the next sweep.
+	var ids []string
 	for i, g := range gs {
-		ids[i] = g.ID
+		if seqs[i] > 0 {
+			ids = append(ids, g.ID)
+		}
 	}
-	if _, err := s.store.ExpireGrants(ctx, ids, now); err != nil {
-		s.log.Error("expire grants", "grants", len(gs), "err", err)
+	if len(ids) == 0 {
 		return 0
+	}
+	changed, err := s.store.ExpireGrants(ctx, ids, now)
+	if err != nil {
+		s.log.Error("expire grants", "grants", len(ids), "err", err)
+	}
+	// Every durable grant.expired whose grant did not change is retracted:
+	// the store failed, or the grant had ended otherwise meanwhile.
+	done := make(map[string]bool, len(changed))
+	for _, id := range changed {
+		done[id] = true
+	}
+	for i, g := range gs {
+		if seqs[i] > 0 && !done[g.ID] {
+			cause := err
+			if cause == nil {
+				cause = airlock.Errorf(airlock.ECONFLICT, "grant %s had already ended", g.ID)
+			}
+			audit.Retract(ctx, s.audit, s.log, events[i], seqs[i], cause)
+		}
 	}
 	for _, g := range gs {
-		s.bus.Publish(Revocation{GrantID: g.ID, Reason: airlock.EndGrantExpired, Detail: "grant expired at " + g.EndsAt.UTC().Format(time.RFC3339)})
+		if done[g.ID] {
+			s.bus.Publish(Revocation{GrantID: g.ID, Reason: airlock.EndGrantExpired, Detail: "grant expired at " + g.EndsAt.UTC().Format(time.RFC3339)})
+		}
 	}
-	return len(gs)
+	return len(changed)
 }
 
-// recordBatch makes every event durable, pipelined when the auditor can.
-func (s *Service) recordBatch(ctx context.Context, events []airlock.Event) error {
+// recordBatch makes every event durable, pipelined when the auditor can,
+// and returns each one's seq (0 where it failed) and the first failure.
+// It waits for every event without regard to ctx, so that a seq of 0
+// means the event is not stored.
+func (s *Service) recordBatch(ctx context.Context, events []airlock.Event) ([]int64, error) {
+	ctx = context.WithoutCancel(ctx)
+	seqs := make([]int64, len(events))
 	if b, ok := s.audit.(batchAuditor); ok {
 		receipts := make([]*audit.Receipt, len(events))
 		for i, e := range events {
@@ -99,38 +128,44 @@ func (s *Service) recordBatch(ctx context.Context, events []airlock.Event) error
 		}
 		b.Flush()
 		var first error
-		for _, r := range receipts {
-			if _, err := r.Wait(ctx); err != nil && first == nil {
+		for i, r := range receipts {
+			seq, err := r.Wait(ctx)
+			if err != nil && first == nil {
 				first = err
 			}
+			if err == nil {
+				seqs[i] = seq
+			}
 		}
-		return first
+		return seqs, first
 	}
 	var mu sync.Mutex
 	var first error
 	var wg sync.WaitGroup
-	ch := make(chan airlock.Event)
+	ch := make(chan int)
 	for i := 0; i < sweepWorkers && i < len(events); i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for e := range ch {
-				if _, err := s.audit.Record(ctx, e); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
+			for i := range ch {
+				seq, err := s.audit.Record(ctx, events[i])
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
 				}
+				if err == nil {
+					seqs[i] = seq
+				}
+				mu.Unlock()
 			}
 		}()
 	}
-	for _, e := range events {
-		ch <- e
+	for i := range events {
+		ch <- i
 	}
 	close(ch)
 	wg.Wait()
-	return first
+	return seqs, first
 }
 
 // RunSweeper calls Sweep every interval until ctx ends.

@@ -190,8 +190,10 @@ const maxLine = 4 * MaxDetailsLen
 // seq beyond the last event. An export that starts after seq 1 (made with
 // --since) is verified from its first event, whose prev_hash is trusted; an
 // export starting at seq 1 must have prev_hash "". A line that is not a
-// valid record is reported as ProblemModified at the next expected seq. The
-// error is for read failures only.
+// valid record is reported as ProblemModified at the next expected seq. An
+// export with events but no checkpoint at all verifies (OK) with the
+// warning WarnNoCheckpoint: nothing proves its end. The error is for read
+// failures only.
 func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, airlock.Errorf(airlock.EINVALID, "audit verify: an ed25519 public key is required")
@@ -235,7 +237,11 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 		}
 		return nil, fmt.Errorf("audit verify: read export: %w", err)
 	}
-	return v.finish(), nil
+	rep := v.finish()
+	if rep.OK && rep.Events > 0 && rep.Checkpoints == 0 {
+		rep.Warnings = append(rep.Warnings, WarnNoCheckpoint)
+	}
+	return rep, nil
 }
 
 var strict = jsonv2.JoinOptions(jsonv2.RejectUnknownMembers(true))

@@ -87,6 +87,10 @@ type Log struct {
 	downWrites int
 	urgent     bool      // someone waits: commit the queue without MaxDelay
 	firstAt    time.Time // when the queue last became non-empty
+	// owed are retained events (RecordRetained) whose write failed: each
+	// later write stores them ahead of its batch, and the writer retries
+	// them every retainRetry while nothing else is written.
+	owed []airlock.Event
 
 	probeMu sync.Mutex
 	probe   *Receipt // Probe's event in flight, if any
@@ -97,6 +101,7 @@ type Log struct {
 	// Owned by the writer goroutine.
 	gatherT    *time.Timer
 	cur        []*Receipt
+	curOwed    []airlock.Event // the owed events the current write carries first
 	events     []airlock.Event
 	h          hasher
 	build      func(airlock.AuditHead) ([]airlock.Event, error)
@@ -108,9 +113,10 @@ type Log struct {
 
 // Receipt is the pending result of Submit.
 type Receipt struct {
-	ev  airlock.Event
-	c   *commit
-	seq int64 // set before c.done closes
+	ev     airlock.Event
+	c      *commit
+	seq    int64 // set before c.done closes
+	retain bool  // on failure, keep ev in Log.owed and write it later
 }
 
 // commit is one store write: the receipts of one batch share it, so a
@@ -239,6 +245,28 @@ func (l *Log) PublicKey() ed25519.PublicKey { return l.pub }
 // Record implements airlock.Auditor; it is Append.
 func (l *Log) Record(ctx context.Context, e airlock.Event) (int64, error) { return l.Append(ctx, e) }
 
+// retainRetry is how often the writer retries owed events while nothing
+// else is written.
+const retainRetry = time.Second
+
+// RecordRetained is Append for an event that must not be lost: if its
+// write fails (the error is returned as by Append), the Log keeps it and
+// writes it ahead of the next batch — retrying every second on its own —
+// until it is durable or the Log closes. Change uses it for retractions.
+// A retained event keeps the time it was first submitted, so it may be
+// stored after events with slightly later times.
+func (l *Log) RecordRetained(ctx context.Context, e airlock.Event) (int64, error) {
+	r := l.submitRetained(e)
+	return r.Wait(ctx)
+}
+
+// Owed returns how many retained events wait to be written again.
+func (l *Log) Owed() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.owed)
+}
+
 // Append validates e, stamps it with the server time, and returns its Seq
 // once it is durable. Errors: EINVALID/ETOOLARGE for a bad event (nothing
 // stored), EUNAVAILABLE when the store write failed or the log is closed,
@@ -282,11 +310,17 @@ func (l *Log) kick() {
 }
 
 func (l *Log) submit(e airlock.Event, urgent bool) *Receipt {
+	return l.enqueue(e, urgent, false)
+}
+
+func (l *Log) submitRetained(e airlock.Event) *Receipt { return l.enqueue(e, true, true) }
+
+func (l *Log) enqueue(e airlock.Event, urgent, retain bool) *Receipt {
 	e, err := prepare(e)
 	if err != nil {
 		return failed(err)
 	}
-	r := &Receipt{ev: e}
+	r := &Receipt{ev: e, retain: retain}
 	l.mu.Lock()
 	for len(l.queue) >= l.opts.MaxQueue && !l.closing {
 		l.space.Wait()
@@ -564,18 +598,35 @@ func (l *Log) run() {
 			continue
 		}
 		if closing || l.ctx.Err() != nil {
+			if l.Owed() > 0 {
+				l.write(nil)
+				if n := l.Owed(); n > 0 {
+					l.log.Error("audit: closing with retained events (retractions) that could not be written", "events", n)
+				}
+			}
 			if l.sinceCP > 0 {
 				l.writeCheckpoint()
 			}
 			return
 		}
+		var retry *time.Timer
+		var retryC <-chan time.Time
+		if l.Owed() > 0 {
+			retry = time.NewTimer(retainRetry)
+			retryC = retry.C
+		}
 		select {
 		case <-l.wake:
+		case <-retryC:
+			l.write(nil)
 		case <-ticker.C:
 			if l.sinceCP > 0 {
 				l.writeCheckpoint()
 			}
 		case <-l.ctx.Done():
+		}
+		if retry != nil {
+			retry.Stop()
 		}
 	}
 }
@@ -586,6 +637,14 @@ func (l *Log) run() {
 func (l *Log) buildBatch(head airlock.AuditHead) ([]airlock.Event, error) {
 	events := l.events[:0]
 	seq, prev := head.Seq, head.Hash
+	for _, e := range l.curOwed {
+		seq++
+		e.Seq = seq
+		e.PrevHash = prev
+		e.Hash = l.h.hexHash(&e)
+		prev = e.Hash
+		events = append(events, e)
+	}
 	for _, r := range l.cur {
 		e := r.ev
 		seq++
@@ -599,19 +658,27 @@ func (l *Log) buildBatch(head airlock.AuditHead) ([]airlock.Event, error) {
 	return events, nil
 }
 
+// write stores the owed events and then batch (which may be empty) in one
+// store transaction.
 func (l *Log) write(batch []*Receipt) {
-	l.cur = batch
+	l.mu.Lock()
+	owed := l.owed[:len(l.owed):len(l.owed)]
+	l.mu.Unlock()
+	if len(batch) == 0 && len(owed) == 0 {
+		return
+	}
+	l.cur, l.curOwed = batch, owed
 	start := time.Now()
 	err := l.store.AppendEvents(l.ctx, l.build)
 	l.m.latency.Observe(time.Since(start).Seconds())
-	l.cur = nil
-	if err == nil && len(l.events) != len(batch) {
+	l.cur, l.curOwed = nil, nil
+	if err == nil && len(l.events) != len(owed)+len(batch) {
 		err = errors.New("audit: store did not call build")
 	}
 	if err != nil {
 		l.m.failures.Inc()
 		l.log.Error("audit: write failed; refusing audited actions until a write succeeds",
-			"events", len(batch), "err", err)
+			"events", len(owed)+len(batch), "err", err)
 		werr := airlock.WrapError(airlock.EUNAVAILABLE, "audit log cannot be written", err)
 		l.mu.Lock()
 		l.health = werr
@@ -619,10 +686,17 @@ func (l *Log) write(batch []*Receipt) {
 			l.downSince = l.opts.Now()
 		}
 		l.downWrites++
+		for _, r := range batch {
+			if r.retain {
+				l.owed = append(l.owed, r.ev)
+			}
+		}
 		l.mu.Unlock()
-		c := batch[0].c
-		c.err = werr
-		close(c.done)
+		if len(batch) > 0 {
+			c := batch[0].c
+			c.err = werr
+			close(c.done)
+		}
 		clear(l.events)
 		l.events = l.events[:0]
 		return
@@ -630,16 +704,19 @@ func (l *Log) write(batch []*Receipt) {
 	l.mu.Lock()
 	l.health = nil
 	l.downWrites = 0
+	l.owed = append([]airlock.Event(nil), l.owed[len(owed):]...)
 	l.mu.Unlock()
 	for i, r := range batch {
-		r.seq = l.events[i].Seq
+		r.seq = l.events[len(owed)+i].Seq
 	}
-	close(batch[0].c.done)
+	if len(batch) > 0 {
+		close(batch[0].c.done)
+	}
 	last := l.events[len(l.events)-1]
 	l.lastSeq, l.lastHash = last.Seq, last.Hash
-	l.sinceCP += len(batch)
-	l.m.appended.Add(float64(len(batch)))
-	l.m.batchSize.Observe(float64(len(batch)))
+	l.sinceCP += len(l.events)
+	l.m.appended.Add(float64(len(l.events)))
+	l.m.batchSize.Observe(float64(len(l.events)))
 	clear(l.events)
 	l.events = l.events[:0]
 }

@@ -436,3 +436,45 @@ func TestAuditChildProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestVerifyHeadBeyondStoredEvents deletes the events after the last
+// checkpoint (and the checkpoints that named them) from a real store, as
+// issue 13 found: the store's own head still names the last seq, so verify
+// reports the deletion instead of OK.
+func TestVerifyHeadBeyondStoredEvents(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) tamperStore{"sqlite": sqliteTamper, "postgres": postgresTamper} {
+		t.Run(name, func(t *testing.T) {
+			s := open(t).(*blockTamper)
+			fillLogBatch(t, s, 189, 50, 20)
+			s.exec(t, `DELETE FROM checkpoints WHERE seq > ?`, 185)
+			s.truncateAfter(t, 185)
+			rep, err := Verify(t.Context(), s, testPub())
+			checkReport(t, rep, err, ProblemTruncated, 186)
+			if !strings.Contains(rep.Message, "189") || !strings.Contains(rep.Message, "186..189") {
+				t.Fatalf("message = %q, want it to name the head (189) and the deleted seqs", rep.Message)
+			}
+		})
+	}
+}
+
+// TestVerifyExportWithoutCheckpoint: an export that carries no checkpoint
+// verifies, with a warning that nothing proves its end.
+func TestVerifyExportWithoutCheckpoint(t *testing.T) {
+	db, raw := openSQLite(t)
+	fillLogBatch(t, db, 30, 1000, 10)
+	exp := exportBytes(t, db, airlock.EventFilter{})
+	rep, err := VerifyExport(strings.NewReader(string(exp)), testPub())
+	checkReport(t, rep, err, "", 0)
+	if len(rep.Warnings) != 0 {
+		t.Fatalf("an export with its checkpoint warns: %q", rep.Warnings)
+	}
+	if _, err := raw.Exec(`DELETE FROM checkpoints`); err != nil {
+		t.Fatal(err)
+	}
+	exp = exportBytes(t, db, airlock.EventFilter{})
+	rep, err = VerifyExport(strings.NewReader(string(exp)), testPub())
+	checkReport(t, rep, err, "", 0)
+	if len(rep.Warnings) != 1 || rep.Warnings[0] != WarnNoCheckpoint {
+		t.Fatalf("warnings = %q, want the no-checkpoint warning", rep.Warnings)
+	}
+}

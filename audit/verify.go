@@ -37,7 +37,17 @@ type Report struct {
 	Problem string `json:"problem,omitempty"`
 	// Message is one human line saying what was found.
 	Message string `json:"message"`
+	// Warnings are things the verifier could not prove, even though
+	// nothing it checked was wrong (an export without any checkpoint). They
+	// do not make OK false.
+	Warnings []string `json:"warnings,omitempty"`
 }
+
+// WarnNoCheckpoint is the warning for an export whose events no
+// checkpoint covers: its chain verifies, but events removed from its end
+// would go unnoticed.
+const WarnNoCheckpoint = "the export carries no checkpoint: its chain is intact, but events removed from its end cannot be detected; " +
+	"export the log up to now (checkpoints follow the events they sign) or verify online"
 
 // lookahead is how many later events the verifier looks at to tell a gap
 // from a reordering.
@@ -307,12 +317,21 @@ var errStop = errors.New("audit: stop scan")
 
 // Verify checks the whole log in store: the hash chain from seq 1 (genesis
 // prev_hash ""), every checkpoint's signature under pub and its hash
-// against the chain, and that no checkpoint names a seq beyond the end. It
-// streams events with ScanEvents. A tampered log gives a Report with OK
-// false; the error is for failures to read the store.
+// against the chain, that no checkpoint names a seq beyond the end, and
+// that the store's own head (AuditHead, read first) names a stored event
+// with the same hash: rows deleted after the last checkpoint show up as a
+// head beyond the stored events (ProblemTruncated). It streams events with
+// ScanEvents. A tampered log gives a Report with OK false; the error is for
+// failures to read the store.
 func Verify(ctx context.Context, store airlock.AuditStore, pub ed25519.PublicKey) (*Report, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, airlock.Errorf(airlock.EINVALID, "audit verify: an ed25519 public key is required")
+	}
+	// The head is read before the events: appends that race with the scan
+	// only add events after it.
+	head, err := store.AuditHead(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit verify: read head: %w", err)
 	}
 	cps, err := store.ListCheckpoints(ctx)
 	if err != nil {
@@ -320,7 +339,11 @@ func Verify(ctx context.Context, store airlock.AuditStore, pub ed25519.PublicKey
 	}
 	v := newVerifier(pub, false)
 	ci := 0
+	headHash, headSeen := "", false
 	err = store.ScanEvents(ctx, 0, func(e airlock.Event) error {
+		if e.Seq == head.Seq {
+			headHash, headSeen = e.Hash, true
+		}
 		for ci < len(cps) && cps[ci].Seq < e.Seq {
 			if !v.addCheckpoint(cps[ci]) {
 				return errStop
@@ -341,5 +364,32 @@ func Verify(ctx context.Context, store airlock.AuditStore, pub ed25519.PublicKey
 	for ; ci < len(cps) && !v.done; ci++ {
 		v.addCheckpoint(cps[ci])
 	}
-	return v.finish(), nil
+	rep := v.finish()
+	if rep.OK {
+		checkHead(rep, head, headHash, headSeen)
+	}
+	return rep, nil
+}
+
+// checkHead fails an otherwise intact report when the store's recorded
+// head is not one of the verified events: events after the last
+// checkpoint were deleted (the head is beyond them) or the head's event
+// was replaced.
+func checkHead(rep *Report, head airlock.AuditHead, hash string, seen bool) {
+	switch {
+	case head.Seq == 0:
+	case head.Seq > rep.LastSeq || !seen:
+		first := rep.LastSeq + 1
+		rep.OK, rep.Problem, rep.FirstBadSeq = false, ProblemTruncated, first
+		if first == head.Seq {
+			rep.Message = fmt.Sprintf("seq %d: the store's head names seq %d but the log ends at seq %d: event %d was deleted",
+				first, head.Seq, rep.LastSeq, head.Seq)
+		} else {
+			rep.Message = fmt.Sprintf("seq %d: the store's head names seq %d but the log ends at seq %d: events %d..%d were deleted",
+				first, head.Seq, rep.LastSeq, first, head.Seq)
+		}
+	case hash != head.Hash:
+		rep.OK, rep.Problem, rep.FirstBadSeq = false, ProblemModified, head.Seq
+		rep.Message = fmt.Sprintf("seq %d: the store's head records hash %.16s… but the event there has %.16s…", head.Seq, head.Hash, hash)
+	}
 }

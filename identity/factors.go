@@ -33,10 +33,15 @@ func (s *Service) EnrollTOTP(ctx context.Context, p *Principal, name string) (f 
 	if name == "" {
 		name = "authenticator"
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source, Details: details("kind", airlock.FactorTOTP, "name", name)}); err != nil {
+	err = s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source, Details: details("kind", airlock.FactorTOTP, "name", name)},
+		func(ctx context.Context) (err error) {
+			f, uri, qr, err = s.totp.Enroll(ctx, p.User, name)
+			return err
+		})
+	if err != nil {
 		return nil, "", "", err
 	}
-	return s.totp.Enroll(ctx, p.User, name)
+	return f, uri, qr, nil
 }
 
 // ConfirmTOTP activates a pending TOTP factor with a valid code. Confirming
@@ -122,10 +127,8 @@ func (s *Service) RemoveFactor(ctx context.Context, p *Principal, factorID strin
 			return airlock.Errorf(airlock.EINVALID, "refusing to remove your last second factor; add another first (`airlock mfa add totp`)")
 		}
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.removed", SourceAddr: p.Source, Details: details("factor_id", f.ID, "kind", f.Kind)}); err != nil {
-		return err
-	}
-	return s.store.DeleteFactor(ctx, factorID)
+	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.removed", SourceAddr: p.Source, Details: details("factor_id", f.ID, "kind", f.Kind)},
+		func(ctx context.Context) error { return s.store.DeleteFactor(ctx, factorID) })
 }
 
 // RecoveryCodes replaces p's recovery codes with a new set of 10.
@@ -133,8 +136,14 @@ func (s *Service) RecoveryCodes(ctx context.Context, p *Principal) ([]string, er
 	if err := s.RequireFresh(p, ActionFactors); err != nil {
 		return nil, err
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.recovery_generated", SourceAddr: p.Source}); err != nil {
+	var codes []string
+	err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.recovery_generated", SourceAddr: p.Source},
+		func(ctx context.Context) (err error) {
+			codes, err = s.recovery.Generate(ctx, p.User.ID)
+			return err
+		})
+	if err != nil {
 		return nil, err
 	}
-	return s.recovery.Generate(ctx, p.User.ID)
+	return codes, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/audit"
 	"github.com/airlockhq/airlock/auth"
 	"github.com/airlockhq/airlock/mfa"
 )
@@ -147,16 +148,16 @@ func (s *Service) OnDisable(hook func(ctx context.Context, userID, reason string
 func (s *Service) Freshness(action string) time.Duration { return s.cfg.Freshness[action] }
 
 // record writes an audit event and returns an error that refuses the
-// caller's action if the log could not take it.
+// caller's action if the log could not take it (audit.Record).
 func (s *Service) record(ctx context.Context, e airlock.Event) error {
-	if e.Outcome == "" {
-		e.Outcome = airlock.OutcomeSuccess
-	}
-	if _, err := s.audit.Record(ctx, e); err != nil {
-		s.log.Error("audit write failed; refusing action", "action", e.Action, "err", err)
-		return airlock.WrapError(airlock.EUNAVAILABLE, "the audit log cannot be written; the action was refused", err)
-	}
-	return nil
+	return audit.Record(ctx, s.audit, s.log, e)
+}
+
+// change announces a state change with e and makes it with apply, or
+// retracts e when apply fails (audit.Change: the one path for every
+// audited change).
+func (s *Service) change(ctx context.Context, e airlock.Event, apply func(ctx context.Context) error) error {
+	return audit.Change(ctx, s.audit, s.log, e, apply)
 }
 
 // details encodes a details object for an audit event.
@@ -270,11 +271,9 @@ func (s *Service) createUser(ctx context.Context, actor airlock.Actor, name, pas
 	if u.Groups == nil {
 		u.Groups = []string{}
 	}
-	if err := s.record(ctx, airlock.Event{Actor: actor, Action: action, SourceAddr: source,
-		Details: details("user", name, "user_id", u.ID, "groups", u.Groups)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.CreateUser(ctx, u); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: actor, Action: action, SourceAddr: source,
+		Details: details("user", name, "user_id", u.ID, "groups", u.Groups)},
+		func(ctx context.Context) error { return s.store.CreateUser(ctx, u) }); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -327,12 +326,10 @@ func (s *Service) SetDisabled(ctx context.Context, p *Principal, name string, di
 	if disabled {
 		action = "user.disabled"
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: action, SourceAddr: p.Source, Details: details("user", name, "user_id", u.ID)}); err != nil {
-		return err
-	}
 	u.Disabled = disabled
 	u.UpdatedAt = s.now().UTC()
-	if err := s.store.UpdateUser(ctx, u); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: action, SourceAddr: p.Source, Details: details("user", name, "user_id", u.ID)},
+		func(ctx context.Context) error { return s.store.UpdateUser(ctx, u) }); err != nil {
 		return err
 	}
 	if disabled {

@@ -423,11 +423,9 @@ func ssoUserName(c ssoClaims) string {
 func (s *Service) createSSOUser(ctx context.Context, name, subject string, groups []string, source string) (*airlock.User, error) {
 	now := s.now().UTC()
 	u := &airlock.User{ID: airlock.NewID("usr"), Name: name, Groups: groups, SSOSubject: subject, CreatedAt: now, UpdatedAt: now}
-	if err := s.record(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "user.created", SourceAddr: source,
-		Details: details("user", name, "user_id", u.ID, "groups", groups, "sso_subject", subject)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.CreateUser(ctx, u); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "user.created", SourceAddr: source,
+		Details: details("user", name, "user_id", u.ID, "groups", groups, "sso_subject", subject)},
+		func(ctx context.Context) error { return s.store.CreateUser(ctx, u) }); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -439,13 +437,11 @@ func (s *Service) syncGroups(ctx context.Context, u *airlock.User, groups []stri
 	if slices.Equal(cur, groups) {
 		return nil
 	}
-	if err := s.record(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "user.groups_synced", SourceAddr: source,
-		Details: details("user", u.Name, "user_id", u.ID, "from", cur, "to", groups)}); err != nil {
-		return err
-	}
 	u.Groups = groups
 	u.UpdatedAt = s.now().UTC()
-	return s.store.UpdateUser(ctx, u)
+	return s.change(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "user.groups_synced", SourceAddr: source,
+		Details: details("user", u.Name, "user_id", u.ID, "from", cur, "to", groups)},
+		func(ctx context.Context) error { return s.store.UpdateUser(ctx, u) })
 }
 
 // oauthReason describes a failed exchange without echoing tokens.

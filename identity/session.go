@@ -323,11 +323,9 @@ func (s *Service) startSession(ctx context.Context, u *airlock.User, method, sou
 	if method != "" {
 		sess.MFAAt, sess.MFAMethod = now, method
 	}
-	if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "login.succeeded", SourceAddr: source,
-		Details: details("login_session", sess.ID, "mfa_method", method)}); err != nil {
-		return nil, err
-	}
-	if err := s.store.CreateLoginSession(ctx, sess); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "login.succeeded", SourceAddr: source,
+		Details: details("login_session", sess.ID, "mfa_method", method)},
+		func(ctx context.Context) error { return s.store.CreateLoginSession(ctx, sess) }); err != nil {
 		return nil, err
 	}
 	return &LoginResult{Token: tok, Session: sess, User: u}, nil
@@ -415,11 +413,9 @@ func (s *Service) dropCache(sessionID string) {
 
 // Logout ends p's login session.
 func (s *Service) Logout(ctx context.Context, p *Principal) error {
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "login.logout", SourceAddr: p.Source, Details: details("login_session", p.Session.ID)}); err != nil {
-		return err
-	}
 	s.dropCache(p.Session.ID)
-	return s.store.RevokeLoginSession(ctx, p.Session.ID, s.now().UTC())
+	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "login.logout", SourceAddr: p.Source, Details: details("login_session", p.Session.ID)},
+		func(ctx context.Context) error { return s.store.RevokeLoginSession(ctx, p.Session.ID, s.now().UTC()) })
 }
 
 // VerifyMFA refreshes p's MFA freshness with a second factor (step-up).
@@ -443,10 +439,8 @@ func (s *Service) VerifyMFA(ctx context.Context, p *Principal, in FactorInput) (
 
 func (s *Service) markFresh(ctx context.Context, p *Principal, method, action string) error {
 	now := s.now().UTC()
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: action, SourceAddr: p.Source, Details: details("method", method, "login_session", p.Session.ID)}); err != nil {
-		return err
-	}
-	if err := s.store.SetLoginSessionMFA(ctx, p.Session.ID, now, method); err != nil {
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: action, SourceAddr: p.Source, Details: details("method", method, "login_session", p.Session.ID)},
+		func(ctx context.Context) error { return s.store.SetLoginSessionMFA(ctx, p.Session.ID, now, method) }); err != nil {
 		return err
 	}
 	p.Session.MFAAt, p.Session.MFAMethod = now, method
@@ -545,13 +539,11 @@ func (s *Service) ApproveWebLogin(ctx context.Context, p *Principal, userCode st
 	if err != nil || json.Unmarshal(b, &wl) != nil || wl.UserID != "" {
 		return airlock.Errorf(airlock.ENOTFOUND, "no pending browser login with that code; run `airlock login --web` again")
 	}
-	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "login.web_approved", SourceAddr: p.Source,
-		Details: details("cli_addr", wl.Source, "mfa_method", p.Session.MFAMethod)}); err != nil {
-		return err
-	}
 	wl.UserID, wl.Method = p.User.ID, p.Session.MFAMethod
 	b, _ = json.Marshal(wl)
-	return s.store.PutKV(ctx, key, b, s.now().Add(WebLoginTTL))
+	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "login.web_approved", SourceAddr: p.Source,
+		Details: details("cli_addr", wl.Source, "mfa_method", p.Session.MFAMethod)},
+		func(ctx context.Context) error { return s.store.PutKV(ctx, key, b, s.now().Add(WebLoginTTL)) })
 }
 
 // PollWebLogin returns the CLI's new login session once the browser has

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/auth"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -45,7 +46,12 @@ func (g *Gateway) scramAuthenticate(ctx context.Context, cc *clientConn, sa SCRA
 	cands, err := sa.SCRAMCandidates(ctx, req)
 	if err != nil || cands == nil {
 		g.log.Warn("pgproxy: SCRAM candidates", "user", req.User, "database", req.Database, "err", err)
-		writeFatal(cc, codeConnFailure, msgUpstreamError)
+		if airlock.IsCode(err, airlock.EUNAVAILABLE) {
+			g.m.refused("unavailable")
+			writeFatal(cc, codeCannotConnect, msgUnavailable)
+		} else {
+			writeFatal(cc, codeConnFailure, msgUpstreamError)
+		}
 		return nil, nil, nil
 	}
 	out, _ := (&pgproto3.AuthenticationSASL{AuthMechanisms: []string{scramMechanism}}).Encode(prefix)
@@ -90,7 +96,7 @@ func (g *Gateway) scramAuthenticate(ctx context.Context, cc *clientConn, sa SCRA
 	match, serverFinal, _ := srv.ClientFinal(resp.Data, cands.Verifiers)
 	t, err := sa.AuthenticateSCRAM(ctx, req, cands, match)
 	if err != nil || t == nil {
-		g.authFailed(cc, req, "SCRAM authentication", err)
+		g.authFailed(cc, req, "SCRAM authentication failed", err)
 		return nil, nil, nil
 	}
 	final, _ := (&pgproto3.AuthenticationSASLFinal{Data: serverFinal}).Encode(nil)
@@ -123,15 +129,18 @@ func (g *Gateway) passwordAuthenticate(ctx context.Context, cc *clientConn, req 
 	clear(tok)
 	clear(pw)
 	if err != nil || t == nil {
-		g.authFailed(cc, req, "authentication", err)
+		g.authFailed(cc, req, "authentication failed", err)
 		return nil, nil
 	}
 	return t, nil
 }
 
 // authFailed answers a client whose token the Authenticator did not
-// accept: with the Refusal's FATAL when it returned one, otherwise with
-// the one message every invalid token gets.
+// accept: with the Refusal's FATAL when it returned one; FATAL 57P03 saying
+// the store is unavailable when the Authenticator could not check the
+// token (EUNAVAILABLE: it answers so for valid and invalid tokens alike);
+// and otherwise the one FATAL 28P01 for every invalid token, whatever the
+// reason.
 func (g *Gateway) authFailed(cc *clientConn, req AuthRequest, what string, err error) {
 	var r *Refusal
 	if errors.As(err, &r) {
@@ -144,7 +153,13 @@ func (g *Gateway) authFailed(cc *clientConn, req AuthRequest, what string, err e
 		writeFatal(cc, code, r.Message)
 		return
 	}
+	if airlock.IsCode(err, airlock.EUNAVAILABLE) {
+		g.m.refused("unavailable")
+		g.log.Warn("pgproxy: "+what+": store unavailable", "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
+		writeFatal(cc, codeCannotConnect, msgUnavailable)
+		return
+	}
 	g.m.refused("auth_failed")
-	g.log.Info("pgproxy: "+what+" failed", "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
+	g.log.Info("pgproxy: "+what, "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
 	writeFatal(cc, codeInvalidPassword, msgInvalidToken)
 }

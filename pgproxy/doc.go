@@ -27,7 +27,11 @@
 // authentication failure yields the same FATAL 28P01 "airlock: invalid or
 // expired connect token …", except a *Refusal from the Authenticator (a
 // valid token for a database the resource does not open, say): its FATAL
-// (42501 by default) says what was refused and what is allowed.
+// (42501 by default) says what was refused and what is allowed; and
+// except when the Authenticator could not check the token because the
+// store is down or full (it returns EUNAVAILABLE, for valid and invalid
+// tokens alike): then FATAL 57P03 "airlock: store unavailable — retry;
+// GET /readyz on the Airlock server shows when it is back".
 //
 // Startup parameters other than user and database are a closed list,
 // StartupParameters (application_name, client_encoding, DateStyle,
@@ -119,11 +123,13 @@
 //   - db.cancel (success) when a cancel request was forwarded.
 //
 // Every receipt is watched in order; the first failed receipt closes the
-// session (FATAL "airlock: audit log unavailable"). With
-// Target.StrictAudit no byte from the server reaches the client before
-// the receipts of all events submitted before it are durable; on a kill
-// with receipts still outstanding the connection is dropped without a
-// FATAL rather than flushing unaudited output.
+// session (FATAL 57P01 "airlock: audit log unavailable — session closed",
+// end reason audit_unavailable). With Target.StrictAudit no byte from the
+// server reaches the client before the receipts of all events submitted
+// before it are durable; on a kill with receipts failed or still
+// outstanding the held output is dropped, not flushed, and the FATAL is
+// still sent when the client is between messages (it is not when part of
+// a message already reached it: the connection is then just closed).
 //
 // # Unauthenticated connections
 //

@@ -37,6 +37,7 @@ const (
 	msgShutdown          = "airlock: server shutting down — session closed"
 	msgAuditFailed       = "airlock: audit log unavailable — session closed"
 	msgTooLarge          = "airlock: message too large or malformed — session closed"
+	msgUnavailable       = "airlock: store unavailable — retry; GET /readyz on the Airlock server shows when it is back"
 	msgUpstreamError     = "airlock: cannot connect to the resource's database; try again, or ask an administrator to check the resource"
 	msgUpstreamCleartext = "airlock: the resource's database asked for a cleartext password over a connection whose server certificate is not verified; " +
 		"refused without sending it (an administrator must set sslmode verify-full or verify-ca, or allow_cleartext_password, on the resource)"
@@ -52,6 +53,7 @@ const (
 	codeAdminShutdown         = "57P01"
 	codeIdleTimeout           = "57P05"
 	codeTooManyConns          = "53300"
+	codeCannotConnect         = "57P03"
 	codeProtocol              = "08P01"
 	codeConnFailure           = "08006"
 	codeFeature               = "0A000"

@@ -465,7 +465,38 @@ func TestAuditFailureClosesSession(t *testing.T) {
 		if err == nil {
 			t.Fatalf("strict session returned a result (%d) whose audit failed", v)
 		}
+		// The result is dropped, but the client is told why (issue 13:
+		// it used to see a bare EOF).
+		if !contains(err, msgAuditFailed) || pgCode(err) != codeAdminShutdown {
+			t.Fatalf("strict session closed by an audit failure without its FATAL: %v", err)
+		}
+		ev := e.waitEvent(t, "session.ended")
+		if detail(ev, "end_reason") != string(airlock.EndAuditUnavailable) {
+			t.Fatalf("end reason: %s", ev.Details)
+		}
 	})
+}
+
+// TestStoreUnavailableFatal: when the Authenticator cannot check a token
+// because the store is down or full (EUNAVAILABLE), the client is told so
+// — not "invalid or expired connect token" — for SCRAM and cleartext
+// alike; a real invalid token still gets the one invalid-token answer.
+func TestStoreUnavailableFatal(t *testing.T) {
+	down := func(ctx context.Context, req AuthRequest) (*Target, error) {
+		return nil, airlock.StoreUnavailable(errors.New("connection refused (test)"))
+	}
+	e := newEnv(t, func(c *Config) { c.Auth = AuthenticatorFunc(down) })
+	for _, sslmode := range []string{"disable", "require"} {
+		_, err := pgx.Connect(t.Context(), e.dsn("read-token", sslmode))
+		if !contains(err, msgUnavailable) || pgCode(err) != codeCannotConnect || contains(err, "invalid or expired") {
+			t.Fatalf("sslmode=%s: %v", sslmode, err)
+		}
+	}
+	e = newEnv(t)
+	_, err := pgx.Connect(t.Context(), e.dsn("no-such-token", "disable"))
+	if !contains(err, msgInvalidToken) || pgCode(err) != codeInvalidPassword {
+		t.Fatalf("invalid token: %v", err)
+	}
 }
 
 func TestStrictHoldsResponseUntilDurable(t *testing.T) {

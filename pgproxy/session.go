@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"sort"
 	"strconv"
@@ -61,6 +62,11 @@ type session struct {
 
 	c2sPipe, s2cPipe pipe
 	s2cMid           bool // s2c stopped inside a message
+	// With StrictAudit: bytes strictWriter delivered to the client, the
+	// stream position (delivered + buffered) of the last message boundary
+	// s2c passed, and whether the client holds part of a message.
+	strictSent, strictEdge int64
+	strictMid              bool
 
 	bytesIn, bytesOut, statements atomic.Int64
 	activity                      atomic.Int64
@@ -264,14 +270,20 @@ func (s *session) run() {
 	// The kill interrupted c2s; once it has ended it submits nothing more,
 	// so the receipts a strict session waits for below are all there are.
 	<-c2sDone
-	if s.killMsg != "" && !s.s2cMid {
-		// In strict mode, output whose receipts are not durable is
-		// dropped with the connection rather than flushed.
-		if !s.t.StrictAudit || s.settledWithin(killSettleWait) {
-			if s.cw.Flush() == nil {
+	if s.killMsg != "" {
+		switch {
+		case !s.t.StrictAudit || s.settledWithin(killSettleWait):
+			if !s.s2cMid && s.cw.Flush() == nil {
 				_, _ = s.cw.Write(fatal(s.killCode, s.killMsg))
 				_ = s.cw.Flush()
 			}
+		case !s.strictMid:
+			// Strict: output whose receipts are not durable is dropped
+			// rather than flushed, but a client between messages still
+			// learns why the session ends (msgAuditFailed for an audit
+			// failure).
+			s.cw.Reset(io.Discard)
+			_, _ = s.client.Write(fatal(s.killCode, s.killMsg))
 		}
 	}
 	s.client.Close()
@@ -516,7 +528,19 @@ func (w strictWriter) Write(b []byte) (int, error) {
 	if err := w.s.waitDurable(); err != nil {
 		return 0, err
 	}
-	return w.c.Write(b)
+	n, err := w.c.Write(b)
+	w.s.strictSent += int64(n)
+	w.s.strictMid = w.s.strictSent != w.s.strictEdge
+	return n, err
+}
+
+// strictBoundary records that the client stream is at a message boundary
+// (s2c, before each message; strict sessions only).
+func (s *session) strictBoundary() {
+	s.strictEdge = s.strictSent + int64(s.cw.Buffered())
+	if s.strictSent == s.strictEdge {
+		s.strictMid = false
+	}
 }
 
 // push queues a request awaiting its response.
@@ -826,6 +850,9 @@ func hexString(b []byte) string {
 func (s *session) s2c() airlock.EndReason {
 	p := &s.s2cPipe
 	for {
+		if s.t.StrictAudit {
+			s.strictBoundary()
+		}
 		if s.killedFlag.Load() {
 			return ""
 		}

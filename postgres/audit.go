@@ -29,12 +29,12 @@ const insertKeysSQL = `INSERT INTO event_keys (key, first_seq) SELECT unnest($1:
 func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHead) ([]airlock.Event, error)) error {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
-		return airlock.WrapError(airlock.EUNAVAILABLE, "audit log unavailable", err)
+		return outage(err, "audit log unavailable")
 	}
 	defer tx.Rollback(context.Background())
 	var head airlock.AuditHead
 	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&head.Seq, &head.Hash); err != nil {
-		return airlock.WrapError(airlock.EUNAVAILABLE, "audit log unavailable", fmt.Errorf("lock audit head: %w", err))
+		return outage(fmt.Errorf("lock audit head: %w", err), "audit log unavailable")
 	}
 	evs, err := build(head)
 	if err != nil {
@@ -56,7 +56,7 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 		return writeErr(fmt.Errorf("append audit events: %w", err), "audit sequence number already used", "")
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return airlock.WrapError(airlock.EUNAVAILABLE, "audit log unavailable", err)
+		return outage(err, "audit log unavailable")
 	}
 	return nil
 }

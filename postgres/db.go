@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"sort"
@@ -85,7 +86,7 @@ func (db *DB) Close() error {
 func (db *DB) Ping(ctx context.Context) error {
 	var ro string
 	if err := db.pool.QueryRow(ctx, "SHOW transaction_read_only").Scan(&ro); err != nil {
-		return airlock.WrapError(airlock.EUNAVAILABLE, "store unavailable", err)
+		return outage(err, airlock.MsgStoreUnavailable)
 	}
 	if ro == "on" {
 		return airlock.Errorf(airlock.EUNAVAILABLE, "store is read-only (connected to a standby?)")
@@ -266,6 +267,51 @@ func blob(b []byte) any {
 		return nil
 	}
 	return b
+}
+
+func init() { airlock.RegisterOutage(classify) }
+
+// classify is the store's outage table (see airlock.RegisterOutage):
+// SQLSTATE 53100 (disk full) is StoreFull; the rest of class 53
+// (insufficient resources), class 08 (connection exception), 57P01–57P03
+// (administrator or crash shutdown, cannot connect now), 25006 (read-only
+// transaction: a standby), 58030 (I/O error), a failed connect, a lost or
+// closed connection are StoreUnavailable. A cancelled
+// or timed-out context is the caller's and is not an outage.
+func classify(err error) *airlock.Error {
+	if err == nil {
+		return nil
+	}
+	if code := pgCode(err); code != "" {
+		switch {
+		case code == "53100":
+			return airlock.StoreFull(err)
+		case strings.HasPrefix(code, "53"), strings.HasPrefix(code, "08"),
+			code == "57P01", code == "57P02", code == "57P03", code == "25006", code == "58030":
+			return airlock.StoreUnavailable(err)
+		}
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return nil
+	}
+	var ce *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &ce), errors.Is(err, pgconn.ErrConnClosed),
+		errors.As(err, &netErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return airlock.StoreUnavailable(err)
+	}
+	return nil
+}
+
+// outage returns err as classify's EUNAVAILABLE error when it is an
+// outage, and otherwise wrapped as EUNAVAILABLE with message.
+func outage(err error, message string) error {
+	if o := classify(err); o != nil {
+		return o
+	}
+	return airlock.WrapError(airlock.EUNAVAILABLE, message, err)
 }
 
 func pgCode(err error) string {

@@ -34,7 +34,7 @@ var blockBufs = sync.Pool{New: func() any { return new([]byte) }}
 func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHead) ([]airlock.Event, error)) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return airlock.WrapError(airlock.EUNAVAILABLE, "audit log unavailable", err)
+		return outage(err, "audit log unavailable")
 	}
 	defer tx.Rollback()
 	var head airlock.AuditHead
@@ -61,7 +61,7 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 		return fmt.Errorf("move audit head: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return airlock.WrapError(airlock.EUNAVAILABLE, "audit log unavailable", err)
+		return outage(err, "audit log unavailable")
 	}
 	return nil
 }

@@ -212,11 +212,11 @@ func (db *DB) checkpoint() (frames, done int, err error) {
 // Ping reports an error when the store cannot serve reads and writes.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.r.PingContext(ctx); err != nil {
-		return airlock.WrapError(airlock.EUNAVAILABLE, "store unavailable", err)
+		return outage(err, airlock.MsgStoreUnavailable)
 	}
 	var n int
 	if err := db.w.QueryRowContext(ctx, "SELECT 1").Scan(&n); err != nil {
-		return airlock.WrapError(airlock.EUNAVAILABLE, "store unavailable", err)
+		return outage(err, airlock.MsgStoreUnavailable)
 	}
 	return nil
 }
@@ -404,6 +404,31 @@ func blob(b []byte) any {
 		return nil
 	}
 	return b
+}
+
+func init() { airlock.RegisterOutage(classify) }
+
+// classify is the store's outage table (see airlock.RegisterOutage): a
+// full disk is StoreFull; an I/O error, a file that cannot be opened, a
+// database made read-only underneath (a file system remounted read-only)
+// and a lock that stayed busy past busy_timeout are StoreUnavailable.
+func classify(err error) *airlock.Error {
+	switch sqliteCode(err) & 0xff { // the primary result code
+	case sqlite3.SQLITE_FULL:
+		return airlock.StoreFull(err)
+	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return airlock.StoreUnavailable(err)
+	}
+	return nil
+}
+
+// outage returns err as classify's EUNAVAILABLE error when it is an
+// outage, and otherwise wrapped as EUNAVAILABLE with message.
+func outage(err error, message string) error {
+	if o := classify(err); o != nil {
+		return o
+	}
+	return airlock.WrapError(airlock.EUNAVAILABLE, message, err)
 }
 
 // sqliteCode returns the extended result code of a SQLite error, or 0.

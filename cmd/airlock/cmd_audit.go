@@ -111,6 +111,7 @@ func newAuditCmd() *cobra.Command {
 	export.Flags().StringVar(&format, "format", "jsonl", "jsonl")
 	export.Flags().StringVarP(&outFile, "out", "o", "", "write to FILE instead of stdout")
 	var file, pubkey string
+	var requireCP bool
 	verify := &cobra.Command{Use: "verify [--file EXPORT --pubkey FILE]", Short: "Verify the hash chain and signed checkpoints (exit 1 names the first bad seq)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var rep *audit.Report
@@ -157,10 +158,17 @@ func newAuditCmd() *cobra.Command {
 			if global.output != "json" {
 				fmt.Fprintf(cmd.OutOrStdout(), "OK: %d events, %d signed checkpoints, chain intact\n", rep.Events, rep.Checkpoints)
 			}
+			for _, w := range rep.Warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
+			if requireCP && len(rep.Warnings) > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("audit log verification: --require-checkpoint: %s", rep.Warnings[0])}
+			}
 			return nil
 		}}
 	verify.Flags().StringVar(&file, "file", "", "verify an export file offline")
 	verify.Flags().StringVar(&pubkey, "pubkey", "", "checkpoint public key (PEM) for --file")
+	verify.Flags().BoolVar(&requireCP, "require-checkpoint", false, "exit 1 when a warning remains (an export without any checkpoint)")
 	ac.AddCommand(tail, export, verify)
 	return ac
 }
