@@ -203,6 +203,9 @@ func (s *Service) challengeUser(ctx context.Context, challenge string) (*airlock
 	key := "loginchal:" + fmt.Sprintf("%x", auth.HashToken(challenge))
 	b, err := s.store.GetKV(ctx, key, s.now())
 	if err != nil {
+		if !airlock.IsCode(err, airlock.ENOTFOUND) {
+			return nil, "", err // the store, not the challenge: say so
+		}
 		return nil, "", airlock.Errorf(airlock.EUNAUTHORIZED, "the login step expired; run `airlock login` again")
 	}
 	var c loginChallenge
@@ -220,21 +223,39 @@ func (s *Service) challengeUser(ctx context.Context, challenge string) (*airlock
 func (s *Service) LoginFactor(ctx context.Context, challenge string, in FactorInput, source string) (*LoginResult, error) {
 	u, key, err := s.challengeUser(ctx, challenge)
 	if err != nil {
+		if airlock.IsCode(err, airlock.EUNAUTHORIZED) {
+			// Anyone can send a made-up challenge: audit the first per
+			// source and window, so that garbage cannot flood the log.
+			s.noteThrottled(ctx, "challenge|"+sourceBucket(source), s.now(), airlock.Event{Action: "login.refused", SourceAddr: source,
+				Outcome: airlock.OutcomeDenied, Details: details("why", "unknown or expired login step")})
+		}
 		return nil, err
 	}
 	srcKey, err := s.admit(ctx, u.Name, u.ID, source)
 	if err != nil {
 		return nil, err
 	}
+	refused := func(why string) {
+		s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "login.refused", SourceAddr: source,
+			Outcome: airlock.OutcomeDenied, Details: details("why", why)})
+	}
 	if u.Disabled {
+		refused("user disabled")
 		return nil, errInvalidLogin
 	}
 	method, err := s.verifyFactor(ctx, u, in, source, "login.failed")
 	if err != nil {
+		if airlock.IsCode(err, airlock.EINVALID) {
+			refused(airlock.ErrorMessage(err)) // no factor given, or WebAuthn not configured
+		}
 		return nil, err
 	}
 	// The challenge opens one session, across replicas too.
 	if _, err := s.store.TakeKV(ctx, key, s.now()); err != nil {
+		if !airlock.IsCode(err, airlock.ENOTFOUND) {
+			return nil, err
+		}
+		refused("login step already used or expired")
 		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the login step expired; run `airlock login` again")
 	}
 	res, err := s.startSession(ctx, u, method, source)
