@@ -371,15 +371,33 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	if err := s.ident.RequireFreshWithin(p, identity.ActionApprove, d.Freshness.Approve, factorMethods(d.Factors)); err != nil {
 		return refuseErr("MFA not fresh enough to review", err)
 	}
-	rv := &airlock.Review{RequestID: req.ID, ReviewerID: p.User.ID, ReviewerName: p.User.Name, Decision: in.Decision, Comment: in.Comment,
-		MFAMethod: p.Session.MFAMethod, CreatedAt: now.UTC()}
-	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.reviewed", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
-		Details: details("decision", in.Decision, "comment", in.Comment, "mfa_method", p.Session.MFAMethod)},
-		func(ctx context.Context) error { return s.store.AddReview(ctx, rv) }); err != nil {
-		if airlock.IsCode(err, airlock.ECONFLICT) {
-			return nil, airlock.Errorf(airlock.ECONFLICT, "you already reviewed request %s", req.ID)
-		}
+	reviews, err := s.store.ListReviews(ctx, req.ID)
+	if err != nil {
 		return nil, err
+	}
+	// A review of p's already stored, on a request still pending, means
+	// what was to follow it (the grant, or the denial) failed: the same
+	// decision again retries only that; another decision is refused.
+	again := false
+	for _, rv := range reviews {
+		if rv.ReviewerID == p.User.ID {
+			if rv.Decision != in.Decision {
+				return refuse(airlock.ECONFLICT, "you already reviewed request %s (%s)", req.ID, rv.Decision)
+			}
+			again = true
+		}
+	}
+	if !again {
+		rv := &airlock.Review{RequestID: req.ID, ReviewerID: p.User.ID, ReviewerName: p.User.Name, Decision: in.Decision, Comment: in.Comment,
+			MFAMethod: p.Session.MFAMethod, CreatedAt: now.UTC()}
+		if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.reviewed", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
+			Details: details("decision", in.Decision, "comment", in.Comment, "mfa_method", p.Session.MFAMethod)},
+			func(ctx context.Context) error { return s.store.AddReview(ctx, rv) }); err != nil {
+			if airlock.IsCode(err, airlock.ECONFLICT) {
+				return nil, airlock.Errorf(airlock.ECONFLICT, "you already reviewed request %s", req.ID)
+			}
+			return nil, err
+		}
 	}
 	if in.Decision == airlock.DecisionDeny {
 		if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.denied", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
@@ -391,10 +409,15 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 		req, _ = s.store.RequestByID(ctx, req.ID)
 		return &RequestResult{Request: req}, nil
 	}
-	reviews, err := s.store.ListReviews(ctx, req.ID)
-	if err != nil {
+	if reviews, err = s.store.ListReviews(ctx, req.ID); err != nil {
 		return nil, err
 	}
+	return s.grantIfApproved(ctx, p, req, reviews, groups, d)
+}
+
+// grantIfApproved creates the grant once req has the approvals the rule
+// in force (d, groups) needs.
+func (s *Service) grantIfApproved(ctx context.Context, p *identity.Principal, req *airlock.AccessRequest, reviews []*airlock.Review, groups []string, d policy.Decision) (*RequestResult, error) {
 	distinct, err := s.countApprovals(ctx, req, reviews, groups)
 	if err != nil {
 		return nil, err
