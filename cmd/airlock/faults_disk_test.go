@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,6 +176,30 @@ func TestFaultsDiskFull(t *testing.T) {
 	if faults == 0 || refused == 0 {
 		t.Fatalf("%d faults, %d after the event: the disk never filled where it matters", faults, refused)
 	}
+
+	// Readiness recovers by itself once the disk is freed: fill it, let
+	// an action fail so /readyz turns 503, free it, then send nothing but
+	// GET /readyz (a load balancer sends an unready replica no traffic).
+	raw.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+	free := testenv.Fill(t, filler, 0)
+	h.run(admin, "", "admin", "users", "add", "dave", "--group", "devs", "--password-stdin")
+	code, body := readyz(t, h.url)
+	if code != http.StatusServiceUnavailable {
+		free()
+		t.Fatalf("/readyz with a full disk after a failed write = %d %q, want 503", code, body)
+	}
+	free()
+	freed := time.Now()
+	for {
+		if code, _ = readyz(t, h.url); code == http.StatusOK {
+			break
+		}
+		if time.Since(freed) > 15*time.Second {
+			t.Fatalf("/readyz still %d 15s after the disk was freed, with no other traffic", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("/readyz 200 again %v after the disk was freed (bound: 5s)", time.Since(freed).Round(10*time.Millisecond))
 	h.stop()
 	checkTruthful(t, filepath.Join(dataDir, "airlock.db"))
 }
@@ -323,4 +349,16 @@ func checkTruthful(t *testing.T, path string) {
 	if pv, err := db.CurrentPolicy(ctx); err != nil || pv.Version != int64(policies) {
 		t.Errorf("policy version %v (%v), the log applied %d", pv, err, policies)
 	}
+}
+
+// readyz returns GET /readyz's status code and body.
+func readyz(t *testing.T, base string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
