@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -371,5 +372,41 @@ func TestE2EAuditFollowIsAudited(t *testing.T) {
 	}
 	if len(reads) != 1 {
 		t.Fatalf("following reads audited: %d, want 1", len(reads))
+	}
+}
+
+// TestE2EAuditFollowKeepsNoSessionAlive: an open `audit tail -f` is not
+// activity. Its re-checks must neither keep the login session from
+// idling out (an unattended terminal would stay logged in for ever) nor
+// outlive the idle timeout themselves.
+func TestE2EAuditFollowKeepsNoSessionAlive(t *testing.T) {
+	needOathtool(t)
+	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, func(c *serverConfig) { c.SessionIdle = 15 * time.Minute })
+	admin := t.TempDir()
+	h.bootstrapAdmin(admin, "admin", "admin password 1")
+	c := h.apiAs(admin)
+	c.HTTP = &http.Client{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp, err := c.Raw(ctx, "GET", "/api/v1/audit/events?follow=1&action=nothing.matches", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan struct{})
+	go func() { io.Copy(io.Discard, resp.Body); close(ended) }()
+	// 20 minutes without the user doing anything, while the stream polls.
+	for range 4 {
+		clk.Advance(5 * time.Minute)
+		time.Sleep(3 * api.FollowPollInterval)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the follow stream outlived the login session's idle timeout")
+	}
+	if _, err := h.run(admin, "", "whoami"); err == nil || !strings.Contains(err.Error(), "idle") {
+		t.Fatalf("the login session survived 20 idle minutes behind a follow stream: %v", err)
 	}
 }
