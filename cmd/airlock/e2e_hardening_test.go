@@ -410,3 +410,46 @@ func TestE2EAuditFollowKeepsNoSessionAlive(t *testing.T) {
 		t.Fatalf("the login session survived 20 idle minutes behind a follow stream: %v", err)
 	}
 }
+
+// TestE2EPolicyVisibilityRefusals: someone the policy lets request nothing
+// on a resource learns neither its access levels (from a request without
+// --access) nor the names of the rules that refuse them (from a refusal
+// or a dry run); a policy reader still sees the rule.
+func TestE2EPolicyVisibilityRefusals(t *testing.T) {
+	needOathtool(t)
+	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, nil)
+	tm := setupTeam(t, h, "version: 1\n")
+	h.fresh(tm.admin, tm.adminSecret)
+	addDBs(t, h, tm.admin, "prod-db")
+	h.applyPolicy(tm.admin, reviewPolicyV1+`  - name: no-contractors-on-prod-after-incident-4711
+    effect: deny
+    who: {users: [carol]}
+    resources: {names: [prod-db]}
+    access: ["*"]
+`)
+	carol := t.TempDir()
+	h.must(tm.admin, "carol password 1\n", "admin", "users", "add", "carol", "--password-stdin")
+	h.must(carol, "carol password 1\n", "login", "--user", "carol", "--password-stdin")
+	h.enrollTOTP(carol)
+	if _, err := h.run(carol, "", "request", "prod-db", "--for", "1h", "--reason", "x"); err == nil || strings.Contains(err.Error(), "write") {
+		t.Fatalf("carol learned prod-db's access levels: %v", err)
+	}
+	for _, args := range [][]string{
+		{"request", "prod-db", "--access", "read", "--for", "1h", "--reason", "x"},
+		{"--output", "json", "request", "prod-db", "--access", "read", "--for", "1h", "--reason", "x", "--dry-run"},
+	} {
+		out, err := h.run(carol, "", args...)
+		if strings.Contains(out, "incident-4711") || (err != nil && strings.Contains(err.Error(), "incident-4711")) {
+			t.Fatalf("carol learned a rule name from %v: %v\n%s", args, err, out)
+		}
+	}
+	// The audit log keeps the real reason.
+	found := false
+	for _, e := range h.auditEvents(tm.admin, "request.refused") {
+		found = found || strings.Contains(string(e.Details), "incident-4711")
+	}
+	if !found {
+		t.Fatal("request.refused lost the rule that refused it")
+	}
+}
