@@ -92,7 +92,7 @@ func (s *Service) dryRun(ctx context.Context, u *airlock.User, r *airlock.Resour
 		eligible = s.decide(ctx, u, r, in.Access, 0, false)
 	}
 	if !eligible.Allowed {
-		return &DryRun{Allowed: false, Why: d.Reason, ApproverGroups: []string{}, Approvers: []string{}}
+		return &DryRun{Allowed: false, Why: s.refusalShown(u, r, in.Access, d), ApproverGroups: []string{}, Approvers: []string{}}
 	}
 	approvers := s.approvers(ctx, eligible, u.ID)
 	if approvers == nil {
@@ -115,6 +115,9 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 		return nil, err
 	}
 	if in.Access == "" {
+		if !p.User.IsAdmin() && !s.mayRequest(p.User, r) {
+			return nil, airlock.Errorf(airlock.EINVALID, "--access is required")
+		}
 		return nil, airlock.Errorf(airlock.EINVALID, "--access is required; %s offers: %s", r.Name, strings.Join(sortedLevels(r), ", "))
 	}
 	d := s.decide(ctx, p.User, r, in.Access, in.Duration, false)
@@ -130,7 +133,11 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 		}
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
 			Details: details("access", in.Access, "duration", in.Duration.String(), "why", d.Reason)})
-		return nil, airlock.Errorf(airlock.EFORBIDDEN, "policy does not allow this request: %s", d.Reason)
+		why := d.Reason
+		if !s.decide(ctx, p.User, r, in.Access, 0, false).Allowed {
+			why = s.refusalShown(p.User, r, in.Access, d)
+		}
+		return nil, airlock.Errorf(airlock.EFORBIDDEN, "policy does not allow this request: %s", why)
 	}
 	if d.ReasonRequired && strings.TrimSpace(in.Reason) == "" {
 		prompt := d.ReasonPrompt
@@ -832,4 +839,15 @@ func fmtDur(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// refusalShown is the reason a refusal d of access on r gives u, who is
+// not eligible for it at any duration: d's own reason for admins and
+// policy readers, otherwise one that names no rule (a deny rule's name is
+// policy content; the audit event keeps it).
+func (s *Service) refusalShown(u *airlock.User, r *airlock.Resource, access string, d policy.Decision) string {
+	if u.IsAdmin() || u.InGroup(airlock.GroupPolicyReaders) || d.Rule == "" {
+		return d.Reason
+	}
+	return fmt.Sprintf("no rule lets %s request %s on %s", u.Name, access, r.Name)
 }

@@ -178,7 +178,8 @@ const FollowPollInterval = 500 * time.Millisecond
 // followEvents streams the events matching f with seq > f.AfterSeq as
 // JSON Lines, oldest first, and keeps streaming new ones until the client
 // goes away, the server shuts down, or the caller's login session stops
-// being valid or allowed to read the log (checked at every poll).
+// being valid or allowed to read the log (checked before every read after
+// the first, without counting as activity: see identity.Service.Recheck).
 func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, f airlock.EventFilter) {
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
@@ -207,17 +208,19 @@ func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, f airlock.
 		if len(evs) > 0 && rc.Flush() != nil {
 			return
 		}
-		if len(evs) == f.Limit {
-			continue // more are waiting
+		if len(evs) < f.Limit { // else more are waiting
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.streamsDone():
+				return
+			case <-t.C:
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.streamsDone():
-			return
-		case <-t.C:
-		}
-		p, err := s.Identity.Authenticate(ctx, bearer(r), sourceAddr(r))
+		// Before every read, backlog or not. Recheck, not Authenticate:
+		// a stream is no activity of its user and must not keep the
+		// session from idling out.
+		p, err := s.Identity.Recheck(ctx, bearer(r), sourceAddr(r))
 		if err != nil || canReadAudit(p) != nil {
 			return
 		}

@@ -408,6 +408,32 @@ func (s *Service) Authenticate(ctx context.Context, token, source string) (*Prin
 	return &Principal{User: u, Session: sess, Source: source}, nil
 }
 
+// Recheck resolves token as Authenticate does, but from the store (no
+// cache) and without counting as activity: it never moves the session's
+// idle timer. It is for long-running reads (a followed audit stream) that
+// must stop when the session ends, idles out or its user is disabled, and
+// must not keep it alive themselves. Errors: EUNAUTHORIZED.
+func (s *Service) Recheck(ctx context.Context, token, source string) (*Principal, error) {
+	if token == "" {
+		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "not logged in: run `airlock login`")
+	}
+	sess, err := s.store.LoginSessionByTokenHash(ctx, auth.HashToken(token))
+	if err != nil {
+		if airlock.IsCode(err, airlock.ENOTFOUND) {
+			return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "your login session is not valid: run `airlock login`")
+		}
+		return nil, err
+	}
+	u, err := s.store.UserByID(ctx, sess.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkSession(sess, u, s.now()); err != nil {
+		return nil, err
+	}
+	return &Principal{User: u, Session: sess, Source: source}, nil
+}
+
 func (s *Service) checkSession(sess *airlock.LoginSession, u *airlock.User, now time.Time) error {
 	switch {
 	case !sess.RevokedAt.IsZero():

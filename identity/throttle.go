@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/airlockhq/airlock"
@@ -113,8 +114,14 @@ const (
 	keyAddr    = "login-addr:"      // + source bucket: failures from it
 	kvAddrSlow = "login-addr-slow:" // KV + source bucket: past SourceCeiling until the window ends
 	keyNotice  = "login-note:"      // + a key above: first refusal audited
+	keySlot    = "login-slot:"      // + user: past the account ceiling, one check per AccountDelay
+	kvKnown    = "login-known:"     // KV + user + "|" + source bucket: a full login came from it
 	keyPush    = "push-rate:"       // + user id
 )
+
+// knownSourceTTL is how long a source bucket that completed a full login
+// of a user stays known for that user (see admit).
+const knownSourceTTL = 30 * 24 * time.Hour
 
 // throttleName is the user part of throttle keys: the name as typed when
 // it could be a user name, one shared bucket otherwise (such names never
@@ -150,14 +157,22 @@ func sourceBucket(addr string) string {
 // after a full success. Errors: ELOCKED (refused unchecked: the source
 // must wait; Details carry retry_after_seconds), EUNAVAILABLE, store errors.
 // Past the account ceiling (or the source address's) it holds the attempt
-// for AccountDelay and admits it: an attacker elsewhere can slow the owner,
+// for AccountDelay and admits it. Holding is a latency, not a rate: past
+// the account ceiling, attempts from addresses that never completed a
+// login of the account (known sources, remembered knownSourceTTL) are
+// also checked at most one per AccountDelay across all of them and all
+// replicas; the others are refused unchecked (ELOCKED). Otherwise an
+// attacker who knows the password guesses the second factor from as many
+// addresses as they hold (an IPv6 /48 is 65 536 buckets), all in
+// parallel. An attacker elsewhere can slow the owner at a known address,
 // never lock them out.
 func (s *Service) admit(ctx context.Context, name, userID, source string) (string, error) {
 	cfg := s.cfg.Throttle
 	now := s.now()
 	s.purgeThrottles(ctx, now)
 	user := throttleName(name)
-	srcKey := keySource + user + "|" + sourceBucket(source)
+	bucket := sourceBucket(source)
+	srcKey := keySource + user + "|" + bucket
 	h, err := s.store.HitThrottle(ctx, srcKey, now, cfg.Window)
 	if err != nil {
 		return "", err
@@ -182,7 +197,24 @@ func (s *Service) admit(ctx context.Context, name, userID, source string) (strin
 			return "", err
 		}
 	}
-	if _, err := s.store.GetKV(ctx, kvAddrSlow+sourceBucket(source), now); err == nil {
+	if hold {
+		if _, err := s.store.GetKV(ctx, kvKnown+user+"|"+bucket, now); err != nil {
+			slot, err := s.store.HitThrottle(ctx, keySlot+user, now, cfg.AccountDelay)
+			if err != nil {
+				return "", err
+			}
+			if slot.Count > 1 {
+				retryAt := slot.WindowStart.Add(cfg.AccountDelay)
+				s.noteThrottled(ctx, keySlot+user, now, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "login.throttled", SourceAddr: source,
+					Outcome: airlock.OutcomeDenied, Details: details("scope", "account_rate", "attempts", a.Count, "retry_at", retryAt.UTC().Format(time.RFC3339))})
+				secs := max(1, int(math.Ceil(retryAt.Sub(now).Seconds())))
+				return "", &airlock.Error{Code: airlock.ELOCKED,
+					Message: fmt.Sprintf("too many failed attempts on this account; try again in %s", time.Duration(secs)*time.Second),
+					Details: map[string]any{"retry_after_seconds": secs}}
+			}
+		}
+	}
+	if _, err := s.store.GetKV(ctx, kvAddrSlow+bucket, now); err == nil {
 		hold = true
 	}
 	if hold {
@@ -221,10 +253,15 @@ func (s *Service) failedFrom(ctx context.Context, name, userID, source string) {
 }
 
 // admitted forgets the (user, source) count after a full success (the
-// account count stays: it bounds guesses on the account per window).
+// account count stays: it bounds guesses on the account per window) and
+// remembers the source as known for the user.
 func (s *Service) admitted(ctx context.Context, srcKey string) {
 	if err := s.store.ResetThrottle(ctx, srcKey); err != nil {
 		s.log.Warn("reset login throttle", "err", err)
+	}
+	known := kvKnown + strings.TrimPrefix(srcKey, keySource)
+	if err := s.store.PutKV(ctx, known, nil, s.now().Add(knownSourceTTL)); err != nil {
+		s.log.Warn("remember login source", "err", err)
 	}
 }
 

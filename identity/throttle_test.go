@@ -321,8 +321,8 @@ func TestThrottleSecondFactorGuesses(t *testing.T) {
 }
 
 // TestThrottleAccountCeiling: past the account ceiling (all sources
-// together) attempts are held, audited once, and still checked: the owner's
-// right password and code get in, later.
+// together) attempts are held, audited once, and, one per AccountDelay,
+// still checked: the owner's right password and code get in, later.
 func TestThrottleAccountCeiling(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	svcs, store := replicas(t, clk, 2)
@@ -334,8 +334,12 @@ func TestThrottleAccountCeiling(t *testing.T) {
 		s.cfg.Throttle.AccountCeiling = 10
 		s.hold = func(d time.Duration) { mu.Lock(); held = append(held, d); mu.Unlock() }
 	}
-	// Login + confirm of withTOTP made 2 account attempts; 20 addresses, 3 guesses each.
+	// Login + confirm of withTOTP made 2 account attempts; 20 addresses, 3
+	// guesses each, one per AccountDelay (past the ceiling, that is the
+	// rate addresses the account never logged in from are checked at; see
+	// TestThrottleAccountCeilingBoundsRate).
 	for i := range 60 {
+		clk.add(2 * time.Second)
 		src := fmt.Sprintf("198.51.100.%d:1", i%20)
 		if _, err := svcs[i%2].Login(ctx, "admin", "not the password!", FactorInput{}, src); !airlock.IsCode(err, airlock.EUNAUTHORIZED) {
 			t.Fatalf("guess %d: %v", i, err)
@@ -352,6 +356,7 @@ func TestThrottleAccountCeiling(t *testing.T) {
 	if n := throttledEvents(t, store, "account"); n != 1 {
 		t.Fatalf("login.throttled (account) events: %d, want 1", n)
 	}
+	clk.add(2 * time.Second)
 	res, err := svcs[1].Login(ctx, "admin", password, FactorInput{}, ownerAddr)
 	if err != nil || res.Challenge == "" {
 		t.Fatalf("owner's right password did not reach the MFA step: %v", err)
@@ -410,5 +415,56 @@ func TestThrottleSprayFromOneAddress(t *testing.T) {
 	}
 	if n := throttledEvents(t, store, "address"); n != 1 {
 		t.Fatalf("login.throttled (address) events: %d, want 1", n)
+	}
+}
+
+// TestThrottleAccountCeilingBoundsRate: an attacker who knows the password
+// guesses the TOTP code from many addresses (one IPv6 /64 each: a /48 holds
+// 65 536) in parallel, one guess per address so that no (user, source)
+// key ever slows them. Past the account ceiling the guesses must not all
+// be checked: holding each one AccountDelay in parallel is a latency, not
+// a rate. At most one guess per AccountDelay is checked from addresses
+// that never logged in to the account; the owner's known address is
+// slowed, never refused.
+func TestThrottleAccountCeilingBoundsRate(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	svcs, store := replicas(t, clk, 2)
+	ctx := context.Background()
+	code := withTOTP(t, svcs[0], clk, "admin")
+	// The owner's usual address: a full login from it.
+	if _, err := svcs[0].Login(ctx, "admin", password, FactorInput{OTP: code()}, ownerAddr); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svcs {
+		s.cfg.Throttle.AccountCeiling = 10
+		s.hold = func(time.Duration) {}
+	}
+	before := checked(t, store, "totp")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[string]int{}
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			src := fmt.Sprintf("[2001:db8:77:%x::1]:443", i)
+			_, err := svcs[i%2].Login(ctx, "admin", password, FactorInput{OTP: fmt.Sprintf("%06d", 900000+i)}, src)
+			mu.Lock()
+			codes[airlock.ErrorCode(err)]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	// 3 account attempts so far (withTOTP's 2, the owner's 1): 7 under the
+	// ceiling, then one slot per AccountDelay (the clock stands still).
+	if n := checked(t, store, "totp") - before; n > 8 {
+		t.Fatalf("%d of 300 parallel TOTP guesses past the account ceiling were checked, want at most 8 (outcomes %v)", n, codes)
+	}
+	if codes[airlock.ELOCKED] < 292 {
+		t.Fatalf("outcomes %v, want the guesses past the slot refused unchecked", codes)
+	}
+	// The owner, from their known address, still gets in at once.
+	if res, err := svcs[1].Login(ctx, "admin", password, FactorInput{OTP: code()}, ownerAddr); err != nil || res.Token == "" {
+		t.Fatalf("owner refused past the account ceiling: %v", err)
 	}
 }

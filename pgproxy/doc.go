@@ -59,7 +59,8 @@
 // new session costs no PBKDF2. Either way the gateway then relays raw bytes.
 // A cleartext password request (AuthenticationCleartextPassword) is refused
 // without sending the password unless the upstream is TLS with a verified
-// certificate (verify-ca, verify-full) or Target.AllowCleartextPassword is
+// certificate (verify-full; verify-ca only with the resource's own CA
+// certificates, not the system's roots) or Target.AllowCleartextPassword is
 // set (libpq's require_auth=!password); the client gets FATAL 28000
 // "airlock: the resource's database asked for a cleartext password over a
 // connection whose server certificate is not verified; refused …". MD5 and

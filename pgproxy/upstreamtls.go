@@ -61,10 +61,13 @@ func UpstreamTLSConfig(mode string, caPEM []byte) (*tls.Config, error) {
 }
 
 // verifyCA checks the chain against roots (nil: the system's) but not the
-// name, like libpq's verify-ca.
+// name, like libpq's verify-ca. RootCAs is set too, though the handshake
+// does not use it, so that tlsVerifies can tell the resource's own CA
+// certificates from the system's roots.
 func verifyCA(roots *x509.CertPool) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
+		RootCAs:            roots,
 		InsecureSkipVerify: true, // the chain is checked in VerifyConnection
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
@@ -111,8 +114,11 @@ func ParseCAPEM(b []byte) (*x509.CertPool, error) {
 
 // tlsVerifies reports whether c (a Target.UpstreamTLS built by
 // UpstreamTLSConfig) authenticates the server: verify-full checks chain and
-// name, verify-ca (and require with CA certificates) checks the chain in
-// VerifyConnection. Plain require checks nothing.
+// name; verify-ca (and require with CA certificates) checks the chain in
+// VerifyConnection, which authenticates the server only against the
+// resource's own CA certificates. verify-ca against the system's roots
+// does not: any certificate any public CA issued, for any name, passes.
+// Plain require checks nothing.
 func tlsVerifies(c *tls.Config) bool {
-	return c != nil && (!c.InsecureSkipVerify || c.VerifyConnection != nil)
+	return c != nil && (!c.InsecureSkipVerify || (c.VerifyConnection != nil && c.RootCAs != nil))
 }

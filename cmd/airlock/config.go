@@ -72,6 +72,10 @@ type serverConfig struct {
 	CredentialsDir       string `yaml:"credentials_dir"`
 	CredentialsEnvPrefix string `yaml:"credentials_env_prefix"`
 
+	// configFile is the config file read, if any (for
+	// checkCredentialSources).
+	configFile string
+
 	// now is the server clock; tests inject a fake one (never settable
 	// from flags, env or file).
 	now func() time.Time
@@ -165,8 +169,9 @@ func (c *serverConfig) keys() []configKey {
 
 // checkCredentialSources refuses credential sources that would let a
 // policy read the server's own secrets: a credentials dir that is, holds
-// or lies in the data dir, and an env prefix that one of the server's
-// own AIRLOCK_* settings starts with.
+// or lies in the data dir, or holds the OIDC client secret, the config
+// file or a SQLite store; and an env prefix that one of the server's own
+// AIRLOCK_* settings starts with.
 func (c *serverConfig) checkCredentialSources() error {
 	if p := c.CredentialsEnvPrefix; p != "" {
 		own := []string{"AIRLOCK_CONFIG"}
@@ -195,6 +200,26 @@ func (c *serverConfig) checkCredentialSources() error {
 	}
 	if within(cred, data) || within(data, cred) {
 		return fmt.Errorf("--credentials-dir %s overlaps the data dir %s, which holds the master key; use a directory of its own", c.CredentialsDir, c.DataDir)
+	}
+	// The server's other secret files must not be in it either.
+	own := []struct{ what, path string }{
+		{"--oidc-client-secret-file", c.OIDCClientSecretFile},
+		{"the config file (--config, AIRLOCK_CONFIG)", c.configFile},
+	}
+	if p, ok := strings.CutPrefix(c.Store, "sqlite:"); ok {
+		own = append(own, struct{ what, path string }{"the --store database", p})
+	}
+	for _, f := range own {
+		if f.path == "" {
+			continue
+		}
+		p, err := realPath(f.path)
+		if err != nil {
+			return fmt.Errorf("%s %s: %v", f.what, f.path, err)
+		}
+		if within(p, cred) {
+			return fmt.Errorf("%s %s is inside --credentials-dir %s, where a policy could name it as a secret to send upstream; keep it elsewhere", f.what, f.path, c.CredentialsDir)
+		}
 	}
 	return nil
 }
@@ -281,6 +306,7 @@ func loadServerConfig(fs *pflag.FlagSet, file string, getenv func(string) string
 		if err != nil {
 			return c, fmt.Errorf("read config %s: %w", file, err)
 		}
+		c.configFile = file
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {

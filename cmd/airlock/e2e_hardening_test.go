@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -371,5 +372,84 @@ func TestE2EAuditFollowIsAudited(t *testing.T) {
 	}
 	if len(reads) != 1 {
 		t.Fatalf("following reads audited: %d, want 1", len(reads))
+	}
+}
+
+// TestE2EAuditFollowKeepsNoSessionAlive: an open `audit tail -f` is not
+// activity. Its re-checks must neither keep the login session from
+// idling out (an unattended terminal would stay logged in for ever) nor
+// outlive the idle timeout themselves.
+func TestE2EAuditFollowKeepsNoSessionAlive(t *testing.T) {
+	needOathtool(t)
+	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, func(c *serverConfig) { c.SessionIdle = 15 * time.Minute })
+	admin := t.TempDir()
+	h.bootstrapAdmin(admin, "admin", "admin password 1")
+	c := h.apiAs(admin)
+	c.HTTP = &http.Client{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp, err := c.Raw(ctx, "GET", "/api/v1/audit/events?follow=1&action=nothing.matches", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan struct{})
+	go func() { io.Copy(io.Discard, resp.Body); close(ended) }()
+	// 20 minutes without the user doing anything, while the stream polls.
+	for range 4 {
+		clk.Advance(5 * time.Minute)
+		time.Sleep(3 * api.FollowPollInterval)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the follow stream outlived the login session's idle timeout")
+	}
+	if _, err := h.run(admin, "", "whoami"); err == nil || !strings.Contains(err.Error(), "idle") {
+		t.Fatalf("the login session survived 20 idle minutes behind a follow stream: %v", err)
+	}
+}
+
+// TestE2EPolicyVisibilityRefusals: someone the policy lets request nothing
+// on a resource learns neither its access levels (from a request without
+// --access) nor the names of the rules that refuse them (from a refusal
+// or a dry run); a policy reader still sees the rule.
+func TestE2EPolicyVisibilityRefusals(t *testing.T) {
+	needOathtool(t)
+	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, nil)
+	tm := setupTeam(t, h, "version: 1\n")
+	h.fresh(tm.admin, tm.adminSecret)
+	addDBs(t, h, tm.admin, "prod-db")
+	h.applyPolicy(tm.admin, reviewPolicyV1+`  - name: no-contractors-on-prod-after-incident-4711
+    effect: deny
+    who: {users: [carol]}
+    resources: {names: [prod-db]}
+    access: ["*"]
+`)
+	carol := t.TempDir()
+	h.must(tm.admin, "carol password 1\n", "admin", "users", "add", "carol", "--password-stdin")
+	h.must(carol, "carol password 1\n", "login", "--user", "carol", "--password-stdin")
+	h.enrollTOTP(carol)
+	if _, err := h.run(carol, "", "request", "prod-db", "--for", "1h", "--reason", "x"); err == nil || strings.Contains(err.Error(), "write") {
+		t.Fatalf("carol learned prod-db's access levels: %v", err)
+	}
+	for _, args := range [][]string{
+		{"request", "prod-db", "--access", "read", "--for", "1h", "--reason", "x"},
+		{"--output", "json", "request", "prod-db", "--access", "read", "--for", "1h", "--reason", "x", "--dry-run"},
+	} {
+		out, err := h.run(carol, "", args...)
+		if strings.Contains(out, "incident-4711") || (err != nil && strings.Contains(err.Error(), "incident-4711")) {
+			t.Fatalf("carol learned a rule name from %v: %v\n%s", args, err, out)
+		}
+	}
+	// The audit log keeps the real reason.
+	found := false
+	for _, e := range h.auditEvents(tm.admin, "request.refused") {
+		found = found || strings.Contains(string(e.Details), "incident-4711")
+	}
+	if !found {
+		t.Fatal("request.refused lost the rule that refused it")
 	}
 }

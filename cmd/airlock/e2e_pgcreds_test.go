@@ -206,3 +206,38 @@ func TestCredentialSourcesConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentialSourcesOwnFiles pins that a credentials dir may not hold
+// the server's own secret files: the OIDC client secret, the config file
+// (a store DSN with its password) and a SQLite store. A policy naming one
+// as a password_file would send it to an upstream of its author's choice.
+func TestCredentialSourcesOwnFiles(t *testing.T) {
+	data, creds := t.TempDir(), t.TempDir()
+	link := filepath.Join(t.TempDir(), "creds-link")
+	if err := os.Symlink(creds, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		set  func(*serverConfig)
+		want string
+	}{
+		{"fail/oidc-secret", func(c *serverConfig) { c.OIDCClientSecretFile = filepath.Join(creds, "oidc-secret") }, "oidc-client-secret-file"},
+		{"fail/oidc-secret-via-link", func(c *serverConfig) { c.OIDCClientSecretFile = filepath.Join(link, "oidc-secret") }, "oidc-client-secret-file"},
+		{"fail/config-file", func(c *serverConfig) { c.configFile = filepath.Join(creds, "airlock.yaml") }, "config"},
+		{"fail/sqlite-store", func(c *serverConfig) { c.Store = "sqlite:" + filepath.Join(creds, "airlock.db") }, "store"},
+		{"ok/elsewhere", func(c *serverConfig) {
+			c.OIDCClientSecretFile, c.Store = filepath.Join(t.TempDir(), "oidc-secret"), "sqlite:"+filepath.Join(t.TempDir(), "a.db")
+		}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := defaultServerConfig()
+			cfg.DataDir, cfg.CredentialsDir = data, creds
+			c.set(&cfg)
+			err := cfg.checkCredentialSources()
+			if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+				t.Fatalf("err %v, want %q", err, c.want)
+			}
+		})
+	}
+}
