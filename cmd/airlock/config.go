@@ -64,6 +64,10 @@ type serverConfig struct {
 
 	WebhookAllowLinkLocal bool `yaml:"webhook_allow_link_local"`
 
+	// TrustedProxies lists the HTTP reverse proxies / load balancers
+	// whose X-Forwarded-For is believed (comma-separated CIDRs).
+	TrustedProxies string `yaml:"trusted_proxies"`
+
 	// Bounds on gateway connections that have not authenticated yet.
 	HandshakeTimeout    time.Duration `yaml:"gateway_handshake_timeout"`
 	MaxPending          int           `yaml:"gateway_max_pending"`
@@ -159,6 +163,7 @@ func (c *serverConfig) keys() []configKey {
 		{"audit-linger", "fixed time the audit writer lets a small batch grow before committing (0: adaptive group commit)", &c.AuditLinger},
 		{"audit-max-delay", "longest a gateway statement's audit event waits to share a commit when nothing waits for it (0: commit at once)", &c.AuditMaxDelay},
 		{"grant-sweep-interval", "how often expired grants are recorded and their sessions cut", &c.SweepInterval},
+		{"trusted-proxies", "comma-separated CIDRs of HTTP load balancers/reverse proxies whose X-Forwarded-For names the client (login throttling and audit use it); empty: the TCP peer is the client", &c.TrustedProxies},
 		{"webhook-allow-link-local", "let webhooks reach link-local addresses and cloud metadata endpoints (169.254.169.254 …); refused by default", &c.WebhookAllowLinkLocal},
 		{"credentials-dir", "directory the policy's password_file, sslrootcert, url_file and secret_file must name files in (empty: file references refused; never the data dir)", &c.CredentialsDir},
 		{"credentials-env-prefix", "prefix of the environment variables the policy's password_env, url_env and secret_env may name (empty: refused)", &c.CredentialsEnvPrefix},

@@ -648,3 +648,40 @@ func TestE2EOutputJSONShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ELockoutBehindProxy: behind a trusted load balancer every
+// connection comes from the balancer, so the source of a login attempt is
+// the client it names in X-Forwarded-For. An attacker's failures then
+// throttle the attacker's address, not the owner's; from an untrusted
+// peer the header is ignored.
+func TestE2ELockoutBehindProxy(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, func(c *serverConfig) {
+		c.LockoutFailures = 3
+		c.TrustedProxies = "127.0.0.0/8"
+	})
+	home := t.TempDir()
+	h.must(home, "correct horse battery\n", "bootstrap", "--token-file", filepath.Join(h.dataDir, "bootstrap.token"), "--user", "admin", "--password-stdin")
+	login := func(password, client string) int {
+		t.Helper()
+		b, _ := json.Marshal(api.LoginRequest{User: "admin", Password: password})
+		req, _ := http.NewRequest("POST", h.url+"/api/v1/login", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 6 {
+		login("not the password!", "203.0.113.66")
+	}
+	if code := login("not the password!", "203.0.113.66"); code != http.StatusTooManyRequests {
+		t.Fatalf("attacker's address after 7 failures: %d, want 429", code)
+	}
+	if code := login("correct horse battery", "198.51.100.20"); code != http.StatusOK {
+		t.Fatalf("owner from another address behind the same balancer: %d, want 200 (locked out by the attacker)", code)
+	}
+}

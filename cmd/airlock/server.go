@@ -168,6 +168,10 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		defer sshLn.Close()
 	}
 
+	trusted, err := netguard.ParsePrefixes(c.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %v", err)
+	}
 	if err = c.checkCredentialSources(); err != nil {
 		return err
 	}
@@ -249,7 +253,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 
 	// IdleTimeout: a kept-alive connection does not hold a descriptor
 	// for ever.
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	httpSrv := &http.Server{Handler: netguard.TrustProxies(trusted, mux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	httpSrv.RegisterOnShutdown(apiSrv.CloseStreams)
 
