@@ -16,12 +16,15 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// AllowLinkLocal lets webhooks reach link-local addresses
 	// (169.254.0.0/16, fe80::/10) and the cloud metadata endpoints
-	// (169.254.169.254, fd00:ec2::254, 100.100.100.200, 192.0.0.192).
+	// (169.254.169.254, fd00:ec2::254, 100.100.100.200, 192.0.0.192,
+	// 168.63.129.16), also as NAT64 addresses (64:ff9b::/96).
 	// They are refused by default: a webhook URL, or a name it resolves
 	// to, must not turn the server into a reader of its own instance
 	// credentials.
 	AllowLinkLocal bool
 }
+
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
 // metadataAddrs are cloud instance-metadata endpoints outside the
 // link-local ranges (or inside them, named for clarity).
@@ -31,6 +34,7 @@ var metadataAddrs = []netip.Addr{
 	netip.MustParseAddr("fd00:ec2::254"),   // AWS IMDS over IPv6
 	netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud
 	netip.MustParseAddr("192.0.0.192"),     // Oracle Cloud (legacy)
+	netip.MustParseAddr("168.63.129.16"),   // Azure WireServer
 }
 
 // thisNetwork is 0.0.0.0/8: on Linux a connect to any of it reaches the
@@ -53,6 +57,13 @@ func (e *TargetError) Error() string {
 // Loopback and private addresses are allowed: receivers are often on-prem.
 func CheckTarget(addr netip.Addr, allowLinkLocal bool) error {
 	a := addr.Unmap().WithZone("")
+	// An IPv4 address embedded in the NAT64 well-known prefix
+	// (64:ff9b::/96, RFC 6052) reaches that IPv4 address through a
+	// translator: judge the IPv4 address.
+	if a.Is6() && nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	}
 	refuse := func(why string) error { return &TargetError{Addr: a, Reason: why} }
 	switch {
 	case !a.IsValid():

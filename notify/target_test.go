@@ -116,6 +116,10 @@ func TestCheckTarget(t *testing.T) {
 		{"100.100.100.200", true, false},
 		{"192.0.0.192", true, false},
 		{"::ffff:169.254.169.254", true, false},
+		{"168.63.129.16", true, false},
+		{"64:ff9b::a9fe:a9fe", true, false}, // NAT64 of 169.254.169.254
+		{"64:ff9b::a00:1", false, false},    // NAT64 of 10.0.0.1
+		{"64:ff9b::e000:1", true, true},     // NAT64 of 224.0.0.1
 		{"0.0.0.0", true, true},
 		{"0.1.2.3", true, true},
 		{"::", true, true},
