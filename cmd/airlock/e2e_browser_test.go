@@ -56,6 +56,33 @@ func (b *tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// clickAndWait clicks click and waits until wait is visible. A click that
+// starts a navigation can race chromedp's node lookups ("Could not find
+// node with given id"): then it checks whether the page got there anyway,
+// and clicks again only if the button is still there and nothing came.
+func (b *tab) clickAndWait(what, click, wait string) {
+	b.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(click)), chromedp.WaitVisible(chromedp.CSS(wait)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "Could not find node with given id") || attempt >= 2 || time.Now().After(deadline) {
+			b.do(what, chromedp.WaitVisible(chromedp.CSS(wait))) // fails with the page's text
+			return
+		}
+		ctx, cancel = context.WithTimeout(b.ctx, 5*time.Second)
+		err = chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(wait)))
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+}
+
 func (b *tab) open(path string) {
 	b.t.Helper()
 	b.do("open "+path, chromedp.Navigate(b.base+path))
@@ -235,7 +262,7 @@ func TestE2EBrowserConsole(t *testing.T) {
 		// Sign out and back in with password + passkey.
 		a.do("sign out", chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.CSS("#signin-form")))
 		a.passwordStep("alice", "alice password 1")
-		a.do("passkey step", chromedp.Click(chromedp.CSS("#signin-webauthn")), chromedp.WaitVisible(chromedp.CSS("#whoami")))
+		a.clickAndWait("passkey step", "#signin-webauthn", "#whoami")
 		// Only a passkey session may make this browser a push device.
 		a.open("/factors")
 		a.do("register push device", chromedp.Click(chromedp.CSS("#add-push")), chromedp.WaitVisible(chromedp.CSS("#push-device-on")))
