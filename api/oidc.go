@@ -70,11 +70,7 @@ func (s *Server) routesOIDC() {
 		html := wantsHTML(r)
 		switch {
 		case err != nil && html:
-			st := statusOf[airlock.ErrorCode(err)]
-			if st == 0 {
-				st = http.StatusInternalServerError
-			}
-			writeSSOPage(w, st, ssoPageData{Title: "Sign-in failed", Message: airlock.ErrorMessage(err)})
+			writeSSOPage(w, HTTPStatus(err), ssoPageData{Title: "Sign-in failed", Message: airlock.ErrorMessage(err)})
 		case err != nil:
 			s.writeError(w, r, err)
 		case res.Pending && html:

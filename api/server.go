@@ -138,14 +138,30 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == airlock.EINTERNAL || code == airlock.EUNAVAILABLE {
 		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	st, ok := statusOf[code]
-	if !ok {
-		st = http.StatusInternalServerError
-	}
-	if secs, ok := b.Error.Details["retry_after_seconds"].(int); ok && st == http.StatusTooManyRequests && secs > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(secs)) // RFC 9110 §10.2.3
-	}
+	st := HTTPStatus(err)
+	SetRetryAfter(w, err)
 	writeJSON(w, st, b)
+}
+
+// HTTPStatus is the HTTP status for err's code (statusOf; 500 for a code
+// it does not list). The console answers with it too.
+func HTTPStatus(err error) int {
+	if st, ok := statusOf[airlock.ErrorCode(err)]; ok {
+		return st
+	}
+	return http.StatusInternalServerError
+}
+
+// SetRetryAfter sets Retry-After (RFC 9110 §10.2.3) when err is a
+// throttling refusal (ELOCKED) whose details say when to retry.
+func SetRetryAfter(w http.ResponseWriter, err error) {
+	var ae *airlock.Error
+	if !errors.As(err, &ae) || airlock.ErrorCode(err) != airlock.ELOCKED {
+		return
+	}
+	if secs, ok := ae.Details["retry_after_seconds"].(int); ok && secs > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/identity"
 	"github.com/airlockhq/airlock/policy"
 )
@@ -144,12 +145,8 @@ func (c *console) factorRemove(w http.ResponseWriter, r *http.Request, p *identi
 	http.Redirect(w, r, "/factors?done=removed", http.StatusSeeOther)
 }
 
-func statusFor(err error) int {
-	if st, ok := statusOf[airlock.ErrorCode(err)]; ok {
-		return st
-	}
-	return http.StatusInternalServerError
-}
+// statusFor is the HTTP status for err: the API's one table.
+func statusFor(err error) int { return api.HTTPStatus(err) }
 
 // ---- request access ----
 

@@ -268,18 +268,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-var statusOf = map[string]int{
-	airlock.ECONFLICT: http.StatusConflict, airlock.EINVALID: http.StatusBadRequest, airlock.ENOTFOUND: http.StatusNotFound,
-	airlock.EUNAUTHORIZED: http.StatusUnauthorized, airlock.EFORBIDDEN: http.StatusForbidden, airlock.EMFAREQUIRED: http.StatusUnauthorized,
-	airlock.ELOCKED: http.StatusTooManyRequests, airlock.ETOOLARGE: http.StatusRequestEntityTooLarge, airlock.EUNAVAILABLE: http.StatusServiceUnavailable,
-}
-
 func (c *console) jsonError(w http.ResponseWriter, r *http.Request, err error) {
-	st, ok := statusOf[airlock.ErrorCode(err)]
-	if !ok {
-		st = http.StatusInternalServerError
-	}
-	writeJSON(w, st, map[string]any{"error": map[string]string{"code": airlock.ErrorCode(err), "message": c.errMessage(r, err)}})
+	api.SetRetryAfter(w, err)
+	writeJSON(w, api.HTTPStatus(err), map[string]any{"error": map[string]string{"code": airlock.ErrorCode(err), "message": c.errMessage(r, err)}})
 }
 
 // decodeJSON reads a small JSON body.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/identity"
 )
 
@@ -114,5 +115,22 @@ func TestTemplatesParse(t *testing.T) {
 		if pages[name] == nil {
 			t.Errorf("no template %s", name)
 		}
+	}
+}
+
+// TestJSONErrorRetryAfter: the console's scripts get the API's status for
+// a code, and a throttled attempt says when to retry, like the API.
+func TestJSONErrorRetryAfter(t *testing.T) {
+	c := &console{}
+	rec := httptest.NewRecorder()
+	c.jsonError(rec, httptest.NewRequest("POST", "/signin/webauthn", nil),
+		&airlock.Error{Code: airlock.ELOCKED, Message: "too many failed attempts", Details: map[string]any{"retry_after_seconds": 7}})
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "7" {
+		t.Fatalf("status %d, Retry-After %q; want 429 and 7", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	rec = httptest.NewRecorder()
+	c.jsonError(rec, httptest.NewRequest("GET", "/", nil), airlock.Errorf(airlock.ENOTIMPL, "not here"))
+	if rec.Code != http.StatusNotImplemented || rec.Header().Get("Retry-After") != "" {
+		t.Fatalf("ENOTIMPL: status %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
 	}
 }
