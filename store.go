@@ -169,8 +169,11 @@ type SessionFilter struct {
 // SessionStore persists gateway sessions.
 type SessionStore interface {
 	CreateSession(ctx context.Context, s *Session) error
-	// EndSession records the end of a session (ended_at, end_reason,
-	// bytes, statements, recording hash).
+	// EndSession records the end of an active session (ended_at,
+	// end_reason, bytes, statements, recording hash). A session ends once:
+	// ECONFLICT if it has already ended (by its gateway, or as node_lost
+	// by EndLostSessions), whose first end then stands; ENOTFOUND if there
+	// is no such session.
 	EndSession(ctx context.Context, s *Session) error
 	SessionByID(ctx context.Context, id string) (*Session, error)
 	ListSessions(ctx context.Context, f SessionFilter) ([]*Session, error) // newest first

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
-	"github.com/airlockhq/airlock/audit"
 )
 
 // Liveness configures this node's heartbeats and how the sessions of lost
@@ -194,9 +193,13 @@ func (s *Service) auditLost(ctx context.Context, ended []lostEnd) {
 			Details: details("end_reason", airlock.EndNodeLost, "node", x.Node, "ended_by", l.Node, "why", e.why, "user", x.UserName,
 				"duration_ms", x.EndedAt.Sub(x.StartedAt).Milliseconds(), "bytes_in", x.BytesIn, "bytes_out", x.BytesOut, "statements", x.Statements)}
 	}
+	// recordBatch waits for every event whatever ctx does (a sessions
+	// kill whose client went away): an event given up on while it could
+	// still become durable would be written twice by the retry.
 	var failed []lostEnd
-	for i, err := range s.recordEach(ctx, events) {
-		if err != nil {
+	seqs, _ := s.recordBatch(ctx, events)
+	for i, seq := range seqs {
+		if seq == 0 {
 			failed = append(failed, ended[i])
 			continue
 		}
@@ -208,25 +211,4 @@ func (s *Service) auditLost(ctx context.Context, ended []lostEnd) {
 		s.nodes.unaudited = append(s.nodes.unaudited, failed...)
 		s.nodes.mu.Unlock()
 	}
-}
-
-// recordEach makes each event durable and returns each one's error,
-// pipelined when the auditor can.
-func (s *Service) recordEach(ctx context.Context, events []airlock.Event) []error {
-	errs := make([]error, len(events))
-	if b, ok := s.audit.(batchAuditor); ok {
-		receipts := make([]*audit.Receipt, len(events))
-		for i, e := range events {
-			receipts[i] = b.Submit(e)
-		}
-		b.Flush()
-		for i, r := range receipts {
-			_, errs[i] = r.Wait(ctx)
-		}
-		return errs
-	}
-	for i, e := range events {
-		_, errs[i] = s.audit.Record(ctx, e)
-	}
-	return errs
 }

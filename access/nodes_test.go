@@ -206,3 +206,29 @@ func TestKillSession(t *testing.T) {
 		})
 	}
 }
+
+// TestLostEndAuditedOnceWhenCallerLeaves: a node_lost end whose caller's
+// context ends while its session.ended is being written (a sessions kill
+// whose client went away) is waited for, not handed to the next beat's
+// retry, which would write a second session.ended.
+func TestLostEndAuditedOnceWhenCallerLeaves(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	svc, store, al := newTestService(t, clk)
+	ctx := t.Context()
+	if err := svc.StartNode(ctx, Liveness{Node: "me", LostAfter: 15 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	x := mkSession(t, store, "dead")
+	ended, err := store.EndLostSessions(ctx, airlock.LostFilter{Self: "me", SessionID: x.ID, StaleBefore: time.Now().Add(time.Hour)}, clk.now())
+	if err != nil || len(ended) != 1 {
+		t.Fatalf("EndLostSessions = %v, %v", ended, err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	svc.auditLost(gone, []lostEnd{{ended[0], "test"}})
+	svc.reapLost(ctx) // retries whatever auditLost could not write
+	al.Flush()
+	if evs := endedEvents(t, store); len(evs) != 1 || evs[x.ID] == nil {
+		t.Fatalf("session.ended events = %v, want one", evs)
+	}
+}

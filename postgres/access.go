@@ -380,12 +380,20 @@ func (db *DB) CreateSession(ctx context.Context, s *airlock.Session) error {
 	return writeErr(err, fmt.Sprintf("session %q already exists", s.ID), "")
 }
 
-// EndSession records the end of the session with s.ID (ended_at,
-// end_reason, bytes, statements, recording). ENOTFOUND if missing.
+// EndSession records the end of the active session with s.ID (ended_at,
+// end_reason, bytes, statements, recording). ECONFLICT if it has already
+// ended, ENOTFOUND if missing.
 func (db *DB) EndSession(ctx context.Context, s *airlock.Session) error {
-	res, err := db.pool.Exec(ctx, `UPDATE sessions SET ended_at=$2, end_reason=$3, bytes_in=$4, bytes_out=$5, statements=$6, recording=$7, recording_sha256=$8 WHERE id=$1`,
+	res, err := db.pool.Exec(ctx, `UPDATE sessions SET ended_at=$2, end_reason=$3, bytes_in=$4, bytes_out=$5, statements=$6, recording=$7, recording_sha256=$8 WHERE id=$1 AND ended_at IS NULL`,
 		s.ID, tm(s.EndedAt), s.EndReason, s.BytesIn, s.BytesOut, s.Statements, s.Recording, s.RecordingSHA256)
-	return affected(res, err, "session %q not found", s.ID)
+	if err := affected(res, err, "session %q not found", s.ID); !airlock.IsCode(err, airlock.ENOTFOUND) {
+		return err
+	}
+	old, err := db.SessionByID(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	return airlock.Errorf(airlock.ECONFLICT, "session %s already ended (%s)", s.ID, old.EndReason)
 }
 
 // SessionByID returns the session, or ENOTFOUND.

@@ -75,6 +75,13 @@ func testLostSessions(t *testing.T, s airlock.Store) {
 	row, err := s.SessionByID(ctx, onDead.ID)
 	must(t, err)
 	equal(t, "stored session", row, &wantEnded)
+	// Its gateway's late end (a retried write) does not overwrite node_lost.
+	late := *onDead
+	late.EndedAt, late.EndReason = at(2*time.Minute), string(airlock.EndClientClosed)
+	wantCode(t, s.EndSession(ctx, &late), airlock.ECONFLICT)
+	row, err = s.SessionByID(ctx, onDead.ID)
+	must(t, err)
+	equal(t, "session ended as node_lost, then by its gateway", row, &wantEnded)
 
 	// Stale: dead node's, never-beat node's and node-less sessions; not
 	// live nodes', not self's (stale though its beat is), not ended ones.

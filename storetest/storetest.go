@@ -931,6 +931,13 @@ func testSessions(t *testing.T, s airlock.Store) {
 	got, err = s.SessionByID(ctx, s1.ID)
 	must(t, err)
 	equal(t, "ended session", got, &end)
+	// A session ends once: a second end is refused and the first stands.
+	again := end
+	again.EndedAt, again.EndReason, again.BytesIn = at(2*time.Minute), "client_closed", 999
+	wantCode(t, s.EndSession(ctx, &again), airlock.ECONFLICT)
+	got, err = s.SessionByID(ctx, s1.ID)
+	must(t, err)
+	equal(t, "session ended twice", got, &end)
 
 	for _, tc := range []struct {
 		name string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -18,6 +19,12 @@ import (
 // could not end before it stopped is ended as node_lost by the heartbeat
 // path (the other replicas, or this server's next start). Without this a
 // failed write left the session "active" for good.
+//
+// A session ends once. The row is ended only while still active
+// (EndSession's ECONFLICT otherwise), so a late retry never overwrites a
+// node_lost end that another replica recorded meanwhile; and a retried
+// session.ended waits until the row has ended and is dropped when it
+// ended as node_lost, whose ender wrote the session's session.ended.
 type sessionEnds struct {
 	store airlock.SessionStore
 	audit *audit.Log
@@ -43,29 +50,57 @@ func (e *sessionEnds) CreateSession(ctx context.Context, s *airlock.Session) err
 // and keeps retrying in the background.
 func (e *sessionEnds) EndSession(ctx context.Context, s *airlock.Session) error {
 	err := e.store.EndSession(ctx, s)
-	if err != nil && !airlock.IsCode(err, airlock.ENOTFOUND) {
+	if err != nil && !endedElsewhere(err) {
 		snap := *s
 		e.retry("session end", s.ID, func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			return e.store.EndSession(ctx, &snap)
+			err := e.store.EndSession(ctx, &snap)
+			if endedElsewhere(err) {
+				e.log.Warn("session ended elsewhere while its end was retried; the first end stands", "session", snap.ID, "err", err)
+				return nil
+			}
+			return err
 		})
 	}
 	return err
 }
 
-// event retries ev, a session.ended event whose write failed.
+// endedElsewhere reports whether err from EndSession means there is
+// nothing to retry: the session is gone or has already ended.
+func endedElsewhere(err error) bool {
+	return airlock.IsCode(err, airlock.ENOTFOUND) || airlock.IsCode(err, airlock.ECONFLICT)
+}
+
+// errRowActive makes an event retry wait for the session's row to end.
+var errRowActive = errors.New("session row not ended yet")
+
+// event retries ev, a session.ended event whose write failed, once the
+// session's row has ended; when the row ended as node_lost the event is
+// dropped: whoever ended it so wrote its session.ended.
 func (e *sessionEnds) event(ev airlock.Event) {
 	e.retry("session.ended event", ev.SessionID, func(ctx context.Context) error {
+		row, err := e.store.SessionByID(ctx, ev.SessionID)
+		switch {
+		case airlock.IsCode(err, airlock.ENOTFOUND):
+			// No row to settle it: the event alone records the end.
+		case err != nil:
+			return err
+		case row.Active():
+			return errRowActive
+		case row.EndReason == string(airlock.EndNodeLost):
+			e.log.Warn("session ended as node_lost while its session.ended was retried; dropping this node's event", "session", ev.SessionID)
+			return nil
+		}
 		// No timeout per attempt: an append that timed out might still
 		// become durable, and a second attempt would duplicate it.
-		_, err := e.audit.Append(ctx, ev)
+		_, err = e.audit.Append(ctx, ev)
 		return err
 	})
 }
 
-// retry runs fn until it succeeds or the server stops, backing off from
-// 100 ms to 2 s between attempts.
+// retry runs fn until it returns nil or the server stops, backing off
+// from 100 ms to 2 s between attempts.
 func (e *sessionEnds) retry(what, session string, fn func(context.Context) error) {
 	e.log.Warn("recording the end of a session failed; retrying in the background", "what", what, "session", session)
 	e.wg.Add(1)
