@@ -23,7 +23,8 @@ const (
 	EndGrantRevoked EndReason = "grant_revoked"
 	// EndUserDisabled: the user was disabled.
 	EndUserDisabled EndReason = "user_disabled"
-	// EndSessionKilled: an administrator killed this session.
+	// EndSessionKilled: someone killed this session (airlock sessions kill:
+	// its own user, or an admin).
 	EndSessionKilled EndReason = "session_killed"
 	// EndIdleTimeout: nothing moved for the policy's idle timeout.
 	EndIdleTimeout EndReason = "idle_timeout"
