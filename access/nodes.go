@@ -20,8 +20,9 @@ type Liveness struct {
 	// Interval is the heartbeat period (default 2 s).
 	Interval time.Duration
 	// LostAfter is how long a node may go without a heartbeat before its
-	// sessions are ended as node_lost (default 15 s). Replicas' clocks must
-	// agree to well within it.
+	// sessions are ended as node_lost (default 15 s). On a store with a
+	// clock of its own (PostgreSQL) heartbeats are judged on that clock, so
+	// replicas' clocks need not agree.
 	LostAfter time.Duration
 	// Wall is the liveness clock (default time.Now). It is apart from the
 	// clock of record (Deps.Now): heartbeats measure real time even where
@@ -48,6 +49,16 @@ type nodeState struct {
 	// unaudited are sessions this node ended whose session.ended event
 	// could not be written yet; each beat retries them.
 	unaudited []lostEnd
+	// skew is the store's clock minus Wall, measured at the last beat
+	// when the store has a clock of its own (replicas on one PostgreSQL):
+	// heartbeats and staleness are then both on the store's clock, so a
+	// replica whose clock runs ahead does not take the others for lost.
+	skew time.Duration
+}
+
+// storeClock is a store shared by replicas that tells its own time.
+type storeClock interface {
+	Clock(ctx context.Context) (time.Time, error)
 }
 
 func (s *Service) liveness() Liveness {
@@ -110,9 +121,21 @@ func (s *Service) RunNode(ctx context.Context) {
 func (s *Service) beat(ctx context.Context) error {
 	l := s.liveness()
 	now := l.Wall()
-	err := s.store.HeartbeatNode(ctx, airlock.Node{Name: l.Node, Identity: l.Identity, HeartbeatAt: now})
+	at, skew := now, time.Duration(0)
+	var err error
+	if c, ok := s.store.(storeClock); ok {
+		if at, err = c.Clock(ctx); err == nil {
+			skew = at.Sub(now)
+		}
+	}
+	if err == nil {
+		err = s.store.HeartbeatNode(ctx, airlock.Node{Name: l.Node, Identity: l.Identity, HeartbeatAt: at})
+	}
 	s.nodes.mu.Lock()
 	defer s.nodes.mu.Unlock()
+	if err == nil {
+		s.nodes.skew = skew
+	}
 	switch {
 	case err != nil:
 		s.nodes.beatingSince = time.Time{}
@@ -140,7 +163,7 @@ func (s *Service) reapLost(ctx context.Context) {
 // heartbeats have not succeeded without a gap for LostAfter.
 func (s *Service) lostFilter() (f airlock.LostFilter, ok bool) {
 	s.nodes.mu.Lock()
-	l, since := s.nodes.l, s.nodes.beatingSince
+	l, since, skew := s.nodes.l, s.nodes.beatingSince, s.nodes.skew
 	s.nodes.mu.Unlock()
 	if l.Node == "" || since.IsZero() {
 		return f, false
@@ -149,7 +172,7 @@ func (s *Service) lostFilter() (f airlock.LostFilter, ok bool) {
 	if now.Sub(since) < l.LostAfter {
 		return f, false
 	}
-	return airlock.LostFilter{Self: l.Node, StaleBefore: now.Add(-l.LostAfter)}, true
+	return airlock.LostFilter{Self: l.Node, StaleBefore: now.Add(skew - l.LostAfter)}, true
 }
 
 // endLost ends the sessions f selects and audits each one ended here; it
