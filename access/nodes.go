@@ -97,22 +97,39 @@ func (s *Service) StartNode(ctx context.Context, l Liveness) error {
 // succeeded without a gap for LostAfter, each beat also ends the sessions
 // of nodes that have not beaten for LostAfter (or never did), with an audit
 // event each. Only sessions this node actually ended are audited by it.
+//
+// A node that has not beaten for half of LostAfter closes every session it
+// holds on the wire (a local Revocation with Node set, end reason
+// node_lost): the others may soon end their records as node_lost, and a
+// session must not go on after its record and audit say it ended. Each
+// beat is bounded to a quarter of LostAfter, so a store that hangs rather
+// than refuses cannot hold this off.
 func (s *Service) RunNode(ctx context.Context) {
 	l := s.liveness()
 	t := time.NewTicker(l.Interval)
 	defer t.Stop()
+	fence := time.AfterFunc(l.LostAfter/2, func() {
+		s.log.Error("no heartbeat reached the store for half of --node-lost-after; closing this node's sessions before the others end them as node_lost",
+			"node", l.Node, "lost_after", l.LostAfter)
+		s.bus.deliver(Revocation{Node: l.Node, Reason: airlock.EndNodeLost, Detail: "this node could not reach the store"})
+	})
+	defer fence.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := s.beat(ctx); err != nil {
+		bctx, cancel := context.WithTimeout(ctx, l.LostAfter/4)
+		err := s.beat(bctx)
+		cancel()
+		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("node heartbeat failed", "node", l.Node, "err", err)
 			}
 			continue
 		}
+		fence.Reset(l.LostAfter / 2)
 		s.reapLost(ctx)
 	}
 }

@@ -459,6 +459,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		CloseGrant(grantID string, reason airlock.EndReason) int
 		CloseUser(userID string, reason airlock.EndReason) int
 		CloseSession(id string, reason airlock.EndReason) bool
+		ActiveSessions() []airlock.Session
 	}
 	var gws []closer
 	if s.pg != nil {
@@ -470,6 +471,10 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	bus.Subscribe(func(r access.Revocation) {
 		for _, gw := range gws {
 			switch {
+			case r.Node != "":
+				for _, x := range gw.ActiveSessions() {
+					gw.CloseSession(x.ID, r.Reason)
+				}
 			case r.SessionID != "":
 				gw.CloseSession(r.SessionID, r.Reason)
 			case r.GrantID != "":
