@@ -184,6 +184,11 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 			os.RemoveAll(dir.Path) // a failed first start leaves nothing behind
 		}
 	}()
+	unlock, err := lockDataDir(dir.Path)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	store, storeDesc, err := openStore(ctx, c.Store, dir.Path)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
