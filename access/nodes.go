@@ -100,7 +100,7 @@ func (s *Service) StartNode(ctx context.Context, l Liveness) error {
 //
 // A node that has not beaten for half of LostAfter closes every session it
 // holds on the wire (a local Revocation with Node set, end reason
-// node_lost): the others may soon end their records as node_lost, and a
+// audit_unavailable): the others may soon end their records as node_lost, and a
 // session must not go on after its record and audit say it ended. Each
 // beat is bounded to a quarter of LostAfter, so a store that hangs rather
 // than refuses cannot hold this off.
@@ -111,7 +111,7 @@ func (s *Service) RunNode(ctx context.Context) {
 	fence := time.AfterFunc(l.LostAfter/2, func() {
 		s.log.Error("no heartbeat reached the store for half of --node-lost-after; closing this node's sessions before the others end them as node_lost",
 			"node", l.Node, "lost_after", l.LostAfter)
-		s.bus.deliver(Revocation{Node: l.Node, Reason: airlock.EndNodeLost, Detail: "this node could not reach the store"})
+		s.bus.deliver(Revocation{Node: l.Node, Reason: airlock.EndAuditUnavailable, Detail: "this node could not reach the store"})
 	})
 	defer fence.Stop()
 	for {

@@ -237,8 +237,8 @@ func TestNodeFencesItself(t *testing.T) {
 	down := time.Now()
 	select {
 	case r := <-got:
-		if r.Node != "me" || r.Reason != airlock.EndNodeLost {
-			t.Fatalf("revocation = %+v, want all of node me as node_lost", r)
+		if r.Node != "me" || r.Reason != airlock.EndAuditUnavailable {
+			t.Fatalf("revocation = %+v, want all of node me as audit_unavailable", r)
 		}
 		if took := time.Since(down); took >= lostAfter {
 			t.Fatalf("sessions closed %v after the last beat; the others may end them at %v", took, lostAfter)
