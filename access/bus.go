@@ -13,6 +13,10 @@ type Revocation struct {
 	GrantID   string `json:"grant_id,omitempty"`
 	UserID    string `json:"user_id,omitempty"`
 	SessionID string `json:"session_id,omitempty"`
+	// Node, set only on this replica's own bus (never sent to others),
+	// closes every session this node holds: it could not reach the store
+	// for long enough that the others may end them as node_lost.
+	Node string `json:"-"`
 	// Reason is the end reason the closed sessions record; gateways
 	// derive the message the user sees from it.
 	Reason airlock.EndReason `json:"reason,omitempty"`

@@ -19,8 +19,9 @@ type Liveness struct {
 	// Interval is the heartbeat period (default 2 s).
 	Interval time.Duration
 	// LostAfter is how long a node may go without a heartbeat before its
-	// sessions are ended as node_lost (default 15 s). Replicas' clocks must
-	// agree to well within it.
+	// sessions are ended as node_lost (default 15 s). On a store with a
+	// clock of its own (PostgreSQL) heartbeats are judged on that clock, so
+	// replicas' clocks need not agree.
 	LostAfter time.Duration
 	// Wall is the liveness clock (default time.Now). It is apart from the
 	// clock of record (Deps.Now): heartbeats measure real time even where
@@ -47,6 +48,16 @@ type nodeState struct {
 	// unaudited are sessions this node ended whose session.ended event
 	// could not be written yet; each beat retries them.
 	unaudited []lostEnd
+	// skew is the store's clock minus Wall, measured at the last beat
+	// when the store has a clock of its own (replicas on one PostgreSQL):
+	// heartbeats and staleness are then both on the store's clock, so a
+	// replica whose clock runs ahead does not take the others for lost.
+	skew time.Duration
+}
+
+// storeClock is a store shared by replicas that tells its own time.
+type storeClock interface {
+	Clock(ctx context.Context) (time.Time, error)
 }
 
 func (s *Service) liveness() Liveness {
@@ -85,22 +96,39 @@ func (s *Service) StartNode(ctx context.Context, l Liveness) error {
 // succeeded without a gap for LostAfter, each beat also ends the sessions
 // of nodes that have not beaten for LostAfter (or never did), with an audit
 // event each. Only sessions this node actually ended are audited by it.
+//
+// A node that has not beaten for half of LostAfter closes every session it
+// holds on the wire (a local Revocation with Node set, end reason
+// audit_unavailable): the others may soon end their records as node_lost, and a
+// session must not go on after its record and audit say it ended. Each
+// beat is bounded to a quarter of LostAfter, so a store that hangs rather
+// than refuses cannot hold this off.
 func (s *Service) RunNode(ctx context.Context) {
 	l := s.liveness()
 	t := time.NewTicker(l.Interval)
 	defer t.Stop()
+	fence := time.AfterFunc(l.LostAfter/2, func() {
+		s.log.Error("no heartbeat reached the store for half of --node-lost-after; closing this node's sessions before the others end them as node_lost",
+			"node", l.Node, "lost_after", l.LostAfter)
+		s.bus.deliver(Revocation{Node: l.Node, Reason: airlock.EndAuditUnavailable, Detail: "this node could not reach the store"})
+	})
+	defer fence.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := s.beat(ctx); err != nil {
+		bctx, cancel := context.WithTimeout(ctx, l.LostAfter/4)
+		err := s.beat(bctx)
+		cancel()
+		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("node heartbeat failed", "node", l.Node, "err", err)
 			}
 			continue
 		}
+		fence.Reset(l.LostAfter / 2)
 		s.reapLost(ctx)
 	}
 }
@@ -109,9 +137,21 @@ func (s *Service) RunNode(ctx context.Context) {
 func (s *Service) beat(ctx context.Context) error {
 	l := s.liveness()
 	now := l.Wall()
-	err := s.store.HeartbeatNode(ctx, airlock.Node{Name: l.Node, Identity: l.Identity, HeartbeatAt: now})
+	at, skew := now, time.Duration(0)
+	var err error
+	if c, ok := s.store.(storeClock); ok {
+		if at, err = c.Clock(ctx); err == nil {
+			skew = at.Sub(now)
+		}
+	}
+	if err == nil {
+		err = s.store.HeartbeatNode(ctx, airlock.Node{Name: l.Node, Identity: l.Identity, HeartbeatAt: at})
+	}
 	s.nodes.mu.Lock()
 	defer s.nodes.mu.Unlock()
+	if err == nil {
+		s.nodes.skew = skew
+	}
 	switch {
 	case err != nil:
 		s.nodes.beatingSince = time.Time{}
@@ -139,7 +179,7 @@ func (s *Service) reapLost(ctx context.Context) {
 // heartbeats have not succeeded without a gap for LostAfter.
 func (s *Service) lostFilter() (f airlock.LostFilter, ok bool) {
 	s.nodes.mu.Lock()
-	l, since := s.nodes.l, s.nodes.beatingSince
+	l, since, skew := s.nodes.l, s.nodes.beatingSince, s.nodes.skew
 	s.nodes.mu.Unlock()
 	if l.Node == "" || since.IsZero() {
 		return f, false
@@ -148,7 +188,7 @@ func (s *Service) lostFilter() (f airlock.LostFilter, ok bool) {
 	if now.Sub(since) < l.LostAfter {
 		return f, false
 	}
-	return airlock.LostFilter{Self: l.Node, StaleBefore: now.Add(-l.LostAfter)}, true
+	return airlock.LostFilter{Self: l.Node, StaleBefore: now.Add(skew - l.LostAfter)}, true
 }
 
 // endLost ends the sessions f selects and audits each one ended here; it

@@ -232,3 +232,47 @@ func TestLostEndAuditedOnceWhenCallerLeaves(t *testing.T) {
 		t.Fatalf("session.ended events = %v, want one", evs)
 	}
 }
+
+// TestNodeFencesItself: a replica cut off from the store (its beats fail)
+// closes its own sessions on the wire before the others may end their
+// records as node_lost — else a session would go on, proxying traffic,
+// after its record and its session.ended event say it ended. A replica
+// whose beats succeed never does.
+func TestNodeFencesItself(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	svc, store, _ := newTestService(t, clk)
+	flaky := &flakyBeats{Store: store}
+	svc.store = flaky
+	got := make(chan Revocation, 4)
+	svc.Bus().Subscribe(func(r Revocation) { got <- r })
+	var remote atomic.Int32
+	svc.Bus().SetRemote("me", func([]byte) { remote.Add(1) })
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	const lostAfter = 800 * time.Millisecond
+	if err := svc.StartNode(ctx, Liveness{Node: "me", Identity: "me:/d", Interval: 50 * time.Millisecond, LostAfter: lostAfter}); err != nil {
+		t.Fatal(err)
+	}
+	go svc.RunNode(ctx)
+	select {
+	case r := <-got:
+		t.Fatalf("revocation while beating: %+v", r)
+	case <-time.After(2 * lostAfter):
+	}
+	flaky.down.Store(true)
+	down := time.Now()
+	select {
+	case r := <-got:
+		if r.Node != "me" || r.Reason != airlock.EndAuditUnavailable {
+			t.Fatalf("revocation = %+v, want all of node me as audit_unavailable", r)
+		}
+		if took := time.Since(down); took >= lostAfter {
+			t.Fatalf("sessions closed %v after the last beat; the others may end them at %v", took, lostAfter)
+		}
+	case <-time.After(lostAfter):
+		t.Fatal("a node that cannot beat kept its sessions open past --node-lost-after")
+	}
+	if n := remote.Load(); n != 0 {
+		t.Fatalf("the node's own fence was sent to other replicas (%d)", n)
+	}
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -87,6 +88,14 @@ func (s *Server) routesAudit() {
 			f.Limit = 1000
 		}
 		follow := r.URL.Query().Has("follow")
+		if follow {
+			release, err := s.openFollow(p)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			defer release()
+		}
 		if err := readEvent(r, p, "read", f, follow); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -175,6 +184,39 @@ func readDetails(f airlock.EventFilter, follow bool) json.RawMessage {
 // events.
 const FollowPollInterval = 500 * time.Millisecond
 
+// MaxFollowsPerUser bounds the following audit reads one user may hold
+// open at once (each polls the store every FollowPollInterval), and
+// FollowWriteTimeout how long one write to a following client may take: a
+// client that stops reading does not hold its stream, and its events, for
+// ever.
+const (
+	MaxFollowsPerUser  = 4
+	FollowWriteTimeout = 30 * time.Second
+)
+
+// openFollow counts a following read of p's against MaxFollowsPerUser;
+// release gives it back.
+func (s *Server) openFollow(p *identity.Principal) (release func(), err error) {
+	s.stopMu.Lock()
+	defer s.stopMu.Unlock()
+	if s.follows == nil {
+		s.follows = map[string]int{}
+	}
+	id := p.User.ID
+	if s.follows[id] >= MaxFollowsPerUser {
+		return nil, &airlock.Error{Code: airlock.ELOCKED, Message: fmt.Sprintf("you already follow the audit log in %d streams; close one (`airlock audit tail -f`) and retry", MaxFollowsPerUser),
+			Details: map[string]any{"retry_after_seconds": 1}}
+	}
+	s.follows[id]++
+	return func() {
+		s.stopMu.Lock()
+		defer s.stopMu.Unlock()
+		if s.follows[id]--; s.follows[id] <= 0 {
+			delete(s.follows, id)
+		}
+	}, nil
+}
+
 // followEvents streams the events matching f with seq > f.AfterSeq as
 // JSON Lines, oldest first, and keeps streaming new ones until the client
 // goes away, the server shuts down, or the caller's login session stops
@@ -198,6 +240,9 @@ func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, f airlock.
 				s.Logger.Error("audit follow", "err", err)
 			}
 			return
+		}
+		if len(evs) > 0 {
+			rc.SetWriteDeadline(time.Now().Add(FollowWriteTimeout))
 		}
 		for _, e := range evs {
 			if err := enc.Encode(e); err != nil {

@@ -39,6 +39,7 @@ type Server struct {
 	stopOnce sync.Once
 	stopMu   sync.Mutex
 	stopped  chan struct{}
+	follows  map[string]int // user ID -> open following audit reads
 }
 
 // CloseStreams ends the responses that stream until the client leaves

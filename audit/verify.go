@@ -1,10 +1,13 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/airlockhq/airlock"
 )
@@ -17,6 +20,7 @@ const (
 	ProblemInserted      = "inserted"       // a duplicate seq, or a self-consistent event that is not linked into the chain
 	ProblemTruncated     = "truncated"      // a checkpoint names a seq beyond the end of the log
 	ProblemBadCheckpoint = "bad-checkpoint" // a checkpoint's signature is invalid
+	ProblemBadRetraction = "bad-retraction" // a retraction names no earlier event
 )
 
 // Report is the result of verifying a log or an export.
@@ -170,6 +174,10 @@ func (v *verifier) judge(cur *airlock.Event) {
 		link := cur.PrevHash == v.prevHash
 		switch {
 		case self && link:
+			if msg := v.checkRetraction(cur); msg != "" {
+				v.fail(ProblemBadRetraction, cur.Seq, msg)
+				return
+			}
 			v.accept(cur)
 		case !self:
 			if next != nil && next.Seq == E+1 && v.h.matches(cur, E+1) && v.h.matches(next, E) {
@@ -211,6 +219,38 @@ func (v *verifier) judge(cur *airlock.Event) {
 		}
 		v.fail(ProblemReordered, cur.Seq, fmt.Sprintf("event %d appears after event %d", cur.Seq, E-1))
 	}
+}
+
+// checkRetraction returns what is wrong with e as a retraction (see
+// Change), or "" when it is none or a sound one: a retraction names an
+// earlier seq — never its own, a later one or none. (The same seq named
+// twice is allowed: a retraction retried after a write whose outcome was
+// unknown says the same thing again.)
+func (v *verifier) checkRetraction(e *airlock.Event) string {
+	if e.Outcome != airlock.OutcomeFailure || !bytes.Contains(e.Details, []byte(`"retracts_seq"`)) {
+		return ""
+	}
+	var d struct {
+		RetractsSeq json.RawMessage `json:"retracts_seq"`
+	}
+	if json.Unmarshal(e.Details, &d) != nil || d.RetractsSeq == nil {
+		return ""
+	}
+	var n int64
+	if err := json.Unmarshal(d.RetractsSeq, &n); err != nil {
+		return fmt.Sprintf("retraction names %s, not a seq", printableJSON(d.RetractsSeq))
+	}
+	if n < 1 || n >= e.Seq {
+		return fmt.Sprintf("retraction names seq %d, which is not an earlier event", n)
+	}
+	return ""
+}
+
+func printableJSON(b []byte) string {
+	if len(b) > 40 {
+		b = b[:40]
+	}
+	return strconv.Quote(string(b))
 }
 
 func (v *verifier) accept(e *airlock.Event) {

@@ -53,3 +53,11 @@ func (db *DB) EndLostSessions(ctx context.Context, f airlock.LostFilter, now tim
 	}
 	return out, rows.Err()
 }
+
+// Clock returns the database server's time: replicas judge one another's
+// heartbeats on it, not on their own clocks, which may disagree.
+func (db *DB) Clock(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := db.pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t)
+	return t.UTC(), err
+}

@@ -453,3 +453,62 @@ func TestE2EPolicyVisibilityRefusals(t *testing.T) {
 		t.Fatal("request.refused lost the rule that refused it")
 	}
 }
+
+// TestE2EAuditFollowStreamsBounded: one user may hold only
+// api.MaxFollowsPerUser following audit reads open at once (each polls the
+// store twice a second for as long as it lasts); one more is refused with
+// 429, and closing one frees its place.
+func TestE2EAuditFollowStreamsBounded(t *testing.T) {
+	needOathtool(t)
+	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, nil)
+	admin := t.TempDir()
+	h.bootstrapAdmin(admin, "admin", "admin password 1")
+	c := h.apiAs(admin)
+	c.HTTP = &http.Client{}
+	open := func() (*http.Response, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		resp, err := c.Raw(ctx, "GET", "/api/v1/audit/events?follow=1&action=nothing.matches", nil)
+		if err != nil {
+			cancel()
+			return nil, nil
+		}
+		return resp, cancel
+	}
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	for i := 0; i < api.MaxFollowsPerUser; i++ {
+		resp, cancel := open()
+		if resp == nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("follow stream %d refused: %v", i+1, resp)
+		}
+		cancels = append(cancels, func() { cancel(); resp.Body.Close() })
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := c.Raw(ctx, "GET", "/api/v1/audit/events?follow=1", nil)
+	if err == nil || airlock.ErrorCode(err) != airlock.ELOCKED {
+		t.Fatalf("follow stream %d: err = %v, want ELOCKED (429)", api.MaxFollowsPerUser+1, err)
+	}
+	cancels[0]()
+	cancels = cancels[1:]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, cancel := open()
+		if resp != nil && resp.StatusCode == http.StatusOK {
+			cancels = append(cancels, func() { cancel(); resp.Body.Close() })
+			break
+		}
+		if cancel != nil {
+			cancel()
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed follow stream did not free its place")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -184,6 +184,11 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 			os.RemoveAll(dir.Path) // a failed first start leaves nothing behind
 		}
 	}()
+	unlock, err := lockDataDir(dir.Path)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	store, storeDesc, err := openStore(ctx, c.Store, dir.Path)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -459,6 +464,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		CloseGrant(grantID string, reason airlock.EndReason) int
 		CloseUser(userID string, reason airlock.EndReason) int
 		CloseSession(id string, reason airlock.EndReason) bool
+		ActiveSessions() []airlock.Session
 	}
 	var gws []closer
 	if s.pg != nil {
@@ -470,6 +476,10 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	bus.Subscribe(func(r access.Revocation) {
 		for _, gw := range gws {
 			switch {
+			case r.Node != "":
+				for _, x := range gw.ActiveSessions() {
+					gw.CloseSession(x.ID, r.Reason)
+				}
 			case r.SessionID != "":
 				gw.CloseSession(r.SessionID, r.Reason)
 			case r.GrantID != "":
