@@ -237,6 +237,7 @@ func (c *sessionChannel) prepare(ctx context.Context, req *ssh.Request) error {
 		return fmt.Errorf("malformed %s request", req.Type)
 	}
 	var ins, outs []func([]byte) error
+	transfer := false // an scp exec: its files are audited one by one, not recorded
 	onFile := func(t Transfer) error {
 		return s.audit(ctx, "ssh.file_transfer", map[string]any{"protocol": t.Protocol, "direction": t.Direction, "path": t.Path, "size": t.Size})
 	}
@@ -258,6 +259,7 @@ func (c *sessionChannel) prepare(ctx context.Context, req *ssh.Request) error {
 			return fmt.Errorf("audit log unavailable")
 		}
 		if dir, target, recursive, ok := scpCommand(cmd); ok {
+			transfer = true
 			p := &scpParser{direction: dir, target: target, recursive: recursive, onFile: onFile}
 			if dir == "upload" {
 				ins = append(ins, func(b []byte) error { _, err := p.Write(b); return err })
@@ -285,8 +287,12 @@ func (c *sessionChannel) prepare(ctx context.Context, req *ssh.Request) error {
 		ins = append(ins, func(b []byte) error { _, err := tr.ClientWriter().Write(b); return err })
 		outs = append(outs, func(b []byte) error { _, err := tr.ServerWriter().Write(b); return err })
 	}
-	interactive := c.kind == "shell" || c.pty != nil
-	if s.target.Record && interactive {
+	// With recording on, every shell and every exec is recorded, with a
+	// pty or without: `ssh -T host sh` is as interactive as a shell. Only
+	// file transfers (scp, the sftp subsystem) are not: each file is its
+	// own ssh.file_transfer event.
+	recorded := c.kind == "shell" || c.pty != nil || (c.kind == "exec" && !transfer)
+	if s.target.Record && recorded {
 		var term string
 		var cols, rows uint32 = 80, 24
 		if c.pty != nil {

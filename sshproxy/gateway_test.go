@@ -676,3 +676,30 @@ func TestServeConnOverPipe(t *testing.T) {
 		t.Fatal("no session.ended")
 	}
 }
+
+// TestExecWithoutPtyRecorded: with recording on, `ssh -T host sh` is a
+// shell without a pty; what it ran and printed is in the recording, so it
+// cannot be used to work unrecorded.
+func TestExecWithoutPtyRecorded(t *testing.T) {
+	e := newEnv(t)
+	e.allow("prod-web", []string{"root"}, func(t *Target) { t.RecordInput = true })
+	stdin := strings.NewReader("echo unrecorded-$((6*7))\nexit\n")
+	out, errOut, code := e.ssh(stdin, "root@prod-web", "-T", "sh")
+	if code != 0 || !strings.Contains(out, "unrecorded-42") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	ev, d := e.audit.wait(t, "session.ended", nil)
+	sum, _ := d["recording_sha256"].(string)
+	if sum == "" || d["recording"] != ev.SessionID {
+		t.Fatalf("exec without a pty on a recorded resource left no recording: session.ended details = %v", d)
+	}
+	rc, err := e.recs.Open(context.Background(), ev.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Contains(raw, []byte("unrecorded-42")) || !bytes.Contains(raw, []byte("echo unrecorded")) {
+		t.Fatalf("recording lacks the command or its output:\n%s", raw)
+	}
+}
