@@ -81,7 +81,7 @@ func (s *Server) PushHandler(publicURL string, push *identity.Push) http.Handler
 			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "push is not enabled on this server"))
 			return
 		}
-		st, _, err := push.Status(r.Context(), r.PathValue("id"))
+		st, err := push.StepUpStatus(r.Context(), p, r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -487,6 +487,20 @@ func (ps *Push) Status(ctx context.Context, id string) (state string, number int
 	return st, r.Number, err
 }
 
+// StepUpStatus is Status for p's own step-up push: a push of another
+// user, another purpose or another login session is ENOTFOUND, so no one
+// can read or expire someone else's challenge.
+func (ps *Push) StepUpStatus(ctx context.Context, p *Principal, id string) (state string, err error) {
+	r, err := ps.load(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if r.UserID != p.User.ID || r.Purpose != PushStepUp || r.SessionID != p.Session.ID {
+		return "", airlock.Errorf(airlock.ENOTFOUND, "no push request %q", id)
+	}
+	return ps.status(ctx, r)
+}
+
 func (ps *Push) status(ctx context.Context, r *pushRecord) (string, error) {
 	st, err := ps.state(ctx, r)
 	if err != nil || st != "" {

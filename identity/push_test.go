@@ -176,6 +176,15 @@ func TestPushNumberMatching(t *testing.T) {
 		if err := push.VerifyPush(ctx, dev, c.ID); err == nil {
 			t.Fatal("step-up before the device answered")
 		}
+		if st, err := push.StepUpStatus(ctx, dev, c.ID); err != nil || st != PushPending {
+			t.Fatalf("own step-up status = %q, %v", st, err)
+		}
+		// Another login session (another user's, or this user's other
+		// one) can neither read nor expire this challenge.
+		other := &Principal{User: dev.User, Session: &airlock.LoginSession{ID: "ls_other", UserID: dev.User.ID}}
+		if _, err := push.StepUpStatus(ctx, other, c.ID); !airlock.IsCode(err, airlock.ENOTFOUND) {
+			t.Fatalf("another session's status of this push: %v, want ENOTFOUND", err)
+		}
 		if err := push.Answer(ctx, dev, tok, c.ID, c.Number); err != nil {
 			t.Fatal(err)
 		}
