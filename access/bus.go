@@ -7,22 +7,6 @@ import (
 	"github.com/airlockhq/airlock"
 )
 
-// Revocation tells gateways to close sessions: those under GrantID, those
-// of UserID, or the one SessionID (whichever are set).
-type Revocation struct {
-	GrantID   string `json:"grant_id,omitempty"`
-	UserID    string `json:"user_id,omitempty"`
-	SessionID string `json:"session_id,omitempty"`
-	// Reason is the end reason the closed sessions record; gateways
-	// derive the message the user sees from it.
-	Reason airlock.EndReason `json:"reason,omitempty"`
-	// Detail says more for logs ("revoked by bob", "policy change
-	// removed eligibility: …"); it is never a session's end reason.
-	Detail string `json:"detail,omitempty"`
-	// Origin names the replica that published it (set by the bus).
-	Origin string `json:"origin,omitempty"`
-}
-
 // Bus fans revocations out to subscribers (the gateways). In-process by
 // default; with SetRemote it also forwards them to other replicas (the
 // PostgreSQL store's LISTEN/NOTIFY), and Receive takes theirs in. Gateways
@@ -30,13 +14,13 @@ type Revocation struct {
 // the network.
 type Bus struct {
 	mu     sync.RWMutex
-	subs   []func(Revocation)
+	subs   []func(airlock.Revocation)
 	node   string
 	remote func(payload []byte)
 }
 
 // Subscribe registers fn to receive every revocation. fn must not block.
-func (b *Bus) Subscribe(fn func(Revocation)) {
+func (b *Bus) Subscribe(fn func(airlock.Revocation)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.subs = append(b.subs, fn)
@@ -53,7 +37,7 @@ func (b *Bus) SetRemote(node string, send func(payload []byte)) {
 
 // Publish delivers r to every local subscriber synchronously, then to the
 // other replicas when a remote is set.
-func (b *Bus) Publish(r Revocation) {
+func (b *Bus) Publish(r airlock.Revocation) {
 	b.deliver(r)
 	b.mu.RLock()
 	send, node := b.remote, b.node
@@ -69,20 +53,20 @@ func (b *Bus) Publish(r Revocation) {
 // Receive delivers a revocation published by another replica. Payloads
 // that do not decode, or that this replica published, are ignored.
 func (b *Bus) Receive(payload []byte) {
-	var r Revocation
+	var r airlock.Revocation
 	if err := json.Unmarshal(payload, &r); err != nil {
 		return
 	}
 	b.mu.RLock()
 	self := b.node != "" && r.Origin == b.node
 	b.mu.RUnlock()
-	if self || (r.GrantID == "" && r.UserID == "" && r.SessionID == "") {
+	if self || r.Empty() {
 		return
 	}
 	b.deliver(r)
 }
 
-func (b *Bus) deliver(r Revocation) {
+func (b *Bus) deliver(r airlock.Revocation) {
 	b.mu.RLock()
 	subs := b.subs
 	b.mu.RUnlock()

@@ -21,7 +21,7 @@ func TestBusAcrossReplicas(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var buses [2]*Bus
-	got := [2]chan Revocation{make(chan Revocation, 4), make(chan Revocation, 4)}
+	got := [2]chan airlock.Revocation{make(chan airlock.Revocation, 4), make(chan airlock.Revocation, 4)}
 	stopped := make(chan struct{}, 2)
 	for i := range buses {
 		db, err := postgres.Open(ctx, dsn)
@@ -32,7 +32,7 @@ func TestBusAcrossReplicas(t *testing.T) {
 		t.Cleanup(func() { cancel(); <-stopped; db.Close() })
 		b := &Bus{}
 		i := i
-		b.Subscribe(func(r Revocation) { got[i] <- r })
+		b.Subscribe(func(r airlock.Revocation) { got[i] <- r })
 		b.SetRemote([]string{"node-a", "node-b"}[i], func(p []byte) { db.Publish(context.Background(), "airlock_revocations", string(p)) })
 		ready := make(chan struct{})
 		go func() {
@@ -46,7 +46,7 @@ func TestBusAcrossReplicas(t *testing.T) {
 		}
 		buses[i] = b
 	}
-	buses[0].Publish(Revocation{GrantID: "gr_1", Reason: airlock.EndGrantRevoked})
+	buses[0].Publish(airlock.Revocation{GrantID: "gr_1", Reason: airlock.EndGrantRevoked})
 	for i, want := range []int{1, 1} {
 		for n := 0; n < want; n++ {
 			select {

@@ -467,7 +467,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	if s.ssh != nil {
 		gws = append(gws, s.ssh)
 	}
-	bus.Subscribe(func(r access.Revocation) {
+	bus.Subscribe(func(r airlock.Revocation) {
 		for _, gw := range gws {
 			switch {
 			case r.SessionID != "":
