@@ -130,6 +130,7 @@ type server struct {
 	access   *access.Service
 	pg       *pgproxy.Gateway
 	ssh      *sshproxy.Gateway
+	gateways []airlock.Gateway // every gateway built: revocations and shutdown reach each
 	ca       *sshca.CA
 	keyring  *secrets.Keyring
 	notifier *notifier
@@ -326,11 +327,8 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	shutCtx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	httpSrv.Shutdown(shutCtx)
-	if s.pg != nil {
-		s.pg.Shutdown(shutCtx)
-	}
-	if s.ssh != nil {
-		s.ssh.Shutdown(shutCtx)
+	for _, gw := range s.gateways {
+		gw.Shutdown(shutCtx)
 	}
 	s.ends.close()
 	cancelRun()
@@ -455,28 +453,17 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			return err
 		}
 	}
-	type closer interface {
-		CloseGrant(grantID string, reason airlock.EndReason) int
-		CloseUser(userID string, reason airlock.EndReason) int
-		CloseSession(id string, reason airlock.EndReason) bool
-	}
-	var gws []closer
+	// One list, in a fixed order (pg, then ssh): every revocation and the
+	// shutdown reach each gateway through the root package's contract.
 	if s.pg != nil {
-		gws = append(gws, s.pg)
+		s.gateways = append(s.gateways, s.pg)
 	}
 	if s.ssh != nil {
-		gws = append(gws, s.ssh)
+		s.gateways = append(s.gateways, s.ssh)
 	}
 	bus.Subscribe(func(r airlock.Revocation) {
-		for _, gw := range gws {
-			switch {
-			case r.SessionID != "":
-				gw.CloseSession(r.SessionID, r.Reason)
-			case r.GrantID != "":
-				gw.CloseGrant(r.GrantID, r.Reason)
-			case r.UserID != "":
-				gw.CloseUser(r.UserID, r.Reason)
-			}
+		for _, gw := range s.gateways {
+			r.Apply(gw)
 		}
 	})
 	return nil
