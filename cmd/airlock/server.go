@@ -130,6 +130,7 @@ type server struct {
 	access   *access.Service
 	pg       *pgproxy.Gateway
 	ssh      *sshproxy.Gateway
+	bus      *access.Bus       // the revocation bus, replicated when the store carries revocations
 	gateways []airlock.Gateway // every gateway built: revocations and shutdown reach each
 	ca       *sshca.CA
 	keyring  *secrets.Keyring
@@ -280,21 +281,12 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	go func() { defer wg.Done(); s.access.RunSweeper(runCtx, c.SweepInterval) }()
 	go func() { defer wg.Done(); s.access.RunNode(runCtx) }()
 	go func() { defer wg.Done(); s.watchReadiness(runCtx) }()
-	if pg, ok := store.(*postgres.DB); ok {
-		// Replicas on one PostgreSQL: revocations fan out with LISTEN/NOTIFY.
-		node := s.node
-		s.access.Bus().SetRemote(node, func(p []byte) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			if err := pg.Publish(ctx, revocationChannel, string(p)); err != nil {
-				logger.Error("publish revocation to other replicas", "err", err)
-			}
-		})
+	if t, ok := store.(airlock.RevocationTransport); ok {
+		// Replicas on one store (PostgreSQL: LISTEN/NOTIFY): revocations
+		// fan out over it.
+		stopped := s.bus.Replicate(runCtx, s.node, t, logger)
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pg.Subscribe(runCtx, revocationChannel, func(p string) { s.access.Bus().Receive([]byte(p)) }, nil)
-		}()
+		go func() { defer wg.Done(); <-stopped }()
 	}
 
 	// Each listener serves through accept errors (netguard.Listener); a
@@ -398,6 +390,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}
 
 	bus := &access.Bus{}
+	s.bus = bus
 	creds := access.CredentialSources{Dir: c.CredentialsDir, EnvPrefix: c.CredentialsEnvPrefix}
 	s.notifier = newNotifier(al, logger, c.PublicURL, c.WebhookAllowLinkLocal, now, creds.Resolve)
 	s.access, err = access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: s.ident, Bus: bus, Logger: logger, Now: now,
@@ -537,9 +530,6 @@ func nodeIdentity(dataDir string) string {
 	h, _ := os.Hostname()
 	return h + ":" + dataDir
 }
-
-// revocationChannel is the PostgreSQL NOTIFY channel replicas share.
-const revocationChannel = "airlock_revocations"
 
 // nodeName names one running server (sessions' Node, revocation origin):
 // host, process and a random part, so two servers never share a name.
