@@ -36,7 +36,7 @@ func TestAuditDownRefusesExpiryRecord(t *testing.T) {
 	}
 	seedGrants(t, store, 3, t0, t0.Add(time.Hour))
 	published := 0
-	svc.Bus().Subscribe(func(Revocation) { published++ })
+	svc.Bus().Subscribe(func(airlock.Revocation) { published++ })
 	if n, _ := svc.Sweep(ctx); n != 0 {
 		t.Fatalf("sweep expired %d grants with the audit log down", n)
 	}

@@ -1,64 +1,82 @@
 package access
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/airlockhq/airlock"
 )
 
-// Revocation tells gateways to close sessions: those under GrantID, those
-// of UserID, or the one SessionID (whichever are set).
-type Revocation struct {
-	GrantID   string `json:"grant_id,omitempty"`
-	UserID    string `json:"user_id,omitempty"`
-	SessionID string `json:"session_id,omitempty"`
-	// Node, set only on this replica's own bus (never sent to others),
-	// closes every session this node holds: it could not reach the store
-	// for long enough that the others may end them as node_lost.
-	Node string `json:"-"`
-	// Reason is the end reason the closed sessions record; gateways
-	// derive the message the user sees from it.
-	Reason airlock.EndReason `json:"reason,omitempty"`
-	// Detail says more for logs ("revoked by bob", "policy change
-	// removed eligibility: …"); it is never a session's end reason.
-	Detail string `json:"detail,omitempty"`
-	// Origin names the replica that published it (set by the bus).
-	Origin string `json:"origin,omitempty"`
-}
-
-// Bus fans revocations out to subscribers (the gateways). In-process by
-// default; with SetRemote it also forwards them to other replicas (the
-// PostgreSQL store's LISTEN/NOTIFY), and Receive takes theirs in. Gateways
-// also enforce every session's ends_at locally, so expiry never waits on
-// the network.
+// Bus fans revocations out to subscribers (the gateways): the
+// airlock.RevocationBus. In-process by default; Replicate shares it with
+// the other replicas over the store's airlock.RevocationTransport
+// (PostgreSQL LISTEN/NOTIFY). Gateways also enforce every session's
+// ends_at locally, so expiry never waits on the network.
 type Bus struct {
 	mu     sync.RWMutex
-	subs   []func(Revocation)
+	subs   []func(airlock.Revocation)
 	node   string
 	remote func(payload []byte)
 }
 
+var _ airlock.RevocationBus = (*Bus)(nil)
+
 // Subscribe registers fn to receive every revocation. fn must not block.
-func (b *Bus) Subscribe(fn func(Revocation)) {
+func (b *Bus) Subscribe(fn func(airlock.Revocation)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.subs = append(b.subs, fn)
 }
 
-// SetRemote makes Publish also send each revocation, encoded, to send
+// remoteSendTimeout bounds sending one revocation to the other replicas.
+const remoteSendTimeout = 2 * time.Second
+
+// Replicate shares b with the other replicas on t: from now on Publish
+// also sends each revocation to them, and what they publish is delivered
+// to b's subscribers. node names this replica, so that its own
+// revocations coming back are ignored; failures to send are logged. It
+// returns at once; receiving goes on until ctx ends, and the returned
+// channel is closed when it has stopped.
+func (b *Bus) Replicate(ctx context.Context, node string, t airlock.RevocationTransport, log *slog.Logger) <-chan struct{} {
+	return b.replicate(ctx, node, t, log, nil)
+}
+
+func (b *Bus) replicate(ctx context.Context, node string, t airlock.RevocationTransport, log *slog.Logger, ready chan<- struct{}) <-chan struct{} {
+	b.setRemote(node, func(p []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), remoteSendTimeout)
+		defer cancel()
+		if err := t.SendRevocation(ctx, p); err != nil {
+			log.Error("publish revocation to other replicas", "err", err)
+		}
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.ReceiveRevocations(ctx, b.receive, ready)
+	}()
+	return done
+}
+
+// setRemote makes Publish also send each revocation, encoded, to send
 // (which must not block for long); node names this replica so its own
-// revocations coming back through Receive are ignored.
-func (b *Bus) SetRemote(node string, send func(payload []byte)) {
+// revocations coming back through receive are ignored.
+func (b *Bus) setRemote(node string, send func(payload []byte)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.node, b.remote = node, send
 }
 
 // Publish delivers r to every local subscriber synchronously, then to the
-// other replicas when a remote is set.
-func (b *Bus) Publish(r Revocation) {
+// other replicas when the bus is replicated — except a revocation of this
+// node's own sessions (Node set), which is this node's alone.
+func (b *Bus) Publish(r airlock.Revocation) {
 	b.deliver(r)
+	if r.Node != "" {
+		return
+	}
 	b.mu.RLock()
 	send, node := b.remote, b.node
 	b.mu.RUnlock()
@@ -70,23 +88,23 @@ func (b *Bus) Publish(r Revocation) {
 	}
 }
 
-// Receive delivers a revocation published by another replica. Payloads
+// receive delivers a revocation published by another replica. Payloads
 // that do not decode, or that this replica published, are ignored.
-func (b *Bus) Receive(payload []byte) {
-	var r Revocation
+func (b *Bus) receive(payload []byte) {
+	var r airlock.Revocation
 	if err := json.Unmarshal(payload, &r); err != nil {
 		return
 	}
 	b.mu.RLock()
 	self := b.node != "" && r.Origin == b.node
 	b.mu.RUnlock()
-	if self || (r.GrantID == "" && r.UserID == "" && r.SessionID == "") {
+	if self || r.Empty() {
 		return
 	}
 	b.deliver(r)
 }
 
-func (b *Bus) deliver(r Revocation) {
+func (b *Bus) deliver(r airlock.Revocation) {
 	b.mu.RLock()
 	subs := b.subs
 	b.mu.RUnlock()

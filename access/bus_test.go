@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -21,24 +22,19 @@ func TestBusAcrossReplicas(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var buses [2]*Bus
-	got := [2]chan Revocation{make(chan Revocation, 4), make(chan Revocation, 4)}
-	stopped := make(chan struct{}, 2)
+	got := [2]chan airlock.Revocation{make(chan airlock.Revocation, 4), make(chan airlock.Revocation, 4)}
 	for i := range buses {
 		db, err := postgres.Open(ctx, dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The listener holds a pooled connection: stop it before Close.
-		t.Cleanup(func() { cancel(); <-stopped; db.Close() })
 		b := &Bus{}
 		i := i
-		b.Subscribe(func(r Revocation) { got[i] <- r })
-		b.SetRemote([]string{"node-a", "node-b"}[i], func(p []byte) { db.Publish(context.Background(), "airlock_revocations", string(p)) })
+		b.Subscribe(func(r airlock.Revocation) { got[i] <- r })
 		ready := make(chan struct{})
-		go func() {
-			db.Subscribe(ctx, "airlock_revocations", func(p string) { b.Receive([]byte(p)) }, ready)
-			stopped <- struct{}{}
-		}()
+		stopped := b.replicate(ctx, []string{"node-a", "node-b"}[i], db, slog.New(slog.DiscardHandler), ready)
+		// The listener holds a pooled connection: stop it before Close.
+		t.Cleanup(func() { cancel(); <-stopped; db.Close() })
 		select {
 		case <-ready:
 		case <-time.After(10 * time.Second):
@@ -46,7 +42,7 @@ func TestBusAcrossReplicas(t *testing.T) {
 		}
 		buses[i] = b
 	}
-	buses[0].Publish(Revocation{GrantID: "gr_1", Reason: airlock.EndGrantRevoked})
+	buses[0].Publish(airlock.Revocation{GrantID: "gr_1", Reason: airlock.EndGrantRevoked})
 	for i, want := range []int{1, 1} {
 		for n := 0; n < want; n++ {
 			select {
@@ -65,8 +61,8 @@ func TestBusAcrossReplicas(t *testing.T) {
 		t.Fatalf("node-a received its own echo: %+v", r)
 	case <-time.After(300 * time.Millisecond):
 	}
-	buses[0].Receive([]byte("not json"))
-	buses[0].Receive([]byte(`{"reason":"empty"}`))
+	buses[0].receive([]byte("not json"))
+	buses[0].receive([]byte(`{"reason":"empty"}`))
 	select {
 	case r := <-got[0]:
 		t.Fatalf("bad payload delivered: %+v", r)

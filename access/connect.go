@@ -427,7 +427,7 @@ func (s *Service) KillSession(ctx context.Context, p *identity.Principal, id str
 			return res, nil
 		}
 	}
-	s.bus.Publish(Revocation{SessionID: id, Reason: airlock.EndSessionKilled, Detail: "session killed by " + p.User.Name})
+	s.bus.Publish(airlock.Revocation{SessionID: id, Reason: airlock.EndSessionKilled, By: p.User.Name, Detail: "session killed by " + p.User.Name})
 	return res, nil
 }
 

@@ -110,7 +110,7 @@ func (s *Service) RunNode(ctx context.Context) {
 	fence := time.AfterFunc(l.LostAfter/2, func() {
 		s.log.Error("no heartbeat reached the store for half of --node-lost-after; closing this node's sessions before the others end them as node_lost",
 			"node", l.Node, "lost_after", l.LostAfter)
-		s.bus.deliver(Revocation{Node: l.Node, Reason: airlock.EndAuditUnavailable, Detail: "this node could not reach the store"})
+		s.bus.Publish(airlock.Revocation{Node: l.Node, Reason: airlock.EndAuditUnavailable, Detail: "this node could not reach the store"})
 	})
 	defer fence.Stop()
 	for {

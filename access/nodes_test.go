@@ -153,8 +153,8 @@ func TestKillSession(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
 	svc, store, _ := newTestService(t, clk)
 	ctx := t.Context()
-	var sent []Revocation
-	svc.Bus().Subscribe(func(r Revocation) { sent = append(sent, r) })
+	var sent []airlock.Revocation
+	svc.Bus().Subscribe(func(r airlock.Revocation) { sent = append(sent, r) })
 	wall := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
 	if err := svc.StartNode(ctx, Liveness{Node: "me", LostAfter: 15 * time.Second, Wall: wall.now}); err != nil {
 		t.Fatal(err)
@@ -243,10 +243,10 @@ func TestNodeFencesItself(t *testing.T) {
 	svc, store, _ := newTestService(t, clk)
 	flaky := &flakyBeats{Store: store}
 	svc.store = flaky
-	got := make(chan Revocation, 4)
-	svc.Bus().Subscribe(func(r Revocation) { got <- r })
+	got := make(chan airlock.Revocation, 4)
+	svc.Bus().Subscribe(func(r airlock.Revocation) { got <- r })
 	var remote atomic.Int32
-	svc.Bus().SetRemote("me", func([]byte) { remote.Add(1) })
+	svc.Bus().(*Bus).setRemote("me", func([]byte) { remote.Add(1) })
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	const lostAfter = 800 * time.Millisecond

@@ -710,7 +710,7 @@ func (s *Service) endGrant(ctx context.Context, g *airlock.Grant, state string, 
 	if state == airlock.GrantExpired {
 		end = airlock.EndGrantExpired
 	}
-	s.bus.Publish(Revocation{GrantID: g.ID, Reason: end, Detail: reason})
+	s.bus.Publish(airlock.Revocation{GrantID: g.ID, Reason: end, By: by.Name, Detail: reason})
 	return nil
 }
 
@@ -719,7 +719,7 @@ func (s *Service) endGrant(ctx context.Context, g *airlock.Grant, state string, 
 // are cut first, so that they end as user_disabled rather than
 // grant_revoked.
 func (s *Service) RevokeUser(ctx context.Context, userID, reason string) {
-	s.bus.Publish(Revocation{UserID: userID, Reason: airlock.EndUserDisabled, Detail: reason})
+	s.bus.Publish(airlock.Revocation{UserID: userID, Reason: airlock.EndUserDisabled, By: airlock.SystemActor.Name, Detail: reason})
 	gs, err := s.store.ListGrants(ctx, airlock.GrantFilter{UserID: userID})
 	if err == nil {
 		for _, g := range gs {

@@ -49,7 +49,7 @@ type Service struct {
 	sealer     Sealer
 	ident      *identity.Service
 	notify     NotifyFunc
-	bus        *Bus
+	bus        airlock.RevocationBus
 	now        func() time.Time
 	log        *slog.Logger
 	creds      CredentialSources
@@ -69,8 +69,8 @@ type Deps struct {
 	Audit    airlock.Auditor
 	Sealer   Sealer
 	Identity *identity.Service
-	Notify   NotifyFunc // nil = no notifications
-	Bus      *Bus
+	Notify   NotifyFunc            // nil = no notifications
+	Bus      airlock.RevocationBus // nil = an in-process Bus
 	Now      func() time.Time
 	Logger   *slog.Logger
 	// Credentials are where secret references in applied policy resolve
@@ -101,8 +101,8 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	return s, nil
 }
 
-// Bus returns the revocation bus.
-func (s *Service) Bus() *Bus { return s.bus }
+// Bus returns the revocation bus the service publishes on.
+func (s *Service) Bus() airlock.RevocationBus { return s.bus }
 
 // record writes an audit event and returns an error that refuses the
 // caller's action if the log could not take it (audit.Record).

@@ -108,7 +108,7 @@ func (s *Service) expireGrants(ctx context.Context, gs []*airlock.Grant) int {
 	}
 	for _, g := range gs {
 		if done[g.ID] {
-			s.bus.Publish(Revocation{GrantID: g.ID, Reason: airlock.EndGrantExpired, Detail: "grant expired at " + g.EndsAt.UTC().Format(time.RFC3339)})
+			s.bus.Publish(airlock.Revocation{GrantID: g.ID, Reason: airlock.EndGrantExpired, By: airlock.SystemActor.Name, Detail: "grant expired at " + g.EndsAt.UTC().Format(time.RFC3339)})
 		}
 	}
 	return len(changed)

@@ -67,7 +67,7 @@ func TestSweepExpiresDueGrants(t *testing.T) {
 	svc, store, _ := newTestService(t, clk)
 	seedGrants(t, store, 50, t0, t0.Add(time.Hour))
 	var cut atomic.Int64
-	svc.Bus().Subscribe(func(r Revocation) {
+	svc.Bus().Subscribe(func(r airlock.Revocation) {
 		if r.GrantID != "" {
 			cut.Add(1)
 		}

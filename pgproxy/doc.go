@@ -11,8 +11,12 @@
 //		Auth: authn, Audit: pipeline, Sessions: store, Logger: log, Node: hostname,
 //	})
 //	go g.ListenAndServe(ctx)          // or g.Serve(ctx, ln)
-//	bus: g.CloseGrant(id, airlock.EndGrantRevoked); g.CloseUser(id, airlock.EndUserDisabled); g.CloseSession(id, airlock.EndSessionKilled)
+//	bus.Subscribe(func(r airlock.Revocation) { r.Apply(g) }) // g is an airlock.Gateway
 //	defer g.Shutdown(shutdownCtx)
+//
+// Gateway implements airlock.Gateway, the contract the server holds every
+// gateway by: CloseGrant, CloseUser and CloseSession with an
+// airlock.EndReason, ActiveSessions, Shutdown.
 //
 // # Client side
 //

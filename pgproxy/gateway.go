@@ -24,6 +24,9 @@ import (
 	"github.com/airlockhq/airlock/internal/netguard"
 )
 
+// Gateway implements the root package's gateway contract.
+var _ airlock.Gateway = (*Gateway)(nil)
+
 // ErrGatewayClosed is returned by Serve after Shutdown.
 var ErrGatewayClosed = errors.New("pgproxy: gateway closed")
 

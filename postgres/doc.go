@@ -10,4 +10,7 @@
 // with COPY. Migrations are embedded, numbered SQL files applied at Open in
 // one transaction under pg_advisory_xact_lock, so replicas starting at once
 // are safe.
+//
+// DB is also an airlock.RevocationTransport: replicas share revocations
+// over LISTEN/NOTIFY on one channel (SendRevocation, ReceiveRevocations).
 package postgres

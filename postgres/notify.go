@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/airlockhq/airlock"
 )
 
 // Publish sends payload on channel to every listening replica
@@ -74,4 +76,22 @@ func quoteIdent(s string) string {
 		out = append(out, s[i])
 	}
 	return string(out)
+}
+
+// revocationChannel is the NOTIFY channel replicas share revocations on.
+const revocationChannel = "airlock_revocations"
+
+// DB carries revocations between the replicas that share it.
+var _ airlock.RevocationTransport = (*DB)(nil)
+
+// SendRevocation publishes an encoded revocation to every replica
+// (airlock.RevocationTransport).
+func (db *DB) SendRevocation(ctx context.Context, payload []byte) error {
+	return db.Publish(ctx, revocationChannel, string(payload))
+}
+
+// ReceiveRevocations calls fn for every revocation a replica sends until
+// ctx ends (airlock.RevocationTransport), as Subscribe does.
+func (db *DB) ReceiveRevocations(ctx context.Context, fn func(payload []byte), ready chan<- struct{}) error {
+	return db.Subscribe(ctx, revocationChannel, func(p string) { fn([]byte(p)) }, ready)
 }

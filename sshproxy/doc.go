@@ -6,6 +6,11 @@
 // certificate for exactly that login, valid for 2 minutes. It then relays
 // shells, exec, sftp and scp, window changes, signals and exit status.
 //
+// Gateway implements airlock.Gateway, the contract the server holds every
+// gateway by: the server applies each airlock.Revocation to it
+// (Revocation.Apply calls CloseGrant, CloseUser or CloseSession with the
+// revocation's airlock.EndReason).
+//
 // SSH user names take the form LOGIN@RESOURCE (ssh -l ubuntu@prod-web), or
 // RESOURCE with the login carried in the certificate's
 // airlock-login@airlock.dev extension. See ParseUsername.

@@ -17,6 +17,9 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// Gateway implements the root package's gateway contract.
+var _ airlock.Gateway = (*Gateway)(nil)
+
 // DefaultAddr is where the gateway listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:7022"
 

@@ -284,7 +284,7 @@ GRANT SELECT, INSERT ON items TO app_rw;`)
 	if !live.exited() {
 		t.Fatalf("psql still running after revoke:\n%s", live.out.String())
 	}
-	if live.err == nil || !strings.Contains(live.out.String(), "FATAL") || !strings.Contains(live.out.String(), "grant revoked") {
+	if live.err == nil || !strings.Contains(live.out.String(), "FATAL") || !strings.Contains(live.out.String(), airlock.EndGrantRevoked.Text()) {
 		t.Fatalf("psql after revoke: err=%v\n%s", live.err, live.out.String())
 	}
 	if strings.Contains(live.out.String(), "after") {

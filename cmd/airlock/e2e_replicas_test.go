@@ -79,7 +79,7 @@ ALTER ROLE app_rw PASSWORD '`+pgRWPassword+`';`)
 	if !live.exited() {
 		t.Fatal("psql through replica B still running after revoke on replica A")
 	}
-	if !strings.Contains(live.out.String(), "grant revoked") || strings.Contains(live.out.String(), "after") {
+	if !strings.Contains(live.out.String(), airlock.EndGrantRevoked.Text()) || strings.Contains(live.out.String(), "after") {
 		t.Fatalf("psql through replica B after revoke:\n%s", live.out.String())
 	}
 }

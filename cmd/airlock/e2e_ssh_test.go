@@ -142,7 +142,7 @@ func TestE2ESSHThroughGateway(t *testing.T) {
 	if !live.exited() {
 		t.Fatalf("ssh still running after revoke:\n%s", live.out.String())
 	}
-	if live.err == nil || !strings.Contains(live.out.String(), "revoked") {
+	if live.err == nil || !strings.Contains(live.out.String(), "airlock: "+airlock.EndGrantRevoked.Text()+" — session closed") {
 		t.Fatalf("ssh after revoke: err=%v\n%s", live.err, live.out.String())
 	}
 	waitFor(t, func() bool {

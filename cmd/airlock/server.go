@@ -130,6 +130,8 @@ type server struct {
 	access   *access.Service
 	pg       *pgproxy.Gateway
 	ssh      *sshproxy.Gateway
+	bus      *access.Bus       // the revocation bus, replicated when the store carries revocations
+	gateways []airlock.Gateway // every gateway built: revocations and shutdown reach each
 	ca       *sshca.CA
 	keyring  *secrets.Keyring
 	notifier *notifier
@@ -284,21 +286,12 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	go func() { defer wg.Done(); s.access.RunSweeper(runCtx, c.SweepInterval) }()
 	go func() { defer wg.Done(); s.access.RunNode(runCtx) }()
 	go func() { defer wg.Done(); s.watchReadiness(runCtx) }()
-	if pg, ok := store.(*postgres.DB); ok {
-		// Replicas on one PostgreSQL: revocations fan out with LISTEN/NOTIFY.
-		node := s.node
-		s.access.Bus().SetRemote(node, func(p []byte) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			if err := pg.Publish(ctx, revocationChannel, string(p)); err != nil {
-				logger.Error("publish revocation to other replicas", "err", err)
-			}
-		})
+	if t, ok := store.(airlock.RevocationTransport); ok {
+		// Replicas on one store (PostgreSQL: LISTEN/NOTIFY): revocations
+		// fan out over it.
+		stopped := s.bus.Replicate(runCtx, s.node, t, logger)
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pg.Subscribe(runCtx, revocationChannel, func(p string) { s.access.Bus().Receive([]byte(p)) }, nil)
-		}()
+		go func() { defer wg.Done(); <-stopped }()
 	}
 
 	// Each listener serves through accept errors (netguard.Listener); a
@@ -331,11 +324,8 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	shutCtx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	httpSrv.Shutdown(shutCtx)
-	if s.pg != nil {
-		s.pg.Shutdown(shutCtx)
-	}
-	if s.ssh != nil {
-		s.ssh.Shutdown(shutCtx)
+	for _, gw := range s.gateways {
+		gw.Shutdown(shutCtx)
 	}
 	s.ends.close()
 	cancelRun()
@@ -405,6 +395,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}
 
 	bus := &access.Bus{}
+	s.bus = bus
 	creds := access.CredentialSources{Dir: c.CredentialsDir, EnvPrefix: c.CredentialsEnvPrefix}
 	s.notifier = newNotifier(al, logger, c.PublicURL, c.WebhookAllowLinkLocal, now, creds.Resolve)
 	s.access, err = access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: s.ident, Bus: bus, Logger: logger, Now: now,
@@ -460,33 +451,17 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			return err
 		}
 	}
-	type closer interface {
-		CloseGrant(grantID string, reason airlock.EndReason) int
-		CloseUser(userID string, reason airlock.EndReason) int
-		CloseSession(id string, reason airlock.EndReason) bool
-		ActiveSessions() []airlock.Session
-	}
-	var gws []closer
+	// One list, in a fixed order (pg, then ssh): every revocation and the
+	// shutdown reach each gateway through the root package's contract.
 	if s.pg != nil {
-		gws = append(gws, s.pg)
+		s.gateways = append(s.gateways, s.pg)
 	}
 	if s.ssh != nil {
-		gws = append(gws, s.ssh)
+		s.gateways = append(s.gateways, s.ssh)
 	}
-	bus.Subscribe(func(r access.Revocation) {
-		for _, gw := range gws {
-			switch {
-			case r.Node != "":
-				for _, x := range gw.ActiveSessions() {
-					gw.CloseSession(x.ID, r.Reason)
-				}
-			case r.SessionID != "":
-				gw.CloseSession(r.SessionID, r.Reason)
-			case r.GrantID != "":
-				gw.CloseGrant(r.GrantID, r.Reason)
-			case r.UserID != "":
-				gw.CloseUser(r.UserID, r.Reason)
-			}
+	bus.Subscribe(func(r airlock.Revocation) {
+		for _, gw := range s.gateways {
+			r.Apply(gw)
 		}
 	})
 	return nil
@@ -560,9 +535,6 @@ func nodeIdentity(dataDir string) string {
 	h, _ := os.Hostname()
 	return h + ":" + dataDir
 }
-
-// revocationChannel is the PostgreSQL NOTIFY channel replicas share.
-const revocationChannel = "airlock_revocations"
 
 // nodeName names one running server (sessions' Node, revocation origin):
 // host, process and a random part, so two servers never share a name.
