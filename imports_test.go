@@ -54,12 +54,6 @@ func importRules() map[string][]string {
 	for _, f := range frontEnd {
 		rules[f] = concat(gateways, stores, wiring)
 	}
-	// Temporary exceptions, each to be removed by the fix that ends it:
-	// access (and through it api and web) imports pgproxy for the libpq
-	// sslmode words (issue 14, item 3).
-	for pkg, allowed := range map[string]string{"access": "pgproxy", "api": "pgproxy", "web": "pgproxy"} {
-		rules[pkg] = slices.DeleteFunc(rules[pkg], func(f string) bool { return f == allowed })
-	}
 	return rules
 }
 
