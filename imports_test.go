@@ -11,9 +11,10 @@ import (
 	"testing"
 )
 
-// The import direction of docs/DESIGN.md (Components), enforced in the
-// spirit of tailscale's deptest: a forbidden import fails the build of this
-// test, naming the chain that brings it in. Only non-test imports count.
+// The import direction of the design's Components table (each part
+// depends only on the parts below it), enforced in the spirit of
+// tailscale's deptest: a forbidden import fails these tests, naming the
+// shortest chain that brings it in. Only non-test imports count.
 
 const module = "github.com/airlockhq/airlock"
 
