@@ -116,7 +116,8 @@ type Resource struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Credentials map[string][]byte `json:"-"`
 	// Options is kind-specific, non-secret configuration as JSON
-	// (e.g. database name, TLS mode, pinned SSH host key).
+	// (e.g. database name, TLS mode, pinned SSH host key): the encoding of
+	// access.ResourceOptions, its one owner (access.Options decodes it).
 	Options   []byte    `json:"-"`
 	Source    string    `json:"source"` // "api" or "policy"
 	CreatedAt time.Time `json:"created_at"`

@@ -79,6 +79,28 @@ type Auditor interface {
 	Record(ctx context.Context, e Event) (int64, error)
 }
 
+// AuditPipeline is the audit log's pipelined form (audit.Log.Pipeline),
+// for high-rate events (a gateway's statements, a sweep's expiries).
+// Submit must enqueue quickly and never block on durability; the returned
+// AuditPending reports when the event is durable (or failed). Seq, Time,
+// PrevHash and Hash are left for the pipeline to assign. The pipeline may
+// hold submitted events back for a while to commit many at once
+// (audit.Options.MaxDelay); Flush asks it to commit what it holds now,
+// without waiting. Whoever is about to wait for receipts calls Flush first.
+type AuditPipeline interface {
+	Submit(e Event) AuditPending
+	Flush()
+}
+
+// AuditPending is the receipt of a submitted event. Done is closed when the
+// event is durable or has failed; Err is then nil or the failure, and Seq
+// the event's sequence number (0 unless it is durable).
+type AuditPending interface {
+	Done() <-chan struct{}
+	Err() error
+	Seq() int64
+}
+
 // CorruptEventsError is returned by an AuditStore read when stored events
 // cannot be decoded: the storage was edited or damaged. After is the seq
 // the damaged storage claims to follow; the audit verifier reports the

@@ -10,7 +10,6 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/identity"
-	"github.com/airlockhq/airlock/pgproxy"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/secrets"
 )
@@ -155,7 +154,7 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 	if in.Kind == airlock.KindPostgres {
 		// Refuse what would not be used as written: a typo in the mode
 		// must never mean a plaintext upstream.
-		if _, err := pgproxy.UpstreamTLSConfig(in.Options.TLS, []byte(in.Options.TLSCA)); err != nil {
+		if _, _, err := airlock.CheckUpstreamTLS(in.Options.TLS, []byte(in.Options.TLSCA)); err != nil {
 			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: %s", in.Name, airlock.ErrorMessage(err))
 		}
 		for _, d := range append([]string{in.Options.Database}, in.Options.Databases...) {
@@ -293,9 +292,9 @@ func View(r *airlock.Resource) ResourceView {
 		v.Databases = Databases(r)
 		switch {
 		case o.TLS == "":
-			v.SSLMode = pgproxy.UpstreamTLSDisable
-		case o.TLS == pgproxy.UpstreamTLSRequire && o.TLSCA != "":
-			v.SSLMode = pgproxy.UpstreamTLSVerifyCA // what require does with CA certificates
+			v.SSLMode = string(airlock.SSLDisable)
+		case o.TLS == string(airlock.SSLRequire) && o.TLSCA != "":
+			v.SSLMode = string(airlock.SSLVerifyCA) // what require does with CA certificates
 		default:
 			v.SSLMode = o.TLS
 		}

@@ -18,12 +18,6 @@ import (
 	"github.com/airlockhq/airlock/policy"
 )
 
-// Sealer encrypts and decrypts secrets at rest (secrets.Keyring).
-type Sealer interface {
-	Seal(plaintext, aad []byte) ([]byte, error)
-	Open(sealed, aad []byte) ([]byte, error)
-}
-
 // Notification is a message to policy notification channels.
 type Notification struct {
 	Kind      string // request.created, breakglass.activated, …
@@ -46,7 +40,7 @@ type NotifyFunc func(ctx context.Context, channels []string, n Notification)
 type Service struct {
 	store      airlock.Store
 	audit      airlock.Auditor
-	sealer     Sealer
+	sealer     airlock.Sealer
 	ident      *identity.Service
 	notify     NotifyFunc
 	bus        airlock.RevocationBus
@@ -67,7 +61,7 @@ type Service struct {
 type Deps struct {
 	Store    airlock.Store
 	Audit    airlock.Auditor
-	Sealer   Sealer
+	Sealer   airlock.Sealer
 	Identity *identity.Service
 	Notify   NotifyFunc            // nil = no notifications
 	Bus      airlock.RevocationBus // nil = an in-process Bus

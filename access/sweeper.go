@@ -54,12 +54,11 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 // events are submitted together and their expiry is one transaction.
 const sweepPage = 100000
 
-// batchAuditor is the audit log's pipelined form (audit.Log): events are
-// submitted without waiting, so a sweep's events share group commits, and
-// flushed, so that they do not wait out the log's MaxDelay.
-type batchAuditor interface {
-	Submit(e airlock.Event) *audit.Receipt
-	Flush()
+// pipelined is an auditor with a pipelined form (audit.Log.Pipeline):
+// events are submitted without waiting, so a sweep's events share group
+// commits, and flushed, so that they do not wait out the log's MaxDelay.
+type pipelined interface {
+	Pipeline() airlock.AuditPipeline
 }
 
 // expireGrants records the expiry of gs: the audit events first (all
@@ -121,20 +120,22 @@ func (s *Service) expireGrants(ctx context.Context, gs []*airlock.Grant) int {
 func (s *Service) recordBatch(ctx context.Context, events []airlock.Event) ([]int64, error) {
 	ctx = context.WithoutCancel(ctx)
 	seqs := make([]int64, len(events))
-	if b, ok := s.audit.(batchAuditor); ok {
-		receipts := make([]*audit.Receipt, len(events))
+	if pa, ok := s.audit.(pipelined); ok {
+		b := pa.Pipeline()
+		receipts := make([]airlock.AuditPending, len(events))
 		for i, e := range events {
 			receipts[i] = b.Submit(e)
 		}
 		b.Flush()
 		var first error
 		for i, r := range receipts {
-			seq, err := r.Wait(ctx)
+			<-r.Done() // without regard to ctx (see above)
+			err := r.Err()
 			if err != nil && first == nil {
 				first = err
 			}
 			if err == nil {
-				seqs[i] = seq
+				seqs[i] = r.Seq()
 			}
 		}
 		return seqs, first

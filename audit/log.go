@@ -288,6 +288,19 @@ func (l *Log) Append(ctx context.Context, e airlock.Event) (int64, error) {
 // commit starts; call Flush when something waits for the receipt.
 func (l *Log) Submit(e airlock.Event) *Receipt { return l.submit(e, false) }
 
+// Pipeline returns l as the root package's airlock.AuditPipeline: Submit
+// and Flush, with each receipt an airlock.AuditPending (a *Receipt).
+func (l *Log) Pipeline() airlock.AuditPipeline { return pipeline{l} }
+
+// pipeline is Log.Pipeline: Go has no covariant results, so *Log, whose
+// Submit returns the concrete *Receipt, needs this adapter to be one.
+type pipeline struct{ l *Log }
+
+func (p pipeline) Submit(e airlock.Event) airlock.AuditPending { return p.l.Submit(e) }
+func (p pipeline) Flush()                                      { p.l.Flush() }
+
+var _ airlock.AuditPending = (*Receipt)(nil)
+
 // Flush asks the writer to commit everything queued now instead of after
 // Options.MaxDelay. It does not wait; the receipts report completion.
 func (l *Log) Flush() {

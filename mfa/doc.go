@@ -7,8 +7,8 @@
 // on FactorStore.AdvanceFactorCounter, which is atomic across processes: a
 // TOTP factor's Counter is the last accepted time step, a WebAuthn factor's
 // Counter is the authenticator's sign count, and the recovery factor's
-// Counter is the bitmask of used codes. TOTP secrets are sealed with a
-// Sealer (secrets.Keyring in production) bound to "factor:"+factorID.
+// Counter is the bitmask of used codes. TOTP secrets are sealed with an
+// airlock.Sealer (secrets.Keyring in production) bound to "factor:"+factorID.
 //
 // Failures carry one user-facing message per factor ("invalid or already
 // used code", …) so a caller cannot tell a wrong code from a replayed one;

@@ -6,13 +6,6 @@ import (
 	"github.com/airlockhq/airlock"
 )
 
-// Sealer encrypts and decrypts small secrets bound to associated data.
-// secrets.Keyring implements it.
-type Sealer interface {
-	Seal(plaintext, aad []byte) ([]byte, error)
-	Open(sealed, aad []byte) ([]byte, error)
-}
-
 // Internal causes of a refused factor. They are wrapped inside the
 // *airlock.Error a method returns (errors.Is works); callers audit them via
 // Reason and never show them to the user.

@@ -41,14 +41,14 @@ var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 // store. A TOTP is safe for concurrent use.
 type TOTP struct {
 	store  airlock.FactorStore
-	sealer Sealer
+	sealer airlock.Sealer
 	issuer string
 	now    func() time.Time
 }
 
 // NewTOTP returns a TOTP backed by store, sealing secrets with sealer and
 // naming issuer in otpauth:// URIs. now nil means time.Now.
-func NewTOTP(store airlock.FactorStore, sealer Sealer, issuer string, now func() time.Time) *TOTP {
+func NewTOTP(store airlock.FactorStore, sealer airlock.Sealer, issuer string, now func() time.Time) *TOTP {
 	if now == nil {
 		now = time.Now
 	}

@@ -45,7 +45,7 @@ type Config struct {
 	// Auth validates connect tokens. Required.
 	Auth Authenticator
 	// Audit takes session and statement events. Required.
-	Audit AuditSink
+	Audit airlock.AuditPipeline
 	// Sessions records session rows (optional; nil records nothing).
 	Sessions SessionRecorder
 
@@ -181,25 +181,6 @@ type AuthenticatorFunc func(ctx context.Context, req AuthRequest) (*Target, erro
 // Authenticate calls f.
 func (f AuthenticatorFunc) Authenticate(ctx context.Context, req AuthRequest) (*Target, error) {
 	return f(ctx, req)
-}
-
-// AuditSink is the audit pipeline. Submit must enqueue quickly and never
-// block on durability; the returned Pending reports when the event is
-// durable (or failed). Seq, Time, PrevHash and Hash are left for the
-// pipeline to assign. The pipeline may hold submitted events back for a
-// while to commit many at once (audit.Options.MaxDelay); Flush asks it to
-// commit what it holds now, without waiting. Strict sessions call Flush
-// before they hold output for receipts.
-type AuditSink interface {
-	Submit(e airlock.Event) Pending
-	Flush()
-}
-
-// Pending is the receipt of a submitted event. Done is closed when the
-// event is durable or has failed; Err is then nil or the failure.
-type Pending interface {
-	Done() <-chan struct{}
-	Err() error
 }
 
 // SessionRecorder persists gateway sessions; it is the subset of

@@ -37,6 +37,7 @@ var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return
 
 func (p donePending) Done() <-chan struct{} { return closedCh }
 func (p donePending) Err() error            { return p.err }
+func (p donePending) Seq() int64            { return 0 }
 
 // heldPending settles when released.
 type heldPending struct {
@@ -46,6 +47,7 @@ type heldPending struct {
 
 func (p *heldPending) Done() <-chan struct{} { return p.done }
 func (p *heldPending) Err() error            { return p.err }
+func (p *heldPending) Seq() int64            { return 0 }
 
 // sink collects events. fail, when set, decides which receipts fail;
 // hold, when set, decides which receipts wait for Release; lazy holds
@@ -73,7 +75,7 @@ func (s *sink) Flush() {
 	s.lazyQ = nil
 }
 
-func (s *sink) Submit(e airlock.Event) Pending {
+func (s *sink) Submit(e airlock.Event) airlock.AuditPending {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, e)

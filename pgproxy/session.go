@@ -82,13 +82,13 @@ type session struct {
 	killMsg    string
 
 	// Audit receipts: producers (both relay directions) count and queue
-	// each Pending under subMu; the watcher confirms them in order. The
+	// each receipt under subMu; the watcher confirms them in order. The
 	// queue is bounded by the pipeline's own (Submit blocks when that is
 	// full) and the watcher wakes once per commit, not per statement:
 	// pendWake is signalled only when the queue was empty.
 	subMu       sync.Mutex
 	pendClosed  bool
-	pend        []Pending
+	pend        []airlock.AuditPending
 	pendHead    int
 	pendWake    chan struct{}
 	submitted   atomic.Int64
@@ -452,7 +452,7 @@ func (s *session) watch() {
 }
 
 // settle records the outcome of a completed receipt.
-func (s *session) settle(p Pending) {
+func (s *session) settle(p airlock.AuditPending) {
 	if err := p.Err(); err != nil {
 		if s.auditFailed.CompareAndSwap(false, true) {
 			s.g.log.Error("pgproxy: audit receipt failed; closing session", "session", s.id, "err", err)
@@ -599,7 +599,7 @@ func compactFIFO[T any](q []T, head int) ([]T, int) {
 }
 
 // isDone reports whether p has completed, without waiting.
-func isDone(p Pending) bool {
+func isDone(p airlock.AuditPending) bool {
 	select {
 	case <-p.Done():
 		return true

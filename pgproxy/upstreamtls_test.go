@@ -88,16 +88,3 @@ func TestUpstreamTLSConfig(t *testing.T) {
 		}
 	}
 }
-
-func FuzzParseCAPEM(f *testing.F) {
-	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		pool, err := ParseCAPEM(b)
-		if (err == nil) != (pool != nil) {
-			t.Fatalf("pool %v with error %v", pool, err)
-		}
-		if err != nil && airlock.ErrorCode(err) != airlock.EINVALID {
-			t.Fatalf("error %v is not EINVALID", err)
-		}
-	})
-}

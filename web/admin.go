@@ -9,7 +9,6 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/identity"
-	"github.com/airlockhq/airlock/pgproxy"
 )
 
 // The admin pages: users and groups, resources, policy. Only members of
@@ -205,7 +204,7 @@ func (c *console) adminResourceAdd(w http.ResponseWriter, r *http.Request, p *id
 		Credentials: map[string]access.CredentialInput{},
 		Options: access.ResourceOptions{Database: form.Database, ReadOnly: splitList(form.ReadOnly), Logins: splitList(form.Logins), HostKey: form.HostKey,
 			TLS: form.SSLMode, TLSCA: form.SSLRootCert}}
-	if in.Kind != airlock.KindPostgres && (form.SSLMode == "" || form.SSLMode == pgproxy.UpstreamTLSDisable) && form.SSLRootCert == "" {
+	if in.Kind != airlock.KindPostgres && (form.SSLMode == "" || form.SSLMode == string(airlock.SSLDisable)) && form.SSLRootCert == "" {
 		// The browser sends the PostgreSQL fieldset's default for every kind.
 		in.Options.TLS = ""
 	}

@@ -21,7 +21,7 @@ type auditSink struct {
 	ends *sessionEnds
 }
 
-func (a auditSink) Submit(e airlock.Event) pgproxy.Pending {
+func (a auditSink) Submit(e airlock.Event) airlock.AuditPending {
 	if e.Action == "session.ended" && a.ends != nil {
 		return a.submitEnd(e)
 	}

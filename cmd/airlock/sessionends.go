@@ -9,7 +9,6 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/audit"
-	"github.com/airlockhq/airlock/pgproxy"
 )
 
 // sessionEnds is how both gateways record the end of a session: the row
@@ -150,7 +149,7 @@ func (a endAuditor) Record(ctx context.Context, ev airlock.Event) (int64, error)
 
 // submitEnd is the PostgreSQL gateway's Submit for session.ended: a
 // failed receipt hands the event to the retries.
-func (a auditSink) submitEnd(ev airlock.Event) pgproxy.Pending {
+func (a auditSink) submitEnd(ev airlock.Event) airlock.AuditPending {
 	r := a.l.Submit(ev)
 	go func() {
 		<-r.Done()

@@ -70,7 +70,7 @@ func run() error {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	var sink pgproxy.AuditSink
+	var sink airlock.AuditPipeline
 	var closeSink func()
 	switch *mode {
 	case "count":
@@ -100,7 +100,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		sink = logSink{lg}
+		sink = lg.Pipeline()
 		closeSink = func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -199,13 +199,6 @@ func upstreamIdle() int {
 	return 0
 }
 
-// logSink adapts *audit.Log (whose Submit returns *audit.Receipt) to
-// pgproxy.AuditSink.
-type logSink struct{ l *audit.Log }
-
-func (s logSink) Submit(e airlock.Event) pgproxy.Pending { return s.l.Submit(e) }
-func (s logSink) Flush()                                 { s.l.Flush() }
-
 type countingSink struct{ n atomic.Int64 }
 
 type done struct{}
@@ -214,9 +207,10 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 
 func (done) Done() <-chan struct{} { return closed }
 func (done) Err() error            { return nil }
+func (done) Seq() int64            { return 0 }
 
-func (c *countingSink) Submit(airlock.Event) pgproxy.Pending { c.n.Add(1); return done{} }
-func (c *countingSink) Flush()                               {}
+func (c *countingSink) Submit(airlock.Event) airlock.AuditPending { c.n.Add(1); return done{} }
+func (c *countingSink) Flush()                                    {}
 
 // envDuration reads an audit option from the environment (e.g.
 // AUDIT_LINGER=2ms, AUDIT_MAX_DELAY=0); def, the server's default, when
