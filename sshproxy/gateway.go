@@ -76,6 +76,12 @@ type Target struct {
 	// IdleTimeout closes the session after this long without data in
 	// either direction; 0 disables it.
 	IdleTimeout time.Duration
+	// MaxConcurrent bounds live sessions of this user under this grant
+	// on this gateway (0 = unlimited), like pgproxy.Target.MaxConcurrent:
+	// a connection over it is refused during authentication (before the
+	// target is dialled) and audited as session.denied with reason
+	// max_concurrent.
+	MaxConcurrent int
 }
 
 // SessionRecorder persists gateway sessions; airlock.SessionStore
@@ -136,6 +142,7 @@ type Gateway struct {
 	sessions  map[string]*session
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{} // connections still authenticating
+	slots     map[grantKey]int      // sessions held or being set up, per user and grant
 	closing   bool
 	wg        sync.WaitGroup
 }
@@ -187,6 +194,7 @@ func New(cfg Config) (*Gateway, error) {
 		sessions:  map[string]*session{},
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
+		slots:     map[grantKey]int{},
 	}, nil
 }
 
@@ -371,4 +379,31 @@ func (g *Gateway) unregister(s *session) {
 	g.mu.Lock()
 	delete(g.sessions, s.id)
 	g.mu.Unlock()
+}
+
+// grantKey identifies one user's sessions under one grant.
+type grantKey struct{ userID, grantID string }
+
+// reserve takes one of t.MaxConcurrent slots for t's user and grant; it
+// returns a release func (idempotent), or "" and the refusal message when
+// all are taken. The check and the increment happen under g.mu, so of
+// two connections racing for the last slot exactly one gets it.
+func (g *Gateway) reserve(t *Target) (release func(), msg string) {
+	k := grantKey{t.UserID, t.GrantID}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := t.MaxConcurrent; n > 0 && g.slots[k] >= n {
+		return nil, fmt.Sprintf("too many concurrent sessions under this grant (limit %d); close one and retry", n)
+	}
+	g.slots[k]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if g.slots[k]--; g.slots[k] <= 0 {
+				delete(g.slots, k)
+			}
+		})
+	}, ""
 }

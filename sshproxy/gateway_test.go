@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -701,5 +702,126 @@ func TestExecWithoutPtyRecorded(t *testing.T) {
 	rc.Close()
 	if !bytes.Contains(raw, []byte("unrecorded-42")) || !bytes.Contains(raw, []byte("echo unrecorded")) {
 		t.Fatalf("recording lacks the command or its output:\n%s", raw)
+	}
+}
+
+// TestMaxConcurrent: at the grant's limit a further session is refused
+// with a clear message and audited as session.denied/max_concurrent;
+// once a session ends, a new one is accepted.
+func TestMaxConcurrent(t *testing.T) {
+	e := newEnv(t)
+	e.allow("prod-web", []string{"root"}, func(t *Target) { t.MaxConcurrent = 2 })
+	first, _, firstDone := e.startInteractive("root@prod-web")
+	_, _, secondDone := e.startInteractive("root@prod-web")
+	if n := len(e.gw.ActiveSessions()); n != 2 {
+		t.Fatalf("%d active sessions, want 2", n)
+	}
+
+	_, errOut, code := e.ssh(nil, "root@prod-web", "echo third")
+	const want = "airlock: too many concurrent sessions under this grant (limit 2); close one and retry"
+	if code == 0 || !strings.Contains(errOut, want) {
+		t.Fatalf("third session: exit %d, stderr %q, want a refusal saying %q", code, errOut, want)
+	}
+	ev, d := e.audit.wait(t, "session.denied", func(d map[string]any) bool { return d["reason"] == "max_concurrent" })
+	if ev.Outcome != airlock.OutcomeDenied || ev.GrantID != "gr_1" || ev.Actor.Name != "alice" || ev.Resource != "prod-web" || d["limit"] != float64(2) {
+		t.Errorf("session.denied = %+v %v", ev, d)
+	}
+	if n := len(e.gw.ActiveSessions()); n != 2 {
+		t.Errorf("%d active sessions after the refusal, want 2", n)
+	}
+
+	// One ends (the client goes away): its slot is free again.
+	first.Process.Kill()
+	<-firstDone
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.gw.ActiveSessions()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d active sessions after the first ended, want 1", len(e.gw.ActiveSessions()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	out, errOut, code := e.ssh(nil, "root@prod-web", "echo again")
+	if code != 0 || out != "again\n" {
+		t.Fatalf("after one ended: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	e.gw.CloseGrant("gr_1", "")
+	<-secondDone
+}
+
+// TestMaxConcurrentRace: N connections under one grant with limit 1 reach
+// the limit check at the same moment; exactly one gets a session.
+func TestMaxConcurrentRace(t *testing.T) {
+	const n = 4
+	e := newEnv(t)
+	e.allow("prod-web", []string{"root"}, func(t *Target) { t.MaxConcurrent = 1 })
+	// Hold every Authorize until all n are in, so that all of them race
+	// for the one slot.
+	e.mu.Lock()
+	inner := e.targets["prod-web"]
+	var arrived sync.WaitGroup
+	arrived.Add(n)
+	all := make(chan struct{})
+	go func() { arrived.Wait(); close(all) }()
+	var calls atomic.Int32
+	e.targets["prod-web"] = func(req AuthRequest) (*Target, error) {
+		if calls.Add(1) <= n {
+			arrived.Done()
+		}
+		select {
+		case <-all:
+		case <-time.After(8 * time.Second):
+		}
+		return inner(req)
+	}
+	e.mu.Unlock()
+
+	type result struct {
+		code   int
+		stderr string
+	}
+	results := make(chan result, n)
+	for range n {
+		go func() {
+			all := e.sshArgs("root@prod-web", "-p", strconv.Itoa(e.port), "-l", "root@prod-web", "127.0.0.1", "echo won; sleep 3")
+			cmd := exec.Command("ssh", all...)
+			var o, er bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &o, &er
+			err := cmd.Run()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				code = -1
+			}
+			results <- result{code, o.String() + er.String()}
+		}()
+	}
+	won := 0
+	for range n {
+		r := <-results
+		switch {
+		case r.code == 0 && strings.Contains(r.stderr, "won"):
+			won++
+		case r.code != 0 && strings.Contains(r.stderr, "too many concurrent sessions under this grant (limit 1)"):
+		default:
+			t.Errorf("unexpected result: exit %d, output %q", r.code, r.stderr)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d parallel sessions got in with limit 1, want exactly 1", won, n)
+	}
+	e.audit.mu.Lock()
+	denied := 0
+	for _, ev := range e.audit.events {
+		d := map[string]any{}
+		json.Unmarshal(ev.Details, &d)
+		if ev.Action == "session.denied" && d["reason"] == "max_concurrent" {
+			denied++
+		}
+	}
+	e.audit.mu.Unlock()
+	if denied != n-1 {
+		t.Errorf("%d session.denied max_concurrent events, want %d", denied, n-1)
 	}
 }

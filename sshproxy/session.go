@@ -56,6 +56,14 @@ type authState struct {
 	upReqs  <-chan *ssh.Request
 	upCert  *ssh.Certificate
 	id      string
+	release func() // gives back the MaxConcurrent slot; nil until taken
+}
+
+// releaseSlot gives back the connection's MaxConcurrent slot, if it holds one.
+func (st *authState) releaseSlot() {
+	if st.release != nil {
+		st.release()
+	}
 }
 
 func (g *Gateway) serverConfig(ctx context.Context, st *authState, source string) *ssh.ServerConfig {
@@ -120,18 +128,26 @@ func (g *Gateway) authorize(ctx context.Context, st *authState, meta ssh.ConnMet
 	}
 	if err != nil {
 		g.log.Info("ssh access denied", "user", req.UserName, "resource", resource, "login", login, "grant", req.GrantID, "source", source, "err", err)
-		g.auditDenied(ctx, req, err)
+		g.auditDenied(ctx, req, err, nil)
+		return err
+	}
+	release, msg := g.reserve(t)
+	if release == nil {
+		err := airlock.Errorf(airlock.EFORBIDDEN, "%s", msg)
+		g.log.Info("ssh access denied: too many concurrent sessions", "user", req.UserName, "resource", resource, "grant", req.GrantID, "source", source, "limit", t.MaxConcurrent)
+		g.auditDenied(ctx, req, err, map[string]any{"reason": "max_concurrent", "message": msg, "limit": t.MaxConcurrent})
 		return err
 	}
 	st.id = airlock.NewID("ses")
 	up, chans, reqs, cert, err := g.dialTarget(actx, t, st.id)
 	if err != nil {
+		release()
 		g.log.Warn("ssh target unreachable", "resource", t.Resource, "addr", t.Addr, "session", st.id, "err", err)
 		uerr := airlock.WrapError(airlock.EUNAVAILABLE, fmt.Sprintf("cannot log in to %s as %s: the target refused or is unreachable (does it trust the Airlock user CA? see docs/ssh.md)", t.Resource, t.Login), err)
-		g.auditDenied(ctx, req, uerr)
+		g.auditDenied(ctx, req, uerr, nil)
 		return uerr
 	}
-	st.target, st.up, st.upChans, st.upReqs, st.upCert = t, up, chans, reqs, cert
+	st.target, st.up, st.upChans, st.upReqs, st.upCert, st.release = t, up, chans, reqs, cert, release
 	return nil
 }
 
@@ -151,11 +167,17 @@ func checkTarget(t *Target, req AuthRequest, now time.Time) error {
 	return nil
 }
 
-func (g *Gateway) auditDenied(ctx context.Context, req AuthRequest, cause error) {
+// auditDenied records session.denied; extra overrides or adds details
+// (max_concurrent: a machine-readable reason, as pgproxy records it).
+func (g *Gateway) auditDenied(ctx context.Context, req AuthRequest, cause error, extra map[string]any) {
+	d := map[string]any{"kind": airlock.KindSSH, "login": req.Login, "code": airlock.ErrorCode(cause), "reason": airlock.ErrorMessage(cause)}
+	for k, v := range extra {
+		d[k] = v
+	}
 	ev := airlock.Event{
 		Actor: airlock.Actor{Name: req.UserName}, Action: "session.denied", Resource: req.Resource,
 		GrantID: req.GrantID, SourceAddr: req.SourceAddr, Outcome: airlock.OutcomeDenied,
-		Details: mustJSON(map[string]any{"kind": airlock.KindSSH, "login": req.Login, "code": airlock.ErrorCode(cause), "reason": airlock.ErrorMessage(cause)}),
+		Details: mustJSON(d),
 	}
 	if _, err := g.cfg.Audit.Record(ctx, ev); err != nil {
 		g.log.Error("audit session.denied", "err", err)
@@ -235,6 +257,7 @@ func (g *Gateway) serveConn(ctx context.Context, nc net.Conn, authenticated func
 	nc.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	down, chans, reqs, err := ssh.NewServerConn(nc, g.serverConfig(ctx, st, source))
 	authenticated() // a session now (or over): free the pending slot
+	defer st.releaseSlot()
 	if err != nil {
 		nc.Close()
 		if st.up != nil {
@@ -278,7 +301,10 @@ func (g *Gateway) serveConn(ctx context.Context, nc net.Conn, authenticated func
 		s.setEndReason(airlock.EndServerShutdown)
 		return
 	}
-	defer g.unregister(s)
+	defer func() {
+		st.releaseSlot() // before unregister: once not listed, the slot is free
+		g.unregister(s)
+	}()
 	s.log.Info("ssh session started", "source", source)
 
 	// Deadline: the grant's ends_at, measured on the injected clock.
