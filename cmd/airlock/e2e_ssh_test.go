@@ -28,6 +28,7 @@ rules:
     access: [LOGIN]
     max_duration: 2h
     approval: {required: 1, groups: [leads]}
+    session: {max_concurrent: 1}
 `
 
 // sshLogin is the real local account the target sshd logs in: root (the
@@ -119,7 +120,9 @@ func TestE2ESSHThroughGateway(t *testing.T) {
 		return false
 	})
 
-	// Revoking the grant cuts a live session.
+	// Revoking the grant cuts a live session. (The sessions above have
+	// ended: the policy allows one at a time.)
+	waitFor(t, func() bool { return len(h.sessions(tm.alice, true)) == 0 })
 	live := h.startProc(tm.alice, nil, nil, "ssh", "prod-web", "-l", login, "--", "sleep", "30")
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -137,6 +140,24 @@ func TestE2ESSHThroughGateway(t *testing.T) {
 		return false
 	})
 	h.waitExecStarted(tm, liveID)
+	// The policy's max_concurrent (1) holds on the wire: a second session
+	// under the grant is refused and audited.
+	out, err = h.runProc(tm.alice, nil, "ssh", "prod-web", "-l", login, "--", "echo", "second")
+	if err == nil || !strings.Contains(out, "too many concurrent sessions under this grant (limit 1)") {
+		t.Fatalf("second ssh session at max_concurrent 1: err=%v\n%s", err, out)
+	}
+	waitFor(t, func() bool {
+		for _, e := range h.auditEvents(tm.admin, "session.denied") {
+			var d struct {
+				Reason string `json:"reason"`
+			}
+			json.Unmarshal(e.Details, &d)
+			if e.GrantID == g.ID && d.Reason == "max_concurrent" && e.Outcome == airlock.OutcomeDenied {
+				return true
+			}
+		}
+		return false
+	})
 	h.step()
 	h.must(tm.alice, "", "revoke", g.ID, "--reason", "done with INC-7")
 	if !live.exited() {

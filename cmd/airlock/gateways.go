@@ -115,7 +115,8 @@ func (a sshAuthorizer) Authorize(ctx context.Context, req sshproxy.AuthRequest) 
 	opts := access.Options(c.Resource)
 	t := &sshproxy.Target{UserID: c.User.ID, UserName: c.User.Name, GrantID: c.Grant.ID, Resource: c.Resource.Name,
 		Access: c.Grant.Access, Login: c.Grant.Access, Addr: c.Resource.Addr, EndsAt: c.Grant.EndsAt,
-		Record: c.Decision.Session.Record, IdleTimeout: c.Decision.Session.IdleTimeout}
+		Record: c.Decision.Session.Record, IdleTimeout: c.Decision.Session.IdleTimeout,
+		MaxConcurrent: c.Decision.Session.MaxConcurrent}
 	if host, _, err := net.SplitHostPort(c.Resource.Addr); err == nil {
 		t.HostName = host
 	}
