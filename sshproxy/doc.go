@@ -21,13 +21,21 @@
 //     window-change, shell, exec, subsystem sftp, signal and break pass;
 //     port forwarding (direct-tcpip, tcpip-forward) and agent forwarding
 //     only when the Target allows them; X11 and other subsystems never.
+//   - At most Target.MaxConcurrent live sessions per user and grant
+//     (the policy's max_concurrent; 0 = unlimited), as pgproxy: one over
+//     it is refused during authentication, before the target is dialled,
+//     with the banner "airlock: too many concurrent sessions under this
+//     grant (limit N); close one and retry", and audited as
+//     session.denied with reason max_concurrent. The slot is taken
+//     atomically and given back when the session ends.
 //   - The session ends at Target.EndsAt (the grant's ends_at), on
 //     CloseGrant, CloseUser, CloseSession or Shutdown, and after
 //     Target.IdleTimeout without traffic; the user's terminal gets a
 //     one-line notice first.
 //   - Audit (durable, fail closed: an audit error closes the session):
 //     session.started (with the upstream certificate's key ID, serial and
-//     validity), session.denied, ssh.shell, ssh.exec.start (before the
+//     validity), session.denied (reason max_concurrent, or the message
+//     the user got), ssh.shell, ssh.exec.start (before the
 //     command is forwarded), ssh.exec (command and exit_status, when it
 //     ends), ssh.subsystem, ssh.file_transfer, ssh.sftp (remove, mkdir,
 //     rmdir, rename), ssh.port_forward, session.ended (reason, bytes,
