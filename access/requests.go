@@ -132,7 +132,7 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 			return nil, airlock.Errorf(airlock.EINVALID, "duration %s exceeds the maximum of %s for %s %s (rule %s)", fmtDur(in.Duration), fmtDur(d.MaxDuration), r.Name, in.Access, d.Rule)
 		}
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-			Details: details("access", in.Access, "duration", in.Duration.String(), "why", d.Reason)})
+			Details: airlock.EventDetails("access", in.Access, "duration", in.Duration.String(), "why", d.Reason)})
 		why := d.Reason
 		if !s.decide(ctx, p.User, r, in.Access, 0, false).Allowed {
 			why = s.refusalShown(p.User, r, in.Access, d)
@@ -172,7 +172,7 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 		RequiredApprovals: d.RequiredApprovals, ApproverGroups: approverGroups(d), ExtendsGrantID: in.ExtendsGrantID, PolicyVersion: ver,
 		CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
-		Details: details("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule,
+		Details: airlock.EventDetails("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule,
 			"auto_approve", d.AutoApprove, "extends_grant_id", in.ExtendsGrantID)},
 		func(ctx context.Context) error { return s.store.CreateRequest(ctx, req) }); err != nil {
 		return nil, err
@@ -255,7 +255,7 @@ func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airl
 		return nil, err
 	} else if no != "" {
 		if err := s.record(ctx, airlock.Event{Actor: by, Action: "grant.refused", Resource: req.Resource, RequestID: req.ID, Outcome: airlock.OutcomeDenied,
-			Details: details("user", req.UserName, "access", req.Access, "why", no)}); err != nil {
+			Details: airlock.EventDetails("user", req.UserName, "access", req.Access, "why", no)}); err != nil {
 			return nil, err
 		}
 		return nil, airlock.Errorf(airlock.EFORBIDDEN, "no grant was created for request %s: %s", req.ID, no)
@@ -275,7 +275,7 @@ func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airl
 	// A request decided concurrently (ECONFLICT) gets no grant: the
 	// announcement is retracted like any other failed change.
 	if err := s.change(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: req.ID, GrantID: g.ID,
-		Details: details("user", g.UserName, "access", g.Access, "starts_at", g.StartsAt, "ends_at", g.EndsAt, "why", why, "break_glass", g.BreakGlass)},
+		Details: airlock.EventDetails("user", g.UserName, "access", g.Access, "starts_at", g.StartsAt, "ends_at", g.EndsAt, "why", why, "break_glass", g.BreakGlass)},
 		func(ctx context.Context) error { return s.store.ApproveRequest(ctx, req.ID, g) }); err != nil {
 		if airlock.IsCode(err, airlock.ECONFLICT) {
 			return nil, airlock.Errorf(airlock.ECONFLICT, "request %s was already decided", req.ID)
@@ -322,7 +322,7 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	defer unlock()
 	audit := func(resource, why string) {
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.review_refused", Resource: resource, RequestID: clip(requestID), SourceAddr: p.Source,
-			Outcome: airlock.OutcomeDenied, Details: details("decision", in.Decision, "why", why)})
+			Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("decision", in.Decision, "why", why)})
 	}
 	req, err := s.store.RequestByID(ctx, requestID)
 	if err != nil {
@@ -398,7 +398,7 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 		rv := &airlock.Review{RequestID: req.ID, ReviewerID: p.User.ID, ReviewerName: p.User.Name, Decision: in.Decision, Comment: in.Comment,
 			MFAMethod: p.Session.MFAMethod, CreatedAt: now.UTC()}
 		if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.reviewed", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
-			Details: details("decision", in.Decision, "comment", in.Comment, "mfa_method", p.Session.MFAMethod)},
+			Details: airlock.EventDetails("decision", in.Decision, "comment", in.Comment, "mfa_method", p.Session.MFAMethod)},
 			func(ctx context.Context) error { return s.store.AddReview(ctx, rv) }); err != nil {
 			if airlock.IsCode(err, airlock.ECONFLICT) {
 				return nil, airlock.Errorf(airlock.ECONFLICT, "you already reviewed request %s", req.ID)
@@ -408,7 +408,7 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	}
 	if in.Decision == airlock.DecisionDeny {
 		if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.denied", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
-			Details: details("comment", in.Comment)}, func(ctx context.Context) error {
+			Details: airlock.EventDetails("comment", in.Comment)}, func(ctx context.Context) error {
 			return s.store.SetRequestState(ctx, req.ID, airlock.RequestPending, airlock.RequestDenied, now.UTC())
 		}); err != nil {
 			return nil, err
@@ -699,7 +699,7 @@ func (s *Service) endGrant(ctx context.Context, g *airlock.Grant, state string, 
 	// concurrently); the announcement is retracted, and its sessions are
 	// cut all the same.
 	if err := s.change(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-		Details: details("user", g.UserName, "reason", reason, "ends_at", g.EndsAt)},
+		Details: airlock.EventDetails("user", g.UserName, "reason", reason, "ends_at", g.EndsAt)},
 		func(ctx context.Context) error {
 			return s.store.EndGrant(ctx, g.ID, state, s.now().UTC(), by.Name, reason)
 		}); err != nil &&
@@ -752,7 +752,7 @@ func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in Requ
 			why = "break-glass is not allowed by rule " + d.Rule
 		}
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-			Details: details("access", in.Access, "why", why)})
+			Details: airlock.EventDetails("access", in.Access, "why", why)})
 		if d.BreakGlassMaxDuration > 0 && in.Duration > d.BreakGlassMaxDuration {
 			return nil, airlock.Errorf(airlock.EINVALID, "break-glass duration %s exceeds the maximum of %s", fmtDur(in.Duration), fmtDur(d.BreakGlassMaxDuration))
 		}
@@ -760,7 +760,7 @@ func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in Requ
 	}
 	bgRefused := func(why string, err error) (*RequestResult, error) {
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-			Details: details("access", in.Access, "why", why+": "+airlock.ErrorMessage(err))})
+			Details: airlock.EventDetails("access", in.Access, "why", why+": "+airlock.ErrorMessage(err))})
 		return nil, err
 	}
 	if in.OTP != "" {
@@ -777,7 +777,7 @@ func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in Requ
 		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, State: airlock.RequestPending, Rule: d.Rule, BreakGlass: true,
 		ApproverGroups: approverGroups(d), PolicyVersion: ver, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
 	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
-		Details: details("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule, "break_glass", true)},
+		Details: airlock.EventDetails("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule, "break_glass", true)},
 		func(ctx context.Context) error { return s.store.CreateRequest(ctx, req) }); err != nil {
 		return nil, err
 	}
@@ -816,11 +816,11 @@ func (s *Service) Acknowledge(ctx context.Context, p *identity.Principal, grantI
 	}
 	if err := s.ident.RequireFresh(p, identity.ActionApprove); err != nil {
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.acknowledge_refused", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-			SourceAddr: p.Source, Outcome: airlock.OutcomeDenied, Details: details("why", "MFA not fresh enough to acknowledge: "+airlock.ErrorMessage(err))})
+			SourceAddr: p.Source, Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("why", "MFA not fresh enough to acknowledge: "+airlock.ErrorMessage(err))})
 		return nil, err
 	}
 	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.acknowledged", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-		SourceAddr: p.Source, Details: details("comment", comment)},
+		SourceAddr: p.Source, Details: airlock.EventDetails("comment", comment)},
 		func(ctx context.Context) error { return s.store.AckGrant(ctx, g.ID, p.User.Name, s.now().UTC()) }); err != nil {
 		return nil, err
 	}

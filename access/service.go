@@ -121,15 +121,6 @@ func clip(s string) string {
 	return strings.ToValidUTF8(s[:limit], "") + "…"
 }
 
-func details(kv ...any) json.RawMessage {
-	m := map[string]any{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i].(string)] = kv[i+1]
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
-
 // ---- policy ----
 
 // emptyPolicy is in force before any policy is applied: it allows nothing.
@@ -315,7 +306,7 @@ func (s *Service) ApplyPolicy(ctx context.Context, p *identity.Principal, files 
 	// failure leaves the old policy in force (a retraction says so); the
 	// resources stored before it stay, as by `admin resources add`.
 	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "policy.applied", SourceAddr: p.Source,
-		Details: details("from_version", oldVer, "diff", res.Diff, "sha256", hex.EncodeToString(sum[:]))},
+		Details: airlock.EventDetails("from_version", oldVer, "diff", res.Diff, "sha256", hex.EncodeToString(sum[:]))},
 		func(ctx context.Context) error {
 			for _, r := range resources {
 				if err := s.upsertResource(ctx, r); err != nil {
