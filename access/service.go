@@ -405,7 +405,7 @@ func closeNames(name string, known []string) []string {
 	}
 	var cs []cand
 	for _, k := range known {
-		d := levenshtein(name, k)
+		d := airlock.Levenshtein(name, k)
 		if strings.Contains(k, name) || strings.Contains(name, k) {
 			d = 0
 		}
@@ -419,24 +419,4 @@ func closeNames(name string, known []string) []string {
 		out = append(out, cs[i].n)
 	}
 	return out
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
