@@ -827,18 +827,13 @@ func (s *Service) Acknowledge(ctx context.Context, p *identity.Principal, grantI
 	return s.store.GrantByID(ctx, g.ID)
 }
 
+// fmtDur prints d as airlock.FormatDuration does, but a zero or negative
+// d as "0" (in refusals of a request's duration).
 func fmtDur(d time.Duration) string {
 	if d <= 0 {
 		return "0"
 	}
-	s := d.String() // e.g. "1h30m0s", "30m0s", "45s"
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
+	return airlock.FormatDuration(d)
 }
 
 // refusalShown is the reason a refusal d of access on r gives u, who is
