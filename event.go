@@ -42,6 +42,19 @@ type Event struct {
 	Hash       string          `json:"hash"`      // hex SHA-256
 }
 
+// EventDetails encodes kv, alternating string keys and values, as the JSON
+// object an Event's Details holds. A trailing key without a value is
+// ignored; a key that is not a string panics; a value that cannot be
+// encoded yields nil (no details).
+func EventDetails(kv ...any) json.RawMessage {
+	m := map[string]any{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
 // AuditHead is the last event of the chain: its sequence number and hash.
 // The zero value is the head of an empty log (Seq 0, Hash "").
 type AuditHead struct {

@@ -57,7 +57,7 @@ func (s *Service) AuthorizeConnect(ctx context.Context, p *identity.Principal, r
 	}
 	refuse := func(g *airlock.Grant, why string, err error) (*airlock.Grant, *airlock.Resource, policy.Decision, error) {
 		e := airlock.Event{Actor: p.Actor(), Action: "connect.refused", Resource: clip(resource), SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-			Details: details("access", clip(access), "why", why)}
+			Details: airlock.EventDetails("access", clip(access), "why", why)}
 		if g != nil {
 			e.GrantID, e.RequestID = g.ID, g.RequestID
 		}
@@ -120,7 +120,7 @@ func (s *Service) MintConnectToken(ctx context.Context, p *identity.Principal, r
 		ct.SCRAMStoredKey, ct.SCRAMServerKey = v.StoredKey, v.ServerKey
 	}
 	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "connect.token_issued", Resource: r.Name, GrantID: g.ID, RequestID: g.RequestID,
-		SourceAddr: p.Source, Details: details("uses", uses, "expires_at", ct.ExpiresAt, "mfa_method", p.Session.MFAMethod)},
+		SourceAddr: p.Source, Details: airlock.EventDetails("uses", uses, "expires_at", ct.ExpiresAt, "mfa_method", p.Session.MFAMethod)},
 		func(ctx context.Context) error { return s.store.CreateConnectToken(ctx, ct) }); err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (s *Service) refuseDatabase(ctx context.Context, u *airlock.User, r *airloc
 		shown = shown[:maxDatabaseName+1] + "…"
 	}
 	if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "connect.refused", Resource: r.Name, GrantID: grantID,
-		SourceAddr: source, Outcome: airlock.OutcomeDenied, Details: details("why", "database not allowed", "database", shown, "allowed", allowed)}); err != nil {
+		SourceAddr: source, Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("why", "database not allowed", "database", shown, "allowed", allowed)}); err != nil {
 		return err
 	}
 	return &airlock.Error{Code: airlock.EFORBIDDEN,
@@ -256,7 +256,7 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 	// that cannot be audited is not given.
 	refuse := func(why string) (*Connection, error) {
 		if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: userName}, Action: "connect.refused", Resource: resourceName, SourceAddr: source,
-			Outcome: airlock.OutcomeDenied, Details: details("why", why)}); err != nil {
+			Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("why", why)}); err != nil {
 			return nil, err
 		}
 		return nil, errBadToken
@@ -416,7 +416,7 @@ func (s *Service) KillSession(ctx context.Context, p *identity.Principal, id str
 		return nil, airlock.Errorf(airlock.ECONFLICT, "session %s already ended at %s (%s)", id, ss.EndedAt.UTC().Format(time.RFC3339), ss.EndReason)
 	}
 	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "session.killed", Resource: ss.Resource, GrantID: ss.GrantID, SessionID: ss.ID,
-		SourceAddr: p.Source, Details: details("node", ss.Node)}); err != nil {
+		SourceAddr: p.Source, Details: airlock.EventDetails("node", ss.Node)}); err != nil {
 		return nil, err
 	}
 	res := &KillResult{ID: id, Node: ss.Node}

@@ -230,7 +230,7 @@ func (s *Service) auditLost(ctx context.Context, ended []lostEnd) {
 		x := e.s
 		events[i] = airlock.Event{Actor: airlock.SystemActor, Action: "session.ended", Resource: x.Resource, GrantID: x.GrantID, SessionID: x.ID,
 			SourceAddr: x.SourceAddr, Outcome: airlock.OutcomeSuccess,
-			Details: details("end_reason", airlock.EndNodeLost, "node", x.Node, "ended_by", l.Node, "why", e.why, "user", x.UserName,
+			Details: airlock.EventDetails("end_reason", airlock.EndNodeLost, "node", x.Node, "ended_by", l.Node, "why", e.why, "user", x.UserName,
 				"duration_ms", x.EndedAt.Sub(x.StartedAt).Milliseconds(), "bytes_in", x.BytesIn, "bytes_out", x.BytesOut, "statements", x.Statements)}
 	}
 	// recordBatch waits for every event whatever ctx does (a sessions

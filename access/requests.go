@@ -3,7 +3,6 @@ package access
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -132,7 +131,7 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 			return nil, airlock.Errorf(airlock.EINVALID, "duration %s exceeds the maximum of %s for %s %s (rule %s)", fmtDur(in.Duration), fmtDur(d.MaxDuration), r.Name, in.Access, d.Rule)
 		}
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-			Details: details("access", in.Access, "duration", in.Duration.String(), "why", d.Reason)})
+			Details: airlock.EventDetails("access", in.Access, "duration", in.Duration.String(), "why", d.Reason)})
 		why := d.Reason
 		if !s.decide(ctx, p.User, r, in.Access, 0, false).Allowed {
 			why = s.refusalShown(p.User, r, in.Access, d)
@@ -172,7 +171,7 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 		RequiredApprovals: d.RequiredApprovals, ApproverGroups: approverGroups(d), ExtendsGrantID: in.ExtendsGrantID, PolicyVersion: ver,
 		CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
-		Details: details("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule,
+		Details: airlock.EventDetails("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule,
 			"auto_approve", d.AutoApprove, "extends_grant_id", in.ExtendsGrantID)},
 		func(ctx context.Context) error { return s.store.CreateRequest(ctx, req) }); err != nil {
 		return nil, err
@@ -255,7 +254,7 @@ func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airl
 		return nil, err
 	} else if no != "" {
 		if err := s.record(ctx, airlock.Event{Actor: by, Action: "grant.refused", Resource: req.Resource, RequestID: req.ID, Outcome: airlock.OutcomeDenied,
-			Details: details("user", req.UserName, "access", req.Access, "why", no)}); err != nil {
+			Details: airlock.EventDetails("user", req.UserName, "access", req.Access, "why", no)}); err != nil {
 			return nil, err
 		}
 		return nil, airlock.Errorf(airlock.EFORBIDDEN, "no grant was created for request %s: %s", req.ID, no)
@@ -275,7 +274,7 @@ func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airl
 	// A request decided concurrently (ECONFLICT) gets no grant: the
 	// announcement is retracted like any other failed change.
 	if err := s.change(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: req.ID, GrantID: g.ID,
-		Details: details("user", g.UserName, "access", g.Access, "starts_at", g.StartsAt, "ends_at", g.EndsAt, "why", why, "break_glass", g.BreakGlass)},
+		Details: airlock.EventDetails("user", g.UserName, "access", g.Access, "starts_at", g.StartsAt, "ends_at", g.EndsAt, "why", why, "break_glass", g.BreakGlass)},
 		func(ctx context.Context) error { return s.store.ApproveRequest(ctx, req.ID, g) }); err != nil {
 		if airlock.IsCode(err, airlock.ECONFLICT) {
 			return nil, airlock.Errorf(airlock.ECONFLICT, "request %s was already decided", req.ID)
@@ -322,7 +321,7 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	defer unlock()
 	audit := func(resource, why string) {
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "request.review_refused", Resource: resource, RequestID: clip(requestID), SourceAddr: p.Source,
-			Outcome: airlock.OutcomeDenied, Details: details("decision", in.Decision, "why", why)})
+			Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("decision", in.Decision, "why", why)})
 	}
 	req, err := s.store.RequestByID(ctx, requestID)
 	if err != nil {
@@ -398,7 +397,7 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 		rv := &airlock.Review{RequestID: req.ID, ReviewerID: p.User.ID, ReviewerName: p.User.Name, Decision: in.Decision, Comment: in.Comment,
 			MFAMethod: p.Session.MFAMethod, CreatedAt: now.UTC()}
 		if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.reviewed", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
-			Details: details("decision", in.Decision, "comment", in.Comment, "mfa_method", p.Session.MFAMethod)},
+			Details: airlock.EventDetails("decision", in.Decision, "comment", in.Comment, "mfa_method", p.Session.MFAMethod)},
 			func(ctx context.Context) error { return s.store.AddReview(ctx, rv) }); err != nil {
 			if airlock.IsCode(err, airlock.ECONFLICT) {
 				return nil, airlock.Errorf(airlock.ECONFLICT, "you already reviewed request %s", req.ID)
@@ -408,7 +407,7 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	}
 	if in.Decision == airlock.DecisionDeny {
 		if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.denied", Resource: req.Resource, RequestID: req.ID, SourceAddr: p.Source,
-			Details: details("comment", in.Comment)}, func(ctx context.Context) error {
+			Details: airlock.EventDetails("comment", in.Comment)}, func(ctx context.Context) error {
 			return s.store.SetRequestState(ctx, req.ID, airlock.RequestPending, airlock.RequestDenied, now.UTC())
 		}); err != nil {
 			return nil, err
@@ -576,25 +575,6 @@ type Requestable struct {
 	Held         []GrantView          `json:"held"`
 }
 
-// GrantView is a grant with its time left.
-type GrantView struct {
-	*airlock.Grant
-	Active      bool  `json:"active"`
-	SecondsLeft int64 `json:"seconds_left"`
-}
-
-func (s *Service) view(g *airlock.Grant) GrantView {
-	now := s.now()
-	v := GrantView{Grant: g, Active: g.ActiveAt(now)}
-	if g.State == airlock.GrantActive && !now.Before(g.EndsAt) {
-		v.Grant.State = airlock.GrantExpired
-	}
-	if v.Active {
-		v.SecondsLeft = int64(g.EndsAt.Sub(now).Seconds())
-	}
-	return v
-}
-
 // Resources returns what p may request and the grants p holds.
 func (s *Service) Resources(ctx context.Context, p *identity.Principal) (*Requestable, error) {
 	if err := s.ident.RequireEnrolled(p); err != nil {
@@ -631,214 +611,13 @@ func (s *Service) Resources(ctx context.Context, p *identity.Principal) (*Reques
 	return out, nil
 }
 
-// ListGrants returns p's grants, or with all (admins) everyone's.
-func (s *Service) ListGrants(ctx context.Context, p *identity.Principal, all bool) ([]GrantView, error) {
-	if err := s.ident.RequireEnrolled(p); err != nil {
-		return nil, err
-	}
-	f := airlock.GrantFilter{UserID: p.User.ID}
-	if all {
-		if !p.User.IsAdmin() {
-			return nil, airlock.Errorf(airlock.EFORBIDDEN, "--all needs the %s group", airlock.GroupAdmins)
-		}
-		f.UserID = ""
-	}
-	gs, err := s.store.ListGrants(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	out := []GrantView{}
-	for _, g := range gs {
-		out = append(out, s.view(g))
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Active && !out[j].Active })
-	return out, nil
-}
-
-// Revoke ends a grant early. The grant's holder, its request's reviewers
-// and admins may revoke.
-func (s *Service) Revoke(ctx context.Context, p *identity.Principal, grantID, reason string) (*airlock.Grant, error) {
-	if err := s.ident.RequireEnrolled(p); err != nil {
-		return nil, err
-	}
-	g, err := s.store.GrantByID(ctx, grantID)
-	if err != nil {
-		return nil, airlock.Errorf(airlock.ENOTFOUND, "no grant %q; run `airlock grants`", grantID)
-	}
-	allowed := g.UserID == p.User.ID || p.User.IsAdmin()
-	if !allowed {
-		rvs, _ := s.store.ListReviews(ctx, g.RequestID)
-		for _, rv := range rvs {
-			if rv.ReviewerID == p.User.ID {
-				allowed = true
-			}
-		}
-	}
-	if !allowed {
-		return nil, airlock.Errorf(airlock.ENOTFOUND, "no grant %q; run `airlock grants`", grantID)
-	}
-	if !g.ActiveAt(s.now()) && !(g.State == airlock.GrantActive && s.now().Before(g.StartsAt)) {
-		return nil, airlock.Errorf(airlock.EINVALID, "grant %s is no longer active", g.ID)
-	}
-	if reason == "" {
-		reason = "revoked by " + p.User.Name
-	}
-	if err := s.endGrant(ctx, g, airlock.GrantRevoked, p.Actor(), reason); err != nil {
-		return nil, err
-	}
-	return s.store.GrantByID(ctx, g.ID)
-}
-
-// endGrant records and applies the end of a grant and cuts its sessions.
-func (s *Service) endGrant(ctx context.Context, g *airlock.Grant, state string, by airlock.Actor, reason string) error {
-	action := "grant.expired"
-	if state == airlock.GrantRevoked {
-		action = "grant.revoked"
-	}
-	// ECONFLICT: the grant had already ended (expired or revoked
-	// concurrently); the announcement is retracted, and its sessions are
-	// cut all the same.
-	if err := s.change(ctx, airlock.Event{Actor: by, Action: action, Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-		Details: details("user", g.UserName, "reason", reason, "ends_at", g.EndsAt)},
-		func(ctx context.Context) error {
-			return s.store.EndGrant(ctx, g.ID, state, s.now().UTC(), by.Name, reason)
-		}); err != nil &&
-		!airlock.IsCode(err, airlock.ECONFLICT) {
-		return err
-	}
-	end := airlock.EndGrantRevoked
-	if state == airlock.GrantExpired {
-		end = airlock.EndGrantExpired
-	}
-	s.bus.Publish(airlock.Revocation{GrantID: g.ID, Reason: end, By: by.Name, Detail: reason})
-	return nil
-}
-
-// RevokeUser revokes every active grant of a user and cuts their sessions
-// (the identity service calls it when a user is disabled). The sessions
-// are cut first, so that they end as user_disabled rather than
-// grant_revoked.
-func (s *Service) RevokeUser(ctx context.Context, userID, reason string) {
-	s.bus.Publish(airlock.Revocation{UserID: userID, Reason: airlock.EndUserDisabled, By: airlock.SystemActor.Name, Detail: reason})
-	gs, err := s.store.ListGrants(ctx, airlock.GrantFilter{UserID: userID})
-	if err == nil {
-		for _, g := range gs {
-			if g.State == airlock.GrantActive && s.now().Before(g.EndsAt) {
-				s.endGrant(ctx, g, airlock.GrantRevoked, airlock.SystemActor, reason)
-			}
-		}
-	}
-}
-
-// BreakGlass self-activates emergency access where policy allows it.
-func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in RequestInput) (*RequestResult, error) {
-	if err := s.ident.RequireEnrolled(p); err != nil {
-		return nil, err
-	}
-	r, err := s.resourceFor(ctx, p.User, in.Resource)
-	if err != nil {
-		return nil, err
-	}
-	if strings.TrimSpace(in.Reason) == "" {
-		return nil, airlock.Errorf(airlock.EINVALID, "break-glass needs --reason TEXT")
-	}
-	if in.Duration <= 0 {
-		return nil, airlock.Errorf(airlock.EINVALID, "--for DURATION is required")
-	}
-	d := s.decide(ctx, p.User, r, in.Access, in.Duration, true)
-	if !d.Allowed || !d.BreakGlassAllowed {
-		why := d.Reason
-		if d.Allowed {
-			why = "break-glass is not allowed by rule " + d.Rule
-		}
-		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-			Details: details("access", in.Access, "why", why)})
-		if d.BreakGlassMaxDuration > 0 && in.Duration > d.BreakGlassMaxDuration {
-			return nil, airlock.Errorf(airlock.EINVALID, "break-glass duration %s exceeds the maximum of %s", fmtDur(in.Duration), fmtDur(d.BreakGlassMaxDuration))
-		}
-		return nil, airlock.Errorf(airlock.EFORBIDDEN, "break-glass refused: %s", why)
-	}
-	bgRefused := func(why string, err error) (*RequestResult, error) {
-		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.refused", Resource: r.Name, SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-			Details: details("access", in.Access, "why", why+": "+airlock.ErrorMessage(err))})
-		return nil, err
-	}
-	if in.OTP != "" {
-		if _, err := s.ident.VerifyMFA(ctx, p, identity.FactorInput{OTP: in.OTP}); err != nil {
-			return bgRefused("the MFA code was not accepted", err)
-		}
-	}
-	if err := s.ident.RequireFreshWithin(p, "break_glass", d.Freshness.BreakGlass, factorMethods(d.Factors)); err != nil {
-		return bgRefused("MFA not fresh enough for break-glass", err)
-	}
-	now := s.now().UTC()
-	_, ver := s.Policy()
-	req := &airlock.AccessRequest{ID: airlock.NewID("req"), UserID: p.User.ID, UserName: p.User.Name, Resource: r.Name, Access: in.Access,
-		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, State: airlock.RequestPending, Rule: d.Rule, BreakGlass: true,
-		ApproverGroups: approverGroups(d), PolicyVersion: ver, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
-	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
-		Details: details("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule, "break_glass", true)},
-		func(ctx context.Context) error { return s.store.CreateRequest(ctx, req) }); err != nil {
-		return nil, err
-	}
-	g, err := s.grant(ctx, req, p.Actor(), p.Session.MFAMethod, "break-glass: "+in.Reason)
-	if err != nil {
-		return nil, err
-	}
-	channels := append(append([]string{}, d.Alert...), d.Notify...)
-	s.notify(context.WithoutCancel(ctx), channels, Notification{Kind: "breakglass.activated", RequestID: req.ID, GrantID: g.ID, User: req.UserName,
-		Resource: req.Resource, Access: req.Access, Duration: req.Duration, Reason: req.Reason, Ticket: req.Ticket, URL: s.requestURL(req.ID)})
-	req, _ = s.store.RequestByID(ctx, req.ID)
-	return &RequestResult{Request: req, Grant: g}, nil
-}
-
-// Acknowledge records an approver's post-hoc review of a break-glass grant.
-func (s *Service) Acknowledge(ctx context.Context, p *identity.Principal, grantID, comment string) (*airlock.Grant, error) {
-	if err := s.ident.RequireEnrolled(p); err != nil {
-		return nil, err
-	}
-	g, err := s.store.GrantByID(ctx, grantID)
-	if err != nil || !g.BreakGlass {
-		return nil, airlock.Errorf(airlock.ENOTFOUND, "no break-glass grant %q; run `airlock requests --review-needed`", grantID)
-	}
-	if g.UserID == p.User.ID {
-		return nil, airlock.Errorf(airlock.EFORBIDDEN, "you cannot acknowledge your own break-glass access")
-	}
-	req, err := s.store.RequestByID(ctx, g.RequestID)
-	if err != nil {
-		return nil, err
-	}
-	if !canReview(p.User, req) && !p.User.IsAdmin() {
-		return nil, airlock.Errorf(airlock.EFORBIDDEN, "you are not an approver for %s", g.Resource)
-	}
-	if !g.AckedAt.IsZero() {
-		return nil, airlock.Errorf(airlock.EINVALID, "already acknowledged by %s", g.AckedBy)
-	}
-	if err := s.ident.RequireFresh(p, identity.ActionApprove); err != nil {
-		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.acknowledge_refused", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-			SourceAddr: p.Source, Outcome: airlock.OutcomeDenied, Details: details("why", "MFA not fresh enough to acknowledge: "+airlock.ErrorMessage(err))})
-		return nil, err
-	}
-	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "breakglass.acknowledged", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-		SourceAddr: p.Source, Details: details("comment", comment)},
-		func(ctx context.Context) error { return s.store.AckGrant(ctx, g.ID, p.User.Name, s.now().UTC()) }); err != nil {
-		return nil, err
-	}
-	return s.store.GrantByID(ctx, g.ID)
-}
-
+// fmtDur prints d as airlock.FormatDuration does, but a zero or negative
+// d as "0" (in refusals of a request's duration).
 func fmtDur(d time.Duration) string {
 	if d <= 0 {
 		return "0"
 	}
-	s := d.String() // e.g. "1h30m0s", "30m0s", "45s"
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
+	return airlock.FormatDuration(d)
 }
 
 // refusalShown is the reason a refusal d of access on r gives u, who is

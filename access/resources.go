@@ -246,7 +246,7 @@ func resourceDetails(r *airlock.Resource) json.RawMessage {
 		kv = append(kv, "sslmode", View(r).SSLMode, "ca_pinned", o.TLSCA != "", "databases", Databases(r),
 			"allow_cleartext_password", o.AllowCleartextPassword)
 	}
-	return details(kv...)
+	return airlock.EventDetails(kv...)
 }
 
 // RemoveResource deletes a resource. Admin only.

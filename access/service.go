@@ -121,15 +121,6 @@ func clip(s string) string {
 	return strings.ToValidUTF8(s[:limit], "") + "…"
 }
 
-func details(kv ...any) json.RawMessage {
-	m := map[string]any{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i].(string)] = kv[i+1]
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
-
 // ---- policy ----
 
 // emptyPolicy is in force before any policy is applied: it allows nothing.
@@ -315,7 +306,7 @@ func (s *Service) ApplyPolicy(ctx context.Context, p *identity.Principal, files 
 	// failure leaves the old policy in force (a retraction says so); the
 	// resources stored before it stay, as by `admin resources add`.
 	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "policy.applied", SourceAddr: p.Source,
-		Details: details("from_version", oldVer, "diff", res.Diff, "sha256", hex.EncodeToString(sum[:]))},
+		Details: airlock.EventDetails("from_version", oldVer, "diff", res.Diff, "sha256", hex.EncodeToString(sum[:]))},
 		func(ctx context.Context) error {
 			for _, r := range resources {
 				if err := s.upsertResource(ctx, r); err != nil {
@@ -414,7 +405,7 @@ func closeNames(name string, known []string) []string {
 	}
 	var cs []cand
 	for _, k := range known {
-		d := levenshtein(name, k)
+		d := airlock.Levenshtein(name, k)
 		if strings.Contains(k, name) || strings.Contains(name, k) {
 			d = 0
 		}
@@ -428,24 +419,4 @@ func closeNames(name string, known []string) []string {
 		out = append(out, cs[i].n)
 	}
 	return out
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -69,7 +69,7 @@ func (s *Service) expireGrants(ctx context.Context, gs []*airlock.Grant) int {
 	events := make([]airlock.Event, len(gs))
 	for i, g := range gs {
 		events[i] = airlock.Event{Actor: airlock.SystemActor, Action: "grant.expired", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-			Outcome: airlock.OutcomeSuccess, Details: details("user", g.UserName, "reason", "ends_at reached", "ends_at", g.EndsAt)}
+			Outcome: airlock.OutcomeSuccess, Details: airlock.EventDetails("user", g.UserName, "reason", "ends_at reached", "ends_at", g.EndsAt)}
 	}
 	seqs, err := s.recordBatch(ctx, events)
 	if err != nil {

@@ -33,7 +33,7 @@ func (s *Service) EnrollTOTP(ctx context.Context, p *Principal, name string) (f 
 	if name == "" {
 		name = "authenticator"
 	}
-	err = s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source, Details: details("kind", airlock.FactorTOTP, "name", name)},
+	err = s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source, Details: airlock.EventDetails("kind", airlock.FactorTOTP, "name", name)},
 		func(ctx context.Context) (err error) {
 			f, uri, qr, err = s.totp.Enroll(ctx, p.User, name)
 			return err
@@ -91,13 +91,13 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, p *Principal, 
 	f, err := s.webauthn.FinishRegistration(ctx, p.User, ceremony, response)
 	if err != nil {
 		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.confirm_failed", SourceAddr: p.Source, Outcome: airlock.OutcomeFailure,
-			Details: details("kind", airlock.FactorWebAuthn, "reason", airlock.ErrorMessage(err))})
+			Details: airlock.EventDetails("kind", airlock.FactorWebAuthn, "reason", airlock.ErrorMessage(err))})
 		return nil, err
 	}
 	// Audited once the key is verified (a refused registration is not an
 	// enrollment); no factor stays without its audit record.
 	if err := s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source,
-		Details: details("kind", airlock.FactorWebAuthn, "factor_id", f.ID, "name", f.Name)}); err != nil {
+		Details: airlock.EventDetails("kind", airlock.FactorWebAuthn, "factor_id", f.ID, "name", f.Name)}); err != nil {
 		if derr := s.store.DeleteFactor(ctx, f.ID); derr != nil {
 			return nil, fmt.Errorf("%w (and removing the unaudited factor %s failed: %v)", err, f.ID, derr)
 		}
@@ -127,7 +127,7 @@ func (s *Service) RemoveFactor(ctx context.Context, p *Principal, factorID strin
 			return airlock.Errorf(airlock.EINVALID, "refusing to remove your last second factor; add another first (`airlock mfa add totp`)")
 		}
 	}
-	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.removed", SourceAddr: p.Source, Details: details("factor_id", f.ID, "kind", f.Kind)},
+	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.removed", SourceAddr: p.Source, Details: airlock.EventDetails("factor_id", f.ID, "kind", f.Kind)},
 		func(ctx context.Context) error { return s.store.DeleteFactor(ctx, factorID) })
 }
 

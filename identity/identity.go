@@ -3,7 +3,6 @@ package identity
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -160,16 +159,6 @@ func (s *Service) change(ctx context.Context, e airlock.Event, apply func(ctx co
 	return audit.Change(ctx, s.audit, s.log, e, apply)
 }
 
-// details encodes a details object for an audit event.
-func details(kv ...any) json.RawMessage {
-	m := map[string]any{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i].(string)] = kv[i+1]
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
-
 // ---- bootstrap ----
 
 // BootstrapPending reports whether the server has no users yet.
@@ -212,7 +201,7 @@ func (s *Service) Bootstrap(ctx context.Context, token, name, password, source s
 	}
 	if err != nil || !pending || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(string(want))), []byte(strings.TrimSpace(token))) != 1 {
 		s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: name}, Action: "user.bootstrap", SourceAddr: source, Outcome: airlock.OutcomeDenied,
-			Details: details("reason", "no bootstrap pending or wrong token")})
+			Details: airlock.EventDetails("reason", "no bootstrap pending or wrong token")})
 		return nil, airlock.Errorf(airlock.EFORBIDDEN, "bootstrap refused: no bootstrap is pending or the token does not match %s", "DATA_DIR/bootstrap.token")
 	}
 	u, err := s.createUser(ctx, airlock.SystemActor, name, password, []string{airlock.GroupAdmins}, source, "user.bootstrap")
@@ -272,7 +261,7 @@ func (s *Service) createUser(ctx context.Context, actor airlock.Actor, name, pas
 		u.Groups = []string{}
 	}
 	if err := s.change(ctx, airlock.Event{Actor: actor, Action: action, SourceAddr: source,
-		Details: details("user", name, "user_id", u.ID, "groups", u.Groups)},
+		Details: airlock.EventDetails("user", name, "user_id", u.ID, "groups", u.Groups)},
 		func(ctx context.Context) error { return s.store.CreateUser(ctx, u) }); err != nil {
 		return nil, err
 	}
@@ -328,7 +317,7 @@ func (s *Service) SetDisabled(ctx context.Context, p *Principal, name string, di
 	}
 	u.Disabled = disabled
 	u.UpdatedAt = s.now().UTC()
-	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: action, SourceAddr: p.Source, Details: details("user", name, "user_id", u.ID)},
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: action, SourceAddr: p.Source, Details: airlock.EventDetails("user", name, "user_id", u.ID)},
 		func(ctx context.Context) error { return s.store.UpdateUser(ctx, u) }); err != nil {
 		return err
 	}
@@ -357,7 +346,7 @@ func (s *Service) endUserSessions(ctx context.Context, userID string) {
 	}
 	s.mu.Unlock()
 	if n > 0 {
-		s.record(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "session.revoked", Details: details("user_id", userID, "count", n, "reason", "user disabled")})
+		s.record(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "session.revoked", Details: airlock.EventDetails("user_id", userID, "count", n, "reason", "user disabled")})
 	}
 }
 

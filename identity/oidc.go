@@ -175,7 +175,7 @@ func (s *Service) FinishOIDC(ctx context.Context, state, code, source string) (*
 	}
 	refuse := func(userID, name, reason string) error {
 		s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "login.sso", SourceAddr: source,
-			Outcome: airlock.OutcomeFailure, Details: details("reason", reason, "issuer", o.cfg.Issuer)})
+			Outcome: airlock.OutcomeFailure, Details: airlock.EventDetails("reason", reason, "issuer", o.cfg.Issuer)})
 		return airlock.Errorf(airlock.EUNAUTHORIZED, "single sign-on failed; start again with `airlock login --sso`")
 	}
 	if state == "" || code == "" {
@@ -240,7 +240,7 @@ func (s *Service) FinishOIDC(ctx context.Context, state, code, source string) (*
 		if _, err := s.store.UserByName(ctx, name); err == nil {
 			// Never link an IdP identity to an existing account by name.
 			s.record(ctx, airlock.Event{Actor: airlock.Actor{Name: name}, Action: "login.sso", SourceAddr: source, Outcome: airlock.OutcomeFailure,
-				Details: details("reason", "user name already taken by another account", "issuer", o.cfg.Issuer)})
+				Details: airlock.EventDetails("reason", "user name already taken by another account", "issuer", o.cfg.Issuer)})
 			return nil, airlock.Errorf(airlock.ECONFLICT, "user %q already exists and is not linked to this identity provider; ask an admin", name)
 		}
 		u, err = s.createSSOUser(ctx, name, subject, o.mapGroups(all, nil), source)
@@ -259,7 +259,7 @@ func (s *Service) FinishOIDC(ctx context.Context, state, code, source string) (*
 	}
 	method := o.acceptedMethod(c)
 	if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "login.sso", SourceAddr: source,
-		Details: details("issuer", o.cfg.Issuer, "amr", c.AMR, "acr", c.ACR, "accepted_as_mfa", method)}); err != nil {
+		Details: airlock.EventDetails("issuer", o.cfg.Issuer, "amr", c.AMR, "acr", c.ACR, "accepted_as_mfa", method)}); err != nil {
 		return nil, err
 	}
 	if st.Poll != "" {
@@ -424,7 +424,7 @@ func (s *Service) createSSOUser(ctx context.Context, name, subject string, group
 	now := s.now().UTC()
 	u := &airlock.User{ID: airlock.NewID("usr"), Name: name, Groups: groups, SSOSubject: subject, CreatedAt: now, UpdatedAt: now}
 	if err := s.change(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "user.created", SourceAddr: source,
-		Details: details("user", name, "user_id", u.ID, "groups", groups, "sso_subject", subject)},
+		Details: airlock.EventDetails("user", name, "user_id", u.ID, "groups", groups, "sso_subject", subject)},
 		func(ctx context.Context) error { return s.store.CreateUser(ctx, u) }); err != nil {
 		return nil, err
 	}
@@ -440,7 +440,7 @@ func (s *Service) syncGroups(ctx context.Context, u *airlock.User, groups []stri
 	u.Groups = groups
 	u.UpdatedAt = s.now().UTC()
 	return s.change(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "user.groups_synced", SourceAddr: source,
-		Details: details("user", u.Name, "user_id", u.ID, "from", cur, "to", groups)},
+		Details: airlock.EventDetails("user", u.Name, "user_id", u.ID, "from", cur, "to", groups)},
 		func(ctx context.Context) error { return s.store.UpdateUser(ctx, u) })
 }
 

@@ -146,7 +146,7 @@ func (ps *Push) RegisterDevice(ctx context.Context, p *Principal, name string) (
 	f := &airlock.Factor{ID: airlock.NewID("mf"), UserID: p.User.ID, Kind: airlock.FactorPush, Name: name, Status: airlock.FactorActive,
 		Data: data, CreatedAt: now}
 	if err := ps.s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.enrolled", SourceAddr: p.Source,
-		Details: details("kind", airlock.FactorPush, "factor_id", f.ID, "name", name)}); err != nil {
+		Details: airlock.EventDetails("kind", airlock.FactorPush, "factor_id", f.ID, "name", name)}); err != nil {
 		return nil, "", err
 	}
 	if err := ps.s.store.CreateFactor(ctx, f); err != nil {
@@ -232,7 +232,7 @@ func (ps *Push) begin(ctx context.Context, u *airlock.User, purpose, sessionID, 
 	if h.Count > ps.cfg.MaxPerWindow {
 		if h.Count == ps.cfg.MaxPerWindow+1 { // audited once per window
 			ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.push_rate_limited", SourceAddr: source,
-				Outcome: airlock.OutcomeDenied, Details: details("purpose", purpose, "max", ps.cfg.MaxPerWindow, "window_seconds", int(ps.cfg.Window.Seconds()))})
+				Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("purpose", purpose, "max", ps.cfg.MaxPerWindow, "window_seconds", int(ps.cfg.Window.Seconds()))})
 		}
 		return nil, &airlock.Error{Code: airlock.ELOCKED, Message: "too many push requests; wait a few minutes or use another factor",
 			Details: map[string]any{"retry_after_seconds": int(math.Ceil(h.WindowStart.Add(ps.cfg.Window).Sub(now).Seconds()))}}
@@ -242,7 +242,7 @@ func (ps *Push) begin(ctx context.Context, u *airlock.User, purpose, sessionID, 
 	r := &pushRecord{ID: airlock.NewID("push"), UserID: u.ID, UserName: u.Name, Purpose: purpose, Source: source, Number: n,
 		Choices: choices, CreatedAt: now.UTC(), ExpiresAt: now.Add(ps.cfg.TTL).UTC(), SessionID: sessionID}
 	if err := ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.push_sent", SourceAddr: source,
-		Details: details("push_id", r.ID, "purpose", purpose)}); err != nil {
+		Details: airlock.EventDetails("push_id", r.ID, "purpose", purpose)}); err != nil {
 		return nil, err
 	}
 	b, _ := json.Marshal(r)
@@ -415,7 +415,7 @@ func (ps *Push) expire(ctx context.Context, r *pushRecord) (string, error) {
 		return PushExpired, nil
 	}
 	ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: r.UserID, Name: r.UserName}, Action: "mfa.push_timeout", SourceAddr: r.Source,
-		Outcome: airlock.OutcomeFailure, Details: details("push_id", r.ID, "purpose", r.Purpose)})
+		Outcome: airlock.OutcomeFailure, Details: airlock.EventDetails("push_id", r.ID, "purpose", r.Purpose)})
 	return PushExpired, ps.decide(ctx, r, PushExpired)
 }
 
@@ -458,7 +458,7 @@ func (ps *Push) Answer(ctx context.Context, p *Principal, deviceToken, id string
 		// Audit first: without its event the approval never takes effect
 		// (the challenge then reads as expired).
 		if err := ps.s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.push_approved", SourceAddr: p.Source,
-			Details: details("push_id", r.ID, "purpose", r.Purpose, "factor_id", dev.ID, "requester_addr", r.Source)}); err != nil {
+			Details: airlock.EventDetails("push_id", r.ID, "purpose", r.Purpose, "factor_id", dev.ID, "requester_addr", r.Source)}); err != nil {
 			return err
 		}
 		if err := ps.s.store.PutKV(ctx, "push-use:"+r.ID, nil, r.ExpiresAt.Add(pushKeep)); err != nil {
@@ -467,7 +467,7 @@ func (ps *Push) Answer(ctx context.Context, p *Principal, deviceToken, id string
 		return ps.decide(ctx, r, PushApproved)
 	}
 	ps.s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.push_denied", SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
-		Details: details("push_id", r.ID, "purpose", r.Purpose, "factor_id", dev.ID, "reason", "wrong number")})
+		Details: airlock.EventDetails("push_id", r.ID, "purpose", r.Purpose, "factor_id", dev.ID, "reason", "wrong number")})
 	if err := ps.decide(ctx, r, PushDenied); err != nil {
 		return err
 	}

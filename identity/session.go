@@ -59,7 +59,7 @@ func hostOf(addr string) string {
 // admit) and counts it toward the source address's ceiling.
 func (s *Service) fail(ctx context.Context, name, userID, source, action, reason string) {
 	s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: action, SourceAddr: source, Outcome: airlock.OutcomeFailure,
-		Details: details("reason", reason)})
+		Details: airlock.EventDetails("reason", reason)})
 	s.failedFrom(ctx, name, userID, source)
 }
 
@@ -77,7 +77,7 @@ func (s *Service) acquireAttempt(ctx context.Context, name, source string) (func
 	if s.inflight[k] >= maxInflightAttempts {
 		s.mu.Unlock()
 		s.noteThrottled(ctx, "inflight|"+k, s.now(), airlock.Event{Actor: airlock.Actor{Name: name}, Action: "login.throttled", SourceAddr: source,
-			Outcome: airlock.OutcomeDenied, Details: details("scope", "inflight")})
+			Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("scope", "inflight")})
 		return nil, &airlock.Error{Code: airlock.ELOCKED, Message: "too many login attempts in progress from your address; try again in a moment",
 			Details: map[string]any{"retry_after_seconds": 1}}
 	}
@@ -227,7 +227,7 @@ func (s *Service) LoginFactor(ctx context.Context, challenge string, in FactorIn
 			// Anyone can send a made-up challenge: audit the first per
 			// source and window, so that garbage cannot flood the log.
 			s.noteThrottled(ctx, "challenge|"+sourceBucket(source), s.now(), airlock.Event{Action: "login.refused", SourceAddr: source,
-				Outcome: airlock.OutcomeDenied, Details: details("why", "unknown or expired login step")})
+				Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("why", "unknown or expired login step")})
 		}
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (s *Service) LoginFactor(ctx context.Context, challenge string, in FactorIn
 	}
 	refused := func(why string) {
 		s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "login.refused", SourceAddr: source,
-			Outcome: airlock.OutcomeDenied, Details: details("why", why)})
+			Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("why", why)})
 	}
 	if u.Disabled {
 		refused("user disabled")
@@ -296,7 +296,7 @@ func (s *Service) verifyFactor(ctx context.Context, u *airlock.User, in FactorIn
 		if err != nil {
 			if errors.Is(err, mfa.ErrClonedAuthenticator) {
 				s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.cloned_key", SourceAddr: source, Outcome: airlock.OutcomeDenied,
-					Details: details("factor_id", fid, "reason", "sign count regression")})
+					Details: airlock.EventDetails("factor_id", fid, "reason", "sign count regression")})
 			}
 			s.fail(ctx, u.Name, u.ID, source, failAction, "webauthn: "+airlock.ErrorMessage(err))
 			return "", errInvalidLogin
@@ -309,7 +309,7 @@ func (s *Service) verifyFactor(ctx context.Context, u *airlock.User, in FactorIn
 			return "", errInvalidLogin
 		}
 		if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.recovery_used", SourceAddr: source,
-			Details: details("remaining", left, "flagged", true)}); err != nil {
+			Details: airlock.EventDetails("remaining", left, "flagged", true)}); err != nil {
 			return "", err
 		}
 		return MethodRecovery, nil
@@ -345,7 +345,7 @@ func (s *Service) startSession(ctx context.Context, u *airlock.User, method, sou
 		sess.MFAAt, sess.MFAMethod = now, method
 	}
 	if err := s.change(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "login.succeeded", SourceAddr: source,
-		Details: details("login_session", sess.ID, "mfa_method", method)},
+		Details: airlock.EventDetails("login_session", sess.ID, "mfa_method", method)},
 		func(ctx context.Context) error { return s.store.CreateLoginSession(ctx, sess) }); err != nil {
 		return nil, err
 	}
@@ -461,7 +461,7 @@ func (s *Service) dropCache(sessionID string) {
 // Logout ends p's login session.
 func (s *Service) Logout(ctx context.Context, p *Principal) error {
 	s.dropCache(p.Session.ID)
-	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "login.logout", SourceAddr: p.Source, Details: details("login_session", p.Session.ID)},
+	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "login.logout", SourceAddr: p.Source, Details: airlock.EventDetails("login_session", p.Session.ID)},
 		func(ctx context.Context) error { return s.store.RevokeLoginSession(ctx, p.Session.ID, s.now().UTC()) })
 }
 
@@ -486,7 +486,7 @@ func (s *Service) VerifyMFA(ctx context.Context, p *Principal, in FactorInput) (
 
 func (s *Service) markFresh(ctx context.Context, p *Principal, method, action string) error {
 	now := s.now().UTC()
-	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: action, SourceAddr: p.Source, Details: details("method", method, "login_session", p.Session.ID)},
+	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: action, SourceAddr: p.Source, Details: airlock.EventDetails("method", method, "login_session", p.Session.ID)},
 		func(ctx context.Context) error { return s.store.SetLoginSessionMFA(ctx, p.Session.ID, now, method) }); err != nil {
 		return err
 	}
@@ -589,7 +589,7 @@ func (s *Service) ApproveWebLogin(ctx context.Context, p *Principal, userCode st
 	wl.UserID, wl.Method = p.User.ID, p.Session.MFAMethod
 	b, _ = json.Marshal(wl)
 	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "login.web_approved", SourceAddr: p.Source,
-		Details: details("cli_addr", wl.Source, "mfa_method", p.Session.MFAMethod)},
+		Details: airlock.EventDetails("cli_addr", wl.Source, "mfa_method", p.Session.MFAMethod)},
 		func(ctx context.Context) error { return s.store.PutKV(ctx, key, b, s.now().Add(WebLoginTTL)) })
 }
 

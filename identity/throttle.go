@@ -179,7 +179,7 @@ func (s *Service) admit(ctx context.Context, name, userID, source string) (strin
 	}
 	if wait, retryAt := cfg.sourceDecision(h, now); wait > 0 {
 		s.noteThrottled(ctx, srcKey, now, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "login.throttled", SourceAddr: source,
-			Outcome: airlock.OutcomeDenied, Details: details("scope", "user", "attempts", h.Count, "retry_at", retryAt.UTC().Format(time.RFC3339))})
+			Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("scope", "user", "attempts", h.Count, "retry_at", retryAt.UTC().Format(time.RFC3339))})
 		secs := int(math.Ceil(retryAt.Sub(now).Seconds()))
 		return "", &airlock.Error{Code: airlock.ELOCKED,
 			Message: fmt.Sprintf("too many failed attempts from your address; try again after %s (in %s)", retryAt.UTC().Format(time.RFC3339), time.Duration(secs)*time.Second),
@@ -192,7 +192,7 @@ func (s *Service) admit(ctx context.Context, name, userID, source string) (strin
 	hold := a.Count > cfg.AccountCeiling
 	if a.Count == cfg.AccountCeiling+1 { // the first over the ceiling: once per window, across replicas
 		if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "login.throttled", SourceAddr: source,
-			Outcome: airlock.OutcomeFailure, Details: details("scope", "account", "attempts", a.Count,
+			Outcome: airlock.OutcomeFailure, Details: airlock.EventDetails("scope", "account", "attempts", a.Count,
 				"delay_seconds", cfg.AccountDelay.Seconds(), "until", a.WindowStart.Add(cfg.Window).UTC().Format(time.RFC3339))}); err != nil {
 			return "", err
 		}
@@ -206,7 +206,7 @@ func (s *Service) admit(ctx context.Context, name, userID, source string) (strin
 			if slot.Count > 1 {
 				retryAt := slot.WindowStart.Add(cfg.AccountDelay)
 				s.noteThrottled(ctx, keySlot+user, now, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "login.throttled", SourceAddr: source,
-					Outcome: airlock.OutcomeDenied, Details: details("scope", "account_rate", "attempts", a.Count, "retry_at", retryAt.UTC().Format(time.RFC3339))})
+					Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("scope", "account_rate", "attempts", a.Count, "retry_at", retryAt.UTC().Format(time.RFC3339))})
 				secs := max(1, int(math.Ceil(retryAt.Sub(now).Seconds())))
 				return "", &airlock.Error{Code: airlock.ELOCKED,
 					Message: fmt.Sprintf("too many failed attempts on this account; try again in %s", time.Duration(secs)*time.Second),
@@ -246,7 +246,7 @@ func (s *Service) failedFrom(ctx context.Context, name, userID, source string) {
 	}
 	if h.Count == cfg.SourceCeiling+1 {
 		s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: userID, Name: name}, Action: "login.throttled", SourceAddr: source,
-			Outcome: airlock.OutcomeFailure, Details: details("scope", "address", "failures", h.Count,
+			Outcome: airlock.OutcomeFailure, Details: airlock.EventDetails("scope", "address", "failures", h.Count,
 				"delay_seconds", cfg.AccountDelay.Seconds(), "until", h.WindowStart.Add(cfg.Window).UTC().Format(time.RFC3339))})
 		s.store.PutKV(ctx, kvAddrSlow+b, nil, h.WindowStart.Add(cfg.Window))
 	}

@@ -469,7 +469,7 @@ func Summary(m Message) string {
 	what := m.Access + " on " + m.Resource
 	dur := ""
 	if m.Duration > 0 {
-		dur = " for " + shortDuration(m.Duration)
+		dur = " for " + airlock.FormatDuration(m.Duration)
 	}
 	switch m.Kind {
 	case KindRequestCreated:
@@ -486,17 +486,6 @@ func Summary(m Message) string {
 		return fmt.Sprintf("%s's access to %s expired", m.User, what)
 	}
 	return fmt.Sprintf("%s: %s %s%s", m.Kind, m.User, what, dur)
-}
-
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
 }
 
 // slackEscape escapes text for Slack mrkdwn so user input (a reason)

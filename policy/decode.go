@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlockhq/airlock"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -155,28 +156,13 @@ func suggest(key string, allowed []string) string {
 	return ""
 }
 
-// editDistance is the Levenshtein distance of short ASCII keys.
+// editDistance is the Levenshtein distance of short ASCII keys; keys
+// longer than 64 bytes count as far from everything (99).
 func editDistance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 99
 	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return airlock.Levenshtein(a, b)
 }
 
 func (d *decoder) scalar(n *yaml.Node, what string) (string, bool) {

@@ -449,7 +449,7 @@ func (p *Policy) Evaluate(in Input) Decision {
 		if in.BreakGlass {
 			kind = "break-glass "
 		}
-		d.Reason = fmt.Sprintf("duration %s exceeds %smax %s of rule %s", formatDuration(in.Duration), kind, formatDuration(maxd), pick.name)
+		d.Reason = fmt.Sprintf("duration %s exceeds %smax %s of rule %s", airlock.FormatDuration(in.Duration), kind, airlock.FormatDuration(maxd), pick.name)
 	}
 	return d
 }
@@ -575,16 +575,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// formatDuration prints d compactly and parseably: 1h, 1h30m, 30m, 90s → 1m30s.
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/airlockhq/airlock"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -57,7 +58,7 @@ func durNode(d time.Duration) *yaml.Node {
 	if d == 0 {
 		return nil
 	}
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: formatDuration(d)}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: airlock.FormatDuration(d)}
 }
 
 func intNode(i int) *yaml.Node {

@@ -815,16 +815,16 @@ func (ps *parseState) validate(d *decoder, p *Policy) {
 		}
 		if ceiling > 0 && r.MaxDuration > ceiling {
 			d.report(at("max_duration"), SeverityError, "rule %s: max_duration %s exceeds the ceiling defaults.max_duration %s",
-				r.Name, formatDuration(r.MaxDuration), formatDuration(ceiling))
+				r.Name, airlock.FormatDuration(r.MaxDuration), airlock.FormatDuration(ceiling))
 		}
 		maxd := cmp.Or(r.MaxDuration, ceiling, DefaultMaxDuration)
 		if b := r.BreakGlass; b != nil && b.MaxDuration > maxd {
 			d.report(at("break_glass.max_duration"), SeverityError, "rule %s: break_glass.max_duration %s exceeds the rule's max_duration %s",
-				r.Name, formatDuration(b.MaxDuration), formatDuration(maxd))
+				r.Name, airlock.FormatDuration(b.MaxDuration), airlock.FormatDuration(maxd))
 		}
 		if a := r.Approval; a != nil && a.AutoApprove != nil && a.AutoApprove.MaxDuration > maxd {
 			d.report(at("auto_approve.max_duration"), SeverityError, "rule %s: auto_approve.max_duration %s exceeds the rule's max_duration %s",
-				r.Name, formatDuration(a.AutoApprove.MaxDuration), formatDuration(maxd))
+				r.Name, airlock.FormatDuration(a.AutoApprove.MaxDuration), airlock.FormatDuration(maxd))
 		}
 		if b := r.BreakGlass; b != nil && !b.Allowed && (b.MaxDuration > 0 || len(b.Alert) > 0 || b.Factors != "") {
 			d.report(at("break_glass"), SeverityWarning, "rule %s: break_glass has settings but allowed is false", r.Name)
