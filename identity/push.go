@@ -533,21 +533,15 @@ func (ps *Push) take(ctx context.Context, id, userID, purpose, sessionID string)
 }
 
 // LoginPush completes a login begun with Login using an approved push.
+// It is counted and audited like any second step (Service.secondStep).
 func (ps *Push) LoginPush(ctx context.Context, challenge, pushID, source string) (*LoginResult, error) {
-	u, key, err := ps.s.challengeUser(ctx, challenge)
-	if err != nil {
-		return nil, err
-	}
-	if u.Disabled {
-		return nil, errInvalidLogin
-	}
-	if err := ps.take(ctx, pushID, u.ID, PushLogin, ""); err != nil {
-		return nil, err
-	}
-	if _, err := ps.s.store.TakeKV(ctx, key, ps.s.now()); err != nil {
-		return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "the login step expired; run `airlock login` again")
-	}
-	return ps.s.startSession(ctx, u, MethodPush, source)
+	return ps.s.secondStep(ctx, challenge, source, func(u *airlock.User, refused func(string)) (string, error) {
+		if err := ps.take(ctx, pushID, u.ID, PushLogin, ""); err != nil {
+			refused("push request not approved")
+			return "", err
+		}
+		return MethodPush, nil
+	})
 }
 
 // VerifyPush refreshes p's MFA with an approved step-up push.

@@ -257,3 +257,42 @@ func FuzzNormalizeUserCode(f *testing.F) {
 		}
 	})
 }
+
+// TestPushLoginIsASecondStep: a login by push is counted and reset like
+// any second step — a user who always logs in by push is never
+// throttled for it — and its refusal is an event.
+func TestPushLoginIsASecondStep(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	svc, push, dev, tok, store := pushUser(t, clk)
+	ctx := context.Background()
+	events, cancel := push.Subscribe(dev.User.ID)
+	defer cancel()
+	for i := range 8 {
+		clk.add(5 * time.Minute) // past the push rate limit
+		res, err := svc.Login(ctx, "alice", "correct horse battery", FactorInput{}, "10.0.0.9:2")
+		if err != nil {
+			t.Fatalf("password step of push login %d: %v", i+1, err)
+		}
+		c, err := push.BeginLogin(ctx, res.Challenge, "10.0.0.9:2")
+		if err != nil {
+			t.Fatalf("push %d: %v", i+1, err)
+		}
+		<-events
+		if err := push.Answer(ctx, dev, tok, c.ID, c.Number); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := push.LoginPush(ctx, res.Challenge, c.ID, "10.0.0.9:2"); err != nil {
+			t.Fatalf("push login %d: %v", i+1, err)
+		}
+	}
+	res, err := svc.Login(ctx, "alice", "correct horse battery", FactorInput{}, "10.0.0.9:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := push.LoginPush(ctx, res.Challenge, "psh_none", "10.0.0.9:2"); err == nil {
+		t.Fatal("login with no approved push")
+	}
+	if n := countEvents(t, store, "login.refused"); n != 1 {
+		t.Fatalf("login.refused events after a refused push login: %d, want 1", n)
+	}
+}

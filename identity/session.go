@@ -221,6 +221,22 @@ func (s *Service) challengeUser(ctx context.Context, challenge string) (*airlock
 
 // LoginFactor completes a login begun with Login using a second factor.
 func (s *Service) LoginFactor(ctx context.Context, challenge string, in FactorInput, source string) (*LoginResult, error) {
+	return s.secondStep(ctx, challenge, source, func(u *airlock.User, refused func(string)) (string, error) {
+		method, err := s.verifyFactor(ctx, u, in, source, "login.failed")
+		if airlock.IsCode(err, airlock.EINVALID) {
+			refused(airlock.ErrorMessage(err)) // no factor given, or WebAuthn not configured
+		}
+		return method, err
+	})
+}
+
+// secondStep completes a login begun with Login, for every second factor
+// (LoginFactor, LoginPush): the attempt is counted before anything is
+// checked, verify checks the factor and returns its method (auditing its
+// own failures, or calling refused with why), the login step opens one
+// session across replicas, and a full success resets the count. Every
+// refusal is an event.
+func (s *Service) secondStep(ctx context.Context, challenge, source string, verify func(u *airlock.User, refused func(why string)) (method string, err error)) (*LoginResult, error) {
 	u, key, err := s.challengeUser(ctx, challenge)
 	if err != nil {
 		if airlock.IsCode(err, airlock.EUNAUTHORIZED) {
@@ -243,11 +259,8 @@ func (s *Service) LoginFactor(ctx context.Context, challenge string, in FactorIn
 		refused("user disabled")
 		return nil, errInvalidLogin
 	}
-	method, err := s.verifyFactor(ctx, u, in, source, "login.failed")
+	method, err := verify(u, refused)
 	if err != nil {
-		if airlock.IsCode(err, airlock.EINVALID) {
-			refused(airlock.ErrorMessage(err)) // no factor given, or WebAuthn not configured
-		}
 		return nil, err
 	}
 	// The challenge opens one session, across replicas too.
