@@ -89,7 +89,8 @@ func (b *Bus) Publish(r airlock.Revocation) {
 }
 
 // receive delivers a revocation published by another replica. Payloads
-// that do not decode, or that this replica published, are ignored.
+// that do not decode, name nothing, carry an end reason outside the closed
+// set, or that this replica published, are ignored.
 func (b *Bus) receive(payload []byte) {
 	var r airlock.Revocation
 	if err := json.Unmarshal(payload, &r); err != nil {
@@ -98,7 +99,7 @@ func (b *Bus) receive(payload []byte) {
 	b.mu.RLock()
 	self := b.node != "" && r.Origin == b.node
 	b.mu.RUnlock()
-	if self || r.Empty() {
+	if self || r.Empty() || !r.Reason.Valid() {
 		return
 	}
 	b.deliver(r)

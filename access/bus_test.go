@@ -63,6 +63,9 @@ func TestBusAcrossReplicas(t *testing.T) {
 	}
 	buses[0].receive([]byte("not json"))
 	buses[0].receive([]byte(`{"reason":"empty"}`))
+	// The end reason is a closed set: another replica cannot make a
+	// session end with a word of its choosing.
+	buses[0].receive([]byte(`{"grant_id":"gr_1","reason":"anything at all","origin":"node-x"}`))
 	select {
 	case r := <-got[0]:
 		t.Fatalf("bad payload delivered: %+v", r)

@@ -456,15 +456,16 @@ func (ps *Push) Answer(ctx context.Context, p *Principal, deviceToken, id string
 	}
 	if number == r.Number {
 		// Audit first: without its event the approval never takes effect
-		// (the challenge then reads as expired).
-		if err := ps.s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.push_approved", SourceAddr: p.Source,
-			Details: airlock.EventDetails("push_id", r.ID, "purpose", r.Purpose, "factor_id", dev.ID, "requester_addr", r.Source)}); err != nil {
-			return err
-		}
-		if err := ps.s.store.PutKV(ctx, "push-use:"+r.ID, nil, r.ExpiresAt.Add(pushKeep)); err != nil {
-			return err
-		}
-		return ps.decide(ctx, r, PushApproved)
+		// (the challenge then reads as expired); an approval whose writes
+		// then fail is retracted (audit.Change).
+		return ps.s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.push_approved", SourceAddr: p.Source,
+			Details: airlock.EventDetails("push_id", r.ID, "purpose", r.Purpose, "factor_id", dev.ID, "requester_addr", r.Source)},
+			func(ctx context.Context) error {
+				if err := ps.s.store.PutKV(ctx, "push-use:"+r.ID, nil, r.ExpiresAt.Add(pushKeep)); err != nil {
+					return err
+				}
+				return ps.decide(ctx, r, PushApproved)
+			})
 	}
 	ps.s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "mfa.push_denied", SourceAddr: p.Source, Outcome: airlock.OutcomeDenied,
 		Details: airlock.EventDetails("push_id", r.ID, "purpose", r.Purpose, "factor_id", dev.ID, "reason", "wrong number")})
