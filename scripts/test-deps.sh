@@ -9,7 +9,10 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v psql >/dev/null || need+=(postgresql-client)
+# The server package brings initdb, pg_ctl and pgbench (the fault tests' load).
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+elif ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then
   need+=(postgresql)
 fi
 if [ ${#need[@]} -eq 0 ]; then

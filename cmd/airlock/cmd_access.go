@@ -91,7 +91,7 @@ func newPolicyCmd() *cobra.Command {
 			return nil
 		}}
 	apply.Flags().StringVarP(&file, "file", "f", "", "policy file or directory")
-	apply.Flags().StringVar(&otp, "otp", "", "a current MFA code, when MFA is not fresh")
+	apply.Flags().StringVar(&otp, "otp", "", "a current MFA code (always verified, fresh MFA or not)")
 	show := &cobra.Command{Use: "show", Short: "Print the policy in force", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		c, err := newCLI(cmd)
 		if err != nil {

@@ -20,7 +20,7 @@ func init() { register(func() []*cobra.Command { return []*cobra.Command{newAdmi
 func newAdminCmd() *cobra.Command {
 	admin := &cobra.Command{Use: "admin", Short: "Administer users, groups, resources and certificate authorities"}
 	var otp string
-	admin.PersistentFlags().StringVar(&otp, "otp", "", "a current MFA code, when MFA is not fresh")
+	admin.PersistentFlags().StringVar(&otp, "otp", "", "a current MFA code (always verified, fresh MFA or not)")
 
 	users := &cobra.Command{Use: "users", Short: "Manage users"}
 	var groups []string

@@ -282,7 +282,7 @@ func newMFACmd() *cobra.Command {
 			return nil
 		}}
 	addTOTP.Flags().StringVar(&name, "name", "authenticator", "a name for this factor")
-	addTOTP.Flags().StringVar(&otp, "otp", "", "current code of an existing factor, when MFA is not fresh")
+	addTOTP.Flags().StringVar(&otp, "otp", "", "current code of an existing factor (always verified, fresh MFA or not)")
 	addWebAuthn := &cobra.Command{Use: "webauthn", Short: "Enroll a passkey or security key in the browser", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newCLI(cmd)
@@ -329,7 +329,7 @@ func newMFACmd() *cobra.Command {
 			fmt.Fprintf(c.out(), "Removed factor %s.\n", args[0])
 			return nil
 		}}
-	remove.Flags().StringVar(&otp, "otp", "", "a current code, when MFA is not fresh")
+	remove.Flags().StringVar(&otp, "otp", "", "a current code (always verified, fresh MFA or not)")
 	recovery := &cobra.Command{Use: "recovery-codes", Short: "Generate 10 new single-use recovery codes (the old set stops working)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newCLI(cmd)
@@ -352,7 +352,7 @@ func newMFACmd() *cobra.Command {
 			}
 			return nil
 		}}
-	recovery.Flags().StringVar(&otp, "otp", "", "a current code, when MFA is not fresh")
+	recovery.Flags().StringVar(&otp, "otp", "", "a current code (always verified, fresh MFA or not)")
 	verify := &cobra.Command{Use: "verify [--otp CODE]", Short: "Refresh your MFA freshness (step-up)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newCLI(cmd)

@@ -431,7 +431,7 @@ func TestFaultsStoreCrash(t *testing.T) {
 func TestFaultsReplicaKill(t *testing.T) {
 	if _, err := exec.LookPath("pgbench"); err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatal("pgbench is not installed (apt-get install postgresql-contrib or postgresql-15)")
+			t.Fatal("pgbench is not installed (apt-get install postgresql: pgbench ships with the server package)")
 		}
 		t.Skip("pgbench not installed; skipping")
 	}
