@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 
 	"github.com/airlockhq/airlock"
@@ -106,16 +105,6 @@ func Retraction(e airlock.Event, seq int64, cause error) airlock.Event {
 	return airlock.Event{
 		Actor: e.Actor, Action: e.Action, Resource: e.Resource, RequestID: e.RequestID, GrantID: e.GrantID,
 		SessionID: e.SessionID, SourceAddr: e.SourceAddr, Outcome: airlock.OutcomeFailure,
-		Details: details("retracts_seq", seq, "code", airlock.ErrorCode(cause), "error", airlock.ErrorMessage(cause)),
+		Details: airlock.EventDetails("retracts_seq", seq, "code", airlock.ErrorCode(cause), "error", airlock.ErrorMessage(cause)),
 	}
-}
-
-// details encodes key/value pairs as a details object.
-func details(kv ...any) []byte {
-	m := make(map[string]any, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i].(string)] = kv[i+1]
-	}
-	b, _ := json.Marshal(m)
-	return b
 }

@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -402,7 +401,7 @@ func (l *Log) Probe(ctx context.Context) error {
 	r := l.probe
 	if r == nil || r.done() {
 		r = l.submit(airlock.Event{Actor: airlock.SystemActor, Action: "audit.recovered", Outcome: airlock.OutcomeSuccess,
-			Details: probeDetails(since, n)}, true)
+			Details: airlock.EventDetails("unavailable_since", since.UTC(), "failed_writes", n)}, true)
 		l.probe = r
 	}
 	l.probeMu.Unlock()
@@ -410,14 +409,6 @@ func (l *Log) Probe(ctx context.Context) error {
 		return err
 	}
 	return l.Healthy()
-}
-
-func probeDetails(since time.Time, failed int) json.RawMessage {
-	b, _ := json.Marshal(struct {
-		Since  time.Time `json:"unavailable_since"`
-		Failed int       `json:"failed_writes"`
-	}{since.UTC(), failed})
-	return b
 }
 
 // Close stops accepting events, writes everything queued, writes a final

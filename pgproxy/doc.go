@@ -112,7 +112,9 @@
 //   - connect.refused (denied), before authentication, for startup
 //     parameters that are not allowed: Actor {Name: the startup user},
 //     Resource (the part of the startup database before "/"), SourceAddr;
-//     details why "startup parameter not allowed", parameter.
+//     details why "startup parameter not allowed", parameter. Anyone can
+//     cause it, so only the first per source address (IPv6 /64) and 10 s
+//     is written; every refusal is counted in the connections metric.
 //   - db.query (success), submitted before the message is forwarded:
 //     kind "query" (simple Query text), "parse" (name, text), "execute"
 //     (name, portal, parse_stmt = the stmt number of the Parse it runs,

@@ -75,8 +75,11 @@ type Gateway struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	pending   map[net.Conn]struct{} // connections still in the handshake
-	sessions  map[string]*session   // live sessions by ID
-	byPID     map[uint32]*session   // live sessions by client-facing pid
+	// preauth bounds the audit events of refusals before authentication
+	// (startup parameters): one per source and 10 s.
+	preauth  netguard.Budget
+	sessions map[string]*session // live sessions by ID
+	byPID    map[uint32]*session // live sessions by client-facing pid
 
 	scram scramCache    // upstream SCRAM keys
 	pool  *upstreamPool // idle upstream connections; nil when disabled
@@ -133,6 +136,7 @@ func New(cfg Config) (*Gateway, error) {
 	base.OnNotification = nil
 	g := &Gateway{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, m: m, base: base,
+		preauth:   netguard.Budget{Interval: 10 * time.Second, MaxSources: 10000, Now: cfg.Now},
 		listeners: map[net.Listener]struct{}{},
 		pending:   map[net.Conn]struct{}{},
 		sessions:  map[string]*session{},
@@ -467,9 +471,13 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		// would be refused anyway.
 		g.m.refused("startup_parameter")
 		resource, _, _ := strings.Cut(database, "/")
-		g.cfg.Audit.Submit(airlock.Event{Actor: airlock.Actor{Name: truncateUTF8(user, 64)}, Action: "connect.refused",
-			Resource: truncateUTF8(resource, 128), SourceAddr: source, Outcome: airlock.OutcomeDenied,
-			Details: refusalDetails("startup parameter not allowed", "parameter", truncateUTF8(r.Parameter, 64))})
+		// Anyone can send this: audit the first per source and 10 s,
+		// so that no unauthenticated client floods the log.
+		if g.preauth.Allow(cc.RemoteAddr()) {
+			g.cfg.Audit.Submit(airlock.Event{Actor: airlock.Actor{Name: truncateUTF8(user, 64)}, Action: "connect.refused",
+				Resource: truncateUTF8(resource, 128), SourceAddr: source, Outcome: airlock.OutcomeDenied,
+				Details: airlock.EventDetails("why", "startup parameter not allowed", "parameter", truncateUTF8(r.Parameter, 64))})
+		}
 		writeFatal(cc, codeInvalidAuth, r.Message)
 		return nil, nil
 	}

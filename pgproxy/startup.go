@@ -1,7 +1,6 @@
 package pgproxy
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -49,10 +48,4 @@ func checkStartupParams(params map[string]string) *startupRefusal {
 		}
 	}
 	return nil
-}
-
-// refusalDetails are the details of a connect.refused event.
-func refusalDetails(why, key, value string) json.RawMessage {
-	b, _ := json.Marshal(map[string]string{"why": why, key: value})
-	return b
 }
