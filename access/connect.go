@@ -267,7 +267,11 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 	now := s.now()
 	// A database the resource does not open is refused before the token
 	// is used, so that its holder can retry with one it does.
-	if r, err := s.store.ResourceByName(ctx, resourceName); err == nil && r.Kind == airlock.KindPostgres {
+	r, rerr := s.store.ResourceByName(ctx, resourceName)
+	if airlock.Unavailable(rerr) {
+		return nil, airlock.AsUnavailable(rerr) // before the token is used up
+	}
+	if rerr == nil && r.Kind == airlock.KindPostgres {
 		if _, ok := OpenDatabase(r, database); !ok {
 			if u, t := s.liveToken(ctx, userName, resourceName, hash, now); t != nil {
 				return nil, s.refuseDatabase(ctx, u, r, t.GrantID, database, source)
@@ -301,11 +305,7 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 	if err != nil || !g.ActiveAt(now) {
 		return refuse("grant not active")
 	}
-	r, err := s.store.ResourceByName(ctx, resourceName)
-	if airlock.Unavailable(err) {
-		return nil, airlock.AsUnavailable(err)
-	}
-	if err != nil {
+	if rerr != nil {
 		return refuse("resource gone")
 	}
 	d := s.decide(ctx, u, r, g.Access, 0, g.BreakGlass)
