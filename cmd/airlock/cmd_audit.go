@@ -211,8 +211,11 @@ func followAudit(c *cli, last int64, action, user string) error {
 	for {
 		var e airlock.Event
 		if err := dec.Decode(&e); err != nil {
-			if errors.Is(err, io.EOF) || c.ctx().Err() != nil {
-				return nil
+			if c.ctx().Err() != nil {
+				return nil // interrupted
+			}
+			if errors.Is(err, io.EOF) {
+				return errors.New("the server ended the audit stream (signed out, audit access lost, or the server stopped); log in and run it again")
 			}
 			return fmt.Errorf("audit stream: %w", err)
 		}
