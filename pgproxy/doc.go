@@ -105,7 +105,7 @@
 //     grant_revoked, user_disabled, session_killed, idle_timeout,
 //     audit_unavailable, protocol_violation, server_shutdown, or the
 //     reason passed to Close*).
-//   - session.denied (denied): reason max_concurrent,
+//   - session.denied (denied): reason grant_expired, max_concurrent,
 //     upstream_unavailable or upstream_cleartext_refused, for a token that
 //     was valid. Invalid tokens and Refusals are the Authenticator's to
 //     audit.

@@ -498,13 +498,14 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		return nil, err
 	}
 	cc.authenticated() // a session now, bounded by its grant: free the slot
+	s := newSession(g, t, cc)
 	if !g.now().Before(t.EndsAt) {
 		g.m.refused("expired")
+		g.auditRefusal(s, "grant_expired")
 		writeFatal(cc, codeAdminShutdown, expiredMsg(t.EndsAt))
 		return nil, nil
 	}
 
-	s := newSession(g, t, cc)
 	s.app = params["application_name"]
 	if msg := g.reserve(s); msg != "" {
 		g.m.refused("too_many")

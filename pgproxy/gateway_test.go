@@ -658,3 +658,23 @@ func TestShutdownClosesSessions(t *testing.T) {
 		t.Fatalf("end reason: %s", ev.Details)
 	}
 }
+
+// TestExpiredGrantRefusalAudited: a valid token whose grant has ended by
+// the time the gateway checks it is refused with the expiry FATAL and a
+// session.denied event (every refusal of a door is an event).
+func TestExpiredGrantRefusalAudited(t *testing.T) {
+	e := newEnv(t)
+	e.target("read-token", func(tg *Target) { tg.EndsAt = time.Now().Add(-time.Minute) })
+	c, err := pgx.Connect(t.Context(), e.dsn("read-token", "disable"))
+	if err == nil {
+		c.Close(context.Background())
+		t.Fatal("connected under an ended grant")
+	}
+	if !contains(err, "grant expired") {
+		t.Fatalf("err = %v, want the expiry FATAL", err)
+	}
+	ev := e.waitEvent(t, "session.denied")
+	if detail(ev, "reason") != "grant_expired" || ev.Outcome != airlock.OutcomeDenied {
+		t.Fatalf("session.denied %+v %s", ev, ev.Details)
+	}
+}
