@@ -1,0 +1,431 @@
+package httpgw
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/netguard"
+	"github.com/airlockhq/airlock/secrets"
+)
+
+// Gateway implements the root package's gateway contract.
+var _ airlock.Gateway = (*Gateway)(nil)
+
+// ErrGatewayClosed is returned by Serve after Shutdown.
+var ErrGatewayClosed = errors.New("httpgw: gateway closed")
+
+// Gateway is the HTTP gateway: it serves each app at its own host,
+// authenticates every request by app cookie or bearer token, audits it
+// before forwarding it with the brokered credential and a signed identity,
+// and cuts the app's sessions when their grant ends. Its methods are safe
+// for concurrent use.
+type Gateway struct {
+	cfg   Config
+	log   *slog.Logger
+	proxy *httputil.ReverseProxy
+	srv   *http.Server
+
+	mu       sync.Mutex
+	sessions map[[32]byte]*session // by token hash
+	apps     map[string]appEntry   // by host
+	closed   bool
+	wg       sync.WaitGroup // sessions' end recording
+
+	tmu        sync.Mutex
+	transports map[string]*http.Transport
+}
+
+type appEntry struct {
+	app *App
+	err error
+	at  time.Time
+}
+
+// appCacheTTL is how long a host's app lookup is reused.
+const appCacheTTL = 2 * time.Second
+
+// New checks cfg and returns a Gateway.
+func New(cfg Config) (*Gateway, error) {
+	switch {
+	case cfg.Auth == nil:
+		return nil, errors.New("httpgw: Auth is required")
+	case cfg.Audit == nil:
+		return nil, errors.New("httpgw: Audit is required")
+	case cfg.Identity == nil:
+		return nil, errors.New("httpgw: Identity is required")
+	case cfg.Domain == "":
+		return nil, errors.New("httpgw: Domain is required")
+	case cfg.ConsoleURL == "":
+		return nil, errors.New("httpgw: ConsoleURL is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.IdleConnTimeout <= 0 {
+		cfg.IdleConnTimeout = 2 * time.Minute
+	}
+	if cfg.Recheck <= 0 {
+		cfg.Recheck = DefaultRecheck
+	}
+	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
+	cfg.ConsoleURL = strings.TrimRight(cfg.ConsoleURL, "/")
+	g := &Gateway{cfg: cfg, log: cfg.Logger.With("gateway", "http"),
+		sessions: map[[32]byte]*session{}, apps: map[string]appEntry{}, transports: map[string]*http.Transport{}}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      roundTripperFunc(g.roundTrip),
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		FlushInterval:  -1, // stream: every write reaches the client at once (SSE, downloads)
+	}
+	g.srv = &http.Server{
+		Handler:           g,
+		TLSConfig:         cfg.TLS,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleConnTimeout,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		// HTTP/1.1 only: upgrades (WebSocket) and the per-connection
+		// bookkeeping below assume it.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	return g, nil
+}
+
+// Serve answers requests on ln until Shutdown, then returns
+// ErrGatewayClosed. Connections are TLS when Config.TLS is set. It never
+// stops on a temporary accept error (netguard.Listener).
+func (g *Gateway) Serve(ln net.Listener) error {
+	g.mu.Lock()
+	closed := g.closed
+	g.mu.Unlock()
+	if closed {
+		ln.Close()
+		return ErrGatewayClosed
+	}
+	var l net.Listener = netguard.NewListener(ln, "http", g.log)
+	var err error
+	if g.cfg.TLS != nil {
+		err = g.srv.Serve(tls.NewListener(l, g.cfg.TLS))
+	} else {
+		err = g.srv.Serve(l)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return ErrGatewayClosed
+	}
+	return err
+}
+
+// Handler returns the gateway as an http.Handler (for tests and for
+// serving it behind another listener).
+func (g *Gateway) Handler() http.Handler { return g }
+
+// ServeHTTP routes a request by its host to the app served there.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := hostOnly(r.Host)
+	app, err := g.app(r.Context(), host)
+	if err != nil {
+		writeError(w, r, http.StatusNotFound, "airlock: no app is served at "+host)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, ReservedPrefix) {
+		g.reserved(w, r, app)
+		return
+	}
+	if !cleanPath(r.URL.Path) {
+		writeError(w, r, http.StatusBadRequest, "airlock: the request path must be clean (no //, . or .. segments, no backslash)")
+		return
+	}
+	tok, browser := requestToken(r)
+	if tok.IsZero() {
+		g.unauthenticated(w, r, app, "")
+		return
+	}
+	s, err := g.session(r.Context(), app, tok, browser, r.RemoteAddr)
+	if err != nil {
+		g.unauthenticated(w, r, app, airlock.ErrorMessage(err))
+		return
+	}
+	s.serve(w, r)
+}
+
+// app returns the app at host, from a short-lived cache.
+func (g *Gateway) app(ctx context.Context, host string) (*App, error) {
+	now := time.Now()
+	g.mu.Lock()
+	e, ok := g.apps[host]
+	g.mu.Unlock()
+	if ok && now.Sub(e.at) < appCacheTTL {
+		return e.app, e.err
+	}
+	a, err := g.cfg.Auth.App(ctx, host)
+	if err != nil && airlock.ErrorCode(err) != airlock.ENOTFOUND {
+		return nil, err // an outage is not cached
+	}
+	g.mu.Lock()
+	if len(g.apps) > 4096 { // unknown hosts are anyone's to send: bound them
+		clear(g.apps)
+	}
+	g.apps[host] = appEntry{app: a, err: err, at: now}
+	g.mu.Unlock()
+	return a, err
+}
+
+// requestToken finds the Airlock token of a request: the app cookie, or a
+// bearer token with Airlock's prefix.
+func requestToken(r *http.Request) (secrets.Secret, bool) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if t, ok := bearerToken(h); ok {
+			return secrets.Secret(t), false
+		}
+	}
+	for _, c := range r.Cookies() {
+		if c.Name == CookieName && strings.HasPrefix(c.Value, TokenPrefix) {
+			return secrets.Secret(c.Value), true
+		}
+	}
+	return "", false
+}
+
+func bearerToken(h string) (string, bool) {
+	scheme, t, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	t = strings.TrimSpace(t)
+	return t, strings.HasPrefix(t, TokenPrefix)
+}
+
+func tokenKey(t secrets.Secret) [32]byte { return sha256.Sum256([]byte(t.Reveal())) }
+
+// session returns the live session of a token on this node, opening one
+// (and validating the token) when there is none.
+func (g *Gateway) session(ctx context.Context, app *App, tok secrets.Secret, browser bool, source string) (*session, error) {
+	key := tokenKey(tok)
+	for {
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			return nil, airlock.Errorf(airlock.EUNAVAILABLE, "the server is shutting down; try again")
+		}
+		s, ok := g.sessions[key]
+		if !ok {
+			s = newSession(g, key, tok, app)
+			g.sessions[key] = s
+			g.mu.Unlock()
+			if err := s.open(ctx, browser, source); err != nil {
+				g.remove(s)
+				s.fail(err)
+				return nil, err
+			}
+			return s, nil
+		}
+		g.mu.Unlock()
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if s.openErr != nil {
+			return nil, s.openErr
+		}
+		if s.app.Resource != app.Resource {
+			return nil, airlock.Errorf(airlock.EUNAUTHORIZED, "this token is for %s", s.app.Resource)
+		}
+		if err := s.check(ctx); err != nil {
+			if errors.Is(err, errSessionEnded) {
+				continue // ended meanwhile: open a new one if the token still holds
+			}
+			return nil, err
+		}
+		return s, nil
+	}
+}
+
+func (g *Gateway) remove(s *session) {
+	g.mu.Lock()
+	if g.sessions[s.key] == s {
+		delete(g.sessions, s.key)
+	}
+	g.mu.Unlock()
+}
+
+// Shutdown stops accepting, ends every live session with
+// EndServerShutdown (cancelling requests in flight and closing streams)
+// and waits for their ends to be recorded or ctx to be done.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	live := g.liveLocked(func(*session) bool { return true })
+	g.mu.Unlock()
+	for _, s := range live {
+		s.end(airlock.EndServerShutdown)
+	}
+	err := g.srv.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.tmu.Lock()
+	for _, t := range g.transports {
+		t.CloseIdleConnections()
+	}
+	g.tmu.Unlock()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (g *Gateway) liveLocked(match func(*session) bool) []*session {
+	var out []*session
+	for _, s := range g.sessions {
+		if s.isOpen() && match(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (g *Gateway) closeWhere(match func(*session) bool, reason airlock.EndReason) int {
+	g.mu.Lock()
+	hit := g.liveLocked(match)
+	g.mu.Unlock()
+	n := 0
+	for _, s := range hit {
+		if s.end(reason) {
+			n++
+		}
+	}
+	return n
+}
+
+// CloseGrant ends every live session under grantID, recording reason
+// (airlock.EndGrantRevoked when empty).
+func (g *Gateway) CloseGrant(grantID string, reason airlock.EndReason) int {
+	return g.closeWhere(func(s *session) bool { return s.target().GrantID == grantID }, orDefault(reason, airlock.EndGrantRevoked))
+}
+
+// CloseUser ends every live session of userID (airlock.EndUserDisabled
+// when reason is empty).
+func (g *Gateway) CloseUser(userID string, reason airlock.EndReason) int {
+	return g.closeWhere(func(s *session) bool { return s.target().UserID == userID }, orDefault(reason, airlock.EndUserDisabled))
+}
+
+// CloseSession ends the live session id (airlock.EndSessionKilled when
+// reason is empty); its token is revoked too, so the browser or client
+// must sign in again.
+func (g *Gateway) CloseSession(id string, reason airlock.EndReason) bool {
+	return g.closeWhere(func(s *session) bool { return s.id == id }, orDefault(reason, airlock.EndSessionKilled)) > 0
+}
+
+// ActiveSessions returns a snapshot of the live sessions.
+func (g *Gateway) ActiveSessions() []airlock.Session {
+	g.mu.Lock()
+	live := g.liveLocked(func(*session) bool { return true })
+	g.mu.Unlock()
+	out := make([]airlock.Session, 0, len(live))
+	for _, s := range live {
+		out = append(out, s.snapshot())
+	}
+	return out
+}
+
+func orDefault(r, d airlock.EndReason) airlock.EndReason {
+	if r == "" {
+		return d
+	}
+	return r
+}
+
+// hostOnly is the lower-cased host of a Host header, without its port.
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+// transport returns the shared transport for a target's TLS settings.
+func (g *Gateway) transport(t *Target) http.RoundTripper {
+	if g.cfg.Transport != nil {
+		return g.cfg.Transport
+	}
+	g.tmu.Lock()
+	defer g.tmu.Unlock()
+	if tr, ok := g.transports[t.UpstreamTLSKey]; ok {
+		return tr
+	}
+	tr := &http.Transport{
+		Proxy:                 nil, // never an environment proxy: the app is reached directly
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       t.UpstreamTLS,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		ResponseHeaderTimeout: 0, // long polls and slow apps are the app's business
+	}
+	g.transports[t.UpstreamTLSKey] = tr
+	return tr
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func (g *Gateway) roundTrip(r *http.Request) (*http.Response, error) {
+	rs := requestStateFrom(r.Context())
+	if rs == nil {
+		return nil, fmt.Errorf("httpgw: request without a session")
+	}
+	return g.transport(rs.t).RoundTrip(r)
+}
+
+// writeError answers with a short text (or JSON for API clients) error.
+func writeError(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if wantsJSON(r) {
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "{\"error\":{\"code\":%q,\"message\":%q}}\n", strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")), msg)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
+}
+
+func wantsJSON(r *http.Request) bool {
+	a := r.Header.Get("Accept")
+	return !strings.Contains(a, "text/html") && (strings.Contains(a, "json") || r.Header.Get("Authorization") != "")
+}

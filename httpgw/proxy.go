@@ -1,0 +1,385 @@
+package httpgw
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/airlockhq/airlock"
+)
+
+// requestState travels with a forwarded request through the reverse
+// proxy's hooks.
+type requestState struct {
+	s      *session
+	t      *Target
+	n      int64
+	status int
+	jwt    string
+	err    error
+}
+
+type stateKey struct{}
+
+func requestStateFrom(ctx context.Context) *requestState {
+	rs, _ := ctx.Value(stateKey{}).(*requestState)
+	return rs
+}
+
+// requestDetails are an http.request event's details.
+type requestDetails struct {
+	N             int64  `json:"n"`
+	Method        string `json:"method"`
+	Host          string `json:"host"`
+	Path          string `json:"path"`
+	Query         string `json:"query,omitempty"`
+	QueryOmitted  bool   `json:"query_omitted,omitempty"`
+	ContentLength int64  `json:"content_length,omitempty"`
+	Upgrade       string `json:"upgrade,omitempty"`
+	Denied        string `json:"denied,omitempty"`
+}
+
+// responseDetails are an http.response event's details.
+type responseDetails struct {
+	N          int64  `json:"n"`
+	Status     int    `json:"status"`
+	BytesIn    int64  `json:"bytes_in"`
+	BytesOut   int64  `json:"bytes_out"`
+	DurationMS int64  `json:"duration_ms"`
+	Error      string `json:"error,omitempty"`
+}
+
+// serve forwards one request in the session: it checks the access
+// level's rules and the session's concurrency bound, enters http.request
+// into the audit pipeline (waiting for it to be durable under strict
+// audit), forwards, and records http.response.
+func (s *session) serve(w http.ResponseWriter, r *http.Request) {
+	t := s.target()
+	host := hostOnly(r.Host)
+	d := requestDetails{Method: r.Method, Host: host, Path: r.URL.Path, ContentLength: r.ContentLength}
+	if r.URL.RawQuery != "" {
+		if t.LogQuery {
+			d.Query = r.URL.RawQuery
+		} else {
+			d.QueryOmitted = true
+		}
+	}
+	if up := r.Header.Get("Upgrade"); up != "" {
+		d.Upgrade = strings.ToLower(up)
+	}
+	if !Allowed(t.Rules, r.Method, r.URL.Path) {
+		d.Denied = "access_level"
+		s.submit(s.event("http.request", airlock.OutcomeDenied, mustJSON(d)))
+		writeError(w, r, http.StatusForbidden, "airlock: "+t.Access+" access to "+s.app.Resource+" does not allow "+r.Method+" "+r.URL.Path)
+		return
+	}
+	n := s.inflight.Add(1)
+	s.wg.Add(1)
+	defer func() {
+		s.inflight.Add(-1)
+		s.lastUse.Store(time.Now().UnixNano())
+		s.wg.Done()
+	}()
+	if t.MaxConcurrent > 0 && n > int64(t.MaxConcurrent) {
+		d.Denied = "max_concurrent"
+		s.submit(s.event("http.request", airlock.OutcomeDenied, mustJSON(d)))
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusTooManyRequests, "airlock: too many requests in flight in this session (the policy allows "+strconv.Itoa(t.MaxConcurrent)+")")
+		return
+	}
+	d.N = s.requests.Add(1)
+	p, ok := s.submit(s.event("http.request", airlock.OutcomeSuccess, mustJSON(d)))
+	if !ok {
+		s.g.unauthenticated(w, r, s.app, "the session has ended")
+		return
+	}
+	if t.StrictAudit {
+		s.g.cfg.Audit.Flush()
+		select {
+		case <-p.Done():
+		case <-s.ctx.Done():
+		case <-r.Context().Done():
+			return
+		}
+		if p.Err() != nil || s.ctx.Err() != nil {
+			writeError(w, r, http.StatusServiceUnavailable, "airlock: audit log unavailable — request not forwarded")
+			return
+		}
+	}
+	jwt, err := s.identity(r.Context())
+	if err != nil {
+		s.g.log.Error("sign identity", "session", s.id, "err", err)
+		writeError(w, r, http.StatusServiceUnavailable, "airlock: cannot sign the identity for the app; try again")
+		return
+	}
+
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(s.ctx, cancel) // the session's end cancels the request
+	defer stop()
+	defer cancel()
+	rs := &requestState{s: s, t: t, n: d.N, jwt: jwt}
+	ctx = context.WithValue(ctx, stateKey{}, rs)
+	start := time.Now()
+	body := &countingBody{rc: r.Body, n: &s.bytesIn}
+	out := &countingWriter{w: w, s: s}
+	r2 := r.WithContext(ctx)
+	if r.Body != nil && r.Body != http.NoBody {
+		r2.Body = body
+	}
+	s.g.proxy.ServeHTTP(out, r2)
+
+	rd := responseDetails{N: d.N, Status: out.status, BytesIn: body.total, BytesOut: out.total, DurationMS: time.Since(start).Milliseconds()}
+	if out.hijacked != nil {
+		rd.BytesIn += out.hijacked.in.Load()
+		rd.BytesOut += out.hijacked.out.Load()
+	}
+	outcome := airlock.OutcomeSuccess
+	if rs.err != nil {
+		outcome = airlock.OutcomeFailure
+		rd.Error = rs.err.Error()
+	}
+	s.submit(s.event("http.response", outcome, mustJSON(rd)))
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// rewrite builds the upstream request: the app's URL, X-Forwarded-*, the
+// brokered credential and the identity assertion; Airlock's own cookie,
+// token and any identity header the client sent are removed.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	rs := requestStateFrom(pr.In.Context())
+	t := rs.t
+	pr.SetURL(t.Upstream)
+	pr.SetXForwarded()
+	h := pr.Out.Header
+	if a := h.Get("Authorization"); a != "" {
+		if _, ours := bearerToken(a); ours {
+			h.Del("Authorization")
+		}
+	}
+	stripCookies(h)
+	h.Del(IdentityHeader)
+	h.Del("Forwarded")
+	for k, vs := range t.Header {
+		h[k] = vs
+	}
+	h.Set(IdentityHeader, rs.jwt)
+}
+
+// stripCookies removes the gateway's cookies from a Cookie header.
+func stripCookies(h http.Header) {
+	cs := h.Values("Cookie")
+	if len(cs) == 0 {
+		return
+	}
+	var keep []string
+	for _, line := range cs {
+		for _, part := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if name == "" || isOurCookie(name) {
+				continue
+			}
+			keep = append(keep, strings.TrimSpace(part))
+		}
+	}
+	h.Del("Cookie")
+	if len(keep) > 0 {
+		h.Set("Cookie", strings.Join(keep, "; "))
+	}
+}
+
+func isOurCookie(name string) bool { return strings.HasPrefix(strings.ToLower(name), "__host-airlock") }
+
+// modifyResponse keeps the app's cookies on its own host (no Domain: a
+// cookie for the apps domain would reach every sibling app), drops any
+// cookie in the gateway's name, and points redirects to the upstream's own
+// address back at the app's public host.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	rs := requestStateFrom(resp.Request.Context())
+	rs.status = resp.StatusCode
+	h := resp.Header
+	if cs := h.Values("Set-Cookie"); len(cs) > 0 {
+		h.Del("Set-Cookie")
+		for _, c := range cs {
+			if c2, ok := hostOnlyCookie(c); ok {
+				h.Add("Set-Cookie", c2)
+			}
+		}
+	}
+	if loc := h.Get("Location"); loc != "" {
+		h.Set("Location", g.publicLocation(loc, rs.t, resp.Request))
+	}
+	h.Del(IdentityHeader)
+	return nil
+}
+
+// hostOnlyCookie rewrites a Set-Cookie value without its Domain
+// attribute; ok is false for a cookie the app may not set.
+func hostOnlyCookie(v string) (string, bool) {
+	parts := strings.Split(v, ";")
+	name, _, _ := strings.Cut(strings.TrimSpace(parts[0]), "=")
+	if name == "" || isOurCookie(name) {
+		return "", false
+	}
+	out := parts[:1]
+	for _, a := range parts[1:] {
+		k, _, _ := strings.Cut(strings.TrimSpace(a), "=")
+		if strings.EqualFold(k, "domain") {
+			continue
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, ";"), true
+}
+
+// publicLocation rewrites an absolute redirect to the upstream's own
+// scheme and host into the app's public URL; other locations are kept.
+func (g *Gateway) publicLocation(loc string, t *Target, out *http.Request) string {
+	prefix := t.Upstream.Scheme + "://" + t.Upstream.Host
+	if !strings.HasPrefix(loc, prefix) {
+		return loc
+	}
+	rest := loc[len(prefix):]
+	if rest != "" && rest[0] != '/' && rest[0] != '?' && rest[0] != '#' {
+		return loc
+	}
+	return g.appURL(out.Header.Get("X-Forwarded-Host")) + rest
+}
+
+// appURL is the public base URL of an app host.
+func (g *Gateway) appURL(host string) string {
+	h := hostOnly(host)
+	if g.cfg.PublicPort != "" && g.cfg.PublicPort != "443" {
+		h = net.JoinHostPort(h, g.cfg.PublicPort)
+	}
+	return "https://" + h
+}
+
+// proxyError answers a request the app did not answer.
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	rs := requestStateFrom(r.Context())
+	if rs != nil {
+		rs.err = err
+		if rs.s.ctx.Err() != nil {
+			rs.status = http.StatusUnauthorized
+			writeError(w, r, http.StatusUnauthorized, "airlock: the session ended ("+rs.s.reasonText()+")")
+			return
+		}
+	}
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	g.log.Warn("app unreachable", "host", r.Host, "err", err)
+	if rs != nil {
+		rs.status = http.StatusBadGateway
+	}
+	writeError(w, r, http.StatusBadGateway, "airlock: the app did not answer")
+}
+
+func (s *session) reasonText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endReason.Text()
+}
+
+// countingBody counts the request body bytes read.
+type countingBody struct {
+	rc    io.ReadCloser
+	n     *atomic.Int64
+	total int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.total += int64(n)
+	b.n.Add(int64(n))
+	return n, err
+}
+func (b *countingBody) Close() error { return b.rc.Close() }
+
+// countingWriter counts response bytes, remembers the status, and hands
+// out counted, tracked connections on Hijack (upgrades).
+type countingWriter struct {
+	w        http.ResponseWriter
+	s        *session
+	status   int
+	total    int64
+	hijacked *countedConn
+}
+
+func (c *countingWriter) Header() http.Header { return c.w.Header() }
+func (c *countingWriter) WriteHeader(code int) {
+	if c.status == 0 || code >= 200 {
+		c.status = code
+	}
+	c.w.WriteHeader(code)
+}
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.w.Write(p)
+	c.total += int64(n)
+	c.s.bytesOut.Add(int64(n))
+	return n, err
+}
+func (c *countingWriter) Flush()                      { http.NewResponseController(c.w).Flush() }
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.w }
+
+// Hijack hands the reverse proxy the client connection for an upgrade,
+// tracked by the session (its end closes it) and counted.
+func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(c.w).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	cc := &countedConn{Conn: conn, s: c.s}
+	untrack, ok := c.s.track(cc)
+	if !ok {
+		conn.Close()
+		return nil, nil, errSessionEnded
+	}
+	cc.untrack = untrack
+	c.hijacked = cc
+	c.status = http.StatusSwitchingProtocols
+	return cc, brw, nil
+}
+
+type countedConn struct {
+	net.Conn
+	s       *session
+	in, out atomic.Int64
+	untrack func()
+	closed  atomic.Bool
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(int64(n))
+	c.s.bytesIn.Add(int64(n))
+	return n, err
+}
+func (c *countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(int64(n))
+	c.s.bytesOut.Add(int64(n))
+	return n, err
+}
+func (c *countedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) && c.untrack != nil {
+		c.untrack()
+	}
+	return c.Conn.Close()
+}

@@ -1,0 +1,379 @@
+package httpgw
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/secrets"
+)
+
+var errSessionEnded = errors.New("httpgw: session ended")
+
+// session is one token's use of one app on this node: it starts with the
+// first request that presents the token here and ends when the grant
+// does, or on revoke, kill, idle timeout, sign-out, an audit failure or
+// shutdown. Requests and streams in flight run under its context, so
+// ending it cancels them.
+type session struct {
+	g     *Gateway
+	key   [32]byte
+	tok   secrets.Secret
+	app   *App
+	id    string
+	ready chan struct{} // closed once open has returned
+	// openErr is open's error (set before ready is closed).
+	openErr error
+
+	tp     atomic.Pointer[Target] // set by open; replaced by check
+	source string
+	start  time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	ended     bool
+	endReason airlock.EndReason
+	checkedAt time.Time
+	conns     map[net.Conn]struct{} // upgraded connections (WebSocket)
+	timers    []*time.Timer
+	jwt       string
+	jwtExp    time.Time
+	endedCh   chan struct{}
+
+	inflight  atomic.Int64
+	lastUse   atomic.Int64 // unix nanos of the last request's end
+	requests  atomic.Int64
+	bytesIn   atomic.Int64
+	bytesOut  atomic.Int64
+	wg        sync.WaitGroup // requests in flight
+	receipts  chan airlock.AuditPending
+	watchDone chan struct{}
+}
+
+// receiptQueue bounds the audit receipts a session has outstanding; a
+// request waits for room.
+const receiptQueue = 1024
+
+func newSession(g *Gateway, key [32]byte, tok secrets.Secret, app *App) *session {
+	return &session{g: g, key: key, tok: tok, app: app, id: airlock.NewID("ses"), ready: make(chan struct{}),
+		conns: map[net.Conn]struct{}{}, endedCh: make(chan struct{})}
+}
+
+func (s *session) fail(err error) {
+	s.openErr = err
+	close(s.ready)
+}
+
+// open validates the token and records the session's start.
+func (s *session) open(ctx context.Context, browser bool, source string) error {
+	g := s.g
+	t, err := g.cfg.Auth.Authenticate(ctx, AuthRequest{App: s.app, Token: s.tok, SourceAddr: source, Browser: browser})
+	if err != nil {
+		return err
+	}
+	if t.Resource != s.app.Resource || t.Upstream == nil {
+		return airlock.Errorf(airlock.EUNAUTHORIZED, "this token is not for %s", s.app.Resource)
+	}
+	now := g.cfg.Now()
+	if !now.Before(t.EndsAt) || !now.Before(t.TokenExpiresAt) {
+		return airlock.Errorf(airlock.EUNAUTHORIZED, "the grant for %s has ended", s.app.Resource)
+	}
+	s.tp.Store(t)
+	s.source, s.start, s.checkedAt = source, now, now
+	s.lastUse.Store(now.UnixNano())
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.receipts = make(chan airlock.AuditPending, receiptQueue)
+	s.watchDone = make(chan struct{})
+
+	details := airlock.EventDetails("access", t.Access, "ends_at", t.EndsAt, "browser", browser, "host", s.app.Host,
+		"upstream", t.Upstream.Scheme+"://"+t.Upstream.Host, "strict_audit", t.StrictAudit)
+	if err := s.record(ctx, "session.started", airlock.OutcomeSuccess, details); err != nil {
+		s.cancel()
+		return airlock.WrapError(airlock.EUNAVAILABLE, "the audit log cannot be written; refused", err)
+	}
+	if g.cfg.Sessions != nil {
+		snap := s.snapshot()
+		if err := g.cfg.Sessions.CreateSession(ctx, &snap); err != nil {
+			s.cancel()
+			s.endRecorded(airlock.EndAuditUnavailable)
+			return airlock.WrapError(airlock.EUNAVAILABLE, "the session cannot be recorded; refused", err)
+		}
+	}
+	go s.watch()
+	s.mu.Lock()
+	s.timers = append(s.timers, time.AfterFunc(t.EndsAt.Sub(now), func() { s.end(airlock.EndGrantExpired) }))
+	if d := t.TokenExpiresAt.Sub(now); t.TokenExpiresAt.Before(t.EndsAt) {
+		// The token ran out before the grant: the client mints another.
+		s.timers = append(s.timers, time.AfterFunc(d, func() { s.end(airlock.EndClientClosed) }))
+	}
+	if t.IdleTimeout > 0 {
+		s.armIdle(t.IdleTimeout)
+	}
+	s.mu.Unlock()
+	close(s.ready)
+	g.log.Info("http session started", "session", s.id, "user", t.UserName, "app", s.app.Resource, "grant", t.GrantID)
+	return nil
+}
+
+// armIdle checks for idleness every d/4 (s.mu held).
+func (s *session) armIdle(d time.Duration) {
+	var tick func()
+	tick = func() {
+		if s.inflight.Load() == 0 && time.Since(time.Unix(0, s.lastUse.Load())) >= d {
+			s.end(airlock.EndIdleTimeout)
+			return
+		}
+		s.mu.Lock()
+		if !s.ended {
+			s.timers = append(s.timers, time.AfterFunc(d/4, tick))
+		}
+		s.mu.Unlock()
+	}
+	s.timers = append(s.timers, time.AfterFunc(d/4, tick))
+}
+
+func (s *session) isOpen() bool {
+	select {
+	case <-s.ready:
+	default:
+		return false
+	}
+	if s.openErr != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.ended
+}
+
+// check revalidates the token when it was last validated more than
+// Config.Recheck ago, so that a revocation this node never heard of still
+// ends access within Recheck. A refusal ends the session.
+func (s *session) check(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return errSessionEnded
+	}
+	now := s.g.cfg.Now()
+	fresh := now.Sub(s.checkedAt) < s.g.cfg.Recheck
+	s.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	t, err := s.g.cfg.Auth.Authenticate(ctx, AuthRequest{App: s.app, Token: s.tok, SourceAddr: s.source})
+	if err != nil {
+		if airlock.ErrorCode(err) == airlock.EUNAVAILABLE {
+			return err // the store is out: refuse this request, keep the session
+		}
+		s.end(refusalReason(err, s.target(), now))
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return errSessionEnded
+	}
+	if old := s.target(); t.GrantID != old.GrantID || t.UserID != old.UserID {
+		return airlock.Errorf(airlock.EUNAUTHORIZED, "the token changed hands")
+	}
+	s.tp.Store(t)
+	s.checkedAt = now
+	return nil
+}
+
+// refusalReason is the end reason for a token that no longer validates:
+// the reason the Authenticator gave (Details "end_reason"), else expiry
+// when the grant's end has passed, else a revocation.
+func refusalReason(err error, t *Target, now time.Time) airlock.EndReason {
+	var e *airlock.Error
+	if errors.As(err, &e) {
+		if r, _ := e.Details["end_reason"].(string); airlock.EndReason(r).Valid() {
+			return airlock.EndReason(r)
+		}
+	}
+	if t != nil && !now.Before(t.EndsAt) {
+		return airlock.EndGrantExpired
+	}
+	return airlock.EndGrantRevoked
+}
+
+// end ends the session once, with reason: requests in flight are
+// cancelled, upgraded connections closed, and the end is recorded once
+// they have returned. It reports whether this call ended it.
+func (s *session) end(reason airlock.EndReason) bool {
+	s.mu.Lock()
+	if s.ended || s.cancel == nil {
+		s.mu.Unlock()
+		return false
+	}
+	s.ended, s.endReason = true, reason
+	for _, t := range s.timers {
+		t.Stop()
+	}
+	conns := make([]net.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.g.wg.Add(1)
+	s.mu.Unlock()
+	close(s.endedCh)
+	s.g.remove(s)
+	s.cancel()
+	for _, c := range conns {
+		c.Close()
+	}
+	go func() {
+		defer s.g.wg.Done()
+		waitTimeout(&s.wg, 5*time.Second)
+		close(s.receipts)
+		<-s.watchDone
+		switch reason {
+		case airlock.EndSessionKilled, airlock.EndIdleTimeout:
+			// The token must not open the next session by itself: the
+			// browser or client signs in again.
+			if err := s.g.cfg.Auth.Revoke(context.Background(), s.tok); err != nil {
+				s.g.log.Error("revoke http token", "session", s.id, "err", err)
+			}
+		}
+		s.endRecorded(reason)
+	}()
+	return true
+}
+
+// endRecorded records session.ended and the session row's end.
+func (s *session) endRecorded(reason airlock.EndReason) {
+	ctx := context.Background()
+	details := airlock.EventDetails("end_reason", reason, "requests", s.requests.Load(), "bytes_in", s.bytesIn.Load(),
+		"bytes_out", s.bytesOut.Load(), "duration_ms", s.g.cfg.Now().Sub(s.start).Milliseconds())
+	if err := s.record(ctx, "session.ended", airlock.OutcomeSuccess, details); err != nil {
+		s.g.log.Error("audit session.ended", "session", s.id, "err", err)
+	}
+	if s.g.cfg.Sessions != nil {
+		snap := s.snapshot()
+		snap.EndedAt = s.g.cfg.Now()
+		snap.EndReason = string(reason)
+		if err := s.g.cfg.Sessions.EndSession(ctx, &snap); err != nil && airlock.ErrorCode(err) != airlock.ECONFLICT {
+			s.g.log.Error("end session", "session", s.id, "err", err)
+		}
+	}
+	s.g.log.Info("http session ended", "session", s.id, "reason", reason, "requests", s.requests.Load())
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+// record writes a session event durably (Submit, then wait).
+func (s *session) record(ctx context.Context, action, outcome string, details []byte) error {
+	p := s.g.cfg.Audit.Submit(s.event(action, outcome, details))
+	s.g.cfg.Audit.Flush()
+	select {
+	case <-p.Done():
+		return p.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *session) event(action, outcome string, details []byte) airlock.Event {
+	t := s.target()
+	return airlock.Event{Actor: airlock.Actor{ID: t.UserID, Name: t.UserName}, Action: action, Resource: s.app.Resource,
+		GrantID: t.GrantID, SessionID: s.id, SourceAddr: s.source, Outcome: outcome, Details: details}
+}
+
+// watch waits for the session's audit receipts in order; the first
+// failure ends the session (audit first, fail closed).
+func (s *session) watch() {
+	defer close(s.watchDone)
+	for p := range s.receipts {
+		<-p.Done()
+		if p.Err() != nil {
+			s.g.log.Error("audit http.request", "session", s.id, "err", p.Err())
+			go s.end(airlock.EndAuditUnavailable)
+			for range s.receipts {
+			}
+			return
+		}
+	}
+}
+
+// submit enters a request event into the audit pipeline and queues its
+// receipt for the watcher. It reports false once the session has ended.
+func (s *session) submit(e airlock.Event) (airlock.AuditPending, bool) {
+	s.mu.Lock()
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		return nil, false
+	}
+	p := s.g.cfg.Audit.Submit(e)
+	select {
+	case s.receipts <- p:
+		return p, true
+	case <-s.ctx.Done():
+		return nil, false
+	}
+}
+
+// identity returns the signed assertion for the app, re-signing when the
+// cached one has less than a third of its life left.
+func (s *session) identity(ctx context.Context) (string, error) {
+	now := s.g.cfg.Now()
+	s.mu.Lock()
+	if s.jwt != "" && now.Before(s.jwtExp) {
+		j := s.jwt
+		s.mu.Unlock()
+		return j, nil
+	}
+	s.mu.Unlock()
+	t := s.target()
+	j, exp, err := s.g.cfg.Identity.Sign(ctx, Identity{UserID: t.UserID, UserName: t.UserName, Groups: t.Groups,
+		GrantID: t.GrantID, Access: t.Access, EndsAt: t.EndsAt, Audience: s.app.Resource})
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.jwt, s.jwtExp = j, now.Add(exp.Sub(now)*2/3)
+	s.mu.Unlock()
+	return j, nil
+}
+
+// track registers an upgraded connection so that ending the session
+// closes it; the returned func unregisters it.
+func (s *session) track(c net.Conn) (untrack func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return nil, false
+	}
+	s.conns[c] = struct{}{}
+	return func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}, true
+}
+
+func (s *session) target() *Target { return s.tp.Load() }
+
+func (s *session) snapshot() airlock.Session {
+	s.mu.Lock()
+	reason := s.endReason
+	s.mu.Unlock()
+	t := s.target()
+	return airlock.Session{ID: s.id, GrantID: t.GrantID, UserID: t.UserID, UserName: t.UserName, Resource: s.app.Resource,
+		Kind: airlock.KindHTTP, Access: t.Access, SourceAddr: s.source, Node: s.g.cfg.Node, StartedAt: s.start,
+		EndReason: string(reason), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), Statements: s.requests.Load()}
+}
