@@ -38,9 +38,21 @@ type ResourceOptions struct {
 	// brokered password in cleartext without a verified TLS certificate.
 	AllowCleartextPassword bool     `json:"allow_cleartext_password,omitempty"`
 	TLS                    string   `json:"tls,omitempty"`      // postgres upstream: disable | require | verify-ca | verify-full (libpq sslmode)
-	TLSCA                  string   `json:"tls_ca,omitempty"`   // postgres upstream: PEM CA certificates (sslrootcert); none: system roots
+	TLSCA                  string   `json:"tls_ca,omitempty"`   // postgres and https upstreams: PEM CA certificates (sslrootcert); none: system roots
 	Logins                 []string `json:"logins,omitempty"`   // ssh: allowed logins
 	HostKey                string   `json:"host_key,omitempty"` // ssh: pinned host key (authorized_keys format)
+	// PublicHost is the host an http app is served at (default
+	// RESOURCE.<apps domain>).
+	PublicHost string `json:"public_host,omitempty"`
+	// Levels are http access levels that broker no credential.
+	Levels []string `json:"levels,omitempty"`
+	// Allow lists, per http access level, the only requests it may send
+	// (airlock.HTTPRule text, "GET,HEAD /"); a level without rules may
+	// send anything.
+	Allow map[string][]string `json:"allow,omitempty"`
+	// AuthHeader is the header an http credential without a user goes in
+	// (default Authorization, as a bearer token).
+	AuthHeader string `json:"auth_header,omitempty"`
 	// ReadOnly lists access levels that start sessions read-only.
 	ReadOnly []string          `json:"read_only,omitempty"`
 	Extra    map[string]string `json:"extra,omitempty"`
@@ -141,7 +153,7 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		r.Labels = map[string]string{}
 	}
 	for level, c := range in.Credentials {
-		if level == "" || c.User == "" {
+		if level == "" || (c.User == "" && in.Kind != airlock.KindHTTP) {
 			return nil, airlock.Errorf(airlock.EINVALID, "credential %q of %s needs a user", level, in.Name)
 		}
 		plain, _ := json.Marshal(sealedCredential(c))
@@ -165,8 +177,23 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		if slices.Contains(in.Options.Databases, "") {
 			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: an empty name in databases", in.Name)
 		}
-	} else if in.Options.TLS != "" || in.Options.TLSCA != "" || len(in.Options.Databases) > 0 || in.Options.AllowCleartextPassword {
+	} else if in.Options.TLS != "" || (in.Options.TLSCA != "" && in.Kind != airlock.KindHTTP) || len(in.Options.Databases) > 0 || in.Options.AllowCleartextPassword {
 		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslmode, sslrootcert, databases and allow_cleartext_password apply to postgres resources only", in.Name)
+	}
+	if in.Kind == airlock.KindHTTP {
+		for _, l := range in.Options.Levels {
+			if _, ok := r.Credentials[l]; !ok {
+				r.Credentials[l] = nil // an access level that brokers nothing
+			}
+		}
+		if len(r.Credentials) == 0 {
+			return nil, airlock.Errorf(airlock.EINVALID, "resource %s needs an access level: --level NAME or --credential NAME=…", in.Name)
+		}
+		if err := checkHTTPResource(in.Name, in.Addr, in.Options, sortedLevels(r)); err != nil {
+			return nil, err
+		}
+	} else if in.Options.PublicHost != "" || len(in.Options.Levels) > 0 || len(in.Options.Allow) > 0 || in.Options.AuthHeader != "" {
+		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: public_host, levels, allow and auth_header apply to http resources only", in.Name)
 	}
 	if in.Kind == airlock.KindSSH {
 		for _, l := range in.Options.Logins {
@@ -188,6 +215,9 @@ func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource,
 		in.Options.Databases = strings.Split(dbs, ",")
 	}
 	in.Options.AllowCleartextPassword = spec.Options["allow_cleartext_password"] == "true"
+	if spec.Kind == airlock.KindHTTP {
+		httpSpecOptions(spec.Options, &in.Options)
+	}
 	// Every file and variable named here resolves through s.creds only:
 	// never the data dir, never the server's own settings.
 	if path := spec.Options["sslrootcert"]; path != "" {

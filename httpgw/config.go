@@ -166,8 +166,8 @@ type Target struct {
 	// brokered credential (never logged, never sent back to the client).
 	Header http.Header
 	// Rules, when not empty, are the only requests this access level may
-	// send (see Rule); everything else gets 403.
-	Rules []Rule
+	// send (see airlock.HTTPRule); everything else gets 403.
+	Rules []airlock.HTTPRule
 	// LogQuery keeps query strings in http.request events.
 	LogQuery bool
 	// StrictAudit forwards a request only once its http.request event is

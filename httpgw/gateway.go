@@ -154,7 +154,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reserved(w, r, app)
 		return
 	}
-	if !cleanPath(r.URL.Path) {
+	if !airlock.CleanHTTPPath(r.URL.Path) {
 		writeError(w, r, http.StatusBadRequest, "airlock: the request path must be clean (no //, . or .. segments, no backslash)")
 		return
 	}

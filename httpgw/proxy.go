@@ -76,7 +76,7 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	if up := r.Header.Get("Upgrade"); up != "" {
 		d.Upgrade = strings.ToLower(up)
 	}
-	if !Allowed(t.Rules, r.Method, r.URL.Path) {
+	if !airlock.HTTPAllowed(t.Rules, r.Method, r.URL.Path) {
 		d.Denied = "access_level"
 		s.submit(s.event("http.request", airlock.OutcomeDenied, mustJSON(d)))
 		writeError(w, r, http.StatusForbidden, "airlock: "+t.Access+" access to "+s.app.Resource+" does not allow "+r.Method+" "+r.URL.Path)

@@ -397,7 +397,7 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 		r.Labels = d.strMap(v.v, what+": labels")
 	}
 	if v, ok := f["options"]; ok {
-		r.Options = d.strMap(listOptions(d, v.v, what+": options", "databases"), what+": options")
+		r.Options = d.strMap(listOptions(d, v.v, what+": options", "databases", "levels"), what+": options")
 		if r.Kind == airlock.KindPostgres {
 			postgresOptions(d, v.v, what, r.Options)
 		}

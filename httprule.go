@@ -1,20 +1,19 @@
-package httpgw
+package airlock
 
 import (
 	"fmt"
-	"net/http"
 	"path"
 	"slices"
 	"strings"
 )
 
-// Rule allows some methods on a path and everything below it. Its text
+// HTTPRule allows some methods on a path and everything below it. Its text
 // form is "METHODS PATH": a comma-separated list of methods or "*", a
 // space, and an absolute path ("GET,HEAD /", "* /api/"). A PATH that ends
 // in "/" matches itself and everything below; any other PATH matches
 // itself and everything below PATH + "/" (so "/api" does not match
 // "/apix").
-type Rule struct {
+type HTTPRule struct {
 	Methods []string // upper case; nil means any method
 	Path    string
 }
@@ -22,27 +21,28 @@ type Rule struct {
 // maxRuleLen bounds a rule's text.
 const maxRuleLen = 1024
 
-// ParseRule parses the text form of a Rule.
-func ParseRule(s string) (Rule, error) {
+// ParseHTTPRule parses the text form of an HTTPRule; an http resource's
+// allow option holds them per access level.
+func ParseHTTPRule(s string) (HTTPRule, error) {
 	if len(s) > maxRuleLen {
-		return Rule{}, fmt.Errorf("rule longer than %d bytes", maxRuleLen)
+		return HTTPRule{}, fmt.Errorf("rule longer than %d bytes", maxRuleLen)
 	}
 	ms, p, ok := strings.Cut(strings.TrimSpace(s), " ")
 	p = strings.TrimSpace(p)
 	if !ok || ms == "" || p == "" {
-		return Rule{}, fmt.Errorf("rule %q: want \"METHODS PATH\", e.g. \"GET,HEAD /\" or \"* /api/\"", s)
+		return HTTPRule{}, fmt.Errorf("rule %q: want \"METHODS PATH\", e.g. \"GET,HEAD /\" or \"* /api/\"", s)
 	}
-	if !strings.HasPrefix(p, "/") || !cleanPath(p) {
-		return Rule{}, fmt.Errorf("rule %q: the path must be absolute and clean (no //, . or .. segments)", s)
+	if !strings.HasPrefix(p, "/") || !CleanHTTPPath(p) {
+		return HTTPRule{}, fmt.Errorf("rule %q: the path must be absolute and clean (no //, . or .. segments)", s)
 	}
-	r := Rule{Path: p}
+	r := HTTPRule{Path: p}
 	if ms == "*" {
 		return r, nil
 	}
 	for _, m := range strings.Split(ms, ",") {
 		m = strings.ToUpper(strings.TrimSpace(m))
 		if m == "" || strings.IndexFunc(m, func(c rune) bool { return c < 'A' || c > 'Z' }) >= 0 {
-			return Rule{}, fmt.Errorf("rule %q: %q is not an HTTP method", s, m)
+			return HTTPRule{}, fmt.Errorf("rule %q: %q is not an HTTP method", s, m)
 		}
 		if !slices.Contains(r.Methods, m) {
 			r.Methods = append(r.Methods, m)
@@ -52,7 +52,7 @@ func ParseRule(s string) (Rule, error) {
 }
 
 // String is r's text form.
-func (r Rule) String() string {
+func (r HTTPRule) String() string {
 	if r.Methods == nil {
 		return "* " + r.Path
 	}
@@ -60,7 +60,7 @@ func (r Rule) String() string {
 }
 
 // Allows reports whether r admits method on p (a clean, decoded path).
-func (r Rule) Allows(method, p string) bool {
+func (r HTTPRule) Allows(method, p string) bool {
 	if r.Methods != nil && !slices.Contains(r.Methods, method) {
 		return false
 	}
@@ -70,9 +70,10 @@ func (r Rule) Allows(method, p string) bool {
 	return p == r.Path || strings.HasPrefix(p, r.Path+"/")
 }
 
-// Allowed reports whether rules admit method on p: any rule does, or there
-// are no rules. p must be clean (see cleanPath); callers refuse others.
-func Allowed(rules []Rule, method, p string) bool {
+// HTTPAllowed reports whether rules admit method on p: any rule does, or
+// there are no rules. p must be clean (see CleanHTTPPath); callers refuse
+// others.
+func HTTPAllowed(rules []HTTPRule, method, p string) bool {
 	if len(rules) == 0 {
 		return true
 	}
@@ -84,10 +85,10 @@ func Allowed(rules []Rule, method, p string) bool {
 	return false
 }
 
-// cleanPath reports whether p is an absolute path with no empty, "." or
+// CleanHTTPPath reports whether p is an absolute path with no empty, "." or
 // ".." segments and no NUL or backslash, so that the gateway's rules and
 // the app see the same path. A trailing slash is allowed.
-func cleanPath(p string) bool {
+func CleanHTTPPath(p string) bool {
 	if p == "" || p[0] != '/' || strings.ContainsAny(p, "\\\x00") {
 		return false
 	}
@@ -96,9 +97,4 @@ func cleanPath(p string) bool {
 	}
 	c := path.Clean(p)
 	return c == p || c+"/" == p
-}
-
-// methodIsSafe reports whether m only reads (RFC 9110 9.2.1).
-func methodIsSafe(m string) bool {
-	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
