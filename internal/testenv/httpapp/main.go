@@ -122,10 +122,10 @@ type app struct {
 	sseOpen   atomic.Int64
 	sseTotal  atomic.Int64
 
-	mu     sync.Mutex
+	mu      sync.Mutex
 	byRoute map[string]int64 // "METHOD pattern" → requests
-	items  []item
-	nextID int
+	items   []item
+	nextID  int
 }
 
 type item struct {
