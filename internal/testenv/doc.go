@@ -1,7 +1,9 @@
 // Package testenv starts real, throwaway servers for integration tests:
-// a PostgreSQL cluster from the installed binaries (Postgres). Servers are
-// started once per test binary and torn down by RunMain, which packages
-// call from their TestMain.
+// a PostgreSQL cluster from the installed binaries (Postgres), a real sshd
+// (SSHD), and the HTTP gateway's upstream web app (StartHTTPApp, built from
+// internal/testenv/httpapp). The cluster is started once per test binary
+// and torn down by RunMain, which packages call from their TestMain; the
+// others are stopped when their test ends.
 //
 // When a required binary is missing the test is skipped with a message
 // that says what to install, unless the environment variable CI is set,
