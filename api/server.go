@@ -65,6 +65,11 @@ type GatewayInfo struct {
 	TLSCA     string `json:"tls_ca,omitempty"`      // PEM of the gateway TLS CA
 	SSHHostCA string `json:"ssh_host_ca,omitempty"` // authorized_keys line of the host CA
 	SSHUserCA string `json:"ssh_user_ca,omitempty"` // authorized_keys line of the user CA (for TrustedUserCAKeys)
+	// The HTTP gateway: its address, the apps domain and the port apps are
+	// reached on (https://APP.DOMAIN:PORT).
+	HTTPAppsAddr   string `json:"http_apps_addr,omitempty"`
+	HTTPAppsDomain string `json:"http_apps_domain,omitempty"`
+	HTTPAppsPort   string `json:"http_apps_port,omitempty"`
 }
 
 // Handler returns the API's http.Handler. Call once after the fields are set.

@@ -28,6 +28,13 @@ type serverConfig struct {
 	PGAddr         string `yaml:"pg_addr"`
 	PGUpstreamIdle int    `yaml:"pg_upstream_idle"`
 	SSHAddr        string `yaml:"ssh_addr"`
+	// The HTTP gateway: where it listens, the apps domain its hosts are
+	// under, the port browsers reach it on, and its certificate.
+	HTTPAppsAddr       string `yaml:"http_apps_addr"`
+	HTTPAppsDomain     string `yaml:"http_apps_domain"`
+	HTTPAppsPublicPort string `yaml:"http_apps_public_port"`
+	HTTPAppsCert       string `yaml:"http_apps_cert"`
+	HTTPAppsKey        string `yaml:"http_apps_key"`
 	PublicURL      string `yaml:"public_url"`
 	LogLevel       string `yaml:"log_level"`
 
@@ -92,6 +99,8 @@ func defaultServerConfig() serverConfig {
 		PGAddr:             "127.0.0.1:7432",
 		PGUpstreamIdle:     pgproxy.DefaultUpstreamIdle,
 		SSHAddr:            "127.0.0.1:7022",
+		HTTPAppsAddr:       "127.0.0.1:7443",
+		HTTPAppsDomain:     "apps.localhost",
 		LogLevel:           "info",
 		SessionIdle:        time.Hour,
 		SessionLifetime:    12 * time.Hour,
@@ -135,6 +144,11 @@ func (c *serverConfig) keys() []configKey {
 		{"pg-addr", "PostgreSQL gateway address (empty disables)", &c.PGAddr},
 		{"pg-upstream-idle", "idle upstream connections kept per upstream login for reuse after DISCARD ALL (0 keeps none)", &c.PGUpstreamIdle},
 		{"ssh-addr", "SSH gateway address (empty disables)", &c.SSHAddr},
+		{"http-apps-addr", "HTTP gateway address: web apps behind grants, each at its own host under --http-apps-domain (empty disables)", &c.HTTPAppsAddr},
+		{"http-apps-domain", "domain the HTTP gateway serves apps under: app grafana is https://grafana.DOMAIN (*.localhost needs no DNS on a laptop)", &c.HTTPAppsDomain},
+		{"http-apps-public-port", "port browsers reach the HTTP gateway on, for redirects (default: the port of --http-apps-addr)", &c.HTTPAppsPublicPort},
+		{"http-apps-cert", "PEM certificate for *.DOMAIN (default: one issued by the data dir's CA)", &c.HTTPAppsCert},
+		{"http-apps-key", "PEM private key of --http-apps-cert", &c.HTTPAppsKey},
 		{"gateway-handshake-timeout", "time a gateway client has to authenticate (TLS, startup, SSH key exchange, upstream connect)", &c.HandshakeTimeout},
 		{"gateway-max-pending", "connections still authenticating per gateway listener; more are refused (capped at a quarter of the open-file limit)", &c.MaxPending},
 		{"gateway-max-pending-per-source", "connections still authenticating per gateway listener from one IPv4 address or IPv6 /64", &c.MaxPendingPerSource},

@@ -89,6 +89,7 @@ func startHarness(t *testing.T, dataDir string, clk *fakeClock, tweak func(*serv
 	cfg.HTTPAddr = freeAddr(t)
 	cfg.PGAddr = ""
 	cfg.SSHAddr = ""
+	cfg.HTTPAppsAddr = ""
 	cfg.PublicURL = "http://localhost:" + cfg.HTTPAddr[strings.LastIndex(cfg.HTTPAddr, ":")+1:]
 	cfg.SweepInterval = 50 * time.Millisecond
 	cfg.SessionIdle = 8 * time.Hour

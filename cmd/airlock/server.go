@@ -28,9 +28,11 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/assertion"
 	"github.com/airlockhq/airlock/audit"
 	"github.com/airlockhq/airlock/auth"
 	"github.com/airlockhq/airlock/datadir"
+	"github.com/airlockhq/airlock/httpgw"
 	"github.com/airlockhq/airlock/identity"
 	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/mfa"
@@ -130,6 +132,8 @@ type server struct {
 	access   *access.Service
 	pg       *pgproxy.Gateway
 	ssh      *sshproxy.Gateway
+	http     *httpgw.Gateway  // nil unless --http-apps-addr
+	idKeys   *assertion.Keys  // the identity assertions' keys (JWKS)
 	bus      *access.Bus       // the revocation bus, replicated when the store carries revocations
 	gateways []airlock.Gateway // every gateway built: revocations and shutdown reach each
 	ca       *sshca.CA
@@ -156,7 +160,13 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		return err
 	}
 	defer httpLn.Close()
-	var pgLn, sshLn net.Listener
+	var pgLn, sshLn, appsLn net.Listener
+	if c.HTTPAppsAddr != "" {
+		if appsLn, err = listen("http-apps-addr", c.HTTPAppsAddr); err != nil {
+			return err
+		}
+		defer appsLn.Close()
+	}
 	if c.PGAddr != "" {
 		if pgLn, err = listen("pg-addr", c.PGAddr); err != nil {
 			return err
@@ -221,7 +231,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 				return audit.Export(ctx, store, w, f)
 			},
 			Verify: func(ctx context.Context) (any, error) { return audit.Verify(ctx, store, s.audit.PublicKey()) }},
-		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey(), SSHUserCA: s.ca.UserCAAuthorizedKey()}}
+		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, HTTPAppsAddr: c.HTTPAppsAddr, HTTPAppsDomain: appsDomain(c), HTTPAppsPort: appsPort(c), TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey(), SSHUserCA: s.ca.UserCAAuthorizedKey()}}
 	apiSrv.SSHCA = s.ca
 	if recs, err := recording.NewDir(dir.File("recordings")); err == nil {
 		apiSrv.Recordings = func(ctx context.Context, key string) (io.ReadCloser, error) { return recs.Open(ctx, key) }
@@ -251,6 +261,8 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// The keys apps verify the HTTP gateway's identity assertions with.
+	mux.Handle("GET /.well-known/jwks.json", s.idKeys.Handler())
 	// Push MFA keeps its challenges in the store: any replica can begin, answer or poll one.
 	push := s.ident.NewPush(identity.PushConfig{})
 	pushAPI := http.NewCrossOriginProtection().Handler(apiSrv.PushHandler(c.PublicURL, push))
@@ -315,8 +327,11 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	if sshLn != nil {
 		go serve("ssh", func() error { return s.ssh.Serve(runCtx, sshLn) })
 	}
+	if appsLn != nil {
+		go serve("http-apps", func() error { return s.http.Serve(appsLn) })
+	}
 
-	logger.Info("airlock server started", "version", version, "http", httpLn.Addr().String(), "pg", c.PGAddr, "ssh", c.SSHAddr,
+	logger.Info("airlock server started", "version", version, "http", httpLn.Addr().String(), "pg", c.PGAddr, "ssh", c.SSHAddr, "http_apps", c.HTTPAppsAddr,
 		"store", storeDesc, "data_dir", dir.Path, "created", dir.Created)
 
 	<-ctx.Done()
@@ -451,13 +466,19 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			return err
 		}
 	}
-	// One list, in a fixed order (pg, then ssh): every revocation and the
+	if err := s.buildHTTPGateway(); err != nil {
+		return err
+	}
+	// One list, in a fixed order (pg, ssh, http): every revocation and the
 	// shutdown reach each gateway through the root package's contract.
 	if s.pg != nil {
 		s.gateways = append(s.gateways, s.pg)
 	}
 	if s.ssh != nil {
 		s.gateways = append(s.gateways, s.ssh)
+	}
+	if s.http != nil {
+		s.gateways = append(s.gateways, s.http)
 	}
 	bus.Subscribe(func(r airlock.Revocation) {
 		for _, gw := range s.gateways {
