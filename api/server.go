@@ -86,6 +86,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Access != nil {
 		s.routesAccess()
 		s.routesConnect()
+		s.routesHTTP()
 	}
 	if s.Audit != nil {
 		s.routesAudit()

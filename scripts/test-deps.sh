@@ -4,6 +4,7 @@
 set -euo pipefail
 need=()
 command -v oathtool >/dev/null || need+=(oathtool)
+command -v curl >/dev/null || need+=(curl) # airlock curl through the HTTP gateway
 command -v gcc >/dev/null || need+=(gcc) # go test -race needs cgo
 command -v chromium >/dev/null || need+=(chromium)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)

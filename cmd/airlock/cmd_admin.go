@@ -112,6 +112,8 @@ func newAdminCmd() *cobra.Command {
 	var kind, addr, database string
 	var labels, creds, logins, readOnly, databases []string
 	var hostKey, sslMode, sslRootCert string
+	var publicHost, authHeader string
+	var levels, allows []string
 	var allowCleartext bool
 	addRes := &cobra.Command{Use: "add NAME --kind postgres|ssh|http --addr HOST:PORT", Short: "Add a resource",
 		Long: `Add a resource. Brokered credentials are given as --credential LEVEL=USER:SOURCE where SOURCE is
@@ -120,7 +122,15 @@ sealed there and never shown again. Example:
 
   PROD_RO=… airlock admin resources add prod-db --kind postgres --addr db:5432 --database app \
       --allow-database app_archive --sslmode verify-full --sslrootcert db-ca.pem \
-      --label env=prod --credential read=app_ro:env:PROD_RO --credential write=app_rw:file:/run/secrets/rw`,
+      --label env=prod --credential read=app_ro:env:PROD_RO --credential write=app_rw:file:/run/secrets/rw
+
+An http resource is a web app: --addr is its base URL; each access level either brokers a
+secret (--credential LEVEL=:env:VAR sends "Authorization: Bearer SECRET", LEVEL=USER:… basic
+auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--level NAME), and
+--allow limits a level to some requests:
+
+  GRAFANA_TOKEN=… airlock admin resources add grafana --kind http --addr http://10.0.0.5:3000 \
+      --level view --allow 'view=GET,HEAD /' --credential admin=:env:GRAFANA_TOKEN`,
 		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newCLI(cmd)
 			if err != nil {
@@ -129,7 +139,17 @@ sealed there and never shown again. Example:
 			c.otp = otp
 			in := access.ResourceInput{Name: args[0], Kind: kind, Addr: addr, Labels: map[string]string{}, Credentials: map[string]access.CredentialInput{},
 				Options: access.ResourceOptions{Database: database, Databases: databases, Logins: logins, HostKey: hostKey, ReadOnly: readOnly, TLS: sslMode,
-					AllowCleartextPassword: allowCleartext}}
+					AllowCleartextPassword: allowCleartext, PublicHost: publicHost, Levels: levels, AuthHeader: authHeader}}
+			for _, a := range allows {
+				level, rule, ok := strings.Cut(a, "=")
+				if !ok || level == "" || rule == "" {
+					return fmt.Errorf("%w: --allow %q: want LEVEL=METHODS PATH, e.g. --allow 'read=GET,HEAD /'", errUsage, a)
+				}
+				if in.Options.Allow == nil {
+					in.Options.Allow = map[string][]string{}
+				}
+				in.Options.Allow[level] = append(in.Options.Allow[level], rule)
+			}
 			if sslRootCert != "" {
 				b, err := os.ReadFile(sslRootCert)
 				if err != nil {
@@ -147,7 +167,7 @@ sealed there and never shown again. Example:
 			for _, cr := range creds {
 				level, rest, ok := strings.Cut(cr, "=")
 				user, src, ok2 := strings.Cut(rest, ":")
-				if !ok || !ok2 || level == "" || user == "" {
+				if !ok || !ok2 || level == "" || (user == "" && kind != airlock.KindHTTP) {
 					return fmt.Errorf("%w: --credential %q: want LEVEL=USER:env:VAR or LEVEL=USER:file:PATH", errUsage, cr)
 				}
 				pw, err := readCredentialSource(src)
@@ -167,7 +187,11 @@ sealed there and never shown again. Example:
 			return nil
 		}}
 	addRes.Flags().StringVar(&kind, "kind", "", "postgres, ssh or http")
-	addRes.Flags().StringVar(&addr, "addr", "", "HOST:PORT of the resource")
+	addRes.Flags().StringVar(&addr, "addr", "", "HOST:PORT of the resource (http: the app's base URL)")
+	addRes.Flags().StringVar(&publicHost, "public-host", "", "http: the host the app is served at (default NAME.<apps domain>)")
+	addRes.Flags().StringArrayVar(&levels, "level", nil, "http: an access level that brokers no credential (repeatable)")
+	addRes.Flags().StringArrayVar(&allows, "allow", nil, "http: LEVEL=METHODS PATH, the only requests LEVEL may send (repeatable), e.g. 'read=GET,HEAD /'")
+	addRes.Flags().StringVar(&authHeader, "auth-header", "", "http: header a credential without a user goes in (default: Authorization: Bearer)")
 	addRes.Flags().StringVar(&database, "database", "", "postgres: upstream database name (default: the resource name)")
 	addRes.Flags().StringArrayVar(&databases, "allow-database", nil, "postgres: another upstream database clients may open as RESOURCE/DB (repeatable; default: only --database)")
 	addRes.Flags().BoolVar(&allowCleartext, "allow-cleartext-password", false, "postgres: send the brokered password when the database asks for it in cleartext without a verified TLS certificate (default: refuse)")
@@ -177,7 +201,7 @@ sealed there and never shown again. Example:
 	addRes.Flags().StringArrayVar(&readOnly, "read-only", nil, "access levels whose sessions start read-only (default: read, ro, readonly)")
 	addRes.Flags().StringVar(&hostKey, "host-key", "", "ssh: pinned host key (authorized_keys format)")
 	addRes.Flags().StringVar(&sslMode, "sslmode", "", "postgres: TLS to the database: disable (default), require, verify-ca or verify-full")
-	addRes.Flags().StringVar(&sslRootCert, "sslrootcert", "", "postgres: PEM file of the CA certificates the database's certificate must chain to (default: system roots)")
+	addRes.Flags().StringVar(&sslRootCert, "sslrootcert", "", "postgres, https apps: PEM file of the CA certificates the upstream's certificate must chain to (default: system roots)")
 	listRes := &cobra.Command{Use: "list", Short: "List resources", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		c, err := newCLI(cmd)
 		if err != nil {

@@ -1,0 +1,54 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/identity"
+)
+
+// HTTPTokenResponse is a minted app token for the HTTP gateway, with where
+// to reach the app.
+type HTTPTokenResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	GrantID   string    `json:"grant_id"`
+	Resource  string    `json:"resource"`
+	Access    string    `json:"access"`
+	GrantEnds time.Time `json:"grant_ends_at"`
+	// Host is the app's public host; GatewayAddr and Port are where the
+	// gateway listens and the port apps are reached on.
+	Host        string `json:"host"`
+	GatewayAddr string `json:"gateway_addr"`
+	Port        string `json:"port"`
+	// TLSCA is the PEM of the CA the gateway's certificate chains to
+	// (when it is the data dir's own).
+	TLSCA string `json:"tls_ca,omitempty"`
+}
+
+// HTTPTokenRenewBefore is when a client renews an app token: this long
+// before it expires (a third of access.HTTPTokenTTL).
+const HTTPTokenRenewBefore = 5 * time.Minute
+
+func (s *Server) routesHTTP() {
+	s.mux.HandleFunc("POST /api/v1/http/tokens", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		if s.Gateways.HTTPAppsDomain == "" {
+			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "the HTTP gateway is not enabled on this server (--http-apps-addr)"))
+			return
+		}
+		var in ConnectRequest
+		if err := decode(r, &in); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		t, err := s.Access.MintHTTPToken(r.Context(), p, in.Resource, in.Access, in.OTP, s.Gateways.HTTPAppsDomain)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, HTTPTokenResponse{Token: t.Token, ExpiresAt: t.ExpiresAt, GrantID: t.GrantID,
+			Resource: t.Resource, Access: t.Access, GrantEnds: t.GrantEnds, Host: t.Host,
+			GatewayAddr: s.Gateways.HTTPAppsAddr, Port: s.Gateways.HTTPAppsPort, TLSCA: s.Gateways.TLSCA})
+	}))
+}
