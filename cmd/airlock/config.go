@@ -35,8 +35,8 @@ type serverConfig struct {
 	HTTPAppsPublicPort string `yaml:"http_apps_public_port"`
 	HTTPAppsCert       string `yaml:"http_apps_cert"`
 	HTTPAppsKey        string `yaml:"http_apps_key"`
-	PublicURL      string `yaml:"public_url"`
-	LogLevel       string `yaml:"log_level"`
+	PublicURL          string `yaml:"public_url"`
+	LogLevel           string `yaml:"log_level"`
 
 	SessionIdle     time.Duration `yaml:"session_idle_timeout"`
 	SessionLifetime time.Duration `yaml:"session_lifetime"`

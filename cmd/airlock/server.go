@@ -132,8 +132,8 @@ type server struct {
 	access   *access.Service
 	pg       *pgproxy.Gateway
 	ssh      *sshproxy.Gateway
-	http     *httpgw.Gateway  // nil unless --http-apps-addr
-	idKeys   *assertion.Keys  // the identity assertions' keys (JWKS)
+	http     *httpgw.Gateway   // nil unless --http-apps-addr
+	idKeys   *assertion.Keys   // the identity assertions' keys (JWKS)
 	bus      *access.Bus       // the revocation bus, replicated when the store carries revocations
 	gateways []airlock.Gateway // every gateway built: revocations and shutdown reach each
 	ca       *sshca.CA
