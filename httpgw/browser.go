@@ -21,26 +21,6 @@ func StateHash(state string) string {
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-// SafeNext reports whether next is a path on the same host that a
-// redirect may go to: absolute path, not scheme-relative ("//evil",
-// "/\evil"), no control characters, at most 2 KiB. Anything else would
-// make the sign-in an open redirect.
-func SafeNext(next string) bool {
-	if next == "" || len(next) > 2048 || next[0] != '/' {
-		return false
-	}
-	if len(next) > 1 && (next[1] == '/' || next[1] == '\\') {
-		return false
-	}
-	for i := 0; i < len(next); i++ {
-		if c := next[i]; c < 0x20 || c == 0x7f || c == '\\' {
-			return false
-		}
-	}
-	u, err := url.Parse(next)
-	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil && strings.HasPrefix(u.Path, "/")
-}
-
 // unauthenticated answers a request without a usable app session. A
 // browser navigating is sent to the console to sign in (and, if it has no
 // grant, to ask for one); an API client gets 401 with the reason.
@@ -58,7 +38,7 @@ func (g *Gateway) unauthenticated(w http.ResponseWriter, r *http.Request, app *A
 	http.SetCookie(w, &http.Cookie{Name: StateCookieName, Value: state, Path: "/", MaxAge: int(DefaultStateTTL / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	next := r.URL.RequestURI()
-	if !SafeNext(next) {
+	if !airlock.SafeRedirect(next) {
 		next = "/"
 	}
 	q := url.Values{"app": {app.Resource}, "state": {StateHash(state)}, "next": {next}}
@@ -128,7 +108,7 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request, app *App) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok.Reveal(), Path: "/", Expires: t.TokenExpiresAt,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	if !SafeNext(next) {
+	if !airlock.SafeRedirect(next) {
 		next = "/"
 	}
 	w.Header().Set("Cache-Control", "no-store")

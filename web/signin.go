@@ -32,6 +32,7 @@ func (c *console) routes(m *http.ServeMux) {
 	m.HandleFunc("POST /mfa/push/begin", c.signedIn(c.stepUpPushBegin))
 	m.HandleFunc("POST /mfa/push/{id}", c.signedIn(c.stepUpPushPoll))
 
+	m.HandleFunc("GET /apps/open", c.signedIn(c.appOpen))
 	m.HandleFunc("GET /request", c.signedIn(c.requestPage))
 	m.HandleFunc("POST /request", c.signedIn(c.requestSubmit))
 	m.HandleFunc("GET /my", c.signedIn(c.myPage))

@@ -201,11 +201,7 @@ func cookie(r *http.Request, name string) string {
 
 // safeNext returns next when it is a local path, else "/".
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
-		return "/"
-	}
-	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" {
+	if !airlock.SafeRedirect(next) {
 		return "/"
 	}
 	return next

@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/testenv"
 )
 
@@ -237,4 +242,111 @@ func verifyIdentity(t *testing.T, h *harness, token, audience string) jwt.MapCla
 		t.Fatalf("identity assertion %q does not verify: %v", token, err)
 	}
 	return claims
+}
+
+// TestE2EHTTPBrowser drives a real Chromium to an app behind the HTTP
+// gateway: sent to the console to sign in, offered the request form while
+// there is no grant, sent through to the app (its cookies, redirects and
+// pages working on its own host) once bob approves, a WebSocket the page
+// opened cut by a revoke, and sent back to the request page when the grant
+// has ended.
+func TestE2EHTTPBrowser(t *testing.T) {
+	needOathtool(t)
+	app := testenv.StartHTTPApp(t, testenv.HTTPAppOptions{})
+	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, func(c *serverConfig) { c.HTTPAppsAddr = freeAddr(t) })
+	tm := setupTeam(t, h, httpPolicy)
+	h.fresh(tm.admin, tm.adminSecret)
+	h.must(tm.admin, "", "admin", "resources", "add", "dash", "--kind", "http", "--addr", app.URL, "--level", "view", "--level", "admin")
+
+	// Chromium trusts exactly the gateway's certificate (its key's SPKI).
+	_, port, _ := net.SplitHostPort(h.cfg.HTTPAppsAddr)
+	appURL := "https://dash.apps.localhost:" + port
+	conn, err := tls.Dial("tcp", h.cfg.HTTPAppsAddr, &tls.Config{ServerName: "dash.apps.localhost", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo)
+	conn.Close()
+	browser := testenv.Chromium(t, chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])))
+	alice := h.newTab(browser)
+
+	// No app session: the console's sign-in, then (no grant) the request
+	// form for this app.
+	alice.do("open the app", chromedp.Navigate(appURL+"/next?from=test"))
+	alice.passwordStep("alice", "alice password 1")
+	h.step()
+	alice.do("TOTP step", chromedp.SetValue(chromedp.CSS("#otp"), totp(t, tm.aliceSecret, h.clock.Now())),
+		chromedp.Click(chromedp.CSS("#otp-submit")), chromedp.WaitVisible(chromedp.CSS("#app-no-grant")))
+	alice.do("request access from the app page",
+		chromedp.SetValue(chromedp.CSS("#reason"), "INC-9 dashboards"),
+		chromedp.Click(chromedp.CSS("#submit-request")))
+	var reqID string
+	waitFor(t, func() bool {
+		out := h.must(tm.alice, "", "--output", "json", "requests", "--mine")
+		var rs []airlock.AccessRequest
+		json.Unmarshal([]byte(out), &rs)
+		for _, r := range rs {
+			if r.Resource == "dash" && r.State == airlock.RequestPending {
+				reqID = r.ID
+				return true
+			}
+		}
+		return false
+	})
+	h.step()
+	h.must(tm.bob, "", "approve", reqID, "--comment", "ok", "--otp", totp(t, tm.bobSecret, h.clock.Now()))
+
+	// Approved: the app opens on its own host, where it was asked for.
+	alice.do("open the app with a grant", chromedp.Navigate(appURL+"/next?from=test"), chromedp.WaitVisible(chromedp.CSS("#title")))
+	if loc := alice.eval("location.href"); loc != appURL+"/next?from=test" {
+		t.Fatalf("after sign-in the browser is at %s", loc)
+	}
+	// The app session cookie is invisible to scripts (HttpOnly); the app's
+	// own cookie works; its Domain attribute was dropped (host-only).
+	alice.do("app cookie", chromedp.Navigate(appURL+"/login-cookie"))
+	alice.do("whoami", chromedp.Navigate(appURL+"/whoami"))
+	if body := alice.text("body"); !strings.Contains(body, "app_session") || strings.Contains(body, "__Host-airlock") {
+		t.Fatalf("cookies the app saw: %s", body)
+	}
+	if c := alice.eval("document.cookie"); strings.Contains(c, "airlock") {
+		t.Fatalf("scripts can read the app session cookie: %q", c)
+	}
+
+	// A WebSocket the page opened is closed by a revoke.
+	alice.do("home", chromedp.Navigate(appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#host")))
+	alice.eval(`(() => { window.wsState = "connecting"; const ws = new WebSocket("wss://" + location.host + "/ws");
+		ws.onopen = () => { window.wsState = "open"; }; ws.onclose = () => { window.wsState = "closed"; }; return "" })()`)
+	waitFor(t, func() bool { return alice.eval("window.wsState") == "open" })
+	var gs []airlock.Grant
+	json.Unmarshal([]byte(h.must(tm.alice, "", "--output", "json", "grants")), &gs)
+	h.fresh(tm.admin, tm.adminSecret)
+	for _, g := range gs {
+		if g.Resource == "dash" && g.State == airlock.GrantActive {
+			h.must(tm.admin, "", "revoke", g.ID, "--reason", "done")
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for alice.eval("window.wsState") != "closed" {
+		if time.Now().After(deadline) {
+			t.Fatal("the WebSocket was not closed within 3 s of the revoke")
+		}
+		time.Sleep(50 * time.Millisecond) // polling the page's own state
+	}
+	app.WaitStats(t, 5*time.Second, func(s testenv.HTTPAppStats) bool { return s.WebSocketsOpen == 0 })
+
+	// A new grant, then its end: the next page load goes back to the
+	// console, which offers to request access again.
+	h.grant(tm, "dash", "view")
+	alice.do("open the app again", chromedp.Navigate(appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#host")))
+	h.clock.Advance(2 * time.Hour)
+	waitFor(t, func() bool {
+		for _, e := range h.auditEvents(tm.admin, "session.ended") {
+			if strings.Contains(string(e.Details), "grant_expired") {
+				return true
+			}
+		}
+		return false
+	})
+	alice.do("open the app after the grant's end", chromedp.Navigate(appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#app-no-grant")))
 }

@@ -29,8 +29,9 @@ func ChromiumPath(t testing.TB) string {
 // chromedp allocator context for it. New browser contexts (separate
 // cookie jars, like separate people) come from
 // chromedp.NewContext(ctx, chromedp.WithNewBrowserContext()). The
-// browser is stopped when the test ends.
-func Chromium(t testing.TB) context.Context {
+// browser is stopped when the test ends. extra adds allocator options
+// (e.g. a chromedp.Flag trusting one test certificate).
+func Chromium(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := ChromiumPath(t)
 	opts := []chromedp.ExecAllocatorOption{
@@ -47,6 +48,7 @@ func Chromium(t testing.TB) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1280, 900),
 	}
+	opts = append(opts, extra...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	// The first context starts the browser process itself.
 	browser, cancelBrowser := chromedp.NewContext(alloc)
