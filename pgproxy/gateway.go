@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/internal/netguard"
 )
 
@@ -75,9 +76,10 @@ type Gateway struct {
 	pending   map[net.Conn]struct{} // connections still in the handshake
 	// preauth bounds the audit events of refusals before authentication
 	// (startup parameters): one per source and 10 s.
-	preauth  netguard.Budget
-	sessions map[string]*session // live sessions by ID
-	byPID    map[uint32]*session // live sessions by client-facing pid
+	preauth netguard.Budget
+	byPID   map[uint32]*session // live sessions by client-facing pid
+
+	sessions gwsession.Registry // live sessions
 
 	scram scramCache    // upstream SCRAM keys
 	pool  *upstreamPool // idle upstream connections; nil when disabled
@@ -137,7 +139,6 @@ func New(cfg Config) (*Gateway, error) {
 		preauth:   netguard.Budget{Interval: 10 * time.Second, MaxSources: 10000, Now: cfg.Now},
 		listeners: map[net.Listener]struct{}{},
 		pending:   map[net.Conn]struct{}{},
-		sessions:  map[string]*session{},
 		byPID:     map[uint32]*session{},
 	}
 	if cfg.UpstreamIdle > 0 {
@@ -249,22 +250,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for c := range g.pending {
 		c.Close()
 	}
-	live := make([]*session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		live = append(live, s)
-	}
 	g.mu.Unlock()
-	for _, s := range live {
-		s.kill(airlock.EndServerShutdown, codeAdminShutdown, msgShutdown)
-	}
-	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	g.sessions.Drain(airlock.EndServerShutdown)
+	return gwsession.WaitGroup(ctx, &g.wg)
 }
 
 // CloseGrant closes every live session under grantID, records reason as
@@ -272,19 +260,19 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // message for it ("airlock: grant revoked — session closed"). It returns
 // how many it closed.
 func (g *Gateway) CloseGrant(grantID string, reason airlock.EndReason) int {
-	return g.closeWhere(func(s *session) bool { return s.t.GrantID == grantID }, orDefault(reason, airlock.EndGrantRevoked))
+	return g.sessions.CloseGrant(grantID, reason)
 }
 
 // CloseUser closes every live session of userID, recording reason
 // (airlock.EndUserDisabled when empty), and returns how many it closed.
 func (g *Gateway) CloseUser(userID string, reason airlock.EndReason) int {
-	return g.closeWhere(func(s *session) bool { return s.t.UserID == userID }, orDefault(reason, airlock.EndUserDisabled))
+	return g.sessions.CloseUser(userID, reason)
 }
 
 // CloseSession closes the live session id, recording reason
 // (airlock.EndSessionKilled when empty), and reports whether it was live.
 func (g *Gateway) CloseSession(id string, reason airlock.EndReason) bool {
-	return g.closeWhere(func(s *session) bool { return s.id == id }, orDefault(reason, airlock.EndSessionKilled)) > 0
+	return g.sessions.CloseSession(id, reason)
 }
 
 // closeMsg is the FATAL message a session closed from outside gets.
@@ -302,39 +290,9 @@ func closeMsg(r airlock.EndReason) string {
 	return "airlock: " + r.Text() + " — session closed"
 }
 
-func (g *Gateway) closeWhere(match func(*session) bool, reason airlock.EndReason) int {
-	g.mu.Lock()
-	var hit []*session
-	for _, s := range g.sessions {
-		if match(s) {
-			hit = append(hit, s)
-		}
-	}
-	g.mu.Unlock()
-	for _, s := range hit {
-		s.kill(reason, codeAdminShutdown, closeMsg(reason))
-	}
-	return len(hit)
-}
-
-// ActiveSessions returns a snapshot of the live sessions, with bytes and
-// statements counted so far.
-func (g *Gateway) ActiveSessions() []airlock.Session {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make([]airlock.Session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		out = append(out, s.snapshot())
-	}
-	return out
-}
-
-func orDefault(s, d airlock.EndReason) airlock.EndReason {
-	if s == "" {
-		return d
-	}
-	return s
-}
+// ActiveSessions returns a snapshot of the live sessions, oldest first,
+// with bytes and statements counted so far.
+func (g *Gateway) ActiveSessions() []airlock.Session { return g.sessions.ActiveSessions() }
 
 // handle runs one client connection: handshake, then the relay. release
 // gives back the connection's pending-handshake slot; it is called once the
@@ -570,16 +528,9 @@ func (g *Gateway) reserve(s *session) string {
 	if g.closed {
 		return msgShutdown
 	}
-	if n := s.t.MaxConcurrent; n > 0 {
-		live := 0
-		for _, o := range g.sessions {
-			if o.t.UserID == s.t.UserID && o.t.GrantID == s.t.GrantID {
-				live++
-			}
-		}
-		if live >= n {
-			return fmt.Sprintf("airlock: too many concurrent sessions under this grant (limit %d); close one and retry", n)
-		}
+	release, ok := g.sessions.Reserve(s.t.UserID, s.t.GrantID, s.t.MaxConcurrent)
+	if !ok {
+		return fmt.Sprintf("airlock: too many concurrent sessions under this grant (limit %d); close one and retry", s.t.MaxConcurrent)
 	}
 	for {
 		var b [8]byte
@@ -593,16 +544,22 @@ func (g *Gateway) reserve(s *session) string {
 		g.byPID[pid] = s
 		break
 	}
-	g.sessions[s.id] = s
+	if !g.sessions.Add(&s.live) {
+		release()
+		delete(g.byPID, s.clientPID)
+		return msgShutdown
+	}
+	s.releaseSlot = release
 	return ""
 }
 
 func (g *Gateway) unregister(s *session) {
+	if s.releaseSlot != nil {
+		s.releaseSlot() // before Remove: once not listed, the slot is free
+	}
+	g.sessions.Remove(&s.live)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.sessions[s.id] == s {
-		delete(g.sessions, s.id)
-	}
 	if g.byPID[s.clientPID] == s {
 		delete(g.byPID, s.clientPID)
 	}

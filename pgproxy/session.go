@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/gwsession"
 )
 
 // session is one relayed client connection.
@@ -20,6 +21,10 @@ type session struct {
 	id   string
 	t    *Target
 	info airlock.Session // static fields; counters live in the atomics
+	// live is the session in the gateway's registry; releaseSlot gives
+	// back its MaxConcurrent slot (both set by Gateway.reserve).
+	live        gwsession.Session
+	releaseSlot func()
 
 	client net.Conn
 	cr     *bufio.Reader
@@ -91,6 +96,12 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 		ID: s.id, GrantID: t.GrantID, UserID: t.UserID, UserName: t.UserName,
 		Resource: t.Resource, Kind: airlock.KindPostgres, Access: t.Access,
 		SourceAddr: cc.RemoteAddr().String(), Node: g.cfg.Node, StartedAt: g.now(),
+	}
+	s.live = gwsession.Session{
+		ID: s.id, UserID: t.UserID, GrantID: t.GrantID, Resource: t.Resource, Node: g.cfg.Node,
+		StartedAt: s.info.StartedAt, EndsAt: t.EndsAt,
+		Close: func(r airlock.EndReason) { s.kill(r, codeAdminShutdown, closeMsg(r)) },
+		Info:  s.snapshot,
 	}
 	var w interface{ Write([]byte) (int, error) } = cc.Conn
 	if t.StrictAudit {
