@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"go/ast"
@@ -14,8 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -25,13 +21,8 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/airlockhq/airlock"
-	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/audit"
-	"github.com/airlockhq/airlock/auth"
-	"github.com/airlockhq/airlock/identity"
-	"github.com/airlockhq/airlock/mfa"
-	"github.com/airlockhq/airlock/secrets"
-	"github.com/airlockhq/airlock/sqlite"
+	"github.com/airlockhq/airlock/internal/svctest"
 )
 
 // apiEnv is the real Server, over real services on a real SQLite store,
@@ -43,9 +34,7 @@ type apiEnv struct {
 	store  airlock.Store
 	now    func() time.Time
 	admin  *Client // logged in, TOTP enrolled, MFA fresh
-	boot   string  // bootstrap token file
-	ident  *identity.Service
-	record string // the recording Recordings serves
+	record string  // the recording Recordings serves
 }
 
 const (
@@ -57,37 +46,12 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	t.Helper()
 	ctx := context.Background()
 	now := func() time.Time { return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC) }
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "airlock.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	pub, key, _ := ed25519.GenerateKey(rand.Reader)
-	al, err := audit.Open(ctx, store, audit.Options{Signer: key, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { al.Close(context.Background()) })
-	mk, _ := secrets.GenerateKey()
-	kr, err := secrets.NewKeyring("k1", map[string][]byte{"k1": mk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := auth.DefaultParams()
-	p.Memory, p.Iterations = 1024, 1
-	env := &apiEnv{t: t, store: store, now: now, boot: filepath.Join(t.TempDir(), "bootstrap.token"), record: envRecording}
-	env.ident = identity.New(identity.Deps{Store: store, Audit: al, Now: now, Hasher: auth.NewHasher(p, 2),
-		TOTP:     mfa.NewTOTP(store, kr, "Airlock", now),
-		Recovery: mfa.NewRecovery(store, now)}, identity.Config{BootstrapTokenFile: env.boot})
-	acc, err := access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: env.ident, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.srv = &Server{Identity: env.ident, Access: acc, Now: now, Gateways: GatewayInfo{PGAddr: "127.0.0.1:6432"},
-		Audit: &AuditDeps{Store: store, Log: al, PublicKey: []byte("PEM"),
-			Verify: func(ctx context.Context) (any, error) { return audit.Verify(ctx, store, pub) },
+	sv := svctest.New(t, now)
+	env := &apiEnv{t: t, store: sv.Store, now: now, record: envRecording}
+	env.srv = &Server{Identity: sv.Identity, Access: sv.Access, Now: now, Gateways: GatewayInfo{PGAddr: "127.0.0.1:6432"},
+		Audit: &AuditDeps{Store: sv.Store, Log: sv.Audit, PublicKey: []byte("PEM"), Verify: sv.Verify,
 			Export: func(ctx context.Context, w io.Writer, f airlock.EventFilter) error {
-				return audit.Export(ctx, store, w, f)
+				return audit.Export(ctx, sv.Store, w, f)
 			}},
 		Recordings: func(ctx context.Context, key string) (io.ReadCloser, error) {
 			return io.NopCloser(strings.NewReader(env.record)), nil
@@ -103,11 +67,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	t.Cleanup(hs.Close)
 	env.url = hs.URL
 
-	if _, err := env.ident.EnsureBootstrapToken(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tok, _ := os.ReadFile(env.boot)
-	u, err := env.client("").Bootstrap(ctx, BootstrapRequest{Token: strings.TrimSpace(string(tok)), User: "admin", Password: envAdminPassword})
+	u, err := env.client("").Bootstrap(ctx, BootstrapRequest{Token: sv.BootstrapToken(t), User: "admin", Password: envAdminPassword})
 	if err != nil || u.Name != "admin" || !u.IsAdmin() {
 		t.Fatalf("bootstrap: %+v, %v", u, err)
 	}
