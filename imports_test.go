@@ -2,6 +2,7 @@ package airlock_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -146,6 +147,36 @@ func TestRootImportsOnlyStdlib(t *testing.T) {
 	graph := importGraph(t)
 	for _, chain := range chains(graph, module, func(p *listedPackage) bool { return !p.Standard }) {
 		t.Errorf("the root package imports only the standard library, but imports %s", strings.Join(chain, " -> "))
+	}
+}
+
+// leaves lists the module packages every gateway shares, each with the only
+// module packages it may import (besides the stdlib): they stay small
+// enough for any gateway, present or coming, to build on.
+var leaves = map[string][]string{
+	"internal/gwsession": {""}, // the root package
+}
+
+func TestLeafImports(t *testing.T) {
+	graph := importGraph(t)
+	for pkg, allowed := range leaves {
+		root := module + "/" + pkg
+		if graph[root] == nil {
+			t.Errorf("package %s not found; update leaves", root)
+			continue
+		}
+		var names []string
+		for _, a := range allowed {
+			names = append(names, cmp.Or(a, "the root package"))
+		}
+		bad := func(p *listedPackage) bool {
+			return !p.Standard && !slices.ContainsFunc(allowed, func(a string) bool {
+				return p.ImportPath == strings.TrimSuffix(module+"/"+a, "/")
+			})
+		}
+		for _, chain := range chains(graph, root, bad) {
+			t.Errorf("%s imports only the stdlib and %s, but imports %s", pkg, strings.Join(names, ", "), strings.Join(chain, " -> "))
+		}
 	}
 }
 

@@ -38,7 +38,7 @@ func files(in map[string]string) map[string][]byte {
 func (s *Server) routesAccess() {
 	m := s.mux
 	a := s.Access
-	m.HandleFunc("GET /api/v1/admin/resources", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteAdminResources, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		rs, err := a.ListResources(r.Context(), p)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -46,7 +46,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, rs)
 	}))
-	m.HandleFunc("POST /api/v1/admin/resources", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteAdminResources, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in access.ResourceInput
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)
@@ -63,7 +63,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusCreated, access.View(res))
 	}))
-	m.HandleFunc("DELETE /api/v1/admin/resources/{name}", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("DELETE "+RouteAdminResource, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if err := s.stepUp(r.Context(), p, r.URL.Query().Get("otp")); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -74,7 +74,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("name")})
 	}))
-	m.HandleFunc("POST /api/v1/policy/check", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RoutePolicyCheck, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in PolicyFiles
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)
@@ -87,7 +87,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}))
-	m.HandleFunc("POST /api/v1/policy", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RoutePolicy, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in PolicyFiles
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)
@@ -104,7 +104,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}))
-	m.HandleFunc("GET /api/v1/policy", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RoutePolicy, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		info, err := a.ShowPolicy(r.Context(), p)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -112,7 +112,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, info)
 	}))
-	m.HandleFunc("GET /api/v1/resources", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteResources, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		res, err := a.Resources(r.Context(), p)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -120,7 +120,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}))
-	m.HandleFunc("POST /api/v1/requests", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteRequests, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in access.RequestInput
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)
@@ -137,7 +137,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, st, res)
 	}))
-	m.HandleFunc("GET /api/v1/requests", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteRequests, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		q := r.URL.Query()
 		f := access.RequestsFilter{Mine: q.Has("mine"), ToReview: q.Has("to_review"), ReviewNeeded: q.Has("review_needed")}
 		res, err := a.ListRequests(r.Context(), p, f)
@@ -147,7 +147,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}))
-	m.HandleFunc("GET /api/v1/requests/{id}", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteRequest, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		res, err := a.GetRequest(r.Context(), p, r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
@@ -156,7 +156,7 @@ func (s *Server) routesAccess() {
 		writeJSON(w, http.StatusOK, res)
 	}))
 	for _, dec := range []string{airlock.DecisionApprove, airlock.DecisionDeny} {
-		m.HandleFunc("POST /api/v1/requests/{id}/"+dec, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		m.HandleFunc("POST "+RouteRequest+"/"+dec, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 			var in access.ReviewInput
 			if err := decode(r, &in); err != nil {
 				s.writeError(w, r, err)
@@ -171,7 +171,7 @@ func (s *Server) routesAccess() {
 			writeJSON(w, http.StatusOK, res)
 		}))
 	}
-	m.HandleFunc("GET /api/v1/grants", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteGrants, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		gs, err := a.ListGrants(r.Context(), p, r.URL.Query().Has("all"))
 		if err != nil {
 			s.writeError(w, r, err)
@@ -179,7 +179,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, gs)
 	}))
-	m.HandleFunc("POST /api/v1/grants/{id}/revoke", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteGrantRevoke, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in RevokeRequest
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)
@@ -192,7 +192,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, g)
 	}))
-	m.HandleFunc("POST /api/v1/grants/{id}/ack", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteGrantAck, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in struct {
 			Comment string `json:"comment,omitempty"`
 			OTP     string `json:"otp,omitempty"`
@@ -212,7 +212,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, g)
 	}))
-	m.HandleFunc("POST /api/v1/break-glass", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteBreakGlass, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in access.RequestInput
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)
@@ -225,7 +225,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusCreated, res)
 	}))
-	m.HandleFunc("POST /api/v1/connect-tokens", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteConnectTokens, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in ConnectRequest
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)
@@ -238,7 +238,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusCreated, t)
 	}))
-	m.HandleFunc("GET /api/v1/sessions", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteSessions, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		ss, err := a.ListSessions(r.Context(), p, r.URL.Query().Has("active"))
 		if err != nil {
 			s.writeError(w, r, err)
@@ -246,7 +246,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, ss)
 	}))
-	m.HandleFunc("GET /api/v1/sessions/{id}", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteSession, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		ss, err := a.Session(r.Context(), p, r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
@@ -254,7 +254,7 @@ func (s *Server) routesAccess() {
 		}
 		writeJSON(w, http.StatusOK, ss)
 	}))
-	m.HandleFunc("POST /api/v1/sessions/{id}/kill", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteSessionKill, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in OTPRequest
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)

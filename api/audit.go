@@ -74,7 +74,7 @@ func (s *Server) routesAudit() {
 		}
 		return nil
 	}
-	m.HandleFunc("GET /api/v1/audit/events", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteAuditEvents, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if err := canReadAudit(p); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -114,7 +114,7 @@ func (s *Server) routesAudit() {
 		}
 		writeJSON(w, http.StatusOK, evs)
 	}))
-	m.HandleFunc("GET /api/v1/audit/export", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteAuditExport, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if err := canReadAudit(p); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -133,7 +133,7 @@ func (s *Server) routesAudit() {
 			s.Logger.Error("audit export", "err", err)
 		}
 	}))
-	m.HandleFunc("GET /api/v1/audit/verify", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteAuditVerify, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if err := canReadAudit(p); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -145,7 +145,7 @@ func (s *Server) routesAudit() {
 		}
 		writeJSON(w, http.StatusOK, rep)
 	}))
-	m.HandleFunc("GET /api/v1/audit/pubkey", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("GET "+RouteAuditPubkey, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(ad.PublicKey)
 	})

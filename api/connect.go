@@ -29,7 +29,7 @@ type SSHCertResponse struct {
 }
 
 func (s *Server) routesConnect() {
-	s.mux.HandleFunc("POST /api/v1/ssh/certs", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	s.mux.HandleFunc("POST "+RouteSSHCerts, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if s.SSHCA == nil {
 			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "the SSH gateway is not enabled on this server"))
 			return
@@ -71,7 +71,7 @@ func (s *Server) routesConnect() {
 			Login: g.Access, Resource: res.Name, ValidUntil: time.Unix(int64(cert.ValidBefore), 0).UTC(), SSHAddr: s.Gateways.SSHAddr,
 			KnownHosts: s.SSHCA.KnownHostsLine(host, "["+host+"]:*", "localhost", "[localhost]:*")})
 	}))
-	s.mux.HandleFunc("GET /api/v1/sessions/{id}/recording", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	s.mux.HandleFunc("GET "+RouteSessionRecording, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		ss, err := s.Access.Session(r.Context(), p, r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)

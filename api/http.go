@@ -32,7 +32,7 @@ type HTTPTokenResponse struct {
 const HTTPTokenRenewBefore = 5 * time.Minute
 
 func (s *Server) routesHTTP() {
-	s.mux.HandleFunc("POST /api/v1/http/tokens", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	s.mux.HandleFunc("POST "+RouteHTTPTokens, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if s.Gateways.HTTPAppsDomain == "" {
 			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "the HTTP gateway is not enabled on this server (--http-apps-addr)"))
 			return

@@ -91,7 +91,7 @@ func (s *Server) loginResponse(res *identity.LoginResult) LoginResponse {
 
 func (s *Server) routesIdentity() {
 	m := s.mux
-	m.HandleFunc("POST /api/v1/bootstrap", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("POST "+RouteBootstrap, func(w http.ResponseWriter, r *http.Request) {
 		var req BootstrapRequest
 		if err := decode(r, &req); err != nil {
 			s.writeError(w, r, err)
@@ -104,7 +104,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusCreated, u)
 	})
-	m.HandleFunc("POST /api/v1/login", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("POST "+RouteLogin, func(w http.ResponseWriter, r *http.Request) {
 		var req LoginRequest
 		if err := decode(r, &req); err != nil {
 			s.writeError(w, r, err)
@@ -122,7 +122,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, s.loginResponse(res))
 	})
-	m.HandleFunc("POST /api/v1/login/factor", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("POST "+RouteLoginFactor, func(w http.ResponseWriter, r *http.Request) {
 		var req LoginFactorRequest
 		if err := decode(r, &req); err != nil {
 			s.writeError(w, r, err)
@@ -135,7 +135,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, s.loginResponse(res))
 	})
-	m.HandleFunc("POST /api/v1/login/webauthn/begin", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("POST "+RouteLoginWebAuthnBegin, func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Challenge string `json:"challenge"`
 		}
@@ -150,17 +150,17 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, WebAuthnBegin{Ceremony: c, Options: opts})
 	})
-	m.HandleFunc("POST /api/v1/logout", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteLogout, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if err := s.Identity.Logout(r.Context(), p); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "logged out"})
 	}))
-	m.HandleFunc("GET /api/v1/whoami", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteWhoAmI, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		writeJSON(w, http.StatusOK, s.whoami(p))
 	}))
-	m.HandleFunc("POST /api/v1/mfa/verify", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteMFAVerify, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in identity.FactorInput
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)
@@ -172,7 +172,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, s.whoami(p))
 	}))
-	m.HandleFunc("POST /api/v1/mfa/webauthn/verify/begin", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteMFAWebAuthnVerifyBegin, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		c, opts, err := s.Identity.BeginWebAuthnStepUp(r.Context(), p)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -180,7 +180,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, WebAuthnBegin{Ceremony: c, Options: opts})
 	}))
-	m.HandleFunc("GET /api/v1/mfa/factors", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteMFAFactors, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		fs, err := s.Identity.ListFactors(r.Context(), p)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -191,7 +191,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, fs)
 	}))
-	m.HandleFunc("POST /api/v1/mfa/totp", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteMFATOTP, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var req struct {
 			Name string `json:"name"`
 			OTP  string `json:"otp,omitempty"`
@@ -211,7 +211,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusCreated, TOTPEnrollResponse{Factor: f, URI: uri, QR: qr})
 	}))
-	m.HandleFunc("POST /api/v1/mfa/factors/{id}/confirm", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteMFAFactorConfirm, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var req OTPRequest
 		if err := decode(r, &req); err != nil {
 			s.writeError(w, r, err)
@@ -223,7 +223,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "active", "id": r.PathValue("id")})
 	}))
-	m.HandleFunc("DELETE /api/v1/mfa/factors/{id}", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("DELETE "+RouteMFAFactor, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if err := s.stepUp(r.Context(), p, r.URL.Query().Get("otp")); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -234,7 +234,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "removed", "id": r.PathValue("id")})
 	}))
-	m.HandleFunc("POST /api/v1/mfa/recovery-codes", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteMFARecoveryCodes, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var req OTPRequest
 		if err := decode(r, &req); err != nil {
 			s.writeError(w, r, err)
@@ -251,7 +251,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"codes": codes})
 	}))
-	m.HandleFunc("POST /api/v1/mfa/webauthn/register/begin", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteMFAWebAuthnRegisterBegin, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var req struct {
 			Name string `json:"name"`
 		}
@@ -266,7 +266,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, WebAuthnBegin{Ceremony: c, Options: opts})
 	}))
-	m.HandleFunc("POST /api/v1/mfa/webauthn/register/finish", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteMFAWebAuthnRegisterFinish, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var req WebAuthnFinish
 		if err := decode(r, &req); err != nil {
 			s.writeError(w, r, err)
@@ -281,7 +281,7 @@ func (s *Server) routesIdentity() {
 	}))
 
 	// Admin: users and groups.
-	m.HandleFunc("GET /api/v1/admin/users", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteAdminUsers, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		us, err := s.Identity.ListUsers(r.Context(), p)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -289,7 +289,7 @@ func (s *Server) routesIdentity() {
 		}
 		writeJSON(w, http.StatusOK, us)
 	}))
-	m.HandleFunc("POST /api/v1/admin/users", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RouteAdminUsers, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var req CreateUserRequest
 		if err := decode(r, &req); err != nil {
 			s.writeError(w, r, err)
@@ -308,7 +308,7 @@ func (s *Server) routesIdentity() {
 	}))
 	for _, op := range []string{"disable", "enable"} {
 		disabled := op == "disable"
-		m.HandleFunc("POST /api/v1/admin/users/{name}/"+op, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		m.HandleFunc("POST "+RouteAdminUser+"/"+op, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 			var req OTPRequest
 			if err := decode(r, &req); err != nil {
 				s.writeError(w, r, err)
@@ -325,7 +325,7 @@ func (s *Server) routesIdentity() {
 			writeJSON(w, http.StatusOK, map[string]any{"user": r.PathValue("name"), "disabled": disabled})
 		}))
 	}
-	m.HandleFunc("GET /api/v1/admin/groups", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("GET "+RouteAdminGroups, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		gs, err := s.Identity.ListGroups(r.Context(), p)
 		if err != nil {
 			s.writeError(w, r, err)

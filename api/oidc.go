@@ -55,7 +55,7 @@ func (s *Server) loginOrChallenge(w http.ResponseWriter, r *http.Request, res *i
 
 // routesOIDC registers the single sign-on endpoints.
 func (s *Server) routesOIDC() {
-	s.mux.HandleFunc("GET /api/v1/oidc/start", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("GET "+RouteOIDCStart, func(w http.ResponseWriter, r *http.Request) {
 		u, err := s.Identity.BeginOIDC(r.Context(), r.URL.Query().Get("cli"))
 		if err != nil {
 			s.writeError(w, r, err)
@@ -64,7 +64,7 @@ func (s *Server) routesOIDC() {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, u, http.StatusFound)
 	})
-	s.mux.HandleFunc("GET /api/v1/oidc/callback", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("GET "+RouteOIDCCallback, func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		res, err := s.Identity.FinishOIDC(r.Context(), q.Get("state"), q.Get("code"), sourceAddr(r))
 		html := wantsHTML(r)
@@ -88,7 +88,7 @@ func (s *Server) routesOIDC() {
 			s.loginOrChallenge(w, r, res.Login)
 		}
 	})
-	s.mux.HandleFunc("POST /api/v1/oidc/poll", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("POST "+RouteOIDCPoll, func(w http.ResponseWriter, r *http.Request) {
 		var req OIDCPollRequest
 		if err := decode(r, &req); err != nil {
 			s.writeError(w, r, err)

@@ -38,7 +38,7 @@ type PushBegin struct {
 // push may be nil (push disabled).
 func (s *Server) PushHandler(publicURL string, push *identity.Push) http.Handler {
 	m := http.NewServeMux()
-	m.HandleFunc("POST /api/v1/login/web/start", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("POST "+RouteWebLoginStart, func(w http.ResponseWriter, r *http.Request) {
 		code, tok, exp, err := s.Identity.StartWebLogin(r.Context(), sourceAddr(r))
 		if err != nil {
 			s.writeError(w, r, err)
@@ -47,7 +47,7 @@ func (s *Server) PushHandler(publicURL string, push *identity.Push) http.Handler
 		writeJSON(w, http.StatusCreated, WebLoginStart{URL: strings.TrimRight(publicURL, "/") + "/device?code=" + code, UserCode: code,
 			PollToken: tok, ExpiresAt: exp, IntervalSeconds: 2})
 	})
-	m.HandleFunc("POST /api/v1/login/web/poll", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("POST "+RouteWebLoginPoll, func(w http.ResponseWriter, r *http.Request) {
 		var in WebLoginPoll
 		if err := decode(r, &in); err != nil {
 			s.writeError(w, r, err)
@@ -64,7 +64,7 @@ func (s *Server) PushHandler(publicURL string, push *identity.Push) http.Handler
 		}
 		writeJSON(w, http.StatusOK, s.loginResponse(res))
 	})
-	m.HandleFunc("POST /api/v1/push/verify/begin", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RoutePushVerifyBegin, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if push == nil {
 			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "push is not enabled on this server"))
 			return
@@ -76,7 +76,7 @@ func (s *Server) PushHandler(publicURL string, push *identity.Push) http.Handler
 		}
 		writeJSON(w, http.StatusCreated, PushBegin{ID: ch.ID, Number: ch.Number, ExpiresAt: ch.ExpiresAt})
 	}))
-	m.HandleFunc("POST /api/v1/push/verify/{id}", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	m.HandleFunc("POST "+RoutePushVerify, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if push == nil {
 			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "push is not enabled on this server"))
 			return

@@ -91,7 +91,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Audit != nil {
 		s.routesAudit()
 	}
-	s.mux.HandleFunc("GET /api/v1/info", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("GET "+RouteInfo, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Gateways)
 	})
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

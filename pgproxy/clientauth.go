@@ -6,6 +6,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/auth"
+	"github.com/airlockhq/airlock/secrets"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -163,3 +164,5 @@ func (g *Gateway) authFailed(cc *clientConn, req AuthRequest, what string, err e
 	g.log.Info("pgproxy: "+what, "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
 	writeFatal(cc, codeInvalidPassword, msgInvalidToken)
 }
+
+func secretOf(b []byte) secrets.Secret { return secrets.Secret(string(b)) }

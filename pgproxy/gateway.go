@@ -9,10 +9,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/internal/netguard"
 )
 
@@ -77,9 +76,10 @@ type Gateway struct {
 	pending   map[net.Conn]struct{} // connections still in the handshake
 	// preauth bounds the audit events of refusals before authentication
 	// (startup parameters): one per source and 10 s.
-	preauth  netguard.Budget
-	sessions map[string]*session // live sessions by ID
-	byPID    map[uint32]*session // live sessions by client-facing pid
+	preauth netguard.Budget
+	byPID   map[uint32]*session // live sessions by client-facing pid
+
+	sessions gwsession.Registry // live sessions
 
 	scram scramCache    // upstream SCRAM keys
 	pool  *upstreamPool // idle upstream connections; nil when disabled
@@ -139,7 +139,6 @@ func New(cfg Config) (*Gateway, error) {
 		preauth:   netguard.Budget{Interval: 10 * time.Second, MaxSources: 10000, Now: cfg.Now},
 		listeners: map[net.Listener]struct{}{},
 		pending:   map[net.Conn]struct{}{},
-		sessions:  map[string]*session{},
 		byPID:     map[uint32]*session{},
 	}
 	if cfg.UpstreamIdle > 0 {
@@ -251,22 +250,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for c := range g.pending {
 		c.Close()
 	}
-	live := make([]*session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		live = append(live, s)
-	}
 	g.mu.Unlock()
-	for _, s := range live {
-		s.kill(airlock.EndServerShutdown, codeAdminShutdown, msgShutdown)
-	}
-	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	g.sessions.Drain(airlock.EndServerShutdown)
+	return gwsession.WaitGroup(ctx, &g.wg)
 }
 
 // CloseGrant closes every live session under grantID, records reason as
@@ -274,19 +260,19 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // message for it ("airlock: grant revoked — session closed"). It returns
 // how many it closed.
 func (g *Gateway) CloseGrant(grantID string, reason airlock.EndReason) int {
-	return g.closeWhere(func(s *session) bool { return s.t.GrantID == grantID }, orDefault(reason, airlock.EndGrantRevoked))
+	return g.sessions.CloseGrant(grantID, reason)
 }
 
 // CloseUser closes every live session of userID, recording reason
 // (airlock.EndUserDisabled when empty), and returns how many it closed.
 func (g *Gateway) CloseUser(userID string, reason airlock.EndReason) int {
-	return g.closeWhere(func(s *session) bool { return s.t.UserID == userID }, orDefault(reason, airlock.EndUserDisabled))
+	return g.sessions.CloseUser(userID, reason)
 }
 
 // CloseSession closes the live session id, recording reason
 // (airlock.EndSessionKilled when empty), and reports whether it was live.
 func (g *Gateway) CloseSession(id string, reason airlock.EndReason) bool {
-	return g.closeWhere(func(s *session) bool { return s.id == id }, orDefault(reason, airlock.EndSessionKilled)) > 0
+	return g.sessions.CloseSession(id, reason)
 }
 
 // closeMsg is the FATAL message a session closed from outside gets.
@@ -304,39 +290,9 @@ func closeMsg(r airlock.EndReason) string {
 	return "airlock: " + r.Text() + " — session closed"
 }
 
-func (g *Gateway) closeWhere(match func(*session) bool, reason airlock.EndReason) int {
-	g.mu.Lock()
-	var hit []*session
-	for _, s := range g.sessions {
-		if match(s) {
-			hit = append(hit, s)
-		}
-	}
-	g.mu.Unlock()
-	for _, s := range hit {
-		s.kill(reason, codeAdminShutdown, closeMsg(reason))
-	}
-	return len(hit)
-}
-
-// ActiveSessions returns a snapshot of the live sessions, with bytes and
-// statements counted so far.
-func (g *Gateway) ActiveSessions() []airlock.Session {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make([]airlock.Session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		out = append(out, s.snapshot())
-	}
-	return out
-}
-
-func orDefault(s, d airlock.EndReason) airlock.EndReason {
-	if s == "" {
-		return d
-	}
-	return s
-}
+// ActiveSessions returns a snapshot of the live sessions, oldest first,
+// with bytes and statements counted so far.
+func (g *Gateway) ActiveSessions() []airlock.Session { return g.sessions.ActiveSessions() }
 
 // handle runs one client connection: handshake, then the relay. release
 // gives back the connection's pending-handshake slot; it is called once the
@@ -572,16 +528,9 @@ func (g *Gateway) reserve(s *session) string {
 	if g.closed {
 		return msgShutdown
 	}
-	if n := s.t.MaxConcurrent; n > 0 {
-		live := 0
-		for _, o := range g.sessions {
-			if o.t.UserID == s.t.UserID && o.t.GrantID == s.t.GrantID {
-				live++
-			}
-		}
-		if live >= n {
-			return fmt.Sprintf("airlock: too many concurrent sessions under this grant (limit %d); close one and retry", n)
-		}
+	release, ok := g.sessions.Reserve(s.t.UserID, s.t.GrantID, s.t.MaxConcurrent)
+	if !ok {
+		return fmt.Sprintf("airlock: too many concurrent sessions under this grant (limit %d); close one and retry", s.t.MaxConcurrent)
 	}
 	for {
 		var b [8]byte
@@ -595,16 +544,22 @@ func (g *Gateway) reserve(s *session) string {
 		g.byPID[pid] = s
 		break
 	}
-	g.sessions[s.id] = s
+	if !g.sessions.Add(&s.live) {
+		release()
+		delete(g.byPID, s.clientPID)
+		return msgShutdown
+	}
+	s.releaseSlot = release
 	return ""
 }
 
 func (g *Gateway) unregister(s *session) {
+	if s.releaseSlot != nil {
+		s.releaseSlot() // before Remove: once not listed, the slot is free
+	}
+	g.sessions.Remove(&s.live)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.sessions[s.id] == s {
-		delete(g.sessions, s.id)
-	}
 	if g.byPID[s.clientPID] == s {
 		delete(g.byPID, s.clientPID)
 	}
@@ -616,141 +571,6 @@ func (g *Gateway) auditRefusal(s *session, reason string) {
 		Reason string `json:"reason"`
 	}{reason})
 	g.cfg.Audit.Submit(e)
-}
-
-// upstreamParams are the StartupMessage parameters of the upstream
-// connection: the client's run-time parameters, the brokered user and
-// database, and read-only mode for read-only targets.
-func upstreamParams(t *Target, params map[string]string) map[string]string {
-	p := make(map[string]string, len(params)+3)
-	for k, v := range params {
-		// checkStartupParams refused the rest; this is a second layer.
-		if slices.Contains(StartupParameters, strings.ToLower(k)) {
-			p[k] = v
-		}
-	}
-	if t.ReadOnly {
-		p["default_transaction_read_only"] = "on"
-	}
-	return p
-}
-
-// connectUpstream opens the upstream connection with the brokered
-// credential: itself for plaintext upstreams with an ASCII password
-// (caching SCRAM keys), through pgconn otherwise. A kept connection with
-// the same login is used first (see Target.UpstreamTLSKey for TLS).
-func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[string]string) (*upstream, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	pw := t.UpstreamPassword.Reveal()
-	p := upstreamParams(t, params)
-	p["user"] = t.UpstreamUser
-	if t.UpstreamDatabase != "" {
-		p["database"] = t.UpstreamDatabase
-	}
-	poolable := g.pool != nil && (t.UpstreamTLS == nil || t.UpstreamTLSKey != "")
-	var key poolKey
-	if poolable {
-		tlsKey := "" // a plaintext login never shares a key with a TLS one
-		if t.UpstreamTLS != nil {
-			tlsKey = "tls\x00" + t.UpstreamTLSKey
-		}
-		key = loginKey(t.UpstreamAddr, t.UpstreamUser, pw, tlsKey, p)
-		if up := g.pool.get(key); up != nil {
-			up.reused = true
-			g.m.upstream("reused")
-			return up, nil
-		}
-	}
-	var up *upstream
-	var err error
-	if t.UpstreamTLS == nil && plainPassword(pw) {
-		up, err = g.dialRetry(t, func() (*upstream, error) {
-			return g.dialPlain(ctx, t.UpstreamAddr, pw, p, t.AllowCleartextPassword)
-		})
-	} else {
-		up, err = g.dialRetry(t, func() (*upstream, error) { return g.connectPgconn(ctx, t, params) })
-	}
-	if err != nil {
-		return nil, err
-	}
-	up.poolable, up.key, up.addr = poolable, key, t.UpstreamAddr
-	g.m.upstream("new")
-	return up, nil
-}
-
-// dialRetry opens an upstream connection with dial; when the upstream has no
-// connection slot left and kept backends hold some, it gives those back
-// and tries once more.
-func (g *Gateway) dialRetry(t *Target, dial func() (*upstream, error)) (*upstream, error) {
-	up, err := dial()
-	if err != nil && tooManyConnections(err) && g.pool != nil && g.pool.drain(t.UpstreamAddr) > 0 {
-		up, err = dial()
-	}
-	return up, err
-}
-
-// connectPgconn opens the upstream connection through pgconn and hands
-// back the raw connection.
-func (g *Gateway) connectPgconn(ctx context.Context, t *Target, params map[string]string) (*upstream, error) {
-	host, portStr, err := net.SplitHostPort(t.UpstreamAddr)
-	if err != nil {
-		return nil, fmt.Errorf("upstream address: %w", err)
-	}
-	var port uint16
-	if _, err := fmt.Sscanf(portStr, "%d", &port); err != nil {
-		return nil, fmt.Errorf("upstream port: %w", err)
-	}
-	c := g.base.Copy()
-	c.Host, c.Port = host, port
-	c.Database = t.UpstreamDatabase
-	c.User = t.UpstreamUser
-	c.Password = t.UpstreamPassword.Reveal()
-	c.TLSConfig = nil
-	if t.UpstreamTLS != nil {
-		c.TLSConfig = t.UpstreamTLS.Clone()
-		if c.TLSConfig.ServerName == "" {
-			c.TLSConfig.ServerName = host
-		}
-	}
-	c.Fallbacks = nil
-	// libpq's require_auth: no cleartext password unless the server's
-	// certificate was verified or the resource allows it.
-	allowCleartext := t.AllowCleartextPassword || tlsVerifies(t.UpstreamTLS)
-	c.RequireAuth = ""
-	if !allowCleartext {
-		c.RequireAuth = "!password"
-	}
-	c.ConnectTimeout = 15 * time.Second
-	c.RuntimeParams = upstreamParams(t, params)
-	// pgconn reads through a background reader that may still have one
-	// Read pending on the socket after the handshake (it starts when a
-	// write is slow). Reading through that same reader afterwards keeps
-	// the bytes in order instead of letting the stale Read steal them.
-	var reader io.Reader
-	c.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
-		reader = r
-		return pgproto3.NewFrontend(r, w)
-	}
-	dialed := time.Now()
-	pc, err := pgconn.ConnectConfig(ctx, c)
-	if err != nil {
-		if !allowCleartext && strings.Contains(err.Error(), "require_auth check failed") {
-			// the only requirement set is "!password"
-			return nil, fmt.Errorf("%w (%v)", ErrCleartextRefused, err)
-		}
-		return nil, err
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		pc.Close(ctx)
-		return nil, err
-	}
-	if reader == nil {
-		reader = hc.Conn
-	}
-	return &upstream{conn: hc.Conn, r: bufio.NewReaderSize(reader, readBufSize), pid: hc.PID, secret: hc.SecretKey,
-		params: hc.ParameterStatuses, txStatus: hc.TxStatus, dialed: dialed}, nil
 }
 
 // cancel forwards a client's CancelRequest to the upstream backend of the
@@ -785,50 +605,6 @@ func (g *Gateway) cancel(pkt []byte) {
 		return
 	}
 	s.submit(s.event("db.cancel", airlock.OutcomeSuccess, nil))
-}
-
-// sendCancel sends a CancelRequest to the upstream (over TLS when the
-// target's upstream uses TLS).
-func sendCancel(ctx context.Context, t *Target, pid uint32, key []byte) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", t.UpstreamAddr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	if t.UpstreamTLS != nil {
-		req, _ := (&pgproto3.SSLRequest{}).Encode(nil)
-		if _, err := c.Write(req); err != nil {
-			return err
-		}
-		var b [1]byte
-		if _, err := io.ReadFull(c, b[:]); err != nil {
-			return err
-		}
-		if b[0] != 'S' {
-			return errors.New("upstream refused TLS for the cancel request")
-		}
-		cfg := t.UpstreamTLS.Clone()
-		if cfg.ServerName == "" {
-			cfg.ServerName, _, _ = net.SplitHostPort(t.UpstreamAddr)
-		}
-		tc := tls.Client(c, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return err
-		}
-		c = tc
-	}
-	msg, _ := (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: key}).Encode(nil)
-	if _, err := c.Write(msg); err != nil {
-		return err
-	}
-	// The server closes the connection once it has passed the request on
-	// to the backend; only then is the cancel surely delivered.
-	_, err = io.Copy(io.Discard, c)
-	return err
 }
 
 func isLoopback(a net.Addr) bool {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/testenv"
 )
 
 func pgCode(err error) string {
@@ -246,19 +247,15 @@ func TestCancel(t *testing.T) {
 // waitQuery waits until the upstream runs query.
 func (e *env) waitQuery(t *testing.T, query string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	ran := testenv.Poll(10*time.Second, func() bool {
 		var n int
 		if err := pgxQueryRow(t, e, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = '"+query+"'", &n); err != nil {
 			t.Fatal(err)
 		}
-		if n > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("query %q never ran upstream", query)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return n > 0
+	})
+	if !ran {
+		t.Fatalf("query %q never ran upstream", query)
 	}
 }
 
@@ -514,12 +511,8 @@ func TestStrictHoldsResponseUntilDurable(t *testing.T) {
 		got <- err
 	}()
 	// Wait until the server's answer reached the gateway.
-	deadline := time.Now().Add(10 * time.Second)
-	for e.gw.ActiveSessions()[0].BytesOut == before {
-		if time.Now().After(deadline) {
-			t.Fatal("no answer from upstream")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testenv.Poll(10*time.Second, func() bool { return e.gw.ActiveSessions()[0].BytesOut != before }) {
+		t.Fatal("no answer from upstream")
 	}
 	select {
 	case err := <-got:

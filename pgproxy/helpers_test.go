@@ -59,6 +59,7 @@ type sink struct {
 	fail    func(airlock.Event) bool
 	hold    func(airlock.Event) bool
 	notify  chan airlock.Event
+	changed chan struct{} // closed (and dropped) by the next Submit; see await
 	lazy    bool
 	lazyQ   []*heldPending
 	flushes int
@@ -79,6 +80,10 @@ func (s *sink) Submit(e airlock.Event) airlock.AuditPending {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, e)
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	if s.notify != nil {
 		select {
 		case s.notify <- e:
@@ -99,6 +104,29 @@ func (s *sink) Submit(e airlock.Event) airlock.AuditPending {
 		return p
 	}
 	return donePending{}
+}
+
+// await checks cond now and after each Submit until it reports true, and
+// reports whether it did within timeout. cond must not hold s.mu.
+func (s *sink) await(timeout time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		if cond() {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return cond()
+		}
+	}
 }
 
 // Release settles every held receipt.
@@ -271,28 +299,19 @@ func (e *env) connect(t testing.TB, token string) *pgx.Conn {
 // waitSessions waits until the gateway has n live sessions.
 func (e *env) waitSessions(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(e.gw.ActiveSessions()) != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("want %d live sessions, have %d", n, len(e.gw.ActiveSessions()))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testenv.Poll(10*time.Second, func() bool { return len(e.gw.ActiveSessions()) == n }) {
+		t.Fatalf("want %d live sessions, have %d", n, len(e.gw.ActiveSessions()))
 	}
 }
 
 // waitEvent waits until an event with action is recorded.
 func (e *env) waitEvent(t *testing.T, action string) airlock.Event {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ev := e.sink.Find(action, ""); len(ev) > 0 {
-			return ev[len(ev)-1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s event", action)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var found []airlock.Event
+	if !e.sink.await(10*time.Second, func() bool { found = e.sink.Find(action, ""); return len(found) > 0 }) {
+		t.Fatalf("no %s event", action)
 	}
+	return found[len(found)-1]
 }
 
 // noUpstreamPasswords fails t when a brokered password appears in logs or

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/airlockhq/airlock/internal/netguard"
+	"github.com/airlockhq/airlock/internal/testenv"
 )
 
 // dialFrom opens a TCP connection to addr from the loopback address src
@@ -124,11 +125,11 @@ func TestHandshakeDeadlineFreesSlots(t *testing.T) {
 	}
 	// The slot is back: a real client from the same source connects.
 	var err error
-	for range 50 { // the release follows the close by a moment
-		if _, err = e.connectFrom(t, "127.0.0.2", "read-token"); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	connected := testenv.Poll(time.Second, func() bool { // the release follows the close by a moment
+		_, err = e.connectFrom(t, "127.0.0.2", "read-token")
+		return err == nil
+	})
+	if !connected {
+		t.Fatalf("client after the idle one was dropped: %v", err)
 	}
-	t.Fatalf("client after the idle one was dropped: %v", err)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/testenv"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -40,12 +41,8 @@ func backendPID(t *testing.T, c *pgx.Conn) int {
 // waitIdle waits until the gateway keeps n idle upstream connections.
 func (e *env) waitIdle(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for e.gw.IdleUpstreams() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("want %d idle upstream connections, have %d", n, e.gw.IdleUpstreams())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testenv.Poll(10*time.Second, func() bool { return e.gw.IdleUpstreams() == n }) {
+		t.Fatalf("want %d idle upstream connections, have %d", n, e.gw.IdleUpstreams())
 	}
 }
 
@@ -219,18 +216,15 @@ func TestUpstreamNotReused(t *testing.T) {
 		if _, err := admin.Exec(t.Context(), "SELECT pg_terminate_backend($1)", pid); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(10 * time.Second); ; {
+		exited := testenv.Poll(10*time.Second, func() bool {
 			var n int
 			if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
-			if n == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("backend did not exit")
-			}
-			time.Sleep(5 * time.Millisecond)
+			return n == 0
+		})
+		if !exited {
+			t.Fatal("backend did not exit")
 		}
 		// The kept connection now holds a FATAL message and EOF: the next
 		// session gets a fresh backend instead.

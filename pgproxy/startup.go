@@ -3,6 +3,7 @@ package pgproxy
 import (
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 )
 
@@ -48,4 +49,13 @@ func checkStartupParams(params map[string]string) *startupRefusal {
 		}
 	}
 	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

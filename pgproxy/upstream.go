@@ -9,13 +9,17 @@ import (
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -351,4 +355,183 @@ func (s *scramLogin) serverFinal(msg []byte) error {
 	}
 	s.verified = true
 	return nil
+}
+
+// upstreamParams are the StartupMessage parameters of the upstream
+// connection: the client's run-time parameters, the brokered user and
+// database, and read-only mode for read-only targets.
+func upstreamParams(t *Target, params map[string]string) map[string]string {
+	p := make(map[string]string, len(params)+3)
+	for k, v := range params {
+		// checkStartupParams refused the rest; this is a second layer.
+		if slices.Contains(StartupParameters, strings.ToLower(k)) {
+			p[k] = v
+		}
+	}
+	if t.ReadOnly {
+		p["default_transaction_read_only"] = "on"
+	}
+	return p
+}
+
+// connectUpstream opens the upstream connection with the brokered
+// credential: itself for plaintext upstreams with an ASCII password
+// (caching SCRAM keys), through pgconn otherwise. A kept connection with
+// the same login is used first (see Target.UpstreamTLSKey for TLS).
+func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[string]string) (*upstream, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	pw := t.UpstreamPassword.Reveal()
+	p := upstreamParams(t, params)
+	p["user"] = t.UpstreamUser
+	if t.UpstreamDatabase != "" {
+		p["database"] = t.UpstreamDatabase
+	}
+	poolable := g.pool != nil && (t.UpstreamTLS == nil || t.UpstreamTLSKey != "")
+	var key poolKey
+	if poolable {
+		tlsKey := "" // a plaintext login never shares a key with a TLS one
+		if t.UpstreamTLS != nil {
+			tlsKey = "tls\x00" + t.UpstreamTLSKey
+		}
+		key = loginKey(t.UpstreamAddr, t.UpstreamUser, pw, tlsKey, p)
+		if up := g.pool.get(key); up != nil {
+			up.reused = true
+			g.m.upstream("reused")
+			return up, nil
+		}
+	}
+	var up *upstream
+	var err error
+	if t.UpstreamTLS == nil && plainPassword(pw) {
+		up, err = g.dialRetry(t, func() (*upstream, error) {
+			return g.dialPlain(ctx, t.UpstreamAddr, pw, p, t.AllowCleartextPassword)
+		})
+	} else {
+		up, err = g.dialRetry(t, func() (*upstream, error) { return g.connectPgconn(ctx, t, params) })
+	}
+	if err != nil {
+		return nil, err
+	}
+	up.poolable, up.key, up.addr = poolable, key, t.UpstreamAddr
+	g.m.upstream("new")
+	return up, nil
+}
+
+// dialRetry opens an upstream connection with dial; when the upstream has no
+// connection slot left and kept backends hold some, it gives those back
+// and tries once more.
+func (g *Gateway) dialRetry(t *Target, dial func() (*upstream, error)) (*upstream, error) {
+	up, err := dial()
+	if err != nil && tooManyConnections(err) && g.pool != nil && g.pool.drain(t.UpstreamAddr) > 0 {
+		up, err = dial()
+	}
+	return up, err
+}
+
+// connectPgconn opens the upstream connection through pgconn and hands
+// back the raw connection.
+func (g *Gateway) connectPgconn(ctx context.Context, t *Target, params map[string]string) (*upstream, error) {
+	host, portStr, err := net.SplitHostPort(t.UpstreamAddr)
+	if err != nil {
+		return nil, fmt.Errorf("upstream address: %w", err)
+	}
+	var port uint16
+	if _, err := fmt.Sscanf(portStr, "%d", &port); err != nil {
+		return nil, fmt.Errorf("upstream port: %w", err)
+	}
+	c := g.base.Copy()
+	c.Host, c.Port = host, port
+	c.Database = t.UpstreamDatabase
+	c.User = t.UpstreamUser
+	c.Password = t.UpstreamPassword.Reveal()
+	c.TLSConfig = nil
+	if t.UpstreamTLS != nil {
+		c.TLSConfig = t.UpstreamTLS.Clone()
+		if c.TLSConfig.ServerName == "" {
+			c.TLSConfig.ServerName = host
+		}
+	}
+	c.Fallbacks = nil
+	// libpq's require_auth: no cleartext password unless the server's
+	// certificate was verified or the resource allows it.
+	allowCleartext := t.AllowCleartextPassword || tlsVerifies(t.UpstreamTLS)
+	c.RequireAuth = ""
+	if !allowCleartext {
+		c.RequireAuth = "!password"
+	}
+	c.ConnectTimeout = 15 * time.Second
+	c.RuntimeParams = upstreamParams(t, params)
+	// pgconn reads through a background reader that may still have one
+	// Read pending on the socket after the handshake (it starts when a
+	// write is slow). Reading through that same reader afterwards keeps
+	// the bytes in order instead of letting the stale Read steal them.
+	var reader io.Reader
+	c.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		reader = r
+		return pgproto3.NewFrontend(r, w)
+	}
+	dialed := time.Now()
+	pc, err := pgconn.ConnectConfig(ctx, c)
+	if err != nil {
+		if !allowCleartext && strings.Contains(err.Error(), "require_auth check failed") {
+			// the only requirement set is "!password"
+			return nil, fmt.Errorf("%w (%v)", ErrCleartextRefused, err)
+		}
+		return nil, err
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, err
+	}
+	if reader == nil {
+		reader = hc.Conn
+	}
+	return &upstream{conn: hc.Conn, r: bufio.NewReaderSize(reader, readBufSize), pid: hc.PID, secret: hc.SecretKey,
+		params: hc.ParameterStatuses, txStatus: hc.TxStatus, dialed: dialed}, nil
+}
+
+// sendCancel sends a CancelRequest to the upstream (over TLS when the
+// target's upstream uses TLS).
+func sendCancel(ctx context.Context, t *Target, pid uint32, key []byte) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", t.UpstreamAddr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if t.UpstreamTLS != nil {
+		req, _ := (&pgproto3.SSLRequest{}).Encode(nil)
+		if _, err := c.Write(req); err != nil {
+			return err
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return err
+		}
+		if b[0] != 'S' {
+			return errors.New("upstream refused TLS for the cancel request")
+		}
+		cfg := t.UpstreamTLS.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(t.UpstreamAddr)
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return err
+		}
+		c = tc
+	}
+	msg, _ := (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: key}).Encode(nil)
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	// The server closes the connection once it has passed the request on
+	// to the backend; only then is the cancel surely delivered.
+	_, err = io.Copy(io.Discard, c)
+	return err
 }

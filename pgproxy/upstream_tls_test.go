@@ -439,12 +439,8 @@ func TestUpstreamTLSReuse(t *testing.T) {
 		t.Fatalf("a target without a TLS key got the kept backend %d", first)
 	}
 	// session.ended is recorded after the upstream was kept or closed.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(e.sink.Find("session.ended", "")) < 5 {
-		if time.Now().After(deadline) {
-			t.Fatal("the fifth session did not end")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !e.sink.await(10*time.Second, func() bool { return len(e.sink.Find("session.ended", "")) >= 5 }) {
+		t.Fatal("the fifth session did not end")
 	}
 	if n := e.gw.IdleUpstreams(); n != 3 {
 		t.Fatalf("%d kept upstream connections, want 3: one per TLS key and the plaintext one, none for TLS without a key", n)

@@ -65,22 +65,22 @@ func TestErrorFields(t *testing.T) {
 // error in the extended protocol belongs to the failing request and skips
 // to the next Sync.
 func TestResponseTracking(t *testing.T) {
-	s := &session{}
-	s.push(unit{kind: 'P', stmt: 1})
-	s.push(unit{kind: 'E', stmt: 2})
-	s.push(unit{kind: 'S'})
-	s.push(unit{kind: 'Q', stmt: 3})
-	s.pop(never, func(u unit) bool { return u.kind == 'P' }) // ParseComplete
-	if u, _ := s.head(); u.stmt != 2 {
+	q := &requestQueue{}
+	q.push(unit{kind: 'P', stmt: 1})
+	q.push(unit{kind: 'E', stmt: 2})
+	q.push(unit{kind: 'S'})
+	q.push(unit{kind: 'Q', stmt: 3})
+	q.pop(never, func(u unit) bool { return u.kind == 'P' }) // ParseComplete
+	if u, _ := q.head(); u.stmt != 2 {
 		t.Fatalf("after ParseComplete head = %+v", u)
 	}
-	s.pop(func(u unit) bool { return u.kind != 'S' }, nil) // error in execute
-	if u, _ := s.head(); u.kind != 'S' {
+	q.pop(func(u unit) bool { return u.kind != 'S' }, nil) // error in execute
+	if u, _ := q.head(); u.kind != 'S' {
 		t.Fatalf("after error head = %+v", u)
 	}
-	s.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'E' },
+	q.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'E' },
 		func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' }) // ReadyForQuery
-	if u, _ := s.head(); u.stmt != 3 {
+	if u, _ := q.head(); u.stmt != 3 {
 		t.Fatalf("after ReadyForQuery head = %+v", u)
 	}
 }

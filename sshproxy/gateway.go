@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/sshca"
@@ -139,12 +139,14 @@ type Gateway struct {
 	log *slog.Logger
 
 	mu        sync.Mutex
-	sessions  map[string]*session
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{} // connections still authenticating
-	slots     map[grantKey]int      // sessions held or being set up, per user and grant
 	closing   bool
 	wg        sync.WaitGroup
+
+	// sessions holds the live sessions, and the MaxConcurrent slots of the
+	// sessions held or being set up, per user and grant.
+	sessions gwsession.Registry
 }
 
 // New checks cfg and returns a Gateway.
@@ -191,10 +193,8 @@ func New(cfg Config) (*Gateway, error) {
 	return &Gateway{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "sshproxy"),
-		sessions:  map[string]*session{},
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
-		slots:     map[grantKey]int{},
 	}, nil
 }
 
@@ -289,40 +289,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for c := range g.conns {
 		c.Close()
 	}
-	ss := make([]*session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		ss = append(ss, s)
-	}
 	g.mu.Unlock()
-	for _, s := range ss {
-		s.terminate(airlock.EndServerShutdown, true)
-	}
-	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (g *Gateway) closeWhere(match func(*session) bool, reason airlock.EndReason) int {
-	g.mu.Lock()
-	var ss []*session
-	for _, s := range g.sessions {
-		if match(s) {
-			ss = append(ss, s)
-		}
-	}
-	g.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range ss {
-		wg.Add(1)
-		go func() { defer wg.Done(); s.terminate(reason, true) }()
-	}
-	wg.Wait()
-	return len(ss)
+	g.sessions.Drain(airlock.EndServerShutdown)
+	return gwsession.WaitGroup(ctx, &g.wg)
 }
 
 // CloseGrant closes every session under grantID, recording reason as
@@ -330,80 +299,21 @@ func (g *Gateway) closeWhere(match func(*session) bool, reason airlock.EndReason
 // user ("airlock: grant revoked — session closed"), and returns how many it
 // closed. It returns once they are cut.
 func (g *Gateway) CloseGrant(grantID string, reason airlock.EndReason) int {
-	return g.closeWhere(func(s *session) bool { return s.target.GrantID == grantID }, orDefault(reason, airlock.EndGrantRevoked))
+	return g.sessions.CloseGrant(grantID, reason)
 }
 
 // CloseUser closes every session of userID, recording reason
 // (airlock.EndUserDisabled when empty), and returns how many.
 func (g *Gateway) CloseUser(userID string, reason airlock.EndReason) int {
-	return g.closeWhere(func(s *session) bool { return s.target.UserID == userID }, orDefault(reason, airlock.EndUserDisabled))
+	return g.sessions.CloseUser(userID, reason)
 }
 
 // CloseSession closes one session, recording reason (airlock.EndSessionKilled
 // when empty), and reports whether it was live here.
 func (g *Gateway) CloseSession(id string, reason airlock.EndReason) bool {
-	return g.closeWhere(func(s *session) bool { return s.id == id }, orDefault(reason, airlock.EndSessionKilled)) > 0
-}
-
-func orDefault(r, d airlock.EndReason) airlock.EndReason {
-	if r == "" {
-		return d
-	}
-	return r
+	return g.sessions.CloseSession(id, reason)
 }
 
 // ActiveSessions returns a snapshot of the live sessions on this gateway,
 // oldest first.
-func (g *Gateway) ActiveSessions() []airlock.Session {
-	g.mu.Lock()
-	out := make([]airlock.Session, 0, len(g.sessions))
-	for _, s := range g.sessions {
-		out = append(out, s.snapshot())
-	}
-	g.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
-	return out
-}
-
-func (g *Gateway) register(s *session) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closing {
-		return false
-	}
-	g.sessions[s.id] = s
-	return true
-}
-
-func (g *Gateway) unregister(s *session) {
-	g.mu.Lock()
-	delete(g.sessions, s.id)
-	g.mu.Unlock()
-}
-
-// grantKey identifies one user's sessions under one grant.
-type grantKey struct{ userID, grantID string }
-
-// reserve takes one of t.MaxConcurrent slots for t's user and grant; it
-// returns a release func (idempotent), or "" and the refusal message when
-// all are taken. The check and the increment happen under g.mu, so of
-// two connections racing for the last slot exactly one gets it.
-func (g *Gateway) reserve(t *Target) (release func(), msg string) {
-	k := grantKey{t.UserID, t.GrantID}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if n := t.MaxConcurrent; n > 0 && g.slots[k] >= n {
-		return nil, fmt.Sprintf("too many concurrent sessions under this grant (limit %d); close one and retry", n)
-	}
-	g.slots[k]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			if g.slots[k]--; g.slots[k] <= 0 {
-				delete(g.slots, k)
-			}
-		})
-	}, ""
-}
+func (g *Gateway) ActiveSessions() []airlock.Session { return g.sessions.ActiveSessions() }

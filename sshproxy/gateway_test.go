@@ -93,8 +93,9 @@ func (a *memAuditor) wait(t *testing.T, action string, match func(map[string]any
 }
 
 type memSessions struct {
-	mu    sync.Mutex
-	ended map[string]airlock.Session
+	mu      sync.Mutex
+	ended   map[string]airlock.Session
+	changed chan struct{} // closed (and dropped) by the next EndSession
 }
 
 func (m *memSessions) CreateSession(context.Context, *airlock.Session) error { return nil }
@@ -102,7 +103,37 @@ func (m *memSessions) EndSession(_ context.Context, s *airlock.Session) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ended[s.ID] = *s
+	if m.changed != nil {
+		close(m.changed)
+		m.changed = nil
+	}
 	return nil
+}
+
+// waitEnded waits up to timeout for session id's row to be ended, and
+// returns the row as it then is.
+func (m *memSessions) waitEnded(id string, timeout time.Duration) airlock.Session {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		m.mu.Lock()
+		s := m.ended[id]
+		if m.changed == nil {
+			m.changed = make(chan struct{})
+		}
+		changed := m.changed
+		m.mu.Unlock()
+		if !s.EndedAt.IsZero() {
+			return s
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			return m.ended[id]
+		}
+	}
 }
 
 // env is a gateway in front of a real sshd, and an OpenSSH client set up
@@ -312,15 +343,7 @@ func TestShellRecordedAndReplayable(t *testing.T) {
 		t.Fatalf("session.ended details = %v", d)
 	}
 	// session.ended is audited before the session row is updated; wait for the row.
-	var stored airlock.Session
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		e.sessions.mu.Lock()
-		stored = e.sessions.ended[ev.SessionID]
-		e.sessions.mu.Unlock()
-		if !stored.EndedAt.IsZero() || time.Now().After(deadline) {
-			break
-		}
-	}
+	stored := e.sessions.waitEnded(ev.SessionID, 10*time.Second)
 	if stored.RecordingSHA256 != sum || stored.Recording != ev.SessionID || stored.EndedAt.IsZero() {
 		t.Errorf("stored session = %+v", stored)
 	}
@@ -733,12 +756,8 @@ func TestMaxConcurrent(t *testing.T) {
 	// One ends (the client goes away): its slot is free again.
 	first.Process.Kill()
 	<-firstDone
-	deadline := time.Now().Add(10 * time.Second)
-	for len(e.gw.ActiveSessions()) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d active sessions after the first ended, want 1", len(e.gw.ActiveSessions()))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testenv.Poll(10*time.Second, func() bool { return len(e.gw.ActiveSessions()) == 1 }) {
+		t.Fatalf("%d active sessions after the first ended, want 1", len(e.gw.ActiveSessions()))
 	}
 	out, errOut, code := e.ssh(nil, "root@prod-web", "echo again")
 	if code != 0 || out != "again\n" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/netguard"
+	"github.com/airlockhq/airlock/internal/testenv"
 	"github.com/airlockhq/airlock/sshca"
 )
 
@@ -108,11 +109,10 @@ func TestHandshakeDeadlineFreesSlots(t *testing.T) {
 	if _, err := io.Copy(io.Discard, idle); errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatal("gateway kept a silent client past its handshake deadline")
 	}
-	for range 50 { // the slot is released just after the close
-		if b := banner(t, dialFrom(t, "127.0.0.2", addr)); strings.HasPrefix(b, "SSH-2.0-") {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	freed := testenv.Poll(time.Second, func() bool { // the slot is released just after the close
+		return strings.HasPrefix(banner(t, dialFrom(t, "127.0.0.2", addr)), "SSH-2.0-")
+	})
+	if !freed {
+		t.Fatal("the source's slot was not freed after its client was dropped")
 	}
-	t.Fatal("the source's slot was not freed after its client was dropped")
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/sshca"
 	"golang.org/x/crypto/ssh"
@@ -131,8 +132,9 @@ func (g *Gateway) authorize(ctx context.Context, st *authState, meta ssh.ConnMet
 		g.auditDenied(ctx, req, err, nil)
 		return err
 	}
-	release, msg := g.reserve(t)
-	if release == nil {
+	release, ok := g.sessions.Reserve(t.UserID, t.GrantID, t.MaxConcurrent)
+	if !ok {
+		msg := fmt.Sprintf("too many concurrent sessions under this grant (limit %d); close one and retry", t.MaxConcurrent)
 		err := airlock.Errorf(airlock.EFORBIDDEN, "%s", msg)
 		g.log.Info("ssh access denied: too many concurrent sessions", "user", req.UserName, "resource", resource, "grant", req.GrantID, "source", source, "limit", t.MaxConcurrent)
 		g.auditDenied(ctx, req, err, map[string]any{"reason": "max_concurrent", "message": msg, "limit": t.MaxConcurrent})
@@ -297,13 +299,19 @@ func (g *Gateway) serveConn(ctx context.Context, nc net.Conn, authenticated func
 			return
 		}
 	}
-	if !g.register(s) {
+	live := &gwsession.Session{
+		ID: s.id, UserID: t.UserID, GrantID: t.GrantID, Resource: t.Resource, Node: g.cfg.Node,
+		StartedAt: s.start, EndsAt: t.EndsAt,
+		Close: func(r airlock.EndReason) { s.terminate(r, true) },
+		Info:  s.snapshot,
+	}
+	if !g.sessions.Add(live) {
 		s.setEndReason(airlock.EndServerShutdown)
 		return
 	}
 	defer func() {
-		st.releaseSlot() // before unregister: once not listed, the slot is free
-		g.unregister(s)
+		st.releaseSlot() // before Remove: once not listed, the slot is free
+		g.sessions.Remove(live)
 	}()
 	s.log.Info("ssh session started", "source", source)
 

@@ -2,15 +2,11 @@ package web
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +14,9 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/airlockhq/airlock"
-	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/audit"
-	"github.com/airlockhq/airlock/auth"
-	"github.com/airlockhq/airlock/identity"
-	"github.com/airlockhq/airlock/mfa"
-	"github.com/airlockhq/airlock/secrets"
-	"github.com/airlockhq/airlock/sqlite"
+	"github.com/airlockhq/airlock/internal/svctest"
 )
 
 // consoleEnv is the console over real services on a real SQLite store.
@@ -41,34 +32,10 @@ func newConsoleEnv(t *testing.T) *consoleEnv {
 	t.Helper()
 	ctx := context.Background()
 	now := func() time.Time { return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC) }
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "airlock.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	pub, key, _ := ed25519.GenerateKey(rand.Reader)
-	al, err := audit.Open(ctx, store, audit.Options{Signer: key, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { al.Close(context.Background()) })
-	mk, _ := secrets.GenerateKey()
-	kr, err := secrets.NewKeyring("k1", map[string][]byte{"k1": mk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := auth.DefaultParams()
-	p.Memory, p.Iterations = 1024, 1
-	bootFile := filepath.Join(t.TempDir(), "bootstrap.token")
-	ident := identity.New(identity.Deps{Store: store, Audit: al, Now: now, Hasher: auth.NewHasher(p, 2),
-		TOTP:     mfa.NewTOTP(store, kr, "Airlock", now),
-		Recovery: mfa.NewRecovery(store, now)}, identity.Config{BootstrapTokenFile: bootFile})
-	acc, err := access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: ident, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sv := svctest.New(t, now)
+	store, al, ident, acc := sv.Store, sv.Audit, sv.Identity, sv.Access
 	apiSrv := &api.Server{Identity: ident, Access: acc, Now: now,
-		Audit: &api.AuditDeps{Store: store, Log: al, Verify: func(ctx context.Context) (any, error) { return audit.Verify(ctx, store, pub) }},
+		Audit: &api.AuditDeps{Store: store, Log: al, Verify: sv.Verify},
 		Recordings: func(ctx context.Context, key string) (io.ReadCloser, error) {
 			return io.NopCloser(strings.NewReader("{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"o\",\"$ uptime\\r\\n\"]\n")), nil
 		}}
@@ -77,11 +44,8 @@ func newConsoleEnv(t *testing.T) *consoleEnv {
 		h: Handler(Config{API: apiSrv, Identity: ident, Access: acc, Grants: store, PublicURL: "http://localhost:8080", Now: now})}
 
 	// The first admin, enrolled with TOTP through the console's own forms.
-	if _, err := ident.EnsureBootstrapToken(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tok, _ := os.ReadFile(bootFile)
-	if env.admin, err = ident.Bootstrap(ctx, strings.TrimSpace(string(tok)), "admin", "admin password 1", "127.0.0.1:1"); err != nil {
+	var err error
+	if env.admin, err = ident.Bootstrap(ctx, sv.BootstrapToken(t), "admin", "admin password 1", "127.0.0.1:1"); err != nil {
 		t.Fatal(err)
 	}
 	rec := env.do(t, "POST", "/signin", url.Values{"user": {"admin"}, "password": {"admin password 1"}})

@@ -106,18 +106,19 @@ func (c *cli) printJSON(v any) error {
 
 func (c *cli) table() *tabwriter.Writer { return tabwriter.NewWriter(c.out(), 0, 4, 2, ' ', 0) }
 
-// call performs an API call. A code given with --otp is verified first,
-// whatever the session's MFA freshness: a wrong code fails the command
-// before anything else is sent. Without one, on mfa_required it asks for a
-// code, refreshes MFA and retries once.
-func (c *cli) call(method, path string, in, out any) error {
+// call performs an API call (one typed api.Client method, in f). A code
+// given with --otp is verified first, whatever the session's MFA
+// freshness: a wrong code fails the command before anything else is sent.
+// Without one, on mfa_required it asks for a code, refreshes MFA and
+// retries once.
+func (c *cli) call(f func(ctx context.Context) error) error {
 	if code := c.otp; code != "" {
 		c.otp = ""
 		if err := c.verifyOTP(code); err != nil {
 			return err
 		}
 	}
-	err := c.client.Do(c.ctx(), method, path, in, out)
+	err := f(c.ctx())
 	if airlock.ErrorCode(err) != airlock.EMFAREQUIRED {
 		return err
 	}
@@ -133,13 +134,13 @@ func (c *cli) call(method, path string, in, out any) error {
 	if err := c.verifyOTP(code); err != nil {
 		return err
 	}
-	return c.client.Do(c.ctx(), method, path, in, out)
+	return f(c.ctx())
 }
 
 // verifyOTP refreshes the session's MFA with code (a step-up the server
 // always verifies and audits).
 func (c *cli) verifyOTP(code string) error {
-	err := c.client.Do(c.ctx(), "POST", "/api/v1/mfa/verify", map[string]string{"otp": code}, nil)
+	_, err := c.client.VerifyMFA(c.ctx(), api.FactorInput{OTP: code})
 	if err == nil {
 		return nil
 	}

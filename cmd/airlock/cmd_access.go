@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlockhq/airlock"
-	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/policy"
 )
@@ -74,8 +73,11 @@ func newPolicyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var res access.CheckResult
-			if err := c.call("POST", "/api/v1/policy", api.PolicyFiles{Files: files}, &res); err != nil {
+			var res *api.CheckResult
+			if err := c.call(func(ctx context.Context) (err error) {
+				res, err = c.client.ApplyPolicy(ctx, api.PolicyFiles{Files: files})
+				return err
+			}); err != nil {
 				return err
 			}
 			if c.json() {
@@ -97,8 +99,8 @@ func newPolicyCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var info access.PolicyInfo
-		if err := c.call("GET", "/api/v1/policy", nil, &info); err != nil {
+		var info *api.PolicyInfo
+		if err := c.call(func(ctx context.Context) (err error) { info, err = c.client.Policy(ctx); return err }); err != nil {
 			return err
 		}
 		if c.json() {
@@ -173,8 +175,8 @@ func newResourcesCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var res access.Requestable
-		if err := c.call("GET", "/api/v1/resources", nil, &res); err != nil {
+		var res *api.Requestable
+		if err := c.call(func(ctx context.Context) (err error) { res, err = c.client.Resources(ctx); return err }); err != nil {
 			return err
 		}
 		if c.json() {
@@ -196,7 +198,7 @@ func newResourcesCmd() *cobra.Command {
 	}}
 }
 
-func printGrants(c *cli, gs []access.GrantView) {
+func printGrants(c *cli, gs []api.GrantView) {
 	if len(gs) == 0 {
 		fmt.Fprintln(c.out(), "No grants.")
 		return
@@ -216,7 +218,7 @@ func printGrants(c *cli, gs []access.GrantView) {
 	t.Flush()
 }
 
-func requestFlags(cmd *cobra.Command, in *access.RequestInput, dur, start *string) {
+func requestFlags(cmd *cobra.Command, in *api.RequestInput, dur, start *string) {
 	cmd.Flags().StringVar(&in.Access, "access", "", "access level (postgres credential, ssh login)")
 	cmd.Flags().StringVar(dur, "for", "", "duration, e.g. 30m or 1h")
 	cmd.Flags().StringVar(&in.Reason, "reason", "", "why you need access")
@@ -226,7 +228,7 @@ func requestFlags(cmd *cobra.Command, in *access.RequestInput, dur, start *strin
 	}
 }
 
-func parseRequest(in *access.RequestInput, resource, dur, start string) error {
+func parseRequest(in *api.RequestInput, resource, dur, start string) error {
 	in.Resource = resource
 	if dur != "" {
 		d, err := time.ParseDuration(dur)
@@ -246,7 +248,7 @@ func parseRequest(in *access.RequestInput, resource, dur, start string) error {
 }
 
 func newRequestCmd() *cobra.Command {
-	var in access.RequestInput
+	var in api.RequestInput
 	var dur, start string
 	var wait bool
 	cmd := &cobra.Command{Use: "request RESOURCE --access LEVEL --for DURATION --reason TEXT", Short: "Ask for access to a resource", Args: cobra.ExactArgs(1),
@@ -258,8 +260,8 @@ func newRequestCmd() *cobra.Command {
 			if err := parseRequest(&in, args[0], dur, start); err != nil {
 				return err
 			}
-			var res access.RequestResult
-			if err := c.call("POST", "/api/v1/requests", in, &res); err != nil {
+			var res *api.RequestResult
+			if err := c.call(func(ctx context.Context) (err error) { res, err = c.client.CreateRequest(ctx, in); return err }); err != nil {
 				return err
 			}
 			if in.DryRun {
@@ -281,7 +283,7 @@ func newRequestCmd() *cobra.Command {
 			if c.json() {
 				return c.printJSON(res)
 			}
-			printRequestResult(c, &res)
+			printRequestResult(c, res)
 			return nil
 		}}
 	requestFlags(cmd, &in, &dur, &start)
@@ -291,7 +293,7 @@ func newRequestCmd() *cobra.Command {
 	return cmd
 }
 
-func printRequestResult(c *cli, res *access.RequestResult) {
+func printRequestResult(c *cli, res *api.RequestResult) {
 	r := res.Request
 	if res.Grant != nil {
 		g := res.Grant
@@ -309,8 +311,8 @@ func waitForRequest(c *cli, id string) error {
 	defer signal.Stop(sig)
 	last := ""
 	for {
-		var v access.RequestView
-		if err := c.call("GET", "/api/v1/requests/"+id, nil, &v); err != nil {
+		var v *api.RequestView
+		if err := c.call(func(ctx context.Context) (err error) { v, err = c.client.Request(ctx, id); return err }); err != nil {
 			return err
 		}
 		if v.State != last && !c.json() {
@@ -318,10 +320,10 @@ func waitForRequest(c *cli, id string) error {
 			last = v.State
 		}
 		if v.State != airlock.RequestPending {
-			res := access.RequestResult{Request: v.AccessRequest}
+			res := api.RequestResult{Request: v.AccessRequest}
 			if v.GrantID != "" {
-				var gs []access.GrantView
-				if err := c.call("GET", "/api/v1/grants", nil, &gs); err == nil {
+				var gs []api.GrantView
+				if err := c.call(func(ctx context.Context) (err error) { gs, err = c.client.Grants(ctx, false); return err }); err == nil {
 					for _, g := range gs {
 						if g.ID == v.GrantID {
 							res.Grant = g.Grant
@@ -355,18 +357,9 @@ func newRequestsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q := url.Values{}
-			if mine {
-				q.Set("mine", "1")
-			}
-			if toReview {
-				q.Set("to_review", "1")
-			}
-			if reviewNeeded {
-				q.Set("review_needed", "1")
-			}
-			var rs []access.RequestView
-			if err := c.call("GET", "/api/v1/requests?"+q.Encode(), nil, &rs); err != nil {
+			f := api.RequestsFilter{Mine: mine, ToReview: toReview, ReviewNeeded: reviewNeeded}
+			var rs []api.RequestView
+			if err := c.call(func(ctx context.Context) (err error) { rs, err = c.client.Requests(ctx, f); return err }); err != nil {
 				return err
 			}
 			if c.json() {
@@ -408,8 +401,11 @@ func newReviewCmd(decision string) *cobra.Command {
 				return err
 			}
 			c.otp = otp
-			var res access.RequestResult
-			if err := c.call("POST", "/api/v1/requests/"+url.PathEscape(args[0])+"/"+decision, access.ReviewInput{Comment: comment}, &res); err != nil {
+			var res *api.RequestResult
+			if err := c.call(func(ctx context.Context) (err error) {
+				res, err = c.client.Review(ctx, args[0], decision, api.ReviewInput{Comment: comment})
+				return err
+			}); err != nil {
 				return err
 			}
 			if c.json() {
@@ -434,12 +430,8 @@ func newGrantsCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		path := "/api/v1/grants"
-		if all {
-			path += "?all=1"
-		}
-		var gs []access.GrantView
-		if err := c.call("GET", path, nil, &gs); err != nil {
+		var gs []api.GrantView
+		if err := c.call(func(ctx context.Context) (err error) { gs, err = c.client.Grants(ctx, all); return err }); err != nil {
 			return err
 		}
 		if c.json() {
@@ -460,8 +452,11 @@ func newRevokeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var g airlock.Grant
-			if err := c.call("POST", "/api/v1/grants/"+url.PathEscape(args[0])+"/revoke", api.RevokeRequest{Reason: reason}, &g); err != nil {
+			var g *airlock.Grant
+			if err := c.call(func(ctx context.Context) (err error) {
+				g, err = c.client.RevokeGrant(ctx, args[0], api.RevokeRequest{Reason: reason})
+				return err
+			}); err != nil {
 				return err
 			}
 			if c.json() {
@@ -475,7 +470,7 @@ func newRevokeCmd() *cobra.Command {
 }
 
 func newBreakGlassCmd() *cobra.Command {
-	var in access.RequestInput
+	var in api.RequestInput
 	var dur string
 	cmd := &cobra.Command{Use: "break-glass RESOURCE --access LEVEL --for DURATION --reason TEXT", Short: "Emergency access without approval, where policy allows (alerts approvers)",
 		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
@@ -488,14 +483,14 @@ func newBreakGlassCmd() *cobra.Command {
 			}
 			c.otp = in.OTP
 			in.OTP = ""
-			var res access.RequestResult
-			if err := c.call("POST", "/api/v1/break-glass", in, &res); err != nil {
+			var res *api.RequestResult
+			if err := c.call(func(ctx context.Context) (err error) { res, err = c.client.BreakGlass(ctx, in); return err }); err != nil {
 				return err
 			}
 			if c.json() {
 				return c.printJSON(res)
 			}
-			printRequestResult(c, &res)
+			printRequestResult(c, res)
 			fmt.Fprintln(c.out(), "Approvers were alerted; this grant is flagged until one of them acknowledges it.")
 			return nil
 		}}
@@ -513,8 +508,11 @@ func newAckCmd() *cobra.Command {
 				return err
 			}
 			c.otp = otp
-			var g airlock.Grant
-			if err := c.call("POST", "/api/v1/grants/"+url.PathEscape(args[0])+"/ack", map[string]string{"comment": comment}, &g); err != nil {
+			var g *airlock.Grant
+			if err := c.call(func(ctx context.Context) (err error) {
+				g, err = c.client.AckGrant(ctx, args[0], api.AckRequest{Comment: comment})
+				return err
+			}); err != nil {
 				return err
 			}
 			if c.json() {

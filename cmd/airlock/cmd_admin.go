@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlockhq/airlock"
-	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/sshca"
 )
@@ -35,8 +34,11 @@ func newAdminCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var u airlock.User
-		if err := c.call("POST", "/api/v1/admin/users", api.CreateUserRequest{Name: args[0], Password: pw, Groups: groups}, &u); err != nil {
+		var u *airlock.User
+		if err := c.call(func(ctx context.Context) (err error) {
+			u, err = c.client.CreateUser(ctx, api.CreateUserRequest{Name: args[0], Password: pw, Groups: groups})
+			return err
+		}); err != nil {
 			return err
 		}
 		if c.json() {
@@ -53,7 +55,7 @@ func newAdminCmd() *cobra.Command {
 			return err
 		}
 		var us []airlock.User
-		if err := c.call("GET", "/api/v1/admin/users", nil, &us); err != nil {
+		if err := c.call(func(ctx context.Context) (err error) { us, err = c.client.Users(ctx); return err }); err != nil {
 			return err
 		}
 		if c.json() {
@@ -73,7 +75,9 @@ func newAdminCmd() *cobra.Command {
 				return err
 			}
 			c.otp = otp
-			if err := c.call("POST", "/api/v1/admin/users/"+url.PathEscape(args[0])+"/"+op, api.OTPRequest{}, nil); err != nil {
+			if err := c.call(func(ctx context.Context) error {
+				return c.client.SetUserDisabled(ctx, args[0], op == "disable", api.OTPRequest{})
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.out(), "User %s %sd.\n", args[0], op)
@@ -89,7 +93,7 @@ func newAdminCmd() *cobra.Command {
 			return err
 		}
 		var gs map[string][]string
-		if err := c.call("GET", "/api/v1/admin/groups", nil, &gs); err != nil {
+		if err := c.call(func(ctx context.Context) (err error) { gs, err = c.client.Groups(ctx); return err }); err != nil {
 			return err
 		}
 		if c.json() {
@@ -137,8 +141,8 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 				return err
 			}
 			c.otp = otp
-			in := access.ResourceInput{Name: args[0], Kind: kind, Addr: addr, Labels: map[string]string{}, Credentials: map[string]access.CredentialInput{},
-				Options: access.ResourceOptions{Database: database, Databases: databases, Logins: logins, HostKey: hostKey, ReadOnly: readOnly, TLS: sslMode,
+			in := api.ResourceInput{Name: args[0], Kind: kind, Addr: addr, Labels: map[string]string{}, Credentials: map[string]api.CredentialInput{},
+				Options: api.ResourceOptions{Database: database, Databases: databases, Logins: logins, HostKey: hostKey, ReadOnly: readOnly, TLS: sslMode,
 					AllowCleartextPassword: allowCleartext, PublicHost: publicHost, Levels: levels, AuthHeader: authHeader}}
 			for _, a := range allows {
 				level, rule, ok := strings.Cut(a, "=")
@@ -174,10 +178,10 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 				if err != nil {
 					return fmt.Errorf("--credential %s: %v", level, err)
 				}
-				in.Credentials[level] = access.CredentialInput{User: user, Password: pw}
+				in.Credentials[level] = api.CredentialInput{User: user, Password: pw}
 			}
-			var v access.ResourceView
-			if err := c.call("POST", "/api/v1/admin/resources", in, &v); err != nil {
+			var v *api.ResourceView
+			if err := c.call(func(ctx context.Context) (err error) { v, err = c.client.AddResource(ctx, in); return err }); err != nil {
 				return err
 			}
 			if c.json() {
@@ -207,8 +211,8 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 		if err != nil {
 			return err
 		}
-		var rs []access.ResourceView
-		if err := c.call("GET", "/api/v1/admin/resources", nil, &rs); err != nil {
+		var rs []api.ResourceView
+		if err := c.call(func(ctx context.Context) (err error) { rs, err = c.client.AdminResources(ctx); return err }); err != nil {
 			return err
 		}
 		if c.json() {
@@ -232,7 +236,7 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 			return err
 		}
 		c.otp = otp
-		if err := c.call("DELETE", "/api/v1/admin/resources/"+url.PathEscape(args[0]), nil, nil); err != nil {
+		if err := c.call(func(ctx context.Context) error { return c.client.RemoveResource(ctx, args[0]) }); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.out(), "Removed resource %s.\n", args[0])
@@ -245,8 +249,8 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 		if err != nil {
 			return err
 		}
-		var info api.GatewayInfo
-		if err := c.client.Do(c.ctx(), "GET", "/api/v1/info", nil, &info); err != nil {
+		info, err := c.client.Info(c.ctx())
+		if err != nil {
 			return err
 		}
 		fmt.Fprint(c.out(), info.TLSCA)
@@ -281,11 +285,7 @@ func newSSHCACmd() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		var gi api.GatewayInfo
-		if err := c.client.Do(c.ctx(), "GET", "/api/v1/info", nil, &gi); err != nil {
-			return nil, err
-		}
-		return &gi, nil
+		return c.client.Info(c.ctx())
 	}
 	cmd := &cobra.Command{Use: "ssh-ca", Short: "Print what a target host and clients need to trust Airlock's SSH CAs", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -2,20 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/audit"
 )
 
@@ -31,15 +30,9 @@ func newAuditCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		q := url.Values{"desc": {"1"}, "limit": {strconv.Itoa(limit)}}
-		if action != "" {
-			q.Set("action", action)
-		}
-		if user != "" {
-			q.Set("user", user)
-		}
+		q := api.AuditQuery{Action: action, User: user, Limit: limit, Desc: true}
 		var evs []airlock.Event
-		if err := c.call("GET", "/api/v1/audit/events?"+q.Encode(), nil, &evs); err != nil {
+		if err := c.call(func(ctx context.Context) (err error) { evs, err = c.client.AuditEvents(ctx, q); return err }); err != nil {
 			return err
 		}
 		slices.Reverse(evs) // oldest first
@@ -82,18 +75,11 @@ func newAuditCmd() *cobra.Command {
 			if format != "jsonl" {
 				return fmt.Errorf("%w: --format %q: only jsonl is supported", errUsage, format)
 			}
-			q := url.Values{}
-			if since != "" {
-				q.Set("since", since)
-			}
-			if until != "" {
-				q.Set("until", until)
-			}
-			resp, err := c.client.Raw(c.ctx(), "GET", "/api/v1/audit/export?"+q.Encode(), nil)
+			body, err := c.client.AuditExport(c.ctx(), api.AuditQuery{Since: since, Until: until})
 			if err != nil {
 				return err
 			}
-			defer resp.Body.Close()
+			defer body.Close()
 			var w io.Writer = c.out()
 			if outFile != "" {
 				f, err := os.OpenFile(outFile, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -103,7 +89,7 @@ func newAuditCmd() *cobra.Command {
 				defer f.Close()
 				w = f
 			}
-			_, err = io.Copy(w, resp.Body)
+			_, err = io.Copy(w, body)
 			return err
 		}}
 	export.Flags().StringVar(&since, "since", "", "from this time (RFC 3339)")
@@ -114,10 +100,10 @@ func newAuditCmd() *cobra.Command {
 	var requireCP bool
 	verify := &cobra.Command{Use: "verify [--file EXPORT --pubkey FILE]", Short: "Verify the hash chain and signed checkpoints (exit 1 names the first bad seq)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var rep *audit.Report
+			var rep *api.AuditReport
 			if file != "" {
 				if pubkey == "" {
-					return fmt.Errorf("%w: --file needs --pubkey (DATA_DIR/audit.pub, or GET /api/v1/audit/pubkey)", errUsage)
+					return fmt.Errorf("%w: --file needs --pubkey (DATA_DIR/audit.pub, or GET %s)", errUsage, api.RouteAuditPubkey)
 				}
 				pb, err := os.ReadFile(pubkey)
 				if err != nil {
@@ -140,8 +126,7 @@ func newAuditCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				rep = &audit.Report{}
-				if err := c.call("GET", "/api/v1/audit/verify", nil, rep); err != nil {
+				if err := c.call(func(ctx context.Context) (err error) { rep, err = c.client.AuditVerify(ctx); return err }); err != nil {
 					return err
 				}
 			}
@@ -193,24 +178,14 @@ func printEvent(c *cli, e airlock.Event) {
 // (one following read, audited once when it starts) until the stream ends
 // or the command is interrupted.
 func followAudit(c *cli, last int64, action, user string) error {
-	q := url.Values{"after": {strconv.FormatInt(last, 10)}, "follow": {"1"}}
-	if action != "" {
-		q.Set("action", action)
-	}
-	if user != "" {
-		q.Set("user", user)
-	}
-	stream := *c.client
-	stream.HTTP = &http.Client{} // no timeout: the stream lasts until interrupted
-	resp, err := stream.Raw(c.ctx(), "GET", "/api/v1/audit/events?"+q.Encode(), nil)
+	stream, err := c.client.AuditFollow(c.ctx(), api.AuditQuery{After: last, Action: action, User: user})
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
+	defer stream.Close()
 	for {
-		var e airlock.Event
-		if err := dec.Decode(&e); err != nil {
+		e, err := stream.Next()
+		if err != nil {
 			if c.ctx().Err() != nil {
 				return nil // interrupted
 			}

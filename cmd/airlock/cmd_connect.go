@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -8,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +19,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/airlockhq/airlock"
-	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/recording"
 )
@@ -31,19 +30,22 @@ func init() {
 }
 
 // mintToken gets a connect token, explaining how to get a grant when there is none.
-func mintToken(c *cli, resource, accessLevel string) (*access.ConnectToken, *api.GatewayInfo, error) {
-	var t access.ConnectToken
-	if err := c.call("POST", "/api/v1/connect-tokens", api.ConnectRequest{Resource: resource, Access: accessLevel}, &t); err != nil {
+func mintToken(c *cli, resource, accessLevel string) (*api.ConnectToken, *api.GatewayInfo, error) {
+	var t *api.ConnectToken
+	if err := c.call(func(ctx context.Context) (err error) {
+		t, err = c.client.MintConnectToken(ctx, api.ConnectRequest{Resource: resource, Access: accessLevel})
+		return err
+	}); err != nil {
 		return nil, nil, err
 	}
-	var info api.GatewayInfo
-	if err := c.client.Do(c.ctx(), "GET", "/api/v1/info", nil, &info); err != nil {
+	info, err := c.client.Info(c.ctx())
+	if err != nil {
 		return nil, nil, err
 	}
 	if info.PGAddr == "" {
 		return nil, nil, errors.New("the server's PostgreSQL gateway is disabled (--pg-addr)")
 	}
-	return &t, &info, nil
+	return t, info, nil
 }
 
 // writeCA stores the gateway CA for sslrootcert.
@@ -137,9 +139,11 @@ func newSSHCmd() *cobra.Command {
 				return err
 			}
 			sshPub, _ := ssh.NewPublicKey(pub)
-			var cert api.SSHCertResponse
-			if err := c.call("POST", "/api/v1/ssh/certs", api.ConnectRequest{Resource: resource, Access: login,
-				PublicKey: string(ssh.MarshalAuthorizedKey(sshPub))}, &cert); err != nil {
+			var cert *api.SSHCertResponse
+			if err := c.call(func(ctx context.Context) (err error) {
+				cert, err = c.client.SSHCert(ctx, api.ConnectRequest{Resource: resource, Access: login, PublicKey: string(ssh.MarshalAuthorizedKey(sshPub))})
+				return err
+			}); err != nil {
 				return err
 			}
 			dir, err := os.MkdirTemp(airlockHome(), "ssh-")
@@ -199,7 +203,7 @@ func newSSHCmd() *cobra.Command {
 
 // writeSSHCert stores the key, certificate and gateway host key where the
 // ssh-config block points OpenSSH.
-func writeSSHCert(cert api.SSHCertResponse, priv ed25519.PrivateKey) error {
+func writeSSHCert(cert *api.SSHCertResponse, priv ed25519.PrivateKey) error {
 	dir := filepath.Join(airlockHome(), "ssh")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -222,7 +226,7 @@ func writeSSHCert(cert api.SSHCertResponse, priv ed25519.PrivateKey) error {
 // gateway. As a ProxyCommand it is only a relay for OpenSSH, which loads
 // certificates before running the proxy: ssh-config fetches them with
 // --fetch-cert from a Match exec instead.
-func sshStdio(cert api.SSHCertResponse, priv ed25519.PrivateKey) error {
+func sshStdio(cert *api.SSHCertResponse, priv ed25519.PrivateKey) error {
 	if err := writeSSHCert(cert, priv); err != nil {
 		return err
 	}
@@ -245,8 +249,8 @@ func newSSHConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var info api.GatewayInfo
-			if err := c.client.Do(c.ctx(), "GET", "/api/v1/info", nil, &info); err != nil {
+			info, err := c.client.Info(c.ctx())
+			if err != nil {
 				return err
 			}
 			self, _ := os.Executable()
@@ -277,12 +281,8 @@ func newSessionsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path := "/api/v1/sessions"
-			if active {
-				path += "?active=1"
-			}
 			var ss []airlock.Session
-			if err := c.call("GET", path, nil, &ss); err != nil {
+			if err := c.call(func(ctx context.Context) (err error) { ss, err = c.client.Sessions(ctx, active); return err }); err != nil {
 				return err
 			}
 			if c.json() {
@@ -303,8 +303,11 @@ func newSessionsCmd() *cobra.Command {
 			return err
 		}
 		c.otp = otp
-		var res access.KillResult
-		if err := c.call("POST", "/api/v1/sessions/"+url.PathEscape(args[0])+"/kill", api.OTPRequest{}, &res); err != nil {
+		var res *api.KillResult
+		if err := c.call(func(ctx context.Context) (err error) {
+			res, err = c.client.KillSession(ctx, args[0], api.OTPRequest{})
+			return err
+		}); err != nil {
 			return err
 		}
 		if c.json() {
@@ -324,16 +327,16 @@ func newSessionsCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		resp, err := c.client.Raw(c.ctx(), "GET", "/api/v1/sessions/"+url.PathEscape(args[0])+"/recording", nil)
+		rec, err := c.client.Recording(c.ctx(), args[0])
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		data, err := io.ReadAll(resp.Body)
+		defer rec.Body.Close()
+		data, err := io.ReadAll(rec.Body)
 		if err != nil {
 			return err
 		}
-		if want := resp.Header.Get("X-Airlock-Recording-SHA256"); want != "" {
+		if want := rec.SHA256; want != "" {
 			if err := recording.Verify(strings.NewReader(string(data)), want); err != nil {
 				return err
 			}

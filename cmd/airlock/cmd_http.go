@@ -120,9 +120,9 @@ type localHTTPProxy struct {
 	srv      *http.Server
 	done     chan error
 
-	mu  sync.Mutex
-	t   *api.HTTPTokenResponse
-	err error // the last renewal's failure
+	renewMu sync.Mutex // one renewal at a time
+	mu      sync.Mutex
+	t       *api.HTTPTokenResponse
 }
 
 func startLocalHTTPProxy(c *cli, resource, level string, port int) (*localHTTPProxy, error) {
@@ -211,6 +211,11 @@ func (lp *localHTTPProxy) current() (string, error) {
 		}
 		return t.Token, nil
 	}
+	lp.renewMu.Lock()
+	defer lp.renewMu.Unlock()
+	if now := lp.tok(); now != t { // another request renewed it meanwhile
+		return now.Token, nil
+	}
 	if err := lp.renew(); err != nil {
 		fmt.Fprintf(lp.c.errw(), "airlock proxy: cannot renew the token: %s\n", airlock.ErrorMessage(err))
 		if left > 0 {
@@ -222,12 +227,16 @@ func (lp *localHTTPProxy) current() (string, error) {
 }
 
 func (lp *localHTTPProxy) renew() error {
-	var t api.HTTPTokenResponse
-	if err := lp.c.call("POST", "/api/v1/http/tokens", api.ConnectRequest{Resource: lp.resource, Access: lp.level}, &t); err != nil {
+	var t *api.HTTPTokenResponse
+	err := lp.c.call(func(ctx context.Context) (err error) {
+		t, err = lp.c.client.MintHTTPToken(ctx, api.ConnectRequest{Resource: lp.resource, Access: lp.level})
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	lp.mu.Lock()
-	lp.t = &t
+	lp.t = t
 	lp.mu.Unlock()
 	return nil
 }

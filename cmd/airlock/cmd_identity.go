@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/auth"
-	"github.com/airlockhq/airlock/identity"
 )
 
 func init() { register(identityCommands) }
@@ -47,8 +44,8 @@ func newBootstrapCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var u airlock.User
-			if err := c.client.Do(c.ctx(), "POST", "/api/v1/bootstrap", api.BootstrapRequest{Token: strings.TrimSpace(string(tok)), User: user, Password: pw}, &u); err != nil {
+			u, err := c.client.Bootstrap(c.ctx(), api.BootstrapRequest{Token: strings.TrimSpace(string(tok)), User: user, Password: pw})
+			if err != nil {
 				return err
 			}
 			if c.json() {
@@ -96,11 +93,11 @@ func newLoginCmd() *cobra.Command {
 			if web {
 				return webLogin(c)
 			}
-			var res api.LoginResponse
+			var res *api.LoginResponse
 			if sso {
-				err = ssoLogin(c, &res)
+				res, err = ssoLogin(c)
 			} else {
-				err = passwordLogin(c, user, pwStdin, otp, &res)
+				res, err = passwordLogin(c, user, pwStdin, otp)
 			}
 			var ae *airlock.Error
 			if errors.As(err, &ae) && ae.Code == airlock.EMFAREQUIRED {
@@ -111,7 +108,7 @@ func newLoginCmd() *cobra.Command {
 						return fmt.Errorf("%w: a second factor is required; pass --otp CODE", errUsage)
 					}
 				}
-				err = c.client.Do(c.ctx(), "POST", "/api/v1/login/factor", api.LoginFactorRequest{Challenge: challenge, FactorInput: identity.FactorInput{OTP: code}}, &res)
+				res, err = c.client.LoginFactor(c.ctx(), api.LoginFactorRequest{Challenge: challenge, FactorInput: api.FactorInput{OTP: code}})
 			}
 			if err != nil {
 				return err
@@ -140,42 +137,42 @@ func newLoginCmd() *cobra.Command {
 
 // passwordLogin sends the first login step. An mfa_required error carries
 // the challenge for the second step.
-func passwordLogin(c *cli, user string, pwStdin bool, otp string, res *api.LoginResponse) error {
+func passwordLogin(c *cli, user string, pwStdin bool, otp string) (*api.LoginResponse, error) {
 	var err error
 	if user == "" {
 		user = c.state.User
 	}
 	if user == "" {
 		if user, err = c.prompt("User: ", false); err != nil {
-			return fmt.Errorf("%w: pass --user NAME", errUsage)
+			return nil, fmt.Errorf("%w: pass --user NAME", errUsage)
 		}
 	}
 	pw, err := readPassword(c, pwStdin, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return c.client.Do(c.ctx(), "POST", "/api/v1/login", api.LoginRequest{User: user, Password: pw, FactorInput: identity.FactorInput{OTP: otp}}, res)
+	return c.client.Login(c.ctx(), api.LoginRequest{User: user, Password: pw, FactorInput: api.FactorInput{OTP: otp}})
 }
 
 // ssoLogin prints the identity provider's sign-in URL and polls until the
 // browser finishes; the poll token never leaves this process but in the
 // URL the user opens themselves.
-func ssoLogin(c *cli, res *api.LoginResponse) error {
+func ssoLogin(c *cli) (*api.LoginResponse, error) {
 	poll, _ := auth.NewToken("sso")
-	link := strings.TrimRight(global.server, "/") + "/api/v1/oidc/start?cli=" + url.QueryEscape(poll)
+	link := c.client.OIDCStartURL(poll)
 	fmt.Fprintf(c.errw(), "Open this link in your browser to sign in with your identity provider:\n\n  %s\n\nWaiting…\n", link)
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		err := c.client.Do(c.ctx(), "POST", "/api/v1/oidc/poll", api.OIDCPollRequest{Poll: poll}, res)
+		res, err := c.client.OIDCPoll(c.ctx(), api.OIDCPollRequest{Poll: poll})
 		if airlock.ErrorCode(err) != airlock.ENOTFOUND {
-			return err
+			return res, err
 		}
 		if time.Now().After(deadline) {
-			return errors.New("single sign-on did not complete within 10 minutes; run `airlock login --sso` again")
+			return nil, errors.New("single sign-on did not complete within 10 minutes; run `airlock login --sso` again")
 		}
 		select {
 		case <-c.ctx().Done():
-			return c.ctx().Err()
+			return nil, c.ctx().Err()
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -191,7 +188,7 @@ func newLogoutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			err = c.client.Do(c.ctx(), "POST", "/api/v1/logout", nil, nil)
+			err = c.client.Logout(c.ctx())
 			c.state.Token = ""
 			if serr := saveState(c.state); serr != nil {
 				return serr
@@ -215,8 +212,8 @@ func newWhoamiCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var w api.WhoAmI
-			if err := c.client.Do(c.ctx(), "GET", "/api/v1/whoami", nil, &w); err != nil {
+			w, err := c.client.WhoAmI(c.ctx())
+			if err != nil {
 				return err
 			}
 			if c.json() {
@@ -249,7 +246,7 @@ func newMFACmd() *cobra.Command {
 			return err
 		}
 		var fs []airlock.Factor
-		if err := c.call("GET", "/api/v1/mfa/factors", nil, &fs); err != nil {
+		if err := c.call(func(ctx context.Context) (err error) { fs, err = c.client.Factors(ctx); return err }); err != nil {
 			return err
 		}
 		if c.json() {
@@ -271,8 +268,11 @@ func newMFACmd() *cobra.Command {
 				return err
 			}
 			c.otp = otp
-			var res api.TOTPEnrollResponse
-			if err := c.call("POST", "/api/v1/mfa/totp", map[string]string{"name": name}, &res); err != nil {
+			var res *api.TOTPEnrollResponse
+			if err := c.call(func(ctx context.Context) (err error) {
+				res, err = c.client.EnrollTOTP(ctx, api.TOTPEnrollRequest{Name: name})
+				return err
+			}); err != nil {
 				return err
 			}
 			if c.json() {
@@ -309,7 +309,7 @@ func newMFACmd() *cobra.Command {
 					return fmt.Errorf("%w: pass --otp CODE", errUsage)
 				}
 			}
-			if err := c.client.Do(c.ctx(), "POST", "/api/v1/mfa/factors/"+args[0]+"/confirm", api.OTPRequest{OTP: otp}, nil); err != nil {
+			if err := c.client.ConfirmFactor(c.ctx(), args[0], api.OTPRequest{OTP: otp}); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.out(), "Factor %s is active. Save recovery codes with `airlock mfa recovery-codes`.\n", args[0])
@@ -323,7 +323,7 @@ func newMFACmd() *cobra.Command {
 				return err
 			}
 			c.otp = otp
-			if err := c.call("DELETE", "/api/v1/mfa/factors/"+args[0], nil, nil); err != nil {
+			if err := c.call(func(ctx context.Context) error { return c.client.RemoveFactor(ctx, args[0]) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.out(), "Removed factor %s.\n", args[0])
@@ -337,10 +337,11 @@ func newMFACmd() *cobra.Command {
 				return err
 			}
 			c.otp = otp
-			var res struct {
-				Codes []string `json:"codes"`
-			}
-			if err := c.call("POST", "/api/v1/mfa/recovery-codes", api.OTPRequest{}, &res); err != nil {
+			var res *api.RecoveryCodes
+			if err := c.call(func(ctx context.Context) (err error) {
+				res, err = c.client.RecoveryCodes(ctx, api.OTPRequest{})
+				return err
+			}); err != nil {
 				return err
 			}
 			if c.json() {
@@ -364,8 +365,8 @@ func newMFACmd() *cobra.Command {
 					return fmt.Errorf("%w: pass --otp CODE", errUsage)
 				}
 			}
-			var w api.WhoAmI
-			if err := c.client.Do(c.ctx(), "POST", "/api/v1/mfa/verify", identity.FactorInput{OTP: otp}, &w); err != nil {
+			w, err := c.client.VerifyMFA(c.ctx(), api.FactorInput{OTP: otp})
+			if err != nil {
 				return err
 			}
 			if c.json() {
@@ -384,24 +385,18 @@ func newMFACmd() *cobra.Command {
 // the user signs in in the browser (password + passkey) and approves the
 // code; the CLI polls until then and stores the session like `login`.
 func webLogin(c *cli) error {
-	var st api.WebLoginStart
-	if err := c.client.Do(c.ctx(), "POST", "/api/v1/login/web/start", struct{}{}, &st); err != nil {
+	st, err := c.client.WebLoginStart(c.ctx())
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.errw(), "Open this page in your browser, sign in and approve the code %s:\n\n  %s\n\nWaiting for the browser…\n", st.UserCode, st.URL)
 	interval := time.Duration(max(1, st.IntervalSeconds)) * time.Second
 	for {
-		resp, err := c.client.Raw(c.ctx(), "POST", "/api/v1/login/web/poll", api.WebLoginPoll{PollToken: st.PollToken})
+		res, err := c.client.WebLoginPoll(c.ctx(), api.WebLoginPoll{PollToken: st.PollToken})
 		if err != nil {
 			return err
 		}
-		if resp.StatusCode == http.StatusOK {
-			var res api.LoginResponse
-			err := json.NewDecoder(resp.Body).Decode(&res)
-			resp.Body.Close()
-			if err != nil {
-				return fmt.Errorf("decode login response: %w", err)
-			}
+		if res != nil {
 			if err := saveState(&clientState{Server: global.server, User: res.User.Name, Token: res.Token, ExpiresAt: res.ExpiresAt}); err != nil {
 				return fmt.Errorf("save session: %w", err)
 			}
@@ -412,7 +407,6 @@ func webLogin(c *cli) error {
 			fmt.Fprintf(c.out(), "Logged in as %s with %s (session until %s).\n", res.User.Name, res.MFAMethod, fmtTime(res.ExpiresAt))
 			return nil
 		}
-		resp.Body.Close()
 		t := time.NewTimer(interval)
 		select {
 		case <-c.ctx().Done():

@@ -266,8 +266,8 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	// Push MFA keeps its challenges in the store: any replica can begin, answer or poll one.
 	push := s.ident.NewPush(identity.PushConfig{})
 	pushAPI := http.NewCrossOriginProtection().Handler(apiSrv.PushHandler(c.PublicURL, push))
-	mux.Handle("/api/v1/login/web/", pushAPI)
-	mux.Handle("/api/v1/push/", pushAPI)
+	mux.Handle(api.PrefixWebLogin, pushAPI)
+	mux.Handle(api.PrefixPush, pushAPI)
 	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, Push: push, Grants: store, PublicURL: c.PublicURL, Logger: logger, Now: now}))
 
 	// IdleTimeout: a kept-alive connection does not hold a descriptor
@@ -606,7 +606,7 @@ func newOIDC(ctx context.Context, c serverConfig, now func() time.Time) (*identi
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	o, err := identity.NewOIDC(dctx, identity.OIDCConfig{Issuer: c.OIDCIssuer, ClientID: c.OIDCClientID, ClientSecret: secret,
-		RedirectURL: c.PublicURL + "/api/v1/oidc/callback", GroupsClaim: c.OIDCGroupsClaim,
+		RedirectURL: c.PublicURL + api.RouteOIDCCallback, GroupsClaim: c.OIDCGroupsClaim,
 		AcceptAMR: splitList(c.OIDCAcceptAMR), AdminGroup: c.OIDCAdminGroup}, now)
 	if err != nil {
 		return nil, fmt.Errorf("--oidc-issuer %s: %w", c.OIDCIssuer, err)

@@ -124,7 +124,7 @@ func TestPendingRefusalLogIsRateLimited(t *testing.T) {
 		if n := len(logLines(t, &logs)); n != 1 {
 			t.Fatalf("%d log lines for a burst of refusals, want 1:\n%s", n, logs.String())
 		}
-		time.Sleep(RefusalLogInterval)
+		time.Sleep(RefusalLogInterval) // fake time: the bubble's clock
 		if _, err := p.Admit(tcp("198.51.100.1", 1)); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,30 @@
+package testenv
+
+import "time"
+
+// PollInterval is how often Poll checks its condition.
+const PollInterval = 10 * time.Millisecond
+
+// Poll checks cond now and then every PollInterval until it reports true,
+// and reports whether it did within timeout. It is for state a test cannot
+// be told about (a real server's, a counter a gateway keeps); a test that
+// can wait on a channel does that instead.
+func Poll(timeout time.Duration, cond func() bool) bool {
+	if cond() {
+		return true
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if cond() {
+				return true
+			}
+		case <-deadline.C:
+			return cond()
+		}
+	}
+}

@@ -1,0 +1,208 @@
+package pgproxy
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/airlockhq/airlock"
+)
+
+// c2s relays client→server messages, auditing statements before they
+// are forwarded. It returns the end reason, or "" when it killed the
+// session itself or was interrupted by a kill.
+func (s *session) c2s() airlock.EndReason {
+	p := &s.c2sPipe
+	for {
+		typ, body, err := p.header(s.g.cfg.MaxMessageSize)
+		if err != nil {
+			return s.c2sErr(err)
+		}
+		total := 5 + body
+		s.bytesIn.Add(int64(total))
+		switch typ {
+		case 'P', 'B', 'E', 'C', 'D':
+			s.unsynced = true
+		case 'S':
+			s.unsynced = false
+		}
+		switch typ {
+		case 'Q', 'P', 'B', 'E', 'C', 'F':
+			b, err := p.whole(total)
+			if err != nil {
+				return s.c2sErr(err)
+			}
+			if !s.inspect(typ, b[5:]) {
+				p.consume(total)
+				return s.c2sErr(errProtocol)
+			}
+			_, err = p.w.Write(b)
+			p.consume(total)
+			if err != nil {
+				return s.c2sErr(err)
+			}
+		case 'S':
+			s.requests.push(unit{kind: 'S'})
+			if err := p.forward(body); err != nil {
+				return s.c2sErr(err)
+			}
+		case 'X':
+			s.terminated.Store(true)
+			if s.up.poolable && body == 0 {
+				// Hold the goodbye: run decides whether the connection
+				// is reset and kept, or closed.
+				if _, err := p.whole(total); err != nil {
+					return s.c2sErr(err)
+				}
+				p.consume(total)
+				s.heldTerminate = true
+			} else if err := p.forward(body); err != nil {
+				return s.c2sErr(err)
+			}
+			_ = p.w.Flush()
+			return airlock.EndClientTerminated
+		case 'D', 'H', 'd', 'c', 'f':
+			if err := p.forward(body); err != nil {
+				return s.c2sErr(err)
+			}
+		default:
+			return s.c2sErr(errProtocol)
+		}
+	}
+}
+
+func (s *session) c2sErr(err error) airlock.EndReason {
+	switch {
+	case errors.Is(err, errProtocol):
+		s.kill(airlock.EndProtocolViolation, codeProtocol, msgTooLarge)
+		return ""
+	case s.killedFlag.Load():
+		return ""
+	default:
+		s.g.log.Debug("pgproxy: client side ended", "session", s.id, "err", err)
+		return airlock.EndClientClosed
+	}
+}
+
+// s2c relays server→client messages, tracking responses for COPY and
+// error events. It returns the end reason, or "" when killed.
+func (s *session) s2c() airlock.EndReason {
+	p := &s.s2cPipe
+	for {
+		if s.t.StrictAudit {
+			s.strictBoundary()
+		}
+		if s.killedFlag.Load() {
+			return ""
+		}
+		typ, body, err := p.header(1 << 30)
+		if err != nil {
+			return s.s2cErr(err)
+		}
+		total := 5 + body
+		s.bytesOut.Add(int64(total))
+		switch typ {
+		case 'C', 'E':
+			if total > 1<<20 {
+				break // not worth buffering: relay as is below
+			}
+			b, err := p.whole(total)
+			if err != nil {
+				return s.s2cErr(err)
+			}
+			if typ == 'C' {
+				s.commandComplete(b[5:])
+			} else {
+				s.errorResponse(b[5:])
+			}
+			_, err = p.w.Write(b)
+			p.consume(total)
+			if err != nil {
+				return s.s2cErr(err)
+			}
+			continue
+		case 'Z':
+			if body == 1 {
+				b, err := p.peek(6, true)
+				if err != nil {
+					return s.s2cErr(err)
+				}
+				s.upTx = b[5]
+			}
+			s.copyDir = ""
+			s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'E' },
+				func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' })
+		case '1':
+			s.requests.pop(never, func(u unit) bool { return u.kind == 'P' })
+		case 'I', 's':
+			s.requests.pop(never, func(u unit) bool { return u.kind == 'E' })
+		case 'G', 'H', 'W':
+			if u, ok := s.requests.head(); ok {
+				s.copyStmt = u.stmt
+			}
+			switch typ {
+			case 'G':
+				s.copyDir = "in"
+			case 'H':
+				s.copyDir = "out"
+			default:
+				s.copyDir = "both"
+			}
+		}
+		s.s2cMid = true
+		if err := p.forward(body); err != nil {
+			return s.s2cErr(err)
+		}
+		s.s2cMid = false
+	}
+}
+
+func (s *session) s2cErr(err error) airlock.EndReason {
+	if s.killedFlag.Load() {
+		return ""
+	}
+	if s.terminated.Load() {
+		return airlock.EndClientTerminated
+	}
+	if errors.Is(err, errProtocol) {
+		s.g.log.Warn("pgproxy: malformed message from upstream", "session", s.id)
+		return airlock.EndUpstreamProtocolViolation
+	}
+	s.g.log.Debug("pgproxy: server side ended", "session", s.id, "err", err)
+	return airlock.EndUpstreamClosed
+}
+
+// commandComplete ends the current execute and records COPY row counts.
+func (s *session) commandComplete(body []byte) {
+	tag, _, _ := cstring(body)
+	if s.copyDir != "" && len(tag) > 5 && string(tag[:5]) == "COPY " {
+		rows, _ := strconv.ParseInt(string(tag[5:]), 10, 64)
+		s.submit(s.event("db.copy", airlock.OutcomeSuccess, struct {
+			Stmt      int64  `json:"stmt"`
+			Direction string `json:"direction"`
+			Rows      int64  `json:"rows"`
+		}{s.copyStmt, s.copyDir, rows}))
+	}
+	s.copyDir = ""
+	s.requests.pop(never, func(u unit) bool { return u.kind == 'E' })
+}
+
+// errorResponse records a db.error event for the request it answers.
+func (s *session) errorResponse(body []byte) {
+	sev, code, msg := errorFields(body)
+	u, _ := s.requests.head()
+	stmt := int64(0)
+	if u.kind != 'S' {
+		stmt = u.stmt
+	}
+	s.copyDir = ""
+	s.submit(s.event("db.error", airlock.OutcomeFailure, struct {
+		Stmt     int64  `json:"stmt,omitempty"`
+		SQLState string `json:"sqlstate"`
+		Severity string `json:"severity"`
+		Message  string `json:"message,omitempty"`
+	}{stmt, code, sev, msg}))
+	// In the extended protocol the server skips to the next Sync.
+	if u.kind == 'P' || u.kind == 'E' {
+		s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
+	}
+}

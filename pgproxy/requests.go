@@ -1,0 +1,84 @@
+package pgproxy
+
+import (
+	"sync"
+)
+
+// unit is one request awaiting its response.
+type unit struct {
+	kind byte // 'Q' query, 'P' parse, 'E' execute, 'S' sync, 'F' function call
+	stmt int64
+}
+
+// requestQueue is a session's outstanding requests: pushed by the
+// client→server direction as it forwards them, popped by the
+// server→client one as their responses pass.
+type requestQueue struct {
+	mu   sync.Mutex
+	q    []unit
+	next int // q[next] is the oldest outstanding request
+}
+
+// push queues a request awaiting its response.
+func (r *requestQueue) push(u unit) {
+	r.mu.Lock()
+	r.q = append(r.q, u)
+	r.mu.Unlock()
+}
+
+// head returns the oldest outstanding request.
+func (r *requestQueue) head() (unit, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.next < len(r.q) {
+		return r.q[r.next], true
+	}
+	return unit{}, false
+}
+
+// busy reports whether a request awaits its response.
+func (r *requestQueue) busy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.q) > r.next
+}
+
+// pop drops outstanding requests from the front while drop reports true
+// for them, and then also the first one for which last reports true.
+func (r *requestQueue) pop(drop func(unit) bool, last func(unit) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.next < len(r.q) {
+		u := r.q[r.next]
+		if last != nil && last(u) {
+			r.next++
+			break
+		}
+		if !drop(u) {
+			break
+		}
+		r.next++
+	}
+	r.q, r.next = compactFIFO(r.q, r.next)
+}
+
+// compactFIFO keeps a slice used as a queue from q[head] on small: empty,
+// it is reset (and dropped when large); mostly consumed, the rest moves to
+// the front.
+func compactFIFO[T any](q []T, head int) ([]T, int) {
+	switch {
+	case head == len(q):
+		clear(q)
+		if cap(q) > 4096 {
+			return nil, 0
+		}
+		return q[:0], 0
+	case head > 1024 && head > len(q)/2:
+		n := copy(q, q[head:])
+		clear(q[n:])
+		return q[:n], 0
+	}
+	return q, head
+}
+
+func never(unit) bool { return false }

@@ -1,0 +1,229 @@
+package pgproxy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+
+	"github.com/airlockhq/airlock"
+)
+
+// statements is a session's statement bookkeeping, owned by the
+// client→server direction: the last statement number, and the prepared
+// statements and bound portals by name.
+type statements struct {
+	no       int64
+	prepared map[string]*stmtInfo
+	portals  map[string]portalInfo
+}
+
+// stmtInfo is a prepared statement as parsed.
+type stmtInfo struct {
+	no   int64
+	text stmtText
+}
+
+// portalInfo is a bound portal.
+type portalInfo struct {
+	stmt   string
+	params []*string
+}
+
+// inspect audits a client message before it is forwarded. It reports
+// false for a malformed message.
+func (s *session) inspect(typ byte, body []byte) bool {
+	switch typ {
+	case 'Q':
+		text, _, ok := cstring(body)
+		if !ok {
+			return false
+		}
+		s.stmts.no++
+		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no})
+		s.countStatement()
+		d := queryJSON[[]byte]{kind: "query", stmt: s.stmts.no}
+		d.text, d.truncated, d.textBytes, d.sha256 = cutText(text)
+		s.submit(queryEvent(s, &d))
+	case 'P':
+		name, rest, ok := cstring(body)
+		if !ok {
+			return false
+		}
+		text, _, ok := cstring(rest)
+		if !ok {
+			return false
+		}
+		s.stmts.no++
+		st := &stmtInfo{no: s.stmts.no, text: newStmtText(text)}
+		key := string(name)
+		s.stmts.prepared[key] = st
+		s.requests.push(unit{kind: 'P', stmt: s.stmts.no})
+		d := queryJSON[string]{kind: "parse", stmt: st.no, name: key}
+		d.setText(st.text)
+		s.submit(queryEvent(s, &d))
+	case 'B':
+		portal, rest, ok := cstring(body)
+		if !ok {
+			return false
+		}
+		stmt, rest, ok := cstring(rest)
+		if !ok {
+			return false
+		}
+		pi := portalInfo{stmt: string(stmt)}
+		if s.t.LogParameters {
+			if pi.params, ok = bindParams(rest); !ok {
+				return false
+			}
+		}
+		s.stmts.portals[string(portal)] = pi
+	case 'E':
+		portal, _, ok := cstring(body)
+		if !ok {
+			return false
+		}
+		pi := s.stmts.portals[string(portal)]
+		d := queryJSON[string]{kind: "execute", name: pi.stmt, portal: string(portal), params: pi.params}
+		if st := s.stmts.prepared[pi.stmt]; st != nil {
+			d.parseStmt = st.no
+			d.setText(st.text)
+		}
+		s.stmts.no++
+		d.stmt = s.stmts.no
+		s.requests.push(unit{kind: 'E', stmt: s.stmts.no})
+		s.countStatement()
+		s.submit(queryEvent(s, &d))
+	case 'C':
+		if len(body) < 2 {
+			return false
+		}
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return false
+		}
+		switch body[0] {
+		case 'S':
+			delete(s.stmts.prepared, string(name))
+		case 'P':
+			delete(s.stmts.portals, string(name))
+		default:
+			return false
+		}
+	case 'F':
+		if len(body) < 4 {
+			return false
+		}
+		s.stmts.no++
+		s.requests.push(unit{kind: 'F', stmt: s.stmts.no})
+		s.countStatement()
+		d := queryJSON[string]{kind: "function_call", stmt: s.stmts.no, functionOID: binary.BigEndian.Uint32(body[:4])}
+		s.submit(queryEvent(s, &d))
+	}
+	return true
+}
+
+func (s *session) countStatement() {
+	s.statements.Add(1)
+	s.g.m.statement()
+}
+
+// bindParams decodes a Bind message's parameter values (after the portal
+// and statement names): text values as is, binary ones as \x hex.
+func bindParams(b []byte) ([]*string, bool) {
+	if len(b) < 2 {
+		return nil, false
+	}
+	nf := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	if len(b) < 2*nf {
+		return nil, false
+	}
+	formats := b[:2*nf]
+	b = b[2*nf:]
+	if len(b) < 2 {
+		return nil, false
+	}
+	np := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	params := make([]*string, 0, np)
+	for i := range np {
+		if len(b) < 4 {
+			return nil, false
+		}
+		n := int32(binary.BigEndian.Uint32(b))
+		b = b[4:]
+		if n < 0 {
+			params = append(params, nil)
+			continue
+		}
+		if int(n) > len(b) {
+			return nil, false
+		}
+		v := b[:n]
+		b = b[n:]
+		binaryFmt := false
+		switch {
+		case nf == 1:
+			binaryFmt = binary.BigEndian.Uint16(formats) == 1
+		case i < nf:
+			binaryFmt = binary.BigEndian.Uint16(formats[2*i:]) == 1
+		}
+		var str string
+		if binaryFmt {
+			str = `\x` + hexString(v[:min(len(v), 512)])
+		} else {
+			str = truncateUTF8(string(v[:min(len(v), 1028)]), 1024)
+		}
+		params = append(params, &str)
+	}
+	return params, true
+}
+
+func hexString(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 2*len(b))
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return string(out)
+}
+
+// stmtText is statement text as audited: at most MaxStatementText bytes,
+// with the length and SHA-256 of the full text when cut.
+type stmtText struct {
+	Text      string `json:"text,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
+	TextBytes int    `json:"text_bytes,omitempty"`
+	SHA256    string `json:"statement_sha256,omitempty"`
+}
+
+func newStmtText(b []byte) stmtText {
+	text, truncated, n, sum := cutText(b)
+	return stmtText{Text: string(text), Truncated: truncated, TextBytes: n, SHA256: sum}
+}
+
+// cutText cuts statement text to MaxStatementText bytes on a rune
+// boundary; when it cuts, it also returns the full length and SHA-256.
+func cutText(b []byte) (text []byte, truncated bool, n int, sum string) {
+	if len(b) <= MaxStatementText {
+		return b, false, 0, ""
+	}
+	h := sha256.Sum256(b)
+	i := MaxStatementText
+	for i > 0 && i > MaxStatementText-4 && b[i]&0xC0 == 0x80 {
+		i--
+	}
+	return b[:i], true, len(b), hex.EncodeToString(h[:])
+}
+
+// setText copies an audited statement text into d.
+func (d *queryJSON[S]) setText(t stmtText) {
+	d.text, d.truncated, d.textBytes, d.sha256 = S(t.Text), t.Truncated, t.TextBytes, t.SHA256
+}
+
+// queryEvent builds a db.query event with d as its details.
+func queryEvent[S string | []byte](s *session, d *queryJSON[S]) airlock.Event {
+	e := s.event("db.query", airlock.OutcomeSuccess, nil)
+	e.Details = appendQueryDetails(make([]byte, 0, detailsSize(d)), d)
+	return e
+}
