@@ -21,8 +21,8 @@ const module = "github.com/airlockhq/airlock"
 
 // Package groups, as module-relative paths.
 var (
-	services = []string{"access", "identity", "policy", "audit", "mfa"}
-	gateways = []string{"pgproxy", "sshproxy"}
+	services = []string{"access", "identity", "policy", "audit", "mfa", "assertion"}
+	gateways = []string{"pgproxy", "sshproxy", "httpgw"}
 	stores   = []string{"sqlite", "postgres"}
 	frontEnd = []string{"api", "web"}
 	wiring   = []string{"cmd"} // and everything under it
@@ -44,7 +44,7 @@ func importRules() map[string][]string {
 	// depend on it.)
 	for _, g := range gateways {
 		others := slices.DeleteFunc(slices.Clone(gateways), func(o string) bool { return o == g })
-		rules[g] = concat([]string{"access", "identity", "audit", "mfa"}, others, stores, frontEnd, wiring)
+		rules[g] = concat([]string{"access", "identity", "audit", "mfa", "assertion"}, others, stores, frontEnd, wiring)
 	}
 	// A store depends on the domain only.
 	for _, s := range stores {
