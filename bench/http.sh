@@ -14,8 +14,9 @@
 # Targets:
 #   direct   httpload → httpapp
 #   plain    httpload → plainproxy (httputil.ReverseProxy) → httpapp
-#   airlock  httpload → the Airlock HTTP gateway → httpapp; see airlock_leg
-#            below (skipped until the gateway is wired in)
+#   airlock  httpload → the Airlock HTTP gateway (bench/cmd/httpgateway:
+#            real audit pipeline on SQLite, real identity assertions) →
+#            httpapp; or a gateway of your own, see airlock_leg
 #
 # Environment: DURATION (per run, Go duration or seconds, default 10s),
 # WARMUP (default 1s), REQ_PATH (default /echo), IDLE_CONNS (default 1000,
@@ -62,7 +63,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== building httpapp, httpload, plainproxy"
-(cd "$ROOT" && CGO_ENABLED=0 go build -o "$T/bin/" ./internal/testenv/httpapp ./bench/cmd/httpload ./bench/cmd/plainproxy)
+(cd "$ROOT" && CGO_ENABLED=0 go build -o "$T/bin/" ./internal/testenv/httpapp ./bench/cmd/httpload ./bench/cmd/plainproxy ./bench/cmd/httpgateway)
 
 # start NAME CMD… — runs CMD in the background (stdout in $T/NAME.out,
 # stderr in $T/NAME.err) and waits for its "LISTENING <addr>" line; sets
@@ -92,6 +93,17 @@ start plain "$T/bin/plainproxy" -addr 127.0.0.1:0 -upstream "$APP_URL"
 PLAIN_PID=$STARTED_PID
 PLAIN_URL=http://$STARTED_ADDR
 echo "== app $APP_URL (pid $APP_PID), plain reverse proxy $PLAIN_URL (pid $PLAIN_PID)"
+# Unless told to measure a gateway of its own (AIRLOCK_HTTP_URL…), the
+# airlock leg is bench/cmd/httpgateway: the real HTTP gateway with the real
+# audit pipeline and identity assertions, one fixed token, plain HTTP.
+if [ -z "${AIRLOCK_HTTP_URL:-}" ]; then
+	start airlock "$T/bin/httpgateway" -listen 127.0.0.1:0 -upstream "$APP_URL"
+	AIRLOCK_PID=$STARTED_PID
+	AIRLOCK_HTTP_CONNECT=$STARTED_ADDR
+	AIRLOCK_HTTP_URL="http://bench.apps.localhost:${STARTED_ADDR##*:}$REQ_PATH"
+	AIRLOCK_HTTP_TOKEN=alh_bench
+	echo "== airlock HTTP gateway $STARTED_ADDR (pid $AIRLOCK_PID; audit on, identity assertion on)"
+fi
 
 declare -A RPS P50
 # json_field NAME JSON → the number in "NAME":number
