@@ -235,8 +235,8 @@ func hostOnlyCookie(v string) (string, bool) {
 	}
 	out := parts[:1]
 	for _, a := range parts[1:] {
-		k, _, _ := strings.Cut(strings.TrimSpace(a), "=")
-		if strings.EqualFold(k, "domain") {
+		k, _, _ := strings.Cut(a, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "domain") { // browsers trim the name (RFC 6265 5.2)
 			continue
 		}
 		out = append(out, a)
