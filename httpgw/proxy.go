@@ -164,9 +164,16 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(t.Upstream)
 	pr.SetXForwarded()
 	h := pr.Out.Header
-	if a := h.Get("Authorization"); a != "" {
-		if _, ours := bearerToken(a); ours {
-			h.Del("Authorization")
+	if as := h.Values("Authorization"); len(as) > 0 {
+		keep := as[:0:0]
+		for _, a := range as {
+			if _, ours := bearerToken(a); !ours {
+				keep = append(keep, a)
+			}
+		}
+		h.Del("Authorization")
+		if len(keep) > 0 {
+			h["Authorization"] = keep
 		}
 	}
 	stripCookies(h)
