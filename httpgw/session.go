@@ -316,6 +316,11 @@ func (s *session) submit(e airlock.Event) (airlock.AuditPending, bool) {
 	ended := s.ended
 	s.mu.Unlock()
 	if ended {
+		if e.Action == "http.response" {
+			// The request it closes was audited: record its end even
+			// though the session ended under it (a cut stream).
+			s.g.cfg.Audit.Submit(e)
+		}
 		return nil, false
 	}
 	p := s.g.cfg.Audit.Submit(e)
