@@ -44,6 +44,10 @@ type fakeAuth struct {
 	redeemNxt string
 	redeemErr error
 	revoked   []string
+	// revokeRefuses makes a revoked token fail Authenticate (as the
+	// access service does); revokeDelay is Revoke's latency.
+	revokeRefuses bool
+	revokeDelay   time.Duration
 }
 
 func (a *fakeAuth) App(_ context.Context, host string) (*App, error) {
@@ -83,8 +87,15 @@ func (a *fakeAuth) Redeem(_ context.Context, req RedeemRequest) (secrets.Secret,
 
 func (a *fakeAuth) Revoke(_ context.Context, tok secrets.Secret) error {
 	a.mu.Lock()
+	d := a.revokeDelay
+	a.mu.Unlock()
+	time.Sleep(d)
+	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.revoked = append(a.revoked, tok.Reveal())
+	if a.revokeRefuses {
+		a.refuse[tok.Reveal()] = airlock.Errorf(airlock.EUNAUTHORIZED, "token revoked")
+	}
 	return nil
 }
 

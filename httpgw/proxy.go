@@ -135,19 +135,29 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r2.Body = body
 	}
+	// Deferred: the reverse proxy aborts a response cut mid-body (a stream
+	// at the session's end) with panic(http.ErrAbortHandler).
+	defer func() {
+		aborted := recover()
+		rd := responseDetails{N: d.N, Status: out.status, BytesIn: body.total, BytesOut: out.total, DurationMS: time.Since(start).Milliseconds()}
+		if out.hijacked != nil {
+			rd.BytesIn += out.hijacked.in.Load()
+			rd.BytesOut += out.hijacked.out.Load()
+		}
+		outcome := airlock.OutcomeSuccess
+		if rs.err != nil {
+			outcome = airlock.OutcomeFailure
+			rd.Error = rs.err.Error()
+		} else if aborted != nil {
+			outcome = airlock.OutcomeFailure
+			rd.Error = "response aborted"
+		}
+		s.submit(s.event("http.response", outcome, mustJSON(rd)))
+		if aborted != nil {
+			panic(aborted)
+		}
+	}()
 	s.g.proxy.ServeHTTP(out, r2)
-
-	rd := responseDetails{N: d.N, Status: out.status, BytesIn: body.total, BytesOut: out.total, DurationMS: time.Since(start).Milliseconds()}
-	if out.hijacked != nil {
-		rd.BytesIn += out.hijacked.in.Load()
-		rd.BytesOut += out.hijacked.out.Load()
-	}
-	outcome := airlock.OutcomeSuccess
-	if rs.err != nil {
-		outcome = airlock.OutcomeFailure
-		rd.Error = rs.err.Error()
-	}
-	s.submit(s.event("http.response", outcome, mustJSON(rd)))
 }
 
 func mustJSON(v any) []byte {
