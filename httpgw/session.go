@@ -115,6 +115,7 @@ func (s *session) open(ctx context.Context, browser bool, source string) error {
 	if t.IdleTimeout > 0 {
 		s.armIdle(t.IdleTimeout)
 	}
+	s.armRecheck(g.cfg.Recheck)
 	s.mu.Unlock()
 	close(s.ready)
 	g.log.Info("http session started", "session", s.id, "user", t.UserName, "app", s.app.Resource, "grant", t.GrantID)
@@ -136,6 +137,26 @@ func (s *session) armIdle(d time.Duration) {
 		s.mu.Unlock()
 	}
 	s.timers = append(s.timers, time.AfterFunc(d/4, tick))
+}
+
+// armRecheck revalidates the token every d while requests or streams are
+// in flight, so that a revocation this node never heard of cuts a stream
+// that sends no new request (s.mu held).
+func (s *session) armRecheck(d time.Duration) {
+	var tm *time.Timer
+	tm = time.AfterFunc(d, func() {
+		if s.inflight.Load() > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			s.check(ctx)
+			cancel()
+		}
+		s.mu.Lock()
+		if !s.ended {
+			tm.Reset(d)
+		}
+		s.mu.Unlock()
+	})
+	s.timers = append(s.timers, tm)
 }
 
 func (s *session) isOpen() bool {
