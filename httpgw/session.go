@@ -229,6 +229,21 @@ func refusalReason(err error, t *Target, now time.Time) airlock.EndReason {
 // cancelled, upgraded connections closed, and the end is recorded once
 // they have returned. It reports whether this call ended it.
 func (s *session) end(reason airlock.EndReason) bool {
+	if reason == airlock.EndSessionKilled || reason == airlock.EndIdleTimeout {
+		// The token must not open the next session by itself: the
+		// browser or client signs in again. Revoked before the session
+		// leaves the gateway's map, so that a request arriving meanwhile
+		// cannot open a new session with it.
+		s.mu.Lock()
+		live := !s.ended && s.cancel != nil
+		s.mu.Unlock()
+		if !live {
+			return false
+		}
+		if err := s.g.cfg.Auth.Revoke(context.Background(), s.tok); err != nil {
+			s.g.log.Error("revoke http token", "session", s.id, "err", err)
+		}
+	}
 	s.mu.Lock()
 	if s.ended || s.cancel == nil {
 		s.mu.Unlock()
@@ -255,14 +270,6 @@ func (s *session) end(reason airlock.EndReason) bool {
 		waitTimeout(&s.wg, 5*time.Second)
 		close(s.receipts)
 		<-s.watchDone
-		switch reason {
-		case airlock.EndSessionKilled, airlock.EndIdleTimeout:
-			// The token must not open the next session by itself: the
-			// browser or client signs in again.
-			if err := s.g.cfg.Auth.Revoke(context.Background(), s.tok); err != nil {
-				s.g.log.Error("revoke http token", "session", s.id, "err", err)
-			}
-		}
 		s.endRecorded(reason)
 	}()
 	return true
