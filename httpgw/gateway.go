@@ -144,6 +144,14 @@ func (g *Gateway) Handler() http.Handler { return g }
 
 // ServeHTTP routes a request by its host to the app served there.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(r.TransferEncoding) > 0 {
+		// net/http reads the body by Transfer-Encoding and has already
+		// dropped a Content-Length sent with it, so a CL+TE request (a
+		// smuggling attempt) looks like any chunked one here. Close the
+		// connection after answering (RFC 9112 6.1): whatever a front end
+		// framed differently is never read as a request.
+		w.Header().Set("Connection", "close")
+	}
 	host := hostOnly(r.Host)
 	app, err := g.app(r.Context(), host)
 	if err != nil {
