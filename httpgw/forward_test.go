@@ -211,3 +211,47 @@ func TestUnknownHost(t *testing.T) {
 		t.Errorf("status %d", resp.StatusCode)
 	}
 }
+
+// A brokered header given with a non-canonical name still replaces the
+// client's header of that name instead of travelling next to it.
+func TestBrokeredHeaderNonCanonical(t *testing.T) {
+	h := newHarness(t, func(tg *Target, _ *Config) {
+		tg.Header = http.Header{"authorization": {testSecret}}
+	})
+	h.get("/x", "Cookie", CookieName+"="+testToken, "Authorization", "", "Authorization", "Basic Y2xpZW50OnB3")
+	u := h.up.last(t)
+	var got []string
+	for k, vs := range u.Header {
+		if strings.EqualFold(k, "Authorization") {
+			got = append(got, vs...)
+		}
+	}
+	if len(got) != 1 || got[0] != testSecret {
+		t.Errorf("upstream Authorization %q, want the brokered one only", got)
+	}
+}
+
+// A token opens only the app it was issued for.
+func TestTokenForOtherApp(t *testing.T) {
+	h := newHarness(t, nil)
+	h.auth.mu.Lock()
+	h.auth.apps["logs.apps.example"] = &App{Resource: "logs", Host: "logs.apps.example"}
+	h.auth.mu.Unlock()
+	h.get("/x") // a session for grafana
+	r := h.req("GET", "/x", nil)
+	r.Host = "logs.apps.example"
+	if resp, _ := h.do(r); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("grafana's token on logs: %d", resp.StatusCode)
+	}
+	// Also when it is the first use of the token.
+	h2 := newHarness(t, nil)
+	h2.auth.apps["logs.apps.example"] = &App{Resource: "logs", Host: "logs.apps.example"}
+	r = h2.req("GET", "/x", nil)
+	r.Host = "logs.apps.example"
+	if resp, _ := h2.do(r); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("grafana's token on logs, first use: %d", resp.StatusCode)
+	}
+	if n := len(h2.up.requests()); n != 0 {
+		t.Errorf("forwarded %d", n)
+	}
+}
