@@ -190,7 +190,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	h.Del(IdentityHeader)
 	h.Del("Forwarded")
 	for k, vs := range t.Header {
-		h[k] = vs
+		h[http.CanonicalHeaderKey(k)] = vs // replaces the client's header of that name
 	}
 	h.Set(IdentityHeader, rs.jwt)
 }
