@@ -1,6 +1,7 @@
 package httpgw
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -254,4 +255,32 @@ func TestTokenForOtherApp(t *testing.T) {
 	if n := len(h2.up.requests()); n != 0 {
 		t.Errorf("forwarded %d", n)
 	}
+}
+
+// An app that answers before reading the request body: the transport may
+// still be reading it when the response is done.
+func TestUpstreamAnswersBeforeBody(t *testing.T) {
+	h := newHarness(t, nil)
+	for i := 0; i < 5; i++ {
+		pr, pw := io.Pipe()
+		go func() {
+			chunk := make([]byte, 32<<10)
+			for j := 0; j < 256; j++ {
+				if _, err := pw.Write(chunk); err != nil {
+					return
+				}
+			}
+			pw.Close()
+		}()
+		resp, err := noRedirect.Do(h.req("POST", "/early", pr))
+		pr.CloseWithError(io.ErrClosedPipe)
+		if err != nil {
+			continue // the gateway may close the connection while we write
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("status %d", resp.StatusCode)
+		}
+	}
+	h.audit.wait(t, "http.response", 1)
 }

@@ -283,6 +283,11 @@ func newUpstream(t *testing.T) *upstream {
 		u.started <- "/ws"
 		io.Copy(c, brw) // echo
 	})
+	mux.HandleFunc("/early", func(w http.ResponseWriter, r *http.Request) {
+		// Answers without reading the request body.
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	})
 	mux.HandleFunc("/cookie", func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Add("Set-Cookie", "app=1; Domain=apps.example; Path=/; HttpOnly")
@@ -300,7 +305,10 @@ func newUpstream(t *testing.T) *upstream {
 		w.WriteHeader(http.StatusFound)
 	})
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
+		var b []byte
+		if r.URL.Path != "/early" {
+			b, _ = io.ReadAll(r.Body)
+		}
 		u.mu.Lock()
 		u.reqs = append(u.reqs, upReq{Method: r.Method, Path: r.URL.Path, RawPath: r.URL.RawPath, Query: r.URL.RawQuery,
 			Header: r.Header.Clone(), Body: string(b), ContentLength: r.ContentLength, TE: r.TransferEncoding})
