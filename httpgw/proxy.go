@@ -139,7 +139,7 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	// at the session's end) with panic(http.ErrAbortHandler).
 	defer func() {
 		aborted := recover()
-		rd := responseDetails{N: d.N, Status: out.status, BytesIn: body.total, BytesOut: out.total, DurationMS: time.Since(start).Milliseconds()}
+		rd := responseDetails{N: d.N, Status: out.status, BytesIn: body.total.Load(), BytesOut: out.total, DurationMS: time.Since(start).Milliseconds()}
 		if out.hijacked != nil {
 			rd.BytesIn += out.hijacked.in.Load()
 			rd.BytesOut += out.hijacked.out.Load()
@@ -315,12 +315,12 @@ func (s *session) reasonText() string {
 type countingBody struct {
 	rc    io.ReadCloser
 	n     *atomic.Int64
-	total int64
+	total atomic.Int64 // the transport may still read after the response (RoundTrip's contract)
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	b.total += int64(n)
+	b.total.Add(int64(n))
 	b.n.Add(int64(n))
 	return n, err
 }
