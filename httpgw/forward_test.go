@@ -284,3 +284,25 @@ func TestUpstreamAnswersBeforeBody(t *testing.T) {
 	}
 	h.audit.wait(t, "http.response", 1)
 }
+
+// Servlet containers (Tomcat, Jetty) drop ";params" from a segment before
+// resolving dot segments, so "/public/..;/admin" is /admin to them: a
+// rule on /public/ must not let it through.
+func TestDotSegmentWithParams(t *testing.T) {
+	r, _ := ParseRule("GET /public/")
+	h := newHarness(t, func(tg *Target, _ *Config) { tg.Rules = []Rule{r} })
+	addr := h.raw()
+	for _, p := range []string{"/public/..;/admin", "/public/..;x=1/admin", "/public/%2e%2e;/admin", "/public/.;/x", "/public/x/..;"} {
+		c, br := rawConn(t, addr)
+		c.Write([]byte("GET " + p + " HTTP/1.1\r\n" + rawAuth + "\r\n"))
+		if resp, _ := readResponse(t, br, "GET"); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	if n := len(h.up.requests()); n != 0 {
+		t.Errorf("forwarded %d: %v", n, h.up.requests())
+	}
+	if resp, _ := h.get("/public/a;b/c"); resp.StatusCode != 200 {
+		t.Errorf("a segment with params: %d", resp.StatusCode)
+	}
+}
