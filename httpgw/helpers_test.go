@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -270,7 +269,8 @@ func newUpstream(t *testing.T) *upstream {
 		}
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		// Switches to whatever was asked, as an h2c-capable app would.
+		if r.Header.Get("Upgrade") == "" {
 			http.Error(w, "want upgrade", 400)
 			return
 		}
@@ -279,7 +279,7 @@ func newUpstream(t *testing.T) *upstream {
 			return
 		}
 		defer c.Close()
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: "+r.Header.Get("Upgrade")+"\r\nConnection: Upgrade\r\n\r\n")
 		u.started <- "/ws"
 		io.Copy(c, brw) // echo
 	})

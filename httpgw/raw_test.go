@@ -159,3 +159,23 @@ func TestPipeliningAcrossRevoke(t *testing.T) {
 		}
 	}
 }
+
+// An h2c upgrade would turn the connection into an HTTP/2 tunnel to the
+// app whose requests the gateway neither checks against the rules nor
+// audits (h2c smuggling): it is refused, not forwarded.
+func TestH2CUpgradeRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, up := range []string{"h2c", "websocket, h2c", "H2C"} {
+		c, br := rawConn(t, h.raw())
+		io.WriteString(c, "GET /ws HTTP/1.1\r\n"+rawAuth+"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: "+up+"\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+		resp, _ := readResponse(t, br, "GET")
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			t.Errorf("Upgrade %s: switched protocols", up)
+		}
+	}
+	for _, u := range h.up.requests() {
+		if strings.Contains(strings.ToLower(u.Header.Get("Upgrade")), "h2c") {
+			t.Errorf("the upstream saw Upgrade %q", u.Header.Get("Upgrade"))
+		}
+	}
+}
