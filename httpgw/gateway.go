@@ -166,6 +166,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, "airlock: the request path must be clean (no //, . or .. segments, no backslash)")
 		return
 	}
+	if upgradesTo(r.Header, "h2c") {
+		// An HTTP/2 tunnel to the app: its requests would bypass the
+		// rules and the audit (h2c smuggling).
+		writeError(w, r, http.StatusBadRequest, "airlock: h2c upgrades are not forwarded")
+		return
+	}
 	tok, browser := requestToken(r)
 	if tok.IsZero() {
 		g.unauthenticated(w, r, app, "")
@@ -177,6 +183,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serve(w, r)
+}
+
+// upgradesTo reports whether the Upgrade header lists protocol (any
+// version).
+func upgradesTo(h http.Header, protocol string) bool {
+	for _, v := range h.Values("Upgrade") {
+		for _, p := range strings.Split(v, ",") {
+			name, _, _ := strings.Cut(strings.TrimSpace(p), "/")
+			if strings.EqualFold(name, protocol) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // app returns the app at host, from a short-lived cache.
