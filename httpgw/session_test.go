@@ -466,3 +466,32 @@ func TestShutdown(t *testing.T) {
 		t.Error("served after Shutdown")
 	}
 }
+
+// The grant's ends_at closes an upgraded connection and an SSE stream.
+func TestGrantEndClosesStreams(t *testing.T) {
+	h := newHarness(t, func(tg *Target, _ *Config) {
+		tg.EndsAt = time.Now().Add(400 * time.Millisecond)
+		tg.TokenExpiresAt = tg.EndsAt
+	})
+	c, br := rawConn(t, strings.TrimPrefix(h.srv.URL, "http://"))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: "+testHost+"\r\nAuthorization: Bearer "+testToken+"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	h.up.waitStarted(t, "/ws")
+	resp, err := http.DefaultClient.Do(h.req("GET", "/sse", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	h.up.waitStarted(t, "/sse")
+	ws, sse := make(chan struct{}), make(chan struct{})
+	go func() { io.Copy(io.Discard, br); close(ws) }()
+	go func() { io.Copy(io.Discard, resp.Body); close(sse) }()
+	closedWithin(t, ws, 1400*time.Millisecond, "WebSocket at the grant's end")
+	closedWithin(t, sse, 100*time.Millisecond, "SSE stream at the grant's end")
+	d := details(t, h.audit.wait(t, "session.ended", 1)[0])
+	if d["end_reason"] != string(airlock.EndGrantExpired) {
+		t.Errorf("end_reason %v", d["end_reason"])
+	}
+}
