@@ -495,3 +495,12 @@ func closedWithin(t *testing.T, done <-chan struct{}, d time.Duration, what stri
 }
 
 var _ = fmt.Sprintf
+
+func newLocalListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
