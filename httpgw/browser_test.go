@@ -161,3 +161,23 @@ func TestSignOut(t *testing.T) {
 		t.Errorf("revoked %v", r)
 	}
 }
+
+// After the session's end a browser is sent back to the console with the
+// reason (where it can request access again), not shown an error.
+func TestBrowserAfterEnd(t *testing.T) {
+	h := newHarness(t, nil)
+	nav := []string{"Authorization", "", "Cookie", CookieName + "=" + testToken, "Accept", "text/html", "Sec-Fetch-Mode", "navigate"}
+	if resp, _ := h.get("/page", nav...); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	h.auth.setRefuse(testToken, airlock.Errorf(airlock.EUNAUTHORIZED, "the grant was revoked"))
+	h.g.CloseGrant("gra_1", "")
+	resp, _ := h.get("/page", nav...)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the end: %d", resp.StatusCode)
+	}
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if loc.Path != "/apps/open" || loc.Query().Get("reason") != "the grant was revoked" || loc.Query().Get("next") != "/page" {
+		t.Errorf("Location %s", loc)
+	}
+}
