@@ -86,7 +86,8 @@ func HTTPAllowed(rules []HTTPRule, method, p string) bool {
 }
 
 // CleanHTTPPath reports whether p is an absolute path with no empty, "." or
-// ".." segments and no NUL or backslash, so that the gateway's rules and
+// ".." segments (also with ";params") and no NUL or backslash, so that the
+// gateway's rules and
 // the app see the same path. A trailing slash is allowed.
 func CleanHTTPPath(p string) bool {
 	if p == "" || p[0] != '/' || strings.ContainsAny(p, "\\\x00") {
@@ -94,6 +95,13 @@ func CleanHTTPPath(p string) bool {
 	}
 	if p == "/" {
 		return true
+	}
+	for _, seg := range strings.Split(p, "/") {
+		// Servlet containers drop a segment's ";params" before resolving
+		// dot segments: "/public/..;/admin" is /admin to them.
+		if s, _, ok := strings.Cut(seg, ";"); ok && (s == "." || s == "..") {
+			return false
+		}
 	}
 	c := path.Clean(p)
 	return c == p || c+"/" == p

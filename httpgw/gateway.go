@@ -144,6 +144,14 @@ func (g *Gateway) Handler() http.Handler { return g }
 
 // ServeHTTP routes a request by its host to the app served there.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(r.TransferEncoding) > 0 {
+		// net/http reads the body by Transfer-Encoding and has already
+		// dropped a Content-Length sent with it, so a CL+TE request (a
+		// smuggling attempt) looks like any chunked one here. Close the
+		// connection after answering (RFC 9112 6.1): whatever a front end
+		// framed differently is never read as a request.
+		w.Header().Set("Connection", "close")
+	}
 	host := hostOnly(r.Host)
 	app, err := g.app(r.Context(), host)
 	if err != nil {
@@ -158,6 +166,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, "airlock: the request path must be clean (no //, . or .. segments, no backslash)")
 		return
 	}
+	if upgradesTo(r.Header, "h2c") {
+		// An HTTP/2 tunnel to the app: its requests would bypass the
+		// rules and the audit (h2c smuggling).
+		writeError(w, r, http.StatusBadRequest, "airlock: h2c upgrades are not forwarded")
+		return
+	}
 	tok, browser := requestToken(r)
 	if tok.IsZero() {
 		g.unauthenticated(w, r, app, "")
@@ -169,6 +183,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serve(w, r)
+}
+
+// upgradesTo reports whether the Upgrade header lists protocol (any
+// version).
+func upgradesTo(h http.Header, protocol string) bool {
+	for _, v := range h.Values("Upgrade") {
+		for _, p := range strings.Split(v, ",") {
+			name, _, _ := strings.Cut(strings.TrimSpace(p), "/")
+			if strings.EqualFold(name, protocol) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // app returns the app at host, from a short-lived cache.

@@ -135,19 +135,29 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r2.Body = body
 	}
+	// Deferred: the reverse proxy aborts a response cut mid-body (a stream
+	// at the session's end) with panic(http.ErrAbortHandler).
+	defer func() {
+		aborted := recover()
+		rd := responseDetails{N: d.N, Status: out.status, BytesIn: body.total.Load(), BytesOut: out.total, DurationMS: time.Since(start).Milliseconds()}
+		if out.hijacked != nil {
+			rd.BytesIn += out.hijacked.in.Load()
+			rd.BytesOut += out.hijacked.out.Load()
+		}
+		outcome := airlock.OutcomeSuccess
+		if rs.err != nil {
+			outcome = airlock.OutcomeFailure
+			rd.Error = rs.err.Error()
+		} else if aborted != nil {
+			outcome = airlock.OutcomeFailure
+			rd.Error = "response aborted"
+		}
+		s.submit(s.event("http.response", outcome, mustJSON(rd)))
+		if aborted != nil {
+			panic(aborted)
+		}
+	}()
 	s.g.proxy.ServeHTTP(out, r2)
-
-	rd := responseDetails{N: d.N, Status: out.status, BytesIn: body.total, BytesOut: out.total, DurationMS: time.Since(start).Milliseconds()}
-	if out.hijacked != nil {
-		rd.BytesIn += out.hijacked.in.Load()
-		rd.BytesOut += out.hijacked.out.Load()
-	}
-	outcome := airlock.OutcomeSuccess
-	if rs.err != nil {
-		outcome = airlock.OutcomeFailure
-		rd.Error = rs.err.Error()
-	}
-	s.submit(s.event("http.response", outcome, mustJSON(rd)))
 }
 
 func mustJSON(v any) []byte {
@@ -164,16 +174,23 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(t.Upstream)
 	pr.SetXForwarded()
 	h := pr.Out.Header
-	if a := h.Get("Authorization"); a != "" {
-		if _, ours := bearerToken(a); ours {
-			h.Del("Authorization")
+	if as := h.Values("Authorization"); len(as) > 0 {
+		keep := as[:0:0]
+		for _, a := range as {
+			if _, ours := bearerToken(a); !ours {
+				keep = append(keep, a)
+			}
+		}
+		h.Del("Authorization")
+		if len(keep) > 0 {
+			h["Authorization"] = keep
 		}
 	}
 	stripCookies(h)
 	h.Del(IdentityHeader)
 	h.Del("Forwarded")
 	for k, vs := range t.Header {
-		h[k] = vs
+		h[http.CanonicalHeaderKey(k)] = vs // replaces the client's header of that name
 	}
 	h.Set(IdentityHeader, rs.jwt)
 }
@@ -235,8 +252,8 @@ func hostOnlyCookie(v string) (string, bool) {
 	}
 	out := parts[:1]
 	for _, a := range parts[1:] {
-		k, _, _ := strings.Cut(strings.TrimSpace(a), "=")
-		if strings.EqualFold(k, "domain") {
+		k, _, _ := strings.Cut(a, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "domain") { // browsers trim the name (RFC 6265 5.2)
 			continue
 		}
 		out = append(out, a)
@@ -298,12 +315,12 @@ func (s *session) reasonText() string {
 type countingBody struct {
 	rc    io.ReadCloser
 	n     *atomic.Int64
-	total int64
+	total atomic.Int64 // the transport may still read after the response (RoundTrip's contract)
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	b.total += int64(n)
+	b.total.Add(int64(n))
 	b.n.Add(int64(n))
 	return n, err
 }

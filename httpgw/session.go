@@ -115,6 +115,7 @@ func (s *session) open(ctx context.Context, browser bool, source string) error {
 	if t.IdleTimeout > 0 {
 		s.armIdle(t.IdleTimeout)
 	}
+	s.armRecheck(g.cfg.Recheck)
 	s.mu.Unlock()
 	close(s.ready)
 	g.log.Info("http session started", "session", s.id, "user", t.UserName, "app", s.app.Resource, "grant", t.GrantID)
@@ -136,6 +137,26 @@ func (s *session) armIdle(d time.Duration) {
 		s.mu.Unlock()
 	}
 	s.timers = append(s.timers, time.AfterFunc(d/4, tick))
+}
+
+// armRecheck revalidates the token every d while requests or streams are
+// in flight, so that a revocation this node never heard of cuts a stream
+// that sends no new request (s.mu held).
+func (s *session) armRecheck(d time.Duration) {
+	var tm *time.Timer
+	tm = time.AfterFunc(d, func() {
+		if s.inflight.Load() > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			s.check(ctx)
+			cancel()
+		}
+		s.mu.Lock()
+		if !s.ended {
+			tm.Reset(d)
+		}
+		s.mu.Unlock()
+	})
+	s.timers = append(s.timers, tm)
 }
 
 func (s *session) isOpen() bool {
@@ -208,6 +229,21 @@ func refusalReason(err error, t *Target, now time.Time) airlock.EndReason {
 // cancelled, upgraded connections closed, and the end is recorded once
 // they have returned. It reports whether this call ended it.
 func (s *session) end(reason airlock.EndReason) bool {
+	if reason == airlock.EndSessionKilled || reason == airlock.EndIdleTimeout {
+		// The token must not open the next session by itself: the
+		// browser or client signs in again. Revoked before the session
+		// leaves the gateway's map, so that a request arriving meanwhile
+		// cannot open a new session with it.
+		s.mu.Lock()
+		live := !s.ended && s.cancel != nil
+		s.mu.Unlock()
+		if !live {
+			return false
+		}
+		if err := s.g.cfg.Auth.Revoke(context.Background(), s.tok); err != nil {
+			s.g.log.Error("revoke http token", "session", s.id, "err", err)
+		}
+	}
 	s.mu.Lock()
 	if s.ended || s.cancel == nil {
 		s.mu.Unlock()
@@ -234,14 +270,6 @@ func (s *session) end(reason airlock.EndReason) bool {
 		waitTimeout(&s.wg, 5*time.Second)
 		close(s.receipts)
 		<-s.watchDone
-		switch reason {
-		case airlock.EndSessionKilled, airlock.EndIdleTimeout:
-			// The token must not open the next session by itself: the
-			// browser or client signs in again.
-			if err := s.g.cfg.Auth.Revoke(context.Background(), s.tok); err != nil {
-				s.g.log.Error("revoke http token", "session", s.id, "err", err)
-			}
-		}
 		s.endRecorded(reason)
 	}()
 	return true
@@ -316,6 +344,11 @@ func (s *session) submit(e airlock.Event) (airlock.AuditPending, bool) {
 	ended := s.ended
 	s.mu.Unlock()
 	if ended {
+		if e.Action == "http.response" {
+			// The request it closes was audited: record its end even
+			// though the session ended under it (a cut stream).
+			s.g.cfg.Audit.Submit(e)
+		}
 		return nil, false
 	}
 	p := s.g.cfg.Audit.Submit(e)
