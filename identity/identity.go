@@ -406,6 +406,16 @@ func (s *Service) RequireAdmin(p *Principal) error {
 	return s.RequireFresh(p, ActionAdmin)
 }
 
+// RequireAuditReader refuses callers who may not read the audit log: only
+// admins and members of airlock.GroupAuditors may (list, follow, export,
+// verify, and the console's audit page).
+func (s *Service) RequireAuditReader(p *Principal) error {
+	if p.User.IsAdmin() || p.User.InGroup(airlock.GroupAuditors) {
+		return nil
+	}
+	return airlock.Errorf(airlock.EFORBIDDEN, "reading the audit log needs the %s or %s group", airlock.GroupAdmins, airlock.GroupAuditors)
+}
+
 var errInvalidLogin = airlock.Errorf(airlock.EUNAUTHORIZED, "invalid user name, password or code")
 
 // IsInvalidLogin reports whether err is the generic login failure.

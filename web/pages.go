@@ -463,8 +463,8 @@ func parseLocal(v string) (time.Time, error) {
 
 func (c *console) auditPage(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 	ctx := r.Context()
-	if !p.User.IsAdmin() && !p.User.InGroup("auditors") {
-		c.renderStatus(w, r, http.StatusForbidden, "Reading the audit log needs the admins or auditors group.")
+	if c.cfg.Identity.RequireAuditReader(p) != nil {
+		c.renderStatus(w, r, http.StatusForbidden, "Reading the audit log needs the "+airlock.GroupAdmins+" or "+airlock.GroupAuditors+" group.")
 		return
 	}
 	if c.cfg.API == nil || c.cfg.API.Audit == nil {
