@@ -52,7 +52,7 @@ func (s *Server) routesAccess() {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.stepUp(r.Context(), p, in.OTP); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: in.OTP}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -64,7 +64,7 @@ func (s *Server) routesAccess() {
 		writeJSON(w, http.StatusCreated, access.View(res))
 	}))
 	m.HandleFunc("DELETE /api/v1/admin/resources/{name}", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if err := s.stepUp(r.Context(), p, r.URL.Query().Get("otp")); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: r.URL.Query().Get("otp")}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -93,7 +93,7 @@ func (s *Server) routesAccess() {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.stepUp(r.Context(), p, in.OTP); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: in.OTP}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -201,7 +201,7 @@ func (s *Server) routesAccess() {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.stepUp(r.Context(), p, in.OTP); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: in.OTP}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -231,7 +231,7 @@ func (s *Server) routesAccess() {
 			s.writeError(w, r, err)
 			return
 		}
-		t, err := a.MintConnectToken(r.Context(), p, in.Resource, in.Access, in.OTP)
+		t, err := a.MintConnectToken(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP})
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -260,7 +260,7 @@ func (s *Server) routesAccess() {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.stepUp(r.Context(), p, in.OTP); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: in.OTP}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

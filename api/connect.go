@@ -44,7 +44,7 @@ func (s *Server) routesConnect() {
 			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "public_key is not an OpenSSH public key"))
 			return
 		}
-		g, res, _, err := s.Access.AuthorizeConnect(r.Context(), p, in.Resource, in.Access, in.OTP)
+		g, res, _, err := s.Access.AuthorizeConnect(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP})
 		if err != nil {
 			s.writeError(w, r, err)
 			return

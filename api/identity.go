@@ -200,7 +200,7 @@ func (s *Server) routesIdentity() {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: req.OTP}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -224,7 +224,7 @@ func (s *Server) routesIdentity() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "active", "id": r.PathValue("id")})
 	}))
 	m.HandleFunc("DELETE /api/v1/mfa/factors/{id}", s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if err := s.stepUp(r.Context(), p, r.URL.Query().Get("otp")); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: r.URL.Query().Get("otp")}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -240,7 +240,7 @@ func (s *Server) routesIdentity() {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: req.OTP}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -295,7 +295,7 @@ func (s *Server) routesIdentity() {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: req.OTP}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -314,7 +314,7 @@ func (s *Server) routesIdentity() {
 				s.writeError(w, r, err)
 				return
 			}
-			if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
+			if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: req.OTP}); err != nil {
 				s.writeError(w, r, err)
 				return
 			}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -241,16 +240,6 @@ func (s *Server) enrolled(h authedHandler) http.HandlerFunc {
 		}
 		h(w, r, p)
 	})
-}
-
-// stepUp verifies an inline second factor (otp in the body) before an
-// action, so scripts can pass --otp in one call.
-func (s *Server) stepUp(ctx context.Context, p *identity.Principal, otp string) error {
-	if otp == "" {
-		return nil
-	}
-	_, err := s.Identity.VerifyMFA(ctx, p, identity.FactorInput{OTP: otp})
-	return err
 }
 
 func hostOnly(addr string) string {

@@ -246,11 +246,9 @@ func (c *console) grantRevoke(w http.ResponseWriter, r *http.Request, p *identit
 
 func (c *console) grantAck(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 	next := safeNext(r.FormValue("next"))
-	if otp := r.FormValue("otp"); otp != "" {
-		if _, err := c.cfg.Identity.VerifyMFA(r.Context(), p, identity.FactorInput{OTP: otp}); err != nil {
-			http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
-			return
-		}
+	if err := c.cfg.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: r.FormValue("otp")}); err != nil {
+		http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
+		return
 	}
 	if _, err := c.cfg.Access.Acknowledge(r.Context(), p, r.PathValue("id"), r.FormValue("comment")); err != nil {
 		http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
@@ -345,11 +343,9 @@ func (c *console) review(w http.ResponseWriter, r *http.Request, p *identity.Pri
 		return
 	}
 	ctx := r.Context()
-	if otp := r.FormValue("otp"); otp != "" {
-		if _, err := c.cfg.Identity.VerifyMFA(ctx, p, identity.FactorInput{OTP: otp}); err != nil {
-			c.requestDetailStatus(w, r, p, statusFor(err), c.errMessage(r, err))
-			return
-		}
+	if err := c.cfg.Identity.VerifyStepUp(ctx, p, identity.StepUp{OTP: r.FormValue("otp")}); err != nil {
+		c.requestDetailStatus(w, r, p, statusFor(err), c.errMessage(r, err))
+		return
 	}
 	if _, err := c.cfg.Access.Review(ctx, p, r.PathValue("id"), access.ReviewInput{Decision: dec, Comment: r.FormValue("comment")}); err != nil {
 		c.requestDetailStatus(w, r, p, statusFor(err), c.errMessage(r, err))
@@ -384,11 +380,9 @@ func (c *console) sessions(w http.ResponseWriter, r *http.Request, p *identity.P
 
 func (c *console) sessionKill(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 	next := safeNext(r.FormValue("next"))
-	if otp := r.FormValue("otp"); otp != "" {
-		if _, err := c.cfg.Identity.VerifyMFA(r.Context(), p, identity.FactorInput{OTP: otp}); err != nil {
-			http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
-			return
-		}
+	if err := c.cfg.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: r.FormValue("otp")}); err != nil {
+		http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
+		return
 	}
 	if _, err := c.cfg.Access.KillSession(r.Context(), p, r.PathValue("id")); err != nil {
 		http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
