@@ -15,7 +15,6 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/identity"
-	"github.com/airlockhq/airlock/sshca"
 )
 
 // MaxBodyBytes bounds every JSON request body.
@@ -29,8 +28,6 @@ type Server struct {
 	Gateways GatewayInfo
 	Logger   *slog.Logger
 	Now      func() time.Time
-	// SSHCA signs user certificates for the SSH gateway (nil: disabled).
-	SSHCA *sshca.CA
 	// Recordings opens session recordings (nil: none).
 	Recordings RecordingOpener
 
