@@ -318,16 +318,9 @@ func (c *console) requestDetailStatus(w http.ResponseWriter, r *http.Request, p 
 		}
 		d.CanReview = !already
 	}
-	if rq.GrantID != "" && c.cfg.Grants != nil {
-		if g, err := c.cfg.Grants.GrantByID(ctx, rq.GrantID); err == nil {
-			now := c.cfg.Now()
-			v := access.GrantView{Grant: g, Active: g.ActiveAt(now)}
-			if v.Active {
-				v.SecondsLeft = int64(g.EndsAt.Sub(now).Seconds())
-			} else if g.State == airlock.GrantActive {
-				g.State = airlock.GrantExpired
-			}
-			d.Grant = &v
+	if rq.GrantID != "" {
+		if g, err := c.cfg.Access.RequestGrant(ctx, p, id); err == nil {
+			d.Grant = g
 		}
 	}
 	pg := c.base(r, p, "Request "+id, "approvals")

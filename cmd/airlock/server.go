@@ -255,7 +255,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	pushAPI := http.NewCrossOriginProtection().Handler(apiSrv.PushHandler(c.PublicURL, push))
 	mux.Handle("/api/v1/login/web/", pushAPI)
 	mux.Handle("/api/v1/push/", pushAPI)
-	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, Push: push, Grants: store, PublicURL: c.PublicURL, Logger: logger, Now: now}))
+	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, Push: push, PublicURL: c.PublicURL, Logger: logger, Now: now}))
 
 	// IdleTimeout: a kept-alive connection does not hold a descriptor
 	// for ever.
