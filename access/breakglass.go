@@ -45,7 +45,7 @@ func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in Requ
 	if err := s.ident.VerifyStepUp(ctx, p, in.StepUp); err != nil {
 		return bgRefused("the MFA code was not accepted", err)
 	}
-	if err := s.ident.RequireFreshWithin(p, "break_glass", d.Freshness.BreakGlass, factorMethods(d.Factors)); err != nil {
+	if err := s.ident.RequireFreshWithin(p, identity.ActionBreakGlass, d.Freshness.BreakGlass, factorMethods(d.Factors)); err != nil {
 		return bgRefused("MFA not fresh enough for break-glass", err)
 	}
 	now := s.now().UTC()

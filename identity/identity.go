@@ -22,6 +22,9 @@ const (
 	ActionConnect = "connect"
 	ActionFactors = "factors"
 	ActionAdmin   = "admin"
+	// ActionBreakGlass is self-activating emergency access; its window
+	// comes from the policy rule, or this action's configured one.
+	ActionBreakGlass = "break_glass"
 )
 
 // Config holds the identity service's settings.

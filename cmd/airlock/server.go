@@ -383,7 +383,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}, identity.Config{IdleTimeout: c.SessionIdle, Lifetime: c.SessionLifetime, BootstrapTokenFile: dir.File("bootstrap.token"),
 		Throttle: identity.ThrottleConfig{FreeAttempts: c.LockoutFailures, MaxDelay: c.LockoutDuration},
 		Freshness: map[string]time.Duration{identity.ActionApprove: c.FreshApprove, identity.ActionConnect: c.FreshConnect,
-			identity.ActionFactors: c.FreshFactors, identity.ActionAdmin: c.FreshAdmin, "break_glass": c.FreshConnect}})
+			identity.ActionFactors: c.FreshFactors, identity.ActionAdmin: c.FreshAdmin, identity.ActionBreakGlass: c.FreshConnect}})
 
 	if c.OIDCIssuer != "" {
 		o, err := newOIDC(ctx, c, now)
