@@ -27,20 +27,16 @@ type SSHCertResponse struct {
 
 func (s *Server) routesConnect() {
 	s.mux.HandleFunc("POST /api/v1/ssh/certs", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in ConnectRequest
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		c, err := s.Access.IssueSSHCert(r.Context(), p, access.SSHCertInput{Resource: in.Resource, Login: in.Access, PublicKey: in.PublicKey,
-			StepUp: identity.StepUp{OTP: in.OTP}})
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, SSHCertResponse{Certificate: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(c.Certificate))), GrantID: c.Grant.ID,
-			Login: c.Grant.Access, Resource: c.Resource.Name, ValidUntil: time.Unix(int64(c.Certificate.ValidBefore), 0).UTC(), SSHAddr: s.Gateways.SSHAddr,
-			KnownHosts: s.Access.SSHKnownHosts(hostOnly(s.Gateways.SSHAddr))})
+		serve(s, w, r, http.StatusCreated, func(in ConnectRequest) (*SSHCertResponse, error) {
+			c, err := s.Access.IssueSSHCert(r.Context(), p, access.SSHCertInput{Resource: in.Resource, Login: in.Access, PublicKey: in.PublicKey,
+				StepUp: identity.StepUp{OTP: in.OTP}})
+			if err != nil {
+				return nil, err
+			}
+			return &SSHCertResponse{Certificate: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(c.Certificate))), GrantID: c.Grant.ID,
+				Login: c.Grant.Access, Resource: c.Resource.Name, ValidUntil: time.Unix(int64(c.Certificate.ValidBefore), 0).UTC(), SSHAddr: s.Gateways.SSHAddr,
+				KnownHosts: s.Access.SSHKnownHosts(hostOnly(s.Gateways.SSHAddr))}, nil
+		})
 	}))
 	s.mux.HandleFunc("GET /api/v1/sessions/{id}/recording", s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		ss, err := s.Access.Session(r.Context(), p, r.PathValue("id"))
