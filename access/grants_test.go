@@ -6,8 +6,27 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/audit"
 	"github.com/airlockhq/airlock/identity"
 )
+
+// newIdentityTestService is newTestService with an identity service, for
+// the methods that check their caller, and principal makes that caller: a
+// user in store, enrolled and with MFA fresh at the clock's time.
+func newIdentityTestService(t *testing.T, clk *clock) (*Service, airlock.Store, *audit.Log, func(id, name string, groups ...string) *identity.Principal) {
+	svc, store, al := newTestService(t, clk)
+	svc.ident = identity.New(identity.Deps{Store: store, Audit: al, Now: clk.now}, identity.Config{})
+	principal := func(id, name string, groups ...string) *identity.Principal {
+		now := clk.now()
+		u := &airlock.User{ID: id, Name: name, Groups: groups, CreatedAt: now, UpdatedAt: now}
+		if err := store.CreateUser(context.Background(), u); err != nil {
+			t.Fatal(err)
+		}
+		return &identity.Principal{User: u, Session: &airlock.LoginSession{ID: "ls_" + id, UserID: id, MFAAt: now, MFAMethod: identity.MethodTOTP},
+			Source: "10.0.0.1:4242"}
+	}
+	return svc, store, al, principal
+}
 
 // TestRequestGrant pins the console's read of a request's grant: shown as
 // ListGrants shows it (time left, expired once it ended) to those who may
@@ -16,15 +35,7 @@ func TestRequestGrant(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	clk := &clock{t: t0}
-	svc, store, al := newTestService(t, clk)
-	svc.ident = identity.New(identity.Deps{Store: store, Audit: al, Now: clk.now}, identity.Config{})
-	principal := func(id, name string, groups ...string) *identity.Principal {
-		u := &airlock.User{ID: id, Name: name, Groups: groups, CreatedAt: t0, UpdatedAt: t0}
-		if err := store.CreateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-		return &identity.Principal{User: u, Session: &airlock.LoginSession{ID: "ls_" + id, UserID: id, MFAAt: t0, MFAMethod: identity.MethodTOTP}}
-	}
+	svc, store, _, principal := newIdentityTestService(t, clk)
 	alice, lead, eve := principal("usr_a", "alice", "devs"), principal("usr_l", "lee", "leads"), principal("usr_e", "eve", "devs")
 	for _, id := range []string{"req_1", "req_2"} {
 		if err := store.CreateRequest(ctx, &airlock.AccessRequest{ID: id, UserID: "usr_a", UserName: "alice", Resource: "prod-db", Access: "read",

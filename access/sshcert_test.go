@@ -10,18 +10,15 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/airlockhq/airlock"
-	"github.com/airlockhq/airlock/identity"
 	"github.com/airlockhq/airlock/sshca"
 )
 
-const sshTestPolicy = `version: 1
-rules:
-  - name: devs-login-web
+// sshTestPolicy lets devs log in to web-1 too.
+const sshTestPolicy = grantTestPolicy + `  - name: devs-login-web
     who: {groups: [devs]}
-    resources: {names: [web-1, prod-db]}
-    access: [ubuntu, read]
+    resources: {names: [web-1]}
+    access: [ubuntu]
     max_duration: 2h
-    approval: {required: 1, groups: [leads]}
 `
 
 // TestIssueSSHCert pins what the service checks and records when it
@@ -33,16 +30,13 @@ func TestIssueSSHCert(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	clk := &clock{t: t0}
-	svc, store, al := newTestService(t, clk)
-	svc.ident = identity.New(identity.Deps{Store: store, Audit: al, Now: clk.now}, identity.Config{})
+	svc, store, al, principal := newIdentityTestService(t, clk)
 	savePolicy(t, store, sshTestPolicy)
 	if err := svc.reloadPolicy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	u := &airlock.User{ID: "usr_a", Name: "alice", Groups: []string{"devs"}, CreatedAt: t0, UpdatedAt: t0}
-	if err := store.CreateUser(ctx, u); err != nil {
-		t.Fatal(err)
-	}
+	p := principal("usr_a", "alice", "devs")
+	u := p.User
 	for _, r := range []*airlock.Resource{
 		{ID: "res_1", Name: "web-1", Kind: airlock.KindSSH, Addr: "127.0.0.1:22", Credentials: map[string][]byte{"ubuntu": nil},
 			Labels: map[string]string{}, Source: "api", CreatedAt: t0},
@@ -63,8 +57,6 @@ func TestIssueSSHCert(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p := &identity.Principal{User: u, Session: &airlock.LoginSession{ID: "ls_1", UserID: u.ID, MFAAt: t0, MFAMethod: identity.MethodTOTP},
-		Source: "10.0.0.1:4242"}
 	key, _, err := sshca.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
