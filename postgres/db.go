@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/sqlstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -183,6 +183,9 @@ func (db *DB) migrate(ctx context.Context) error {
 
 // Value helpers.
 
+// dialect is PostgreSQL's side of the shared statements (internal/sqlstore).
+var dialect = sqlstore.Dialect{Time: tm, Seq: "pos"}
+
 // tm converts t to the stored form: microsecond precision, NULL for zero.
 func tm(t time.Time) any {
 	if t.IsZero() {
@@ -191,82 +194,40 @@ func tm(t time.Time) any {
 	return t.UTC().Truncate(time.Microsecond)
 }
 
-// ntime is a scan target for a stored time.
-type ntime struct{ t *time.Time }
-
-func (n ntime) Scan(v any) error {
-	switch x := v.(type) {
-	case nil:
-		*n.t = time.Time{}
-	case time.Time:
-		*n.t = x.UTC()
-	default:
-		return fmt.Errorf("time column: unexpected %T", v)
-	}
-	return nil
+type execer interface {
+	Exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error)
 }
 
-func st(t *time.Time) ntime { return ntime{t} }
-
-// jsonCol scans a JSON text column into dst; empty collections decode to nil.
-type jsonCol struct{ dst any }
-
-func (j jsonCol) Scan(v any) error {
-	var b []byte
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case string:
-		b = []byte(x)
-	case []byte:
-		b = x
-	default:
-		return fmt.Errorf("json column: unexpected %T", v)
-	}
-	if len(b) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(b, j.dst); err != nil {
-		return err
-	}
-	switch d := j.dst.(type) {
-	case *[]string:
-		if len(*d) == 0 {
-			*d = nil
-		}
-	case *map[string]string:
-		if len(*d) == 0 {
-			*d = nil
-		}
-	case *map[string][]byte:
-		if len(*d) == 0 {
-			*d = nil
-		}
-	}
-	return nil
+type queryer interface {
+	QueryRow(ctx context.Context, query string, args ...any) pgx.Row
+	Query(ctx context.Context, query string, args ...any) (pgx.Rows, error)
 }
 
-func js(v any) string {
-	b, err := json.Marshal(v)
+// exec runs s on ex.
+func exec(ctx context.Context, ex execer, s sqlstore.Stmt) (pgconn.CommandTag, error) {
+	return ex.Exec(ctx, s.SQL, s.Args...)
+}
+
+// row runs s, which returns one row, on qr.
+func row(ctx context.Context, qr queryer, s sqlstore.Stmt) pgx.Row {
+	return qr.QueryRow(ctx, s.SQL, s.Args...)
+}
+
+// rowFunc runs the shared one-row queries on qr.
+func rowFunc(qr queryer) sqlstore.RowFunc {
+	return func(ctx context.Context, query string, args ...any) sqlstore.Scanner {
+		return qr.QueryRow(ctx, query, args...)
+	}
+}
+
+// list runs s on qr and scans every row.
+func list[T any](ctx context.Context, qr queryer, s sqlstore.Stmt, scan func(sqlstore.Scanner) (T, error)) ([]T, error) {
+	rows, err := qr.Query(ctx, s.SQL, s.Args...)
 	if err != nil {
-		panic(err) // only plain strings/maps/slices are passed
+		return nil, err
 	}
-	return string(b)
-}
-
-func jsList(v []string) string {
-	if len(v) == 0 {
-		return "[]"
-	}
-	return js(v)
-}
-
-// blob returns b as stored: NULL for nil.
-func blob(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return b
+	defer rows.Close()
+	return sqlstore.Collect(rows, scan)
 }
 
 func init() { airlock.RegisterOutage(classify) }
@@ -307,12 +268,7 @@ func classify(err error) *airlock.Error {
 
 // outage returns err as classify's EUNAVAILABLE error when it is an
 // outage, and otherwise wrapped as EUNAVAILABLE with message.
-func outage(err error, message string) error {
-	if o := classify(err); o != nil {
-		return o
-	}
-	return airlock.WrapError(airlock.EUNAVAILABLE, message, err)
-}
+func outage(err error, message string) error { return sqlstore.Outage(classify, err, message) }
 
 func pgCode(err error) string {
 	var e *pgconn.PgError
@@ -322,47 +278,32 @@ func pgCode(err error) string {
 	return ""
 }
 
+// violation reads the constraint a failed write broke (or the invalid
+// text it carried: NUL bytes, bad UTF-8).
+func violation(err error) sqlstore.Violation {
+	switch pgCode(err) {
+	case "23505":
+		return sqlstore.Unique
+	case "23503":
+		return sqlstore.ForeignKey
+	case "22021", "22P05":
+		return sqlstore.InvalidText
+	}
+	return sqlstore.NoViolation
+}
+
 // writeErr maps an insert/update error: unique violation → ECONFLICT with
 // conflict, foreign-key violation → ENOTFOUND with missing, invalid text
 // (NUL bytes, bad UTF-8) → EINVALID.
 func writeErr(err error, conflict, missing string) error {
-	if err == nil {
-		return nil
-	}
-	switch pgCode(err) {
-	case "23505":
-		return airlock.WrapError(airlock.ECONFLICT, conflict, err)
-	case "23503":
-		return airlock.WrapError(airlock.ENOTFOUND, missing, err)
-	case "22021", "22P05":
-		return airlock.WrapError(airlock.EINVALID, "text is not valid UTF-8", err)
-	}
-	return err
+	return sqlstore.WriteErr(err, violation(err), conflict, missing)
 }
 
 func notFound(err error, format string, args ...any) error {
-	if errors.Is(err, pgx.ErrNoRows) {
-		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
-	}
-	return err
+	return sqlstore.NotFound(err, format, args...)
 }
 
 // affected returns ENOTFOUND (with the message) when tag changed no row.
 func affected(tag pgconn.CommandTag, err error, format string, args ...any) error {
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
-	}
-	return nil
-}
-
-type scanner interface{ Scan(...any) error }
-
-func limit(n int) string {
-	if n > 0 {
-		return " LIMIT " + strconv.Itoa(n)
-	}
-	return ""
+	return sqlstore.Affected(tag.RowsAffected(), err, format, args...)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/eventblock"
+	"github.com/airlockhq/airlock/internal/sqlstore"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -57,7 +58,7 @@ func readEventRows(ctx context.Context, tx pgx.Tx, after int64) ([]airlock.Event
 	for rows.Next() {
 		var e airlock.Event
 		var details *string
-		if err := rows.Scan(&e.Seq, st(&e.Time), &e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID,
+		if err := rows.Scan(&e.Seq, sqlstore.Time(&e.Time), &e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID,
 			&e.SessionID, &e.SourceAddr, &e.Outcome, &details, &e.PrevHash, &e.Hash); err != nil {
 			return nil, err
 		}

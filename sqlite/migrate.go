@@ -8,6 +8,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/eventblock"
+	"github.com/airlockhq/airlock/internal/sqlstore"
 )
 
 // goMigrations are steps that run in Go right after the SQL migration of
@@ -64,7 +65,7 @@ func readEventRows(ctx context.Context, tx *sql.Tx, after int64) ([]airlock.Even
 	for rows.Next() {
 		var e airlock.Event
 		var details sql.NullString
-		if err := rows.Scan(&e.Seq, st(&e.Time), &e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID,
+		if err := rows.Scan(&e.Seq, sqlstore.Time(&e.Time), &e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID,
 			&e.SessionID, &e.SourceAddr, &e.Outcome, &details, &e.PrevHash, &e.Hash); err != nil {
 			return nil, err
 		}
