@@ -10,12 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// blockEvents is the most events one stored block holds (see the SQLite
-// store; the same encoding, internal/eventblock, is used here).
-const blockEvents = 1024
-
-// scanBlocks is how many blocks ScanEvents reads per query.
-const scanBlocks = 4
+// blockEvents is the most events one stored block holds.
+const blockEvents = sqlstore.BlockEvents
 
 const insertBlockSQL = `INSERT INTO event_blocks (first_seq, last_seq, min_time, max_time, data) VALUES ($1, $2, $3, $4, $5)`
 const insertKeysSQL = `INSERT INTO event_keys (key, first_seq) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING`
@@ -96,34 +92,10 @@ func (db *DB) ListEvents(ctx context.Context, f airlock.EventFilter) ([]airlock.
 	return sqlstore.FilterBlocks[[]byte](rows, &f)
 }
 
-// ScanEvents calls fn for each event with seq > afterSeq in stored order.
-// It reads scanBlocks blocks per query, so memory stays bounded and no
-// connection is held while fn runs.
+// ScanEvents calls fn for each event with seq > afterSeq in stored order,
+// a page of blocks per query, with no connection held while fn runs.
 func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Event) error) error {
-	page := make([]airlock.Event, 0, scanBlocks*blockEvents)
-	var from int64
-	if err := db.pool.QueryRow(ctx, sqlstore.ScanFromSQL, afterSeq).Scan(&from); err != nil {
-		return err
-	}
-	for {
-		page = page[:0]
-		rows, err := db.pool.Query(ctx, sqlstore.ScanPageSQL, from, scanBlocks)
-		if err != nil {
-			return err
-		}
-		var blocks int
-		page, blocks, err = sqlstore.ReadPage[[]byte](rows, page, &from)
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-		if err := eventblock.Deliver(page, afterSeq, err, fn); err != nil {
-			return err
-		}
-		if blocks < scanBlocks {
-			return nil
-		}
-	}
+	return sqlstore.ScanEvents[[]byte](ctx, rowFunc(db.pool), queryFunc(db.pool), afterSeq, fn)
 }
 
 // AddCheckpoint stores c. ECONFLICT if a checkpoint with the same seq and

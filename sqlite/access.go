@@ -20,11 +20,7 @@ func (db *DB) CreateRequest(ctx context.Context, r *airlock.AccessRequest) error
 
 // RequestByID returns the request, or ENOTFOUND.
 func (db *DB) RequestByID(ctx context.Context, id string) (*airlock.AccessRequest, error) {
-	r, err := sqlstore.ScanRequest(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.RequestCols+` FROM requests WHERE id=$1`), id))
-	if err != nil {
-		return nil, notFound(err, "request %q not found", id)
-	}
-	return r, nil
+	return sqlstore.One(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.RequestCols+` FROM requests WHERE id=$1`), id), sqlstore.ScanRequest, "request %q not found", id)
 }
 
 // ListRequests returns matching requests, newest first.
@@ -100,11 +96,7 @@ func (db *DB) CreateGrant(ctx context.Context, g *airlock.Grant) error {
 
 // GrantByID returns the grant, or ENOTFOUND.
 func (db *DB) GrantByID(ctx context.Context, id string) (*airlock.Grant, error) {
-	g, err := sqlstore.ScanGrant(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.GrantCols+` FROM grants WHERE id=$1`), id))
-	if err != nil {
-		return nil, notFound(err, "grant %q not found", id)
-	}
-	return g, nil
+	return sqlstore.One(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.GrantCols+` FROM grants WHERE id=$1`), id), sqlstore.ScanGrant, "grant %q not found", id)
 }
 
 // ListGrants returns matching grants, newest first.
@@ -204,11 +196,7 @@ func (db *DB) CreateConnectToken(ctx context.Context, t *airlock.ConnectToken) e
 // RETURNING and returns it (with the remaining uses). ENOTFOUND if it is
 // missing, used up or expired at now.
 func (db *DB) UseConnectToken(ctx context.Context, hash []byte, now time.Time) (*airlock.ConnectToken, error) {
-	t, err := sqlstore.ScanToken(row(ctx, db.w, dialect.UseToken(hash, now)))
-	if err != nil {
-		return nil, notFound(err, "connect token not found")
-	}
-	return t, nil
+	return sqlstore.One(row(ctx, db.w, dialect.UseToken(hash, now)), sqlstore.ScanToken, "connect token not found")
 }
 
 // LiveConnectTokens returns userID's usable tokens for resource at now,
@@ -235,11 +223,7 @@ func (db *DB) EndSession(ctx context.Context, s *airlock.Session) error {
 
 // SessionByID returns the session, or ENOTFOUND.
 func (db *DB) SessionByID(ctx context.Context, id string) (*airlock.Session, error) {
-	s, err := sqlstore.ScanSession(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.SessionCols+` FROM sessions WHERE id=$1`), id))
-	if err != nil {
-		return nil, notFound(err, "session %q not found", id)
-	}
-	return s, nil
+	return sqlstore.One(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.SessionCols+` FROM sessions WHERE id=$1`), id), sqlstore.ScanSession, "session %q not found", id)
 }
 
 // ListSessions returns matching sessions, newest first.

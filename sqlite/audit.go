@@ -11,13 +11,8 @@ import (
 	"github.com/airlockhq/airlock/internal/sqlstore"
 )
 
-// blockEvents is the most events one stored block holds. A group commit
-// larger than this is written as several blocks; reads decode whole
-// blocks, so this also bounds the work of a filtered lookup per block.
-const blockEvents = 1024
-
-// scanBlocks is how many blocks ScanEvents reads per query.
-const scanBlocks = 4
+// blockEvents is the most events one stored block holds.
+const blockEvents = sqlstore.BlockEvents
 
 const insertBlockSQL = `INSERT INTO event_blocks (first_seq, last_seq, min_time, max_time, data) VALUES (?, ?, ?, ?, ?)`
 const insertKeySQL = `INSERT OR IGNORE INTO event_keys (key, first_seq) VALUES (?, ?)`
@@ -113,34 +108,10 @@ func (db *DB) ListEvents(ctx context.Context, f airlock.EventFilter) ([]airlock.
 	return sqlstore.FilterBlocks[sql.RawBytes](rows, &f)
 }
 
-// ScanEvents calls fn for each event with seq > afterSeq in stored order.
-// It reads scanBlocks blocks per query, so memory stays bounded and no
-// read transaction is held while fn runs.
+// ScanEvents calls fn for each event with seq > afterSeq in stored order,
+// a page of blocks per query, with no read transaction held while fn runs.
 func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Event) error) error {
-	page := make([]airlock.Event, 0, scanBlocks*blockEvents)
-	var from int64
-	if err := db.r.QueryRowContext(ctx, q(sqlstore.ScanFromSQL), afterSeq).Scan(&from); err != nil {
-		return err
-	}
-	for {
-		page = page[:0]
-		rows, err := db.r.QueryContext(ctx, q(sqlstore.ScanPageSQL), from, scanBlocks)
-		if err != nil {
-			return err
-		}
-		var blocks int
-		page, blocks, err = sqlstore.ReadPage[sql.RawBytes](rows, page, &from)
-		if err == nil {
-			err = rows.Err()
-		}
-		rows.Close()
-		if err := eventblock.Deliver(page, afterSeq, err, fn); err != nil {
-			return err
-		}
-		if blocks < scanBlocks {
-			return nil
-		}
-	}
+	return sqlstore.ScanEvents[sql.RawBytes](ctx, rowFunc(db.r), queryFunc(db.r), afterSeq, fn)
 }
 
 // AddCheckpoint stores c. ECONFLICT if a checkpoint with the same seq and

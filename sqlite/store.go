@@ -29,20 +29,12 @@ func (db *DB) UpdateUser(ctx context.Context, u *airlock.User) error {
 
 // UserByID returns the user with id, or ENOTFOUND.
 func (db *DB) UserByID(ctx context.Context, id string) (*airlock.User, error) {
-	u, err := sqlstore.ScanUser(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.UserCols+` FROM users WHERE id=$1`), id))
-	if err != nil {
-		return nil, notFound(err, "user %q not found", id)
-	}
-	return u, nil
+	return sqlstore.One(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.UserCols+` FROM users WHERE id=$1`), id), sqlstore.ScanUser, "user %q not found", id)
 }
 
 // UserByName returns the user named name, or ENOTFOUND.
 func (db *DB) UserByName(ctx context.Context, name string) (*airlock.User, error) {
-	u, err := sqlstore.ScanUser(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.UserCols+` FROM users WHERE name=$1`), name))
-	if err != nil {
-		return nil, notFound(err, "user %q not found", name)
-	}
-	return u, nil
+	return sqlstore.One(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.UserCols+` FROM users WHERE name=$1`), name), sqlstore.ScanUser, "user %q not found", name)
 }
 
 // UserBySSOSubject returns the user with the SSO subject, or ENOTFOUND.
@@ -50,11 +42,7 @@ func (db *DB) UserBySSOSubject(ctx context.Context, subject string) (*airlock.Us
 	if subject == "" {
 		return nil, airlock.Errorf(airlock.ENOTFOUND, "user with SSO subject %q not found", subject)
 	}
-	u, err := sqlstore.ScanUser(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.UserCols+` FROM users WHERE sso_subject=$1`), subject))
-	if err != nil {
-		return nil, notFound(err, "user with SSO subject %q not found", subject)
-	}
-	return u, nil
+	return sqlstore.One(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.UserCols+` FROM users WHERE sso_subject=$1`), subject), sqlstore.ScanUser, "user with SSO subject %q not found", subject)
 }
 
 // ListUsers returns all users ordered by name.
@@ -95,11 +83,7 @@ func (db *DB) UpdateFactor(ctx context.Context, f *airlock.Factor) error {
 
 // FactorByID returns the factor with id, or ENOTFOUND.
 func (db *DB) FactorByID(ctx context.Context, id string) (*airlock.Factor, error) {
-	f, err := sqlstore.ScanFactor(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.FactorCols+` FROM factors WHERE id=$1`), id))
-	if err != nil {
-		return nil, notFound(err, "factor %q not found", id)
-	}
-	return f, nil
+	return sqlstore.One(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.FactorCols+` FROM factors WHERE id=$1`), id), sqlstore.ScanFactor, "factor %q not found", id)
 }
 
 // ListFactors returns the user's factors ordered by creation.
@@ -143,11 +127,7 @@ func (db *DB) CreateLoginSession(ctx context.Context, s *airlock.LoginSession) e
 // LoginSessionByTokenHash returns the session (revoked or expired ones
 // too: the caller checks), or ENOTFOUND.
 func (db *DB) LoginSessionByTokenHash(ctx context.Context, hash []byte) (*airlock.LoginSession, error) {
-	s, err := sqlstore.ScanLoginSession(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.LoginCols+` FROM login_sessions WHERE token_hash=$1`), hash))
-	if err != nil {
-		return nil, notFound(err, "login session not found")
-	}
-	return s, nil
+	return sqlstore.One(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.LoginCols+` FROM login_sessions WHERE token_hash=$1`), hash), sqlstore.ScanLoginSession, "login session not found")
 }
 
 // TouchLoginSession sets LastSeenAt. ENOTFOUND if missing.
@@ -196,11 +176,7 @@ func (db *DB) UpdateResource(ctx context.Context, r *airlock.Resource) error {
 
 // ResourceByName returns the resource, or ENOTFOUND.
 func (db *DB) ResourceByName(ctx context.Context, name string) (*airlock.Resource, error) {
-	r, err := sqlstore.ScanResource(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.ResourceCols+` FROM resources WHERE name=$1`), name))
-	if err != nil {
-		return nil, notFound(err, "resource %q not found", name)
-	}
-	return r, nil
+	return sqlstore.One(db.r.QueryRowContext(ctx, q(`SELECT `+sqlstore.ResourceCols+` FROM resources WHERE name=$1`), name), sqlstore.ScanResource, "resource %q not found", name)
 }
 
 // ListResources returns all resources ordered by name.

@@ -1,6 +1,9 @@
 package sqlstore
 
 import (
+	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 
 	"github.com/airlockhq/airlock"
@@ -58,31 +61,77 @@ func FilterBlocks[B ~[]byte](rows Rows, f *airlock.EventFilter) ([]airlock.Event
 	return out, rows.Err()
 }
 
-// ScanFromSQL ($1 the seq scanned after) selects the first block ScanEvents
-// reads; ScanPageSQL ($1 that block, $2 the page size) one page of blocks
-// from it, for ReadPage.
-const (
-	ScanFromSQL = `SELECT coalesce(max(first_seq), 0) FROM event_blocks WHERE first_seq <= $1 + 1`
-	ScanPageSQL = `SELECT first_seq, data FROM event_blocks WHERE first_seq >= $1 ORDER BY first_seq LIMIT $2`
-)
+// BlockEvents is the most events one stored block holds. A group commit
+// larger than this is written as several blocks; reads decode whole
+// blocks, so this also bounds the work of a filtered lookup per block.
+const BlockEvents = 1024
 
-// ReadPage decodes a page of blocks onto page, moving *from past each
-// block read, and returns how many blocks it read. The caller closes rows
-// and checks rows.Err when err is nil.
-func ReadPage[B ~[]byte](rows Rows, page []airlock.Event, from *int64) (_ []airlock.Event, blocks int, err error) {
-	for rows.Next() {
-		var first int64
-		var data B
-		if err = rows.Scan(&first, &data); err != nil {
-			break
+// ScanBlocks is how many blocks ScanEvents reads per query.
+const ScanBlocks = 4
+
+// QueryFunc runs a query ($N style) and returns its rows and how to close
+// them.
+type QueryFunc func(ctx context.Context, query string, args ...any) (Rows, func(), error)
+
+// ScanEvents calls fn for each event with seq > afterSeq in stored order.
+// It reads ScanBlocks blocks per query, so memory stays bounded and no
+// read transaction or connection is held while fn runs. B is the type the
+// driver scans a blob into.
+func ScanEvents[B ~[]byte](ctx context.Context, row RowFunc, query QueryFunc, afterSeq int64, fn func(airlock.Event) error) error {
+	page := make([]airlock.Event, 0, ScanBlocks*BlockEvents)
+	var from int64
+	if err := row(ctx, `SELECT coalesce(max(first_seq), 0) FROM event_blocks WHERE first_seq <= $1 + 1`, afterSeq).Scan(&from); err != nil {
+		return err
+	}
+	for {
+		page = page[:0]
+		rows, closeRows, err := query(ctx, `SELECT first_seq, data FROM event_blocks WHERE first_seq >= $1 ORDER BY first_seq LIMIT $2`, from, ScanBlocks)
+		if err != nil {
+			return err
 		}
-		blocks++
-		*from = first + 1
-		if page, err = eventblock.DecodeStored(page, first, []byte(data)); err != nil {
-			break
+		blocks := 0
+		for rows.Next() {
+			var first int64
+			var data B
+			if err = rows.Scan(&first, &data); err != nil {
+				break
+			}
+			blocks++
+			from = first + 1
+			if page, err = eventblock.DecodeStored(page, first, []byte(data)); err != nil {
+				break
+			}
+		}
+		closeRows()
+		if err == nil {
+			err = rows.Err()
+		}
+		if err := eventblock.Deliver(page, afterSeq, err, fn); err != nil {
+			return err
+		}
+		if blocks < ScanBlocks {
+			return nil
 		}
 	}
-	return page, blocks, err
+}
+
+// OldEventsSQL reads up to $2 rows of the version-1 events table (one row
+// per event) with seq > $1, for the migration to blocks; scan them with
+// ScanOldEvent.
+const OldEventsSQL = `SELECT seq, time, actor_id, actor_name, action, resource, request_id, grant_id,
+		session_id, source_addr, outcome, details, prev_hash, hash FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`
+
+func ScanOldEvent(s Scanner) (airlock.Event, error) {
+	var e airlock.Event
+	var details sql.NullString
+	if err := s.Scan(&e.Seq, Time(&e.Time), &e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID,
+		&e.SessionID, &e.SourceAddr, &e.Outcome, &details, &e.PrevHash, &e.Hash); err != nil {
+		return e, err
+	}
+	if details.Valid {
+		e.Details = json.RawMessage(details.String)
+	}
+	return e, nil
 }
 
 // Checkpoints.

@@ -167,3 +167,13 @@ func (f *Filter) Where() string {
 	}
 	return " WHERE " + strings.Join(f.conds, " AND ")
 }
+
+// One scans the one row s with scan; no row is ENOTFOUND with the message.
+func One[T any](s Scanner, scan func(Scanner) (T, error), format string, args ...any) (T, error) {
+	v, err := scan(s)
+	if err != nil {
+		var zero T
+		return zero, NotFound(err, format, args...)
+	}
+	return v, nil
+}
