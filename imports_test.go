@@ -214,7 +214,10 @@ func TestSQLStoreImportsNoDriver(t *testing.T) {
 	if graph[root] == nil {
 		t.Fatalf("package %s not found", root)
 	}
-	for _, chain := range chains(graph, root, func(p *listedPackage) bool { return !p.Standard && p.ImportPath != module && !strings.HasPrefix(p.ImportPath, module+"/") }) {
+	thirdParty := func(p *listedPackage) bool {
+		return !p.Standard && p.ImportPath != module && !strings.HasPrefix(p.ImportPath, module+"/")
+	}
+	for _, chain := range chains(graph, root, thirdParty) {
 		t.Errorf("internal/sqlstore imports no driver or other third-party package, but imports %s", strings.Join(chain, " -> "))
 	}
 }
