@@ -239,17 +239,33 @@ func load(path string) (*Dir, error) {
 		}
 		return b, nil
 	}
-	b, err := read("audit.key")
+	// readPEM reads name and returns its (first) PEM block's bytes.
+	readPEM := func(name string) ([]byte, error) {
+		b, err := read(name)
+		if err != nil {
+			return nil, err
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return nil, fail(name, errors.New("not PEM"))
+		}
+		return blk.Bytes, nil
+	}
+	// readKey reads name, a PKCS #8 private key in PEM.
+	readKey := func(name string) (any, error) {
+		der, err := readPEM(name)
+		if err != nil {
+			return nil, err
+		}
+		k, err := x509.ParsePKCS8PrivateKey(der)
+		if err != nil {
+			return nil, fail(name, err)
+		}
+		return k, nil
+	}
+	k, err := readKey("audit.key")
 	if err != nil {
 		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fail("audit.key", errors.New("not PEM"))
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fail("audit.key", err)
 	}
 	ak, ok := k.(ed25519.PrivateKey)
 	if !ok {
@@ -257,7 +273,7 @@ func load(path string) (*Dir, error) {
 	}
 	d.AuditKey = ak
 
-	b, err = read("master.key")
+	b, err := read("master.key")
 	if err != nil {
 		return nil, err
 	}
@@ -293,28 +309,16 @@ func load(path string) (*Dir, error) {
 			d.SSHHostCA = s
 		}
 	}
-	b, err = read("tls_ca.crt")
+	der, err := readPEM("tls_ca.crt")
 	if err != nil {
 		return nil, err
 	}
-	blk, _ = pem.Decode(b)
-	if blk == nil {
-		return nil, fail("tls_ca.crt", errors.New("not PEM"))
-	}
-	if d.TLSCA, err = x509.ParseCertificate(blk.Bytes); err != nil {
+	if d.TLSCA, err = x509.ParseCertificate(der); err != nil {
 		return nil, fail("tls_ca.crt", err)
 	}
-	b, err = read("tls_ca.key")
+	ck, err := readKey("tls_ca.key")
 	if err != nil {
 		return nil, err
-	}
-	blk, _ = pem.Decode(b)
-	if blk == nil {
-		return nil, fail("tls_ca.key", errors.New("not PEM"))
-	}
-	ck, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fail("tls_ca.key", err)
 	}
 	signer, ok := ck.(crypto.Signer)
 	if !ok {
