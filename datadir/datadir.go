@@ -63,15 +63,7 @@ func Open(path string) (*Dir, error) {
 	fi, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if err := create(abs); err != nil {
-			return nil, err
-		}
-		d, err := load(abs)
-		if err != nil {
-			return nil, err
-		}
-		d.Created = true
-		return d, nil
+		return createNew(abs)
 	case err != nil:
 		return nil, fmt.Errorf("data dir %s: %w; check the path and its permissions", abs, err)
 	case !fi.IsDir():
@@ -86,17 +78,22 @@ func Open(path string) (*Dir, error) {
 		if err := os.Remove(abs); err != nil {
 			return nil, fmt.Errorf("data dir %s: %w", abs, err)
 		}
-		if err := create(abs); err != nil {
-			return nil, err
-		}
-		d, err := load(abs)
-		if err != nil {
-			return nil, err
-		}
-		d.Created = true
-		return d, nil
+		return createNew(abs)
 	}
 	return load(abs)
+}
+
+// createNew creates the data directory abs and loads it, marked Created.
+func createNew(abs string) (*Dir, error) {
+	if err := create(abs); err != nil {
+		return nil, err
+	}
+	d, err := load(abs)
+	if err != nil {
+		return nil, err
+	}
+	d.Created = true
+	return d, nil
 }
 
 // create builds a complete data directory under a temporary sibling name
