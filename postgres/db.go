@@ -269,10 +269,6 @@ func writeErr(err error, conflict, missing string) error {
 	return sqlstore.WriteErr(err, violation(err), conflict, missing)
 }
 
-func notFound(err error, format string, args ...any) error {
-	return sqlstore.NotFound(err, format, args...)
-}
-
 // affected returns ENOTFOUND (with the message) when tag changed no row.
 func affected(tag pgconn.CommandTag, err error, format string, args ...any) error {
 	return sqlstore.Affected(tag.RowsAffected(), err, format, args...)

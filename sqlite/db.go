@@ -383,10 +383,6 @@ func writeErr(err error, conflict, missing string) error {
 	return sqlstore.WriteErr(err, violation(err), conflict, missing)
 }
 
-func notFound(err error, format string, args ...any) error {
-	return sqlstore.NotFound(err, format, args...)
-}
-
 // affected returns ENOTFOUND (with the message) when res changed no row.
 func affected(res sql.Result, err error, format string, args ...any) error {
 	if err != nil {
