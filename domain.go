@@ -24,6 +24,9 @@ const (
 	// GroupPolicyReaders is the group whose members may read the policy
 	// in force and check drafts against it (show, diff), as admins may.
 	GroupPolicyReaders = "policy-readers"
+	// GroupAuditors is the group whose members may read, export and
+	// verify the audit log, as admins may.
+	GroupAuditors = "auditors"
 )
 
 // User is a person who can log in. Local users have a PasswordHash

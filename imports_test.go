@@ -26,6 +26,9 @@ var (
 	stores   = []string{"sqlite", "postgres"}
 	frontEnd = []string{"api", "web"}
 	wiring   = []string{"cmd"} // and everything under it
+	// storeOnly are the stores' own internal packages: a store may import
+	// them; services, gateways and front ends may not.
+	storeOnly = []string{"internal/sqlstore"}
 )
 
 // importRules lists, per package, the module packages it must not reach
@@ -36,7 +39,7 @@ func importRules() map[string][]string {
 	// A service never imports an adapter or a front end: what it needs from
 	// one moves down into the root package.
 	for _, s := range services {
-		rules[s] = concat(gateways, stores, frontEnd, wiring)
+		rules[s] = concat(gateways, stores, storeOnly, frontEnd, wiring)
 	}
 	// A gateway implements the root package's gateway contract and reaches
 	// the services through interfaces only; adapters do not import each
@@ -44,7 +47,7 @@ func importRules() map[string][]string {
 	// depend on it.)
 	for _, g := range gateways {
 		others := slices.DeleteFunc(slices.Clone(gateways), func(o string) bool { return o == g })
-		rules[g] = concat([]string{"access", "identity", "audit", "mfa", "assertion"}, others, stores, frontEnd, wiring)
+		rules[g] = concat([]string{"access", "identity", "audit", "mfa", "assertion"}, others, stores, storeOnly, frontEnd, wiring)
 	}
 	// A store depends on the domain only.
 	for _, s := range stores {
@@ -54,7 +57,13 @@ func importRules() map[string][]string {
 	// The front ends reach gateways and stores only through the services
 	// and the wiring.
 	for _, f := range frontEnd {
-		rules[f] = concat(gateways, stores, wiring)
+		rules[f] = concat(gateways, stores, storeOnly, wiring)
+	}
+	// The stores' shared half is driver-free: the domain only, never a
+	// store (it is what both stores import), a service, an adapter or a
+	// front end.
+	for _, s := range storeOnly {
+		rules[s] = concat(services, gateways, stores, frontEnd, wiring)
 	}
 	return rules
 }
@@ -194,5 +203,21 @@ func TestImportDirection(t *testing.T) {
 		for _, chain := range chains(graph, root, bad) {
 			t.Errorf("%s must not import %s, but does: %s", pkg, strings.TrimPrefix(chain[len(chain)-1], module+"/"), strings.Join(chain, " -> "))
 		}
+	}
+}
+
+// TestSQLStoreImportsNoDriver keeps internal/sqlstore driver-free: the
+// standard library (database/sql's interfaces) and module packages only.
+func TestSQLStoreImportsNoDriver(t *testing.T) {
+	graph := importGraph(t)
+	root := module + "/internal/sqlstore"
+	if graph[root] == nil {
+		t.Fatalf("package %s not found", root)
+	}
+	thirdParty := func(p *listedPackage) bool {
+		return !p.Standard && p.ImportPath != module && !strings.HasPrefix(p.ImportPath, module+"/")
+	}
+	for _, chain := range chains(graph, root, thirdParty) {
+		t.Errorf("internal/sqlstore imports no driver or other third-party package, but imports %s", strings.Join(chain, " -> "))
 	}
 }

@@ -42,12 +42,10 @@ func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in Requ
 			Details: airlock.EventDetails("access", in.Access, "why", why+": "+airlock.ErrorMessage(err))})
 		return nil, err
 	}
-	if in.OTP != "" {
-		if _, err := s.ident.VerifyMFA(ctx, p, identity.FactorInput{OTP: in.OTP}); err != nil {
-			return bgRefused("the MFA code was not accepted", err)
-		}
+	if err := s.ident.VerifyStepUp(ctx, p, in.StepUp); err != nil {
+		return bgRefused("the MFA code was not accepted", err)
 	}
-	if err := s.ident.RequireFreshWithin(p, "break_glass", d.Freshness.BreakGlass, factorMethods(d.Factors)); err != nil {
+	if err := s.ident.RequireFreshWithin(p, identity.ActionBreakGlass, d.Freshness.BreakGlass, factorMethods(d.Factors)); err != nil {
 		return bgRefused("MFA not fresh enough for break-glass", err)
 	}
 	now := s.now().UTC()

@@ -45,12 +45,12 @@ func noGrant(r *airlock.Resource, access string) error {
 }
 
 // AuthorizeConnect finds p's active grant for resource (at access, when
-// given) and checks MFA freshness for connecting under it. otp, when set,
+// given) and checks MFA freshness for connecting under it. su, when set,
 // is always verified first, however fresh p's MFA is. Every refusal is
 // audited as connect.refused with its reason. Errors: ENOTFOUND (unknown
 // resource), EFORBIDDEN (no grant, policy no longer allows it),
 // EMFAREQUIRED, EUNAUTHORIZED (wrong otp), ELOCKED.
-func (s *Service) AuthorizeConnect(ctx context.Context, p *identity.Principal, resource, access, otp string) (*airlock.Grant, *airlock.Resource, policy.Decision, error) {
+func (s *Service) AuthorizeConnect(ctx context.Context, p *identity.Principal, resource, access string, su identity.StepUp) (*airlock.Grant, *airlock.Resource, policy.Decision, error) {
 	var d policy.Decision
 	if err := s.ident.RequireEnrolled(p); err != nil {
 		return nil, nil, d, err
@@ -91,10 +91,8 @@ func (s *Service) AuthorizeConnect(ctx context.Context, p *identity.Principal, r
 		return refuse(g, "policy no longer allows it: "+d.Reason,
 			airlock.Errorf(airlock.EFORBIDDEN, "policy no longer allows %s on %s: %s", g.Access, r.Name, d.Reason))
 	}
-	if otp != "" {
-		if _, err := s.ident.VerifyMFA(ctx, p, identity.FactorInput{OTP: otp}); err != nil {
-			return refuse(g, "the MFA code was not accepted: "+airlock.ErrorMessage(err), err)
-		}
+	if err := s.ident.VerifyStepUp(ctx, p, su); err != nil {
+		return refuse(g, "the MFA code was not accepted: "+airlock.ErrorMessage(err), err)
 	}
 	if err := s.ident.RequireFreshWithin(p, identity.ActionConnect, d.Freshness.Connect, factorMethods(d.Factors)); err != nil {
 		return refuse(g, "MFA not fresh enough to connect: "+airlock.ErrorMessage(err), err)
@@ -103,8 +101,8 @@ func (s *Service) AuthorizeConnect(ctx context.Context, p *identity.Principal, r
 }
 
 // MintConnectToken issues a connect token for p's grant on resource.
-func (s *Service) MintConnectToken(ctx context.Context, p *identity.Principal, resource, access, otp string) (*ConnectToken, error) {
-	g, r, d, err := s.AuthorizeConnect(ctx, p, resource, access, otp)
+func (s *Service) MintConnectToken(ctx context.Context, p *identity.Principal, resource, access string, su identity.StepUp) (*ConnectToken, error) {
+	g, r, d, err := s.AuthorizeConnect(ctx, p, resource, access, su)
 	if err != nil {
 		return nil, err
 	}

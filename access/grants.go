@@ -51,6 +51,23 @@ func (s *Service) ListGrants(ctx context.Context, p *identity.Principal, all boo
 	return out, nil
 }
 
+// RequestGrant returns the grant made for request requestID, as
+// ListGrants shows grants, to whoever may see the request (GetRequest):
+// its requester, its reviewers and admins. It is nil when the request has
+// no grant. Errors: those of GetRequest, and of reading the grant.
+func (s *Service) RequestGrant(ctx context.Context, p *identity.Principal, requestID string) (*GrantView, error) {
+	rq, err := s.GetRequest(ctx, p, requestID)
+	if err != nil || rq.GrantID == "" {
+		return nil, err
+	}
+	g, err := s.store.GrantByID(ctx, rq.GrantID)
+	if err != nil {
+		return nil, err
+	}
+	v := s.view(g)
+	return &v, nil
+}
+
 // Revoke ends a grant early. The grant's holder, its request's reviewers
 // and admins may revoke.
 func (s *Service) Revoke(ctx context.Context, p *identity.Principal, grantID, reason string) (*airlock.Grant, error) {

@@ -102,9 +102,9 @@ func (s *Service) HTTPApp(ctx context.Context, host, domain string) (*airlock.Re
 
 // MintHTTPToken issues an app token for p's grant on http resource
 // resource, with the same checks as connecting (an active grant, MFA fresh
-// per policy; otp is always verified when given).
-func (s *Service) MintHTTPToken(ctx context.Context, p *identity.Principal, resource, access, otp, domain string) (*HTTPToken, error) {
-	g, r, _, err := s.AuthorizeConnect(ctx, p, resource, access, otp)
+// per policy; a step-up factor is always verified when given).
+func (s *Service) MintHTTPToken(ctx context.Context, p *identity.Principal, resource, access string, su identity.StepUp, domain string) (*HTTPToken, error) {
+	g, r, _, err := s.AuthorizeConnect(ctx, p, resource, access, su)
 	if err != nil {
 		return nil, err
 	}
@@ -139,11 +139,11 @@ func (s *Service) storeHTTPToken(ctx context.Context, u *airlock.User, g *airloc
 // gateway set in p's browser on the app host) and to next (the path to
 // continue at, checked by the gateway again). It checks what connecting
 // checks.
-func (s *Service) IssueHTTPCode(ctx context.Context, p *identity.Principal, resource, stateHash, next, otp string) (string, *airlock.Resource, error) {
+func (s *Service) IssueHTTPCode(ctx context.Context, p *identity.Principal, resource, stateHash, next string, su identity.StepUp) (string, *airlock.Resource, error) {
 	if len(stateHash) != 43 { // base64url SHA-256
 		return "", nil, airlock.Errorf(airlock.EINVALID, "the sign-in link is malformed; open the app again")
 	}
-	g, r, _, err := s.AuthorizeConnect(ctx, p, resource, "", otp)
+	g, r, _, err := s.AuthorizeConnect(ctx, p, resource, "", su)
 	if err != nil {
 		return "", nil, err
 	}

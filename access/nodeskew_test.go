@@ -52,7 +52,7 @@ func TestNodeClockSkewAcrossReplicas(t *testing.T) {
 				s.reapLost(ctx)
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // real time must pass: staleness is judged on PostgreSQL's clock
 	}
 	wantEnded(t, db, x, false)
 }

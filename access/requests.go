@@ -22,7 +22,8 @@ type RequestInput struct {
 	StartAt        time.Time     `json:"start_at,omitzero"`
 	DryRun         bool          `json:"dry_run,omitempty"`
 	ExtendsGrantID string        `json:"extends_grant_id,omitempty"`
-	OTP            string        `json:"otp,omitempty"`
+	// StepUp, when set, is verified before a break-glass activation.
+	identity.StepUp
 }
 
 // DryRun explains what a request would do.
@@ -288,9 +289,9 @@ func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airl
 type ReviewInput struct {
 	Decision string `json:"decision"`
 	Comment  string `json:"comment,omitempty"`
-	// OTP, when set, is always verified (and refreshes MFA) before the
+	// StepUp, when set, is always verified (and refreshes MFA) before the
 	// review, however fresh the session's MFA is; a wrong code refuses it.
-	OTP string `json:"otp,omitempty"`
+	identity.StepUp
 }
 
 // Review records p's decision on a request. The requester can never review
@@ -369,10 +370,8 @@ func (s *Service) Review(ctx context.Context, p *identity.Principal, requestID s
 	if no != "" && in.Decision == airlock.DecisionApprove {
 		return refuse(airlock.EFORBIDDEN, "request %s can no longer be approved: %s", req.ID, no)
 	}
-	if in.OTP != "" {
-		if _, err := s.ident.VerifyMFA(ctx, p, identity.FactorInput{OTP: in.OTP}); err != nil {
-			return refuseErr("the MFA code was not accepted", err)
-		}
+	if err := s.ident.VerifyStepUp(ctx, p, in.StepUp); err != nil {
+		return refuseErr("the MFA code was not accepted", err)
 	}
 	if err := s.ident.RequireFreshWithin(p, identity.ActionApprove, d.Freshness.Approve, factorMethods(d.Factors)); err != nil {
 		return refuseErr("MFA not fresh enough to review", err)

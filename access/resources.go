@@ -123,7 +123,7 @@ type ResourceInput struct {
 	Labels      map[string]string          `json:"labels,omitempty"`
 	Options     ResourceOptions            `json:"options,omitzero"`
 	Credentials map[string]CredentialInput `json:"credentials,omitempty"`
-	OTP         string                     `json:"otp,omitempty"`
+	identity.StepUp
 }
 
 // CredentialInput is a brokered credential as a client sends it (once, to

@@ -16,6 +16,7 @@ import (
 	"github.com/airlockhq/airlock/audit"
 	"github.com/airlockhq/airlock/identity"
 	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/sshca"
 )
 
 // Notification is a message to policy notification channels.
@@ -48,6 +49,7 @@ type Service struct {
 	log        *slog.Logger
 	creds      CredentialSources
 	consoleURL string
+	sshCA      *sshca.CA
 
 	mu       sync.RWMutex
 	pol      *policy.Policy
@@ -71,6 +73,8 @@ type Deps struct {
 	// (the zero value refuses them all).
 	Credentials CredentialSources
 	ConsoleURL  string
+	// SSHCA signs user certificates for the SSH gateway (nil: disabled).
+	SSHCA *sshca.CA
 }
 
 // New returns a Service and loads the current policy from the store.
@@ -88,7 +92,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		d.Notify = func(context.Context, []string, Notification) {}
 	}
 	s := &Service{store: d.Store, audit: d.Audit, sealer: d.Sealer, ident: d.Identity, notify: d.Notify, bus: d.Bus,
-		now: d.Now, log: d.Logger, creds: d.Credentials, consoleURL: strings.TrimRight(d.ConsoleURL, "/")}
+		now: d.Now, log: d.Logger, creds: d.Credentials, consoleURL: strings.TrimRight(d.ConsoleURL, "/"), sshCA: d.SSHCA}
 	if err := s.reloadPolicy(ctx); err != nil {
 		return nil, err
 	}

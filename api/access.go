@@ -39,86 +39,46 @@ func (s *Server) routesAccess() {
 	m := s.mux
 	a := s.Access
 	m.HandleFunc("GET "+RouteAdminResources, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		rs, err := a.ListResources(r.Context(), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, rs)
+		s.respond(w, r, http.StatusOK)(a.ListResources(r.Context(), p))
 	}))
 	m.HandleFunc("POST "+RouteAdminResources, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in access.ResourceInput
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.stepUp(r.Context(), p, in.OTP); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		res, err := a.AddResource(r.Context(), p, in)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, access.View(res))
+		serve(s, w, r, http.StatusCreated, func(in access.ResourceInput) (any, error) {
+			if err := s.Identity.VerifyStepUp(r.Context(), p, in.StepUp); err != nil {
+				return nil, err
+			}
+			res, err := a.AddResource(r.Context(), p, in)
+			if err != nil {
+				return nil, err
+			}
+			return access.View(res), nil
+		})
 	}))
 	m.HandleFunc("DELETE "+RouteAdminResource, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if err := s.stepUp(r.Context(), p, r.URL.Query().Get("otp")); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: r.URL.Query().Get("otp")}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := a.RemoveResource(r.Context(), p, r.PathValue("name")); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("name")})
+		s.respond(w, r, http.StatusOK)(map[string]string{"removed": r.PathValue("name")}, a.RemoveResource(r.Context(), p, r.PathValue("name")))
 	}))
 	m.HandleFunc("POST "+RoutePolicyCheck, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in PolicyFiles
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		res, _, err := a.CheckPolicy(r.Context(), p, files(in.Files))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
+		serve(s, w, r, http.StatusOK, func(in PolicyFiles) (*access.CheckResult, error) {
+			res, _, err := a.CheckPolicy(r.Context(), p, files(in.Files))
+			return res, err
+		})
 	}))
 	m.HandleFunc("POST "+RoutePolicy, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in PolicyFiles
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.stepUp(r.Context(), p, in.OTP); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		res, err := a.ApplyPolicy(r.Context(), p, files(in.Files))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
+		serve(s, w, r, http.StatusOK, func(in PolicyFiles) (*access.CheckResult, error) {
+			if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: in.OTP}); err != nil {
+				return nil, err
+			}
+			return a.ApplyPolicy(r.Context(), p, files(in.Files))
+		})
 	}))
 	m.HandleFunc("GET "+RoutePolicy, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		info, err := a.ShowPolicy(r.Context(), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, info)
+		s.respond(w, r, http.StatusOK)(a.ShowPolicy(r.Context(), p))
 	}))
 	m.HandleFunc("GET "+RouteResources, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		res, err := a.Resources(r.Context(), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
+		s.respond(w, r, http.StatusOK)(a.Resources(r.Context(), p))
 	}))
 	m.HandleFunc("POST "+RouteRequests, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		var in access.RequestInput
@@ -126,149 +86,69 @@ func (s *Server) routesAccess() {
 			s.writeError(w, r, err)
 			return
 		}
-		res, err := a.Request(r.Context(), p, in)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
 		st := http.StatusCreated
 		if in.DryRun {
 			st = http.StatusOK
 		}
-		writeJSON(w, st, res)
+		s.respond(w, r, st)(a.Request(r.Context(), p, in))
 	}))
 	m.HandleFunc("GET "+RouteRequests, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		q := r.URL.Query()
 		f := access.RequestsFilter{Mine: q.Has("mine"), ToReview: q.Has("to_review"), ReviewNeeded: q.Has("review_needed")}
-		res, err := a.ListRequests(r.Context(), p, f)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
+		s.respond(w, r, http.StatusOK)(a.ListRequests(r.Context(), p, f))
 	}))
 	m.HandleFunc("GET "+RouteRequest, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		res, err := a.GetRequest(r.Context(), p, r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
+		s.respond(w, r, http.StatusOK)(a.GetRequest(r.Context(), p, r.PathValue("id")))
 	}))
 	for _, dec := range []string{airlock.DecisionApprove, airlock.DecisionDeny} {
 		m.HandleFunc("POST "+RouteRequest+"/"+dec, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-			var in access.ReviewInput
-			if err := decode(r, &in); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			in.Decision = dec
-			res, err := a.Review(r.Context(), p, r.PathValue("id"), in)
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			writeJSON(w, http.StatusOK, res)
+			serve(s, w, r, http.StatusOK, func(in access.ReviewInput) (*access.RequestResult, error) {
+				in.Decision = dec
+				return a.Review(r.Context(), p, r.PathValue("id"), in)
+			})
 		}))
 	}
 	m.HandleFunc("GET "+RouteGrants, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		gs, err := a.ListGrants(r.Context(), p, r.URL.Query().Has("all"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, gs)
+		s.respond(w, r, http.StatusOK)(a.ListGrants(r.Context(), p, r.URL.Query().Has("all")))
 	}))
 	m.HandleFunc("POST "+RouteGrantRevoke, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in RevokeRequest
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		g, err := a.Revoke(r.Context(), p, r.PathValue("id"), in.Reason)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, g)
+		serve(s, w, r, http.StatusOK, func(in RevokeRequest) (*airlock.Grant, error) {
+			return a.Revoke(r.Context(), p, r.PathValue("id"), in.Reason)
+		})
 	}))
 	m.HandleFunc("POST "+RouteGrantAck, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in struct {
+		serve(s, w, r, http.StatusOK, func(in struct {
 			Comment string `json:"comment,omitempty"`
 			OTP     string `json:"otp,omitempty"`
-		}
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.stepUp(r.Context(), p, in.OTP); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		g, err := a.Acknowledge(r.Context(), p, r.PathValue("id"), in.Comment)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, g)
+		}) (*airlock.Grant, error) {
+			if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: in.OTP}); err != nil {
+				return nil, err
+			}
+			return a.Acknowledge(r.Context(), p, r.PathValue("id"), in.Comment)
+		})
 	}))
 	m.HandleFunc("POST "+RouteBreakGlass, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in access.RequestInput
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		res, err := a.BreakGlass(r.Context(), p, in)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, res)
+		serve(s, w, r, http.StatusCreated, func(in access.RequestInput) (*access.RequestResult, error) {
+			return a.BreakGlass(r.Context(), p, in)
+		})
 	}))
 	m.HandleFunc("POST "+RouteConnectTokens, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in ConnectRequest
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		t, err := a.MintConnectToken(r.Context(), p, in.Resource, in.Access, in.OTP)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, t)
+		serve(s, w, r, http.StatusCreated, func(in ConnectRequest) (*access.ConnectToken, error) {
+			return a.MintConnectToken(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP})
+		})
 	}))
 	m.HandleFunc("GET "+RouteSessions, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		ss, err := a.ListSessions(r.Context(), p, r.URL.Query().Has("active"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, ss)
+		s.respond(w, r, http.StatusOK)(a.ListSessions(r.Context(), p, r.URL.Query().Has("active")))
 	}))
 	m.HandleFunc("GET "+RouteSession, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		ss, err := a.Session(r.Context(), p, r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, ss)
+		s.respond(w, r, http.StatusOK)(a.Session(r.Context(), p, r.PathValue("id")))
 	}))
 	m.HandleFunc("POST "+RouteSessionKill, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in OTPRequest
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.stepUp(r.Context(), p, in.OTP); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		res, err := a.KillSession(r.Context(), p, r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
+		serve(s, w, r, http.StatusOK, func(in OTPRequest) (*access.KillResult, error) {
+			if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: in.OTP}); err != nil {
+				return nil, err
+			}
+			return a.KillSession(r.Context(), p, r.PathValue("id"))
+		})
 	}))
 }

@@ -53,14 +53,6 @@ func parseFilter(r *http.Request) (airlock.EventFilter, error) {
 	return f, nil
 }
 
-// canReadAudit: admins and members of the auditors group.
-func canReadAudit(p *identity.Principal) error {
-	if p.User.IsAdmin() || p.User.InGroup("auditors") {
-		return nil
-	}
-	return airlock.Errorf(airlock.EFORBIDDEN, "reading the audit log needs the admins or auditors group")
-}
-
 func (s *Server) routesAudit() {
 	m := s.mux
 	ad := s.Audit
@@ -75,7 +67,7 @@ func (s *Server) routesAudit() {
 		return nil
 	}
 	m.HandleFunc("GET "+RouteAuditEvents, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if err := canReadAudit(p); err != nil {
+		if err := s.Identity.RequireAuditReader(p); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -115,7 +107,7 @@ func (s *Server) routesAudit() {
 		writeJSON(w, http.StatusOK, evs)
 	}))
 	m.HandleFunc("GET "+RouteAuditExport, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if err := canReadAudit(p); err != nil {
+		if err := s.Identity.RequireAuditReader(p); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -134,7 +126,7 @@ func (s *Server) routesAudit() {
 		}
 	}))
 	m.HandleFunc("GET "+RouteAuditVerify, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if err := canReadAudit(p); err != nil {
+		if err := s.Identity.RequireAuditReader(p); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -266,7 +258,7 @@ func (s *Server) followEvents(w http.ResponseWriter, r *http.Request, f airlock.
 		// a stream is no activity of its user and must not keep the
 		// session from idling out.
 		p, err := s.Identity.Recheck(ctx, bearer(r), sourceAddr(r))
-		if err != nil || canReadAudit(p) != nil {
+		if err != nil || s.Identity.RequireAuditReader(p) != nil {
 			return
 		}
 	}

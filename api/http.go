@@ -42,7 +42,7 @@ func (s *Server) routesHTTP() {
 			s.writeError(w, r, err)
 			return
 		}
-		t, err := s.Access.MintHTTPToken(r.Context(), p, in.Resource, in.Access, in.OTP, s.Gateways.HTTPAppsDomain)
+		t, err := s.Access.MintHTTPToken(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP}, s.Gateways.HTTPAppsDomain)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

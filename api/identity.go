@@ -92,17 +92,9 @@ func (s *Server) loginResponse(res *identity.LoginResult) LoginResponse {
 func (s *Server) routesIdentity() {
 	m := s.mux
 	m.HandleFunc("POST "+RouteBootstrap, func(w http.ResponseWriter, r *http.Request) {
-		var req BootstrapRequest
-		if err := decode(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		u, err := s.Identity.Bootstrap(r.Context(), req.Token, req.User, req.Password, sourceAddr(r))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, u)
+		serve(s, w, r, http.StatusCreated, func(req BootstrapRequest) (*airlock.User, error) {
+			return s.Identity.Bootstrap(r.Context(), req.Token, req.User, req.Password, sourceAddr(r))
+		})
 	})
 	m.HandleFunc("POST "+RouteLogin, func(w http.ResponseWriter, r *http.Request) {
 		var req LoginRequest
@@ -123,216 +115,130 @@ func (s *Server) routesIdentity() {
 		writeJSON(w, http.StatusOK, s.loginResponse(res))
 	})
 	m.HandleFunc("POST "+RouteLoginFactor, func(w http.ResponseWriter, r *http.Request) {
-		var req LoginFactorRequest
-		if err := decode(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		res, err := s.Identity.LoginFactor(r.Context(), req.Challenge, req.FactorInput, sourceAddr(r))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, s.loginResponse(res))
+		serve(s, w, r, http.StatusOK, func(req LoginFactorRequest) (*LoginResponse, error) {
+			res, err := s.Identity.LoginFactor(r.Context(), req.Challenge, req.FactorInput, sourceAddr(r))
+			if err != nil {
+				return nil, err
+			}
+			out := s.loginResponse(res)
+			return &out, nil
+		})
 	})
 	m.HandleFunc("POST "+RouteLoginWebAuthnBegin, func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
+		serve(s, w, r, http.StatusOK, func(req struct {
 			Challenge string `json:"challenge"`
-		}
-		if err := decode(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		c, opts, err := s.Identity.BeginWebAuthnLogin(r.Context(), req.Challenge)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, WebAuthnBegin{Ceremony: c, Options: opts})
+		}) (*WebAuthnBegin, error) {
+			return webAuthnBegin(s.Identity.BeginWebAuthnLogin(r.Context(), req.Challenge))
+		})
 	})
 	m.HandleFunc("POST "+RouteLogout, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if err := s.Identity.Logout(r.Context(), p); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "logged out"})
+		s.respond(w, r, http.StatusOK)(map[string]string{"status": "logged out"}, s.Identity.Logout(r.Context(), p))
 	}))
 	m.HandleFunc("GET "+RouteWhoAmI, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		writeJSON(w, http.StatusOK, s.whoami(p))
 	}))
 	m.HandleFunc("POST "+RouteMFAVerify, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var in identity.FactorInput
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if _, err := s.Identity.VerifyMFA(r.Context(), p, in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, s.whoami(p))
+		serve(s, w, r, http.StatusOK, func(in identity.FactorInput) (*WhoAmI, error) {
+			if _, err := s.Identity.VerifyMFA(r.Context(), p, in); err != nil {
+				return nil, err
+			}
+			who := s.whoami(p)
+			return &who, nil
+		})
 	}))
 	m.HandleFunc("POST "+RouteMFAWebAuthnVerifyBegin, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		c, opts, err := s.Identity.BeginWebAuthnStepUp(r.Context(), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, WebAuthnBegin{Ceremony: c, Options: opts})
+		s.respond(w, r, http.StatusOK)(webAuthnBegin(s.Identity.BeginWebAuthnStepUp(r.Context(), p)))
 	}))
 	m.HandleFunc("GET "+RouteMFAFactors, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		fs, err := s.Identity.ListFactors(r.Context(), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
 		if fs == nil {
 			fs = []*airlock.Factor{}
 		}
-		writeJSON(w, http.StatusOK, fs)
+		s.respond(w, r, http.StatusOK)(fs, err)
 	}))
 	m.HandleFunc("POST "+RouteMFATOTP, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var req struct {
+		serve(s, w, r, http.StatusCreated, func(req struct {
 			Name string `json:"name"`
 			OTP  string `json:"otp,omitempty"`
-		}
-		if err := decode(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		f, uri, qr, err := s.Identity.EnrollTOTP(r.Context(), p, req.Name)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, TOTPEnrollResponse{Factor: f, URI: uri, QR: qr})
+		}) (*TOTPEnrollResponse, error) {
+			if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: req.OTP}); err != nil {
+				return nil, err
+			}
+			f, uri, qr, err := s.Identity.EnrollTOTP(r.Context(), p, req.Name)
+			if err != nil {
+				return nil, err
+			}
+			return &TOTPEnrollResponse{Factor: f, URI: uri, QR: qr}, nil
+		})
 	}))
 	m.HandleFunc("POST "+RouteMFAFactorConfirm, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var req OTPRequest
-		if err := decode(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.Identity.ConfirmTOTP(r.Context(), p, r.PathValue("id"), req.OTP); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "active", "id": r.PathValue("id")})
+		serve(s, w, r, http.StatusOK, func(req OTPRequest) (map[string]string, error) {
+			return map[string]string{"status": "active", "id": r.PathValue("id")}, s.Identity.ConfirmTOTP(r.Context(), p, r.PathValue("id"), req.OTP)
+		})
 	}))
 	m.HandleFunc("DELETE "+RouteMFAFactor, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if err := s.stepUp(r.Context(), p, r.URL.Query().Get("otp")); err != nil {
+		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: r.URL.Query().Get("otp")}); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if err := s.Identity.RemoveFactor(r.Context(), p, r.PathValue("id")); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "removed", "id": r.PathValue("id")})
+		s.respond(w, r, http.StatusOK)(map[string]string{"status": "removed", "id": r.PathValue("id")}, s.Identity.RemoveFactor(r.Context(), p, r.PathValue("id")))
 	}))
 	m.HandleFunc("POST "+RouteMFARecoveryCodes, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var req OTPRequest
-		if err := decode(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		codes, err := s.Identity.RecoveryCodes(r.Context(), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"codes": codes})
+		serve(s, w, r, http.StatusOK, func(req OTPRequest) (map[string]any, error) {
+			if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: req.OTP}); err != nil {
+				return nil, err
+			}
+			codes, err := s.Identity.RecoveryCodes(r.Context(), p)
+			return map[string]any{"codes": codes}, err
+		})
 	}))
 	m.HandleFunc("POST "+RouteMFAWebAuthnRegisterBegin, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var req struct {
+		serve(s, w, r, http.StatusOK, func(req struct {
 			Name string `json:"name"`
-		}
-		if err := decode(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		c, opts, err := s.Identity.BeginWebAuthnRegistration(r.Context(), p, req.Name)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, WebAuthnBegin{Ceremony: c, Options: opts})
+		}) (*WebAuthnBegin, error) {
+			return webAuthnBegin(s.Identity.BeginWebAuthnRegistration(r.Context(), p, req.Name))
+		})
 	}))
 	m.HandleFunc("POST "+RouteMFAWebAuthnRegisterFinish, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var req WebAuthnFinish
-		if err := decode(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		f, err := s.Identity.FinishWebAuthnRegistration(r.Context(), p, req.Ceremony, req.Response)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, f)
+		serve(s, w, r, http.StatusCreated, func(req WebAuthnFinish) (*airlock.Factor, error) {
+			return s.Identity.FinishWebAuthnRegistration(r.Context(), p, req.Ceremony, req.Response)
+		})
 	}))
 
 	// Admin: users and groups.
 	m.HandleFunc("GET "+RouteAdminUsers, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		us, err := s.Identity.ListUsers(r.Context(), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, us)
+		s.respond(w, r, http.StatusOK)(s.Identity.ListUsers(r.Context(), p))
 	}))
 	m.HandleFunc("POST "+RouteAdminUsers, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		var req CreateUserRequest
-		if err := decode(r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		u, err := s.Identity.CreateUser(r.Context(), p, req.Name, req.Password, req.Groups)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, u)
+		serve(s, w, r, http.StatusCreated, func(req CreateUserRequest) (*airlock.User, error) {
+			if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: req.OTP}); err != nil {
+				return nil, err
+			}
+			return s.Identity.CreateUser(r.Context(), p, req.Name, req.Password, req.Groups)
+		})
 	}))
 	for _, op := range []string{"disable", "enable"} {
 		disabled := op == "disable"
 		m.HandleFunc("POST "+RouteAdminUser+"/"+op, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-			var req OTPRequest
-			if err := decode(r, &req); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			if err := s.stepUp(r.Context(), p, req.OTP); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			if err := s.Identity.SetDisabled(r.Context(), p, r.PathValue("name"), disabled); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			writeJSON(w, http.StatusOK, map[string]any{"user": r.PathValue("name"), "disabled": disabled})
+			serve(s, w, r, http.StatusOK, func(req OTPRequest) (map[string]any, error) {
+				if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: req.OTP}); err != nil {
+					return nil, err
+				}
+				return map[string]any{"user": r.PathValue("name"), "disabled": disabled}, s.Identity.SetDisabled(r.Context(), p, r.PathValue("name"), disabled)
+			})
 		}))
 	}
 	m.HandleFunc("GET "+RouteAdminGroups, s.authed(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		gs, err := s.Identity.ListGroups(r.Context(), p)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, gs)
+		s.respond(w, r, http.StatusOK)(s.Identity.ListGroups(r.Context(), p))
 	}))
+}
+
+// webAuthnBegin is a started ceremony as the API answers it.
+func webAuthnBegin(ceremony string, options []byte, err error) (*WebAuthnBegin, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &WebAuthnBegin{Ceremony: ceremony, Options: options}, nil
 }
 
 func (s *Server) whoami(p *identity.Principal) WhoAmI {

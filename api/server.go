@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,7 +15,6 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/identity"
-	"github.com/airlockhq/airlock/sshca"
 )
 
 // MaxBodyBytes bounds every JSON request body.
@@ -30,8 +28,6 @@ type Server struct {
 	Gateways GatewayInfo
 	Logger   *slog.Logger
 	Now      func() time.Time
-	// SSHCA signs user certificates for the SSH gateway (nil: disabled).
-	SSHCA *sshca.CA
 	// Recordings opens session recordings (nil: none).
 	Recordings RecordingOpener
 
@@ -247,16 +243,6 @@ func (s *Server) enrolled(h authedHandler) http.HandlerFunc {
 		}
 		h(w, r, p)
 	})
-}
-
-// stepUp verifies an inline second factor (otp in the body) before an
-// action, so scripts can pass --otp in one call.
-func (s *Server) stepUp(ctx context.Context, p *identity.Principal, otp string) error {
-	if otp == "" {
-		return nil
-	}
-	_, err := s.Identity.VerifyMFA(ctx, p, identity.FactorInput{OTP: otp})
-	return err
 }
 
 func hostOnly(addr string) string {

@@ -641,7 +641,7 @@ func (l *Log) run() {
 func (l *Log) buildBatch(head airlock.AuditHead) ([]airlock.Event, error) {
 	events := l.events[:0]
 	seq, prev := head.Seq, head.Hash
-	for _, e := range l.curOwed {
+	link := func(e airlock.Event) { // e continues the chain
 		seq++
 		e.Seq = seq
 		e.PrevHash = prev
@@ -649,14 +649,11 @@ func (l *Log) buildBatch(head airlock.AuditHead) ([]airlock.Event, error) {
 		prev = e.Hash
 		events = append(events, e)
 	}
+	for _, e := range l.curOwed {
+		link(e)
+	}
 	for _, r := range l.cur {
-		e := r.ev
-		seq++
-		e.Seq = seq
-		e.PrevHash = prev
-		e.Hash = l.h.hexHash(&e)
-		prev = e.Hash
-		events = append(events, e)
+		link(r.ev)
 	}
 	l.events = events
 	return events, nil

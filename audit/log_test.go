@@ -412,7 +412,7 @@ func TestCheckpointInterval(t *testing.T) {
 			n := len(cps)
 			t.Fatalf("checkpoint before the interval: %d", n)
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // fake time: past the interval
 		synctest.Wait()
 		cps, _ := store.ListCheckpoints(t.Context())
 		if len(cps) != 1 || cps[0].Seq != 1 {
@@ -435,19 +435,19 @@ func TestCheckpointInterval(t *testing.T) {
 func TestSubmitBlocksWhenQueueFull(t *testing.T) {
 	store := &memStore{}
 	release := make(chan struct{})
+	holding := make(chan struct{})
 	var once sync.Once
-	store.onAppend = func() { once.Do(func() { <-release }) }
+	store.onAppend = func() { once.Do(func() { close(holding); <-release }) }
 	l := openLog(t, store, Options{MaxBatch: 2, MaxQueue: 2})
 	first := l.Submit(sampleEvent(0)) // taken by the writer, which blocks in the store
-	// Wait until the writer holds it (queue empty again) before filling the queue.
-	for {
-		l.mu.Lock()
-		n := len(l.queue)
-		l.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		time.Sleep(time.Millisecond)
+	// Wait until the writer holds it (it is in the store, so the queue is
+	// empty again) before filling the queue.
+	<-holding
+	l.mu.Lock()
+	n := len(l.queue)
+	l.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("queue holds %d events while the writer is in the store, want 0", n)
 	}
 	l.Submit(sampleEvent(1))
 	l.Submit(sampleEvent(2))

@@ -63,15 +63,7 @@ func Open(path string) (*Dir, error) {
 	fi, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if err := create(abs); err != nil {
-			return nil, err
-		}
-		d, err := load(abs)
-		if err != nil {
-			return nil, err
-		}
-		d.Created = true
-		return d, nil
+		return createNew(abs)
 	case err != nil:
 		return nil, fmt.Errorf("data dir %s: %w; check the path and its permissions", abs, err)
 	case !fi.IsDir():
@@ -86,17 +78,22 @@ func Open(path string) (*Dir, error) {
 		if err := os.Remove(abs); err != nil {
 			return nil, fmt.Errorf("data dir %s: %w", abs, err)
 		}
-		if err := create(abs); err != nil {
-			return nil, err
-		}
-		d, err := load(abs)
-		if err != nil {
-			return nil, err
-		}
-		d.Created = true
-		return d, nil
+		return createNew(abs)
 	}
 	return load(abs)
+}
+
+// createNew creates the data directory abs and loads it, marked Created.
+func createNew(abs string) (*Dir, error) {
+	if err := create(abs); err != nil {
+		return nil, err
+	}
+	d, err := load(abs)
+	if err != nil {
+		return nil, err
+	}
+	d.Created = true
+	return d, nil
 }
 
 // create builds a complete data directory under a temporary sibling name
@@ -239,17 +236,33 @@ func load(path string) (*Dir, error) {
 		}
 		return b, nil
 	}
-	b, err := read("audit.key")
+	// readPEM reads name and returns its (first) PEM block's bytes.
+	readPEM := func(name string) ([]byte, error) {
+		b, err := read(name)
+		if err != nil {
+			return nil, err
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return nil, fail(name, errors.New("not PEM"))
+		}
+		return blk.Bytes, nil
+	}
+	// readKey reads name, a PKCS #8 private key in PEM.
+	readKey := func(name string) (any, error) {
+		der, err := readPEM(name)
+		if err != nil {
+			return nil, err
+		}
+		k, err := x509.ParsePKCS8PrivateKey(der)
+		if err != nil {
+			return nil, fail(name, err)
+		}
+		return k, nil
+	}
+	k, err := readKey("audit.key")
 	if err != nil {
 		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fail("audit.key", errors.New("not PEM"))
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fail("audit.key", err)
 	}
 	ak, ok := k.(ed25519.PrivateKey)
 	if !ok {
@@ -257,7 +270,7 @@ func load(path string) (*Dir, error) {
 	}
 	d.AuditKey = ak
 
-	b, err = read("master.key")
+	b, err := read("master.key")
 	if err != nil {
 		return nil, err
 	}
@@ -293,28 +306,16 @@ func load(path string) (*Dir, error) {
 			d.SSHHostCA = s
 		}
 	}
-	b, err = read("tls_ca.crt")
+	der, err := readPEM("tls_ca.crt")
 	if err != nil {
 		return nil, err
 	}
-	blk, _ = pem.Decode(b)
-	if blk == nil {
-		return nil, fail("tls_ca.crt", errors.New("not PEM"))
-	}
-	if d.TLSCA, err = x509.ParseCertificate(blk.Bytes); err != nil {
+	if d.TLSCA, err = x509.ParseCertificate(der); err != nil {
 		return nil, fail("tls_ca.crt", err)
 	}
-	b, err = read("tls_ca.key")
+	ck, err := readKey("tls_ca.key")
 	if err != nil {
 		return nil, err
-	}
-	blk, _ = pem.Decode(b)
-	if blk == nil {
-		return nil, fail("tls_ca.key", errors.New("not PEM"))
-	}
-	ck, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fail("tls_ca.key", err)
 	}
 	signer, ok := ck.(crypto.Signer)
 	if !ok {

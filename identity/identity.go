@@ -22,6 +22,9 @@ const (
 	ActionConnect = "connect"
 	ActionFactors = "factors"
 	ActionAdmin   = "admin"
+	// ActionBreakGlass is self-activating emergency access; its window
+	// comes from the policy rule, or this action's configured one.
+	ActionBreakGlass = "break_glass"
 )
 
 // Config holds the identity service's settings.
@@ -404,6 +407,16 @@ func (s *Service) RequireAdmin(p *Principal) error {
 		return airlock.Errorf(airlock.EFORBIDDEN, "this needs the %s group", airlock.GroupAdmins)
 	}
 	return s.RequireFresh(p, ActionAdmin)
+}
+
+// RequireAuditReader refuses callers who may not read the audit log: only
+// admins and members of airlock.GroupAuditors may (list, follow, export,
+// verify, and the console's audit page).
+func (s *Service) RequireAuditReader(p *Principal) error {
+	if p.User.IsAdmin() || p.User.InGroup(airlock.GroupAuditors) {
+		return nil
+	}
+	return airlock.Errorf(airlock.EFORBIDDEN, "reading the audit log needs the %s or %s group", airlock.GroupAdmins, airlock.GroupAuditors)
 }
 
 var errInvalidLogin = airlock.Errorf(airlock.EUNAUTHORIZED, "invalid user name, password or code")

@@ -478,6 +478,26 @@ func (s *Service) Logout(ctx context.Context, p *Principal) error {
 		func(ctx context.Context) error { return s.store.RevokeLoginSession(ctx, p.Session.ID, s.now().UTC()) })
 }
 
+// StepUp is a second factor sent inline with an action that needs fresh
+// MFA (the CLI's --otp, a console form's code), so that one call both
+// refreshes MFA and acts. The zero value sends none. It is the one way a
+// step-up factor reaches a service: VerifyStepUp checks it.
+type StepUp struct {
+	OTP string `json:"otp,omitempty"`
+}
+
+// VerifyStepUp verifies su when it carries a factor, as VerifyMFA does:
+// always, however fresh p's MFA is, and a wrong one is an error that
+// refuses the action it came with. Without one it does nothing, and the
+// action's own freshness check decides. Errors: those of VerifyMFA.
+func (s *Service) VerifyStepUp(ctx context.Context, p *Principal, su StepUp) error {
+	if su.OTP == "" {
+		return nil
+	}
+	_, err := s.VerifyMFA(ctx, p, FactorInput{OTP: su.OTP})
+	return err
+}
+
 // VerifyMFA refreshes p's MFA freshness with a second factor (step-up).
 // Each call is one counted guess (see admit). Errors: EUNAUTHORIZED,
 // ELOCKED, EINVALID, EUNAVAILABLE.

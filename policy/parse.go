@@ -365,21 +365,11 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 	if f == nil {
 		return r, false
 	}
-	v, ok := f["name"]
-	if !ok {
-		d.errf(n, "resource needs a name")
-		return r, false
-	}
-	r.Name = d.name(v.v, "resource name")
-	if r.Name == "" {
+	var ok bool
+	if r.Name, ok = ps.named(d, n, f, "resource", "resource"); !ok {
 		return r, false
 	}
 	what := fmt.Sprintf("resource %s", r.Name)
-	if k := posKey("resource", r.Name, ""); ps.has(k) {
-		d.errf(v.v, "duplicate resource name %q (first defined at %s)", r.Name, ps.pos[k].short())
-	} else {
-		ps.pos[k] = d.at(v.v)
-	}
 	if v, ok := f["kind"]; ok {
 		r.Kind = d.enum(v.v, what+": kind", airlock.KindPostgres, airlock.KindSSH, airlock.KindHTTP)
 	} else {
@@ -474,21 +464,11 @@ func (ps *parseState) channel(d *decoder, n *yaml.Node) (Channel, bool) {
 	if f == nil {
 		return c, false
 	}
-	v, ok := f["name"]
-	if !ok {
-		d.errf(n, "notify channel needs a name")
-		return c, false
-	}
-	c.Name = d.name(v.v, "notify channel name")
-	if c.Name == "" {
+	var ok bool
+	if c.Name, ok = ps.named(d, n, f, "notify channel", "notify"); !ok {
 		return c, false
 	}
 	what := "notify channel " + c.Name
-	if k := posKey("notify", c.Name, ""); ps.has(k) {
-		d.errf(v.v, "duplicate notify channel name %q (first defined at %s)", c.Name, ps.pos[k].short())
-	} else {
-		ps.pos[k] = d.at(v.v)
-	}
 	if v, ok := f["type"]; ok {
 		c.Type = d.enum(v.v, what+": type", ChannelWebhook, ChannelSlack)
 	} else {
@@ -540,21 +520,11 @@ func (ps *parseState) rule(d *decoder, n *yaml.Node) (Rule, bool) {
 	if f == nil {
 		return r, false
 	}
-	v, ok := f["name"]
-	if !ok {
-		d.errf(n, "rule needs a name")
-		return r, false
-	}
-	r.Name = d.name(v.v, "rule name")
-	if r.Name == "" {
+	var ok bool
+	if r.Name, ok = ps.named(d, n, f, "rule", "rule"); !ok {
 		return r, false
 	}
 	what := "rule " + r.Name
-	if k := posKey("rule", r.Name, ""); ps.has(k) {
-		d.errf(v.v, "duplicate rule name %q (first defined at %s)", r.Name, ps.pos[k].short())
-	} else {
-		ps.pos[k] = d.at(v.v)
-	}
 	key := func(field string) string { return posKey("rule", r.Name, field) }
 	r.Effect = EffectAllow
 	if v, ok := f["effect"]; ok {
@@ -790,6 +760,28 @@ func (ps *parseState) breakGlass(d *decoder, n *yaml.Node, what string, key func
 }
 
 func (ps *parseState) has(k string) bool { _, ok := ps.pos[k]; return ok }
+
+// named reads the name of a resource, notify channel or rule (label, as
+// messages call it; kind, its posKey kind) from its fields f, and records
+// where it is defined, reporting a name defined twice. It is false when
+// the entry has no usable name (reported).
+func (ps *parseState) named(d *decoder, n *yaml.Node, f map[string]field, label, kind string) (string, bool) {
+	v, ok := f["name"]
+	if !ok {
+		d.errf(n, "%s needs a name", label)
+		return "", false
+	}
+	name := d.name(v.v, label+" name")
+	if name == "" {
+		return "", false
+	}
+	if k := posKey(kind, name, ""); ps.has(k) {
+		d.errf(v.v, "duplicate %s name %q (first defined at %s)", label, name, ps.pos[k].short())
+	} else {
+		ps.pos[k] = d.at(v.v)
+	}
+	return name, true
+}
 
 func (p pos) short() string { return fmt.Sprintf("%s:%d:%d", p.file, p.line, p.col) }
 

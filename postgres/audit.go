@@ -3,19 +3,15 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/eventblock"
+	"github.com/airlockhq/airlock/internal/sqlstore"
 	"github.com/jackc/pgx/v5"
 )
 
-// blockEvents is the most events one stored block holds (see the SQLite
-// store; the same encoding, internal/eventblock, is used here).
-const blockEvents = 1024
-
-// scanBlocks is how many blocks ScanEvents reads per query.
-const scanBlocks = 4
+// blockEvents is the most events one stored block holds.
+const blockEvents = sqlstore.BlockEvents
 
 const insertBlockSQL = `INSERT INTO event_blocks (first_seq, last_seq, min_time, max_time, data) VALUES ($1, $2, $3, $4, $5)`
 const insertKeysSQL = `INSERT INTO event_keys (key, first_seq) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING`
@@ -87,117 +83,29 @@ func (db *DB) AuditHead(ctx context.Context) (airlock.AuditHead, error) {
 // may match (by seq, time range, session and grant) and filters their
 // events.
 func (db *DB) ListEvents(ctx context.Context, f airlock.EventFilter) ([]airlock.Event, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "$", fmt.Sprintf("$%d", len(args))))
-	}
-	if f.AfterSeq > 0 {
-		add(`first_seq >= coalesce((SELECT max(first_seq) FROM event_blocks WHERE first_seq <= $ + 1), 0)`, f.AfterSeq)
-	}
-	if !f.Since.IsZero() {
-		add(`max_time >= $`, f.Since.UnixMicro())
-	}
-	if !f.Until.IsZero() {
-		add(`min_time < $`, f.Until.UnixMicro())
-	}
-	if f.SessionID != "" {
-		add(`first_seq IN (SELECT first_seq FROM event_keys WHERE key = $)`, eventblock.SessionKey(f.SessionID))
-	}
-	if f.GrantID != "" {
-		add(`first_seq IN (SELECT first_seq FROM event_keys WHERE key = $)`, eventblock.GrantKey(f.GrantID))
-	}
-	order := " ORDER BY first_seq"
-	if f.Desc {
-		order += " DESC"
-	}
-	rows, err := db.pool.Query(ctx, `SELECT first_seq, data FROM event_blocks`+whereClause(where)+order, args...)
+	st := sqlstore.ListEvents(f)
+	rows, err := db.pool.Query(ctx, st.SQL, st.Args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out, blk []airlock.Event
-	for rows.Next() {
-		var first int64
-		var data []byte
-		if err := rows.Scan(&first, &data); err != nil {
-			return nil, err
-		}
-		if blk, err = eventblock.DecodeStored(blk[:0], first, data); err != nil {
-			return nil, err
-		}
-		var full bool
-		if out, full = eventblock.Filter(out, blk, &f); full {
-			return out, nil
-		}
-	}
-	return out, rows.Err()
+	return sqlstore.FilterBlocks[[]byte](rows, &f)
 }
 
-// ScanEvents calls fn for each event with seq > afterSeq in stored order.
-// It reads scanBlocks blocks per query, so memory stays bounded and no
-// connection is held while fn runs.
+// ScanEvents calls fn for each event with seq > afterSeq in stored order,
+// a page of blocks per query, with no connection held while fn runs.
 func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Event) error) error {
-	page := make([]airlock.Event, 0, scanBlocks*blockEvents)
-	var from int64
-	if err := db.pool.QueryRow(ctx, `SELECT coalesce(max(first_seq), 0) FROM event_blocks WHERE first_seq <= $1 + 1`, afterSeq).Scan(&from); err != nil {
-		return err
-	}
-	for {
-		page = page[:0]
-		rows, err := db.pool.Query(ctx, `SELECT first_seq, data FROM event_blocks WHERE first_seq >= $1 ORDER BY first_seq LIMIT $2`, from, scanBlocks)
-		if err != nil {
-			return err
-		}
-		blocks := 0
-		for rows.Next() {
-			var first int64
-			var data []byte
-			if err = rows.Scan(&first, &data); err != nil {
-				break
-			}
-			blocks++
-			from = first + 1
-			if page, err = eventblock.DecodeStored(page, first, data); err != nil {
-				break
-			}
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-		if err := eventblock.Deliver(page, afterSeq, err, fn); err != nil {
-			return err
-		}
-		if blocks < scanBlocks {
-			return nil
-		}
-	}
+	return sqlstore.ScanEvents[[]byte](ctx, rowFunc(db.pool), queryFunc(db.pool), afterSeq, fn)
 }
 
 // AddCheckpoint stores c. ECONFLICT if a checkpoint with the same seq and
 // key already exists.
 func (db *DB) AddCheckpoint(ctx context.Context, c *airlock.Checkpoint) error {
-	_, err := db.pool.Exec(ctx, `INSERT INTO checkpoints (seq, hash, time, key_id, signature) VALUES ($1,$2,$3,$4,$5)`,
-		c.Seq, c.Hash, tm(c.Time), c.KeyID, c.Signature)
-	return writeErr(err, fmt.Sprintf("checkpoint at seq %d with key %q already exists", c.Seq, c.KeyID), "")
+	_, err := exec(ctx, db.pool, dialect.InsertCheckpoint(c))
+	return writeErr(err, sqlstore.CheckpointExists(c), "")
 }
 
 // ListCheckpoints returns all checkpoints ordered by seq.
 func (db *DB) ListCheckpoints(ctx context.Context) ([]airlock.Checkpoint, error) {
-	rows, err := db.pool.Query(ctx, `SELECT seq, hash, time, key_id, signature FROM checkpoints ORDER BY seq, key_id COLLATE "C"`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []airlock.Checkpoint
-	for rows.Next() {
-		var c airlock.Checkpoint
-		if err := rows.Scan(&c.Seq, &c.Hash, st(&c.Time), &c.KeyID, &c.Signature); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return list(ctx, db.pool, sqlstore.Stmt{SQL: `SELECT seq, hash, time, key_id, signature FROM checkpoints ORDER BY seq, key_id COLLATE "C"`}, sqlstore.ScanCheckpoint)
 }

@@ -3,18 +3,16 @@ package postgres
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/sqlstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -106,38 +104,10 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 	return int(*v), nil
 }
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func migrations() ([]migration, error) {
-	ents, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range ents {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name must start with its number", e.Name())
-		}
-		b, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
-}
-
 // migrate applies the embedded migrations the database lacks, in one
 // transaction holding an advisory lock.
 func (db *DB) migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := sqlstore.Migrations(migrationFS, "migrations")
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
@@ -160,19 +130,19 @@ func (db *DB) migrate(ctx context.Context) error {
 		return airlock.Errorf(airlock.EINVALID, "store schema version %d is newer than this airlock (%d); upgrade airlock", cur, SchemaVersion)
 	}
 	for _, m := range ms {
-		if m.version <= cur {
+		if m.Version <= cur {
 			continue
 		}
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return fmt.Errorf("migrate %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.Name, err)
 		}
-		if step := goMigrations[m.version]; step != nil {
+		if step := goMigrations[m.Version]; step != nil {
 			if err := step(ctx, tx); err != nil {
-				return fmt.Errorf("migrate %s: %w", m.name, err)
+				return fmt.Errorf("migrate %s: %w", m.Name, err)
 			}
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.version); err != nil {
-			return fmt.Errorf("migrate %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.Version); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -183,6 +153,9 @@ func (db *DB) migrate(ctx context.Context) error {
 
 // Value helpers.
 
+// dialect is PostgreSQL's side of the shared statements (internal/sqlstore).
+var dialect = sqlstore.Dialect{Time: tm, Seq: "pos"}
+
 // tm converts t to the stored form: microsecond precision, NULL for zero.
 func tm(t time.Time) any {
 	if t.IsZero() {
@@ -191,82 +164,40 @@ func tm(t time.Time) any {
 	return t.UTC().Truncate(time.Microsecond)
 }
 
-// ntime is a scan target for a stored time.
-type ntime struct{ t *time.Time }
-
-func (n ntime) Scan(v any) error {
-	switch x := v.(type) {
-	case nil:
-		*n.t = time.Time{}
-	case time.Time:
-		*n.t = x.UTC()
-	default:
-		return fmt.Errorf("time column: unexpected %T", v)
-	}
-	return nil
+type execer interface {
+	Exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error)
 }
 
-func st(t *time.Time) ntime { return ntime{t} }
-
-// jsonCol scans a JSON text column into dst; empty collections decode to nil.
-type jsonCol struct{ dst any }
-
-func (j jsonCol) Scan(v any) error {
-	var b []byte
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case string:
-		b = []byte(x)
-	case []byte:
-		b = x
-	default:
-		return fmt.Errorf("json column: unexpected %T", v)
-	}
-	if len(b) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(b, j.dst); err != nil {
-		return err
-	}
-	switch d := j.dst.(type) {
-	case *[]string:
-		if len(*d) == 0 {
-			*d = nil
-		}
-	case *map[string]string:
-		if len(*d) == 0 {
-			*d = nil
-		}
-	case *map[string][]byte:
-		if len(*d) == 0 {
-			*d = nil
-		}
-	}
-	return nil
+type queryer interface {
+	QueryRow(ctx context.Context, query string, args ...any) pgx.Row
+	Query(ctx context.Context, query string, args ...any) (pgx.Rows, error)
 }
 
-func js(v any) string {
-	b, err := json.Marshal(v)
+// exec runs s on ex.
+func exec(ctx context.Context, ex execer, s sqlstore.Stmt) (pgconn.CommandTag, error) {
+	return ex.Exec(ctx, s.SQL, s.Args...)
+}
+
+// row runs s, which returns one row, on qr.
+func row(ctx context.Context, qr queryer, s sqlstore.Stmt) pgx.Row {
+	return qr.QueryRow(ctx, s.SQL, s.Args...)
+}
+
+// rowFunc runs the shared one-row queries on qr.
+func rowFunc(qr queryer) sqlstore.RowFunc {
+	return func(ctx context.Context, query string, args ...any) sqlstore.Scanner {
+		return qr.QueryRow(ctx, query, args...)
+	}
+}
+
+// list runs s on qr and scans every row.
+func list[T any](ctx context.Context, qr queryer, s sqlstore.Stmt, scan func(sqlstore.Scanner) (T, error)) ([]T, error) {
+	rows, err := qr.Query(ctx, s.SQL, s.Args...)
 	if err != nil {
-		panic(err) // only plain strings/maps/slices are passed
+		return nil, err
 	}
-	return string(b)
-}
-
-func jsList(v []string) string {
-	if len(v) == 0 {
-		return "[]"
-	}
-	return js(v)
-}
-
-// blob returns b as stored: NULL for nil.
-func blob(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return b
+	defer rows.Close()
+	return sqlstore.Collect(rows, scan)
 }
 
 func init() { airlock.RegisterOutage(classify) }
@@ -307,12 +238,7 @@ func classify(err error) *airlock.Error {
 
 // outage returns err as classify's EUNAVAILABLE error when it is an
 // outage, and otherwise wrapped as EUNAVAILABLE with message.
-func outage(err error, message string) error {
-	if o := classify(err); o != nil {
-		return o
-	}
-	return airlock.WrapError(airlock.EUNAVAILABLE, message, err)
-}
+func outage(err error, message string) error { return sqlstore.Outage(classify, err, message) }
 
 func pgCode(err error) string {
 	var e *pgconn.PgError
@@ -322,47 +248,39 @@ func pgCode(err error) string {
 	return ""
 }
 
+// violation reads the constraint a failed write broke (or the invalid
+// text it carried: NUL bytes, bad UTF-8).
+func violation(err error) sqlstore.Violation {
+	switch pgCode(err) {
+	case "23505":
+		return sqlstore.Unique
+	case "23503":
+		return sqlstore.ForeignKey
+	case "22021", "22P05":
+		return sqlstore.InvalidText
+	}
+	return sqlstore.NoViolation
+}
+
 // writeErr maps an insert/update error: unique violation → ECONFLICT with
 // conflict, foreign-key violation → ENOTFOUND with missing, invalid text
 // (NUL bytes, bad UTF-8) → EINVALID.
 func writeErr(err error, conflict, missing string) error {
-	if err == nil {
-		return nil
-	}
-	switch pgCode(err) {
-	case "23505":
-		return airlock.WrapError(airlock.ECONFLICT, conflict, err)
-	case "23503":
-		return airlock.WrapError(airlock.ENOTFOUND, missing, err)
-	case "22021", "22P05":
-		return airlock.WrapError(airlock.EINVALID, "text is not valid UTF-8", err)
-	}
-	return err
-}
-
-func notFound(err error, format string, args ...any) error {
-	if errors.Is(err, pgx.ErrNoRows) {
-		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
-	}
-	return err
+	return sqlstore.WriteErr(err, violation(err), conflict, missing)
 }
 
 // affected returns ENOTFOUND (with the message) when tag changed no row.
 func affected(tag pgconn.CommandTag, err error, format string, args ...any) error {
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
-	}
-	return nil
+	return sqlstore.Affected(tag.RowsAffected(), err, format, args...)
 }
 
-type scanner interface{ Scan(...any) error }
-
-func limit(n int) string {
-	if n > 0 {
-		return " LIMIT " + strconv.Itoa(n)
+// queryFunc runs the shared queries on qr.
+func queryFunc(qr queryer) sqlstore.QueryFunc {
+	return func(ctx context.Context, query string, args ...any) (sqlstore.Rows, func(), error) {
+		rows, err := qr.Query(ctx, query, args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, rows.Close, nil
 	}
-	return ""
 }

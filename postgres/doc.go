@@ -13,4 +13,9 @@
 //
 // DB is also an airlock.RevocationTransport: replicas share revocations
 // over LISTEN/NOTIFY on one channel (SendRevocation, ReceiveRevocations).
+//
+// The driver-free half of the store (statements and their arguments, row
+// scanning, column encodings, error mapping), shared with the SQLite store,
+// is internal/sqlstore; this package runs it on its driver and keeps what
+// the engine does differently.
 package postgres

@@ -2,11 +2,11 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/eventblock"
+	"github.com/airlockhq/airlock/internal/sqlstore"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -47,24 +47,5 @@ func moveEventsToBlocks(ctx context.Context, tx pgx.Tx) error {
 // readEventRows reads up to blockEvents rows of the version-1 events table
 // with seq > after.
 func readEventRows(ctx context.Context, tx pgx.Tx, after int64) ([]airlock.Event, error) {
-	rows, err := tx.Query(ctx, `SELECT seq, time, actor_id, actor_name, action, resource, request_id, grant_id,
-		session_id, source_addr, outcome, details, prev_hash, hash FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, blockEvents)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var evs []airlock.Event
-	for rows.Next() {
-		var e airlock.Event
-		var details *string
-		if err := rows.Scan(&e.Seq, st(&e.Time), &e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID,
-			&e.SessionID, &e.SourceAddr, &e.Outcome, &details, &e.PrevHash, &e.Hash); err != nil {
-			return nil, err
-		}
-		if details != nil {
-			e.Details = json.RawMessage(*details)
-		}
-		evs = append(evs, e)
-	}
-	return evs, rows.Err()
+	return list(ctx, tx, sqlstore.Stmt{SQL: sqlstore.OldEventsSQL, Args: []any{after, blockEvents}}, sqlstore.ScanOldEvent)
 }

@@ -8,15 +8,11 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/eventblock"
+	"github.com/airlockhq/airlock/internal/sqlstore"
 )
 
-// blockEvents is the most events one stored block holds. A group commit
-// larger than this is written as several blocks; reads decode whole
-// blocks, so this also bounds the work of a filtered lookup per block.
-const blockEvents = 1024
-
-// scanBlocks is how many blocks ScanEvents reads per query.
-const scanBlocks = 4
+// blockEvents is the most events one stored block holds.
+const blockEvents = sqlstore.BlockEvents
 
 const insertBlockSQL = `INSERT INTO event_blocks (first_seq, last_seq, min_time, max_time, data) VALUES (?, ?, ?, ?, ?)`
 const insertKeySQL = `INSERT OR IGNORE INTO event_keys (key, first_seq) VALUES (?, ?)`
@@ -98,122 +94,34 @@ func (db *DB) AuditHead(ctx context.Context) (airlock.AuditHead, error) {
 	return h, err
 }
 
-// blockStart is the SQL condition selecting the blocks that may hold
-// events with seq > ?: the block holding seq ?+1 and every later one.
-const blockStart = `first_seq >= coalesce((SELECT max(first_seq) FROM event_blocks WHERE first_seq <= ? + 1), 0)`
-
 // ListEvents returns events matching f ordered by seq (descending when
 // f.Desc). Since is inclusive, Until exclusive. It reads the blocks that
 // may match (by seq, time range, session and grant) and filters their
 // events.
 func (db *DB) ListEvents(ctx context.Context, f airlock.EventFilter) ([]airlock.Event, error) {
-	var where []string
-	var args []any
-	if f.AfterSeq > 0 {
-		where, args = append(where, blockStart), append(args, f.AfterSeq)
-	}
-	if !f.Since.IsZero() {
-		where, args = append(where, `max_time >= ?`), append(args, f.Since.UnixMicro())
-	}
-	if !f.Until.IsZero() {
-		where, args = append(where, `min_time < ?`), append(args, f.Until.UnixMicro())
-	}
-	if f.SessionID != "" {
-		where, args = append(where, `first_seq IN (SELECT first_seq FROM event_keys WHERE key = ?)`), append(args, eventblock.SessionKey(f.SessionID))
-	}
-	if f.GrantID != "" {
-		where, args = append(where, `first_seq IN (SELECT first_seq FROM event_keys WHERE key = ?)`), append(args, eventblock.GrantKey(f.GrantID))
-	}
-	order := " ORDER BY first_seq"
-	if f.Desc {
-		order += " DESC"
-	}
-	rows, err := db.r.QueryContext(ctx, `SELECT first_seq, data FROM event_blocks`+whereClause(where)+order, args...)
+	st := sqlstore.ListEvents(f)
+	rows, err := db.r.QueryContext(ctx, q(st.SQL), st.Args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out, blk []airlock.Event
-	for rows.Next() {
-		var first int64
-		var data sql.RawBytes
-		if err := rows.Scan(&first, &data); err != nil {
-			return nil, err
-		}
-		if blk, err = eventblock.DecodeStored(blk[:0], first, data); err != nil {
-			return nil, err
-		}
-		var full bool
-		if out, full = eventblock.Filter(out, blk, &f); full {
-			return out, nil
-		}
-	}
-	return out, rows.Err()
+	return sqlstore.FilterBlocks[sql.RawBytes](rows, &f)
 }
 
-// ScanEvents calls fn for each event with seq > afterSeq in stored order.
-// It reads scanBlocks blocks per query, so memory stays bounded and no
-// read transaction is held while fn runs.
+// ScanEvents calls fn for each event with seq > afterSeq in stored order,
+// a page of blocks per query, with no read transaction held while fn runs.
 func (db *DB) ScanEvents(ctx context.Context, afterSeq int64, fn func(airlock.Event) error) error {
-	page := make([]airlock.Event, 0, scanBlocks*blockEvents)
-	var from int64
-	if err := db.r.QueryRowContext(ctx, `SELECT coalesce(max(first_seq), 0) FROM event_blocks WHERE first_seq <= ? + 1`, afterSeq).Scan(&from); err != nil {
-		return err
-	}
-	for {
-		page = page[:0]
-		rows, err := db.r.QueryContext(ctx, `SELECT first_seq, data FROM event_blocks WHERE first_seq >= ? ORDER BY first_seq LIMIT ?`, from, scanBlocks)
-		if err != nil {
-			return err
-		}
-		blocks := 0
-		for rows.Next() {
-			var first int64
-			var data sql.RawBytes
-			if err = rows.Scan(&first, &data); err != nil {
-				break
-			}
-			blocks++
-			from = first + 1
-			if page, err = eventblock.DecodeStored(page, first, data); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			err = rows.Err()
-		}
-		rows.Close()
-		if err := eventblock.Deliver(page, afterSeq, err, fn); err != nil {
-			return err
-		}
-		if blocks < scanBlocks {
-			return nil
-		}
-	}
+	return sqlstore.ScanEvents[sql.RawBytes](ctx, rowFunc(db.r), queryFunc(db.r), afterSeq, fn)
 }
 
 // AddCheckpoint stores c. ECONFLICT if a checkpoint with the same seq and
 // key already exists.
 func (db *DB) AddCheckpoint(ctx context.Context, c *airlock.Checkpoint) error {
-	_, err := db.w.ExecContext(ctx, `INSERT INTO checkpoints (seq, hash, time, key_id, signature) VALUES (?,?,?,?,?)`,
-		c.Seq, c.Hash, tm(c.Time), c.KeyID, c.Signature)
-	return writeErr(err, fmt.Sprintf("checkpoint at seq %d with key %q already exists", c.Seq, c.KeyID), "")
+	_, err := exec(ctx, db.w, dialect.InsertCheckpoint(c))
+	return writeErr(err, sqlstore.CheckpointExists(c), "")
 }
 
 // ListCheckpoints returns all checkpoints ordered by seq.
 func (db *DB) ListCheckpoints(ctx context.Context) ([]airlock.Checkpoint, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT seq, hash, time, key_id, signature FROM checkpoints ORDER BY seq, key_id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []airlock.Checkpoint
-	for rows.Next() {
-		var c airlock.Checkpoint
-		if err := rows.Scan(&c.Seq, &c.Hash, st(&c.Time), &c.KeyID, &c.Signature); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return list(ctx, db.r, sqlstore.Stmt{SQL: `SELECT seq, hash, time, key_id, signature FROM checkpoints ORDER BY seq, key_id`}, sqlstore.ScanCheckpoint)
 }

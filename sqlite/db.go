@@ -4,18 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/sqlstore"
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -230,34 +228,6 @@ func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 	return int(v.Int64), nil
 }
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func migrations() ([]migration, error) {
-	ents, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range ents {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name must start with its number", e.Name())
-		}
-		b, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
-}
-
 // checkIsStore refuses a database that has tables but no schema_migrations
 // table: some other program's SQLite file.
 func (db *DB) checkIsStore(ctx context.Context) error {
@@ -274,7 +244,7 @@ func (db *DB) checkIsStore(ctx context.Context) error {
 // migrate applies the embedded migrations the database lacks, all in one
 // transaction.
 func (db *DB) migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := sqlstore.Migrations(migrationFS, "migrations")
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
@@ -294,19 +264,19 @@ func (db *DB) migrate(ctx context.Context) error {
 		return airlock.Errorf(airlock.EINVALID, "store schema version %d is newer than this airlock (%d); upgrade airlock", cur.Int64, SchemaVersion)
 	}
 	for _, m := range ms {
-		if m.version <= int(cur.Int64) {
+		if m.Version <= int(cur.Int64) {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("migrate %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.Name, err)
 		}
-		if step := goMigrations[m.version]; step != nil {
+		if step := goMigrations[m.Version]; step != nil {
 			if err := step(ctx, tx); err != nil {
-				return fmt.Errorf("migrate %s: %w", m.name, err)
+				return fmt.Errorf("migrate %s: %w", m.Name, err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", m.version, time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("migrate %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", m.Version, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -320,6 +290,9 @@ func q(s string) string { return strings.ReplaceAll(s, "$", "?") }
 
 // Value helpers.
 
+// dialect is SQLite's side of the shared statements (internal/sqlstore).
+var dialect = sqlstore.Dialect{Time: tm, Seq: "rowid"}
+
 // tm converts t to the stored form: unix microseconds, NULL for zero.
 func tm(t time.Time) any {
 	if t.IsZero() {
@@ -328,82 +301,40 @@ func tm(t time.Time) any {
 	return t.UnixMicro()
 }
 
-// ntime is a scan target for a stored time.
-type ntime struct{ t *time.Time }
-
-func (n ntime) Scan(v any) error {
-	switch x := v.(type) {
-	case nil:
-		*n.t = time.Time{}
-	case int64:
-		*n.t = time.UnixMicro(x).UTC()
-	default:
-		return fmt.Errorf("time column: unexpected %T", v)
-	}
-	return nil
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func st(t *time.Time) ntime { return ntime{t} }
-
-// jsonCol scans a JSON text column into dst; empty collections decode to nil.
-type jsonCol struct{ dst any }
-
-func (j jsonCol) Scan(v any) error {
-	var b []byte
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case string:
-		b = []byte(x)
-	case []byte:
-		b = x
-	default:
-		return fmt.Errorf("json column: unexpected %T", v)
-	}
-	if len(b) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(b, j.dst); err != nil {
-		return err
-	}
-	switch d := j.dst.(type) {
-	case *[]string:
-		if len(*d) == 0 {
-			*d = nil
-		}
-	case *map[string]string:
-		if len(*d) == 0 {
-			*d = nil
-		}
-	case *map[string][]byte:
-		if len(*d) == 0 {
-			*d = nil
-		}
-	}
-	return nil
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-func js(v any) string {
-	b, err := json.Marshal(v)
+// exec runs s on ex.
+func exec(ctx context.Context, ex execer, s sqlstore.Stmt) (sql.Result, error) {
+	return ex.ExecContext(ctx, q(s.SQL), s.Args...)
+}
+
+// row runs s, which returns one row, on qr.
+func row(ctx context.Context, qr queryer, s sqlstore.Stmt) *sql.Row {
+	return qr.QueryRowContext(ctx, q(s.SQL), s.Args...)
+}
+
+// rowFunc runs the shared one-row queries on qr.
+func rowFunc(qr queryer) sqlstore.RowFunc {
+	return func(ctx context.Context, query string, args ...any) sqlstore.Scanner {
+		return qr.QueryRowContext(ctx, q(query), args...)
+	}
+}
+
+// list runs s on qr and scans every row.
+func list[T any](ctx context.Context, qr queryer, s sqlstore.Stmt, scan func(sqlstore.Scanner) (T, error)) ([]T, error) {
+	rows, err := qr.QueryContext(ctx, q(s.SQL), s.Args...)
 	if err != nil {
-		panic(err) // only plain strings/maps/slices are passed
+		return nil, err
 	}
-	return string(b)
-}
-
-func jsList(v []string) string {
-	if len(v) == 0 {
-		return "[]"
-	}
-	return js(v)
-}
-
-// blob returns b as stored: NULL for nil.
-func blob(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return b
+	defer rows.Close()
+	return sqlstore.Collect(rows, scan)
 }
 
 func init() { airlock.RegisterOutage(classify) }
@@ -424,12 +355,7 @@ func classify(err error) *airlock.Error {
 
 // outage returns err as classify's EUNAVAILABLE error when it is an
 // outage, and otherwise wrapped as EUNAVAILABLE with message.
-func outage(err error, message string) error {
-	if o := classify(err); o != nil {
-		return o
-	}
-	return airlock.WrapError(airlock.EUNAVAILABLE, message, err)
-}
+func outage(err error, message string) error { return sqlstore.Outage(classify, err, message) }
 
 // sqliteCode returns the extended result code of a SQLite error, or 0.
 func sqliteCode(err error) int {
@@ -440,32 +366,21 @@ func sqliteCode(err error) int {
 	return 0
 }
 
-func isUnique(err error) bool {
-	c := sqliteCode(err)
-	return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+// violation reads the constraint a failed write broke.
+func violation(err error) sqlstore.Violation {
+	switch sqliteCode(err) {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return sqlstore.Unique
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return sqlstore.ForeignKey
+	}
+	return sqlstore.NoViolation
 }
-
-func isForeignKey(err error) bool { return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY }
 
 // writeErr maps an insert/update error: unique violation → ECONFLICT with
 // conflict, foreign-key violation → ENOTFOUND with missing.
 func writeErr(err error, conflict, missing string) error {
-	switch {
-	case err == nil:
-		return nil
-	case isUnique(err):
-		return airlock.WrapError(airlock.ECONFLICT, conflict, err)
-	case isForeignKey(err):
-		return airlock.WrapError(airlock.ENOTFOUND, missing, err)
-	}
-	return err
-}
-
-func notFound(err error, format string, args ...any) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
-	}
-	return err
+	return sqlstore.WriteErr(err, violation(err), conflict, missing)
 }
 
 // affected returns ENOTFOUND (with the message) when res changed no row.
@@ -474,20 +389,16 @@ func affected(res sql.Result, err error, format string, args ...any) error {
 		return err
 	}
 	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return airlock.Errorf(airlock.ENOTFOUND, format, args...)
-	}
-	return nil
+	return sqlstore.Affected(n, err, format, args...)
 }
 
-type scanner interface{ Scan(...any) error }
-
-func limit(n int) string {
-	if n > 0 {
-		return " LIMIT " + strconv.Itoa(n)
+// queryFunc runs the shared queries on qr.
+func queryFunc(qr queryer) sqlstore.QueryFunc {
+	return func(ctx context.Context, query string, args ...any) (sqlstore.Rows, func(), error) {
+		rows, err := qr.QueryContext(ctx, q(query), args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, func() { rows.Close() }, nil
 	}
-	return ""
 }

@@ -12,4 +12,9 @@
 //
 // Times are stored as INTEGER unix microseconds (NULL is the zero time) and
 // returned in UTC; slices and maps are JSON text.
+//
+// The driver-free half of the store (statements and their arguments, row
+// scanning, column encodings, error mapping), shared with the PostgreSQL store,
+// is internal/sqlstore; this package runs it on its driver and keeps what
+// the engine does differently.
 package sqlite

@@ -3,11 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/eventblock"
+	"github.com/airlockhq/airlock/internal/sqlstore"
 )
 
 // goMigrations are steps that run in Go right after the SQL migration of
@@ -54,24 +54,5 @@ func moveEventsToBlocks(ctx context.Context, tx *sql.Tx) error {
 // readEventRows reads up to blockEvents rows of the version-1 events table
 // with seq > after.
 func readEventRows(ctx context.Context, tx *sql.Tx, after int64) ([]airlock.Event, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT seq, time, actor_id, actor_name, action, resource, request_id, grant_id,
-		session_id, source_addr, outcome, details, prev_hash, hash FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, after, blockEvents)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var evs []airlock.Event
-	for rows.Next() {
-		var e airlock.Event
-		var details sql.NullString
-		if err := rows.Scan(&e.Seq, st(&e.Time), &e.Actor.ID, &e.Actor.Name, &e.Action, &e.Resource, &e.RequestID, &e.GrantID,
-			&e.SessionID, &e.SourceAddr, &e.Outcome, &details, &e.PrevHash, &e.Hash); err != nil {
-			return nil, err
-		}
-		if details.Valid {
-			e.Details = json.RawMessage(details.String)
-		}
-		evs = append(evs, e)
-	}
-	return evs, rows.Err()
+	return list(ctx, tx, sqlstore.Stmt{SQL: sqlstore.OldEventsSQL, Args: []any{after, blockEvents}}, sqlstore.ScanOldEvent)
 }

@@ -30,12 +30,7 @@ func (c *console) adminOnly(h handler) http.HandlerFunc {
 // adminStepUp verifies the form's optional code (fresh MFA for the action
 // that follows); without one the service decides whether MFA is fresh.
 func (c *console) adminStepUp(r *http.Request, p *identity.Principal) error {
-	otp := strings.TrimSpace(r.FormValue("otp"))
-	if otp == "" {
-		return nil
-	}
-	_, err := c.cfg.Identity.VerifyMFA(r.Context(), p, identity.FactorInput{OTP: otp})
-	return err
+	return c.cfg.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: strings.TrimSpace(r.FormValue("otp"))})
 }
 
 // adminFresh is how long p's second factor stays fresh for admin actions.

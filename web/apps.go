@@ -37,7 +37,7 @@ func (c *console) appOpen(w http.ResponseWriter, r *http.Request, p *identity.Pr
 		c.renderStatus(w, r, http.StatusNotFound, "The HTTP gateway is not enabled on this server.")
 		return
 	}
-	code, res, err := c.cfg.Access.IssueHTTPCode(r.Context(), p, app, state, next, "")
+	code, res, err := c.cfg.Access.IssueHTTPCode(r.Context(), p, app, state, next, identity.StepUp{})
 	if err != nil {
 		d := appOpenData{App: app}
 		switch {

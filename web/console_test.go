@@ -41,7 +41,7 @@ func newConsoleEnv(t *testing.T) *consoleEnv {
 		}}
 	apiSrv.Handler()
 	env := &consoleEnv{store: store, log: al,
-		h: Handler(Config{API: apiSrv, Identity: ident, Access: acc, Grants: store, PublicURL: "http://localhost:8080", Now: now})}
+		h: Handler(Config{API: apiSrv, Identity: ident, Access: acc, PublicURL: "http://localhost:8080", Now: now})}
 
 	// The first admin, enrolled with TOTP through the console's own forms.
 	var err error

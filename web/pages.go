@@ -246,11 +246,9 @@ func (c *console) grantRevoke(w http.ResponseWriter, r *http.Request, p *identit
 
 func (c *console) grantAck(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 	next := safeNext(r.FormValue("next"))
-	if otp := r.FormValue("otp"); otp != "" {
-		if _, err := c.cfg.Identity.VerifyMFA(r.Context(), p, identity.FactorInput{OTP: otp}); err != nil {
-			http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
-			return
-		}
+	if err := c.cfg.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: r.FormValue("otp")}); err != nil {
+		http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
+		return
 	}
 	if _, err := c.cfg.Access.Acknowledge(r.Context(), p, r.PathValue("id"), r.FormValue("comment")); err != nil {
 		http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
@@ -320,16 +318,9 @@ func (c *console) requestDetailStatus(w http.ResponseWriter, r *http.Request, p 
 		}
 		d.CanReview = !already
 	}
-	if rq.GrantID != "" && c.cfg.Grants != nil {
-		if g, err := c.cfg.Grants.GrantByID(ctx, rq.GrantID); err == nil {
-			now := c.cfg.Now()
-			v := access.GrantView{Grant: g, Active: g.ActiveAt(now)}
-			if v.Active {
-				v.SecondsLeft = int64(g.EndsAt.Sub(now).Seconds())
-			} else if g.State == airlock.GrantActive {
-				g.State = airlock.GrantExpired
-			}
-			d.Grant = &v
+	if rq.GrantID != "" {
+		if g, err := c.cfg.Access.RequestGrant(ctx, p, id); err == nil {
+			d.Grant = g
 		}
 	}
 	pg := c.base(r, p, "Request "+id, "approvals")
@@ -345,11 +336,9 @@ func (c *console) review(w http.ResponseWriter, r *http.Request, p *identity.Pri
 		return
 	}
 	ctx := r.Context()
-	if otp := r.FormValue("otp"); otp != "" {
-		if _, err := c.cfg.Identity.VerifyMFA(ctx, p, identity.FactorInput{OTP: otp}); err != nil {
-			c.requestDetailStatus(w, r, p, statusFor(err), c.errMessage(r, err))
-			return
-		}
+	if err := c.cfg.Identity.VerifyStepUp(ctx, p, identity.StepUp{OTP: r.FormValue("otp")}); err != nil {
+		c.requestDetailStatus(w, r, p, statusFor(err), c.errMessage(r, err))
+		return
 	}
 	if _, err := c.cfg.Access.Review(ctx, p, r.PathValue("id"), access.ReviewInput{Decision: dec, Comment: r.FormValue("comment")}); err != nil {
 		c.requestDetailStatus(w, r, p, statusFor(err), c.errMessage(r, err))
@@ -384,11 +373,9 @@ func (c *console) sessions(w http.ResponseWriter, r *http.Request, p *identity.P
 
 func (c *console) sessionKill(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 	next := safeNext(r.FormValue("next"))
-	if otp := r.FormValue("otp"); otp != "" {
-		if _, err := c.cfg.Identity.VerifyMFA(r.Context(), p, identity.FactorInput{OTP: otp}); err != nil {
-			http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
-			return
-		}
+	if err := c.cfg.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: r.FormValue("otp")}); err != nil {
+		http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
+		return
 	}
 	if _, err := c.cfg.Access.KillSession(r.Context(), p, r.PathValue("id")); err != nil {
 		http.Redirect(w, r, withParam(next, "error", c.errMessage(r, err)), http.StatusSeeOther)
@@ -463,8 +450,8 @@ func parseLocal(v string) (time.Time, error) {
 
 func (c *console) auditPage(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 	ctx := r.Context()
-	if !p.User.IsAdmin() && !p.User.InGroup("auditors") {
-		c.renderStatus(w, r, http.StatusForbidden, "Reading the audit log needs the admins or auditors group.")
+	if c.cfg.Identity.RequireAuditReader(p) != nil {
+		c.renderStatus(w, r, http.StatusForbidden, "Reading the audit log needs the "+airlock.GroupAdmins+" or "+airlock.GroupAuditors+" group.")
 		return
 	}
 	if c.cfg.API == nil || c.cfg.API.Audit == nil {

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"embed"
 	"encoding/json"
 	"html/template"
@@ -27,19 +26,11 @@ type Config struct {
 	Identity *identity.Service
 	Access   *access.Service
 	// Push delivers push challenges to registered browsers (nil: push disabled).
-	Push *identity.Push
-	// Store reads a request's grant for its reviewers (the request's
-	// visibility is checked by the access service first).
-	Grants    GrantReader
+	Push      *identity.Push
 	PublicURL string
 	Logger    *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-}
-
-// GrantReader reads one grant (airlock.AccessStore has it).
-type GrantReader interface {
-	GrantByID(ctx context.Context, id string) (*airlock.Grant, error)
 }
 
 // Cookie names. The session cookie is the API's, so the console's small

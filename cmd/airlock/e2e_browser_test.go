@@ -117,7 +117,7 @@ func (b *tab) waitText(sel, want string) string {
 		if time.Now().After(deadline) {
 			b.t.Fatalf("%s never showed %q; it shows %q (page: %s)", sel, want, got, b.text("body"))
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // polling the browser, which says nothing when the page changes
 	}
 }
 
@@ -330,7 +330,7 @@ func TestE2EBrowserConsole(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("countdown does not tick: %q", first)
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // real time must pass: the countdown ticks on the browser's clock
 		}
 		a.shot("my-access")
 		a.do("revoke", chromedp.Click(chromedp.CSS(".js-revoke")), chromedp.WaitVisible(chromedp.CSS("#flash")))
@@ -427,7 +427,7 @@ func TestE2EBrowserConsole(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("no login URL printed: %s", out.String())
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // polling the CLI's output for the URL it prints
 		}
 		if strings.Contains(link, "wl_") || strings.Contains(out.String(), "wl_") {
 			t.Fatalf("poll token shown to the user: %s", out.String())

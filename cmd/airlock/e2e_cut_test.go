@@ -119,7 +119,7 @@ func (l *liveSessions) cut(t *testing.T, h *harness, tm *team, reason airlock.En
 		if time.Now().After(deadline) {
 			t.Fatalf("sessions not both ended as %s within 15 s", reason)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // polling the server's store: the test measures how soon it ends them
 	}
 	select {
 	case <-sshDone:

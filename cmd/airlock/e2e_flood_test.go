@@ -300,7 +300,7 @@ func retry(t *testing.T, f func() error) {
 		if err = f(); err == nil {
 			return
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // real time must pass: the server's per-second budgets refill on its clock
 	}
 	t.Fatalf("still failing after 20 tries: %v", err)
 }

@@ -399,7 +399,7 @@ func TestE2EAuditFollowKeepsNoSessionAlive(t *testing.T) {
 	// 20 minutes without the user doing anything, while the stream polls.
 	for range 4 {
 		clk.Advance(5 * time.Minute)
-		time.Sleep(3 * api.FollowPollInterval)
+		time.Sleep(3 * api.FollowPollInterval) // real time must pass: the stream polls on a real ticker; only the session clock is fake
 	}
 	select {
 	case <-ended:
@@ -509,6 +509,6 @@ func TestE2EAuditFollowStreamsBounded(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("a closed follow stream did not free its place")
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // polling the server, which frees the place when it sees the close
 	}
 }

@@ -186,7 +186,7 @@ func TestE2EOIDCLoginCLI(t *testing.T) {
 			cliMu.Unlock()
 			t.Fatalf("no sign-in link printed:\n%s", out.String())
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polling the CLI's output for the link it prints
 	}
 	ssoBrowser(t, link)
 	var err error

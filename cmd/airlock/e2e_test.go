@@ -21,6 +21,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/internal/testenv"
 	"github.com/airlockhq/airlock/notify"
 )
 
@@ -116,7 +117,7 @@ func startHarness(t *testing.T, dataDir string, clk *fakeClock, tweak func(*serv
 		if time.Now().After(deadline) {
 			t.Fatalf("server did not start: %v\n%s", err, h.logs.String())
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polling the server, which says nothing when it is up
 	}
 	t.Cleanup(h.stop)
 	return h
@@ -459,13 +460,7 @@ var adminSecrets = map[string]string{}
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, cond, "condition not met within 10 s")
 }
 
 func TestE2ERecoveryCodes(t *testing.T) {

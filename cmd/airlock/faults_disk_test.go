@@ -190,14 +190,8 @@ func TestFaultsDiskFull(t *testing.T) {
 	}
 	free()
 	freed := time.Now()
-	for {
-		if code, _ = readyz(t, h.url); code == http.StatusOK {
-			break
-		}
-		if time.Since(freed) > 15*time.Second {
-			t.Fatalf("/readyz still %d 15s after the disk was freed, with no other traffic", code)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.PollEvery(100*time.Millisecond, 15*time.Second, func() bool { code, _ = readyz(t, h.url); return code == http.StatusOK }) {
+		t.Fatalf("/readyz still %d 15s after the disk was freed, with no other traffic", code)
 	}
 	t.Logf("/readyz 200 again %v after the disk was freed (bound: 5s)", time.Since(freed).Round(10*time.Millisecond))
 	h.stop()

@@ -177,17 +177,12 @@ func (r *replica) readyz() (int, string) {
 // returns how long that took; it fails the test after limit.
 func (r *replica) waitReady(t *testing.T, limit time.Duration) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
-		code, body := r.readyz()
-		if code == http.StatusOK {
-			return time.Since(start)
-		}
-		if time.Since(start) > limit {
-			t.Fatalf("replica %s: /readyz still %d %q after %v", r.name, code, body, limit)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if took := r.pollReady(limit); took >= 0 {
+		return took
 	}
+	code, body := r.readyz()
+	t.Fatalf("replica %s: /readyz still %d %q after %v", r.name, code, body, limit)
+	return 0
 }
 
 // home returns a client home for the user of home talking to this
@@ -216,11 +211,8 @@ func (r *replica) home(t *testing.T, home string) string {
 // answers 200 and returns how long that took, or -1 after limit.
 func (r *replica) pollReady(limit time.Duration) time.Duration {
 	start := time.Now()
-	for time.Since(start) <= limit {
-		if code, _ := r.readyz(); code == http.StatusOK {
-			return time.Since(start)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if testenv.PollEvery(100*time.Millisecond, limit, func() bool { code, _ := r.readyz(); return code == http.StatusOK }) {
+		return time.Since(start)
 	}
 	return -1
 }
@@ -259,7 +251,7 @@ func (e *faultEnv) waitNoGhosts(t *testing.T, s airlock.Store, limit time.Durati
 		if time.Since(start) > limit {
 			t.Fatalf("%d sessions still active %v after the fault (err %v): %s", len(act), limit, err, sessionSummary(act))
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // polling what other processes (the replicas) do
 	}
 	took := time.Since(start)
 	all, err := s.ListSessions(ctx, airlock.SessionFilter{})
@@ -276,7 +268,7 @@ func (e *faultEnv) waitNoGhosts(t *testing.T, s airlock.Store, limit time.Durati
 		if time.Now().After(deadline) {
 			t.Fatal(missing)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // polling what other processes (the replicas) do
 	}
 }
 

@@ -232,7 +232,6 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 			},
 			Verify: func(ctx context.Context) (any, error) { return audit.Verify(ctx, store, s.audit.PublicKey()) }},
 		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, HTTPAppsAddr: c.HTTPAppsAddr, HTTPAppsDomain: appsDomain(c), HTTPAppsPort: appsPort(c), TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey(), SSHUserCA: s.ca.UserCAAuthorizedKey()}}
-	apiSrv.SSHCA = s.ca
 	if recs, err := recording.NewDir(dir.File("recordings")); err == nil {
 		apiSrv.Recordings = func(ctx context.Context, key string) (io.ReadCloser, error) { return recs.Open(ctx, key) }
 	}
@@ -268,7 +267,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	pushAPI := http.NewCrossOriginProtection().Handler(apiSrv.PushHandler(c.PublicURL, push))
 	mux.Handle(api.PrefixWebLogin, pushAPI)
 	mux.Handle(api.PrefixPush, pushAPI)
-	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, Push: push, Grants: store, PublicURL: c.PublicURL, Logger: logger, Now: now}))
+	mux.Handle("/", web.Handler(web.Config{API: apiSrv, Identity: s.ident, Access: s.access, Push: push, PublicURL: c.PublicURL, Logger: logger, Now: now}))
 
 	// IdleTimeout: a kept-alive connection does not hold a descriptor
 	// for ever.
@@ -399,7 +398,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}, identity.Config{IdleTimeout: c.SessionIdle, Lifetime: c.SessionLifetime, BootstrapTokenFile: dir.File("bootstrap.token"),
 		Throttle: identity.ThrottleConfig{FreeAttempts: c.LockoutFailures, MaxDelay: c.LockoutDuration},
 		Freshness: map[string]time.Duration{identity.ActionApprove: c.FreshApprove, identity.ActionConnect: c.FreshConnect,
-			identity.ActionFactors: c.FreshFactors, identity.ActionAdmin: c.FreshAdmin, "break_glass": c.FreshConnect}})
+			identity.ActionFactors: c.FreshFactors, identity.ActionAdmin: c.FreshAdmin, identity.ActionBreakGlass: c.FreshConnect}})
 
 	if c.OIDCIssuer != "" {
 		o, err := newOIDC(ctx, c, now)
@@ -413,16 +412,16 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	s.bus = bus
 	creds := access.CredentialSources{Dir: c.CredentialsDir, EnvPrefix: c.CredentialsEnvPrefix}
 	s.notifier = newNotifier(al, logger, c.PublicURL, c.WebhookAllowLinkLocal, now, creds.Resolve)
+	s.ca = sshca.New(dir.SSHUserCA, dir.SSHHostCA)
 	s.access, err = access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: s.ident, Bus: bus, Logger: logger, Now: now,
-		ConsoleURL: c.PublicURL, Notify: s.notifier.send, Credentials: creds})
+		ConsoleURL: c.PublicURL, Notify: s.notifier.send, Credentials: creds, SSHCA: s.ca})
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
 	s.notifier.policy = s.access.Policy
 	s.ident.OnDisable(func(ctx context.Context, userID, reason string) { s.access.RevokeUser(ctx, userID, reason) })
 
-	// SSH CA and gateway.
-	s.ca = sshca.New(dir.SSHUserCA, dir.SSHHostCA)
+	// SSH gateway (its CA is the access service's, above).
 	if c.SSHAddr != "" {
 		hostKey, err := loadOrCreateHostKey(dir)
 		if err != nil {
