@@ -1,8 +1,10 @@
 package httpgw
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -304,5 +306,19 @@ func TestDotSegmentWithParams(t *testing.T) {
 	}
 	if resp, _ := h.get("/public/a;b/c"); resp.StatusCode != 200 {
 		t.Errorf("a segment with params: %d", resp.StatusCode)
+	}
+}
+
+// An API client's error body is valid JSON whatever path it sent.
+func TestErrorBodyIsJSON(t *testing.T) {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "http://dash.apps.example/x", nil)
+	req.Header.Set("Accept", "application/json")
+	writeError(rec, req, http.StatusForbidden, "airlock: read access does not allow POST /a\x01\"b\u2028")
+	var v struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil || v.Error.Code != "forbidden" || !strings.Contains(v.Error.Message, "/a\x01\"b") {
+		t.Fatalf("error body %q: %v %+v", rec.Body.String(), err, v)
 	}
 }

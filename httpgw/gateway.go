@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -445,7 +446,10 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, msg string) 
 	if wantsJSON(r) {
 		h.Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		fmt.Fprintf(w, "{\"error\":{\"code\":%q,\"message\":%q}}\n", strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")), msg)
+		// The message may carry the client's own path: encode it as JSON,
+		// never with Go quoting.
+		json.NewEncoder(w).Encode(map[string]map[string]string{"error": {
+			"code": strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_")), "message": msg}})
 		return
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
