@@ -6,6 +6,10 @@
 // It serves plain HTTP, like the plain reverse proxy it is compared with.
 //
 // It prints "LISTENING <addr>" once listening and runs until SIGINT/SIGTERM.
+// With -cpuprofile FILE it profiles the CPU from start to exit; with
+// -memprofile FILE it writes an allocation profile (alloc_space,
+// alloc_objects) on exit; with -pprof ADDR it serves net/http/pprof there
+// (a separate listener, never the gateway's).
 package main
 
 import (
@@ -17,10 +21,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -44,7 +51,41 @@ func run() error {
 	upstream := flag.String("upstream", "http://127.0.0.1:8080", "the app's base URL")
 	token := flag.String("token", httpgw.TokenPrefix+"bench", "the bearer token clients send")
 	strict := flag.Bool("strict", false, "strict audit: forward a request once its event is durable")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile to this file on exit")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *memProfile != "" {
+		defer func() {
+			f, err := os.Create(*memProfile)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "httpgateway: memprofile:", err)
+				return
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				fmt.Fprintln(os.Stderr, "httpgateway: memprofile:", err)
+			}
+		}()
+	}
+	if *pprofAddr != "" {
+		pln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return err
+		}
+		go http.Serve(pln, nil) // http.DefaultServeMux holds net/http/pprof's handlers
+		defer pln.Close()
+	}
 	up, err := url.Parse(*upstream)
 	if err != nil {
 		return err
