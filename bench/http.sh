@@ -9,7 +9,8 @@
 # keep-alive clients measures GET $REQ_PATH (a small JSON answer) against
 # each target, targets interleaved, and prints a markdown table. Finally it
 # opens $IDLE_CONNS idle keep-alive connections to each process and reports
-# its RSS growth per connection (/proc/PID/status).
+# its RSS growth per connection (/proc/PID/status), and likewise $IDLE_WS
+# idle WebSockets (GET /ws?idle=1 upgraded, then nothing sent either way).
 #
 # Targets:
 #   direct   httpload → httpapp
@@ -20,7 +21,7 @@
 #
 # Environment: DURATION (per run, Go duration or seconds, default 10s),
 # WARMUP (default 1s), REQ_PATH (default /echo), IDLE_CONNS (default 1000,
-# 0 = skip), APP_ADDR (the app's listen address, default a free port:
+# 0 = skip), IDLE_WS (default 500, 0 = skip), APP_ADDR (the app's listen address, default a free port:
 # set it to give a gateway configured beforehand a known upstream),
 # KEEP=1 keeps the temporary directory. For the airlock leg:
 # AIRLOCK_HTTP_URL, AIRLOCK_HTTP_TOKEN or AIRLOCK_HTTP_HEADER, and
@@ -40,6 +41,7 @@ WARMUP=${WARMUP:-1s}
 [[ $WARMUP =~ ^[0-9]+$ ]] && WARMUP=${WARMUP}s
 REQ_PATH=${REQ_PATH:-/echo}
 IDLE_CONNS=${IDLE_CONNS:-1000}
+IDLE_WS=${IDLE_WS:-500}
 APP_ADDR=${APP_ADDR:-127.0.0.1:0}
 CLIENTS="1 32" # the table's columns
 
@@ -199,17 +201,18 @@ done
 
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 
-# idle_memory LABEL PID URL [httpload flags…] — opens $IDLE_CONNS idle
-# keep-alive connections to URL (one request each, then held) and prints
-# the RSS growth of process PID per connection. Reusable for any HTTP
+# idle_memory N WHAT LABEL PID URL [httpload flags…] — opens N idle
+# keep-alive connections to URL (one request each, then held; with -ws
+# among the flags, N idle WebSockets) and prints the RSS growth of process
+# PID per connection (WHAT names it in the output). Reusable for any HTTP
 # server or proxy: pass the gateway's PID and its URL and flags.
 idle_memory() {
-	local label=$1 pid=$2 url=$3
-	shift 3
+	local n=$1 what=$2 label=$3 pid=$4 url=$5
+	shift 5
 	local before after idle_pid
 	before=$(rss_kb "$pid")
 	rm -f "$T/hold" && mkfifo "$T/hold"
-	"$T/bin/httpload" -url "$url" -idle "$IDLE_CONNS" "$@" <"$T/hold" >"$T/idle.out" 2>&1 &
+	"$T/bin/httpload" -url "$url" -idle "$n" "$@" <"$T/hold" >"$T/idle.out" 2>&1 &
 	idle_pid=$!
 	exec 3>"$T/hold"
 	for _ in $(seq 1 600); do
@@ -227,18 +230,34 @@ idle_memory() {
 	after=$(rss_kb "$pid")
 	exec 3>&-
 	wait "$idle_pid"
-	printf '  %-20s RSS %7d KiB → %7d KiB: %6.1f KiB per idle connection  (%s)\n' "$label" "$before" "$after" \
-		"$(awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN{print (a-b)/n}')" "$(tail -1 "$T/idle.out")"
+	printf '  %-20s RSS %7d KiB → %7d KiB: %6.1f KiB per idle %s  (%s)\n' "$label" "$before" "$after" \
+		"$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN{print (a-b)/n}')" "$what" "$(tail -1 "$T/idle.out")"
 }
 
 if [ "$IDLE_CONNS" -gt 0 ]; then
 	echo
 	echo "== memory per idle keep-alive connection ($IDLE_CONNS connections, RSS delta of the process)"
-	idle_memory "app (direct)" "$APP_PID" "$APP_URL$REQ_PATH"
-	idle_memory "plain reverse proxy" "$PLAIN_PID" "$PLAIN_URL$REQ_PATH"
+	idle_memory "$IDLE_CONNS" connection "app (direct)" "$APP_PID" "$APP_URL$REQ_PATH"
+	idle_memory "$IDLE_CONNS" connection "plain reverse proxy" "$PLAIN_PID" "$PLAIN_URL$REQ_PATH"
 	if airlock_wired && [ -n "${AIRLOCK_PID:-}" ]; then
 		airlock_args
-		idle_memory airlock "$AIRLOCK_PID" "$AIRLOCK_HTTP_URL" "${AIRLOCK_ARGS[@]}"
+		idle_memory "$IDLE_CONNS" connection airlock "$AIRLOCK_PID" "$AIRLOCK_HTTP_URL" "${AIRLOCK_ARGS[@]}"
+	else
+		echo "  airlock: skipped (gateway not wired yet: set AIRLOCK_PID with the airlock leg's variables)"
+	fi
+fi
+
+# The airlock leg's URL with its path replaced by /ws?idle=1.
+ws_url() { sed -E 's#^([a-z]+://[^/]+).*#\1/ws?idle=1#' <<<"$1"; }
+
+if [ "$IDLE_WS" -gt 0 ]; then
+	echo
+	echo "== memory per idle WebSocket ($IDLE_WS WebSockets to GET /ws?idle=1, RSS delta of the process)"
+	idle_memory "$IDLE_WS" WebSocket "app (direct)" "$APP_PID" "$APP_URL/ws?idle=1" -ws
+	idle_memory "$IDLE_WS" WebSocket "plain reverse proxy" "$PLAIN_PID" "$PLAIN_URL/ws?idle=1" -ws
+	if airlock_wired && [ -n "${AIRLOCK_PID:-}" ]; then
+		airlock_args
+		idle_memory "$IDLE_WS" WebSocket airlock "$AIRLOCK_PID" "$(ws_url "$AIRLOCK_HTTP_URL")" "${AIRLOCK_ARGS[@]}" -ws
 	else
 		echo "  airlock: skipped (gateway not wired yet: set AIRLOCK_PID with the airlock leg's variables)"
 	fi

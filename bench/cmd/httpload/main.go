@@ -12,6 +12,10 @@
 // request on each and reads the answer (so the server holds them as idle
 // keep-alive connections), prints "ready N" and holds them until its
 // standard input is closed. bench/http.sh reads the server's RSS meanwhile.
+// With -idle N -ws the request on each is a WebSocket upgrade (answered
+// 101) and the connection is then held as an idle WebSocket: nothing is
+// sent or read after the handshake (point -url at an endpoint that sends
+// nothing unasked, like httpapp's /ws?idle=1).
 //
 // Written by hand rather than taking wrk or hey: neither is packaged here,
 // and this one reports the figures the script needs as JSON.
@@ -71,6 +75,7 @@ func main() {
 	noKeepAlive := flag.Bool("no-keepalive", false, "a new connection per request")
 	timeout := flag.Duration("timeout", 10*time.Second, "per-request timeout")
 	idle := flag.Int("idle", 0, "open this many idle keep-alive connections, print ready, hold them until stdin closes")
+	ws := flag.Bool("ws", false, "with -idle: open idle WebSockets instead (each request an upgrade answered 101)")
 	flag.Parse()
 	u, err := url.Parse(*rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -106,7 +111,13 @@ func main() {
 		dialAddr = *connect
 	}
 	if *idle > 0 {
-		holdIdle(*idle, u, h, dialAddr, tlsConf)
+		if *ws {
+			h.Set("Connection", "Upgrade")
+			h.Set("Upgrade", "websocket")
+			h.Set("Sec-WebSocket-Version", "13")
+			h.Set("Sec-WebSocket-Key", "ZGhJbGUgd2Vic29ja2V0IQ==") // any 16 bytes, base64: nothing here checks the accept key
+		}
+		holdIdle(*idle, u, h, dialAddr, tlsConf, *ws)
 		return
 	}
 
@@ -198,7 +209,7 @@ func main() {
 
 // holdIdle opens n connections, completes one request on each and holds
 // them open until stdin reaches EOF.
-func holdIdle(n int, u *url.URL, h http.Header, addr string, tlsConf *tls.Config) {
+func holdIdle(n int, u *url.URL, h http.Header, addr string, tlsConf *tls.Config, ws bool) {
 	req := &http.Request{Method: "GET", URL: u, Host: u.Host, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	conns := make([]net.Conn, n)
 	var next atomic.Int64
@@ -212,7 +223,7 @@ func holdIdle(n int, u *url.URL, h http.Header, addr string, tlsConf *tls.Config
 				if i >= n {
 					return
 				}
-				c, err := openIdle(req, addr, u.Scheme == "https", tlsConf)
+				c, err := openIdle(req, addr, u.Scheme == "https", tlsConf, ws)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -243,7 +254,7 @@ func holdIdle(n int, u *url.URL, h http.Header, addr string, tlsConf *tls.Config
 	fmt.Printf("closed %d (%d still open at the end)\n", n, alive)
 }
 
-func openIdle(req *http.Request, addr string, useTLS bool, tlsConf *tls.Config) (net.Conn, error) {
+func openIdle(req *http.Request, addr string, useTLS bool, tlsConf *tls.Config, ws bool) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
@@ -262,7 +273,13 @@ func openIdle(req *http.Request, addr string, useTLS bool, tlsConf *tls.Config) 
 		return nil, err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), req)
-	if err == nil {
+	if err == nil && ws {
+		// The 101's body is the WebSocket stream: read nothing more (the
+		// server sends nothing unasked, so the bufio.Reader holds no frame).
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			err = fmt.Errorf("%s, want 101 Switching Protocols", resp.Status)
+		}
+	} else if err == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if err == nil && (resp.Close || resp.StatusCode >= 400) {

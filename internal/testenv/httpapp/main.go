@@ -32,6 +32,8 @@
 //	                        cancellation (?head=1 sends the headers at once)
 //	GET  /status/{code}     answers with that status code
 //	GET  /ws                WebSocket: echoes every message, and sends "tick N" every 100 ms
+//	                        (?idle=1: no ticks, so a client that sends nothing holds an idle
+//	                        WebSocket, for bench/http.sh's memory figure)
 //	GET  /sse               Server-Sent Events: "tick" events every 100 ms until the client goes
 //	GET  /stats             JSON counters (requests other than /stats, cancelled, open
 //	                        and total websockets and SSE streams, requests per route)
@@ -451,27 +453,33 @@ func (a *app) ws(w http.ResponseWriter, r *http.Request) {
 	defer c.CloseNow()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	go func() {
-		defer cancel()
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for n := 1; ; n++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if err := c.Write(ctx, websocket.MessageText, []byte("tick "+strconv.Itoa(n))); err != nil {
-				return
-			}
-		}
-	}()
+	if r.URL.Query().Get("idle") != "1" {
+		go a.tick(ctx, cancel, c)
+	}
 	for {
 		typ, msg, err := c.Read(ctx)
 		if err != nil {
 			return
 		}
 		if err := c.Write(ctx, typ, msg); err != nil {
+			return
+		}
+	}
+}
+
+// tick sends "tick N" on c every 100 ms until ctx ends or a write fails,
+// then cancels.
+func (a *app) tick(ctx context.Context, cancel context.CancelFunc, c *websocket.Conn) {
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := c.Write(ctx, websocket.MessageText, []byte("tick "+strconv.Itoa(n))); err != nil {
 			return
 		}
 	}
