@@ -20,10 +20,15 @@
 #            httpapp; or a gateway of your own, see airlock_leg
 #
 # Environment: DURATION (per run, Go duration or seconds, default 10s),
-# WARMUP (default 1s), REQ_PATH (default /echo), IDLE_CONNS (default 1000,
+# WARMUP (default 1s), ROUNDS (default 1: how many times the interleaved
+# runs are repeated; the table then shows each figure's median over the
+# rounds, which a shared machine's bursts of load move less), REQ_PATH (default /echo), IDLE_CONNS (default 1000,
 # 0 = skip), IDLE_WS (default 500, 0 = skip), APP_ADDR (the app's listen address, default a free port:
 # set it to give a gateway configured beforehand a known upstream),
-# KEEP=1 keeps the temporary directory. For the airlock leg:
+# KEEP=1 keeps the temporary directory. PREV_GATEWAY=/path/to/httpgateway
+# adds a target "airlock (prev)": that bench/cmd/httpgateway binary (built
+# from an earlier commit, say) measured in the same interleaved rounds, so
+# that before and after compare on one machine under one load. For the airlock leg:
 # AIRLOCK_HTTP_URL, AIRLOCK_HTTP_TOKEN or AIRLOCK_HTTP_HEADER, and
 # optionally AIRLOCK_HTTP_CONNECT, AIRLOCK_HTTP_CACERT, AIRLOCK_PID (see
 # airlock_leg).
@@ -42,6 +47,7 @@ WARMUP=${WARMUP:-1s}
 REQ_PATH=${REQ_PATH:-/echo}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 IDLE_WS=${IDLE_WS:-500}
+ROUNDS=${ROUNDS:-1}
 APP_ADDR=${APP_ADDR:-127.0.0.1:0}
 CLIENTS="1 32" # the table's columns
 
@@ -106,13 +112,22 @@ if [ -z "${AIRLOCK_HTTP_URL:-}" ]; then
 	AIRLOCK_HTTP_TOKEN=alh_bench
 	echo "== airlock HTTP gateway $STARTED_ADDR (pid $AIRLOCK_PID; audit on, identity assertion on)"
 fi
+if [ -n "${PREV_GATEWAY:-}" ]; then
+	start prev "$PREV_GATEWAY" -listen 127.0.0.1:0 -upstream "$APP_URL"
+	PREV_PID=$STARTED_PID
+	PREV_CONNECT=$STARTED_ADDR
+	PREV_URL="http://bench.apps.localhost:${STARTED_ADDR##*:}$REQ_PATH"
+	echo "== previous airlock HTTP gateway $PREV_GATEWAY at $STARTED_ADDR (pid $PREV_PID)"
+fi
+PREV_ARGS=(-H "Authorization: Bearer alh_bench" -connect "${PREV_CONNECT:-}")
 
 declare -A RPS P50
 # json_field NAME JSON → the number in "NAME":number
 json_field() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p" <<<"$2"; }
 
-# load TARGET CLIENTS URL [httpload flags…] — one measured run; records
-# RPS[TARGET:CLIENTS] and P50[TARGET:CLIENTS] (µs).
+# load TARGET CLIENTS URL [httpload flags…] — one measured run; appends
+# its figures to RPS[TARGET:CLIENTS] and P50[TARGET:CLIENTS] (µs), one
+# per round, space-separated.
 load() {
 	local target=$1 c=$2 url=$3
 	shift 3
@@ -124,8 +139,8 @@ load() {
 	}
 	local line
 	line=$(head -1 <<<"$out")
-	RPS["$target:$c"]=$(json_field rps "$line")
-	P50["$target:$c"]=$(json_field p50_us "$line")
+	RPS["$target:$c"]+="$(json_field rps "$line") "
+	P50["$target:$c"]+="$(json_field p50_us "$line") "
 	printf '  %-8s %s\n' "$target" "$(tail -1 <<<"$out")"
 	if [ "$(json_field errors "$line")" != 0 ]; then
 		echo "  ($target: $(cat "$T/httpload.err"))"
@@ -174,29 +189,46 @@ airlock_leg() {
 	load airlock "$c" "$AIRLOCK_HTTP_URL" "${AIRLOCK_ARGS[@]}"
 }
 
-echo "== GET $REQ_PATH, $DURATION per run after $WARMUP warm-up, keep-alive, $(nproc) CPUs"
-for c in $CLIENTS; do
-	load direct "$c" "$APP_URL$REQ_PATH"
-	load plain "$c" "$PLAIN_URL$REQ_PATH"
-	airlock_leg "$c"
+echo "== GET $REQ_PATH, $DURATION per run after $WARMUP warm-up, keep-alive, $(nproc) CPUs, $ROUNDS round(s); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for round in $(seq 1 "$ROUNDS"); do
+	[ "$ROUNDS" -gt 1 ] && echo "  round $round"
+	for c in $CLIENTS; do
+		load direct "$c" "$APP_URL$REQ_PATH"
+		load plain "$c" "$PLAIN_URL$REQ_PATH"
+		airlock_leg "$c"
+		[ -n "${PREV_GATEWAY:-}" ] && load prev "$c" "$PREV_URL" "${PREV_ARGS[@]}"
+	done
+done
+echo "  load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# median "X Y Z …" → the median of the numbers
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+for k in "${!RPS[@]}"; do
+	RPS[$k]=$(median "${RPS[$k]}")
+	P50[$k]=$(median "${P50[$k]}")
 done
 
 echo
-echo "| target | req/s @1 | p50 @1 (µs) | req/s @32 | p50 @32 (µs) | added p50 @1 vs direct (µs) | req/s @32 vs plain |"
-echo "|---|---|---|---|---|---|---|"
-for target in direct plain airlock; do
+[ "$ROUNDS" -gt 1 ] && echo "(medians over $ROUNDS rounds)"
+echo "| target | req/s @1 | p50 @1 (µs) | req/s @32 | p50 @32 (µs) | added p50 @1 vs direct (µs) | req/s @32 vs plain | req/s @1 vs plain |"
+echo "|---|---|---|---|---|---|---|---|"
+for target in direct plain airlock prev; do
 	case $target in
 	direct) label=direct ;;
 	plain) label="plain reverse proxy" ;;
 	airlock) label=airlock ;;
+	prev)
+		[ -n "${PREV_GATEWAY:-}" ] || continue
+		label="airlock (prev)"
+		;;
 	esac
 	if [ -z "${RPS["$target:1"]:-}" ]; then
-		echo "| $label | skipped | | | | | |"
+		echo "| $label | skipped | | | | | | |"
 		continue
 	fi
 	awk -v l="$label" -v r1="${RPS["$target:1"]}" -v p1="${P50["$target:1"]}" -v r32="${RPS["$target:32"]}" \
-		-v p32="${P50["$target:32"]}" -v d1="${P50["direct:1"]}" -v pr32="${RPS["plain:32"]}" \
-		'BEGIN{printf "| %s | %.0f | %.0f | %.0f | %.0f | %+.0f | %.2f× |\n", l, r1, p1, r32, p32, p1-d1, r32/pr32}'
+		-v p32="${P50["$target:32"]}" -v d1="${P50["direct:1"]}" -v pr32="${RPS["plain:32"]}" -v pr1="${RPS["plain:1"]}" \
+		'BEGIN{printf "| %s | %.0f | %.0f | %.0f | %.0f | %+.0f | %.2f× | %.2f× |\n", l, r1, p1, r32, p32, p1-d1, r32/pr32, r1/pr1}'
 done
 
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
@@ -245,6 +277,7 @@ if [ "$IDLE_CONNS" -gt 0 ]; then
 	else
 		echo "  airlock: skipped (gateway not wired yet: set AIRLOCK_PID with the airlock leg's variables)"
 	fi
+	[ -n "${PREV_GATEWAY:-}" ] && idle_memory "$IDLE_CONNS" connection "airlock (prev)" "$PREV_PID" "$PREV_URL" "${PREV_ARGS[@]}"
 fi
 
 # The airlock leg's URL with its path replaced by /ws?idle=1.
@@ -261,4 +294,6 @@ if [ "$IDLE_WS" -gt 0 ]; then
 	else
 		echo "  airlock: skipped (gateway not wired yet: set AIRLOCK_PID with the airlock leg's variables)"
 	fi
+	[ -n "${PREV_GATEWAY:-}" ] && idle_memory "$IDLE_WS" WebSocket "airlock (prev)" "$PREV_PID" "$(ws_url "$PREV_URL")" "${PREV_ARGS[@]}" -ws
 fi
+exit 0

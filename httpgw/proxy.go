@@ -126,11 +126,12 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(s.ctx, cancel) // the session's end cancels the request
 	defer stop()
 	defer cancel()
-	rs := &requestState{s: s, t: t, n: d.N, jwt: jwt}
+	// One allocation for the request's state and its counting wrappers.
+	f := &forwarded{rs: requestState{s: s, t: t, n: d.N, jwt: jwt}, out: countingWriter{w: w, s: s},
+		body: countingBody{rc: r.Body, n: &s.bytesIn}}
+	rs, out, body := &f.rs, &f.out, &f.body
 	ctx = context.WithValue(ctx, stateKey{}, rs)
 	start := time.Now()
-	body := &countingBody{rc: r.Body, n: &s.bytesIn}
-	out := &countingWriter{w: w, s: s}
 	r2 := r.WithContext(ctx)
 	if r.Body != nil && r.Body != http.NoBody {
 		r2.Body = body
@@ -158,6 +159,13 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	s.g.proxy.ServeHTTP(out, r2)
+}
+
+// forwarded is what serve allocates for a forwarded request.
+type forwarded struct {
+	rs   requestState
+	out  countingWriter
+	body countingBody
 }
 
 func mustJSON(v any) []byte {
@@ -352,7 +360,20 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.s.bytesOut.Add(int64(n))
 	return n, err
 }
-func (c *countingWriter) Flush()                      { http.NewResponseController(c.w).Flush() }
+
+// Flush flushes the client connection. The reverse proxy calls it after
+// every write (FlushInterval -1), so it asks the writer directly instead
+// of allocating a ResponseController each time.
+func (c *countingWriter) Flush() {
+	switch f := c.w.(type) {
+	case interface{ FlushError() error }:
+		_ = f.FlushError()
+	case http.Flusher:
+		f.Flush()
+	default:
+		_ = http.NewResponseController(c.w).Flush()
+	}
+}
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.w }
 
 // Hijack hands the reverse proxy the client connection for an upgrade,
