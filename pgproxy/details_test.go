@@ -95,14 +95,6 @@ func TestQueryDetailsJSON(t *testing.T) {
 	}
 }
 
-func TestAppendJSONStringAllocs(t *testing.T) {
-	in := []byte("SELECT 'é日本🙂' FROM t WHERE a < 1 AND b = '\xff'")
-	buf := make([]byte, 0, 256)
-	if n := testing.AllocsPerRun(100, func() { buf = appendJSONString(buf[:0], in) }); n != 0 {
-		t.Fatalf("appendJSONString allocates %v times per call", n)
-	}
-}
-
 // FuzzQueryDetailsJSON compares the hand-written encoder with json.Marshal
 // on arbitrary (also invalid UTF-8) statement text, names and parameters.
 func FuzzQueryDetailsJSON(f *testing.F) {
