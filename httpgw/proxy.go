@@ -474,6 +474,26 @@ func (c *countedConn) Write(p []byte) (int, error) {
 	c.s.bytesOut.Add(int64(n))
 	return n, err
 }
+
+// upgradeBufferSize is the buffer each direction of an upgraded
+// connection (a WebSocket) is copied through. The reverse proxy's io.Copy
+// would take 32 KiB each way, held for as long as the stream is open even
+// when idle; frames are small, and 8 KiB each way keeps an idle WebSocket
+// well under the 64 KiB the gateway allows itself per stream.
+const upgradeBufferSize = 8 << 10
+
+// ReadFrom copies r to the client (the reverse proxy's copy from the app
+// after an upgrade), counted, through an upgradeBufferSize buffer.
+func (c *countedConn) ReadFrom(r io.Reader) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{r}, make([]byte, upgradeBufferSize))
+}
+
+// WriteTo copies what the client sends to w (the reverse proxy's copy to
+// the app after an upgrade), counted, through an upgradeBufferSize buffer.
+func (c *countedConn) WriteTo(w io.Writer) (int64, error) {
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{c}, make([]byte, upgradeBufferSize))
+}
+
 func (c *countedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) && c.untrack != nil {
 		c.untrack()
