@@ -15,6 +15,9 @@
 # Targets:
 #   direct   httpload → httpapp
 #   plain    httpload → plainproxy (httputil.ReverseProxy) → httpapp
+#   plainpool the same with pooled copy buffers (plainproxy -bufpool), as
+#            the gateway has: the like-for-like baseline; the issue's
+#            targets are stated against plain
 #   airlock  httpload → the Airlock HTTP gateway (bench/cmd/httpgateway:
 #            real audit pipeline on SQLite, real identity assertions) →
 #            httpapp; or a gateway of your own, see airlock_leg
@@ -100,7 +103,10 @@ export APP_URL # for whatever airlock_leg starts
 start plain "$T/bin/plainproxy" -addr 127.0.0.1:0 -upstream "$APP_URL"
 PLAIN_PID=$STARTED_PID
 PLAIN_URL=http://$STARTED_ADDR
-echo "== app $APP_URL (pid $APP_PID), plain reverse proxy $PLAIN_URL (pid $PLAIN_PID)"
+start plainpool "$T/bin/plainproxy" -addr 127.0.0.1:0 -upstream "$APP_URL" -bufpool
+PLAINPOOL_PID=$STARTED_PID
+PLAINPOOL_URL=http://$STARTED_ADDR
+echo "== app $APP_URL (pid $APP_PID), plain reverse proxy $PLAIN_URL (pid $PLAIN_PID), with pooled buffers $PLAINPOOL_URL (pid $PLAINPOOL_PID)"
 # Unless told to measure a gateway of its own (AIRLOCK_HTTP_URL…), the
 # airlock leg is bench/cmd/httpgateway: the real HTTP gateway with the real
 # audit pipeline and identity assertions, one fixed token, plain HTTP.
@@ -195,6 +201,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	for c in $CLIENTS; do
 		load direct "$c" "$APP_URL$REQ_PATH"
 		load plain "$c" "$PLAIN_URL$REQ_PATH"
+		load plainpool "$c" "$PLAINPOOL_URL$REQ_PATH"
 		airlock_leg "$c"
 		[ -n "${PREV_GATEWAY:-}" ] && load prev "$c" "$PREV_URL" "${PREV_ARGS[@]}"
 	done
@@ -212,10 +219,11 @@ echo
 [ "$ROUNDS" -gt 1 ] && echo "(medians over $ROUNDS rounds)"
 echo "| target | req/s @1 | p50 @1 (µs) | req/s @32 | p50 @32 (µs) | added p50 @1 vs direct (µs) | req/s @32 vs plain | req/s @1 vs plain |"
 echo "|---|---|---|---|---|---|---|---|"
-for target in direct plain airlock prev; do
+for target in direct plain plainpool airlock prev; do
 	case $target in
 	direct) label=direct ;;
 	plain) label="plain reverse proxy" ;;
+	plainpool) label="plain reverse proxy, pooled buffers" ;;
 	airlock) label=airlock ;;
 	prev)
 		[ -n "${PREV_GATEWAY:-}" ] || continue
