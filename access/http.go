@@ -108,8 +108,8 @@ func (s *Service) MintHTTPToken(ctx context.Context, p *identity.Principal, reso
 	if err != nil {
 		return nil, err
 	}
-	if r.Kind != airlock.KindHTTP {
-		return nil, airlock.Errorf(airlock.EINVALID, "%s is a %s resource, not an http app", r.Name, r.Kind)
+	if r.Kind != airlock.KindHTTP && r.Kind != airlock.KindKubernetes {
+		return nil, airlock.Errorf(airlock.EINVALID, "%s is a %s resource, not an http app or a kubernetes cluster", r.Name, r.Kind)
 	}
 	exp := s.now().UTC().Add(HTTPTokenTTL)
 	if g.EndsAt.Before(exp) {
@@ -168,6 +168,9 @@ type HTTPAccess struct {
 	Header map[string]string
 	// Rules are the access level's allow rules (none: everything).
 	Rules []airlock.HTTPRule
+	// Kube is set for a kubernetes resource: what the gateway
+	// impersonates, where, and with which client certificate.
+	Kube *KubeAccess
 }
 
 // RedeemHTTPCode uses a sign-in code at the app host: the code must be
@@ -277,7 +280,7 @@ func (s *Service) httpAccess(ctx context.Context, userID, grantID, resource stri
 	if airlock.Unavailable(err) {
 		return nil, airlock.AsUnavailable(err)
 	}
-	if err != nil || r.Kind != airlock.KindHTTP {
+	if err != nil || (r.Kind != airlock.KindHTTP && r.Kind != airlock.KindKubernetes) {
 		return nil, ended(airlock.EndGrantRevoked, "the app %s is gone", resource)
 	}
 	d := s.decide(ctx, u, r, g.Access, 0, g.BreakGlass)
@@ -300,6 +303,11 @@ func (s *Service) httpAccess(ctx context.Context, userID, grantID, resource stri
 		}
 		a.Credential = c
 		a.Header = httpCredentialHeader(o.AuthHeader, c)
+	}
+	if r.Kind == airlock.KindKubernetes {
+		if err := kubeAccess(a, o); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }

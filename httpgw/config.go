@@ -51,9 +51,13 @@ const (
 	DefaultStateTTL = 10 * time.Minute
 )
 
-// Config configures a Gateway. Auth, Audit, Domain, ConsoleURL and TLS
-// (unless PlainHTTP) are required.
+// Config configures a Gateway. Auth and Audit are required; so are
+// Domain, ConsoleURL and Identity for the apps door (Door nil).
 type Config struct {
+	// Door is the kind of gateway this is (nil: the apps door, web apps
+	// at their own hosts under Domain).
+	Door Door
+
 	// Domain is the apps domain: an app's default host is
 	// RESOURCE.Domain ("grafana.apps.example.com").
 	Domain string
@@ -68,7 +72,8 @@ type Config struct {
 
 	Auth  Authenticator
 	Audit airlock.AuditPipeline
-	// Identity signs the assertion sent to apps (required).
+	// Identity signs the assertion sent upstream in IdentityHeader
+	// (required for the apps door; nil sends none).
 	Identity Signer
 	// Sessions records session rows (optional).
 	Sessions SessionRecorder
@@ -179,6 +184,9 @@ type Target struct {
 	// MaxConcurrent bounds the requests and streams in flight at once in
 	// this session (0 = unlimited).
 	MaxConcurrent int
+	// Door is what the gateway's Door needs beyond this (kubegw: what to
+	// impersonate, where); the core never reads it.
+	Door any
 }
 
 // Identity is what the signed assertion to the app says.

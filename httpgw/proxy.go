@@ -76,10 +76,16 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	if up := r.Header.Get("Upgrade"); up != "" {
 		d.Upgrade = strings.ToLower(up)
 	}
-	if !airlock.HTTPAllowed(t.Rules, r.Method, r.URL.Path) {
-		d.Denied = "access_level"
-		s.submit(s.event("http.request", airlock.OutcomeDenied, mustJSON(d)))
-		writeError(w, r, http.StatusForbidden, "airlock: "+t.Access+" access to "+s.app.Resource+" does not allow "+r.Method+" "+r.URL.Path)
+	g := s.g
+	fields, refusal := g.door.Inspect(r, t)
+	if refusal != nil {
+		d.Denied = refusal.Denied
+		s.submit(s.event(g.reqAction, airlock.OutcomeDenied, mergeJSON(mustJSON(d), fields)))
+		status := refusal.Status
+		if status == 0 {
+			status = http.StatusForbidden
+		}
+		g.door.Error(w, r, status, refusal.Message)
 		return
 	}
 	n := s.inflight.Add(1)
@@ -91,15 +97,15 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	}()
 	if t.MaxConcurrent > 0 && n > int64(t.MaxConcurrent) {
 		d.Denied = "max_concurrent"
-		s.submit(s.event("http.request", airlock.OutcomeDenied, mustJSON(d)))
+		s.submit(s.event(g.reqAction, airlock.OutcomeDenied, mergeJSON(mustJSON(d), fields)))
 		w.Header().Set("Retry-After", "1")
-		writeError(w, r, http.StatusTooManyRequests, "airlock: too many requests in flight in this session (the policy allows "+strconv.Itoa(t.MaxConcurrent)+")")
+		g.door.Error(w, r, http.StatusTooManyRequests, "airlock: too many requests in flight in this session (the policy allows "+strconv.Itoa(t.MaxConcurrent)+")")
 		return
 	}
 	d.N = s.requests.Add(1)
-	p, ok := s.submit(s.event("http.request", airlock.OutcomeSuccess, mustJSON(d)))
+	p, ok := s.submit(s.event(g.reqAction, airlock.OutcomeSuccess, mergeJSON(mustJSON(d), fields)))
 	if !ok {
-		s.g.unauthenticated(w, r, s.app, "the session has ended")
+		g.door.Unauthenticated(w, r, s.app, "the session has ended")
 		return
 	}
 	if t.StrictAudit {
@@ -111,15 +117,18 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if p.Err() != nil || s.ctx.Err() != nil {
-			writeError(w, r, http.StatusServiceUnavailable, "airlock: audit log unavailable — request not forwarded")
+			g.door.Error(w, r, http.StatusServiceUnavailable, "airlock: audit log unavailable — request not forwarded")
 			return
 		}
 	}
-	jwt, err := s.identity(r.Context())
-	if err != nil {
-		s.g.log.Error("sign identity", "session", s.id, "err", err)
-		writeError(w, r, http.StatusServiceUnavailable, "airlock: cannot sign the identity for the app; try again")
-		return
+	var jwt string
+	if g.cfg.Identity != nil {
+		var err error
+		if jwt, err = s.identity(r.Context()); err != nil {
+			g.log.Error("sign identity", "session", s.id, "err", err)
+			g.door.Error(w, r, http.StatusServiceUnavailable, "airlock: cannot sign the identity for the app; try again")
+			return
+		}
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())
@@ -152,12 +161,12 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			outcome = airlock.OutcomeFailure
 			rd.Error = "response aborted"
 		}
-		s.submit(s.event("http.response", outcome, mustJSON(rd)))
+		s.submit(s.event(g.respAction, outcome, mustJSON(rd)))
 		if aborted != nil {
 			panic(aborted)
 		}
 	}()
-	s.g.proxy.ServeHTTP(out, r2)
+	g.proxy.ServeHTTP(out, r2)
 }
 
 func mustJSON(v any) []byte {
@@ -165,14 +174,32 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// rewrite builds the upstream request: the app's URL, X-Forwarded-*, the
-// brokered credential and the identity assertion; Airlock's own cookie,
-// token and any identity header the client sent are removed.
+// mergeJSON adds the fields of JSON object extra (a door's) to JSON
+// object base (the core's).
+func mergeJSON(base []byte, extra any) []byte {
+	if extra == nil {
+		return base
+	}
+	e := mustJSON(extra)
+	if len(e) < 3 || e[0] != '{' || len(base) < 2 {
+		return base
+	}
+	if len(base) == 2 { // {}
+		return e
+	}
+	out := make([]byte, 0, len(base)+len(e))
+	out = append(out, base[:len(base)-1]...)
+	out = append(out, ',')
+	return append(out, e[1:]...)
+}
+
+// rewrite builds the upstream request: the upstream's URL, the brokered
+// credential and the identity assertion; Airlock's own token and any
+// identity header the client sent are removed; then the door's own edits.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	rs := requestStateFrom(pr.In.Context())
 	t := rs.t
 	pr.SetURL(t.Upstream)
-	pr.SetXForwarded()
 	h := pr.Out.Header
 	if as := h.Values("Authorization"); len(as) > 0 {
 		keep := as[:0:0]
@@ -186,13 +213,14 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			h["Authorization"] = keep
 		}
 	}
-	stripCookies(h)
 	h.Del(IdentityHeader)
-	h.Del("Forwarded")
+	g.door.Rewrite(pr, t)
 	for k, vs := range t.Header {
 		h[http.CanonicalHeaderKey(k)] = vs // replaces the client's header of that name
 	}
-	h.Set(IdentityHeader, rs.jwt)
+	if rs.jwt != "" {
+		h.Set(IdentityHeader, rs.jwt)
+	}
 }
 
 // stripCookies removes the gateway's cookies from a Cookie header.
@@ -219,27 +247,13 @@ func stripCookies(h http.Header) {
 
 func isOurCookie(name string) bool { return strings.HasPrefix(strings.ToLower(name), "__host-airlock") }
 
-// modifyResponse keeps the app's cookies on its own host (no Domain: a
-// cookie for the apps domain would reach every sibling app), drops any
-// cookie in the gateway's name, and points redirects to the upstream's own
-// address back at the app's public host.
+// modifyResponse remembers the status, drops any identity header the app
+// echoed, and hands the response to the door.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	rs := requestStateFrom(resp.Request.Context())
 	rs.status = resp.StatusCode
-	h := resp.Header
-	if cs := h.Values("Set-Cookie"); len(cs) > 0 {
-		h.Del("Set-Cookie")
-		for _, c := range cs {
-			if c2, ok := hostOnlyCookie(c); ok {
-				h.Add("Set-Cookie", c2)
-			}
-		}
-	}
-	if loc := h.Get("Location"); loc != "" {
-		h.Set("Location", g.publicLocation(loc, rs.t, resp.Request))
-	}
-	h.Del(IdentityHeader)
-	return nil
+	resp.Header.Del(IdentityHeader)
+	return g.door.ModifyResponse(resp, rs.t)
 }
 
 // hostOnlyCookie rewrites a Set-Cookie value without its Domain
@@ -291,7 +305,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		rs.err = err
 		if rs.s.ctx.Err() != nil {
 			rs.status = http.StatusUnauthorized
-			writeError(w, r, http.StatusUnauthorized, "airlock: the session ended ("+rs.s.reasonText()+")")
+			g.door.Error(w, r, http.StatusUnauthorized, "airlock: the session ended ("+rs.s.reasonText()+")")
 			return
 		}
 	}
@@ -302,7 +316,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if rs != nil {
 		rs.status = http.StatusBadGateway
 	}
-	writeError(w, r, http.StatusBadGateway, "airlock: the app did not answer")
+	g.door.Error(w, r, http.StatusBadGateway, "airlock: the app did not answer")
 }
 
 func (s *session) reasonText() string {

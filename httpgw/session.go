@@ -118,7 +118,7 @@ func (s *session) open(ctx context.Context, browser bool, source string) error {
 	s.armRecheck(g.cfg.Recheck)
 	s.mu.Unlock()
 	close(s.ready)
-	g.log.Info("http session started", "session", s.id, "user", t.UserName, "app", s.app.Resource, "grant", t.GrantID)
+	g.log.Info("session started", "session", s.id, "user", t.UserName, "app", s.app.Resource, "grant", t.GrantID)
 	return nil
 }
 
@@ -291,7 +291,7 @@ func (s *session) endRecorded(reason airlock.EndReason) {
 			s.g.log.Error("end session", "session", s.id, "err", err)
 		}
 	}
-	s.g.log.Info("http session ended", "session", s.id, "reason", reason, "requests", s.requests.Load())
+	s.g.log.Info("session ended", "session", s.id, "reason", reason, "requests", s.requests.Load())
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
@@ -328,7 +328,7 @@ func (s *session) watch() {
 	for p := range s.receipts {
 		<-p.Done()
 		if p.Err() != nil {
-			s.g.log.Error("audit http.request", "session", s.id, "err", p.Err())
+			s.g.log.Error("audit "+s.g.reqAction, "session", s.id, "err", p.Err())
 			go s.end(airlock.EndAuditUnavailable)
 			for range s.receipts {
 			}
@@ -344,7 +344,7 @@ func (s *session) submit(e airlock.Event) (airlock.AuditPending, bool) {
 	ended := s.ended
 	s.mu.Unlock()
 	if ended {
-		if e.Action == "http.response" {
+		if e.Action == s.g.respAction {
 			// The request it closes was audited: record its end even
 			// though the session ended under it (a cut stream).
 			s.g.cfg.Audit.Submit(e)
@@ -407,6 +407,6 @@ func (s *session) snapshot() airlock.Session {
 	s.mu.Unlock()
 	t := s.target()
 	return airlock.Session{ID: s.id, GrantID: t.GrantID, UserID: t.UserID, UserName: t.UserName, Resource: s.app.Resource,
-		Kind: airlock.KindHTTP, Access: t.Access, SourceAddr: s.source, Node: s.g.cfg.Node, StartedAt: s.start,
+		Kind: s.g.door.Kind(), Access: t.Access, SourceAddr: s.source, Node: s.g.cfg.Node, StartedAt: s.start,
 		EndReason: string(reason), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), Statements: s.requests.Load()}
 }
