@@ -1,12 +1,15 @@
 package access
 
 import (
+	"context"
 	"crypto/tls"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/identity"
 )
 
 // Kubernetes access: a kubernetes resource is an API server (Addr, its
@@ -20,6 +23,19 @@ import (
 // what they may do) and its Namespaces, when set, the only namespaces the
 // gateway forwards requests for (defence in depth; RBAC stays the real
 // boundary).
+
+// KubeTokenTTL bounds a token for the Kubernetes gateway: kubectl's exec
+// credential plugin (airlock kube-credential) mints the next one when it
+// runs out, asking for MFA only when the policy's freshness has passed.
+const KubeTokenTTL = 10 * time.Minute
+
+// MintKubeToken issues a token for p's grant on kubernetes resource
+// resource, with the same checks as connecting (an active grant, MFA fresh
+// per policy; a step-up factor is always verified when given).
+func (s *Service) MintKubeToken(ctx context.Context, p *identity.Principal, resource, access string, su identity.StepUp) (*HTTPToken, error) {
+	t, _, err := s.mintToken(ctx, p, resource, access, su, airlock.KindKubernetes, KubeTokenTTL)
+	return t, err
+}
 
 // KubeAccess is what a kubernetes grant opens beyond HTTPAccess.
 type KubeAccess struct {

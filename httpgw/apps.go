@@ -35,7 +35,7 @@ func (d appsDoor) Route(w http.ResponseWriter, r *http.Request) *App {
 		writeError(w, r, http.StatusBadRequest, "airlock: the request path must be clean (no //, . or .. segments, no backslash)")
 		return nil
 	}
-	if upgradesTo(r.Header, "h2c") {
+	if UpgradesTo(r.Header, "h2c") {
 		// An HTTP/2 tunnel to the app: its requests would bypass the
 		// rules and the audit (h2c smuggling).
 		writeError(w, r, http.StatusBadRequest, "airlock: h2c upgrades are not forwarded")

@@ -147,6 +147,15 @@ type Authenticator interface {
 	Revoke(ctx context.Context, token secrets.Secret) error
 }
 
+// GrantChecker is an Authenticator that can also validate the grant
+// behind a target without its token: the core asks it while a session
+// whose token ran out before the grant still has streams open (a watch or
+// a log stream outlives its token, never its grant). Without it such a
+// session relies on the revocation bus alone until its streams end.
+type GrantChecker interface {
+	CheckGrant(ctx context.Context, t *Target) (*Target, error)
+}
+
 // Target is what a valid token opens: who, under which grant, and how the
 // app is reached.
 type Target struct {

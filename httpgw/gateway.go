@@ -179,9 +179,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serve(w, r)
 }
 
-// upgradesTo reports whether the Upgrade header lists protocol (any
+// UpgradesTo reports whether the Upgrade header lists protocol (any
 // version).
-func upgradesTo(h http.Header, protocol string) bool {
+func UpgradesTo(h http.Header, protocol string) bool {
 	for _, v := range h.Values("Upgrade") {
 		for _, p := range strings.Split(v, ",") {
 			name, _, _ := strings.Cut(strings.TrimSpace(p), "/")

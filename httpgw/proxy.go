@@ -91,8 +91,8 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	n := s.inflight.Add(1)
 	s.wg.Add(1)
 	defer func() {
-		s.inflight.Add(-1)
 		s.lastUse.Store(time.Now().UnixNano())
+		s.requestDone()
 		s.wg.Done()
 	}()
 	if t.MaxConcurrent > 0 && n > int64(t.MaxConcurrent) {

@@ -38,6 +38,7 @@ type session struct {
 
 	mu        sync.Mutex
 	ended     bool
+	draining  bool // the token ran out: no new requests; ends with the last in flight
 	endReason airlock.EndReason
 	checkedAt time.Time
 	conns     map[net.Conn]struct{} // upgraded connections (WebSocket)
@@ -109,8 +110,9 @@ func (s *session) open(ctx context.Context, browser bool, source string) error {
 	s.mu.Lock()
 	s.timers = append(s.timers, time.AfterFunc(t.EndsAt.Sub(now), func() { s.end(airlock.EndGrantExpired) }))
 	if d := t.TokenExpiresAt.Sub(now); t.TokenExpiresAt.Before(t.EndsAt) {
-		// The token ran out before the grant: the client mints another.
-		s.timers = append(s.timers, time.AfterFunc(d, func() { s.end(airlock.EndClientClosed) }))
+		// The token runs out before the grant: the client mints another
+		// for new requests; this session's streams go on until they end.
+		s.timers = append(s.timers, time.AfterFunc(d, s.drain))
 	}
 	if t.IdleTimeout > 0 {
 		s.armIdle(t.IdleTimeout)
@@ -159,6 +161,36 @@ func (s *session) armRecheck(d time.Duration) {
 	s.timers = append(s.timers, tm)
 }
 
+// drain stops the session taking new requests once its token has run out
+// before the grant: requests and streams in flight go on, still cut at the
+// grant's end or a revocation, and the session ends with the last of them.
+func (s *session) drain() {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.draining = true
+	s.mu.Unlock()
+	s.g.remove(s)
+	if s.inflight.Load() == 0 {
+		s.end(airlock.EndClientClosed)
+	}
+}
+
+// requestDone is called as each request or stream ends.
+func (s *session) requestDone() {
+	if s.inflight.Add(-1) > 0 {
+		return
+	}
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		s.end(airlock.EndClientClosed)
+	}
+}
+
 func (s *session) isOpen() bool {
 	select {
 	case <-s.ready:
@@ -184,11 +216,22 @@ func (s *session) check(ctx context.Context) error {
 	}
 	now := s.g.cfg.Now()
 	fresh := now.Sub(s.checkedAt) < s.g.cfg.Recheck
+	draining := s.draining
 	s.mu.Unlock()
 	if fresh {
 		return nil
 	}
-	t, err := s.g.cfg.Auth.Authenticate(ctx, AuthRequest{App: s.app, Token: s.tok, SourceAddr: s.source})
+	var t *Target
+	var err error
+	if draining {
+		gc, ok := s.g.cfg.Auth.(GrantChecker)
+		if !ok {
+			return nil
+		}
+		t, err = gc.CheckGrant(ctx, s.target())
+	} else {
+		t, err = s.g.cfg.Auth.Authenticate(ctx, AuthRequest{App: s.app, Token: s.tok, SourceAddr: s.source})
+	}
 	if err != nil {
 		if airlock.ErrorCode(err) == airlock.EUNAVAILABLE {
 			return err // the store is out: refuse this request, keep the session
