@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/netguard"
+	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/secrets"
 )
 
@@ -77,6 +78,9 @@ type Config struct {
 	Identity Signer
 	// Sessions records session rows (optional).
 	Sessions SessionRecorder
+	// Recordings keeps terminal recordings of streams a StreamDoor
+	// records (required by such doors).
+	Recordings recording.Store
 
 	Logger *slog.Logger
 	Now    func() time.Time

@@ -1,9 +1,12 @@
 package httpgw
 
 import (
+	"net"
 	"net/http"
 	"net/http/httputil"
 
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/secrets"
 )
 
@@ -60,4 +63,30 @@ type Refusal struct {
 	Denied string
 	// Message is shown to the client.
 	Message string
+}
+
+// A StreamDoor follows the upgraded streams of its requests (Kubernetes
+// exec and attach). Stream may wrap client, the client's side of the
+// upgraded connection of request r, to watch what passes; the wrapper
+// must relay every byte unchanged and at once.
+type StreamDoor interface {
+	Stream(r *http.Request, t *Target, client net.Conn, s StreamSession) net.Conn
+}
+
+// StreamSession is what a StreamDoor may use of the session a stream runs
+// in.
+type StreamSession interface {
+	// Recording returns the session's terminal recording (asciicast),
+	// created with h on first use; it is closed, hashed and named in
+	// session.ended and the session row when the session ends. An error
+	// (no Config.Recordings, a store failure) means the stream cannot be
+	// recorded.
+	Recording(h recording.Header) (*recording.Writer, error)
+	// Note adds fields (a JSON object) to the request's response event.
+	Note(fields any)
+	// ID is the session's id.
+	ID() string
+	// EndReason is why the session ended ("" while it is live); the
+	// session's end closes the stream (the conn Stream returned).
+	EndReason() airlock.EndReason
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,21 @@ type requestState struct {
 	status int
 	jwt    string
 	err    error
+
+	noteMu sync.Mutex
+	notes  []any // a StreamDoor's fields for the response event
+}
+
+// streamSession is the session as one request's stream sees it.
+type streamSession struct {
+	*session
+	rs *requestState
+}
+
+func (ss streamSession) Note(fields any) {
+	ss.rs.noteMu.Lock()
+	ss.rs.notes = append(ss.rs.notes, fields)
+	ss.rs.noteMu.Unlock()
 }
 
 type stateKey struct{}
@@ -139,7 +155,7 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	ctx = context.WithValue(ctx, stateKey{}, rs)
 	start := time.Now()
 	body := &countingBody{rc: r.Body, n: &s.bytesIn}
-	out := &countingWriter{w: w, s: s}
+	out := &countingWriter{w: w, s: s, r: r, rs: rs}
 	r2 := r.WithContext(ctx)
 	if r.Body != nil && r.Body != http.NoBody {
 		r2.Body = body
@@ -161,7 +177,13 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			outcome = airlock.OutcomeFailure
 			rd.Error = "response aborted"
 		}
-		s.submit(s.event(g.respAction, outcome, mustJSON(rd)))
+		resp := mustJSON(rd)
+		rs.noteMu.Lock()
+		for _, n := range rs.notes {
+			resp = mergeJSON(resp, n)
+		}
+		rs.noteMu.Unlock()
+		s.submit(s.event(g.respAction, outcome, resp))
 		if aborted != nil {
 			panic(aborted)
 		}
@@ -345,6 +367,8 @@ func (b *countingBody) Close() error { return b.rc.Close() }
 type countingWriter struct {
 	w        http.ResponseWriter
 	s        *session
+	r        *http.Request
+	rs       *requestState
 	status   int
 	total    int64
 	hijacked *countedConn
@@ -377,7 +401,13 @@ func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	cc := &countedConn{Conn: conn, s: c.s}
-	untrack, ok := c.s.track(cc)
+	var out net.Conn = cc
+	if sd, ok := c.s.g.door.(StreamDoor); ok {
+		out = sd.Stream(c.r, c.rs.t, cc, streamSession{c.s, c.rs})
+	}
+	// The outermost conn is the one the session's end closes, so that a
+	// door's wrapper can tell the client why first.
+	untrack, ok := c.s.track(out)
 	if !ok {
 		conn.Close()
 		return nil, nil, errSessionEnded
@@ -385,7 +415,7 @@ func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	cc.untrack = untrack
 	c.hijacked = cc
 	c.status = http.StatusSwitchingProtocols
-	return cc, brw, nil
+	return out, brw, nil
 }
 
 type countedConn struct {

@@ -2,6 +2,7 @@ package httpgw
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/secrets"
 )
 
@@ -45,6 +47,8 @@ type session struct {
 	timers    []*time.Timer
 	jwt       string
 	jwtExp    time.Time
+	rec       *recording.Writer
+	recErr    error
 	endedCh   chan struct{}
 
 	inflight  atomic.Int64
@@ -318,11 +322,25 @@ func (s *session) end(reason airlock.EndReason) bool {
 	return true
 }
 
-// endRecorded records session.ended and the session row's end.
+// endRecorded records session.ended and the session row's end, closing
+// the session's recording first.
 func (s *session) endRecorded(reason airlock.EndReason) {
 	ctx := context.Background()
-	details := airlock.EventDetails("end_reason", reason, "requests", s.requests.Load(), "bytes_in", s.bytesIn.Load(),
-		"bytes_out", s.bytesOut.Load(), "duration_ms", s.g.cfg.Now().Sub(s.start).Milliseconds())
+	d := map[string]any{"end_reason": reason, "requests": s.requests.Load(), "bytes_in": s.bytesIn.Load(),
+		"bytes_out": s.bytesOut.Load(), "duration_ms": s.g.cfg.Now().Sub(s.start).Milliseconds()}
+	s.mu.Lock()
+	rec := s.rec
+	s.mu.Unlock()
+	var recSHA string
+	if rec != nil {
+		if err := rec.Close(); err != nil {
+			s.g.log.Error("close recording", "session", s.id, "err", err)
+			d["recording_error"] = "recording incomplete"
+		}
+		recSHA = rec.SHA256()
+		d["recording"], d["recording_sha256"] = s.id, recSHA
+	}
+	details, _ := json.Marshal(d)
 	if err := s.record(ctx, "session.ended", airlock.OutcomeSuccess, details); err != nil {
 		s.g.log.Error("audit session.ended", "session", s.id, "err", err)
 	}
@@ -330,6 +348,9 @@ func (s *session) endRecorded(reason airlock.EndReason) {
 		snap := s.snapshot()
 		snap.EndedAt = s.g.cfg.Now()
 		snap.EndReason = string(reason)
+		if rec != nil {
+			snap.Recording, snap.RecordingSHA256 = s.id, recSHA
+		}
 		if err := s.g.cfg.Sessions.EndSession(ctx, &snap); err != nil && airlock.ErrorCode(err) != airlock.ECONFLICT {
 			s.g.log.Error("end session", "session", s.id, "err", err)
 		}
@@ -424,6 +445,45 @@ func (s *session) identity(ctx context.Context) (string, error) {
 	s.jwt, s.jwtExp = j, now.Add(exp.Sub(now)*2/3)
 	s.mu.Unlock()
 	return j, nil
+}
+
+// Recording returns the session's recording, creating it on first use.
+func (s *session) Recording(h recording.Header) (*recording.Writer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec != nil || s.recErr != nil {
+		return s.rec, s.recErr
+	}
+	if s.ended {
+		return nil, errSessionEnded
+	}
+	if s.g.cfg.Recordings == nil {
+		s.recErr = errors.New("httpgw: no recording store configured")
+		return nil, s.recErr
+	}
+	wc, err := s.g.cfg.Recordings.Create(context.Background(), s.id)
+	if err != nil {
+		s.recErr = err
+		return nil, err
+	}
+	w, err := recording.NewWriter(wc, h, s.g.cfg.Now)
+	if err != nil {
+		wc.Close()
+		s.recErr = err
+		return nil, err
+	}
+	s.rec = w
+	return w, nil
+}
+
+// ID is the session's id.
+func (s *session) ID() string { return s.id }
+
+// EndReason is why the session ended ("" while it is live).
+func (s *session) EndReason() airlock.EndReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endReason
 }
 
 // track registers an upgraded connection so that ending the session

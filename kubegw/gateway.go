@@ -2,6 +2,7 @@ package kubegw
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -30,9 +31,12 @@ type Impersonation struct {
 
 // New returns the Kubernetes gateway: the HTTP gateway's core with the
 // Kubernetes door. cfg.Door is set here; Domain, ConsoleURL and Identity
-// are not used. Every Target the Authenticator returns must carry an
+// are not used; Recordings is required. Every Target the Authenticator returns must carry an
 // *Impersonation in Target.Door.
 func New(cfg httpgw.Config) (*httpgw.Gateway, error) {
+	if cfg.Recordings == nil {
+		return nil, errors.New("kubegw: Recordings is required (exec and attach are recorded)")
+	}
 	cfg.Door = door{}
 	cfg.Identity = nil
 	return httpgw.New(cfg)
@@ -108,6 +112,9 @@ func (door) Inspect(r *http.Request, t *httpgw.Target) (any, *httpgw.Refusal) {
 	case "exec", "attach":
 		f.Command, f.Container = q["command"], q.Get("container")
 		f.TTY = q.Get("tty") == "true" || q.Get("tty") == "1"
+		if _, why := execUpgrade(r.Header); why != "" {
+			return f, &httpgw.Refusal{Status: http.StatusBadRequest, Denied: "unrecordable_stream", Message: "airlock: " + why}
+		}
 	}
 	if ok, why := Allowed(req, imp.Namespaces); !ok {
 		return f, &httpgw.Refusal{Status: http.StatusForbidden, Denied: "namespace",
@@ -137,6 +144,11 @@ func (door) Rewrite(pr *httputil.ProxyRequest, t *httpgw.Target) {
 		h.Add("Impersonate-Group", g)
 	}
 	h.Set("Impersonate-Extra-Airlock-Grant", imp.Grant)
+	if protos, _ := execUpgrade(pr.In.Header); len(protos) > 0 {
+		// Only the framing the gateway follows (and records) is offered.
+		h.Del("Sec-WebSocket-Protocol")
+		h.Set("Sec-WebSocket-Protocol", strings.Join(protos, ", "))
+	}
 }
 
 func (door) ModifyResponse(*http.Response, *httpgw.Target) error { return nil }

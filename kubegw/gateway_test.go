@@ -14,6 +14,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/httpgw"
+	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/secrets"
 )
 
@@ -27,7 +28,9 @@ const (
 
 type fakeAuth struct{ targets map[string]*httpgw.Target }
 
-func (a *fakeAuth) App(context.Context, string) (*httpgw.App, error) { return nil, airlock.Errorf(airlock.ENOTFOUND, "no") }
+func (a *fakeAuth) App(context.Context, string) (*httpgw.App, error) {
+	return nil, airlock.Errorf(airlock.ENOTFOUND, "no")
+}
 func (a *fakeAuth) Authenticate(_ context.Context, req httpgw.AuthRequest) (*httpgw.Target, error) {
 	t, ok := a.targets[req.Token.Reveal()]
 	if !ok {
@@ -96,7 +99,11 @@ func newKube(t *testing.T) (*httptest.Server, *seen, *audit) {
 			Door:   &Impersonation{User: "alice", Groups: []string{"airlock-edit", "team-b"}, Grant: "gra_" + resource, Namespaces: ns}}
 	}
 	au := &audit{}
-	g, err := New(httpgw.Config{Auth: &fakeAuth{targets: map[string]*httpgw.Target{tokA: target("a", []string{"payments"}), tokB: target("b", nil)}}, Audit: au})
+	recs, err := recording.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(httpgw.Config{Recordings: recs, Auth: &fakeAuth{targets: map[string]*httpgw.Target{tokA: target("a", []string{"payments"}), tokB: target("b", nil)}}, Audit: au})
 	if err != nil {
 		t.Fatal(err)
 	}

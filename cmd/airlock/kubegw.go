@@ -12,6 +12,7 @@ import (
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/httpgw"
 	"github.com/airlockhq/airlock/kubegw"
+	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/secrets"
 )
 
@@ -43,7 +44,11 @@ func (s *server) buildKubeGateway() error {
 	if err != nil {
 		return err
 	}
-	s.kube, err = kubegw.New(httpgw.Config{
+	recs, err := recording.NewDir(s.dir.File("recordings"))
+	if err != nil {
+		return err
+	}
+	s.kube, err = kubegw.New(httpgw.Config{Recordings: recs,
 		TLS:  &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
 		Auth: kubeAuthenticator{s}, Audit: auditSink{s.audit, s.ends}, Sessions: s.ends,
 		Logger: s.log, Now: now, Node: s.node, Pending: s.pending})
