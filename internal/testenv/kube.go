@@ -361,6 +361,9 @@ func (c *KubeCluster) start() error {
 	}); err != nil {
 		return err
 	}
+	if err := c.retry("aggregate the bootstrap cluster roles", c.aggregateClusterRoles); err != nil {
+		return err
+	}
 	if err := c.retry("wait for the Logs CRD", func(ctx context.Context) error {
 		out, err := c.kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=30s", "crd/logs.kwok.x-k8s.io")
 		if err != nil {
@@ -612,6 +615,12 @@ options:
   enableCRDs: [Logs]
   enableDebuggingHandlers: true
   enableProfilingHandler: false
+  # A configuration file gets none of the flags' defaults.
+  podPlayStageParallelism: 4
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enablePodsOnNodeSyncListPager: true
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterExec
@@ -916,6 +925,9 @@ func (c *KubeCluster) waitGranted(t testing.TB, group, clusterRole, namespace st
 		if len(r.APIGroups) == 0 || len(r.Resources) == 0 || len(r.Verbs) == 0 {
 			continue
 		}
+		if strings.Contains(r.Resources[0], "/") {
+			continue // a subresource: keep the probe simple
+		}
 		attrs := map[string]string{"group": r.APIGroups[0], "resource": r.Resources[0], "verb": r.Verbs[0], "namespace": namespace}
 		if attrs["group"] == "*" {
 			attrs["group"] = ""
@@ -951,6 +963,102 @@ func (c *KubeCluster) waitGranted(t testing.TB, group, clusterRole, namespace st
 		}, "testenv: binding of %s to group %s not in force after 30s: %s", clusterRole, group, last)
 		return
 	}
+	t.Fatalf("testenv: clusterrole %s has no resource rule to bind (an aggregated role is filled by aggregateClusterRoles only at start)", clusterRole)
+}
+
+// aggregateClusterRoles does once what kube-controller-manager's
+// clusterrole-aggregation controller does continuously: it sets the rules
+// of every ClusterRole with an aggregationRule to the union of the rules
+// of the ClusterRoles its label selectors match. Without it the bootstrap
+// roles view, edit and admin are empty. Passes repeat until nothing
+// changes, since edit aggregates view and admin aggregates edit.
+// matchExpressions are not evaluated (the bootstrap roles use only
+// matchLabels): a selector with them matches nothing.
+func (c *KubeCluster) aggregateClusterRoles(ctx context.Context) error {
+	const path = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+	type selector struct {
+		MatchLabels      map[string]string `json:"matchLabels"`
+		MatchExpressions []any             `json:"matchExpressions"`
+	}
+	type role struct {
+		Metadata struct {
+			Name   string            `json:"name"`
+			Labels map[string]string `json:"labels"`
+		} `json:"metadata"`
+		AggregationRule *struct {
+			ClusterRoleSelectors []selector `json:"clusterRoleSelectors"`
+		} `json:"aggregationRule"`
+		Rules []json.RawMessage `json:"rules"`
+		raw   map[string]any
+	}
+	for pass := 0; pass < 5; pass++ {
+		code, body, err := c.do(ctx, http.MethodGet, path, nil)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("list clusterroles: %d %v %s", code, err, body)
+		}
+		var list struct{ Items []json.RawMessage }
+		if err := json.Unmarshal(body, &list); err != nil {
+			return err
+		}
+		roles := make([]*role, len(list.Items))
+		for i, item := range list.Items {
+			roles[i] = &role{}
+			if err := json.Unmarshal(item, roles[i]); err != nil {
+				return err
+			}
+			if err := json.Unmarshal(item, &roles[i].raw); err != nil {
+				return err
+			}
+		}
+		changed := false
+		for _, r := range roles {
+			if r.AggregationRule == nil {
+				continue
+			}
+			var rules []json.RawMessage
+			seen := map[string]bool{}
+			for _, sel := range r.AggregationRule.ClusterRoleSelectors {
+				if len(sel.MatchExpressions) > 0 || len(sel.MatchLabels) == 0 {
+					continue
+				}
+				for _, o := range roles {
+					if o == r || !labelsMatch(o.Metadata.Labels, sel.MatchLabels) {
+						continue
+					}
+					for _, rule := range o.Rules {
+						if !seen[string(rule)] {
+							seen[string(rule)] = true
+							rules = append(rules, rule)
+						}
+					}
+				}
+			}
+			before, _ := json.Marshal(r.Rules)
+			after, _ := json.Marshal(rules)
+			if bytes.Equal(before, after) || len(rules) == 0 {
+				continue
+			}
+			r.raw["rules"] = rules
+			code, body, err := c.do(ctx, http.MethodPut, path+"/"+r.Metadata.Name, r.raw)
+			if err != nil || code != http.StatusOK {
+				return fmt.Errorf("update clusterrole %s: %d %v %s", r.Metadata.Name, code, err, body)
+			}
+			changed = true
+		}
+		if !changed {
+			return nil
+		}
+	}
+	return errors.New("aggregated clusterroles still changing after 5 passes")
+}
+
+func labelsMatch(labels, want map[string]string) bool {
+	for k, v := range want {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // KubePod is a pod on the kwok node. kwok runs no container: the pod's

@@ -73,13 +73,7 @@ func TestKube(t *testing.T) {
 	for name, cred := range creds {
 		gateway := func(t *testing.T, args ...string) (string, error) {
 			t.Helper()
-			cmd := exec.CommandContext(t.Context(), k.Kubectl, append(append([]string{
-				"--kubeconfig=" + filepath.Join(t.TempDir(), "none"),
-				"--server=" + k.URL,
-				"--certificate-authority=" + caFile,
-			}, cred...), args...)...)
-			out, err := cmd.CombinedOutput()
-			return string(out), err
+			return kubectlAs(t, k, caFile, cred, args...)
 		}
 		t.Run("impersonator/"+name+"/cannot-list-pods-itself", func(t *testing.T) {
 			out, err := gateway(t, "get", "pods", "--namespace=payments")
@@ -106,6 +100,27 @@ func TestKube(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("impersonator/edit-cluster-wide", func(t *testing.T) {
+		k.BindGroup(t, "edit-group", "edit", "")
+		out, err := kubectlAs(t, k, caFile, creds["token"], "--as=carol", "--as-group=edit-group", "create", "configmap", "carols", "--namespace=default", "--from-literal=a=b")
+		if err != nil {
+			t.Fatalf("gateway create configmap as carol/edit-group: %v\n%s", err, out)
+		}
+		out, err = kubectlAs(t, k, caFile, creds["token"], "--as=carol", "--as-group=edit-group", "create", "clusterrolebinding", "escalate", "--clusterrole=cluster-admin", "--user=carol")
+		if err == nil || !strings.Contains(out, `User "carol" cannot create resource "clusterrolebindings"`) {
+			t.Fatalf("gateway create clusterrolebinding as carol/edit-group: err=%v, output %q; want Forbidden", err, out)
+		}
+	})
+
+	t.Run("pods/new-namespace-and-delete", func(t *testing.T) {
+		k.StartPod(t, "team-x", "job-1")
+		// kwok's pod-delete stage finishes the deletion a kubelet would.
+		out, err := k.Run(t, "delete", "pod", "job-1", "--namespace=team-x", "--timeout=60s")
+		if err != nil {
+			t.Fatalf("kubectl delete pod: %v\n%s", err, out)
+		}
+	})
 
 	t.Run("impersonator/user-extras", func(t *testing.T) {
 		// kubectl has no flag for user extras; the gateway sends the
@@ -179,8 +194,11 @@ func TestKube(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		defer cmd.Wait()
-		lines := make(chan string)
+		defer func() {
+			cancel()
+			_ = cmd.Wait()
+		}()
+		lines := make(chan string, 100)
 		go func() {
 			s := bufio.NewScanner(stdout)
 			for s.Scan() {
@@ -212,7 +230,7 @@ func TestKube(t *testing.T) {
 	})
 
 	t.Run("exec/stdin", func(t *testing.T) {
-		cmd := exec.CommandContext(t.Context(), k.Kubectl, "--kubeconfig="+k.AdminKubeconfig, "exec", "-i", "--namespace=payments", "web-1", "--", "sh", "-c", "tr a-z A-Z")
+		cmd := exec.CommandContext(t.Context(), k.Kubectl, "--kubeconfig="+k.AdminKubeconfig, "exec", "-i", "--namespace=payments", "web-1", "--", "sh", "-c", "read line; echo \"$line\" | tr a-z A-Z")
 		cmd.Stdin = strings.NewReader("shout\n")
 		out, err := cmd.CombinedOutput()
 		if err != nil || string(out) != "SHOUT\n" {
@@ -269,6 +287,20 @@ func TestKube(t *testing.T) {
 			t.Fatalf("kubectl exec -it did not exit after exit; screen:\n%s", screen())
 		}
 	})
+}
+
+// kubectlAs runs kubectl with the gateway's credentials cred and no
+// kubeconfig.
+func kubectlAs(t *testing.T, k *KubeCluster, caFile string, cred []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), k.Kubectl, append(append([]string{
+		"--server=" + k.URL,
+		"--certificate-authority=" + caFile,
+	}, cred...), args...)...)
+	// An absent file: no kubeconfig credentials mix in.
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(t.TempDir(), "none"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func TestKubeToolsDirMatchesScript(t *testing.T) {
