@@ -165,7 +165,11 @@ func newKubectlCmd() *cobra.Command {
 				CAPEM: info.TLSCA, Command: self, Args: kubeCredentialArgs(args[0], accessLevel)}, true); err != nil {
 				return err
 			}
-			x := exec.CommandContext(c.ctx(), kubectl, append([]string{"--kubeconfig", kc}, args[1:]...)...)
+			rest := args[1:]
+			if len(rest) > 0 && rest[0] == "--" {
+				rest = rest[1:]
+			}
+			x := exec.CommandContext(c.ctx(), kubectl, append([]string{"--kubeconfig", kc}, rest...)...)
 			x.Stdin, x.Stdout, x.Stderr = os.Stdin, c.out(), c.errw()
 			if err := x.Run(); err != nil {
 				var ee *exec.ExitError
