@@ -122,6 +122,16 @@ func TestKube(t *testing.T) {
 		}
 	})
 
+	t.Run("pods/namespace-without-default-serviceaccount", func(t *testing.T) {
+		// No controller-manager creates "default": the ServiceAccount
+		// admission plugin refuses the pod (StartPod creates it).
+		k.Apply(t, "apiVersion: v1\nkind: Namespace\nmetadata: {name: bare}\n")
+		out, err := k.Run(t, "run", "lonely", "--namespace=bare", "--image=none", "--overrides={\"spec\":{\"nodeName\":\""+KubeNodeName+"\"}}")
+		if err == nil || !strings.Contains(out, `serviceaccount "default" not found`) {
+			t.Fatalf("pod in a namespace without default ServiceAccount: err=%v, output %q; want refused", err, out)
+		}
+	})
+
 	t.Run("impersonator/user-extras", func(t *testing.T) {
 		// kubectl has no flag for user extras; the gateway sends the
 		// headers itself, so check the grant the same way.
