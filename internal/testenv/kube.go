@@ -739,7 +739,14 @@ func (c *KubeCluster) watchdog() {
 		return
 	}
 	defer r.Close()
-	script := `cat >/dev/null; [ -f "$0/pids" ] && kill -9 $(cat "$0/pids") 2>/dev/null; rm -rf "$0"`
+	// A pid is killed only while its command line still names DIR (every
+	// program of the cluster gets a path in it): a pid of a program that
+	// died earlier may belong to someone else by now.
+	script := `cat >/dev/null
+[ -f "$0/pids" ] && for p in $(cat "$0/pids"); do
+  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$0" && kill -9 "$p" 2>/dev/null
+done
+rm -rf "$0"`
 	cmd := exec.Command("/bin/sh", "-c", script, c.Dir)
 	cmd.Dir = "/"
 	cmd.Stdin = r
