@@ -52,7 +52,8 @@ type KubeCluster struct {
 	clientCA *kubeCA
 	http     *http.Client // as admin
 	tools    string
-	took     time.Duration // how long the start took
+	begin    time.Time
+	phases   []kubePhase // written only during start
 
 	procsMu sync.Mutex
 	procs   []*kubeProc
@@ -212,7 +213,7 @@ func startKube() (*KubeCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &KubeCluster{Dir: dir, tools: tools, Kubectl: filepath.Join(tools, "kubectl")}
+	c := &KubeCluster{Dir: dir, tools: tools, Kubectl: filepath.Join(tools, "kubectl"), begin: begin}
 	c.watchdog()
 	kubeRegister(c)
 	if err := c.start(); err != nil {
@@ -220,7 +221,6 @@ func startKube() (*KubeCluster, error) {
 		c.stop()
 		return nil, err
 	}
-	c.took = time.Since(begin)
 	return c, nil
 }
 
@@ -312,10 +312,12 @@ func (c *KubeCluster) start() error {
 		return err
 	}
 
+	c.phase("certificates")
 	etcdURL, err := c.startEtcd()
 	if err != nil {
 		return err
 	}
+	c.phase("etcd")
 
 	cert, err := tls.X509KeyPair(adminCertPEM, adminKeyPEM)
 	if err != nil {
@@ -341,6 +343,7 @@ func (c *KubeCluster) start() error {
 		return err
 	}
 
+	c.phase("kube-apiserver")
 	c.AdminKubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
 	if err := writeKubeconfig(c.AdminKubeconfig, c.URL, c.CAPEM, adminCertPEM, adminKeyPEM); err != nil {
 		return err
@@ -351,19 +354,18 @@ func (c *KubeCluster) start() error {
 	// "default", so both are retried until they apply.
 	crd := filepath.Join(c.tools, "kwok-data", "crds", "kwok.x-k8s.io_logs.yaml")
 	if err := c.retry("install kwok Logs CRD and bootstrap objects", func(ctx context.Context) error {
-		if out, err := c.kubectl(ctx, nil, "apply", "-f", crd); err != nil {
-			return fmt.Errorf("%w: %s", err, out)
-		}
-		if out, err := c.kubectl(ctx, strings.NewReader(kubeBootstrapYAML), "apply", "-f", "-"); err != nil {
+		if out, err := c.kubectl(ctx, strings.NewReader(kubeBootstrapYAML), "apply", "-f", crd, "-f", "-"); err != nil {
 			return fmt.Errorf("%w: %s", err, out)
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
+	c.phase("bootstrap objects")
 	if err := c.retry("aggregate the bootstrap cluster roles", c.aggregateClusterRoles); err != nil {
 		return err
 	}
+	c.phase("aggregated roles")
 	if err := c.retry("wait for the Logs CRD", func(ctx context.Context) error {
 		out, err := c.kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=30s", "crd/logs.kwok.x-k8s.io")
 		if err != nil {
@@ -373,7 +375,35 @@ func (c *KubeCluster) start() error {
 	}); err != nil {
 		return err
 	}
-	return c.startKwok(kwokCert.cert, kwokCert.key)
+	c.phase("Logs CRD established")
+	if err := c.startKwok(kwokCert.cert, kwokCert.key); err != nil {
+		return err
+	}
+	c.phase("kwok node Ready")
+	return nil
+}
+
+// phase notes that a step of the start ended (for StartupReport).
+func (c *KubeCluster) phase(name string) {
+	c.phases = append(c.phases, kubePhase{name, time.Now()})
+}
+
+type kubePhase struct {
+	name string
+	end  time.Time
+}
+
+// StartupReport says how long the cluster took to start, step by step:
+// for logs, since the start counts against the suite's time.
+func (c *KubeCluster) StartupReport() string {
+	var b strings.Builder
+	last := c.begin
+	for _, p := range c.phases {
+		fmt.Fprintf(&b, "%s %v, ", p.name, p.end.Sub(last).Round(time.Millisecond))
+		last = p.end
+	}
+	fmt.Fprintf(&b, "total %v", last.Sub(c.begin).Round(time.Millisecond))
+	return b.String()
 }
 
 // kubeBootstrapYAML is what a cluster has before any test runs: the

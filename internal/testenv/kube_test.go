@@ -21,7 +21,7 @@ import (
 
 func TestKube(t *testing.T) {
 	k := Kube(t)
-	t.Logf("cluster started in %v: %s", k.took.Round(time.Millisecond), k.URL)
+	t.Logf("cluster at %s started: %s", k.URL, k.StartupReport())
 	if !strings.HasPrefix(k.URL, "https://127.0.0.1:") || len(k.CAPEM) == 0 || k.AdminKubeconfig == "" {
 		t.Fatalf("bad cluster: %+v", k)
 	}
