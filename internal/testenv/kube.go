@@ -196,7 +196,7 @@ func findKubeTools() (string, error) {
 	}
 	for _, f := range kubeToolFiles {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			return "", fmt.Errorf("Kubernetes test tools not built (%s missing): run scripts/kube-tools.sh from the repository root; it builds kube-apiserver, kubectl, etcd and kwok once per machine (see docs/testing.md)", filepath.Join(dir, f))
+			return "", fmt.Errorf("the Kubernetes test tools are not built (%s missing): run scripts/kube-tools.sh from the repository root; it builds kube-apiserver, kubectl, etcd and kwok once per machine (see docs/testing.md)", filepath.Join(dir, f))
 		}
 	}
 	return dir, nil
