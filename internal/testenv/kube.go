@@ -627,7 +627,8 @@ func (c *KubeCluster) startKwok(certFile, keyFile string) error {
 
 // kwokConfigYAML configures kwok: the node's address and kubelet port,
 // the TLS pair it serves with, the Logs CRD it watches (StartPod creates
-// one per pod), and exec as a local command for every pod.
+// one per pod), exec as a local command for every pod, and port-forward
+// to any port of any pod as an echo (a local cat on the stream).
 const kwokConfigYAML = `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
@@ -655,6 +656,13 @@ spec:
   execs:
   - local:
       workDir: %s
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterPortForward
+metadata: {name: echo}
+spec:
+  forwards:
+  - command: [cat]
 `
 
 // Run runs kubectl as the cluster admin (a system:masters certificate)

@@ -20,7 +20,10 @@ import (
 // streams what is appended), and exec runs the command on this machine,
 // as the user the tests run as, in a scratch directory of the cluster:
 // `kubectl exec POD -- echo hi` prints "hi", and `kubectl exec -it POD --
-// sh` is a local sh on a pseudo-terminal that kwok allocates.
+// sh` is a local sh on a pseudo-terminal that kwok allocates. kwok never
+// closes an exec'd command's stdin, so a command that reads it to the end
+// waits forever. `kubectl port-forward POD :PORT` reaches, for every
+// PORT, an echo: what is sent comes back.
 type KubePod struct {
 	Namespace string
 	Name      string
