@@ -45,6 +45,7 @@ build kwok sigs.k8s.io/kwok/cmd/kwok
 # CRD must be installed: both ship as YAML in the pinned kwok module, so
 # take them from there rather than keep copies in this repo.
 if [ ! -f "$dir/kwok-data/done" ]; then
+  (cd "$mod" && go mod download sigs.k8s.io/kwok)
   kwoksrc="$(cd "$mod" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
   rm -rf "$dir/kwok-data" && mkdir -p "$dir/kwok-data/stages" "$dir/kwok-data/crds"
   cp "$kwoksrc"/kustomize/stage/node/fast/node-*.yaml "$kwoksrc"/kustomize/stage/pod/fast/pod-*.yaml "$dir/kwok-data/stages/"

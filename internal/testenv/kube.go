@@ -1,10 +1,8 @@
 package testenv
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,13 +13,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -52,7 +48,8 @@ type KubeCluster struct {
 	clientCA *kubeCA
 	http     *http.Client // as admin
 	tools    string
-	took     time.Duration // how long the start took
+	begin    time.Time
+	phases   []kubePhase // written only during start
 
 	procsMu sync.Mutex
 	procs   []*kubeProc
@@ -195,7 +192,7 @@ func findKubeTools() (string, error) {
 	}
 	for _, f := range kubeToolFiles {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			return "", fmt.Errorf("Kubernetes test tools not built (%s missing): run scripts/kube-tools.sh from the repository root; it builds kube-apiserver, kubectl, etcd and kwok once per machine (see docs/testing.md)", filepath.Join(dir, f))
+			return "", fmt.Errorf("the Kubernetes test tools are not built (%s missing): run scripts/kube-tools.sh from the repository root; it builds kube-apiserver, kubectl, etcd and kwok once per machine (see docs/testing.md)", filepath.Join(dir, f))
 		}
 	}
 	return dir, nil
@@ -212,7 +209,7 @@ func startKube() (*KubeCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &KubeCluster{Dir: dir, tools: tools, Kubectl: filepath.Join(tools, "kubectl")}
+	c := &KubeCluster{Dir: dir, tools: tools, Kubectl: filepath.Join(tools, "kubectl"), begin: begin}
 	c.watchdog()
 	kubeRegister(c)
 	if err := c.start(); err != nil {
@@ -220,7 +217,6 @@ func startKube() (*KubeCluster, error) {
 		c.stop()
 		return nil, err
 	}
-	c.took = time.Since(begin)
 	return c, nil
 }
 
@@ -312,10 +308,12 @@ func (c *KubeCluster) start() error {
 		return err
 	}
 
+	c.phase("certificates")
 	etcdURL, err := c.startEtcd()
 	if err != nil {
 		return err
 	}
+	c.phase("etcd")
 
 	cert, err := tls.X509KeyPair(adminCertPEM, adminKeyPEM)
 	if err != nil {
@@ -341,6 +339,7 @@ func (c *KubeCluster) start() error {
 		return err
 	}
 
+	c.phase("kube-apiserver")
 	c.AdminKubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
 	if err := writeKubeconfig(c.AdminKubeconfig, c.URL, c.CAPEM, adminCertPEM, adminKeyPEM); err != nil {
 		return err
@@ -351,19 +350,18 @@ func (c *KubeCluster) start() error {
 	// "default", so both are retried until they apply.
 	crd := filepath.Join(c.tools, "kwok-data", "crds", "kwok.x-k8s.io_logs.yaml")
 	if err := c.retry("install kwok Logs CRD and bootstrap objects", func(ctx context.Context) error {
-		if out, err := c.kubectl(ctx, nil, "apply", "-f", crd); err != nil {
-			return fmt.Errorf("%w: %s", err, out)
-		}
-		if out, err := c.kubectl(ctx, strings.NewReader(kubeBootstrapYAML), "apply", "-f", "-"); err != nil {
+		if out, err := c.kubectl(ctx, strings.NewReader(kubeBootstrapYAML), "apply", "-f", crd, "-f", "-"); err != nil {
 			return fmt.Errorf("%w: %s", err, out)
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
+	c.phase("bootstrap objects")
 	if err := c.retry("aggregate the bootstrap cluster roles", c.aggregateClusterRoles); err != nil {
 		return err
 	}
+	c.phase("aggregated roles")
 	if err := c.retry("wait for the Logs CRD", func(ctx context.Context) error {
 		out, err := c.kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=30s", "crd/logs.kwok.x-k8s.io")
 		if err != nil {
@@ -373,7 +371,35 @@ func (c *KubeCluster) start() error {
 	}); err != nil {
 		return err
 	}
-	return c.startKwok(kwokCert.cert, kwokCert.key)
+	c.phase("Logs CRD established")
+	if err := c.startKwok(kwokCert.cert, kwokCert.key); err != nil {
+		return err
+	}
+	c.phase("kwok node Ready")
+	return nil
+}
+
+// phase notes that a step of the start ended (for StartupReport).
+func (c *KubeCluster) phase(name string) {
+	c.phases = append(c.phases, kubePhase{name, time.Now()})
+}
+
+type kubePhase struct {
+	name string
+	end  time.Time
+}
+
+// StartupReport says how long the cluster took to start, step by step:
+// for logs, since the start counts against the suite's time.
+func (c *KubeCluster) StartupReport() string {
+	var b strings.Builder
+	last := c.begin
+	for _, p := range c.phases {
+		fmt.Fprintf(&b, "%s %v, ", p.name, p.end.Sub(last).Round(time.Millisecond))
+		last = p.end
+	}
+	fmt.Fprintf(&b, "total %v", last.Sub(c.begin).Round(time.Millisecond))
+	return b.String()
 }
 
 // kubeBootstrapYAML is what a cluster has before any test runs: the
@@ -601,7 +627,8 @@ func (c *KubeCluster) startKwok(certFile, keyFile string) error {
 
 // kwokConfigYAML configures kwok: the node's address and kubelet port,
 // the TLS pair it serves with, the Logs CRD it watches (StartPod creates
-// one per pod), and exec as a local command for every pod.
+// one per pod), exec as a local command for every pod, and port-forward
+// to any port of any pod as an echo (a local cat on the stream).
 const kwokConfigYAML = `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
@@ -629,188 +656,14 @@ spec:
   execs:
   - local:
       workDir: %s
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterPortForward
+metadata: {name: echo}
+spec:
+  forwards:
+  - command: [cat]
 `
-
-// kubeProc is one program of a cluster.
-type kubeProc struct {
-	name   string
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-	err    error
-}
-
-// run starts a program of the cluster with its output in DIR/NAME.log.
-func (c *KubeCluster) run(name, bin string, args ...string) (*kubeProc, error) {
-	logPath := filepath.Join(c.Dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = c.Dir
-	cmd.Stdout = f
-	cmd.Stderr = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &kubeProc{name: name, cmd: cmd, log: logPath, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	// The watchdog kills what is listed here if this process dies.
-	if pf, err := os.OpenFile(filepath.Join(c.Dir, "pids"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-		fmt.Fprintln(pf, cmd.Process.Pid)
-		pf.Close()
-	}
-	c.procsMu.Lock()
-	c.procs = append(c.procs, p)
-	c.procsMu.Unlock()
-	return p, nil
-}
-
-// waitHTTP polls ready until it succeeds, the program exits, or
-// kubeStartTimeout passes; the error carries the tail of its log.
-func (c *KubeCluster) waitHTTP(p *kubeProc, ready func() error) error {
-	var err error
-	exited := false
-	ok := PollEvery(50*time.Millisecond, kubeStartTimeout, func() bool {
-		select {
-		case <-p.exited:
-			exited = true
-			return true
-		default:
-		}
-		err = ready()
-		return err == nil
-	})
-	switch {
-	case exited:
-		return fmt.Errorf("%s exited during start: %v\n--- tail of %s ---\n%s", p.name, p.err, p.log, tail(p.log, 40))
-	case !ok:
-		return fmt.Errorf("%s not ready after %v: %v\n--- tail of %s ---\n%s", p.name, kubeStartTimeout, err, p.log, tail(p.log, 40))
-	}
-	return nil
-}
-
-// retry runs f (with a per-call timeout) until it succeeds or
-// kubeStartTimeout passes.
-func (c *KubeCluster) retry(what string, f func(ctx context.Context) error) error {
-	var err error
-	ok := PollEvery(200*time.Millisecond, kubeStartTimeout, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		err = f(ctx)
-		return err == nil
-	})
-	if !ok {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return nil
-}
-
-func (c *KubeCluster) kill(p *kubeProc) {
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-}
-
-// stop kills the programs (the data is throwaway: no graceful shutdown)
-// and removes the directory.
-func (c *KubeCluster) stop() {
-	c.procsMu.Lock()
-	procs := c.procs
-	c.procs = nil
-	c.procsMu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		c.kill(procs[i])
-	}
-	os.RemoveAll(c.Dir)
-}
-
-// watchdog starts a shell, in a process group of its own, that kills the
-// cluster's programs (listed in DIR/pids) and removes DIR once this test
-// process is gone, however it went (see PG.watchdog).
-func (c *KubeCluster) watchdog() {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return
-	}
-	defer r.Close()
-	script := `cat >/dev/null; [ -f "$0/pids" ] && kill -9 $(cat "$0/pids") 2>/dev/null; rm -rf "$0"`
-	cmd := exec.Command("/bin/sh", "-c", script, c.Dir)
-	cmd.Dir = "/"
-	cmd.Stdin = r
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return
-	}
-	lifelines = append(lifelines, w)
-	go func() { _ = cmd.Wait() }()
-}
-
-// do sends a request to the apiserver as admin.
-func (c *KubeCluster) do(ctx context.Context, method, path string, body any) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.URL+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-// kubectl runs kubectl as admin.
-func (c *KubeCluster) kubectl(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, c.Kubectl, append([]string{
-		"--kubeconfig=" + c.AdminKubeconfig,
-		"--cache-dir=" + filepath.Join(c.Dir, "kubectl-cache"),
-	}, args...)...)
-	cmd.Stdin = stdin
-	return cmd.CombinedOutput()
-}
-
-// writeKubeconfig writes a kubeconfig (JSON, which kubectl reads as YAML)
-// for one cluster and one client certificate.
-func writeKubeconfig(path, server string, caPEM, certPEM, keyPEM []byte) error {
-	conf := map[string]any{
-		"apiVersion": "v1",
-		"kind":       "Config",
-		"clusters": []any{map[string]any{"name": "testenv", "cluster": map[string]any{
-			"server":                     server,
-			"certificate-authority-data": caPEM,
-		}}},
-		"users": []any{map[string]any{"name": "testenv", "user": map[string]any{
-			"client-certificate-data": certPEM,
-			"client-key-data":         keyPEM,
-		}}},
-		"contexts":        []any{map[string]any{"name": "testenv", "context": map[string]any{"cluster": "testenv", "user": "testenv"}}},
-		"current-context": "testenv",
-	}
-	b, err := json.MarshalIndent(conf, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o600)
-}
 
 // Run runs kubectl as the cluster admin (a system:masters certificate)
 // with args and returns its combined output.
@@ -831,349 +684,4 @@ func (c *KubeCluster) Apply(t testing.TB, yaml string) {
 	if out, err := c.kubectl(ctx, strings.NewReader(yaml), "apply", "-f", "-"); err != nil {
 		t.Fatalf("testenv: kubectl apply: %v\n%s\n--- yaml ---\n%s", err, out, yaml)
 	}
-}
-
-// ImpersonatorToken returns a service-account token (TokenRequest, valid
-// 48h) of ServiceAccount airlock-gateway in namespace airlock-system. Its
-// only RBAC grant beyond what every authenticated user has (discovery,
-// SelfSubjectReview…) is ClusterRole airlock-gateway-impersonator:
-// impersonate on users, groups and userextras/airlock-grant. Every call
-// returns the same token.
-func (c *KubeCluster) ImpersonatorToken(t testing.TB) string {
-	t.Helper()
-	c.tokenOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		out, err := c.kubectl(ctx, nil, "create", "token", KubeImpersonatorServiceAccount,
-			"--namespace="+KubeImpersonatorNamespace, "--duration=48h")
-		if err != nil {
-			c.tokenErr = fmt.Errorf("kubectl create token: %w: %s", err, out)
-			return
-		}
-		c.token = strings.TrimSpace(string(out))
-	})
-	if c.tokenErr != nil {
-		t.Fatalf("testenv: %v", c.tokenErr)
-	}
-	return c.token
-}
-
-// ImpersonatorCert returns a client certificate and its key (PEM) for the
-// user airlock-gateway-cert, signed by the cluster's client CA, with the
-// same rights as ImpersonatorToken. Every call returns the same pair.
-func (c *KubeCluster) ImpersonatorCert(t testing.TB) (certPEM, keyPEM []byte) {
-	t.Helper()
-	c.certOnce.Do(func() {
-		c.certPEM, c.keyPEM, c.certErr = c.clientCA.client(KubeImpersonatorCertUser)
-	})
-	if c.certErr != nil {
-		t.Fatalf("testenv: %v", c.certErr)
-	}
-	return c.certPEM, c.keyPEM
-}
-
-// BindGroup binds clusterRole (such as the bootstrap "view" or "edit") to
-// group: cluster-wide when namespace is "", else in namespace only. It
-// returns once the apiserver's authorizer grants the group the role's
-// first resource rule, and removes the binding when t ends.
-func (c *KubeCluster) BindGroup(t testing.TB, group, clusterRole, namespace string) {
-	t.Helper()
-	name := "testenv-" + randomSuffix(t)
-	kind, meta := "ClusterRoleBinding", "{name: "+name+"}"
-	if namespace != "" {
-		kind, meta = "RoleBinding", "{name: "+name+", namespace: "+namespace+"}"
-	}
-	c.Apply(t, fmt.Sprintf(`apiVersion: rbac.authorization.k8s.io/v1
-kind: %s
-metadata: %s
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: %q}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: %q}
-`, kind, meta, clusterRole, group))
-	t.Cleanup(func() {
-		args := []string{"delete", strings.ToLower(kind), name, "--ignore-not-found"}
-		if namespace != "" {
-			args = append(args, "--namespace="+namespace)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if out, err := c.kubectl(ctx, nil, args...); err != nil {
-			t.Errorf("testenv: remove %s %s: %v: %s", kind, name, err, out)
-		}
-	})
-	c.waitGranted(t, group, clusterRole, namespace)
-}
-
-// waitGranted waits until a SubjectAccessReview for a member of group
-// allows the first resource rule of clusterRole: RBAC reads bindings from
-// a watch cache, so a fresh binding takes a moment to count.
-func (c *KubeCluster) waitGranted(t testing.TB, group, clusterRole, namespace string) {
-	t.Helper()
-	code, body, err := c.do(t.Context(), http.MethodGet, "/apis/rbac.authorization.k8s.io/v1/clusterroles/"+clusterRole, nil)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("testenv: get clusterrole %s: %d %v %s", clusterRole, code, err, body)
-	}
-	var role struct {
-		Rules []struct {
-			APIGroups, Resources, Verbs []string
-		}
-	}
-	if err := json.Unmarshal(body, &role); err != nil {
-		t.Fatalf("testenv: clusterrole %s: %v", clusterRole, err)
-	}
-	for _, r := range role.Rules {
-		if len(r.APIGroups) == 0 || len(r.Resources) == 0 || len(r.Verbs) == 0 {
-			continue
-		}
-		if strings.Contains(r.Resources[0], "/") {
-			continue // a subresource: keep the probe simple
-		}
-		attrs := map[string]string{"group": r.APIGroups[0], "resource": r.Resources[0], "verb": r.Verbs[0], "namespace": namespace}
-		if attrs["group"] == "*" {
-			attrs["group"] = ""
-		}
-		if attrs["resource"] == "*" {
-			attrs["resource"] = "pods"
-		}
-		if attrs["verb"] == "*" {
-			attrs["verb"] = "get"
-		}
-		if namespace == "" {
-			attrs["namespace"] = "default"
-		}
-		review := map[string]any{
-			"apiVersion": "authorization.k8s.io/v1",
-			"kind":       "SubjectAccessReview",
-			"spec": map[string]any{
-				"user":               "testenv-probe",
-				"groups":             []string{group},
-				"resourceAttributes": attrs,
-			},
-		}
-		var last string
-		Eventually(t, 30*time.Second, func() bool {
-			code, body, err := c.do(t.Context(), http.MethodPost, "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)
-			if err != nil || code != http.StatusCreated {
-				last = fmt.Sprintf("%d %v %s", code, err, body)
-				return false
-			}
-			var res struct{ Status struct{ Allowed bool } }
-			last = string(body)
-			return json.Unmarshal(body, &res) == nil && res.Status.Allowed
-		}, "testenv: binding of %s to group %s not in force after 30s: %s", clusterRole, group, last)
-		return
-	}
-	t.Fatalf("testenv: clusterrole %s has no resource rule to bind (an aggregated role is filled by aggregateClusterRoles only at start)", clusterRole)
-}
-
-// aggregateClusterRoles does once what kube-controller-manager's
-// clusterrole-aggregation controller does continuously: it sets the rules
-// of every ClusterRole with an aggregationRule to the union of the rules
-// of the ClusterRoles its label selectors match. Without it the bootstrap
-// roles view, edit and admin are empty. Passes repeat until nothing
-// changes, since edit aggregates view and admin aggregates edit.
-// matchExpressions are not evaluated (the bootstrap roles use only
-// matchLabels): a selector with them matches nothing.
-func (c *KubeCluster) aggregateClusterRoles(ctx context.Context) error {
-	const path = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
-	type selector struct {
-		MatchLabels      map[string]string `json:"matchLabels"`
-		MatchExpressions []any             `json:"matchExpressions"`
-	}
-	type role struct {
-		Metadata struct {
-			Name   string            `json:"name"`
-			Labels map[string]string `json:"labels"`
-		} `json:"metadata"`
-		AggregationRule *struct {
-			ClusterRoleSelectors []selector `json:"clusterRoleSelectors"`
-		} `json:"aggregationRule"`
-		Rules []json.RawMessage `json:"rules"`
-		raw   map[string]any
-	}
-	for pass := 0; pass < 5; pass++ {
-		code, body, err := c.do(ctx, http.MethodGet, path, nil)
-		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("list clusterroles: %d %v %s", code, err, body)
-		}
-		var list struct{ Items []json.RawMessage }
-		if err := json.Unmarshal(body, &list); err != nil {
-			return err
-		}
-		roles := make([]*role, len(list.Items))
-		for i, item := range list.Items {
-			roles[i] = &role{}
-			if err := json.Unmarshal(item, roles[i]); err != nil {
-				return err
-			}
-			if err := json.Unmarshal(item, &roles[i].raw); err != nil {
-				return err
-			}
-		}
-		changed := false
-		for _, r := range roles {
-			if r.AggregationRule == nil {
-				continue
-			}
-			var rules []json.RawMessage
-			seen := map[string]bool{}
-			for _, sel := range r.AggregationRule.ClusterRoleSelectors {
-				if len(sel.MatchExpressions) > 0 || len(sel.MatchLabels) == 0 {
-					continue
-				}
-				for _, o := range roles {
-					if o == r || !labelsMatch(o.Metadata.Labels, sel.MatchLabels) {
-						continue
-					}
-					for _, rule := range o.Rules {
-						if !seen[string(rule)] {
-							seen[string(rule)] = true
-							rules = append(rules, rule)
-						}
-					}
-				}
-			}
-			before, _ := json.Marshal(r.Rules)
-			after, _ := json.Marshal(rules)
-			if bytes.Equal(before, after) || len(rules) == 0 {
-				continue
-			}
-			r.raw["rules"] = rules
-			code, body, err := c.do(ctx, http.MethodPut, path+"/"+r.Metadata.Name, r.raw)
-			if err != nil || code != http.StatusOK {
-				return fmt.Errorf("update clusterrole %s: %d %v %s", r.Metadata.Name, code, err, body)
-			}
-			changed = true
-		}
-		if !changed {
-			return nil
-		}
-	}
-	return errors.New("aggregated clusterroles still changing after 5 passes")
-}
-
-func labelsMatch(labels, want map[string]string) bool {
-	for k, v := range want {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-// KubePod is a pod on the kwok node. kwok runs no container: the pod's
-// log is the file LogFile (AppendLog writes to it, and `kubectl logs -f`
-// streams what is appended), and exec runs the command on this machine,
-// as the user the tests run as, in a scratch directory of the cluster:
-// `kubectl exec POD -- echo hi` prints "hi", and `kubectl exec -it POD --
-// sh` is a local sh on a pseudo-terminal that kwok allocates.
-type KubePod struct {
-	Namespace string
-	Name      string
-	Container string // "main"
-	LogFile   string // CRI-format log file kwok serves as the container's log
-}
-
-// StartPod creates pod name in namespace (creating the namespace and its
-// default ServiceAccount if needed) bound to the kwok node, with one
-// container "main", and a kwok Logs object pointing its log at an empty
-// file; it returns once the pod is Running and its log is served through
-// the apiserver. The pod and its Logs object are deleted when t ends.
-func (c *KubeCluster) StartPod(t testing.TB, namespace, name string) *KubePod {
-	t.Helper()
-	p := &KubePod{
-		Namespace: namespace,
-		Name:      name,
-		Container: "main",
-		LogFile:   filepath.Join(c.Dir, "pods", namespace+"_"+name+".log"),
-	}
-	if err := os.WriteFile(p.LogFile, nil, 0o644); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	c.Apply(t, fmt.Sprintf(`apiVersion: v1
-kind: Namespace
-metadata: {name: %[1]s}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: default, namespace: %[1]s}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Logs
-metadata: {name: %[2]s, namespace: %[1]s}
-spec:
-  logs:
-  - containers: [main]
-    logsFile: %[3]s
-    follow: true
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: %[2]s
-  namespace: %[1]s
-  labels: {app: %[2]s}
-spec:
-  nodeName: %[4]s
-  containers:
-  - name: main
-    image: airlock-testenv.invalid/kwok-simulated:none # never pulled: kwok runs no containers
-`, namespace, name, p.LogFile, KubeNodeName))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if out, err := c.kubectl(ctx, nil, "delete", "--namespace="+namespace, "--ignore-not-found", "--wait=false",
-			"pod/"+name, "logs.kwok.x-k8s.io/"+name); err != nil {
-			t.Errorf("testenv: delete pod %s/%s: %v: %s", namespace, name, err, out)
-		}
-	})
-	base := "/api/v1/namespaces/" + namespace + "/pods/" + name
-	var last string
-	Eventually(t, 60*time.Second, func() bool {
-		code, body, err := c.do(t.Context(), http.MethodGet, base, nil)
-		if err != nil || code != http.StatusOK {
-			last = fmt.Sprintf("%d %v %s", code, err, body)
-			return false
-		}
-		var pod struct{ Status struct{ Phase string } }
-		if err := json.Unmarshal(body, &pod); err != nil {
-			last = err.Error()
-			return false
-		}
-		last = "phase " + pod.Status.Phase
-		return pod.Status.Phase == "Running"
-	}, "testenv: pod %s/%s not Running after 60s: %s", namespace, name, last)
-	// kwok learns of the Logs object through a watch: until it has, the
-	// log request fails.
-	Eventually(t, 60*time.Second, func() bool {
-		code, body, err := c.do(t.Context(), http.MethodGet, base+"/log?container=main", nil)
-		last = fmt.Sprintf("%d %v %s", code, err, body)
-		return err == nil && code == http.StatusOK
-	}, "testenv: log of pod %s/%s not served after 60s: %s", namespace, name, last)
-	return p
-}
-
-// AppendLog appends lines to the pod's log as the container's stdout, in
-// the CRI log format kwok reads (RFC 3339 time, stream, "F", text).
-func (p *KubePod) AppendLog(t testing.TB, lines ...string) {
-	t.Helper()
-	f, err := os.OpenFile(p.LogFile, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	w := bufio.NewWriter(f)
-	for _, l := range lines {
-		fmt.Fprintf(w, "%s stdout F %s\n", time.Now().UTC().Format(time.RFC3339Nano), l)
-	}
-	if err := errors.Join(w.Flush(), f.Close()); err != nil {
-		t.Fatalf("testenv: append to %s: %v", p.LogFile, err)
-	}
-}
-
-func randomSuffix(t testing.TB) string {
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	return hex.EncodeToString(b[:])
 }

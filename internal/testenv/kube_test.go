@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,7 +22,7 @@ import (
 
 func TestKube(t *testing.T) {
 	k := Kube(t)
-	t.Logf("cluster started in %v: %s", k.took.Round(time.Millisecond), k.URL)
+	t.Logf("cluster at %s started: %s", k.URL, k.StartupReport())
 	if !strings.HasPrefix(k.URL, "https://127.0.0.1:") || len(k.CAPEM) == 0 || k.AdminKubeconfig == "" {
 		t.Fatalf("bad cluster: %+v", k)
 	}
@@ -119,6 +120,16 @@ func TestKube(t *testing.T) {
 		out, err := k.Run(t, "delete", "pod", "job-1", "--namespace=team-x", "--timeout=60s")
 		if err != nil {
 			t.Fatalf("kubectl delete pod: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("pods/namespace-without-default-serviceaccount", func(t *testing.T) {
+		// No controller-manager creates "default": the ServiceAccount
+		// admission plugin refuses the pod (StartPod creates it).
+		k.Apply(t, "apiVersion: v1\nkind: Namespace\nmetadata: {name: bare}\n")
+		out, err := k.Run(t, "run", "lonely", "--namespace=bare", "--image=none", "--overrides={\"spec\":{\"nodeName\":\""+KubeNodeName+"\"}}")
+		if err == nil || !strings.Contains(out, `serviceaccount "default" not found`) {
+			t.Fatalf("pod in a namespace without default ServiceAccount: err=%v, output %q; want refused", err, out)
 		}
 	})
 
@@ -301,6 +312,54 @@ func kubectlAs(t *testing.T, k *KubeCluster, caFile string, cred []string, args 
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(t.TempDir(), "none"))
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+func TestKubePortForward(t *testing.T) {
+	k := Kube(t)
+	k.StartPod(t, "payments", "echo-1")
+	ctx, cancel := context.WithCancel(t.Context())
+	cmd := exec.CommandContext(ctx, k.Kubectl, "--kubeconfig="+k.AdminKubeconfig, "port-forward", "--namespace=payments", "pod/echo-1", ":8080")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		_ = cmd.Wait()
+	}()
+	// "Forwarding from 127.0.0.1:PORT -> 8080"
+	addr := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			if a, ok := strings.CutPrefix(s.Text(), "Forwarding from 127.0.0.1:"); ok {
+				addr <- "127.0.0.1:" + strings.Fields(a)[0]
+			}
+		}
+	}()
+	var local string
+	select {
+	case local = <-addr:
+	case <-time.After(30 * time.Second):
+		t.Fatal("kubectl port-forward printed no local address after 30s")
+	}
+	conn, err := net.DialTimeout("tcp", local, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(conn, "ping through the apiserver\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || line != "ping through the apiserver\n" {
+		t.Fatalf("port-forward echo: %q, %v", line, err)
+	}
 }
 
 func TestKubeToolsDirMatchesScript(t *testing.T) {
