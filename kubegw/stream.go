@@ -113,6 +113,13 @@ func (e *execStream) Write(p []byte) (int, error) {
 func (e *execStream) follow(p []byte) {
 	if !e.headerOK {
 		e.outHeader = append(e.outHeader, p...)
+		if len(e.outHeader) >= 5 && string(e.outHeader[:5]) != "HTTP/" {
+			// The upgrade response went out through the server's own
+			// buffered writer: what comes here is already frames.
+			p, e.headerOK, e.outHeader = e.outHeader, true, nil
+			e.out.feed(p)
+			return
+		}
 		i := bytes.Index(e.outHeader, []byte("\r\n\r\n"))
 		if i < 0 {
 			if len(e.outHeader) > 64<<10 {

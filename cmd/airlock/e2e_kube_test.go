@@ -5,14 +5,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/internal/testenv"
 )
@@ -236,28 +240,62 @@ func TestE2EKube(t *testing.T) {
 		t.Fatalf("edit: exec: %v\n%s", err, out)
 	}
 
-	// kubectl get pods -w is cut at the grant's end.
+	// kubectl exec -it runs a shell on a terminal, recorded; kubectl get
+	// pods -w watches; the grant's end cuts both, and the terminal is told
+	// why first.
+	term := k.execTTY(t, "exec", "-it", "web-1", "-n", "payments", "--", "sh")
+	fmt.Fprint(term.pty, "echo rec-$((6*7))\n")
+	waitFor(t, func() bool { return strings.Contains(term.screen(), "rec-42") })
 	watch := k.kubectlProc(t, "get", "pods", "-w", "-n", "payments")
 	waitFor(t, func() bool { return strings.Contains(watch.out.String(), "web-1") })
 	h.clock.Advance(2 * time.Hour)
-	select {
-	case <-watch.done:
-	case <-time.After(3 * time.Second):
-		t.Fatalf("kubectl get pods -w still running 3 s after the grant's end:\n%s", watch.out.String())
+	for what, done := range map[string]<-chan struct{}{"kubectl get pods -w": watch.done, "kubectl exec -it": term.done} {
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s still running 3 s after the grant's end:\n%s%s", what, watch.out.String(), term.screen())
+		}
+	}
+	if !strings.Contains(term.screen(), "[airlock] "+airlock.EndGrantExpired.Text()+": this session is closed") {
+		t.Fatalf("the terminal was not told why it closed:\n%s", term.screen())
 	}
 	h.fresh(tm.admin, tm.adminSecret)
+	var recorded string
 	waitFor(t, func() bool {
 		for _, e := range h.auditEvents(tm.admin, "session.ended") {
 			var d struct {
 				EndReason string `json:"end_reason"`
+				Recording string `json:"recording"`
 			}
 			json.Unmarshal(e.Details, &d)
-			if e.GrantID == g2.ID && d.EndReason == "grant_expired" {
+			if e.GrantID == g2.ID && d.EndReason == "grant_expired" && d.Recording != "" {
+				recorded = d.Recording
 				return true
 			}
 		}
 		return false
 	})
+	// The exec's exit and what it ran are in its events.
+	execSeen := false
+	for _, e := range h.auditEvents(tm.admin, "k8s.request") {
+		var d struct {
+			Subresource string
+			Command     []string
+			TTY         bool
+		}
+		json.Unmarshal(e.Details, &d)
+		if d.Subresource == "exec" && d.TTY && strings.Join(d.Command, " ") == "sh" {
+			execSeen = true
+		}
+	}
+	if !execSeen {
+		t.Fatal("no k8s.request for the exec -it with its command")
+	}
+	// The recording replays (hash-checked by the CLI).
+	out, err = h.runProc(tm.admin, nil, "sessions", "play", recorded, "--speed", "0")
+	if err != nil || !strings.Contains(out, "rec-42") || !strings.Contains(out, "echo rec-") {
+		t.Fatalf("sessions play %s: %v\n%s", recorded, err, out)
+	}
 
 	// Airlock's own credential is nowhere a user or the audit can see it.
 	if strings.Contains(h.logs.String(), k.token) {
@@ -272,6 +310,50 @@ func TestE2EKube(t *testing.T) {
 			t.Fatalf("%s carries the gateway's cluster credential", f)
 		}
 	}
+}
+
+// ttyProc is a CLI process on a pseudo-terminal.
+type ttyProc struct {
+	pty  *os.File
+	done chan struct{}
+	mu   sync.Mutex
+	buf  strings.Builder
+}
+
+func (p *ttyProc) screen() string { p.mu.Lock(); defer p.mu.Unlock(); return p.buf.String() }
+
+// execTTY runs airlock kubectl on a terminal of its own (kubectl exec -it
+// needs one).
+func (k *kubeSetup) execTTY(t *testing.T, args ...string) *ttyProc {
+	t.Helper()
+	master, slave, err := testenv.OpenPTY()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	cmd := k.h.command(k.tm.alice, []string{"AIRLOCK_KUBECTL=" + k.kc.Kubectl}, append([]string{"kubectl", "prod-k8s", "--"}, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	p := &ttyProc{pty: master, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := master.Read(b)
+			p.mu.Lock()
+			p.buf.Write(b[:n])
+			p.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return p
 }
 
 // kubeRaw sends one API request with token straight to the gateway.

@@ -250,7 +250,7 @@ func TestKube(t *testing.T) {
 	})
 
 	t.Run("exec/tty", func(t *testing.T) {
-		master, slave, err := openPTY()
+		master, slave, err := OpenPTY()
 		if err != nil {
 			t.Skipf("no pseudo-terminal: %v", err)
 		}

@@ -7,9 +7,9 @@ import (
 	"unsafe"
 )
 
-// openPTY opens a pseudo-terminal pair with the Linux /dev/ptmx ioctls
+// OpenPTY opens a pseudo-terminal pair with the Linux /dev/ptmx ioctls
 // (a few lines, so no pty module for one test).
-func openPTY() (master, slave *os.File, err error) {
+func OpenPTY() (master, slave *os.File, err error) {
 	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
