@@ -106,6 +106,9 @@ const (
 	KindPostgres = "postgres"
 	KindSSH      = "ssh"
 	KindHTTP     = "http"
+	// KindKubernetes is a Kubernetes API server reached through the
+	// Kubernetes gateway with impersonation.
+	KindKubernetes = "kubernetes"
 )
 
 // Resource is something in production that users reach through a gateway.

@@ -54,3 +54,8 @@ func (r Revocation) Apply(g Gateway) int {
 	}
 	return 0
 }
+
+// KubePathPrefix starts every path on the Kubernetes gateway:
+// /k8s/RESOURCE/api/v1/… is the API of kubernetes resource RESOURCE, so a
+// kubeconfig's server is https://GATEWAY/k8s/RESOURCE.
+const KubePathPrefix = "/k8s/"

@@ -104,23 +104,41 @@ func (s *Service) HTTPApp(ctx context.Context, host, domain string) (*airlock.Re
 // resource, with the same checks as connecting (an active grant, MFA fresh
 // per policy; a step-up factor is always verified when given).
 func (s *Service) MintHTTPToken(ctx context.Context, p *identity.Principal, resource, access string, su identity.StepUp, domain string) (*HTTPToken, error) {
-	g, r, _, err := s.AuthorizeConnect(ctx, p, resource, access, su)
+	t, r, err := s.mintToken(ctx, p, resource, access, su, airlock.KindHTTP, HTTPTokenTTL)
 	if err != nil {
 		return nil, err
 	}
-	if r.Kind != airlock.KindHTTP {
-		return nil, airlock.Errorf(airlock.EINVALID, "%s is a %s resource, not an http app", r.Name, r.Kind)
+	t.Host = PublicHost(r, domain)
+	return t, nil
+}
+
+// mintToken issues a gateway token for p's grant on resource, which must
+// be of kind, living ttl at most.
+func (s *Service) mintToken(ctx context.Context, p *identity.Principal, resource, access string, su identity.StepUp, kind string, ttl time.Duration) (*HTTPToken, *airlock.Resource, error) {
+	g, r, _, err := s.AuthorizeConnect(ctx, p, resource, access, su)
+	if err != nil {
+		return nil, nil, err
 	}
-	exp := s.now().UTC().Add(HTTPTokenTTL)
+	if r.Kind != kind {
+		return nil, nil, airlock.Errorf(airlock.EINVALID, "%s is a %s resource, not %s", r.Name, r.Kind, kindNoun(kind))
+	}
+	exp := s.now().UTC().Add(ttl)
 	if g.EndsAt.Before(exp) {
 		exp = g.EndsAt
 	}
 	tok, err := s.storeHTTPToken(ctx, p.User, g, r, false, exp, p.Source, p.Session.MFAMethod)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return &HTTPToken{Token: tok, ExpiresAt: exp, GrantID: g.ID, Resource: r.Name, Access: g.Access, User: p.User.Name,
-		GrantEnds: g.EndsAt, Host: PublicHost(r, domain)}, nil
+		GrantEnds: g.EndsAt}, r, nil
+}
+
+func kindNoun(kind string) string {
+	if kind == airlock.KindKubernetes {
+		return "a kubernetes cluster"
+	}
+	return "an http app"
 }
 
 // storeHTTPToken records http.token_issued and stores a new token.
@@ -168,6 +186,9 @@ type HTTPAccess struct {
 	Header map[string]string
 	// Rules are the access level's allow rules (none: everything).
 	Rules []airlock.HTTPRule
+	// Kube is set for a kubernetes resource: what the gateway
+	// impersonates, where, and with which client certificate.
+	Kube *KubeAccess
 }
 
 // RedeemHTTPCode uses a sign-in code at the app host: the code must be
@@ -239,6 +260,13 @@ func (s *Service) AuthenticateHTTP(ctx context.Context, resource, token string) 
 	return a, nil
 }
 
+// CheckHTTPGrant validates, without a token, that userID's grantID still
+// opens resource: the gateways ask it while a session whose token ran out
+// before its grant still has a stream open. It audits nothing.
+func (s *Service) CheckHTTPGrant(ctx context.Context, userID, grantID, resource string) (*HTTPAccess, error) {
+	return s.httpAccess(ctx, userID, grantID, resource)
+}
+
 // RevokeHTTPToken makes an app token unusable.
 func (s *Service) RevokeHTTPToken(ctx context.Context, token string) error {
 	return s.store.DeleteKV(ctx, kvKey(kvHTTPToken, auth.HashToken(token)))
@@ -277,7 +305,7 @@ func (s *Service) httpAccess(ctx context.Context, userID, grantID, resource stri
 	if airlock.Unavailable(err) {
 		return nil, airlock.AsUnavailable(err)
 	}
-	if err != nil || r.Kind != airlock.KindHTTP {
+	if err != nil || (r.Kind != airlock.KindHTTP && r.Kind != airlock.KindKubernetes) {
 		return nil, ended(airlock.EndGrantRevoked, "the app %s is gone", resource)
 	}
 	d := s.decide(ctx, u, r, g.Access, 0, g.BreakGlass)
@@ -300,6 +328,11 @@ func (s *Service) httpAccess(ctx context.Context, userID, grantID, resource stri
 		}
 		a.Credential = c
 		a.Header = httpCredentialHeader(o.AuthHeader, c)
+	}
+	if r.Kind == airlock.KindKubernetes {
+		if err := kubeAccess(a, o); err != nil {
+			return nil, err
+		}
 	}
 	return a, nil
 }

@@ -53,6 +53,13 @@ type ResourceOptions struct {
 	// AuthHeader is the header an http credential without a user goes in
 	// (default Authorization, as a bearer token).
 	AuthHeader string `json:"auth_header,omitempty"`
+	// KubeGroups maps a kubernetes access level to the Kubernetes groups
+	// the gateway impersonates for it (the cluster's RBAC binds them).
+	KubeGroups map[string][]string `json:"kube_groups,omitempty"`
+	// Namespaces maps a kubernetes access level to the only namespaces it
+	// may touch; a level without an entry may touch every namespace and
+	// cluster-scoped resources.
+	Namespaces map[string][]string `json:"namespaces,omitempty"`
 	// ReadOnly lists access levels that start sessions read-only.
 	ReadOnly []string          `json:"read_only,omitempty"`
 	Extra    map[string]string `json:"extra,omitempty"`
@@ -134,7 +141,7 @@ type CredentialInput struct {
 }
 
 func validKind(k string) bool {
-	return k == airlock.KindPostgres || k == airlock.KindSSH || k == airlock.KindHTTP
+	return k == airlock.KindPostgres || k == airlock.KindSSH || k == airlock.KindHTTP || k == airlock.KindKubernetes
 }
 
 func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, error) {
@@ -142,7 +149,7 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		return nil, airlock.Errorf(airlock.EINVALID, "invalid resource name %q: use lower-case letters, digits, '-', '_' or '.'", in.Name)
 	}
 	if !validKind(in.Kind) {
-		return nil, airlock.Errorf(airlock.EINVALID, "unknown kind %q: use postgres, ssh or http", in.Kind)
+		return nil, airlock.Errorf(airlock.EINVALID, "unknown kind %q: use postgres, ssh, http or kubernetes", in.Kind)
 	}
 	if in.Addr == "" {
 		return nil, airlock.Errorf(airlock.EINVALID, "resource %s needs --addr HOST:PORT", in.Name)
@@ -153,7 +160,7 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		r.Labels = map[string]string{}
 	}
 	for level, c := range in.Credentials {
-		if level == "" || (c.User == "" && in.Kind != airlock.KindHTTP) {
+		if level == "" || (c.User == "" && in.Kind != airlock.KindHTTP && in.Kind != airlock.KindKubernetes) {
 			return nil, airlock.Errorf(airlock.EINVALID, "credential %q of %s needs a user", level, in.Name)
 		}
 		plain, _ := json.Marshal(sealedCredential(c))
@@ -177,7 +184,7 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		if slices.Contains(in.Options.Databases, "") {
 			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: an empty name in databases", in.Name)
 		}
-	} else if in.Options.TLS != "" || (in.Options.TLSCA != "" && in.Kind != airlock.KindHTTP) || len(in.Options.Databases) > 0 || in.Options.AllowCleartextPassword {
+	} else if in.Options.TLS != "" || (in.Options.TLSCA != "" && in.Kind != airlock.KindHTTP && in.Kind != airlock.KindKubernetes) || len(in.Options.Databases) > 0 || in.Options.AllowCleartextPassword {
 		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslmode, sslrootcert, databases and allow_cleartext_password apply to postgres resources only", in.Name)
 	}
 	if in.Kind == airlock.KindHTTP {
@@ -194,6 +201,13 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		}
 	} else if in.Options.PublicHost != "" || len(in.Options.Levels) > 0 || len(in.Options.Allow) > 0 || in.Options.AuthHeader != "" {
 		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: public_host, levels, allow and auth_header apply to http resources only", in.Name)
+	}
+	if in.Kind == airlock.KindKubernetes {
+		if err := checkKubeResource(in.Name, in.Addr, in.Options, r.Credentials, in.Credentials); err != nil {
+			return nil, err
+		}
+	} else if len(in.Options.KubeGroups) > 0 || len(in.Options.Namespaces) > 0 {
+		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: kube_groups and namespaces apply to kubernetes resources only", in.Name)
 	}
 	if in.Kind == airlock.KindSSH {
 		for _, l := range in.Options.Logins {
@@ -215,8 +229,11 @@ func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource,
 		in.Options.Databases = strings.Split(dbs, ",")
 	}
 	in.Options.AllowCleartextPassword = spec.Options["allow_cleartext_password"] == "true"
-	if spec.Kind == airlock.KindHTTP {
+	switch spec.Kind {
+	case airlock.KindHTTP:
 		httpSpecOptions(spec.Options, &in.Options)
+	case airlock.KindKubernetes:
+		kubeSpecOptions(spec.Options, &in.Options)
 	}
 	// Every file and variable named here resolves through s.creds only:
 	// never the data dir, never the server's own settings.

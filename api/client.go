@@ -335,6 +335,12 @@ func (c *Client) MintHTTPToken(ctx context.Context, in ConnectRequest) (*HTTPTok
 	return call[HTTPTokenResponse](ctx, c, "POST", RouteHTTPTokens, in)
 }
 
+// MintKubeToken mints a token for the Kubernetes gateway under the
+// caller's grant on a kubernetes resource.
+func (c *Client) MintKubeToken(ctx context.Context, in ConnectRequest) (*KubeTokenResponse, error) {
+	return call[KubeTokenResponse](ctx, c, "POST", RouteKubeTokens, in)
+}
+
 // SSHCert signs in.PublicKey for the SSH gateway under the caller's grant.
 func (c *Client) SSHCert(ctx context.Context, in ConnectRequest) (*SSHCertResponse, error) {
 	return call[SSHCertResponse](ctx, c, "POST", RouteSSHCerts, in)

@@ -489,6 +489,7 @@ var routeMethods = map[string][]string{
 	"RouteConnectTokens":             {"POST"},
 	"RouteSSHCerts":                  {"POST"},
 	"RouteHTTPTokens":                {"POST"},
+	"RouteKubeTokens":                {"POST"},
 	"RouteSessions":                  {"GET"},
 	"RouteSession":                   {"GET"},
 	"RouteSessionKill":               {"POST"},

@@ -31,7 +31,41 @@ type HTTPTokenResponse struct {
 // before it expires (a third of access.HTTPTokenTTL).
 const HTTPTokenRenewBefore = 5 * time.Minute
 
+// KubeTokenResponse is a minted token for the Kubernetes gateway, with
+// the cluster's URL there.
+type KubeTokenResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	GrantID   string    `json:"grant_id"`
+	Resource  string    `json:"resource"`
+	Access    string    `json:"access"`
+	GrantEnds time.Time `json:"grant_ends_at"`
+	// Server is the cluster's URL on the gateway (a kubeconfig's server).
+	Server string `json:"server"`
+	// TLSCA is the PEM of the CA the gateway's certificate chains to.
+	TLSCA string `json:"tls_ca,omitempty"`
+}
+
 func (s *Server) routesHTTP() {
+	s.mux.HandleFunc("POST "+RouteKubeTokens, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		if s.Gateways.KubeURL == "" {
+			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "the Kubernetes gateway is not enabled on this server (--kube-addr)"))
+			return
+		}
+		var in ConnectRequest
+		if err := decode(r, &in); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		t, err := s.Access.MintKubeToken(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP})
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, KubeTokenResponse{Token: t.Token, ExpiresAt: t.ExpiresAt, GrantID: t.GrantID,
+			Resource: t.Resource, Access: t.Access, GrantEnds: t.GrantEnds,
+			Server: s.Gateways.KubeURL + airlock.KubePathPrefix + t.Resource, TLSCA: s.Gateways.TLSCA})
+	}))
 	s.mux.HandleFunc("POST "+RouteHTTPTokens, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if s.Gateways.HTTPAppsDomain == "" {
 			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "the HTTP gateway is not enabled on this server (--http-apps-addr)"))

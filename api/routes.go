@@ -61,6 +61,7 @@ const (
 	RouteConnectTokens    = "/api/v1/connect-tokens"
 	RouteSSHCerts         = "/api/v1/ssh/certs"
 	RouteHTTPTokens       = "/api/v1/http/tokens"
+	RouteKubeTokens       = "/api/v1/kube/tokens"
 	RouteSessions         = "/api/v1/sessions"
 	RouteSession          = "/api/v1/sessions/{id}"
 	RouteSessionKill      = "/api/v1/sessions/{id}/kill"

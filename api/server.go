@@ -66,6 +66,9 @@ type GatewayInfo struct {
 	HTTPAppsAddr   string `json:"http_apps_addr,omitempty"`
 	HTTPAppsDomain string `json:"http_apps_domain,omitempty"`
 	HTTPAppsPort   string `json:"http_apps_port,omitempty"`
+	// KubeURL is the Kubernetes gateway's base URL (a cluster is
+	// KubeURL/k8s/RESOURCE).
+	KubeURL string `json:"kube_url,omitempty"`
 }
 
 // Handler returns the API's http.Handler. Call once after the fields are set.

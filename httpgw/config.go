@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/netguard"
+	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/secrets"
 )
 
@@ -51,9 +52,13 @@ const (
 	DefaultStateTTL = 10 * time.Minute
 )
 
-// Config configures a Gateway. Auth, Audit, Domain, ConsoleURL and TLS
-// (unless PlainHTTP) are required.
+// Config configures a Gateway. Auth and Audit are required; so are
+// Domain, ConsoleURL and Identity for the apps door (Door nil).
 type Config struct {
+	// Door is the kind of gateway this is (nil: the apps door, web apps
+	// at their own hosts under Domain).
+	Door Door
+
 	// Domain is the apps domain: an app's default host is
 	// RESOURCE.Domain ("grafana.apps.example.com").
 	Domain string
@@ -68,10 +73,14 @@ type Config struct {
 
 	Auth  Authenticator
 	Audit airlock.AuditPipeline
-	// Identity signs the assertion sent to apps (required).
+	// Identity signs the assertion sent upstream in IdentityHeader
+	// (required for the apps door; nil sends none).
 	Identity Signer
 	// Sessions records session rows (optional).
 	Sessions SessionRecorder
+	// Recordings keeps terminal recordings of streams a StreamDoor
+	// records (required by such doors).
+	Recordings recording.Store
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -142,6 +151,15 @@ type Authenticator interface {
 	Revoke(ctx context.Context, token secrets.Secret) error
 }
 
+// GrantChecker is an Authenticator that can also validate the grant
+// behind a target without its token: the core asks it while a session
+// whose token ran out before the grant still has streams open (a watch or
+// a log stream outlives its token, never its grant). Without it such a
+// session relies on the revocation bus alone until its streams end.
+type GrantChecker interface {
+	CheckGrant(ctx context.Context, t *Target) (*Target, error)
+}
+
 // Target is what a valid token opens: who, under which grant, and how the
 // app is reached.
 type Target struct {
@@ -179,6 +197,9 @@ type Target struct {
 	// MaxConcurrent bounds the requests and streams in flight at once in
 	// this session (0 = unlimited).
 	MaxConcurrent int
+	// Door is what the gateway's Door needs beyond this (kubegw: what to
+	// impersonate, where); the core never reads it.
+	Door any
 }
 
 // Identity is what the signed assertion to the app says.

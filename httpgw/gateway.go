@@ -33,10 +33,13 @@ var ErrGatewayClosed = errors.New("httpgw: gateway closed")
 // and cuts the app's sessions when their grant ends. Its methods are safe
 // for concurrent use.
 type Gateway struct {
-	cfg   Config
-	log   *slog.Logger
-	proxy *httputil.ReverseProxy
-	srv   *http.Server
+	cfg  Config
+	door Door
+	log  *slog.Logger
+	// reqAction and respAction are the door's audit actions.
+	reqAction, respAction string
+	proxy                 *httputil.ReverseProxy
+	srv                   *http.Server
 
 	mu       sync.Mutex
 	sessions map[[32]byte]*session // by token hash
@@ -59,16 +62,17 @@ const appCacheTTL = 2 * time.Second
 
 // New checks cfg and returns a Gateway.
 func New(cfg Config) (*Gateway, error) {
+	apps := cfg.Door == nil
 	switch {
 	case cfg.Auth == nil:
 		return nil, errors.New("httpgw: Auth is required")
 	case cfg.Audit == nil:
 		return nil, errors.New("httpgw: Audit is required")
-	case cfg.Identity == nil:
+	case apps && cfg.Identity == nil:
 		return nil, errors.New("httpgw: Identity is required")
-	case cfg.Domain == "":
+	case apps && cfg.Domain == "":
 		return nil, errors.New("httpgw: Domain is required")
-	case cfg.ConsoleURL == "":
+	case apps && cfg.ConsoleURL == "":
 		return nil, errors.New("httpgw: ConsoleURL is required")
 	}
 	if cfg.Logger == nil {
@@ -91,8 +95,13 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
 	cfg.ConsoleURL = strings.TrimRight(cfg.ConsoleURL, "/")
-	g := &Gateway{cfg: cfg, log: cfg.Logger.With("gateway", "http"),
-		sessions: map[[32]byte]*session{}, apps: map[string]appEntry{}, transports: map[string]*http.Transport{}}
+	g := &Gateway{cfg: cfg, sessions: map[[32]byte]*session{}, apps: map[string]appEntry{}, transports: map[string]*http.Transport{}}
+	if apps {
+		g.cfg.Door = appsDoor{g}
+	}
+	g.door = g.cfg.Door
+	g.reqAction, g.respAction = g.door.Actions()
+	g.log = cfg.Logger.With("gateway", g.door.Kind())
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
 		Transport:      roundTripperFunc(g.roundTrip),
@@ -144,7 +153,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // serving it behind another listener).
 func (g *Gateway) Handler() http.Handler { return g }
 
-// ServeHTTP routes a request by its host to the app served there.
+// ServeHTTP routes a request through the door to its app's session.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(r.TransferEncoding) > 0 {
 		// net/http reads the body by Transfer-Encoding and has already
@@ -154,42 +163,26 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// framed differently is never read as a request.
 		w.Header().Set("Connection", "close")
 	}
-	host := hostOnly(r.Host)
-	app, err := g.app(r.Context(), host)
-	if err != nil {
-		writeError(w, r, http.StatusNotFound, "airlock: no app is served at "+host)
+	app := g.door.Route(w, r)
+	if app == nil {
 		return
 	}
-	if strings.HasPrefix(r.URL.Path, ReservedPrefix) {
-		g.reserved(w, r, app)
-		return
-	}
-	if !airlock.CleanHTTPPath(r.URL.Path) {
-		writeError(w, r, http.StatusBadRequest, "airlock: the request path must be clean (no //, . or .. segments, no backslash)")
-		return
-	}
-	if upgradesTo(r.Header, "h2c") {
-		// An HTTP/2 tunnel to the app: its requests would bypass the
-		// rules and the audit (h2c smuggling).
-		writeError(w, r, http.StatusBadRequest, "airlock: h2c upgrades are not forwarded")
-		return
-	}
-	tok, browser := requestToken(r)
+	tok, browser := g.door.Token(r)
 	if tok.IsZero() {
-		g.unauthenticated(w, r, app, "")
+		g.door.Unauthenticated(w, r, app, "")
 		return
 	}
 	s, err := g.session(r.Context(), app, tok, browser, r.RemoteAddr)
 	if err != nil {
-		g.unauthenticated(w, r, app, airlock.ErrorMessage(err))
+		g.door.Unauthenticated(w, r, app, airlock.ErrorMessage(err))
 		return
 	}
 	s.serve(w, r)
 }
 
-// upgradesTo reports whether the Upgrade header lists protocol (any
+// UpgradesTo reports whether the Upgrade header lists protocol (any
 // version).
-func upgradesTo(h http.Header, protocol string) bool {
+func UpgradesTo(h http.Header, protocol string) bool {
 	for _, v := range h.Values("Upgrade") {
 		for _, p := range strings.Split(v, ",") {
 			name, _, _ := strings.Cut(strings.TrimSpace(p), "/")

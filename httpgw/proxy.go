@@ -3,6 +3,7 @@ package httpgw
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +28,21 @@ type requestState struct {
 	status int
 	jwt    string
 	err    error
+
+	noteMu sync.Mutex
+	notes  []any // a StreamDoor's fields for the response event
+}
+
+// streamSession is the session as one request's stream sees it.
+type streamSession struct {
+	*session
+	rs *requestState
+}
+
+func (ss streamSession) Note(fields any) {
+	ss.rs.noteMu.Lock()
+	ss.rs.notes = append(ss.rs.notes, fields)
+	ss.rs.noteMu.Unlock()
 }
 
 type stateKey struct{}
@@ -102,6 +119,10 @@ type responseDetails struct {
 // into the audit pipeline (waiting for it to be durable under strict
 // audit), forwards, and records http.response.
 func (s *session) serve(w http.ResponseWriter, r *http.Request) {
+	// Held for the whole request, refusals included: the session's end
+	// waits for it before closing the audit receipts queue.
+	s.wg.Add(1)
+	defer s.wg.Done()
 	t := s.target()
 	host := hostOnly(r.Host)
 	d := requestDetails{Method: r.Method, Host: host, Path: r.URL.Path, ContentLength: r.ContentLength}
@@ -115,30 +136,34 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	if up := r.Header.Get("Upgrade"); up != "" {
 		d.Upgrade = strings.ToLower(up)
 	}
-	if !airlock.HTTPAllowed(t.Rules, r.Method, r.URL.Path) {
-		d.Denied = "access_level"
-		s.submit(s.event("http.request", airlock.OutcomeDenied, d.json()))
-		writeError(w, r, http.StatusForbidden, "airlock: "+t.Access+" access to "+s.app.Resource+" does not allow "+r.Method+" "+r.URL.Path)
+	g := s.g
+	fields, refusal := g.door.Inspect(r, t)
+	if refusal != nil {
+		d.Denied = refusal.Denied
+		s.submit(s.event(g.reqAction, airlock.OutcomeDenied, mergeJSON(d.json(), fields)))
+		status := refusal.Status
+		if status == 0 {
+			status = http.StatusForbidden
+		}
+		g.door.Error(w, r, status, refusal.Message)
 		return
 	}
 	n := s.inflight.Add(1)
-	s.wg.Add(1)
 	defer func() {
-		s.inflight.Add(-1)
 		s.lastUse.Store(time.Now().UnixNano())
-		s.wg.Done()
+		s.requestDone()
 	}()
 	if t.MaxConcurrent > 0 && n > int64(t.MaxConcurrent) {
 		d.Denied = "max_concurrent"
-		s.submit(s.event("http.request", airlock.OutcomeDenied, d.json()))
+		s.submit(s.event(g.reqAction, airlock.OutcomeDenied, mergeJSON(d.json(), fields)))
 		w.Header().Set("Retry-After", "1")
-		writeError(w, r, http.StatusTooManyRequests, "airlock: too many requests in flight in this session (the policy allows "+strconv.Itoa(t.MaxConcurrent)+")")
+		g.door.Error(w, r, http.StatusTooManyRequests, "airlock: too many requests in flight in this session (the policy allows "+strconv.Itoa(t.MaxConcurrent)+")")
 		return
 	}
 	d.N = s.requests.Add(1)
-	p, ok := s.submit(s.event("http.request", airlock.OutcomeSuccess, d.json()))
+	p, ok := s.submit(s.event(g.reqAction, airlock.OutcomeSuccess, mergeJSON(d.json(), fields)))
 	if !ok {
-		s.g.unauthenticated(w, r, s.app, "the session has ended")
+		g.door.Unauthenticated(w, r, s.app, "the session has ended")
 		return
 	}
 	if t.StrictAudit {
@@ -150,15 +175,18 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if p.Err() != nil || s.ctx.Err() != nil {
-			writeError(w, r, http.StatusServiceUnavailable, "airlock: audit log unavailable — request not forwarded")
+			g.door.Error(w, r, http.StatusServiceUnavailable, "airlock: audit log unavailable — request not forwarded")
 			return
 		}
 	}
-	jwt, err := s.identity(r.Context())
-	if err != nil {
-		s.g.log.Error("sign identity", "session", s.id, "err", err)
-		writeError(w, r, http.StatusServiceUnavailable, "airlock: cannot sign the identity for the app; try again")
-		return
+	var jwt string
+	if g.cfg.Identity != nil {
+		var err error
+		if jwt, err = s.identity(r.Context()); err != nil {
+			g.log.Error("sign identity", "session", s.id, "err", err)
+			g.door.Error(w, r, http.StatusServiceUnavailable, "airlock: cannot sign the identity for the app; try again")
+			return
+		}
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())
@@ -166,9 +194,10 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 	defer cancel()
 	// One allocation for the request's state and its counting wrappers.
-	f := &forwarded{rs: requestState{s: s, t: t, n: d.N, jwt: jwt}, out: countingWriter{w: w, s: s},
+	f := &forwarded{rs: requestState{s: s, t: t, n: d.N, jwt: jwt}, out: countingWriter{w: w, s: s, r: r},
 		body: countingBody{rc: r.Body, n: &s.bytesIn}}
 	rs, out, body := &f.rs, &f.out, &f.body
+	out.rs = rs
 	ctx = context.WithValue(ctx, stateKey{}, rs)
 	start := time.Now()
 	r2 := r.WithContext(ctx)
@@ -192,12 +221,18 @@ func (s *session) serve(w http.ResponseWriter, r *http.Request) {
 			outcome = airlock.OutcomeFailure
 			rd.Error = "response aborted"
 		}
-		s.submit(s.event("http.response", outcome, rd.json()))
+		resp := rd.json()
+		rs.noteMu.Lock()
+		for _, n := range rs.notes {
+			resp = mergeJSON(resp, n)
+		}
+		rs.noteMu.Unlock()
+		s.submit(s.event(g.respAction, outcome, resp))
 		if aborted != nil {
 			panic(aborted)
 		}
 	}()
-	s.g.proxy.ServeHTTP(out, r2)
+	g.proxy.ServeHTTP(out, r2)
 }
 
 // forwarded is what serve allocates for a forwarded request.
@@ -232,14 +267,35 @@ func (d *responseDetails) json() []byte {
 	return d.appendJSON(make([]byte, 0, 112+len(d.Error)))
 }
 
-// rewrite builds the upstream request: the app's URL, X-Forwarded-*, the
-// brokered credential and the identity assertion; Airlock's own cookie,
-// token and any identity header the client sent are removed.
+// mergeJSON adds the fields of JSON object extra (a door's) to JSON
+// object base (the core's).
+func mergeJSON(base []byte, extra any) []byte {
+	if extra == nil {
+		return base
+	}
+	e, err := json.Marshal(extra)
+	if err != nil {
+		return base
+	}
+	if len(e) < 3 || e[0] != '{' || len(base) < 2 {
+		return base
+	}
+	if len(base) == 2 { // {}
+		return e
+	}
+	out := make([]byte, 0, len(base)+len(e))
+	out = append(out, base[:len(base)-1]...)
+	out = append(out, ',')
+	return append(out, e[1:]...)
+}
+
+// rewrite builds the upstream request: the upstream's URL, the brokered
+// credential and the identity assertion; Airlock's own token and any
+// identity header the client sent are removed; then the door's own edits.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	rs := requestStateFrom(pr.In.Context())
 	t := rs.t
 	pr.SetURL(t.Upstream)
-	pr.SetXForwarded()
 	h := pr.Out.Header
 	if as := h.Values("Authorization"); len(as) > 0 {
 		keep := as[:0:0]
@@ -253,13 +309,14 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			h["Authorization"] = keep
 		}
 	}
-	stripCookies(h)
 	h.Del(IdentityHeader)
-	h.Del("Forwarded")
+	g.door.Rewrite(pr, t)
 	for k, vs := range t.Header {
 		h[http.CanonicalHeaderKey(k)] = vs // replaces the client's header of that name
 	}
-	h.Set(IdentityHeader, rs.jwt)
+	if rs.jwt != "" {
+		h.Set(IdentityHeader, rs.jwt)
+	}
 }
 
 // stripCookies removes the gateway's cookies from a Cookie header.
@@ -286,27 +343,13 @@ func stripCookies(h http.Header) {
 
 func isOurCookie(name string) bool { return strings.HasPrefix(strings.ToLower(name), "__host-airlock") }
 
-// modifyResponse keeps the app's cookies on its own host (no Domain: a
-// cookie for the apps domain would reach every sibling app), drops any
-// cookie in the gateway's name, and points redirects to the upstream's own
-// address back at the app's public host.
+// modifyResponse remembers the status, drops any identity header the app
+// echoed, and hands the response to the door.
 func (g *Gateway) modifyResponse(resp *http.Response) error {
 	rs := requestStateFrom(resp.Request.Context())
 	rs.status = resp.StatusCode
-	h := resp.Header
-	if cs := h.Values("Set-Cookie"); len(cs) > 0 {
-		h.Del("Set-Cookie")
-		for _, c := range cs {
-			if c2, ok := hostOnlyCookie(c); ok {
-				h.Add("Set-Cookie", c2)
-			}
-		}
-	}
-	if loc := h.Get("Location"); loc != "" {
-		h.Set("Location", g.publicLocation(loc, rs.t, resp.Request))
-	}
-	h.Del(IdentityHeader)
-	return nil
+	resp.Header.Del(IdentityHeader)
+	return g.door.ModifyResponse(resp, rs.t)
 }
 
 // hostOnlyCookie rewrites a Set-Cookie value without its Domain
@@ -358,7 +401,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		rs.err = err
 		if rs.s.ctx.Err() != nil {
 			rs.status = http.StatusUnauthorized
-			writeError(w, r, http.StatusUnauthorized, "airlock: the session ended ("+rs.s.reasonText()+")")
+			g.door.Error(w, r, http.StatusUnauthorized, "airlock: the session ended ("+rs.s.reasonText()+")")
 			return
 		}
 	}
@@ -369,7 +412,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if rs != nil {
 		rs.status = http.StatusBadGateway
 	}
-	writeError(w, r, http.StatusBadGateway, "airlock: the app did not answer")
+	g.door.Error(w, r, http.StatusBadGateway, "airlock: the app did not answer")
 }
 
 func (s *session) reasonText() string {
@@ -398,6 +441,8 @@ func (b *countingBody) Close() error { return b.rc.Close() }
 type countingWriter struct {
 	w        http.ResponseWriter
 	s        *session
+	r        *http.Request
+	rs       *requestState
 	status   int
 	total    int64
 	hijacked *countedConn
@@ -443,7 +488,13 @@ func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	cc := &countedConn{Conn: conn, s: c.s}
-	untrack, ok := c.s.track(cc)
+	var out net.Conn = cc
+	if sd, ok := c.s.g.door.(StreamDoor); ok {
+		out = sd.Stream(c.r, c.rs.t, cc, streamSession{c.s, c.rs})
+	}
+	// The outermost conn is the one the session's end closes, so that a
+	// door's wrapper can tell the client why first.
+	untrack, ok := c.s.track(out)
 	if !ok {
 		conn.Close()
 		return nil, nil, errSessionEnded
@@ -451,7 +502,7 @@ func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	cc.untrack = untrack
 	c.hijacked = cc
 	c.status = http.StatusSwitchingProtocols
-	return cc, brw, nil
+	return out, brw, nil
 }
 
 type countedConn struct {

@@ -2,6 +2,7 @@ package httpgw
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/secrets"
 )
 
@@ -38,12 +40,15 @@ type session struct {
 
 	mu        sync.Mutex
 	ended     bool
+	draining  bool // the token ran out: no new requests; ends with the last in flight
 	endReason airlock.EndReason
 	checkedAt time.Time
 	conns     map[net.Conn]struct{} // upgraded connections (WebSocket)
 	timers    []*time.Timer
 	jwt       string
 	jwtExp    time.Time
+	rec       *recording.Writer
+	recErr    error
 	endedCh   chan struct{}
 
 	inflight  atomic.Int64
@@ -109,8 +114,9 @@ func (s *session) open(ctx context.Context, browser bool, source string) error {
 	s.mu.Lock()
 	s.timers = append(s.timers, time.AfterFunc(t.EndsAt.Sub(now), func() { s.end(airlock.EndGrantExpired) }))
 	if d := t.TokenExpiresAt.Sub(now); t.TokenExpiresAt.Before(t.EndsAt) {
-		// The token ran out before the grant: the client mints another.
-		s.timers = append(s.timers, time.AfterFunc(d, func() { s.end(airlock.EndClientClosed) }))
+		// The token runs out before the grant: the client mints another
+		// for new requests; this session's streams go on until they end.
+		s.timers = append(s.timers, time.AfterFunc(d, s.drain))
 	}
 	if t.IdleTimeout > 0 {
 		s.armIdle(t.IdleTimeout)
@@ -118,7 +124,7 @@ func (s *session) open(ctx context.Context, browser bool, source string) error {
 	s.armRecheck(g.cfg.Recheck)
 	s.mu.Unlock()
 	close(s.ready)
-	g.log.Info("http session started", "session", s.id, "user", t.UserName, "app", s.app.Resource, "grant", t.GrantID)
+	g.log.Info("session started", "session", s.id, "user", t.UserName, "app", s.app.Resource, "grant", t.GrantID)
 	return nil
 }
 
@@ -159,6 +165,36 @@ func (s *session) armRecheck(d time.Duration) {
 	s.timers = append(s.timers, tm)
 }
 
+// drain stops the session taking new requests once its token has run out
+// before the grant: requests and streams in flight go on, still cut at the
+// grant's end or a revocation, and the session ends with the last of them.
+func (s *session) drain() {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.draining = true
+	s.mu.Unlock()
+	s.g.remove(s)
+	if s.inflight.Load() == 0 {
+		s.end(airlock.EndClientClosed)
+	}
+}
+
+// requestDone is called as each request or stream ends.
+func (s *session) requestDone() {
+	if s.inflight.Add(-1) > 0 {
+		return
+	}
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		s.end(airlock.EndClientClosed)
+	}
+}
+
 func (s *session) isOpen() bool {
 	select {
 	case <-s.ready:
@@ -184,11 +220,22 @@ func (s *session) check(ctx context.Context) error {
 	}
 	now := s.g.cfg.Now()
 	fresh := now.Sub(s.checkedAt) < s.g.cfg.Recheck
+	draining := s.draining
 	s.mu.Unlock()
 	if fresh {
 		return nil
 	}
-	t, err := s.g.cfg.Auth.Authenticate(ctx, AuthRequest{App: s.app, Token: s.tok, SourceAddr: s.source})
+	var t *Target
+	var err error
+	if draining {
+		gc, ok := s.g.cfg.Auth.(GrantChecker)
+		if !ok {
+			return nil
+		}
+		t, err = gc.CheckGrant(ctx, s.target())
+	} else {
+		t, err = s.g.cfg.Auth.Authenticate(ctx, AuthRequest{App: s.app, Token: s.tok, SourceAddr: s.source})
+	}
 	if err != nil {
 		if airlock.ErrorCode(err) == airlock.EUNAVAILABLE {
 			return err // the store is out: refuse this request, keep the session
@@ -275,11 +322,25 @@ func (s *session) end(reason airlock.EndReason) bool {
 	return true
 }
 
-// endRecorded records session.ended and the session row's end.
+// endRecorded records session.ended and the session row's end, closing
+// the session's recording first.
 func (s *session) endRecorded(reason airlock.EndReason) {
 	ctx := context.Background()
-	details := airlock.EventDetails("end_reason", reason, "requests", s.requests.Load(), "bytes_in", s.bytesIn.Load(),
-		"bytes_out", s.bytesOut.Load(), "duration_ms", s.g.cfg.Now().Sub(s.start).Milliseconds())
+	d := map[string]any{"end_reason": reason, "requests": s.requests.Load(), "bytes_in": s.bytesIn.Load(),
+		"bytes_out": s.bytesOut.Load(), "duration_ms": s.g.cfg.Now().Sub(s.start).Milliseconds()}
+	s.mu.Lock()
+	rec := s.rec
+	s.mu.Unlock()
+	var recSHA string
+	if rec != nil {
+		if err := rec.Close(); err != nil {
+			s.g.log.Error("close recording", "session", s.id, "err", err)
+			d["recording_error"] = "recording incomplete"
+		}
+		recSHA = rec.SHA256()
+		d["recording"], d["recording_sha256"] = s.id, recSHA
+	}
+	details, _ := json.Marshal(d)
 	if err := s.record(ctx, "session.ended", airlock.OutcomeSuccess, details); err != nil {
 		s.g.log.Error("audit session.ended", "session", s.id, "err", err)
 	}
@@ -287,11 +348,14 @@ func (s *session) endRecorded(reason airlock.EndReason) {
 		snap := s.snapshot()
 		snap.EndedAt = s.g.cfg.Now()
 		snap.EndReason = string(reason)
+		if rec != nil {
+			snap.Recording, snap.RecordingSHA256 = s.id, recSHA
+		}
 		if err := s.g.cfg.Sessions.EndSession(ctx, &snap); err != nil && airlock.ErrorCode(err) != airlock.ECONFLICT {
 			s.g.log.Error("end session", "session", s.id, "err", err)
 		}
 	}
-	s.g.log.Info("http session ended", "session", s.id, "reason", reason, "requests", s.requests.Load())
+	s.g.log.Info("session ended", "session", s.id, "reason", reason, "requests", s.requests.Load())
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
@@ -328,7 +392,7 @@ func (s *session) watch() {
 	for p := range s.receipts {
 		<-p.Done()
 		if p.Err() != nil {
-			s.g.log.Error("audit http.request", "session", s.id, "err", p.Err())
+			s.g.log.Error("audit "+s.g.reqAction, "session", s.id, "err", p.Err())
 			go s.end(airlock.EndAuditUnavailable)
 			for range s.receipts {
 			}
@@ -344,7 +408,7 @@ func (s *session) submit(e airlock.Event) (airlock.AuditPending, bool) {
 	ended := s.ended
 	s.mu.Unlock()
 	if ended {
-		if e.Action == "http.response" {
+		if e.Action == s.g.respAction {
 			// The request it closes was audited: record its end even
 			// though the session ended under it (a cut stream).
 			s.g.cfg.Audit.Submit(e)
@@ -383,6 +447,45 @@ func (s *session) identity(ctx context.Context) (string, error) {
 	return j, nil
 }
 
+// Recording returns the session's recording, creating it on first use.
+func (s *session) Recording(h recording.Header) (*recording.Writer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec != nil || s.recErr != nil {
+		return s.rec, s.recErr
+	}
+	if s.ended {
+		return nil, errSessionEnded
+	}
+	if s.g.cfg.Recordings == nil {
+		s.recErr = errors.New("httpgw: no recording store configured")
+		return nil, s.recErr
+	}
+	wc, err := s.g.cfg.Recordings.Create(context.Background(), s.id)
+	if err != nil {
+		s.recErr = err
+		return nil, err
+	}
+	w, err := recording.NewWriter(wc, h, s.g.cfg.Now)
+	if err != nil {
+		wc.Close()
+		s.recErr = err
+		return nil, err
+	}
+	s.rec = w
+	return w, nil
+}
+
+// ID is the session's id.
+func (s *session) ID() string { return s.id }
+
+// EndReason is why the session ended ("" while it is live).
+func (s *session) EndReason() airlock.EndReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endReason
+}
+
 // track registers an upgraded connection so that ending the session
 // closes it; the returned func unregisters it.
 func (s *session) track(c net.Conn) (untrack func(), ok bool) {
@@ -407,6 +510,6 @@ func (s *session) snapshot() airlock.Session {
 	s.mu.Unlock()
 	t := s.target()
 	return airlock.Session{ID: s.id, GrantID: t.GrantID, UserID: t.UserID, UserName: t.UserName, Resource: s.app.Resource,
-		Kind: airlock.KindHTTP, Access: t.Access, SourceAddr: s.source, Node: s.g.cfg.Node, StartedAt: s.start,
+		Kind: s.g.door.Kind(), Access: t.Access, SourceAddr: s.source, Node: s.g.cfg.Node, StartedAt: s.start,
 		EndReason: string(reason), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), Statements: s.requests.Load()}
 }

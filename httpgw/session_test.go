@@ -198,6 +198,11 @@ func TestEvents(t *testing.T) {
 	if len(resps) != 2 {
 		t.Fatalf("http.response %d", len(resps))
 	}
+	// A response event is recorded once its handler returns, which may be
+	// after the client has the response and sent the next request.
+	if details(t, resps[0])["n"] == float64(2) {
+		resps[0], resps[1] = resps[1], resps[0]
+	}
 	p0 := details(t, resps[0])
 	if p0["n"] != float64(1) || p0["status"] != float64(200) || p0["bytes_out"] != float64(len("ok /a")) {
 		t.Errorf("http.response 1 %v", p0)
@@ -493,5 +498,57 @@ func TestGrantEndClosesStreams(t *testing.T) {
 	d := details(t, h.audit.wait(t, "session.ended", 1)[0])
 	if d["end_reason"] != string(airlock.EndGrantExpired) {
 		t.Errorf("end_reason %v", d["end_reason"])
+	}
+}
+
+// A token that runs out before its grant stops opening new requests, but
+// a stream in flight under it goes on (a watch or log stream outlives its
+// token) and is still cut at the grant's end.
+func TestTokenExpiryDrainsSession(t *testing.T) {
+	h := newHarness(t, func(tg *Target, _ *Config) {
+		tg.TokenExpiresAt = time.Now().Add(200 * time.Millisecond)
+		tg.EndsAt = time.Now().Add(1500 * time.Millisecond)
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := noRedirect.Do(h.req("GET", "/slow", nil)); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	h.up.waitStarted(t, "/slow")
+	id := h.session().ID
+	<-time.After(time.Until(h.target().TokenExpiresAt.Add(100 * time.Millisecond))) // past the token's end, before the grant's
+	select {
+	case <-done:
+		t.Fatal("the stream was cut when its token expired, before the grant's end")
+	default:
+	}
+	if resp, _ := h.get("/next"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a new request with the expired token: %d, want 401", resp.StatusCode)
+	}
+	closedWithin(t, done, 2500*time.Millisecond, "stream at the grant's end")
+	ends := h.audit.wait(t, "session.ended", 1)
+	if ends[0].SessionID != id {
+		t.Errorf("ended session %s, want %s", ends[0].SessionID, id)
+	}
+	if d := details(t, ends[0]); d["end_reason"] != string(airlock.EndGrantExpired) {
+		t.Errorf("end_reason %v, want grant_expired", d["end_reason"])
+	}
+}
+
+// A drained session with nothing in flight ends at once, as the client
+// closing.
+func TestTokenExpiryEndsIdleSession(t *testing.T) {
+	h := newHarness(t, func(tg *Target, _ *Config) {
+		tg.TokenExpiresAt = time.Now().Add(200 * time.Millisecond)
+	})
+	if resp, _ := h.get("/echo"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: %d", resp.StatusCode)
+	}
+	d := details(t, h.audit.wait(t, "session.ended", 1)[0])
+	if d["end_reason"] != string(airlock.EndClientClosed) {
+		t.Errorf("end_reason %v, want client_closed", d["end_reason"])
 	}
 }

@@ -371,9 +371,9 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 	}
 	what := fmt.Sprintf("resource %s", r.Name)
 	if v, ok := f["kind"]; ok {
-		r.Kind = d.enum(v.v, what+": kind", airlock.KindPostgres, airlock.KindSSH, airlock.KindHTTP)
+		r.Kind = d.enum(v.v, what+": kind", airlock.KindPostgres, airlock.KindSSH, airlock.KindHTTP, airlock.KindKubernetes)
 	} else {
-		d.errf(n, "%s needs a kind (postgres, ssh or http)", what)
+		d.errf(n, "%s needs a kind (postgres, ssh, http or kubernetes)", what)
 	}
 	if v, ok := f["addr"]; ok {
 		r.Addr = d.str(v.v, what+": addr")

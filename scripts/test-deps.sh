@@ -16,14 +16,26 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
 elif ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+# Under CI the Kubernetes programs (kube-apiserver, kubectl, etcd, kwok)
+# are built here, before go test, so no test timeout includes the build;
+# a machine builds them once (scripts/kube-tools.sh caches them). Elsewhere
+# nothing is built: the tests that need them skip, naming the script.
+kube_tools() {
+  if [ "${CI:-}" = "true" ]; then
+    "$(dirname "$0")/kube-tools.sh" >/dev/null
+  fi
+}
 if [ ${#need[@]} -eq 0 ]; then
+  kube_tools
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "test dependencies missing: ${need[*]} (run as root, or: sudo apt-get install ${need[*]}); tests needing them will skip" >&2
+  kube_tools
   exit 0
 fi
 echo "installing test dependencies: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+kube_tools

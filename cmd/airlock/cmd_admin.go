@@ -117,9 +117,9 @@ func newAdminCmd() *cobra.Command {
 	var labels, creds, logins, readOnly, databases []string
 	var hostKey, sslMode, sslRootCert string
 	var publicHost, authHeader string
-	var levels, allows []string
+	var levels, allows, kubeGroups, namespaces []string
 	var allowCleartext bool
-	addRes := &cobra.Command{Use: "add NAME --kind postgres|ssh|http --addr HOST:PORT", Short: "Add a resource",
+	addRes := &cobra.Command{Use: "add NAME --kind postgres|ssh|http|kubernetes --addr HOST:PORT", Short: "Add a resource",
 		Long: `Add a resource. Brokered credentials are given as --credential LEVEL=USER:SOURCE where SOURCE is
 env:VAR (read from this shell's environment) or file:PATH; the secret is sent once to the server,
 sealed there and never shown again. Example:
@@ -134,7 +134,16 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 --allow limits a level to some requests:
 
   GRAFANA_TOKEN=… airlock admin resources add grafana --kind http --addr http://10.0.0.5:3000 \
-      --level view --allow 'view=GET,HEAD /' --credential admin=:env:GRAFANA_TOKEN`,
+      --level view --allow 'view=GET,HEAD /' --credential admin=:env:GRAFANA_TOKEN
+
+A kubernetes resource is an API server: --addr is its https URL, --sslrootcert its CA, and each
+access level's credential is what Airlock presents to it (a service-account token, or a client
+certificate and key in one PEM file) with only the right to impersonate; --kube-group says which
+groups a level impersonates and --namespace limits it to some namespaces:
+
+  airlock admin resources add prod-k8s --kind kubernetes --addr https://10.0.0.9:6443 \
+      --sslrootcert cluster-ca.pem --credential view=:file:gateway.token --credential edit=:file:gateway.token \
+      --kube-group view=airlock:view --kube-group edit=airlock:edit --namespace edit=payments`,
 		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newCLI(cmd)
 			if err != nil {
@@ -154,6 +163,22 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 				}
 				in.Options.Allow[level] = append(in.Options.Allow[level], rule)
 			}
+			for flag, vals := range map[string][]string{"--kube-group": kubeGroups, "--namespace": namespaces} {
+				for _, a := range vals {
+					level, list, ok := strings.Cut(a, "=")
+					if !ok || level == "" || list == "" {
+						return fmt.Errorf("%w: %s %q: want LEVEL=NAME[,NAME…]", errUsage, flag, a)
+					}
+					m := &in.Options.KubeGroups
+					if flag == "--namespace" {
+						m = &in.Options.Namespaces
+					}
+					if *m == nil {
+						*m = map[string][]string{}
+					}
+					(*m)[level] = append((*m)[level], strings.Split(list, ",")...)
+				}
+			}
 			if sslRootCert != "" {
 				b, err := os.ReadFile(sslRootCert)
 				if err != nil {
@@ -171,7 +196,7 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 			for _, cr := range creds {
 				level, rest, ok := strings.Cut(cr, "=")
 				user, src, ok2 := strings.Cut(rest, ":")
-				if !ok || !ok2 || level == "" || (user == "" && kind != airlock.KindHTTP) {
+				if !ok || !ok2 || level == "" || (user == "" && kind != airlock.KindHTTP && kind != airlock.KindKubernetes) {
 					return fmt.Errorf("%w: --credential %q: want LEVEL=USER:env:VAR or LEVEL=USER:file:PATH", errUsage, cr)
 				}
 				pw, err := readCredentialSource(src)
@@ -190,7 +215,9 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 			fmt.Fprintf(c.out(), "Added %s resource %s at %s (access levels: %s).\n", v.Kind, v.Name, v.Addr, strings.Join(v.AccessLevels, ", "))
 			return nil
 		}}
-	addRes.Flags().StringVar(&kind, "kind", "", "postgres, ssh or http")
+	addRes.Flags().StringVar(&kind, "kind", "", "postgres, ssh, http or kubernetes")
+	addRes.Flags().StringArrayVar(&kubeGroups, "kube-group", nil, "kubernetes: LEVEL=GROUP[,GROUP…], the Kubernetes groups LEVEL impersonates (repeatable)")
+	addRes.Flags().StringArrayVar(&namespaces, "namespace", nil, "kubernetes: LEVEL=NS[,NS…], the only namespaces LEVEL may touch (repeatable; default: all)")
 	addRes.Flags().StringVar(&addr, "addr", "", "HOST:PORT of the resource (http: the app's base URL)")
 	addRes.Flags().StringVar(&publicHost, "public-host", "", "http: the host the app is served at (default NAME.<apps domain>)")
 	addRes.Flags().StringArrayVar(&levels, "level", nil, "http: an access level that brokers no credential (repeatable)")
@@ -205,7 +232,7 @@ auth, --auth-header X-Api-Key the secret alone in that header) or nothing (--lev
 	addRes.Flags().StringArrayVar(&readOnly, "read-only", nil, "access levels whose sessions start read-only (default: read, ro, readonly)")
 	addRes.Flags().StringVar(&hostKey, "host-key", "", "ssh: pinned host key (authorized_keys format)")
 	addRes.Flags().StringVar(&sslMode, "sslmode", "", "postgres: TLS to the database: disable (default), require, verify-ca or verify-full")
-	addRes.Flags().StringVar(&sslRootCert, "sslrootcert", "", "postgres, https apps: PEM file of the CA certificates the upstream's certificate must chain to (default: system roots)")
+	addRes.Flags().StringVar(&sslRootCert, "sslrootcert", "", "postgres, https apps, kubernetes: PEM file of the CA certificates the upstream's certificate must chain to (default: system roots)")
 	listRes := &cobra.Command{Use: "list", Short: "List resources", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		c, err := newCLI(cmd)
 		if err != nil {

@@ -35,6 +35,8 @@ type serverConfig struct {
 	HTTPAppsPublicPort string `yaml:"http_apps_public_port"`
 	HTTPAppsCert       string `yaml:"http_apps_cert"`
 	HTTPAppsKey        string `yaml:"http_apps_key"`
+	KubeAddr           string `yaml:"kube_addr"`
+	KubePublicURL      string `yaml:"kube_public_url"`
 	PublicURL          string `yaml:"public_url"`
 	LogLevel           string `yaml:"log_level"`
 
@@ -101,6 +103,7 @@ func defaultServerConfig() serverConfig {
 		SSHAddr:            "127.0.0.1:7022",
 		HTTPAppsAddr:       "127.0.0.1:7443",
 		HTTPAppsDomain:     "apps.localhost",
+		KubeAddr:           "127.0.0.1:7444",
 		LogLevel:           "info",
 		SessionIdle:        time.Hour,
 		SessionLifetime:    12 * time.Hour,
@@ -148,6 +151,8 @@ func (c *serverConfig) keys() []configKey {
 		{"http-apps-domain", "domain the HTTP gateway serves apps under: app grafana is https://grafana.DOMAIN (*.localhost needs no DNS on a laptop)", &c.HTTPAppsDomain},
 		{"http-apps-public-port", "port browsers reach the HTTP gateway on, for redirects (default: the port of --http-apps-addr)", &c.HTTPAppsPublicPort},
 		{"http-apps-cert", "PEM certificate for *.DOMAIN (default: one issued by the data dir's CA)", &c.HTTPAppsCert},
+		{"kube-addr", "Kubernetes gateway address: kubectl through Airlock, a cluster at https://ADDR/k8s/RESOURCE (empty disables)", &c.KubeAddr},
+		{"kube-public-url", "base URL kubeconfigs name for the Kubernetes gateway (default: https://--kube-addr)", &c.KubePublicURL},
 		{"http-apps-key", "PEM private key of --http-apps-cert", &c.HTTPAppsKey},
 		{"gateway-handshake-timeout", "time a gateway client has to authenticate (TLS, startup, SSH key exchange, upstream connect)", &c.HandshakeTimeout},
 		{"gateway-max-pending", "connections still authenticating per gateway listener; more are refused (capped at a quarter of the open-file limit)", &c.MaxPending},

@@ -91,6 +91,7 @@ func startHarness(t *testing.T, dataDir string, clk *fakeClock, tweak func(*serv
 	cfg.PGAddr = ""
 	cfg.SSHAddr = ""
 	cfg.HTTPAppsAddr = ""
+	cfg.KubeAddr = ""
 	cfg.PublicURL = "http://localhost:" + cfg.HTTPAddr[strings.LastIndex(cfg.HTTPAddr, ":")+1:]
 	cfg.SweepInterval = 50 * time.Millisecond
 	cfg.SessionIdle = 8 * time.Hour

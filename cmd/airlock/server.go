@@ -133,6 +133,7 @@ type server struct {
 	pg       *pgproxy.Gateway
 	ssh      *sshproxy.Gateway
 	http     *httpgw.Gateway   // nil unless --http-apps-addr
+	kube     *httpgw.Gateway   // nil unless --kube-addr
 	idKeys   *assertion.Keys   // the identity assertions' keys (JWKS)
 	bus      *access.Bus       // the revocation bus, replicated when the store carries revocations
 	gateways []airlock.Gateway // every gateway built: revocations and shutdown reach each
@@ -160,7 +161,13 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		return err
 	}
 	defer httpLn.Close()
-	var pgLn, sshLn, appsLn net.Listener
+	var pgLn, sshLn, appsLn, kubeLn net.Listener
+	if c.KubeAddr != "" {
+		if kubeLn, err = listen("kube-addr", c.KubeAddr); err != nil {
+			return err
+		}
+		defer kubeLn.Close()
+	}
 	if c.HTTPAppsAddr != "" {
 		if appsLn, err = listen("http-apps-addr", c.HTTPAppsAddr); err != nil {
 			return err
@@ -231,7 +238,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 				return audit.Export(ctx, store, w, f)
 			},
 			Verify: func(ctx context.Context) (any, error) { return audit.Verify(ctx, store, s.audit.PublicKey()) }},
-		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, HTTPAppsAddr: c.HTTPAppsAddr, HTTPAppsDomain: appsDomain(c), HTTPAppsPort: appsPort(c), TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey(), SSHUserCA: s.ca.UserCAAuthorizedKey()}}
+		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, HTTPAppsAddr: c.HTTPAppsAddr, HTTPAppsDomain: appsDomain(c), HTTPAppsPort: appsPort(c), KubeURL: kubeURL(c), TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey(), SSHUserCA: s.ca.UserCAAuthorizedKey()}}
 	if recs, err := recording.NewDir(dir.File("recordings")); err == nil {
 		apiSrv.Recordings = func(ctx context.Context, key string) (io.ReadCloser, error) { return recs.Open(ctx, key) }
 	}
@@ -329,8 +336,11 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	if appsLn != nil {
 		go serve("http-apps", func() error { return s.http.Serve(appsLn) })
 	}
+	if kubeLn != nil {
+		go serve("kube", func() error { return s.kube.Serve(kubeLn) })
+	}
 
-	logger.Info("airlock server started", "version", version, "http", httpLn.Addr().String(), "pg", c.PGAddr, "ssh", c.SSHAddr, "http_apps", c.HTTPAppsAddr,
+	logger.Info("airlock server started", "version", version, "http", httpLn.Addr().String(), "pg", c.PGAddr, "ssh", c.SSHAddr, "http_apps", c.HTTPAppsAddr, "kube", c.KubeAddr,
 		"store", storeDesc, "data_dir", dir.Path, "created", dir.Created)
 
 	<-ctx.Done()
@@ -465,6 +475,9 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			return err
 		}
 	}
+	if err := s.buildKubeGateway(); err != nil {
+		return err
+	}
 	if err := s.buildHTTPGateway(); err != nil {
 		return err
 	}
@@ -478,6 +491,9 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}
 	if s.http != nil {
 		s.gateways = append(s.gateways, s.http)
+	}
+	if s.kube != nil {
+		s.gateways = append(s.gateways, s.kube)
 	}
 	bus.Subscribe(func(r airlock.Revocation) {
 		for _, gw := range s.gateways {

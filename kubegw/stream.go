@@ -1,0 +1,276 @@
+package kubegw
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/airlockhq/airlock/httpgw"
+	"github.com/airlockhq/airlock/recording"
+)
+
+// channelProtocols are the WebSocket subprotocols of exec and attach the
+// gateway lets through: binary channel framing it can follow.
+var channelProtocols = []string{"v5.channel.k8s.io", "v4.channel.k8s.io"}
+
+// execUpgrade checks how an exec or attach asks to stream: over WebSocket
+// with a channel protocol the gateway can record. SPDY (kubectl before
+// 1.30, or KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false) cannot be followed and
+// is refused: an exec Airlock cannot record does not run.
+func execUpgrade(h http.Header) (protocols []string, why string) {
+	if httpgw.UpgradesTo(h, "SPDY") {
+		return nil, "exec and attach are recorded, over WebSocket only: use kubectl 1.30 or later (without KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)"
+	}
+	if !httpgw.UpgradesTo(h, "websocket") {
+		return nil, ""
+	}
+	for _, v := range h.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			p = strings.TrimSpace(p)
+			for _, ok := range channelProtocols {
+				if p == ok {
+					protocols = append(protocols, p)
+				}
+			}
+		}
+	}
+	if len(protocols) == 0 {
+		return nil, "exec and attach need a binary channel protocol (" + strings.Join(channelProtocols, ", ") + ")"
+	}
+	return protocols, ""
+}
+
+// Stream follows an exec or attach: with a TTY its terminal goes into the
+// session's recording (output, input and resizes, replayable with
+// `airlock sessions play`); either way the exit status goes into the
+// k8s.response event; and when the session ends the terminal is told why
+// before the stream is closed.
+func (door) Stream(r *http.Request, t *httpgw.Target, c net.Conn, ss httpgw.StreamSession) net.Conn {
+	req, _ := ParseRequest(r.Method, r.URL.Path, r.URL.Query())
+	if req.Subresource != "exec" && req.Subresource != "attach" {
+		return c
+	}
+	q := r.URL.Query()
+	e := &execStream{Conn: c, ss: ss, tty: q.Get("tty") == "true" || q.Get("tty") == "1",
+		title: t.UserName + "@" + t.Resource + " " + req.Subresource + " " + req.Namespace + "/" + req.Name + " " + strings.Join(q["command"], " ")}
+	e.in = newFrameReader(e.fromClient)
+	e.out = newFrameReader(e.fromServer)
+	return e
+}
+
+// maxStatusBytes bounds the error channel's Status object kept.
+const maxStatusBytes = 16 << 10
+
+// execStream relays an exec's client connection unchanged, following its
+// frames in both directions.
+type execStream struct {
+	net.Conn
+	ss    httpgw.StreamSession
+	tty   bool
+	title string
+
+	in  *frameReader // what the client sends (Read)
+	out *frameReader // what the cluster sends (Write), after the 101 response
+
+	wmu       sync.Mutex // one Write at a time, and the goodbye at a frame boundary
+	outHeader []byte     // the upgrade response, until its end
+	headerOK  bool
+
+	mu        sync.Mutex
+	rec       *recording.Writer
+	recErr    error
+	cols      int
+	rows      int
+	status    []byte
+	stdinN    int64
+	outN      int64
+	closeOnce sync.Once
+}
+
+func (e *execStream) Read(p []byte) (int, error) {
+	n, err := e.Conn.Read(p)
+	if n > 0 {
+		e.in.feed(p[:n])
+	}
+	return n, err
+}
+
+func (e *execStream) Write(p []byte) (int, error) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	n, err := e.Conn.Write(p)
+	e.follow(p[:n])
+	return n, err
+}
+
+// follow parses what was relayed to the client: first the upgrade
+// response, then frames.
+func (e *execStream) follow(p []byte) {
+	if !e.headerOK {
+		e.outHeader = append(e.outHeader, p...)
+		if len(e.outHeader) >= 5 && string(e.outHeader[:5]) != "HTTP/" {
+			// The upgrade response went out through the server's own
+			// buffered writer: what comes here is already frames.
+			p, e.headerOK, e.outHeader = e.outHeader, true, nil
+			e.out.feed(p)
+			return
+		}
+		i := bytes.Index(e.outHeader, []byte("\r\n\r\n"))
+		if i < 0 {
+			if len(e.outHeader) > 64<<10 {
+				e.out.err = "upgrade response too long"
+				e.headerOK = true
+			}
+			return
+		}
+		rest := e.outHeader[i+4:]
+		e.headerOK, e.outHeader = true, nil
+		p = rest
+	}
+	e.out.feed(p)
+}
+
+func (e *execStream) fromServer(ch byte, p []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch ch {
+	case chanStdout, chanStderr:
+		e.outN += int64(len(p))
+		if e.tty {
+			if w := e.recorderLocked(); w != nil {
+				w.Output(p)
+			}
+		}
+	case chanError:
+		if len(e.status)+len(p) <= maxStatusBytes {
+			e.status = append(e.status, p...)
+		}
+	}
+}
+
+func (e *execStream) fromClient(ch byte, p []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch ch {
+	case chanStdin:
+		e.stdinN += int64(len(p))
+		if e.tty {
+			if w := e.recorderLocked(); w != nil {
+				w.Input(p)
+			}
+		}
+	case chanResize:
+		var sz struct{ Width, Height int }
+		if json.Unmarshal(p, &sz) == nil && sz.Width > 0 && sz.Height > 0 && sz.Width < 10000 && sz.Height < 10000 {
+			e.cols, e.rows = sz.Width, sz.Height
+			if e.tty {
+				if e.rec == nil {
+					e.recorderLocked()
+				} else {
+					e.rec.Resize(sz.Width, sz.Height)
+				}
+			}
+		}
+	}
+}
+
+// recorderLocked returns the session's recording, opening it on first use
+// with the terminal size known so far (e.mu held).
+func (e *execStream) recorderLocked() *recording.Writer {
+	if e.rec != nil || e.recErr != nil {
+		return e.rec
+	}
+	cols, rows := e.cols, e.rows
+	if cols == 0 {
+		cols, rows = 80, 24
+	}
+	e.rec, e.recErr = e.ss.Recording(recording.Header{Width: cols, Height: rows, Timestamp: time.Now().Unix(), Title: e.title})
+	if e.rec != nil && e.cols != 0 {
+		e.rec.Resize(e.cols, e.rows)
+	}
+	return e.rec
+}
+
+// Close tells the terminal why when the session ended under it, notes the
+// exec's outcome for its k8s.response event, and closes.
+func (e *execStream) Close() error {
+	e.closeOnce.Do(func() {
+		if reason := e.ss.EndReason(); reason != "" {
+			e.goodbye("\r\n[airlock] " + reason.Text() + ": this session is closed\r\n")
+		}
+		e.mu.Lock()
+		f := map[string]any{"stdin_bytes": e.stdinN, "output_bytes": e.outN}
+		if code, ok := exitCode(e.status); ok {
+			f["exit_code"] = code
+		}
+		switch {
+		case !e.tty:
+		case e.rec != nil:
+			f["recorded"] = true
+		case e.recErr != nil:
+			f["recording_error"] = "not recorded"
+		}
+		if e.in.err != "" || e.out.err != "" {
+			f["stream_unfollowed"] = e.in.err + e.out.err
+		}
+		e.mu.Unlock()
+		e.ss.Note(f)
+	})
+	return e.Conn.Close()
+}
+
+// goodbye writes msg to the terminal as a stdout message, when the
+// cluster's side is between frames (never inside one).
+func (e *execStream) goodbye(msg string) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	if !e.headerOK || e.out.err != "" || e.out.inPayload || e.out.nhdr != 0 || e.out.inMsg {
+		return
+	}
+	payload := append([]byte{chanStdout}, msg...)
+	frame := []byte{0x82, byte(len(payload))} // FIN, binary; unmasked from the server side
+	if len(payload) > 125 {
+		return
+	}
+	e.Conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	e.Conn.Write(append(frame, payload...))
+	e.mu.Lock()
+	if e.tty && e.rec != nil {
+		e.rec.Output([]byte(msg))
+	}
+	e.mu.Unlock()
+}
+
+// exitCode reads the exit status from the error channel's Status: Success
+// is 0, NonZeroExitCode carries the code as a cause.
+func exitCode(status []byte) (int, bool) {
+	if len(status) == 0 {
+		return 0, false
+	}
+	var st struct {
+		Status  string
+		Reason  string
+		Details struct {
+			Causes []struct{ Reason, Message string }
+		}
+	}
+	if json.Unmarshal(status, &st) != nil {
+		return 0, false
+	}
+	if st.Status == "Success" {
+		return 0, true
+	}
+	for _, c := range st.Details.Causes {
+		if c.Reason == "ExitCode" {
+			if n, err := strconv.Atoi(c.Message); err == nil {
+				return n, true
+			}
+		}
+	}
+	return 0, false
+}
