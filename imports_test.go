@@ -22,7 +22,10 @@ const module = "github.com/airlockhq/airlock"
 // Package groups, as module-relative paths.
 var (
 	services = []string{"access", "identity", "policy", "audit", "mfa", "assertion"}
-	gateways = []string{"pgproxy", "sshproxy", "httpgw"}
+	gateways = []string{"pgproxy", "sshproxy", "httpgw", "kubegw"}
+	// builtOn names the gateway core a gateway is built on: the one other
+	// gateway it may import.
+	builtOn = map[string]string{"kubegw": "httpgw"}
 	stores   = []string{"sqlite", "postgres"}
 	frontEnd = []string{"api", "web"}
 	wiring   = []string{"cmd"} // and everything under it
@@ -46,7 +49,7 @@ func importRules() map[string][]string {
 	// other. (policy is not listed: guardrails, which gateways will use,
 	// depend on it.)
 	for _, g := range gateways {
-		others := slices.DeleteFunc(slices.Clone(gateways), func(o string) bool { return o == g })
+		others := slices.DeleteFunc(slices.Clone(gateways), func(o string) bool { return o == g || o == builtOn[g] })
 		rules[g] = concat([]string{"access", "identity", "audit", "mfa", "assertion"}, others, stores, storeOnly, frontEnd, wiring)
 	}
 	// A store depends on the domain only.
