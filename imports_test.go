@@ -25,7 +25,7 @@ var (
 	gateways = []string{"pgproxy", "sshproxy", "httpgw", "kubegw"}
 	// builtOn names the gateway core a gateway is built on: the one other
 	// gateway it may import.
-	builtOn = map[string]string{"kubegw": "httpgw"}
+	builtOn  = map[string]string{"kubegw": "httpgw"}
 	stores   = []string{"sqlite", "postgres"}
 	frontEnd = []string{"api", "web"}
 	wiring   = []string{"cmd"} // and everything under it
