@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -240,6 +242,31 @@ func TestE2EKube(t *testing.T) {
 		t.Fatalf("edit: exec: %v\n%s", err, out)
 	}
 
+	// kubectl port-forward streams through the gateway; its bytes are in
+	// its k8s.response once it ends.
+	pf := k.kubectlProc(t, "port-forward", "-n", "payments", "pod/web-1", ":8080")
+	var local string
+	waitFor(t, func() bool {
+		for _, l := range strings.Split(pf.out.String(), "\n") {
+			if a, ok := strings.CutPrefix(l, "Forwarding from "); ok && strings.HasPrefix(a, "127.0.0.1:") {
+				local, _, _ = strings.Cut(a, " ")
+				return true
+			}
+		}
+		return false
+	})
+	conn, err := net.DialTimeout("tcp", local, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(conn, "ping through airlock\n")
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "ping through airlock\n" {
+		t.Fatalf("port-forward echo: %q %v\n%s", line, err, pf.out.String())
+	}
+	conn.Close()
+	pf.kill()
+
 	// kubectl exec -it runs a shell on a terminal, recorded; kubectl get
 	// pods -w watches; the grant's end cuts both, and the terminal is told
 	// why first.
@@ -275,6 +302,38 @@ func TestE2EKube(t *testing.T) {
 		}
 		return false
 	})
+	// The port-forward is a k8s.request, and its k8s.response (same
+	// session, same number) carries the bytes each way.
+	var pfN float64
+	var pfSession string
+	for _, e := range h.auditEvents(tm.admin, "k8s.request") {
+		var d struct {
+			N           float64 `json:"n"`
+			Subresource string  `json:"subresource"`
+		}
+		json.Unmarshal(e.Details, &d)
+		if d.Subresource == "portforward" && e.GrantID == g2.ID {
+			pfN, pfSession = d.N, e.SessionID
+		}
+	}
+	pfBytes := false
+	for _, e := range h.auditEvents(tm.admin, "k8s.response") {
+		var d struct {
+			N        float64 `json:"n"`
+			BytesIn  int64   `json:"bytes_in"`
+			BytesOut int64   `json:"bytes_out"`
+		}
+		json.Unmarshal(e.Details, &d)
+		if e.SessionID == pfSession && d.N == pfN {
+			pfBytes = d.BytesIn >= int64(len("ping through airlock\n")) && d.BytesOut >= int64(len("ping through airlock\n"))
+			if !pfBytes {
+				t.Errorf("port-forward response: %s", e.Details)
+			}
+		}
+	}
+	if pfSession == "" || !pfBytes {
+		t.Fatalf("no k8s.request/k8s.response pair with bytes for the port-forward (session %q n %v)", pfSession, pfN)
+	}
 	// The exec's exit and what it ran are in its events.
 	execSeen := false
 	for _, e := range h.auditEvents(tm.admin, "k8s.request") {
