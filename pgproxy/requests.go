@@ -2,6 +2,8 @@ package pgproxy
 
 import (
 	"sync"
+
+	"github.com/airlockhq/airlock/internal/dbgw"
 )
 
 // unit is one request awaiting its response.
@@ -59,26 +61,7 @@ func (r *requestQueue) pop(drop func(unit) bool, last func(unit) bool) {
 		}
 		r.next++
 	}
-	r.q, r.next = compactFIFO(r.q, r.next)
-}
-
-// compactFIFO keeps a slice used as a queue from q[head] on small: empty,
-// it is reset (and dropped when large); mostly consumed, the rest moves to
-// the front.
-func compactFIFO[T any](q []T, head int) ([]T, int) {
-	switch {
-	case head == len(q):
-		clear(q)
-		if cap(q) > 4096 {
-			return nil, 0
-		}
-		return q[:0], 0
-	case head > 1024 && head > len(q)/2:
-		n := copy(q, q[head:])
-		clear(q[n:])
-		return q[:n], 0
-	}
-	return q, head
+	r.q, r.next = dbgw.CompactFIFO(r.q, r.next)
 }
 
 func never(unit) bool { return false }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/dbgw"
 	"github.com/airlockhq/airlock/internal/gwsession"
 )
 
@@ -70,7 +71,7 @@ type session struct {
 	killCode   string
 	killMsg    string
 
-	receipts receipts     // audit receipts awaiting confirmation (receipts.go)
+	receipts *dbgw.Receipts // audit receipts awaiting confirmation (receipts.go)
 	stmts    statements   // owned by the client→server direction (statements.go)
 	requests requestQueue // pushed client→server, popped server→client (requests.go)
 
@@ -89,9 +90,9 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 		g: g, id: airlock.NewID("ses"), t: t,
 		client: cc.Conn, cr: cc.r,
 		killedCh: make(chan struct{}),
-		receipts: receipts{wake: make(chan struct{}, 1)},
 		stmts:    statements{prepared: map[string]*stmtInfo{}, portals: map[string]portalInfo{}},
 	}
+	s.receipts = s.newReceipts()
 	s.info = airlock.Session{
 		ID: s.id, GrantID: t.GrantID, UserID: t.UserID, UserName: t.UserName,
 		Resource: t.Resource, Kind: airlock.KindPostgres, Access: t.Access,
@@ -253,7 +254,7 @@ const upstreamResetTimeout = 5 * time.Second
 func (s *session) reusable() bool {
 	return s.heldTerminate && s.endReason == airlock.EndClientTerminated && s.upTx == 'I' && !s.unsynced &&
 		!s.requests.busy() && s.copyDir == "" && !s.s2cMid && s.ur.Buffered() == 0 && s.uw.Buffered() == 0 &&
-		!s.receipts.failed.Load() && !s.cancelFailed.Load()
+		!s.receipts.Failed() && !s.cancelFailed.Load()
 }
 
 // releaseUpstream resets the upstream connection and gives it to the pool
@@ -300,10 +301,7 @@ func (s *session) finish() {
 		Statements int64  `json:"statements"`
 		EndReason  string `json:"end_reason"`
 	}{info.EndedAt.Sub(info.StartedAt).Milliseconds(), info.BytesIn, info.BytesOut, info.Statements, info.EndReason}))
-	s.receipts.mu.Lock()
-	s.receipts.closed = true
-	s.receipts.mu.Unlock()
-	s.wakeWatcher()
+	s.receipts.Close()
 	if rec := s.g.cfg.Sessions; rec != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := rec.EndSession(ctx, &info); err != nil {
