@@ -72,8 +72,8 @@ type session struct {
 	killMsg    string
 
 	receipts *dbgw.Receipts // audit receipts awaiting confirmation (receipts.go)
-	stmts    statements   // owned by the client→server direction (statements.go)
-	requests requestQueue // pushed client→server, popped server→client (requests.go)
+	stmts    statements     // owned by the client→server direction (statements.go)
+	requests requestQueue   // pushed client→server, popped server→client (requests.go)
 
 	// Server→client state.
 	copyDir  string
