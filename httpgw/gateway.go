@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/secrets"
 )
@@ -41,6 +42,10 @@ type Gateway struct {
 	proxy                 *httputil.ReverseProxy
 	srv                   *http.Server
 
+	// reg holds every live session until its end is recorded (the
+	// gateway contract's closes, ActiveSessions, Shutdown's drain);
+	// sessions maps tokens to the session they open on this node.
+	reg      gwsession.Registry
 	mu       sync.Mutex
 	sessions map[[32]byte]*session // by token hash
 	apps     map[string]appEntry   // by host
@@ -301,18 +306,14 @@ func (g *Gateway) remove(s *session) {
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.closed = true
-	live := g.liveLocked(func(*session) bool { return true })
 	g.mu.Unlock()
-	for _, s := range live {
-		s.end(airlock.EndServerShutdown)
-	}
+	g.reg.Drain(airlock.EndServerShutdown)
 	err := g.srv.Shutdown(ctx)
-	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if werr := g.reg.Wait(ctx); werr != nil {
+		return werr
+	}
+	if werr := gwsession.WaitGroup(ctx, &g.wg); werr != nil {
+		return werr
 	}
 	g.tmu.Lock()
 	for _, t := range g.transports {
@@ -325,59 +326,28 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func (g *Gateway) liveLocked(match func(*session) bool) []*session {
-	var out []*session
-	for _, s := range g.sessions {
-		if s.isOpen() && match(s) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func (g *Gateway) closeWhere(match func(*session) bool, reason airlock.EndReason) int {
-	g.mu.Lock()
-	hit := g.liveLocked(match)
-	g.mu.Unlock()
-	n := 0
-	for _, s := range hit {
-		if s.end(reason) {
-			n++
-		}
-	}
-	return n
-}
-
 // CloseGrant ends every live session under grantID, recording reason
-// (airlock.EndGrantRevoked when empty).
+// (airlock.EndGrantRevoked when empty), a session whose token has run out
+// and only streams remain included.
 func (g *Gateway) CloseGrant(grantID string, reason airlock.EndReason) int {
-	return g.closeWhere(func(s *session) bool { return s.target().GrantID == grantID }, orDefault(reason, airlock.EndGrantRevoked))
+	return g.reg.CloseGrant(grantID, reason)
 }
 
 // CloseUser ends every live session of userID (airlock.EndUserDisabled
 // when reason is empty).
 func (g *Gateway) CloseUser(userID string, reason airlock.EndReason) int {
-	return g.closeWhere(func(s *session) bool { return s.target().UserID == userID }, orDefault(reason, airlock.EndUserDisabled))
+	return g.reg.CloseUser(userID, reason)
 }
 
 // CloseSession ends the live session id (airlock.EndSessionKilled when
 // reason is empty); its token is revoked too, so the browser or client
 // must sign in again.
 func (g *Gateway) CloseSession(id string, reason airlock.EndReason) bool {
-	return g.closeWhere(func(s *session) bool { return s.id == id }, orDefault(reason, airlock.EndSessionKilled)) > 0
+	return g.reg.CloseSession(id, reason)
 }
 
 // ActiveSessions returns a snapshot of the live sessions.
-func (g *Gateway) ActiveSessions() []airlock.Session {
-	g.mu.Lock()
-	live := g.liveLocked(func(*session) bool { return true })
-	g.mu.Unlock()
-	out := make([]airlock.Session, 0, len(live))
-	for _, s := range live {
-		out = append(out, s.snapshot())
-	}
-	return out
-}
+func (g *Gateway) ActiveSessions() []airlock.Session { return g.reg.ActiveSessions() }
 
 func orDefault(r, d airlock.EndReason) airlock.EndReason {
 	if r == "" {

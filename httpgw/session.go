@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/recording"
 	"github.com/airlockhq/airlock/secrets"
 )
@@ -23,6 +24,7 @@ var errSessionEnded = errors.New("httpgw: session ended")
 // ending it cancels them.
 type session struct {
 	g     *Gateway
+	live  *gwsession.Session // in g.reg from open's success to the end's record
 	key   [32]byte
 	tok   secrets.Secret
 	app   *App
@@ -123,6 +125,13 @@ func (s *session) open(ctx context.Context, browser bool, source string) error {
 	}
 	s.armRecheck(g.cfg.Recheck)
 	s.mu.Unlock()
+	s.live = &gwsession.Session{ID: s.id, UserID: t.UserID, GrantID: t.GrantID, Resource: s.app.Resource, Node: g.cfg.Node,
+		StartedAt: s.start, EndsAt: t.EndsAt, Close: func(r airlock.EndReason) { s.end(r) }, Info: s.snapshot}
+	if !g.reg.Add(s.live) {
+		s.live = nil
+		s.end(airlock.EndServerShutdown)
+		return airlock.Errorf(airlock.EUNAVAILABLE, "the server is shutting down; try again")
+	}
 	close(s.ready)
 	g.log.Info("session started", "session", s.id, "user", t.UserName, "app", s.app.Resource, "grant", t.GrantID)
 	return nil
@@ -300,13 +309,16 @@ func (s *session) end(reason airlock.EndReason) bool {
 	for _, t := range s.timers {
 		t.Stop()
 	}
+	s.g.wg.Add(1)
 	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.g.wg.Add(1)
 	s.mu.Unlock()
 	close(s.endedCh)
+	if s.live != nil {
+		s.g.reg.Remove(s.live) // ended: no longer closed or listed; g.wg covers its record
+	}
 	s.g.remove(s)
 	s.cancel()
 	for _, c := range conns {

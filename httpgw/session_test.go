@@ -552,3 +552,32 @@ func TestTokenExpiryEndsIdleSession(t *testing.T) {
 		t.Errorf("end_reason %v, want client_closed", d["end_reason"])
 	}
 }
+
+// A session whose token has run out is gone from the token table but not
+// from the gateway: a revocation still cuts its streams at once.
+func TestDrainedSessionIsRevocable(t *testing.T) {
+	h := newHarness(t, func(tg *Target, _ *Config) {
+		tg.TokenExpiresAt = time.Now().Add(200 * time.Millisecond)
+		tg.EndsAt = time.Now().Add(time.Hour)
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := noRedirect.Do(h.req("GET", "/slow", nil)); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	h.up.waitStarted(t, "/slow")
+	<-time.After(time.Until(h.target().TokenExpiresAt.Add(100 * time.Millisecond)))
+	if len(h.g.ActiveSessions()) != 1 {
+		t.Fatalf("the draining session is not listed: %v", h.g.ActiveSessions())
+	}
+	if n := h.g.CloseGrant("gra_1", ""); n != 1 {
+		t.Fatalf("CloseGrant closed %d sessions, want the draining one", n)
+	}
+	closedWithin(t, done, time.Second, "stream of a drained session at revoke")
+	if d := details(t, h.audit.wait(t, "session.ended", 1)[0]); d["end_reason"] != string(airlock.EndGrantRevoked) {
+		t.Errorf("end_reason %v", d["end_reason"])
+	}
+}
