@@ -109,7 +109,14 @@ const (
 	// KindKubernetes is a Kubernetes API server reached through the
 	// Kubernetes gateway with impersonation.
 	KindKubernetes = "kubernetes"
+	// KindMySQL is a MySQL or MariaDB server behind the MySQL gateway.
+	KindMySQL = "mysql"
 )
+
+// IsDatabaseKind reports whether kind is a database reached with a
+// brokered login (postgres, mysql): its resources name upstream databases
+// and TLS modes, and its connect tokens are consumed by a gateway.
+func IsDatabaseKind(kind string) bool { return kind == KindPostgres || kind == KindMySQL }
 
 // Resource is something in production that users reach through a gateway.
 // Credentials maps an access level name (e.g. "read") to a sealed secret;

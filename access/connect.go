@@ -269,7 +269,7 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 	if airlock.Unavailable(rerr) {
 		return nil, airlock.AsUnavailable(rerr) // before the token is used up
 	}
-	if rerr == nil && r.Kind == airlock.KindPostgres {
+	if rerr == nil && airlock.IsDatabaseKind(r.Kind) {
 		if _, ok := OpenDatabase(r, database); !ok {
 			if u, t := s.liveToken(ctx, userName, resourceName, hash, now); t != nil {
 				return nil, s.refuseDatabase(ctx, u, r, t.GrantID, database, source)
@@ -311,7 +311,7 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 		return refuse("policy no longer allows it")
 	}
 	c := &Connection{User: u, Grant: g, Resource: r, Decision: d}
-	if r.Kind == airlock.KindPostgres {
+	if airlock.IsDatabaseKind(r.Kind) {
 		db, ok := OpenDatabase(r, database)
 		if !ok { // checked above too; this holds if the token was not live then
 			return nil, s.refuseDatabase(ctx, u, r, g.ID, database, source)

@@ -141,7 +141,7 @@ type CredentialInput struct {
 }
 
 func validKind(k string) bool {
-	return k == airlock.KindPostgres || k == airlock.KindSSH || k == airlock.KindHTTP || k == airlock.KindKubernetes
+	return k == airlock.KindPostgres || k == airlock.KindSSH || k == airlock.KindHTTP || k == airlock.KindKubernetes || k == airlock.KindMySQL
 }
 
 func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, error) {
@@ -149,7 +149,7 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		return nil, airlock.Errorf(airlock.EINVALID, "invalid resource name %q: use lower-case letters, digits, '-', '_' or '.'", in.Name)
 	}
 	if !validKind(in.Kind) {
-		return nil, airlock.Errorf(airlock.EINVALID, "unknown kind %q: use postgres, ssh, http or kubernetes", in.Kind)
+		return nil, airlock.Errorf(airlock.EINVALID, "unknown kind %q: use postgres, mysql, ssh, http or kubernetes", in.Kind)
 	}
 	if in.Addr == "" {
 		return nil, airlock.Errorf(airlock.EINVALID, "resource %s needs --addr HOST:PORT", in.Name)
@@ -170,7 +170,7 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 		}
 		r.Credentials[level] = sealed
 	}
-	if in.Kind == airlock.KindPostgres {
+	if airlock.IsDatabaseKind(in.Kind) {
 		// Refuse what would not be used as written: a typo in the mode
 		// must never mean a plaintext upstream.
 		if _, _, err := airlock.CheckUpstreamTLS(in.Options.TLS, []byte(in.Options.TLSCA)); err != nil {
@@ -185,7 +185,7 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: an empty name in databases", in.Name)
 		}
 	} else if in.Options.TLS != "" || (in.Options.TLSCA != "" && in.Kind != airlock.KindHTTP && in.Kind != airlock.KindKubernetes) || len(in.Options.Databases) > 0 || in.Options.AllowCleartextPassword {
-		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslmode, sslrootcert, databases and allow_cleartext_password apply to postgres resources only", in.Name)
+		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslmode, sslrootcert, databases and allow_cleartext_password apply to postgres and mysql resources only", in.Name)
 	}
 	if in.Kind == airlock.KindHTTP {
 		for _, l := range in.Options.Levels {
@@ -288,7 +288,7 @@ func (s *Service) AddResource(ctx context.Context, p *identity.Principal, in Res
 // labelled and reached, never a secret.
 func resourceDetails(r *airlock.Resource) json.RawMessage {
 	kv := []any{"kind", r.Kind, "addr", r.Addr, "labels", r.Labels, "access_levels", sortedLevels(r)}
-	if r.Kind == airlock.KindPostgres {
+	if airlock.IsDatabaseKind(r.Kind) {
 		o := Options(r)
 		kv = append(kv, "sslmode", View(r).SSLMode, "ca_pinned", o.TLSCA != "", "databases", Databases(r),
 			"allow_cleartext_password", o.AllowCleartextPassword)
@@ -334,7 +334,7 @@ func sortedLevels(r *airlock.Resource) []string {
 // View returns r without secrets.
 func View(r *airlock.Resource) ResourceView {
 	v := ResourceView{Name: r.Name, Kind: r.Kind, Addr: r.Addr, Labels: r.Labels, AccessLevels: sortedLevels(r), Source: r.Source}
-	if r.Kind == airlock.KindPostgres {
+	if airlock.IsDatabaseKind(r.Kind) {
 		o := Options(r)
 		v.Databases = Databases(r)
 		switch {

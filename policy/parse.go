@@ -337,7 +337,7 @@ func postgresOptions(d *decoder, n *yaml.Node, what string, opts map[string]stri
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i].Value
 		if !slices.Contains(postgresOptionNames, k) {
-			d.errf(n.Content[i], "%s: unknown option %q (postgres resources take %s)", what, k, strings.Join(postgresOptionNames, ", "))
+			d.errf(n.Content[i], "%s: unknown option %q (postgres and mysql resources take %s)", what, k, strings.Join(postgresOptionNames, ", "))
 		}
 	}
 	if m, ok := opts["sslmode"]; ok && !slices.Contains([]string{"disable", "require", "verify-ca", "verify-full"}, m) {
@@ -371,9 +371,9 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 	}
 	what := fmt.Sprintf("resource %s", r.Name)
 	if v, ok := f["kind"]; ok {
-		r.Kind = d.enum(v.v, what+": kind", airlock.KindPostgres, airlock.KindSSH, airlock.KindHTTP, airlock.KindKubernetes)
+		r.Kind = d.enum(v.v, what+": kind", airlock.KindPostgres, airlock.KindMySQL, airlock.KindSSH, airlock.KindHTTP, airlock.KindKubernetes)
 	} else {
-		d.errf(n, "%s needs a kind (postgres, ssh, http or kubernetes)", what)
+		d.errf(n, "%s needs a kind (postgres, mysql, ssh, http or kubernetes)", what)
 	}
 	if v, ok := f["addr"]; ok {
 		r.Addr = d.str(v.v, what+": addr")
@@ -388,7 +388,7 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 	}
 	if v, ok := f["options"]; ok {
 		r.Options = d.strMap(listOptions(d, v.v, what+": options", "databases", "levels"), what+": options")
-		if r.Kind == airlock.KindPostgres {
+		if airlock.IsDatabaseKind(r.Kind) {
 			postgresOptions(d, v.v, what, r.Options)
 		}
 	}
@@ -426,8 +426,8 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 		}
 		r.HostKey = d.str(v.v, what+": host_key")
 	}
-	if r.Kind == airlock.KindPostgres && len(r.Credentials) == 0 {
-		d.errf(n, "%s: a postgres resource needs credentials (access level -> {user, password_env|password_file})", what)
+	if airlock.IsDatabaseKind(r.Kind) && len(r.Credentials) == 0 {
+		d.errf(n, "%s: a %s resource needs credentials (access level -> {user, password_env|password_file})", what, r.Kind)
 	}
 	if r.Kind == airlock.KindSSH && len(r.Logins) == 0 {
 		d.errf(n, "%s: an ssh resource needs logins", what)

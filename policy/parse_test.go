@@ -51,7 +51,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty-access", "version: 1\nrules:\n  - name: r\n    who: {users: [a]}\n    resources: {names: [db]}\n    access: []\n", `access lists no access level`},
 		{"no-name", "version: 1\nrules:\n  - who: {users: [a]}\n", `3:5: error: rule needs a name`},
 		{"pg-unknown-option", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {ssl_mode: verify-full}}\n",
-			`3:57: error: resource db: unknown option "ssl_mode" (postgres resources take database, databases, read_only, sslmode, sslrootcert, allow_cleartext_password)`},
+			`3:57: error: resource db: unknown option "ssl_mode" (postgres and mysql resources take database, databases, read_only, sslmode, sslrootcert, allow_cleartext_password)`},
 		{"pg-bad-databases", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {databases: [app, \"a,b\"]}}\n",
 			`error: resource db: options: databases items must be non-empty names without commas, not "a,b"`},
 		{"pg-databases-mapping", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {databases: {a: b}}}\n",
