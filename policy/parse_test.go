@@ -79,7 +79,7 @@ func TestParseErrors(t *testing.T) {
 		{"inline-secret-webhook", "version: 1\nnotify:\n  - name: n\n    type: webhook\n    url: https://x\n    secret: s3cret\n", `6:5: error: inline secrets are not allowed; use secret_env or secret_file`},
 		{"credential-needs-ref", "version: 1\nresources:\n  - name: db\n    kind: postgres\n    addr: db:5432\n    credentials:\n      read: {user: u}\n", `needs exactly one of password_env or password_file`},
 		{"duplicate-resource", "version: 1\nresources:\n  - {name: h, kind: ssh, addr: 'h:22', logins: [u]}\n  - {name: h, kind: ssh, addr: 'h:22', logins: [u]}\n", `4:12: error: duplicate resource name "h" (first defined at p.yaml:3:12)`},
-		{"bad-kind", "version: 1\nresources:\n  - {name: h, kind: ftp, addr: 'h:21'}\n", `3:21: error: resource h: kind must be one of postgres, ssh, http`},
+		{"bad-kind", "version: 1\nresources:\n  - {name: h, kind: ftp, addr: 'h:21'}\n", `3:21: error: resource h: kind must be one of postgres, mysql, ssh, http, kubernetes`},
 		{"unknown-notify", "version: 1" + minimalRule + "    notify: [pager]\n", `7:14: error: unknown notify channel "pager"`},
 		{"unknown-alert", "version: 1" + minimalRule + "    break_glass: {allowed: true, alert: [pager]}\n", `unknown notify channel "pager"`},
 		{"webhook-needs-secret", "version: 1\nnotify:\n  - {name: n, type: webhook, url: 'https://x'}\n", `a webhook needs secret_env or secret_file`},
