@@ -16,6 +16,25 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
 elif ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+# MariaDB for the MySQL gateway's tests (internal/testenv/mariadb.go):
+# mariadbd and mariadb-install-db from the server, the mariadb client.
+command -v mariadb >/dev/null || need+=(mariadb-client)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+# The Debian package enables a system-wide mariadb on :3306 and starts it
+# (unless policy-rc.d forbids, as in Docker-built images). The tests start
+# their own throwaway server, so stop that one and keep it from starting at
+# boot, with systemd or without.
+stop_system_mariadb() {
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now mariadb >/dev/null 2>&1 || true
+  else
+    service mariadb stop >/dev/null 2>&1 || true
+    update-rc.d mariadb disable >/dev/null 2>&1 || true
+    if command -v systemctl >/dev/null; then
+      systemctl disable mariadb >/dev/null 2>&1 || true # offline: removes the unit's symlinks
+    fi
+  fi
+}
 # Under CI the Kubernetes programs (kube-apiserver, kubectl, etcd, kwok)
 # are built here, before go test, so no test timeout includes the build;
 # a machine builds them once (scripts/kube-tools.sh caches them). Elsewhere
@@ -38,4 +57,5 @@ echo "installing test dependencies: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+case " ${need[*]} " in *" mariadb-server "*) stop_system_mariadb ;; esac
 kube_tools

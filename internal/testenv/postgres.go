@@ -72,14 +72,15 @@ func Postgres(t testing.TB) *PG {
 	return pgCluster
 }
 
-// RunMain runs the tests of m, stops every cluster the tests started
-// (PostgreSQL and Kubernetes) and removes its directory, then exits with
-// m's code. Call it from TestMain:
+// RunMain runs the tests of m, stops every server the tests started
+// (PostgreSQL, MariaDB and Kubernetes) and removes its directory, then
+// exits with m's code. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.RunMain(m) }
 func RunMain(m *testing.M) {
 	code := m.Run()
 	stopAll()
+	stopMariaDB()
 	stopKube()
 	os.Exit(code)
 }
