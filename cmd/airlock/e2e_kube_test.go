@@ -52,15 +52,22 @@ type kubeSetup struct {
 
 func setupKube(t *testing.T) *kubeSetup {
 	t.Helper()
+	return setupKubeWith(t, time.Now(), kubePolicy)
+}
+
+// setupKubeWith is setupKube with the server's (fake) clock starting at
+// start (truncated to the second) and the team's policy.
+func setupKubeWith(t *testing.T, start time.Time, policy string) *kubeSetup {
+	t.Helper()
 	needOathtool(t)
 	kc := testenv.Kube(t)
 	pod := kc.StartPod(t, "payments", "web-1")
 	kc.StartPod(t, "default", "other-1")
 	kc.BindGroup(t, "airlock-view", "view", "")
 	kc.BindGroup(t, "airlock-edit", "edit", "payments")
-	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := &fakeClock{t: start.UTC().Truncate(time.Second)}
 	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, func(c *serverConfig) { c.KubeAddr = freeAddr(t) })
-	tm := setupTeam(t, h, kubePolicy)
+	tm := setupTeam(t, h, policy)
 	dir := t.TempDir()
 	tokFile, caFile := filepath.Join(dir, "gateway.token"), filepath.Join(dir, "ca.pem")
 	token := kc.ImpersonatorToken(t)

@@ -16,6 +16,9 @@
 // 101) and the connection is then held as an idle WebSocket: nothing is
 // sent or read after the handshake (point -url at an endpoint that sends
 // nothing unasked, like httpapp's /ws?idle=1).
+// With -idle N -stream each request is a streaming one (a Kubernetes
+// watch, GET …?watch=1): the answer must be 200, its head is read and its
+// body never is, and the connection is held with the stream open.
 //
 // Written by hand rather than taking wrk or hey: neither is packaged here,
 // and this one reports the figures the script needs as JSON.
@@ -76,6 +79,7 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Second, "per-request timeout")
 	idle := flag.Int("idle", 0, "open this many idle keep-alive connections, print ready, hold them until stdin closes")
 	ws := flag.Bool("ws", false, "with -idle: open idle WebSockets instead (each request an upgrade answered 101)")
+	stream := flag.Bool("stream", false, "with -idle: hold streaming answers open (a watch): read each 200's head only")
 	flag.Parse()
 	u, err := url.Parse(*rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -117,7 +121,7 @@ func main() {
 			h.Set("Sec-WebSocket-Version", "13")
 			h.Set("Sec-WebSocket-Key", "ZGhJbGUgd2Vic29ja2V0IQ==") // any 16 bytes, base64: nothing here checks the accept key
 		}
-		holdIdle(*idle, u, h, dialAddr, tlsConf, *ws)
+		holdIdle(*idle, u, h, dialAddr, tlsConf, *ws, *stream)
 		return
 	}
 
@@ -209,7 +213,7 @@ func main() {
 
 // holdIdle opens n connections, completes one request on each and holds
 // them open until stdin reaches EOF.
-func holdIdle(n int, u *url.URL, h http.Header, addr string, tlsConf *tls.Config, ws bool) {
+func holdIdle(n int, u *url.URL, h http.Header, addr string, tlsConf *tls.Config, ws, stream bool) {
 	req := &http.Request{Method: "GET", URL: u, Host: u.Host, Header: h, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	conns := make([]net.Conn, n)
 	var next atomic.Int64
@@ -223,7 +227,7 @@ func holdIdle(n int, u *url.URL, h http.Header, addr string, tlsConf *tls.Config
 				if i >= n {
 					return
 				}
-				c, err := openIdle(req, addr, u.Scheme == "https", tlsConf, ws)
+				c, err := openIdle(req, addr, u.Scheme == "https", tlsConf, ws, stream)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -243,18 +247,26 @@ func holdIdle(n int, u *url.URL, h http.Header, addr string, tlsConf *tls.Config
 	fmt.Printf("ready %d\n", n)
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	alive := 0
+	buf := make([]byte, 4096)
 	for _, c := range conns {
-		// A connection the server closed meanwhile reads EOF at once.
-		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
-		if _, err := c.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
-			alive++
+		// A connection the server closed meanwhile reads EOF at once
+		// (a stream's: once what it sent is read).
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+			_, err := c.Read(buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				alive++
+			}
+			if err != nil || !stream {
+				break
+			}
 		}
 		c.Close()
 	}
 	fmt.Printf("closed %d (%d still open at the end)\n", n, alive)
 }
 
-func openIdle(req *http.Request, addr string, useTLS bool, tlsConf *tls.Config, ws bool) (net.Conn, error) {
+func openIdle(req *http.Request, addr string, useTLS bool, tlsConf *tls.Config, ws, stream bool) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
@@ -278,6 +290,12 @@ func openIdle(req *http.Request, addr string, useTLS bool, tlsConf *tls.Config, 
 		// server sends nothing unasked, so the bufio.Reader holds no frame).
 		if resp.StatusCode != http.StatusSwitchingProtocols {
 			err = fmt.Errorf("%s, want 101 Switching Protocols", resp.Status)
+		}
+	} else if err == nil && stream {
+		// The body is the stream: left unread (what the server sends
+		// meanwhile waits in the socket and the bufio.Reader).
+		if resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s, want 200 OK", resp.Status)
 		}
 	} else if err == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
