@@ -48,6 +48,8 @@ const (
 	// gateway asks the store again (a revocation the bus lost still ends
 	// access within it).
 	DefaultRecheck = 5 * time.Second
+	// DefaultCopyBufferSize is the reverse proxy's copy buffer.
+	DefaultCopyBufferSize = 32 << 10
 	// DefaultStateTTL bounds a sign-in in progress.
 	DefaultStateTTL = 10 * time.Minute
 )
@@ -102,6 +104,10 @@ type Config struct {
 	// Pending bounds connections whose TLS handshake or first request has
 	// not completed, per listener and per source (netguard defaults).
 	Pending netguard.Limits
+	// CopyBufferSize is the buffer a response is copied through
+	// (default DefaultCopyBufferSize); a streamed response holds one for
+	// its whole life.
+	CopyBufferSize int
 	// Transport reaches the apps; nil builds one per target TLS setting.
 	Transport http.RoundTripper
 }

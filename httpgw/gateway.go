@@ -98,6 +98,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Recheck <= 0 {
 		cfg.Recheck = DefaultRecheck
 	}
+	if cfg.CopyBufferSize <= 0 {
+		cfg.CopyBufferSize = DefaultCopyBufferSize
+	}
 	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
 	cfg.ConsoleURL = strings.TrimRight(cfg.ConsoleURL, "/")
 	g := &Gateway{cfg: cfg, sessions: map[[32]byte]*session{}, apps: map[string]appEntry{}, transports: map[string]*http.Transport{}}
@@ -114,7 +117,7 @@ func New(cfg Config) (*Gateway, error) {
 		ErrorHandler:   g.proxyError,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		FlushInterval:  -1, // stream: every write reaches the client at once (SSE, downloads)
-		BufferPool:     copyBuffers{},
+		BufferPool:     newCopyBuffers(cfg.CopyBufferSize),
 	}
 	g.srv = &http.Server{
 		Handler:           g,
@@ -390,23 +393,28 @@ func (g *Gateway) transport(t *Target) http.RoundTripper {
 	return tr
 }
 
-// copyBuffers lends the reverse proxy its 32 KiB copy buffers. Without a
-// pool it allocates one per request, and collecting them was the largest
-// single cost of a small request (bench/http.sh's profile).
-type copyBuffers struct{}
+// copyBuffers lends the reverse proxy its copy buffers (Config.
+// CopyBufferSize). Without a pool it allocates one per request, and
+// collecting them was the largest single cost of a small request
+// (bench/http.sh's profile). A streamed response (a watch, SSE) holds its
+// buffer for its whole life.
+type copyBuffers struct {
+	size int
+	pool *sync.Pool
+}
 
-const copyBufferSize = 32 << 10
+func newCopyBuffers(size int) copyBuffers {
+	return copyBuffers{size: size, pool: &sync.Pool{New: func() any { b := make([]byte, size); return &b }}}
+}
 
-var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+func (c copyBuffers) Get() []byte { return *c.pool.Get().(*[]byte) }
 
-func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
-
-func (copyBuffers) Put(b []byte) {
-	if cap(b) != copyBufferSize {
+func (c copyBuffers) Put(b []byte) {
+	if cap(b) != c.size {
 		return
 	}
-	b = b[:copyBufferSize]
-	copyBufferPool.Put(&b)
+	b = b[:c.size]
+	c.pool.Put(&b)
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)

@@ -39,6 +39,11 @@ func New(cfg httpgw.Config) (*httpgw.Gateway, error) {
 	}
 	cfg.Door = door{}
 	cfg.Identity = nil
+	if cfg.CopyBufferSize == 0 {
+		// Watches and log streams are most of what stays open, and
+		// their events are small: 8 KiB each instead of 32.
+		cfg.CopyBufferSize = 8 << 10
+	}
 	return httpgw.New(cfg)
 }
 
