@@ -172,17 +172,22 @@ func (t *ResponseTracker) InfileSent(n int) error {
 // response, or an error when the packet breaks the protocol (the
 // gateway then closes both sides): out-of-sequence id, a packet where
 // none is expected, a malformed OK/ERR/EOF/column count.
+//
+// After an error the tracker is idle (the connection is not usable).
 func (t *ResponseTracker) Feed(h Header, prefix []byte) (Step, error) {
-	if len(prefix) < min(h.Length, PeekSize) || len(prefix) > h.Length {
-		return 0, ErrShortPrefix
-	}
 	if t.st == stIdle {
 		return 0, ErrNoCommand
 	}
+	if len(prefix) < min(h.Length, PeekSize) || len(prefix) > h.Length {
+		t.st = stIdle
+		return 0, ErrShortPrefix
+	}
 	if t.st == stInfileWait {
+		t.st = stIdle
 		return 0, errors.New("mysqlwire: server packet before InfileSent")
 	}
 	if h.Seq != t.seq {
+		t.st = stIdle
 		return 0, fmt.Errorf("%w: got %d, want %d", ErrSequence, h.Seq, t.seq)
 	}
 	t.seq++

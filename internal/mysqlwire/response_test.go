@@ -134,7 +134,8 @@ func TestTrackerTextResult(t *testing.T) {
 		if err != nil || s != StepLocalInfile || tr.Result().LocalInfile != "/etc/passwd" {
 			t.Fatal(s, err, tr.Result())
 		}
-		if _, err := tr.Feed(Header{Length: 7, Seq: 3}, okp(0, 0, 0)); err == nil {
+		early := *tr
+		if _, err := early.Feed(Header{Length: 7, Seq: 3}, okp(0, 0, 0)); err == nil {
 			t.Fatal("answer accepted before InfileSent")
 		}
 		if err := tr.InfileSent(1); err != nil {
@@ -221,9 +222,11 @@ func TestTrackerRefusals(t *testing.T) {
 	if _, err := tr.Feed(Header{Length: 700, Seq: 1}, bytes.Repeat([]byte{1}, 10)); !errors.Is(err, ErrShortPrefix) {
 		t.Errorf("short prefix: %v", err)
 	}
+	tr.Begin([]byte{byte(ComQuery)}, 1)
 	if _, err := tr.Feed(Header{Length: 3, Seq: 1}, []byte{0xfc, 1}); !errors.Is(err, ErrShortPrefix) {
 		t.Errorf("short prefix: %v", err)
 	}
+	tr.Begin([]byte{byte(ComQuery)}, 1)
 	if _, err := tr.Feed(Header{Length: 3, Seq: 1}, []byte{0xfc, 1, 0}); err != nil {
 		t.Errorf("column count 0xfc: %v", err)
 	}
