@@ -126,12 +126,9 @@ func Handshake(ctx context.Context, nc net.Conn, cfg ClientConfig) (*ClientConn,
 		if err := c.WritePacket(resp.AppendSSLRequest(nil)); err != nil {
 			return nil, err
 		}
-		tc := tls.Client(nc, cfg.TLS)
-		if err := tc.HandshakeContext(ctx); err != nil {
+		tc, err := c.StartTLS(ctx, nc, cfg.TLS, false)
+		if err != nil {
 			return nil, fmt.Errorf("upstream TLS: %w", err)
-		}
-		if err := c.Upgrade(tc); err != nil {
-			return nil, err
 		}
 		conn = tc
 	}

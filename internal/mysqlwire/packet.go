@@ -2,9 +2,13 @@ package mysqlwire
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 )
 
 // MaxPayload is the largest payload one physical packet carries
@@ -33,10 +37,6 @@ var (
 	ErrSequence = errors.New("mysqlwire: packet out of sequence")
 	// ErrMalformed reports a packet whose payload does not parse.
 	ErrMalformed = errors.New("mysqlwire: malformed packet")
-	// ErrBufferedData reports bytes a peer sent after a packet that must
-	// be the last before a TLS upgrade (SSLRequest): they would be
-	// plaintext injected ahead of the TLS stream.
-	ErrBufferedData = errors.New("mysqlwire: data after SSLRequest before the TLS handshake")
 )
 
 // Header is the 4-byte header of a physical packet: 3-byte little-endian
@@ -104,17 +104,52 @@ func (c *Conn) SetSeq(s uint8) { c.seq = s }
 // ResetSeq starts a new command exchange: the next packet carries 0.
 func (c *Conn) ResetSeq() { c.seq = 0 }
 
-// Upgrade replaces the underlying connection (after a TLS handshake on
-// it, say) and keeps the sequence id. It returns ErrBufferedData if the
-// peer sent bytes that are already buffered: they arrived in plaintext
-// and must not be read as if they came through TLS.
-func (c *Conn) Upgrade(rw io.ReadWriter) error {
-	if c.br.Buffered() > 0 || c.inPkt {
-		return ErrBufferedData
+// StartTLS runs a TLS handshake on nc, the connection under c, and
+// from then on c reads and writes through TLS; the sequence id is kept.
+// As server (after an SSLRequest) the bytes c has already buffered are
+// the start of the client's TLS handshake — clients send their
+// ClientHello right behind the SSLRequest — and go to TLS, which parses
+// them as TLS records: nothing that arrived in plaintext after the
+// SSLRequest is ever read as a packet (a client that injects plaintext
+// there fails the handshake). The context bounds the handshake.
+func (c *Conn) StartTLS(ctx context.Context, nc net.Conn, cfg *tls.Config, server bool) (*tls.Conn, error) {
+	if c.inPkt {
+		return nil, errors.New("mysqlwire: StartTLS inside a packet")
 	}
-	c.rw = rw
-	c.br.Reset(rw)
-	return nil
+	var prefix []byte
+	if n := c.br.Buffered(); n > 0 {
+		b, _ := c.br.Peek(n)
+		prefix = bytes.Clone(b)
+		_, _ = c.br.Discard(n)
+	}
+	raw := net.Conn(&prefixConn{Conn: nc, prefix: prefix})
+	var tc *tls.Conn
+	if server {
+		tc = tls.Server(raw, cfg)
+	} else {
+		tc = tls.Client(raw, cfg)
+	}
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, err
+	}
+	c.rw = tc
+	c.br.Reset(tc)
+	return tc, nil
+}
+
+// prefixConn reads prefix before the connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
 }
 
 // Underlying returns the connection the Conn reads and writes.

@@ -34,7 +34,7 @@ func colDef(name string) []byte {
 	for _, s := range []string{"def", "", "", "", name, ""} {
 		b = AppendLenencBytes(b, []byte(s))
 	}
-	return append(b, 0x0c, 0x3f, 0, 1, 0, 0, 0, 0x08, 0, 0, 0, 0, 0)
+	return append(b, 0x0c, 0x21, 0, 0x40, 0, 0, 0, byte(TypeVarString), 0, 0, 0, 0, 0)
 }
 
 func textRow(vals ...string) []byte {

@@ -2,11 +2,15 @@ package mysqlwire
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // unhex decodes a hex dump written as in MySQL's protocol documentation
@@ -305,21 +309,47 @@ func TestPacketFraming(t *testing.T) {
 			t.Fatalf("relayed %x", out.Bytes())
 		}
 	})
-	t.Run("fail/upgrade-with-buffered-bytes", func(t *testing.T) {
-		// An SSLRequest followed at once by plaintext: refused.
+}
+
+// TestStartTLSInjection: plaintext a client sends right behind its
+// SSLRequest is handed to TLS, which refuses it; it never becomes a
+// packet.
+func TestStartTLSInjection(t *testing.T) {
+	cert, _ := serverCert(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return
+		}
+		defer nc.Close()
 		ssl := (&HandshakeResponse{Capabilities: CapProtocol41}).AppendSSLRequest(nil)
-		var raw []byte
-		raw = Header{Length: len(ssl), Seq: 1}.Append(raw)
-		raw = append(append(raw, ssl...), "injected"...)
-		c := NewConn(newRW(raw))
-		c.SetSeq(1)
-		if _, err := c.ReadPacket(); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Upgrade(newRW(nil)); !errors.Is(err, ErrBufferedData) {
-			t.Fatalf("got %v", err)
-		}
-	})
+		query := AppendCommand(nil, ComQuery, "DROP TABLE t")
+		raw := append(Header{Length: len(ssl), Seq: 1}.Append(nil), ssl...)
+		raw = append(Header{Length: len(query), Seq: 2}.Append(raw), query...)
+		nc.Write(raw)
+		io.Copy(io.Discard, nc)
+	}()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := NewConn(nc)
+	c.SetSeq(1)
+	p, err := c.ReadPacket()
+	if err != nil || !IsSSLRequest(p) {
+		t.Fatalf("%x %v", p, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := c.StartTLS(ctx, nc, &tls.Config{Certificates: []tls.Certificate{*cert}}, true); err == nil {
+		t.Fatal("TLS handshake accepted plaintext")
+	}
 }
 
 func TestLenenc(t *testing.T) {
