@@ -115,5 +115,5 @@ func Negotiate(offered, client Capability) (Capability, error) {
 	return offered & client, nil
 }
 
-// String returns the capability in hex and by name, for logs.
+// GoString returns the capability in hex and by name, for logs.
 func (c Capability) GoString() string { return fmt.Sprintf("0x%08x(%s)", uint32(c), c) }

@@ -150,7 +150,7 @@ type HandshakeResponse struct {
 
 // IsSSLRequest reports whether p, the client's first packet, is an
 // SSLRequest: the 32-byte fixed part of a HandshakeResponse41 with CapSSL.
-// The server then starts TLS (Conn.Upgrade) and reads the real response.
+// The server then starts TLS (Conn.StartTLS) and reads the real response.
 func IsSSLRequest(p []byte) bool {
 	return len(p) == sslRequestLen && Capability(binary.LittleEndian.Uint32(p)).Has(CapSSL)
 }
@@ -315,5 +315,4 @@ func AppendAuthMoreData(b []byte, data ...byte) []byte {
 const (
 	CachingSHA2FastAuthOK  = 0x03
 	CachingSHA2PerformFull = 0x04
-	cachingSHA2RequestKey  = 0x02
 )

@@ -39,9 +39,10 @@ type login struct {
 type authMode int
 
 const (
-	modeNative authMode = iota // verify a native-password scramble against NativePasswordHash(token)
-	modeSHA2                   // switch to caching_sha2_password, verify the fast-auth scramble
-	modeClear                  // switch to mysql_clear_password (only inside TLS)
+	modeNative      authMode = iota // verify a native-password scramble against NativePasswordHash(token)
+	modeSHA2                        // switch to caching_sha2_password, verify the fast-auth scramble
+	modeClear                       // switch to mysql_clear_password (only inside TLS)
+	modeClearAnyway                 // switch to mysql_clear_password even without TLS: what a hostile server could do
 )
 
 func startTestServer(t *testing.T, mode authMode, cert *tls.Certificate) *testServer {
@@ -146,8 +147,8 @@ func (s *testServer) serve(nc net.Conn, mode authMode, cert *tls.Certificate) (l
 		if err := c.WritePacket(AppendAuthMoreData(nil, CachingSHA2FastAuthOK)); err != nil {
 			return login{err: err}
 		}
-	case modeClear:
-		if !l.tls {
+	case modeClear, modeClearAnyway:
+		if !l.tls && mode == modeClear {
 			return refuse(&ServerError{Code: ErAccessDenied, State: "28000", Message: "airlock: connect with TLS"})
 		}
 		if err := c.WritePacket(AppendAuthSwitchRequest(nil, ClearPassword, nil)); err != nil {
@@ -328,6 +329,19 @@ func TestServerSideMariaDBClient(t *testing.T) {
 		l := s.next(t)
 		if err != nil || out != "SELECT" || l.err != nil || !l.tls {
 			t.Fatalf("client %v %q, server %+v", err, out, l)
+		}
+	})
+	// What the real client does when a server (or someone in the path)
+	// asks for a cleartext password on a connection without TLS: it
+	// sends it. The gateway therefore never asks outside TLS, and users
+	// should connect with --ssl-verify-server-cert (airlock mysql does).
+	t.Run("client-behaviour/mariadb-sends-cleartext-without-tls-when-asked", func(t *testing.T) {
+		s := startTestServer(t, modeClearAnyway, nil)
+		out, err := run(s, "--skip-ssl")
+		l := s.next(t)
+		t.Logf("client %v %q, server %+v", err, out, l.err)
+		if err != nil || l.err != nil {
+			t.Skipf("this mariadb client refuses cleartext without TLS (good): %v %s", err, out)
 		}
 	})
 	t.Run("fail/clear-refused-without-tls", func(t *testing.T) {
