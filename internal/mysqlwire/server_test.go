@@ -43,6 +43,7 @@ const (
 	modeSHA2                        // switch to caching_sha2_password, verify the fast-auth scramble
 	modeClear                       // switch to mysql_clear_password (only inside TLS)
 	modeClearAnyway                 // switch to mysql_clear_password even without TLS: what a hostile server could do
+	modeSHA2Full                    // caching_sha2_password, then ask for full authentication (the password)
 )
 
 func startTestServer(t *testing.T, mode authMode, cert *tls.Certificate) *testServer {
@@ -85,6 +86,9 @@ func (s *testServer) serve(nc net.Conn, mode authMode, cert *tls.Certificate) (l
 	}
 	hs := &ServerHandshake{ServerVersion: "10.11.0-airlock", ConnectionID: 99, Scramble: scramble,
 		Capabilities: offered, Charset: DefaultCharset, Status: StatusAutocommit, AuthPlugin: NativePassword}
+	if mode == modeSHA2Full {
+		hs.AuthPlugin = CachingSHA2
+	}
 	if err := c.WritePacket(hs.Append(nil)); err != nil {
 		return login{err: err}
 	}
@@ -146,6 +150,21 @@ func (s *testServer) serve(nc net.Conn, mode authMode, cert *tls.Certificate) (l
 		}
 		if err := c.WritePacket(AppendAuthMoreData(nil, CachingSHA2FastAuthOK)); err != nil {
 			return login{err: err}
+		}
+	case modeSHA2Full:
+		if hr.AuthPlugin != CachingSHA2 || len(hr.AuthResponse) != 32 {
+			return refuse(denied)
+		}
+		if err := c.WritePacket(AppendAuthMoreData(nil, CachingSHA2PerformFull)); err != nil {
+			return login{err: err}
+		}
+		resp, err := c.ReadPacket()
+		if err != nil {
+			return login{err: err}
+		}
+		pw, err := ParseClearPassword(resp)
+		if err != nil || !bytes.Equal(pw, s.token) {
+			return refuse(denied)
 		}
 	case modeClear, modeClearAnyway:
 		if !l.tls && mode == modeClear {
@@ -352,4 +371,55 @@ func TestServerSideMariaDBClient(t *testing.T) {
 			t.Fatalf("client %v %q, server %+v", err, out, l)
 		}
 	})
+}
+
+// TestHandshakeAgainstTestServer drives the upstream Handshake through
+// the methods real MariaDB 10.11 does not offer here: caching_sha2_password
+// fast and full authentication, and cleartext requests, which it must
+// answer only inside TLS.
+func TestHandshakeAgainstTestServer(t *testing.T) {
+	cert, ca := serverCert(t)
+	tlsCfg := &tls.Config{RootCAs: roots(t, ca), ServerName: "localhost"}
+	for _, tc := range []struct {
+		name    string
+		mode    authMode
+		tls     bool
+		refused bool // ErrAuthRefused before the password leaves
+	}{
+		{"ok/native", modeNative, false, false},
+		{"ok/caching-sha2-switch-fast", modeSHA2, false, false},
+		{"ok/caching-sha2-full-over-tls", modeSHA2Full, true, false},
+		{"fail/caching-sha2-full-without-tls", modeSHA2Full, false, true},
+		{"ok/clear-over-tls", modeClear, true, false},
+		{"fail/clear-without-tls", modeClearAnyway, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startTestServer(t, tc.mode, cert)
+			cfg := ClientConfig{User: "gw", Password: s.token, Database: "app", Capabilities: CapDeprecateEOF}
+			if tc.tls {
+				cfg.TLS = tlsCfg
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			cc, err := Dial(ctx, "tcp", s.addr, cfg)
+			if tc.refused {
+				if !errors.Is(err, ErrAuthRefused) {
+					t.Fatalf("got %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cc.Net.Close()
+			res, rows := roundTrip(t, cc, AppendCommand(nil, ComQuery, "HELLO there"))
+			if res.Rows != 1 || fmt.Sprint(rows) != "[HELLO]" {
+				t.Fatalf("%+v %q", res, rows)
+			}
+			cc.Net.Close() // the test server reports the login when the connection ends
+			if l := s.next(t); l.err != nil || l.user != "gw" || l.db != "app" || l.tls != tc.tls {
+				t.Fatalf("server saw %+v", l)
+			}
+		})
+	}
 }
