@@ -82,13 +82,29 @@ type seen struct {
 func newKube(t *testing.T) (*httptest.Server, *seen, *audit) {
 	t.Helper()
 	sn := &seen{}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	k := newKubeWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sn.mu.Lock()
 		sn.reqs = append(sn.reqs, r.Clone(context.Background()))
 		sn.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"kind":"PodList","items":[]}`)
 	}))
+	return k.srv, sn, k.au
+}
+
+// kubeGW is a gateway in front of a test upstream.
+type kubeGW struct {
+	srv  *httptest.Server
+	au   *audit
+	g    *httpgw.Gateway
+	recs string // the recordings' directory
+}
+
+// newKubeWith runs the gateway in front of upstream: tokA opens cluster
+// "a" limited to namespace payments, tokB cluster "b" unlimited.
+func newKubeWith(t *testing.T, upstream http.Handler) *kubeGW {
+	t.Helper()
+	up := httptest.NewServer(upstream)
 	t.Cleanup(up.Close)
 	u, _ := url.Parse(up.URL)
 	now := time.Now()
@@ -99,7 +115,8 @@ func newKube(t *testing.T) (*httptest.Server, *seen, *audit) {
 			Door:   &Impersonation{User: "alice", Groups: []string{"airlock-edit", "team-b"}, Grant: "gra_" + resource, Namespaces: ns}}
 	}
 	au := &audit{}
-	recs, err := recording.NewDir(t.TempDir())
+	dir := t.TempDir()
+	recs, err := recording.NewDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +127,7 @@ func newKube(t *testing.T) (*httptest.Server, *seen, *audit) {
 	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { g.Shutdown(context.Background()) })
-	return srv, sn, au
+	return &kubeGW{srv: srv, au: au, g: g, recs: dir}
 }
 
 func do(t *testing.T, srv *httptest.Server, method, path, token string, hdr ...string) (int, string) {
