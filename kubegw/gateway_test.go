@@ -206,6 +206,9 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		{"GET", "/k8s/a/api/v1/namespaces/payments/../default/pods", tokA, 400, "clean"},
 		{"GET", "/api/v1/pods", tokA, 404, "not a cluster path"},
 		{"GET", "/k8s/A/api", tokA, 404, "not a cluster path"},
+		{"GET", "/k8s/a/api/v1/namespaces/default/pods/x/proxy/metrics", tokA, 403, "namespace default is outside the grant"},
+		{"POST", "/k8s/b/api/v1/nodes/n1/proxy/exec/payments/web-1/c", tokB, 403, "the kubelet's API"},
+		{"GET", "/k8s/b/api/v1/nodes/n1/proxy", tokB, 403, "the kubelet's API"},
 	} {
 		before := len(sn.reqs)
 		code, body := do(t, srv, c.method, c.path, c.token)
@@ -223,6 +226,13 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 	denied := au.byAction("k8s.request")
 	if len(denied) < 3 || denied[0].Outcome != airlock.OutcomeDenied {
 		t.Fatalf("refusals not audited: %v", denied)
+	}
+	// A proxy to a pod or service in the grant's namespace is forwarded as
+	// it is (RBAC's pods/proxy decides).
+	if code, body := do(t, srv, "GET", "/k8s/a/api/v1/namespaces/payments/pods/web-1:8080/proxy/metrics/x", tokA); code != http.StatusOK {
+		t.Errorf("pods proxy in payments: %d %s", code, body)
+	} else if p := sn.reqs[len(sn.reqs)-1].URL.Path; p != "/api/v1/namespaces/payments/pods/web-1:8080/proxy/metrics/x" {
+		t.Errorf("pods proxy reached %s", p)
 	}
 	// Without namespaces, RBAC alone decides.
 	if code, body := do(t, srv, "DELETE", "/k8s/b/api/v1/nodes/n1", tokB); code != http.StatusOK {
