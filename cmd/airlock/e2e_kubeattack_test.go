@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,5 +182,158 @@ func TestE2EKubeAttacks(t *testing.T) {
 	// Nor does a request without a token, or with another's, get anywhere.
 	if code, _, _ := kubeDo(t, h, "alh_forged", "GET", "/api/v1/namespaces/payments/pods", ""); code != 401 {
 		t.Errorf("a forged token: %d", code)
+	}
+}
+
+// wsExec is a minimal WebSocket client of an exec through the gateway:
+// it sends masked frames and gathers what the cluster writes to stdout.
+type wsExec struct {
+	c      *tls.Conn
+	mu     sync.Mutex
+	stdout bytes.Buffer
+	closed chan struct{}
+}
+
+func dialWSExec(t *testing.T, h *harness, token, query string) *wsExec {
+	t.Helper()
+	info, err := api.NewClient(h.url, "").Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(info.TLSCA))
+	c, err := tls.Dial("tcp", h.cfg.KubeAddr, &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "GET /k8s/prod-k8s/api/v1/namespaces/payments/pods/web-1/exec?%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+		"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"+
+		"Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n", query, h.cfg.KubeAddr, token)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("exec: %d %s", resp.StatusCode, b)
+	}
+	e := &wsExec{c: c, closed: make(chan struct{})}
+	go func() {
+		defer close(e.closed)
+		for {
+			var hd [2]byte
+			if _, err := io.ReadFull(br, hd[:]); err != nil {
+				return
+			}
+			n := uint64(hd[1] & 0x7f)
+			switch n {
+			case 126:
+				var x [2]byte
+				io.ReadFull(br, x[:])
+				n = uint64(binary.BigEndian.Uint16(x[:]))
+			case 127:
+				var x [8]byte
+				io.ReadFull(br, x[:])
+				n = binary.BigEndian.Uint64(x[:])
+			}
+			p := make([]byte, n)
+			if _, err := io.ReadFull(br, p); err != nil {
+				return
+			}
+			if hd[0]&0x0f == 2 && len(p) > 0 && p[0] == 1 {
+				e.mu.Lock()
+				e.stdout.Write(p[1:])
+				e.mu.Unlock()
+			}
+		}
+	}()
+	return e
+}
+
+// send writes one masked frame: opcode op, FIN set, payload p.
+func (e *wsExec) send(op byte, p []byte) {
+	mask := [4]byte{7, 1, 9, 3}
+	b := []byte{0x80 | op}
+	switch {
+	case len(p) < 126:
+		b = append(b, 0x80|byte(len(p)))
+	default:
+		b = append(b, 0x80|126, byte(len(p)>>8), byte(len(p)))
+	}
+	b = append(b, mask[:]...)
+	for i, c := range p {
+		b = append(b, c^mask[i%4])
+	}
+	e.c.Write(b)
+}
+
+func (e *wsExec) out() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stdout.String()
+}
+
+// TestE2EKubeExecUnrecorded: two ways a terminal ran unrecorded on the
+// real API server. It reads tty as any value but "0" or "false" (tty=TRUE
+// is a terminal), and it takes a text frame from the client as a message
+// like any other (golang.org/x/net/websocket), so input sent as one ran
+// without the gateway seeing it. Now the first is recorded and the second
+// ends the exec before it is relayed.
+func TestE2EKubeExecUnrecorded(t *testing.T) {
+	k := setupKube(t)
+	h, tm := k.h, k.tm
+	token := func() string {
+		out, err := h.runProc(tm.alice, nil, "kube-credential", "prod-k8s", "--refresh")
+		if err != nil {
+			t.Fatalf("kube-credential: %v\n%s", err, out)
+		}
+		var cred struct{ Status struct{ Token string } }
+		json.Unmarshal([]byte(out), &cred)
+		return cred.Status.Token
+	}
+
+	g := h.grant(tm, "prod-k8s", "edit")
+	e := dialWSExec(t, h, token(), "command=sh&stdin=true&stdout=true&stderr=true&tty=TRUE")
+	e.send(2, []byte("\x00echo upper-$((6*7))\r"))
+	waitFor(t, func() bool { return strings.Contains(e.out(), "upper-42") })
+	if !strings.Contains(e.out(), "# ") {
+		t.Fatalf("tty=TRUE gave no terminal: %q", e.out())
+	}
+	h.fresh(tm.admin, tm.adminSecret)
+	h.must(tm.admin, "", "revoke", g.ID, "--reason", "done")
+	var recorded string
+	waitFor(t, func() bool {
+		for _, ev := range h.auditEvents(tm.admin, "session.ended") {
+			var d struct{ Recording string }
+			json.Unmarshal(ev.Details, &d)
+			if ev.GrantID == g.ID {
+				recorded = d.Recording
+				return true
+			}
+		}
+		return false
+	})
+	if recorded == "" {
+		t.Fatal("the tty=TRUE terminal's session has no recording")
+	}
+	if out, err := h.runProc(tm.admin, nil, "sessions", "play", recorded, "--speed", "0"); err != nil || !strings.Contains(out, "echo upper-") {
+		t.Fatalf("sessions play %s: %v\n%s", recorded, err, out)
+	}
+
+	h.grant(tm, "prod-k8s", "edit")
+	e = dialWSExec(t, h, token(), "command=sh&stdin=true&stdout=true&stderr=true&tty=true")
+	e.send(2, []byte("\x00echo fine-$((6*7))\r"))
+	waitFor(t, func() bool { return strings.Contains(e.out(), "fine-42") })
+	e.send(1, []byte("\x00echo pwned-$((6*7))\r"))
+	e.send(2, []byte("\x00echo after-$((6*7))\r"))
+	select {
+	case <-e.closed:
+	case <-time.After(10 * time.Second):
+		t.Errorf("the exec goes on after a text frame")
+	}
+	if strings.Contains(e.out(), "pwned-42") || strings.Contains(e.out(), "after-42") {
+		t.Errorf("input after a text frame ran: %q", e.out())
 	}
 }
