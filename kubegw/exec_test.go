@@ -130,6 +130,11 @@ func TestExecUnfollowableFramesNeverReachTheCluster(t *testing.T) {
 			if got := up.received(); strings.Contains(got, "evil-") {
 				t.Errorf("the cluster got input the gateway could not follow: %q", got)
 			}
+			// Its response event says why it ended.
+			testenv.Eventually(t, 10*time.Second, func() bool {
+				rs := k.au.byAction("k8s.response")
+				return len(rs) == 1 && strings.Contains(string(rs[0].Details), `"stream_unfollowed"`)
+			}, "no k8s.response naming the unfollowed stream")
 		})
 	}
 }
@@ -183,5 +188,83 @@ func TestExecTTYReadAsTheAPIServerDoes(t *testing.T) {
 	}
 	if queryBool(map[string][]string{}, "tty") {
 		t.Error("no tty parameter read as a terminal")
+	}
+}
+
+// An exec or attach streams only over WebSocket with a binary channel
+// protocol, however the client spells its upgrade; and only those
+// protocols are offered to the cluster.
+func TestExecUpgradeSpellings(t *testing.T) {
+	var mu sync.Mutex
+	var protos []string
+	k := newKubeWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		protos = append(protos, strings.Join(r.Header.Values("Sec-Websocket-Protocol"), "|"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusBadRequest) // no switch: only what was forwarded matters
+	}))
+	for _, c := range []struct {
+		name string
+		hdr  []string
+		want int    // the gateway's answer; 400 from the upstream when forwarded
+		msg  string // in a refusal
+	}{
+		{"SPDY", []string{"Upgrade", "SPDY/3.1"}, 400, "over WebSocket only"},
+		{"spdy lower case", []string{"Upgrade", "spdy/3.1"}, 400, "over WebSocket only"},
+		{"SPDY second in a list", []string{"Upgrade", "websocket, SPDY/3.1", "Sec-WebSocket-Protocol", "v5.channel.k8s.io"}, 400, "over WebSocket only"},
+		{"SPDY in a second header", []string{"Upgrade", "websocket", "Upgrade", "SPDY/3.1", "Sec-WebSocket-Protocol", "v5.channel.k8s.io"}, 400, "over WebSocket only"},
+		{"base64 only", []string{"Upgrade", "websocket", "Sec-WebSocket-Protocol", "base64.channel.k8s.io"}, 400, "binary channel protocol"},
+		{"v5 spelled in a second header", []string{"Upgrade", "WebSocket", "Sec-WebSocket-Protocol", "base64.channel.k8s.io", "Sec-WebSocket-Protocol", "v5.channel.k8s.io"}, 400, ""},
+		{"tunnelled SPDY", []string{"Upgrade", "websocket", "Sec-WebSocket-Protocol", "SPDY/3.1+portforward.k8s.io, v5.channel.k8s.io"}, 400, ""},
+	} {
+		mu.Lock()
+		before := len(protos)
+		mu.Unlock()
+		hdr := append([]string{"Connection", "Upgrade", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}, c.hdr...)
+		code, body := do(t, k.srv, "GET", "/k8s/a/api/v1/namespaces/payments/pods/web-1/exec?command=sh&tty=true", tokA, hdr...)
+		mu.Lock()
+		forwarded := len(protos) > before
+		var got string
+		if forwarded {
+			got = protos[len(protos)-1]
+		}
+		mu.Unlock()
+		switch {
+		case code != c.want:
+			t.Errorf("%s: %d %s", c.name, code, body)
+		case c.msg != "" && (forwarded || !strings.Contains(body, c.msg)):
+			t.Errorf("%s: forwarded %v, %s", c.name, forwarded, body)
+		case c.msg == "" && (!forwarded || got != "v5.channel.k8s.io"):
+			t.Errorf("%s: the cluster was offered %q (forwarded %v)", c.name, got, forwarded)
+		}
+	}
+}
+
+// A header past the gateway's bound is refused before anything else,
+// by the gateway's own server (Serve).
+func TestHugeHeaderRefused(t *testing.T) {
+	sn := &seen{}
+	k := newKubeWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sn.mu.Lock()
+		sn.reqs = append(sn.reqs, r)
+		sn.mu.Unlock()
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go k.g.Serve(ln)
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/k8s/a/api/v1/namespaces/payments/pods", nil)
+	req.Header.Set("Authorization", "Bearer "+tokA)
+	req.Header.Set("X-Pad", strings.Repeat("a", 128<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || len(sn.reqs) != 0 {
+		t.Fatalf("a 128 KiB header: %d, forwarded %d", resp.StatusCode, len(sn.reqs))
 	}
 }
