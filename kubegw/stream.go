@@ -89,8 +89,9 @@ type execStream struct {
 	tty   bool
 	title string
 
-	in  *frameReader // what the client sends (Read)
-	out *frameReader // what the cluster sends (Write), after the 101 response
+	inMu sync.Mutex   // Read's parsing, against Close reading in.err
+	in   *frameReader // what the client sends (Read)
+	out  *frameReader // what the cluster sends (Write), after the 101 response
 
 	wmu       sync.Mutex // one Write at a time, and the goodbye at a frame boundary
 	outHeader []byte     // the upgrade response, until its end
@@ -117,8 +118,11 @@ var errUnfollowed = errors.New("kubegw: the client's exec stream is not framing 
 func (e *execStream) Read(p []byte) (int, error) {
 	n, err := e.Conn.Read(p)
 	if n > 0 {
+		e.inMu.Lock()
 		e.in.feed(p[:n])
-		if e.in.err != "" {
+		bad := e.in.err != ""
+		e.inMu.Unlock()
+		if bad {
 			return 0, errUnfollowed
 		}
 	}
@@ -228,6 +232,14 @@ func (e *execStream) Close() error {
 		if reason := e.ss.EndReason(); reason != "" {
 			e.goodbye("\r\n[airlock] " + reason.Text() + ": this session is closed\r\n")
 		}
+		// Each reader's err under the lock its parsing holds, before e.mu
+		// (their callbacks take e.mu inside).
+		e.inMu.Lock()
+		inErr := e.in.err
+		e.inMu.Unlock()
+		e.wmu.Lock()
+		outErr := e.out.err
+		e.wmu.Unlock()
 		e.mu.Lock()
 		f := map[string]any{"stdin_bytes": e.stdinN, "output_bytes": e.outN}
 		if code, ok := exitCode(e.status); ok {
@@ -240,8 +252,8 @@ func (e *execStream) Close() error {
 		case e.recErr != nil:
 			f["recording_error"] = "not recorded"
 		}
-		if e.in.err != "" || e.out.err != "" {
-			f["stream_unfollowed"] = e.in.err + e.out.err
+		if inErr != "" || outErr != "" {
+			f["stream_unfollowed"] = inErr + outErr
 		}
 		e.mu.Unlock()
 		e.ss.Note(f)
