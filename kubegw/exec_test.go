@@ -268,3 +268,59 @@ func TestHugeHeaderRefused(t *testing.T) {
 		t.Fatalf("a 128 KiB header: %d, forwarded %d", resp.StatusCode, len(sn.reqs))
 	}
 }
+
+// Impersonation sent raw — underscores, any case, repeated, hidden in a
+// folded line — never reaches the cluster as anything but the grant's.
+func TestRawImpersonationSpellings(t *testing.T) {
+	srv, sn, _ := newKube(t)
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /k8s/a/api/v1/namespaces/payments/pods HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer "+tokA+"\r\n"+
+		"Impersonate_User: admin\r\nimpersonate-group: system:masters\r\nIMPERSONATE-USER: root\r\nImpersonate-User: admin\r\n"+
+		"Impersonate-Extra-Airlock-Grant: gra_forged\r\nimpersonate-extra-airlock-grant: gra_forged2\r\nImpersonate-Uid: 0\r\n"+
+		"X-Remote_User: admin\r\nX-Folded: a\r\n Impersonate-User: folded\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		sn.mu.Lock()
+		n := len(sn.reqs)
+		sn.mu.Unlock()
+		// A refusal of the folded line is as good, provided nothing went on.
+		if n != 0 {
+			t.Fatalf("%d and forwarded", resp.StatusCode)
+		}
+		return
+	}
+	sn.mu.Lock()
+	r := sn.reqs[len(sn.reqs)-1]
+	sn.mu.Unlock()
+	for k, vs := range r.Header {
+		lk := strings.ToLower(strings.ReplaceAll(k, "_", "-"))
+		if !strings.HasPrefix(lk, "impersonate-") && !strings.HasPrefix(lk, "x-remote-") {
+			continue
+		}
+		switch lk {
+		case "impersonate-user":
+			if len(vs) != 1 || vs[0] != "alice" {
+				t.Errorf("%s: %q", k, vs)
+			}
+		case "impersonate-group":
+			if strings.Join(vs, ",") != "airlock-edit,team-b" {
+				t.Errorf("%s: %q", k, vs)
+			}
+		case "impersonate-extra-airlock-grant":
+			if len(vs) != 1 || vs[0] != "gra_a" {
+				t.Errorf("%s: %q", k, vs)
+			}
+		default:
+			t.Errorf("the client's %s: %q reached the cluster", k, vs)
+		}
+	}
+	t.Logf("X-Folded upstream: %q", r.Header.Values("X-Folded"))
+}
