@@ -324,3 +324,32 @@ func TestRawImpersonationSpellings(t *testing.T) {
 	}
 	t.Logf("X-Folded upstream: %q", r.Header.Values("X-Folded"))
 }
+
+// Frames sent with the upgrade request, before its response (no client
+// does so), are not followed: they must not reach the cluster either.
+func TestExecFramesBeforeTheSwitchNeverReachTheCluster(t *testing.T) {
+	up := newWSUpstream()
+	k := newKubeWith(t, up)
+	c, err := net.Dial("tcp", k.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := "GET /k8s/a/api/v1/namespaces/payments/pods/web-1/exec?command=sh&stdin=true&tty=true HTTP/1.1\r\nHost: gw\r\n" +
+		"Authorization: Bearer " + tokA + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n"
+	c.Write(append([]byte(req), stdin("early-input\n")...))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("exec: %v %v", resp, err)
+	}
+	c.Write(stdin("last-frame\n"))
+	select {
+	case <-up.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the upstream did not see the last frame")
+	}
+	if got := up.received(); strings.Contains(got, "early-input") {
+		t.Errorf("a frame sent before the switch reached the cluster unfollowed: %q", got)
+	}
+}
