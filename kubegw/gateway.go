@@ -116,7 +116,7 @@ func (door) Inspect(r *http.Request, t *httpgw.Target) (any, *httpgw.Refusal) {
 	switch req.Subresource {
 	case "exec", "attach":
 		f.Command, f.Container = q["command"], q.Get("container")
-		f.TTY = q.Get("tty") == "true" || q.Get("tty") == "1"
+		f.TTY = queryBool(q, "tty")
 		if _, why := execUpgrade(r.Header); why != "" {
 			return f, &httpgw.Refusal{Status: http.StatusBadRequest, Denied: "unrecordable_stream", Message: "airlock: " + why}
 		}

@@ -82,13 +82,29 @@ type seen struct {
 func newKube(t *testing.T) (*httptest.Server, *seen, *audit) {
 	t.Helper()
 	sn := &seen{}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	k := newKubeWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sn.mu.Lock()
 		sn.reqs = append(sn.reqs, r.Clone(context.Background()))
 		sn.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"kind":"PodList","items":[]}`)
 	}))
+	return k.srv, sn, k.au
+}
+
+// kubeGW is a gateway in front of a test upstream.
+type kubeGW struct {
+	srv  *httptest.Server
+	au   *audit
+	g    *httpgw.Gateway
+	recs string // the recordings' directory
+}
+
+// newKubeWith runs the gateway in front of upstream: tokA opens cluster
+// "a" limited to namespace payments, tokB cluster "b" unlimited.
+func newKubeWith(t *testing.T, upstream http.Handler) *kubeGW {
+	t.Helper()
+	up := httptest.NewServer(upstream)
 	t.Cleanup(up.Close)
 	u, _ := url.Parse(up.URL)
 	now := time.Now()
@@ -99,7 +115,8 @@ func newKube(t *testing.T) (*httptest.Server, *seen, *audit) {
 			Door:   &Impersonation{User: "alice", Groups: []string{"airlock-edit", "team-b"}, Grant: "gra_" + resource, Namespaces: ns}}
 	}
 	au := &audit{}
-	recs, err := recording.NewDir(t.TempDir())
+	dir := t.TempDir()
+	recs, err := recording.NewDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +127,7 @@ func newKube(t *testing.T) (*httptest.Server, *seen, *audit) {
 	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { g.Shutdown(context.Background()) })
-	return srv, sn, au
+	return &kubeGW{srv: srv, au: au, g: g, recs: dir}
 }
 
 func do(t *testing.T, srv *httptest.Server, method, path, token string, hdr ...string) (int, string) {
@@ -189,6 +206,9 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		{"GET", "/k8s/a/api/v1/namespaces/payments/../default/pods", tokA, 400, "clean"},
 		{"GET", "/api/v1/pods", tokA, 404, "not a cluster path"},
 		{"GET", "/k8s/A/api", tokA, 404, "not a cluster path"},
+		{"GET", "/k8s/a/api/v1/namespaces/default/pods/x/proxy/metrics", tokA, 403, "namespace default is outside the grant"},
+		{"POST", "/k8s/b/api/v1/nodes/n1/proxy/exec/payments/web-1/c", tokB, 403, "the kubelet's API"},
+		{"GET", "/k8s/b/api/v1/nodes/n1/proxy", tokB, 403, "the kubelet's API"},
 	} {
 		before := len(sn.reqs)
 		code, body := do(t, srv, c.method, c.path, c.token)
@@ -206,6 +226,13 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 	denied := au.byAction("k8s.request")
 	if len(denied) < 3 || denied[0].Outcome != airlock.OutcomeDenied {
 		t.Fatalf("refusals not audited: %v", denied)
+	}
+	// A proxy to a pod or service in the grant's namespace is forwarded as
+	// it is (RBAC's pods/proxy decides).
+	if code, body := do(t, srv, "GET", "/k8s/a/api/v1/namespaces/payments/pods/web-1:8080/proxy/metrics/x", tokA); code != http.StatusOK {
+		t.Errorf("pods proxy in payments: %d %s", code, body)
+	} else if p := sn.reqs[len(sn.reqs)-1].URL.Path; p != "/api/v1/namespaces/payments/pods/web-1:8080/proxy/metrics/x" {
+		t.Errorf("pods proxy reached %s", p)
 	}
 	// Without namespaces, RBAC alone decides.
 	if code, body := do(t, srv, "DELETE", "/k8s/b/api/v1/nodes/n1", tokB); code != http.StatusOK {

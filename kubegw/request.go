@@ -25,11 +25,15 @@ type Request struct {
 	Name        string `json:"name,omitempty"`
 	// Path is the non-resource URL.
 	Path string `json:"path,omitempty"`
+	// ProxyPath is the path a proxy subresource (pods/NAME/proxy/…,
+	// services/NAME/proxy/…) asks for inside the cluster.
+	ProxyPath string `json:"proxy_path,omitempty"`
 }
 
 // maxSegments bounds how much of a path is split: no API path has more
-// (/apis/GROUP/VERSION/namespaces/NS/RESOURCE/NAME/SUBRESOURCE is 8).
-const maxSegments = 12
+// than 8 (/apis/GROUP/VERSION/namespaces/NS/RESOURCE/NAME/SUBRESOURCE)
+// but a proxy subresource's, whose path inside the cluster follows.
+const maxSegments = 64
 
 // ParseRequest reads a Kubernetes API request. path is the decoded path
 // inside the cluster (without the gateway's /k8s/RESOURCE prefix). ok is
@@ -90,7 +94,13 @@ func ParseRequest(method, path string, query url.Values) (r Request, ok bool) {
 	case 3:
 		r.Resource, r.Name, r.Subresource = rest[0], rest[1], rest[2]
 	default:
-		return r, false
+		// As for the API server, what follows …/NAME/proxy is the path
+		// proxied to; other subresources have no further segments.
+		if rest[2] != "proxy" {
+			return r, false
+		}
+		r.Resource, r.Name, r.Subresource = rest[0], rest[1], rest[2]
+		r.ProxyPath = "/" + strings.Join(rest[3:], "/")
 	}
 	if r.Resource == "" {
 		return r, false
@@ -159,7 +169,17 @@ var selfReviews = map[string]bool{
 // /version, /openapi) and the caller's own access reviews; cluster-scoped
 // resources and lists across all namespaces are refused. why names the
 // refusal for the client and the audit.
+//
+// At every level, namespaces or none, nodes/NAME/proxy is refused: it
+// reaches the kubelet's own API, whose exec, attach and run would start
+// commands this gateway does not see as exec and so cannot record. A
+// proxy to pods or services (pods/NAME/proxy/…) is allowed in the
+// grant's namespaces: it reaches only what those pods serve, and RBAC's
+// pods/proxy and services/proxy decide it.
 func Allowed(r Request, namespaces []string) (ok bool, why string) {
+	if r.IsResource && r.APIGroup == "" && r.Resource == "nodes" && r.Subresource == "proxy" {
+		return false, "nodes/" + r.Name + "/proxy reaches the kubelet's API, where exec and attach would run unrecorded"
+	}
 	if len(namespaces) == 0 {
 		return true, ""
 	}

@@ -2,6 +2,7 @@ package kubegw
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -41,11 +42,18 @@ func TestParseRequest(t *testing.T) {
 			want: Request{IsResource: true, Verb: "update", APIVersion: "v1", Resource: "namespaces", Namespace: "payments", Name: "payments", Subresource: "finalize"}},
 		{method: "GET", path: "/apis/rbac.authorization.k8s.io/v1/clusterroles/admin",
 			want: Request{IsResource: true, Verb: "get", APIGroup: "rbac.authorization.k8s.io", APIVersion: "v1", Resource: "clusterroles", Name: "admin"}},
+		{method: "GET", path: "/api/v1/namespaces/payments/pods/web-1:8080/proxy/healthz/ready",
+			want: Request{IsResource: true, Verb: "get", APIVersion: "v1", Resource: "pods", Namespace: "payments", Name: "web-1:8080", Subresource: "proxy", ProxyPath: "/healthz/ready"}},
+		{method: "POST", path: "/api/v1/namespaces/payments/services/web/proxy/",
+			want: Request{IsResource: true, Verb: "create", APIVersion: "v1", Resource: "services", Namespace: "payments", Name: "web", Subresource: "proxy"}},
+		{method: "GET", path: "/api/v1/nodes/n1/proxy/exec/payments/web-1/c",
+			want: Request{IsResource: true, Verb: "get", APIVersion: "v1", Resource: "nodes", Name: "n1", Subresource: "proxy", ProxyPath: "/exec/payments/web-1/c"}},
 		{method: "GET", path: "/api/v1/namespaces/a/pods/b/c/d", bad: true},
+		{method: "GET", path: "/api/v1/namespaces/a/pods/b/exec/d", bad: true},
 		{method: "GET", path: "/api/v1/watch", bad: true},
 		{method: "GET", path: "api/v1/pods", bad: true},
 		{method: "GET", path: "/api//v1/pods", bad: true},
-		{method: "GET", path: "/a/b/c/d/e/f/g/h/i/j/k/l/m/n", bad: true},
+		{method: "GET", path: strings.Repeat("/a", maxSegments+1), bad: true},
 	} {
 		q, _ := url.ParseQuery(c.query)
 		got, ok := ParseRequest(c.method, c.path, q)
@@ -91,6 +99,11 @@ func TestAllowed(t *testing.T) {
 		{"POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", true},
 		{"POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", false},
 		{"POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", false},
+		{"GET", "/api/v1/namespaces/payments/pods/web-1/proxy/metrics", true},
+		{"GET", "/api/v1/namespaces/payments/services/web:http/proxy/", true},
+		{"GET", "/api/v1/namespaces/default/pods/web-1/proxy/metrics", false},
+		{"GET", "/api/v1/namespaces/default/services/kubernetes/proxy/api", false},
+		{"GET", "/api/v1/nodes/n1/proxy/pods", false},
 	} {
 		ok, why := Allowed(parse(c.method, c.path), ns)
 		if ok != c.want {
@@ -102,5 +115,11 @@ func TestAllowed(t *testing.T) {
 	}
 	if ok, _ := Allowed(parse("DELETE", "/api/v1/nodes/n1"), nil); !ok {
 		t.Error("a level without namespaces must leave the decision to RBAC")
+	}
+	// The kubelet's API runs exec unrecorded: refused at every level.
+	for _, p := range []string{"/api/v1/nodes/n1/proxy", "/api/v1/nodes/n1:10250/proxy/exec/payments/web-1/c", "/api/v1/nodes/n1/proxy/run/payments/web-1/c"} {
+		if ok, why := Allowed(parse("POST", p), nil); ok || why == "" {
+			t.Errorf("%s allowed without namespaces", p)
+		}
 	}
 }

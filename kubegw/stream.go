@@ -3,8 +3,10 @@ package kubegw
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,11 +58,24 @@ func (door) Stream(r *http.Request, t *httpgw.Target, c net.Conn, ss httpgw.Stre
 		return c
 	}
 	q := r.URL.Query()
-	e := &execStream{Conn: c, ss: ss, tty: q.Get("tty") == "true" || q.Get("tty") == "1",
+	e := &execStream{Conn: c, ss: ss, tty: queryBool(q, "tty"),
 		title: t.UserName + "@" + t.Resource + " " + req.Subresource + " " + req.Namespace + "/" + req.Name + " " + strings.Join(q["command"], " ")}
 	e.in = newFrameReader(e.fromClient)
+	e.in.oneFrameMessages = true
 	e.out = newFrameReader(e.fromServer)
 	return e
+}
+
+// queryBool reads a boolean option as the API server does (its
+// Convert_Slice_string_To_bool): absent is false, a first value of "0" or
+// "false" (any case) is false, and anything else — "TRUE", "yes", "" — is
+// true. Reading it any other way would let a terminal run unrecorded.
+func queryBool(q url.Values, name string) bool {
+	vs, ok := q[name]
+	if !ok || len(vs) == 0 {
+		return false
+	}
+	return vs[0] != "0" && !strings.EqualFold(vs[0], "false")
 }
 
 // maxStatusBytes bounds the error channel's Status object kept.
@@ -74,8 +89,9 @@ type execStream struct {
 	tty   bool
 	title string
 
-	in  *frameReader // what the client sends (Read)
-	out *frameReader // what the cluster sends (Write), after the 101 response
+	inMu sync.Mutex   // Read's parsing, against Close reading in.err
+	in   *frameReader // what the client sends (Read)
+	out  *frameReader // what the cluster sends (Write), after the 101 response
 
 	wmu       sync.Mutex // one Write at a time, and the goodbye at a frame boundary
 	outHeader []byte     // the upgrade response, until its end
@@ -92,10 +108,23 @@ type execStream struct {
 	closeOnce sync.Once
 }
 
+// errUnfollowed ends an exec whose client sends what the gateway cannot
+// follow: the cluster could read it as input the recording never saw.
+var errUnfollowed = errors.New("kubegw: the client's exec stream is not framing the gateway can follow")
+
+// Read hands on what the client sent once it has been followed (and
+// recorded); a chunk that leaves the client's framing unfollowable is
+// not handed on, and the stream ends.
 func (e *execStream) Read(p []byte) (int, error) {
 	n, err := e.Conn.Read(p)
 	if n > 0 {
+		e.inMu.Lock()
 		e.in.feed(p[:n])
+		bad := e.in.err != ""
+		e.inMu.Unlock()
+		if bad {
+			return 0, errUnfollowed
+		}
 	}
 	return n, err
 }
@@ -203,6 +232,14 @@ func (e *execStream) Close() error {
 		if reason := e.ss.EndReason(); reason != "" {
 			e.goodbye("\r\n[airlock] " + reason.Text() + ": this session is closed\r\n")
 		}
+		// Each reader's err under the lock its parsing holds, before e.mu
+		// (their callbacks take e.mu inside).
+		e.inMu.Lock()
+		inErr := e.in.err
+		e.inMu.Unlock()
+		e.wmu.Lock()
+		outErr := e.out.err
+		e.wmu.Unlock()
 		e.mu.Lock()
 		f := map[string]any{"stdin_bytes": e.stdinN, "output_bytes": e.outN}
 		if code, ok := exitCode(e.status); ok {
@@ -215,8 +252,8 @@ func (e *execStream) Close() error {
 		case e.recErr != nil:
 			f["recording_error"] = "not recorded"
 		}
-		if e.in.err != "" || e.out.err != "" {
-			f["stream_unfollowed"] = e.in.err + e.out.err
+		if inErr != "" || outErr != "" {
+			f["stream_unfollowed"] = inErr + outErr
 		}
 		e.mu.Unlock()
 		e.ss.Note(f)

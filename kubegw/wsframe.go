@@ -31,8 +31,17 @@ type frameReader struct {
 	// message's first payload byte names its channel).
 	onData func(channel byte, p []byte)
 	// err is set once the stream is not framing the reader can follow;
-	// it then stops parsing (the relay itself goes on).
+	// it then stops parsing.
 	err string
+	// oneFrameMessages reads the client's side as the API server does
+	// (golang.org/x/net/websocket, behind every exec and attach): each
+	// frame is a message of its own whose first byte names its channel,
+	// whatever its opcode or FIN bit, and reserved bits and opcodes are
+	// not checked. Where this reader's framing and the server's could
+	// differ — a text, continuation, fragmented or reserved-opcode frame,
+	// reserved bits — it stops (err) instead of guessing, and the stream
+	// is closed before those bytes are relayed (execStream.Read).
+	oneFrameMessages bool
 
 	hdr       [maxFrameHeader]byte
 	nhdr      int
@@ -103,6 +112,10 @@ func (f *frameReader) start() {
 	}
 	op := b0 & 0x0f
 	f.fin, f.masked = b0&0x80 != 0, b1&0x80 != 0
+	if f.oneFrameMessages && !(op == 2 && f.fin || op == 8 || op == 9 || op == 10) {
+		f.err = "only unfragmented binary messages and close, ping and pong frames are followed from the client"
+		return
+	}
 	l, off := uint64(b1&0x7f), 2
 	switch l {
 	case 126:

@@ -111,14 +111,17 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add(frame(false, 2, []byte{0, 'a'}, []byte{9, 8, 7, 6}), uint8(3))
 	f.Add(append(frame(true, 8, nil, nil), frame(true, 2, []byte{4, '{', '}'}, nil)...), uint8(2))
 	f.Fuzz(func(t *testing.T, b []byte, step uint8) {
-		n := 0
-		fr := newFrameReader(func(_ byte, p []byte) { n += len(p) })
-		s := int(step) + 1
-		for i := 0; i < len(b); i += s {
-			fr.feed(b[i:min(i+s, len(b))])
-		}
-		if n > len(b) {
-			t.Fatalf("delivered %d bytes from %d", n, len(b))
+		for _, oneFrame := range []bool{false, true} { // the cluster's side, the client's
+			n := 0
+			fr := newFrameReader(func(_ byte, p []byte) { n += len(p) })
+			fr.oneFrameMessages = oneFrame
+			s := int(step) + 1
+			for i := 0; i < len(b); i += s {
+				fr.feed(b[i:min(i+s, len(b))])
+			}
+			if n > len(b) {
+				t.Fatalf("delivered %d bytes from %d", n, len(b))
+			}
 		}
 		exitCode(b)
 	})
