@@ -283,3 +283,7 @@ func (c *Conn) Discard() error {
 	}
 	return err
 }
+
+// Buffered returns how many bytes the Conn has read ahead and not yet
+// handed out: a relay flushes its writer when the next packet would block.
+func (c *Conn) Buffered() int { return c.br.Buffered() }
