@@ -69,6 +69,8 @@ type GatewayInfo struct {
 	// KubeURL is the Kubernetes gateway's base URL (a cluster is
 	// KubeURL/k8s/RESOURCE).
 	KubeURL string `json:"kube_url,omitempty"`
+	// MySQLAddr is the MySQL gateway's address.
+	MySQLAddr string `json:"mysql_addr,omitempty"`
 }
 
 // Handler returns the API's http.Handler. Call once after the fields are set.

@@ -21,7 +21,7 @@ cd "$ROOT"
 go build -o "$TMP/airlock" ./cmd/airlock
 go build -o "$TMP/spray" ./bench/cmd/spray
 PORT=$((20000 + RANDOM % 20000))
-"$TMP/airlock" server --data-dir "$TMP/data" --http-addr 127.0.0.1:$PORT --pg-addr "" --ssh-addr "" --http-apps-addr "" --kube-addr "" 2>"$TMP/server.log" &
+"$TMP/airlock" server --data-dir "$TMP/data" --http-addr 127.0.0.1:$PORT --pg-addr "" --ssh-addr "" --http-apps-addr "" --kube-addr "" --mysql-addr "" 2>"$TMP/server.log" &
 SRV=$!
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 export AIRLOCK_HOME="$TMP/home"

@@ -116,7 +116,7 @@ func (b *kubeBench) setup() {
 	t.Cleanup(func() { logf.Close() })
 	// The same addresses and data directory as the harness had.
 	cmd := exec.Command(b.bin, "server", "--data-dir", cfg.DataDir, "--http-addr", cfg.HTTPAddr, "--public-url", cfg.PublicURL,
-		"--pg-addr=", "--ssh-addr=", "--http-apps-addr=", "--kube-addr", cfg.KubeAddr, "--session-idle-timeout", "8h")
+		"--pg-addr=", "--ssh-addr=", "--http-apps-addr=", "--mysql-addr=", "--kube-addr", cfg.KubeAddr, "--session-idle-timeout", "8h")
 	cmd.Env = benchEnv(nil)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

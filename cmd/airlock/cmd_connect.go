@@ -29,8 +29,14 @@ func init() {
 	})
 }
 
-// mintToken gets a connect token, explaining how to get a grant when there is none.
+// mintToken gets a connect token for the PostgreSQL gateway.
 func mintToken(c *cli, resource, accessLevel string) (*api.ConnectToken, *api.GatewayInfo, error) {
+	return mintTokenFor(c, resource, accessLevel, "PostgreSQL", "--pg-addr", func(i *api.GatewayInfo) string { return i.PGAddr })
+}
+
+// mintTokenFor gets a connect token, explaining how to get a grant when
+// there is none, and checks that the gateway (named by addr) is enabled.
+func mintTokenFor(c *cli, resource, accessLevel, gateway, flag string, addr func(*api.GatewayInfo) string) (*api.ConnectToken, *api.GatewayInfo, error) {
 	var t *api.ConnectToken
 	if err := c.call(func(ctx context.Context) (err error) {
 		t, err = c.client.MintConnectToken(ctx, api.ConnectRequest{Resource: resource, Access: accessLevel})
@@ -42,8 +48,8 @@ func mintToken(c *cli, resource, accessLevel string) (*api.ConnectToken, *api.Ga
 	if err != nil {
 		return nil, nil, err
 	}
-	if info.PGAddr == "" {
-		return nil, nil, errors.New("the server's PostgreSQL gateway is disabled (--pg-addr)")
+	if addr(info) == "" {
+		return nil, nil, fmt.Errorf("the server's %s gateway is disabled (%s)", gateway, flag)
 	}
 	return t, info, nil
 }

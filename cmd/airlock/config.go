@@ -36,6 +36,7 @@ type serverConfig struct {
 	HTTPAppsCert       string `yaml:"http_apps_cert"`
 	HTTPAppsKey        string `yaml:"http_apps_key"`
 	KubeAddr           string `yaml:"kube_addr"`
+	MySQLAddr          string `yaml:"mysql_addr"`
 	KubePublicURL      string `yaml:"kube_public_url"`
 	PublicURL          string `yaml:"public_url"`
 	LogLevel           string `yaml:"log_level"`
@@ -104,6 +105,7 @@ func defaultServerConfig() serverConfig {
 		HTTPAppsAddr:       "127.0.0.1:7443",
 		HTTPAppsDomain:     "apps.localhost",
 		KubeAddr:           "127.0.0.1:7444",
+		MySQLAddr:          "127.0.0.1:7306",
 		LogLevel:           "info",
 		SessionIdle:        time.Hour,
 		SessionLifetime:    12 * time.Hour,
@@ -151,6 +153,7 @@ func (c *serverConfig) keys() []configKey {
 		{"http-apps-domain", "domain the HTTP gateway serves apps under: app grafana is https://grafana.DOMAIN (*.localhost needs no DNS on a laptop)", &c.HTTPAppsDomain},
 		{"http-apps-public-port", "port browsers reach the HTTP gateway on, for redirects (default: the port of --http-apps-addr)", &c.HTTPAppsPublicPort},
 		{"http-apps-cert", "PEM certificate for *.DOMAIN (default: one issued by the data dir's CA)", &c.HTTPAppsCert},
+		{"mysql-addr", "MySQL/MariaDB gateway address (TLS required; empty disables)", &c.MySQLAddr},
 		{"kube-addr", "Kubernetes gateway address: kubectl through Airlock, a cluster at https://ADDR/k8s/RESOURCE (empty disables)", &c.KubeAddr},
 		{"kube-public-url", "base URL kubeconfigs name for the Kubernetes gateway (default: https://--kube-addr)", &c.KubePublicURL},
 		{"http-apps-key", "PEM private key of --http-apps-cert", &c.HTTPAppsKey},

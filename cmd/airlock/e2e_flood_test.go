@@ -159,7 +159,7 @@ ALTER ROLE app_rw PASSWORD '`+pgRWPassword+`';`)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	httpAddr, pgAddr, sshAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	srv := startServerProc(t, floodSoftLimit, floodHardLimit, "--data-dir", dataDir, "--http-addr", httpAddr,
-		"--pg-addr", pgAddr, "--ssh-addr", sshAddr, "--http-apps-addr", "", "--kube-addr", "", "--grant-sweep-interval", "200ms")
+		"--pg-addr", pgAddr, "--ssh-addr", sshAddr, "--http-apps-addr", "", "--kube-addr", "", "--mysql-addr", "", "--grant-sweep-interval", "200ms")
 	// The CLI runs in this process against the server process; the test
 	// clock only picks TOTP codes (the server uses real time, which
 	// accepts one step either side).

@@ -92,6 +92,7 @@ func startHarness(t *testing.T, dataDir string, clk *fakeClock, tweak func(*serv
 	cfg.SSHAddr = ""
 	cfg.HTTPAppsAddr = ""
 	cfg.KubeAddr = ""
+	cfg.MySQLAddr = ""
 	cfg.PublicURL = "http://localhost:" + cfg.HTTPAddr[strings.LastIndex(cfg.HTTPAddr, ":")+1:]
 	cfg.SweepInterval = 50 * time.Millisecond
 	cfg.SessionIdle = 8 * time.Hour

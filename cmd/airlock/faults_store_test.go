@@ -107,7 +107,7 @@ func (e *faultEnv) startReplica(t *testing.T, name, dir string) *replica {
 	httpAddr := freeAddr(t)
 	r := &replica{t: t, name: name, dir: dir, url: "http://" + httpAddr, out: &syncBuffer{}, done: make(chan struct{})}
 	r.cmd = exec.Command(self, "server", "--data-dir", dir, "--store", e.dsn, "--http-addr", httpAddr, "--pg-addr", freeAddr(t),
-		"--ssh-addr", "", "--http-apps-addr", "", "--kube-addr", "", "--node-heartbeat", faultHeartbeat.String(), "--node-lost-after", faultLostAfter.String())
+		"--ssh-addr", "", "--http-apps-addr", "", "--kube-addr", "", "--mysql-addr", "", "--node-heartbeat", faultHeartbeat.String(), "--node-lost-after", faultLostAfter.String())
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PG") && !strings.HasPrefix(kv, "AIRLOCK_") {

@@ -36,6 +36,7 @@ import (
 	"github.com/airlockhq/airlock/identity"
 	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/mfa"
+	"github.com/airlockhq/airlock/mysqlproxy"
 	"github.com/airlockhq/airlock/pgproxy"
 	"github.com/airlockhq/airlock/postgres"
 	"github.com/airlockhq/airlock/recording"
@@ -132,11 +133,12 @@ type server struct {
 	access   *access.Service
 	pg       *pgproxy.Gateway
 	ssh      *sshproxy.Gateway
-	http     *httpgw.Gateway   // nil unless --http-apps-addr
-	kube     *httpgw.Gateway   // nil unless --kube-addr
-	idKeys   *assertion.Keys   // the identity assertions' keys (JWKS)
-	bus      *access.Bus       // the revocation bus, replicated when the store carries revocations
-	gateways []airlock.Gateway // every gateway built: revocations and shutdown reach each
+	http     *httpgw.Gateway     // nil unless --http-apps-addr
+	kube     *httpgw.Gateway     // nil unless --kube-addr
+	mysql    *mysqlproxy.Gateway // nil unless --mysql-addr
+	idKeys   *assertion.Keys     // the identity assertions' keys (JWKS)
+	bus      *access.Bus         // the revocation bus, replicated when the store carries revocations
+	gateways []airlock.Gateway   // every gateway built: revocations and shutdown reach each
 	ca       *sshca.CA
 	keyring  *secrets.Keyring
 	notifier *notifier
@@ -161,7 +163,13 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		return err
 	}
 	defer httpLn.Close()
-	var pgLn, sshLn, appsLn, kubeLn net.Listener
+	var pgLn, sshLn, appsLn, kubeLn, mysqlLn net.Listener
+	if c.MySQLAddr != "" {
+		if mysqlLn, err = listen("mysql-addr", c.MySQLAddr); err != nil {
+			return err
+		}
+		defer mysqlLn.Close()
+	}
 	if c.KubeAddr != "" {
 		if kubeLn, err = listen("kube-addr", c.KubeAddr); err != nil {
 			return err
@@ -238,7 +246,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 				return audit.Export(ctx, store, w, f)
 			},
 			Verify: func(ctx context.Context) (any, error) { return audit.Verify(ctx, store, s.audit.PublicKey()) }},
-		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, HTTPAppsAddr: c.HTTPAppsAddr, HTTPAppsDomain: appsDomain(c), HTTPAppsPort: appsPort(c), KubeURL: kubeURL(c), TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey(), SSHUserCA: s.ca.UserCAAuthorizedKey()}}
+		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, HTTPAppsAddr: c.HTTPAppsAddr, HTTPAppsDomain: appsDomain(c), HTTPAppsPort: appsPort(c), KubeURL: kubeURL(c), MySQLAddr: c.MySQLAddr, TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey(), SSHUserCA: s.ca.UserCAAuthorizedKey()}}
 	if recs, err := recording.NewDir(dir.File("recordings")); err == nil {
 		apiSrv.Recordings = func(ctx context.Context, key string) (io.ReadCloser, error) { return recs.Open(ctx, key) }
 	}
@@ -339,8 +347,11 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	if kubeLn != nil {
 		go serve("kube", func() error { return s.kube.Serve(kubeLn) })
 	}
+	if mysqlLn != nil {
+		go serve("mysql", func() error { return s.mysql.Serve(runCtx, mysqlLn) })
+	}
 
-	logger.Info("airlock server started", "version", version, "http", httpLn.Addr().String(), "pg", c.PGAddr, "ssh", c.SSHAddr, "http_apps", c.HTTPAppsAddr, "kube", c.KubeAddr,
+	logger.Info("airlock server started", "version", version, "http", httpLn.Addr().String(), "pg", c.PGAddr, "ssh", c.SSHAddr, "http_apps", c.HTTPAppsAddr, "kube", c.KubeAddr, "mysql", c.MySQLAddr,
 		"store", storeDesc, "data_dir", dir.Path, "created", dir.Created)
 
 	<-ctx.Done()
@@ -475,6 +486,9 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			return err
 		}
 	}
+	if err := s.buildMySQLGateway(); err != nil {
+		return err
+	}
 	if err := s.buildKubeGateway(); err != nil {
 		return err
 	}
@@ -494,6 +508,9 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	}
 	if s.kube != nil {
 		s.gateways = append(s.gateways, s.kube)
+	}
+	if s.mysql != nil {
+		s.gateways = append(s.gateways, s.mysql)
 	}
 	bus.Subscribe(func(r airlock.Revocation) {
 		for _, gw := range s.gateways {
