@@ -358,8 +358,17 @@ func (s *session) decide(req *mysqlwire.Request, p *[]byte, seq uint8) (forward 
 		}
 		s.stmtText("execute", info.text, extra)
 		return true, ""
+	case mysqlwire.ComSetOption:
+		if req.Option == 0 { // MYSQL_OPTION_MULTI_STATEMENTS_ON
+			// Multi-statements would put text past the statement the
+			// gateway reads (a USE after a SELECT) in one command.
+			s.stmtDenied("set_option", "", "multi_statements")
+			s.errAt(seq, &mysqlwire.ServerError{Code: mysqlwire.ErNotAllowedCommand, State: "42000", Message: "airlock: multi-statements are not allowed through the gateway"})
+			return false, ""
+		}
+		return true, ""
 	case mysqlwire.ComStmtClose, mysqlwire.ComStmtReset, mysqlwire.ComPing, mysqlwire.ComStatistics,
-		mysqlwire.ComStmtSendLongData, mysqlwire.ComStmtFetch, mysqlwire.ComSetOption:
+		mysqlwire.ComStmtSendLongData, mysqlwire.ComStmtFetch:
 		return true, ""
 	case mysqlwire.ComResetConnection:
 		if t.ReadOnly {
