@@ -18,6 +18,7 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
+	"github.com/airlockhq/airlock/internal/mysqlwire"
 	"github.com/airlockhq/airlock/internal/testenv"
 )
 
@@ -166,6 +167,96 @@ func TestE2EMySQL(t *testing.T) {
 			}
 		}
 		return query && prepare && execute && denied
+	})
+
+	// KILL QUERY with the connection id a client was told (the gateway's)
+	// reaches that connection's upstream thread; another id is refused.
+	mintTok := func() access.ConnectToken {
+		var tk access.ConnectToken
+		if err := cl.Do(context.Background(), "POST", "/api/v1/connect-tokens", api.ConnectRequest{Resource: "prod-mysql"}, &tk); err != nil {
+			t.Fatalf("mint: %v", err)
+		}
+		return tk
+	}
+	h.fresh(tm.alice, tm.aliceSecret)
+	dialGW := func() *mysqlwire.ClientConn {
+		tk := mintTok()
+		cc, err := mysqlwire.Dial(context.Background(), "tcp", info.MySQLAddr, mysqlwire.ClientConfig{User: tk.User, Password: []byte(tk.Token),
+			Database: "prod-mysql", TLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}})
+		if err != nil {
+			t.Fatalf("dial the gateway: %v", err)
+		}
+		t.Cleanup(func() { cc.Net.Close() })
+		return cc
+	}
+	a, b := dialGW(), dialGW()
+	query := func(c *mysqlwire.ClientConn, sql string) (*mysqlwire.Result, error) {
+		c.Conn.ResetSeq()
+		p := mysqlwire.AppendCommand(nil, mysqlwire.ComQuery, sql)
+		if err := c.Conn.WritePacket(p); err != nil {
+			return nil, err
+		}
+		tr := mysqlwire.NewResponseTracker(c.Capabilities)
+		tr.Begin(p, c.Conn.Seq())
+		for {
+			hd, prefix, err := c.Conn.Next()
+			if err != nil {
+				return nil, err
+			}
+			step, err := tr.Feed(hd, prefix)
+			if err != nil {
+				return nil, err
+			}
+			c.Conn.Discard()
+			if step == mysqlwire.StepDone {
+				r := tr.Result()
+				return &r, nil
+			}
+		}
+	}
+	slept := make(chan *mysqlwire.Result, 1)
+	go func() {
+		r, err := query(a, "SELECT SLEEP(30)")
+		if err != nil {
+			t.Errorf("SELECT SLEEP(30): %v", err)
+		}
+		slept <- r
+	}()
+	ok := testenv.Poll(10*time.Second, func() bool {
+		for _, e := range h.auditEvents(tm.admin, "db.query") {
+			if strings.Contains(string(e.Details), "SLEEP(30)") {
+				return true
+			}
+		}
+		return false
+	})
+	if !ok {
+		for _, e := range h.auditEvents(tm.admin, "*") {
+			t.Logf("%s %s %s", e.Action, e.Outcome, e.Details)
+		}
+		t.Fatalf("no db.query for SLEEP(30); server log:\n%s", h.logs.String()[max(0, len(h.logs.String())-3000):])
+	}
+	if r, err := query(b, fmt.Sprintf("KILL QUERY %d", a.Server.ConnectionID)); err != nil || r.Err != nil {
+		t.Fatalf("KILL QUERY of the client's own connection: %v %v", err, r)
+	}
+	select {
+	case r := <-slept:
+		if r == nil || (r.Err == nil && r.Rows != 1) {
+			t.Fatalf("the killed query: %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("KILL QUERY did not end the running query")
+	}
+	if r, err := query(b, "KILL QUERY 1"); err != nil || r.Err == nil || r.Err.Code != 1094 {
+		t.Fatalf("KILL of an id the client was not told: %v %+v", err, r)
+	}
+	// The policy's max_concurrent (3) counts live sessions: close these.
+	a.Net.Close()
+	b.Net.Close()
+	sqldb.Close()
+	h.fresh(tm.admin, tm.adminSecret)
+	waitFor(t, func() bool {
+		return len(h.auditEvents(tm.admin, "session.started")) == len(h.auditEvents(tm.admin, "session.ended"))
 	})
 
 	// A revoke cuts a running statement: the client sees the reason.
