@@ -13,12 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,134 +24,29 @@ import (
 // internal/testenv has one): its own data directory, TCP on 127.0.0.1,
 // TLS with a CA made for it, run as the mysql user when the tests run as
 // root.
+// mariaDB is the test server (internal/testenv's) with this package's
+// database and accounts: gw (native password) and gwtls (REQUIRE SSL).
 type mariaDB struct {
-	addr  string
-	sock  string
-	dir   string
-	caPEM []byte
-}
-
-var (
-	mariaOnce sync.Once
-	maria     *mariaDB
-	mariaErr  error
-	mariaCmd  *exec.Cmd
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if mariaCmd != nil {
-		_ = mariaCmd.Process.Kill()
-		_, _ = mariaCmd.Process.Wait()
-		os.RemoveAll(maria.dir)
-	}
-	os.Exit(code)
+	addr      string
+	caPEM     []byte
+	app       string // the database
+	gw, gwtls string // account names
 }
 
 func startMariaDB(t *testing.T) *mariaDB {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: no MariaDB")
-	}
-	mariaOnce.Do(func() { maria, mariaErr = launchMariaDB() })
-	if errors.Is(mariaErr, exec.ErrNotFound) {
-		t.Skipf("MariaDB not installed (apt-get install mariadb-server mariadb-client): %v", mariaErr)
-	}
-	if mariaErr != nil {
-		t.Fatal(mariaErr)
-	}
-	return maria
+	m := testenv.MariaDB(t)
+	db := &mariaDB{addr: m.Addr, caPEM: m.CAPEM, app: m.NewDatabase(t)}
+	sfx := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	db.gw, db.gwtls = "gw"+sfx, "gwtls"+sfx
+	m.CreateUser(t, db.gw, "gw-pass", "ALL ON `"+db.app+"`.*")
+	m.CreateUser(t, db.gwtls, "tls-pass", "ALL ON `"+db.app+"`.*")
+	m.Exec(t, "ALTER USER '"+db.gwtls+"'@'%' REQUIRE SSL")
+	m.Exec(t, "CREATE TABLE `"+db.app+"`.t (a INT)")
+	return db
 }
 
-func launchMariaDB() (*mariaDB, error) {
-	for _, b := range []string{"mariadbd", "mariadb-install-db", "mariadb"} {
-		if _, err := exec.LookPath(b); err != nil {
-			if _, err2 := os.Stat("/usr/sbin/" + b); err2 != nil {
-				return nil, fmt.Errorf("%s: %w", b, err)
-			}
-		}
-	}
-	dir, err := os.MkdirTemp("", "mysqlwire-mariadb-")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
-	runAs := []string{}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("mysql")
-		if err != nil {
-			return nil, fmt.Errorf("running as root needs the mysql user: %w", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return nil, err
-		}
-		runAs = []string{"--user=mysql"}
-	}
-	db := &mariaDB{dir: dir, sock: filepath.Join(dir, "sock")}
-	ca, cert, key, err := testCerts()
-	if err != nil {
-		return nil, err
-	}
-	db.caPEM = ca
-	for name, b := range map[string][]byte{"ca.pem": ca, "cert.pem": cert, "key.pem": key} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	data := filepath.Join(dir, "data")
-	install := exec.Command("mariadb-install-db", append([]string{"--no-defaults", "--datadir=" + data,
-		"--auth-root-authentication-method=socket", "--skip-test-db"}, runAs...)...)
-	if out, err := install.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	db.addr = fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command("/usr/sbin/mariadbd", append([]string{"--no-defaults", "--datadir=" + data,
-		"--socket=" + db.sock, "--port=" + strconv.Itoa(port), "--bind-address=127.0.0.1",
-		"--pid-file=" + filepath.Join(dir, "pid"), "--log-error=" + filepath.Join(dir, "err.log"),
-		"--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--skip-log-bin", "--local-infile=1",
-		"--ssl-ca=" + filepath.Join(dir, "ca.pem"), "--ssl-cert=" + filepath.Join(dir, "cert.pem"),
-		"--ssl-key=" + filepath.Join(dir, "key.pem")}, runAs...)...)
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	mariaCmd = cmd
-	if !testenv.Poll(60*time.Second, func() bool { return db.sql("SELECT 1") == nil }) {
-		log, _ := os.ReadFile(filepath.Join(dir, "err.log"))
-		return nil, fmt.Errorf("mariadbd did not start:\n%s", log)
-	}
-	for _, q := range []string{
-		"CREATE USER gw@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('gw-pass')",
-		"CREATE USER gwtls@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('tls-pass') REQUIRE SSL",
-		"CREATE DATABASE app",
-		"CREATE TABLE app.t (a INT)",
-		"GRANT ALL ON app.* TO gw@'%'",
-		"GRANT ALL ON app.* TO gwtls@'%'",
-	} {
-		if err := db.sql(q); err != nil {
-			return nil, err
-		}
-	}
-	return db, nil
-}
-
-// sql runs q as root over the socket with the real mariadb client.
-func (db *mariaDB) sql(q string) error {
-	out, err := exec.Command("mariadb", "--no-defaults", "-S", db.sock, "-u", "root", "-e", q).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mariadb -e %q: %v: %s", q, err, out)
-	}
-	return nil
-}
+func TestMain(m *testing.M) { testenv.RunMain(m) }
 
 // testCerts makes a CA and a server certificate for localhost/127.0.0.1.
 func testCerts() (caPEM, certPEM, keyPEM []byte, err error) {
@@ -262,8 +152,8 @@ func TestMariaDBUpstream(t *testing.T) {
 		CapMultiStatements | CapMultiResults | CapLocalFiles, // classic EOF packets
 	} {
 		t.Run("native/deprecate-eof="+strconv.FormatBool(caps.Has(CapDeprecateEOF)), func(t *testing.T) {
-			cc, err := Dial(ctx, "tcp", db.addr, ClientConfig{User: "gw", Password: []byte("gw-pass"),
-				Database: "app", Capabilities: caps, Attrs: []Attr{{"program_name", "airlock-test"}}})
+			cc, err := Dial(ctx, "tcp", db.addr, ClientConfig{User: db.gw, Password: []byte("gw-pass"),
+				Database: db.app, Capabilities: caps, Attrs: []Attr{{"program_name", "airlock-test"}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -328,7 +218,7 @@ func TestMariaDBUpstream(t *testing.T) {
 		// 1,000,000 rows relayed packet by packet (Next + CopyTo into a
 		// counting sink) with the tracker finding the end: nothing but
 		// the Conn's fixed read buffer holds them.
-		cc, err := Dial(ctx, "tcp", db.addr, ClientConfig{User: "gw", Password: []byte("gw-pass"), Database: "app", Capabilities: CapDeprecateEOF})
+		cc, err := Dial(ctx, "tcp", db.addr, ClientConfig{User: db.gw, Password: []byte("gw-pass"), Database: db.app, Capabilities: CapDeprecateEOF})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,14 +260,14 @@ func TestMariaDBUpstream(t *testing.T) {
 		}
 	})
 	t.Run("fail/tls-required-by-account", func(t *testing.T) {
-		_, err := Dial(ctx, "tcp", db.addr, ClientConfig{User: "gwtls", Password: []byte("tls-pass")})
+		_, err := Dial(ctx, "tcp", db.addr, ClientConfig{User: db.gwtls, Password: []byte("tls-pass")})
 		var se *ServerError
 		if !errors.As(err, &se) || se.Code != ErAccessDenied {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("ok/tls-verify-full", func(t *testing.T) {
-		cc, err := Dial(ctx, "tcp", db.addr, ClientConfig{User: "gwtls", Password: []byte("tls-pass"), Database: "app",
+		cc, err := Dial(ctx, "tcp", db.addr, ClientConfig{User: db.gwtls, Password: []byte("tls-pass"), Database: db.app,
 			TLS: &tls.Config{RootCAs: roots(t, db.caPEM), ServerName: "localhost", MinVersion: tls.VersionTLS12}})
 		if err != nil {
 			t.Fatal(err)
@@ -399,7 +289,7 @@ func TestMariaDBUpstream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = Dial(ctx, "tcp", db.addr, ClientConfig{User: "gwtls", Password: []byte("tls-pass"),
+		_, err = Dial(ctx, "tcp", db.addr, ClientConfig{User: db.gwtls, Password: []byte("tls-pass"),
 			TLS: &tls.Config{RootCAs: roots(t, other), ServerName: "localhost"}})
 		var ue x509.UnknownAuthorityError
 		if !errors.As(err, &ue) {
