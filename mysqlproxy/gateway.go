@@ -82,36 +82,28 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		delete(g.listeners, gl)
 		g.mu.Unlock()
 	}()
-	stop := context.AfterFunc(ctx, func() { gl.Close() })
-	defer stop()
-	for {
-		c, err := gl.Accept()
-		if err != nil {
-			if g.isClosed() || ctx.Err() != nil {
-				return ErrGatewayClosed
-			}
-			return fmt.Errorf("mysqlproxy: accept: %w", err)
-		}
-		release, err := pending.Admit(c.RemoteAddr())
-		if err != nil {
-			// Over the pending bounds: an ERR before anything is read.
-			c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-			mysqlwire.NewConn(c).WritePacket((&mysqlwire.ServerError{Code: mysqlwire.ErConCount, State: "08004",
-				Message: "airlock: too many pending connections; try again shortly"}).Append(nil))
-			c.Close()
-			continue
-		}
+	err := netguard.AcceptLoop(ctx, gl, pending, g.isClosed, func(c net.Conn) {
+		// Over the pending bounds: an ERR before anything is read.
+		c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		mysqlwire.NewConn(c).WritePacket((&mysqlwire.ServerError{Code: mysqlwire.ErConCount, State: "08004",
+			Message: "airlock: too many pending connections; try again shortly"}).Append(nil))
+		c.Close()
+	}, func(c net.Conn, release func()) {
 		g.mu.Lock()
 		if g.closed {
 			g.mu.Unlock()
 			release()
 			c.Close()
-			return ErrGatewayClosed
+			return
 		}
 		g.wg.Add(1)
 		g.mu.Unlock()
 		go g.handle(c, release)
+	})
+	if err != nil {
+		return fmt.Errorf("mysqlproxy: accept: %w", err)
 	}
+	return ErrGatewayClosed
 }
 
 func (g *Gateway) isClosed() bool {

@@ -188,35 +188,26 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		delete(g.listeners, gl)
 		g.mu.Unlock()
 	}()
-	stop := context.AfterFunc(ctx, func() { gl.Close() })
-	defer stop()
-
-	for {
-		c, err := gl.Accept()
-		if err != nil {
-			if g.isClosed() || ctx.Err() != nil {
-				return ErrGatewayClosed
-			}
-			return fmt.Errorf("pgproxy: accept: %w", err)
-		}
-		release, err := pending.Admit(c.RemoteAddr())
-		if err != nil {
-			g.m.refused("too_many_pending")
-			refusePending(c)
-			continue
-		}
+	err := netguard.AcceptLoop(ctx, gl, pending, g.isClosed, func(c net.Conn) {
+		g.m.refused("too_many_pending")
+		refusePending(c)
+	}, func(c net.Conn, release func()) {
 		g.mu.Lock()
 		if g.closed {
 			g.mu.Unlock()
 			release()
 			c.Close()
-			return ErrGatewayClosed
+			return
 		}
 		g.pending[c] = struct{}{}
 		g.wg.Add(1)
 		g.mu.Unlock()
 		go g.handle(c, release)
+	})
+	if err != nil {
+		return fmt.Errorf("pgproxy: accept: %w", err)
 	}
+	return ErrGatewayClosed
 }
 
 // refusePending answers a connection over the pending-handshake bounds

@@ -224,32 +224,22 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	g.listeners[gl] = struct{}{}
 	g.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { gl.Close() })
-	defer stop()
 	defer func() {
 		g.mu.Lock()
 		delete(g.listeners, gl)
 		g.mu.Unlock()
 		gl.Close()
 	}()
-	for {
-		c, err := gl.Accept()
-		if err != nil {
-			g.mu.Lock()
-			closing := g.closing
-			g.mu.Unlock()
-			if closing || ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("sshproxy: accept: %w", err)
-		}
-		release, err := pending.Admit(c.RemoteAddr())
-		if err != nil {
-			c.Close()
-			continue
-		}
-		go g.serve(ctx, c, release)
+	closing := func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.closing
 	}
+	if err := netguard.AcceptLoop(ctx, gl, pending, closing, func(c net.Conn) { c.Close() },
+		func(c net.Conn, release func()) { go g.serve(ctx, c, release) }); err != nil {
+		return fmt.Errorf("sshproxy: accept: %w", err)
+	}
+	return nil
 }
 
 // ServeConn serves one client connection (a TCP connection, or stdio of

@@ -1,6 +1,7 @@
 package netguard
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -120,4 +121,32 @@ func (l *Listener) recovered() {
 	l.failing = false
 	l.log.Info("accepting connections again", "listener", l.name, "errors_since_last_log", l.unlogged)
 	l.unlogged = 0
+}
+
+// AcceptLoop accepts on l (a Listener: it returns only once l is closed)
+// until then. Each connection must first get a pending-handshake slot
+// from p: one over the bounds goes to refuse, which answers and closes it;
+// an admitted one goes to handle with the func that gives its slot back.
+// handle runs on the loop's goroutine and must start its own for the
+// connection. AcceptLoop returns nil once closed reports true or ctx is
+// done, the accept error otherwise. It is the one accept loop of the
+// gateways.
+func AcceptLoop(ctx context.Context, l net.Listener, p *Pending, closed func() bool, refuse func(net.Conn), handle func(c net.Conn, release func())) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if closed() || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		release, err := p.Admit(c.RemoteAddr())
+		if err != nil {
+			refuse(c)
+			continue
+		}
+		handle(c, release)
+	}
 }
