@@ -428,6 +428,35 @@ func TestE2EMySQLAttacks(t *testing.T) {
 			t.Fatalf("the session after a refused cursor: %v", err)
 		}
 	})
+	t.Run("processlist", func(t *testing.T) {
+		// Documented, not prevented: on one brokered account the server
+		// lists the other sessions' threads.
+		r, err := a.query("SHOW PROCESSLIST")
+		t.Logf("SHOW PROCESSLIST: %d rows, %v", r.Rows, err)
+		if err != nil || r.Rows < 2 {
+			t.Fatalf("SHOW PROCESSLIST on the shared account: %d rows, %v", r.Rows, err)
+		}
+	})
+	t.Run("sequence", func(t *testing.T) {
+		c := dial()
+		// A command whose packet does not start at sequence id 0.
+		c.cc.Conn.SetSeq(3)
+		c.cc.Conn.WritePacket(mysqlwire.AppendCommand(nil, mysqlwire.ComQuery, "SELECT 1"))
+		c.cc.Net.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.cc.Conn.ResetSeq()
+		p, err := c.cc.Conn.ReadPacket()
+		if err != nil {
+			t.Fatalf("out-of-sequence command: %v", err)
+		}
+		e, _ := mysqlwire.ParseErr(p)
+		t.Logf("out-of-sequence command: %v", e)
+		if e == nil || e.Code != 1927 {
+			t.Fatalf("out-of-sequence command answered %x", p)
+		}
+		if _, err := c.cc.Conn.ReadPacket(); err == nil {
+			t.Fatal("the session went on after an out-of-sequence command")
+		}
+	})
 	t.Run("idle-at-revoke", func(t *testing.T) {
 		h.fresh(tm.admin, tm.adminSecret)
 		h.must(tm.admin, "", "revoke", g.ID, "--reason", "done")
