@@ -40,6 +40,7 @@ type session struct {
 	wmu      sync.Mutex
 	nextSeq  uint8 // the sequence id the client expects next (under wmu)
 	midReply bool  // part of a response has reached the client (under wmu)
+	cmdSeq   uint8 // the sequence id a reply to the command in hand starts at; 0 between commands (under wmu)
 
 	up       *mysqlwire.ClientConn
 	threadID uint32
@@ -71,6 +72,7 @@ type stmtInfo struct {
 func newSession(g *Gateway, t *Target, mc *mysqlwire.Conn, tc *tls.Conn, connID uint32, caps mysqlwire.Capability, source string, hr *mysqlwire.HandshakeResponse) *session {
 	s := &session{g: g, id: airlock.NewID("ses"), t: t, connID: connID, caps: caps, source: source, hr: hr,
 		client: mc, clientNC: tc, cw: bufio.NewWriterSize(tc, 32<<10), stmts: map[uint32]*stmtInfo{}, killed: make(chan struct{}),
+		cmdSeq:  mc.Seq(), // until the OK: an ERR continues the auth exchange
 		started: g.cfg.Now()}
 	s.receipts = dbgw.NewReceipts(g.cfg.Audit, func(err error) {
 		g.log.Error("mysqlproxy: audit receipt failed; closing session", "session", s.id, "err", err)
@@ -172,6 +174,7 @@ func (s *session) relay() airlock.EndReason {
 	tracker := mysqlwire.NewResponseTracker(s.caps)
 	for {
 		s.client.ResetSeq()
+		s.setCmdSeq(0)
 		p, err := s.client.ReadPacket()
 		if err != nil {
 			if s.isKilled() {
@@ -188,6 +191,7 @@ func (s *session) relay() airlock.EndReason {
 		s.lastCmd.Store(time.Now().UnixNano())
 		s.bytesIn.Add(int64(len(p)) + 4)
 		cmdSeq := s.client.Seq()
+		s.setCmdSeq(cmdSeq)
 		req, err := mysqlwire.ParseCommand(p)
 		if err != nil {
 			return airlock.EndProtocolViolation
@@ -305,6 +309,13 @@ func (s *session) decide(req *mysqlwire.Request, p *[]byte, seq uint8) (forward 
 		s.stmt("init_db", map[string]any{"database": req.Text})
 		return true, ""
 	case mysqlwire.ComQuery:
+		if dynamicSQL(req.Text) {
+			// A KILL or USE inside would pass the readers.
+			s.stmtDenied("query", req.Text, "dynamic_sql")
+			s.errAt(seq, &mysqlwire.ServerError{Code: mysqlwire.ErNotAllowedCommand, State: "42000",
+				Message: "airlock: PREPARE, EXECUTE IMMEDIATE and compound statements are not relayed (the gateway reads each statement before the server runs it)"})
+			return false, ""
+		}
 		if db, ok := useTarget(req.Text); ok && !allowedDB(t, db) {
 			s.refuseDB(db, seq)
 			return false, ""
@@ -331,12 +342,29 @@ func (s *session) decide(req *mysqlwire.Request, p *[]byte, seq uint8) (forward 
 		s.stmt("process_kill", map[string]any{"connection_id": req.ProcessID})
 		return true, ""
 	case mysqlwire.ComStmtPrepare:
+		// Prepared, USE and KILL would run at execute without the
+		// readers' check or mapping; the server prepares both.
+		_, isUse := useTarget(req.Text)
+		if _, _, isKill, _ := killTarget(req.Text); isUse || isKill || dynamicSQL(req.Text) {
+			s.stmtDenied("prepare", req.Text, "not_preparable")
+			s.errAt(seq, &mysqlwire.ServerError{Code: mysqlwire.ErNotAllowedCommand, State: "42000",
+				Message: "airlock: USE and KILL are not relayed as prepared statements; send them as plain queries"})
+			return false, ""
+		}
 		s.stmtText("prepare", req.Text, nil)
 		return true, ""
 	case mysqlwire.ComStmtExecute:
 		info := s.stmts[req.StmtID]
 		if info == nil {
 			s.errAt(seq, &mysqlwire.ServerError{Code: 1243, State: "HY000", Message: "Unknown prepared statement handler given to mysqld_stmt_execute"})
+			return false, ""
+		}
+		if req.Flags != 0 {
+			// A cursor: its rows come by COM_STMT_FETCH, which the
+			// response tracker does not follow. Refused before it is
+			// sent, not after (the session would end).
+			s.stmtDenied("execute", info.text, "cursor")
+			s.errAt(seq, &mysqlwire.ServerError{Code: mysqlwire.ErNotAllowedCommand, State: "42000", Message: "airlock: cursors (COM_STMT_EXECUTE with a cursor flag) are not relayed"})
 			return false, ""
 		}
 		ex, err := mysqlwire.ParseStmtExecute(*p, mysqlwire.ExecuteOptions{NumParams: info.numParams, PrevTypes: info.types, DecodeValues: t.LogParameters, MaxParams: 64})
@@ -469,6 +497,13 @@ func (s *session) exec(sql string) error {
 	return nil
 }
 
+// setCmdSeq records where a reply to the command in hand starts, for kill.
+func (s *session) setCmdSeq(seq uint8) {
+	s.wmu.Lock()
+	s.cmdSeq, s.midReply = seq, false
+	s.wmu.Unlock()
+}
+
 // writeClient writes one packet with sequence id seq (s.wmu held).
 func (s *session) writeClient(payload []byte, seq uint8) error {
 	s.client.SetSeq(seq)
@@ -534,15 +569,15 @@ func (s *session) kill(reason airlock.EndReason) {
 			s.wmu.Lock()
 			seq := s.nextSeq
 			if !s.midReply {
-				seq = 0 // between commands: the client reads it as the next response
-				if s.client.Seq() != 0 {
-					seq = s.client.Seq()
-				}
+				seq = s.cmdSeq // between commands 0: the client reads it as the next response
 			}
 			s.clientNC.SetWriteDeadline(time.Now().Add(time.Second))
+			// Raw bytes through cw, not s.client: relay may be reading on
+			// s.client, whose sequence id is relay's alone.
+			e := (&mysqlwire.ServerError{Code: 1927, State: "70100", Message: closeMsg(reason)}).Append(nil)
+			s.cw.Write(mysqlwire.Header{Length: len(e), Seq: seq}.Append(nil))
+			s.cw.Write(e)
 			s.cw.Flush()
-			s.client.SetSeq(seq)
-			s.client.WritePacket((&mysqlwire.ServerError{Code: 1927, State: "70100", Message: closeMsg(reason)}).Append(nil))
 			s.wmu.Unlock()
 		}
 		s.clientNC.Close()

@@ -14,9 +14,13 @@ import (
 // multi-statements, so a statement is the whole text).
 
 // skipSpaceAndComments returns s after leading whitespace, /* */ comments
-// and -- or # line comments. The server runs what is inside an executable
-// comment (/*!40101 …*/, MariaDB's /*M!…*/), so for those only the opener
-// and its version are skipped and the content is read as the statement.
+// and -- or # line comments, by the server's rules: "--" starts a comment
+// when a space or any control character follows it. The server runs what
+// is inside an executable comment (/*!40101 …*/, MariaDB's /*M!…*/), so
+// for those only the opener and its version are skipped and the content
+// is read as the statement; the "*/" that closes one separates tokens as
+// a space does, so a leading "*/" is skipped too ("/*!USE*/ other" is USE
+// other to the server).
 func skipSpaceAndComments(s string) (string, bool) {
 	for {
 		s = strings.TrimLeft(s, " \t\r\n\f\v")
@@ -24,13 +28,15 @@ func skipSpaceAndComments(s string) (string, bool) {
 		case strings.HasPrefix(s, "/*!"), strings.HasPrefix(s, "/*M!"):
 			s = s[strings.IndexByte(s, '!')+1:]
 			s = strings.TrimLeft(s, "0123456789")
+		case strings.HasPrefix(s, "*/"):
+			s = s[2:]
 		case strings.HasPrefix(s, "/*"):
 			i := strings.Index(s[2:], "*/")
 			if i < 0 {
 				return "", true
 			}
 			s = s[2+i+2:]
-		case strings.HasPrefix(s, "#"), strings.HasPrefix(s, "-- "), strings.HasPrefix(s, "--\t"), s == "--", strings.HasPrefix(s, "--\n"):
+		case strings.HasPrefix(s, "#"), s == "--", strings.HasPrefix(s, "--") && (s[2] <= ' ' || s[2] == 0x7f):
 			i := strings.IndexByte(s, '\n')
 			if i < 0 {
 				return "", true
@@ -40,6 +46,64 @@ func skipSpaceAndComments(s string) (string, bool) {
 			return s, true
 		}
 	}
+}
+
+// keyword reports whether s (after whitespace and comments) starts with
+// the keyword kw as the server's lexer reads it: the next byte cannot
+// continue an identifier. rest is what follows the keyword.
+func keyword(s, kw string) (rest string, ok bool) {
+	s, _ = skipSpaceAndComments(s)
+	w, rest := word(s)
+	if !strings.EqualFold(w, kw) || rest != "" && identByte(rest[0]) {
+		return "", false
+	}
+	return rest, true
+}
+
+// identByte reports whether b can continue an unquoted identifier.
+func identByte(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '$' || b >= 0x80
+}
+
+// dynamicSQL reports whether text runs SQL the gateway cannot read
+// before the server does: PREPARE … FROM, EXECUTE IMMEDIATE, and
+// MariaDB's compound statements outside stored programs (BEGIN NOT
+// ATOMIC, IF, CASE, LOOP, REPEAT, WHILE, and a label before one). Inside
+// them a KILL or USE would pass the readers below.
+func dynamicSQL(text string) bool {
+	if _, ok := keyword(text, "prepare"); ok {
+		return true
+	}
+	if rest, ok := keyword(text, "execute"); ok {
+		if _, ok := keyword(rest, "immediate"); ok {
+			return true
+		}
+	}
+	if rest, ok := keyword(text, "begin"); ok {
+		if rest, ok := keyword(rest, "not"); ok {
+			if _, ok := keyword(rest, "atomic"); ok {
+				return true
+			}
+		}
+	}
+	for _, kw := range []string{"if", "case", "loop", "repeat", "while"} {
+		if _, ok := keyword(text, kw); ok {
+			return true
+		}
+	}
+	// label: statement
+	s, _ := skipSpaceAndComments(text)
+	i := 0
+	for i < len(s) && identByte(s[i]) {
+		i++
+	}
+	if i > 0 {
+		rest, _ := skipSpaceAndComments(s[i:])
+		if strings.HasPrefix(rest, ":") && !strings.HasPrefix(rest, ":=") {
+			return true
+		}
+	}
+	return false
 }
 
 // word returns the leading keyword of s (letters) and the rest.
@@ -55,12 +119,8 @@ func word(s string) (string, string) {
 // for any text whose first word is USE, even one the gateway cannot read
 // (its database is then "" and matches no allowed name: refused).
 func useTarget(text string) (db string, ok bool) {
-	s, plain := skipSpaceAndComments(text)
-	if !plain {
-		return "", true
-	}
-	w, rest := word(s)
-	if !strings.EqualFold(w, "use") || (rest != "" && !strings.ContainsAny(rest[:1], " \t\r\n\f\v`/#-")) {
+	rest, ok := keyword(text, "use")
+	if !ok {
 		return "", false
 	}
 	rest, _ = skipSpaceAndComments(rest)
@@ -85,12 +145,12 @@ func useTarget(text string) (db string, ok bool) {
 		name, rest = b.String(), rest[i+1:]
 	} else {
 		i := 0
-		for i < len(rest) && !strings.ContainsAny(rest[i:i+1], " \t\r\n\f\v;/#-") {
+		for i < len(rest) && !strings.ContainsAny(rest[i:i+1], " \t\r\n\f\v;/#-*") {
 			i++
 		}
 		name, rest = rest[:i], rest[i:]
 	}
-	rest, plain = skipSpaceAndComments(rest)
+	rest, plain := skipSpaceAndComments(rest)
 	rest = strings.TrimRight(strings.TrimPrefix(rest, ";"), " \t\r\n")
 	if !plain || rest != "" || name == "" {
 		return "", true // something the gateway does not read follows: refused
@@ -104,19 +164,18 @@ func useTarget(text string) (db string, ok bool) {
 // server would read its id as one of its own threads, which may be another
 // Airlock user's on a shared brokered account.
 func killTarget(text string) (kind string, id uint32, isKill, ok bool) {
-	s, plain := skipSpaceAndComments(text)
-	if !plain {
-		return "", 0, true, false
-	}
-	w, rest := word(s)
-	if !strings.EqualFold(w, "kill") || (rest != "" && !strings.ContainsAny(rest[:1], " \t\r\n/#-")) {
+	rest, ok := keyword(text, "kill")
+	if !ok {
 		return "", 0, false, false
 	}
-	rest = strings.TrimLeft(rest, " \t\r\n")
+	rest, _ = skipSpaceAndComments(rest)
 	kind = "CONNECTION "
-	if w2, r2 := word(rest); strings.EqualFold(w2, "query") || strings.EqualFold(w2, "connection") {
-		kind = strings.ToUpper(w2) + " "
-		rest = strings.TrimLeft(r2, " \t\r\n")
+	for _, k := range []string{"query", "connection"} {
+		if r2, ok := keyword(rest, k); ok {
+			kind = strings.ToUpper(k) + " "
+			rest, _ = skipSpaceAndComments(r2)
+			break
+		}
 	}
 	rest = strings.TrimRight(strings.TrimSuffix(strings.TrimRight(rest, " \t\r\n"), ";"), " \t\r\n")
 	n, err := strconv.ParseUint(rest, 10, 32)
