@@ -34,7 +34,9 @@
 # (default "1 8"), TESTS (default "oltp_point_select oltp_read_only"),
 # TABLE_SIZE (default 10000), UPSTREAM_SSLMODE (default verify-full), LOGS
 # (a directory for the test output, the server's log and every sysbench
-# output; default a temporary one, kept).
+# output; default a temporary one, kept), PROFILE=DIR (builds the server
+# with -tags benchpprof and writes its CPU profile of each gateway run of
+# round 1 there; `go tool pprof -top FILE`).
 #
 # Needs: go, sysbench (apt-get install sysbench), mariadb-server and
 # mariadb-client, oathtool.
@@ -56,7 +58,12 @@ trap 'rm -rf "$T"' EXIT
 
 echo "== bench/mysql.sh: ROUNDS=$ROUNDS DURATION=$DURATION THREADS='$THREADS' TESTS='$TESTS' TABLE_SIZE=$TABLE_SIZE UPSTREAM_SSLMODE=$UPSTREAM_SSLMODE, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== building airlock, tcprelay"
-(cd "$ROOT" && CGO_ENABLED=0 go build -o "$T/" ./cmd/airlock ./bench/cmd/tcprelay)
+(cd "$ROOT" && CGO_ENABLED=0 go build ${PROFILE:+-tags benchpprof} -o "$T/" ./cmd/airlock ./bench/cmd/tcprelay)
+if [ -n "${PROFILE:-}" ]; then
+	mkdir -p "$PROFILE"
+	PROFILE=$(cd "$PROFILE" && pwd)
+	export PROFILE
+fi
 
 echo "== go test -run '^TestBenchMySQL\$' ./cmd/airlock (full output in $LOGS/test.log)"
 set +e
