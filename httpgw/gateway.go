@@ -352,13 +352,6 @@ func (g *Gateway) CloseSession(id string, reason airlock.EndReason) bool {
 // ActiveSessions returns a snapshot of the live sessions.
 func (g *Gateway) ActiveSessions() []airlock.Session { return g.reg.ActiveSessions() }
 
-func orDefault(r, d airlock.EndReason) airlock.EndReason {
-	if r == "" {
-		return d
-	}
-	return r
-}
-
 // hostOnly is the lower-cased host of a Host header, without its port.
 func hostOnly(h string) string {
 	if host, _, err := net.SplitHostPort(h); err == nil {

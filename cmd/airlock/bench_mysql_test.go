@@ -116,17 +116,16 @@ type mysqlBench struct {
 	sslmode             string
 	profile, pprofAddr  string // PROFILE: where round 1's gateway CPU profiles go
 
-	m                 *testenv.MariaDBServer
-	db, user, pass    string
-	serverURL         string
-	mysqlAddr         string
-	serverPID         int
-	relayAddr         string
-	relayPID          int
-	aliceToken        string            // alice's API session
-	dirs              map[string]string // target → sysbench working directory (its TLS files)
-	results           map[string][]sysbenchResult
-	firstGatewayError string
+	m              *testenv.MariaDBServer
+	db, user, pass string
+	serverURL      string
+	mysqlAddr      string
+	serverPID      int
+	relayAddr      string
+	relayPID       int
+	aliceToken     string            // alice's API session
+	dirs           map[string]string // target → sysbench working directory (its TLS files)
+	results        map[string][]sysbenchResult
 }
 
 // sysbenchResult is one sysbench run's figures.
