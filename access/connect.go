@@ -29,6 +29,9 @@ type ConnectToken struct {
 	User      string    `json:"user"`
 	GrantEnds time.Time `json:"grant_ends_at"`
 	Database  string    `json:"database,omitempty"`
+	// Kind is the resource's kind (postgres, mysql): which gateway the
+	// token is for.
+	Kind string `json:"kind,omitempty"`
 }
 
 // noGrant is the error for connecting without a grant; its details let the
@@ -123,7 +126,7 @@ func (s *Service) MintConnectToken(ctx context.Context, p *identity.Principal, r
 		return nil, err
 	}
 	return &ConnectToken{Token: tok, ExpiresAt: ct.ExpiresAt, Uses: uses, GrantID: g.ID, Resource: r.Name, Access: g.Access,
-		User: p.User.Name, GrantEnds: g.EndsAt, Database: Options(r).Database}, nil
+		User: p.User.Name, GrantEnds: g.EndsAt, Database: Options(r).Database, Kind: r.Kind}, nil
 }
 
 // Connection is what a consumed connect token opens.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -12,12 +13,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/api"
 )
 
 func newConnectCmd() *cobra.Command {
 	var port int
 	var accessLevel string
-	cmd := &cobra.Command{Use: "connect RESOURCE [--port N]", Short: "Run a local PostgreSQL listener that opens each connection with a fresh connect token",
+	cmd := &cobra.Command{Use: "connect RESOURCE [--port N]", Short: "Run a local PostgreSQL or MySQL listener that opens each connection with a fresh connect token",
 		Long: `Run a local listener for GUI clients and ORMs. Point the client at 127.0.0.1:PORT with any user,
 password and database: each incoming connection gets a fresh single-use connect token and is
 carried to the gateway over TLS. Your grant and MFA freshness are checked for every connection.`,
@@ -27,23 +29,40 @@ carried to the gateway over TLS. Your grant and MFA freshness are checked for ev
 				return err
 			}
 			// Fail early when there is no grant, before listening.
-			if _, _, err := mintToken(c, args[0], accessLevel); err != nil {
+			t, info, err := mintTokenFor(c, args[0], accessLevel, "", "", func(*api.GatewayInfo) string { return "checked below" })
+			if err != nil {
 				return err
+			}
+			mysql := t.Kind == airlock.KindMySQL
+			switch {
+			case mysql && info.MySQLAddr == "":
+				return errors.New("the server's MySQL gateway is disabled (--mysql-addr)")
+			case !mysql && info.PGAddr == "":
+				return errors.New("the server's PostgreSQL gateway is disabled (--pg-addr)")
 			}
 			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 			if err != nil {
 				return fmt.Errorf("listen on 127.0.0.1:%d: %v; pick another --port", port, err)
 			}
 			defer ln.Close()
-			fmt.Fprintf(c.out(), "Listening on %s for %s; connect with e.g. psql \"host=127.0.0.1 port=%d dbname=%s\". Ctrl-C to stop.\n",
-				ln.Addr(), args[0], ln.Addr().(*net.TCPAddr).Port, args[0])
+			if mysql {
+				fmt.Fprintf(c.out(), "Listening on %s for %s; connect with e.g. mariadb --host 127.0.0.1 --port %d. Ctrl-C to stop.\n",
+					ln.Addr(), args[0], ln.Addr().(*net.TCPAddr).Port)
+			} else {
+				fmt.Fprintf(c.out(), "Listening on %s for %s; connect with e.g. psql \"host=127.0.0.1 port=%d dbname=%s\". Ctrl-C to stop.\n",
+					ln.Addr(), args[0], ln.Addr().(*net.TCPAddr).Port, args[0])
+			}
 			go func() { <-c.ctx().Done(); ln.Close() }()
 			for {
 				conn, err := ln.Accept()
 				if err != nil {
 					return nil
 				}
-				go localPGConn(c, conn, args[0], accessLevel)
+				if mysql {
+					go localMySQLConn(c, conn, args[0], accessLevel)
+				} else {
+					go localPGConn(c, conn, args[0], accessLevel)
+				}
 			}
 		}}
 	cmd.Flags().IntVar(&port, "port", 0, "local port (0 = pick one)")

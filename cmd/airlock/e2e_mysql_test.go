@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -81,6 +82,19 @@ func TestE2EMySQL(t *testing.T) {
 	if err != nil || strings.Fields(out)[len(strings.Fields(out))-3] != "one" || !strings.Contains(out, "three") {
 		t.Fatalf("read: %v\n%s", err, out)
 	}
+	// airlock connect: a local listener for GUI clients; each connection
+	// gets its own token, the hop to the gateway is verified TLS.
+	port := freeAddr(t)
+	port = port[strings.LastIndex(port, ":")+1:]
+	lst := h.startProc(tm.alice, nil, nil, "connect", "prod-mysql", "--port", port)
+	waitFor(t, func() bool { return strings.Contains(lst.out.String(), "Listening on") })
+	lout, lerr := exec.Command(m.Client, "--no-defaults", "--host=127.0.0.1", "--port="+port, "--user=anyone", "--skip-ssl",
+		"-N", "-e", "SELECT name FROM items WHERE id = 1").CombinedOutput()
+	if lerr != nil || strings.TrimSpace(string(lout)) != "one" {
+		t.Fatalf("mariadb through airlock connect: %v\n%s\n%s", lerr, lout, lst.out.String())
+	}
+	lst.kill()
+
 	// A read grant cannot write: the account's privileges refuse it (and
 	// the session is READ ONLY besides).
 	out, err = mariadb("-e", "INSERT INTO items VALUES (9,'nine')")

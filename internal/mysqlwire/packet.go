@@ -287,3 +287,8 @@ func (c *Conn) Discard() error {
 // Buffered returns how many bytes the Conn has read ahead and not yet
 // handed out: a relay flushes its writer when the next packet would block.
 func (c *Conn) Buffered() int { return c.br.Buffered() }
+
+// Reader returns the Conn's buffered reader: what a raw relay reads from
+// once the Conn's own exchange (a handshake) is over, so that bytes it
+// has read ahead are not lost.
+func (c *Conn) Reader() io.Reader { return c.br }
