@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -190,3 +191,17 @@ func serial() *big.Int {
 
 // quote is a SQL string literal.
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// ServerTLS returns a throwaway CA and a server certificate it signed for
+// 127.0.0.1 and localhost, for a test server of the test's own.
+func ServerTLS(t testing.TB) (caPEM []byte, cert tls.Certificate) {
+	t.Helper()
+	caPEM, certPEM, keyPEM, err := serverCert()
+	if err != nil {
+		t.Fatalf("testenv: server certificate: %v", err)
+	}
+	if cert, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		t.Fatalf("testenv: server certificate: %v", err)
+	}
+	return caPEM, cert
+}
