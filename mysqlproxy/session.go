@@ -306,7 +306,7 @@ func (s *session) decide(req *mysqlwire.Request, p *[]byte, seq uint8) (forward 
 			s.refuseDB(req.Text, seq)
 			return false, ""
 		}
-		s.stmt("init_db", map[string]any{"database": req.Text})
+		s.stmt(&queryDetails{Kind: "init_db", Database: req.Text})
 		return true, ""
 	case mysqlwire.ComQuery:
 		if dynamicSQL(req.Text) {
@@ -329,7 +329,7 @@ func (s *session) decide(req *mysqlwire.Request, p *[]byte, seq uint8) (forward 
 			}
 			*p = mysqlwire.AppendCommand(nil, mysqlwire.ComQuery, "KILL "+kind+strconv.FormatUint(uint64(up), 10))
 		}
-		s.stmtText("query", req.Text, nil)
+		s.stmtText(&queryDetails{Kind: "query"}, req.Text)
 		return true, ""
 	case mysqlwire.ComProcessKill:
 		up, ok := s.upstreamThread(req.ProcessID)
@@ -339,7 +339,7 @@ func (s *session) decide(req *mysqlwire.Request, p *[]byte, seq uint8) (forward 
 			return false, ""
 		}
 		*p = mysqlwire.AppendCommand(nil, mysqlwire.ComQuery, "KILL CONNECTION "+strconv.FormatUint(uint64(up), 10))
-		s.stmt("process_kill", map[string]any{"connection_id": req.ProcessID})
+		s.stmt(&queryDetails{Kind: "process_kill", ConnectionID: req.ProcessID})
 		return true, ""
 	case mysqlwire.ComStmtPrepare:
 		// Prepared, USE and KILL would run at execute without the
@@ -351,7 +351,7 @@ func (s *session) decide(req *mysqlwire.Request, p *[]byte, seq uint8) (forward 
 				Message: "airlock: USE and KILL are not relayed as prepared statements; send them as plain queries"})
 			return false, ""
 		}
-		s.stmtText("prepare", req.Text, nil)
+		s.stmtText(&queryDetails{Kind: "prepare"}, req.Text)
 		return true, ""
 	case mysqlwire.ComStmtExecute:
 		info := s.stmts[req.StmtID]
@@ -372,19 +372,18 @@ func (s *session) decide(req *mysqlwire.Request, p *[]byte, seq uint8) (forward 
 			return false, airlock.EndProtocolViolation
 		}
 		info.types = ex.Types
-		extra := map[string]any{"stmt_id": req.StmtID, "prepare_stmt": info.n}
+		d := &queryDetails{Kind: "execute", StmtID: req.StmtID, PrepareStmt: info.n}
 		if t.LogParameters {
-			vals := make([]any, 0, len(ex.Params))
+			d.Params = make([]*string, 0, len(ex.Params))
 			for _, v := range ex.Params {
 				if v.Null {
-					vals = append(vals, nil)
+					d.Params = append(d.Params, nil)
 				} else {
-					vals = append(vals, v.Text)
+					d.Params = append(d.Params, &v.Text)
 				}
 			}
-			extra["params"] = vals
 		}
-		s.stmtText("execute", info.text, extra)
+		s.stmtText(d, info.text)
 		return true, ""
 	case mysqlwire.ComSetOption:
 		if req.Option == 0 { // MYSQL_OPTION_MULTI_STATEMENTS_ON
@@ -438,25 +437,39 @@ func (s *session) upstreamThread(id uint32) (uint32, bool) {
 	return o.threadID, true
 }
 
+// queryDetails are a db.query event's details (a struct: this is per
+// statement).
+type queryDetails struct {
+	Stmt            int64     `json:"stmt"`
+	Kind            string    `json:"kind"`
+	Text            string    `json:"text,omitempty"`
+	Truncated       bool      `json:"truncated,omitempty"`
+	TextBytes       int       `json:"text_bytes,omitempty"`
+	StatementSHA256 string    `json:"statement_sha256,omitempty"`
+	Database        string    `json:"database,omitempty"`
+	ConnectionID    uint32    `json:"connection_id,omitempty"`
+	StmtID          uint32    `json:"stmt_id,omitempty"`
+	PrepareStmt     int64     `json:"prepare_stmt,omitempty"`
+	Params          []*string `json:"params,omitempty"`
+}
+
 // stmt audits a statement-level command (before it is forwarded).
-func (s *session) stmt(kind string, d map[string]any) {
+func (s *session) stmt(d *queryDetails) {
 	s.nStmt++
 	s.statements.Add(1)
-	d["stmt"], d["kind"] = s.nStmt, kind
-	s.submit("db.query", airlock.OutcomeSuccess, d)
+	d.Stmt = s.nStmt
+	b, _ := json.Marshal(d)
+	s.submitJSON("db.query", airlock.OutcomeSuccess, b)
 }
 
 // stmtText audits a statement with its text, cut at MaxStatementText.
-func (s *session) stmtText(kind, text string, extra map[string]any) {
-	d := map[string]any{"text": text}
+func (s *session) stmtText(d *queryDetails, text string) {
+	d.Text = text
 	if len(text) > MaxStatementText {
 		sum := sha256.Sum256([]byte(text))
-		d["text"], d["truncated"], d["text_bytes"], d["statement_sha256"] = text[:MaxStatementText], true, len(text), hex.EncodeToString(sum[:])
+		d.Text, d.Truncated, d.TextBytes, d.StatementSHA256 = text[:MaxStatementText], true, len(text), hex.EncodeToString(sum[:])
 	}
-	for k, v := range extra {
-		d[k] = v
-	}
-	s.stmt(kind, d)
+	s.stmt(d)
 }
 
 func (s *session) stmtDenied(kind, text, why string) {
@@ -632,8 +645,12 @@ func (s *session) snapshot() airlock.Session {
 
 // submit audits a session event.
 func (s *session) submit(action, outcome string, d map[string]any) {
-	t := s.t
 	b, _ := json.Marshal(d)
+	s.submitJSON(action, outcome, b)
+}
+
+func (s *session) submitJSON(action, outcome string, b []byte) {
+	t := s.t
 	s.receipts.Submit(airlock.Event{Actor: airlock.Actor{ID: t.UserID, Name: t.UserName}, Action: action, Resource: t.Resource,
 		GrantID: t.GrantID, SessionID: s.id, SourceAddr: s.source, Outcome: outcome, Details: b})
 }
