@@ -48,41 +48,31 @@ type KubeTokenResponse struct {
 
 func (s *Server) routesHTTP() {
 	s.mux.HandleFunc("POST "+RouteKubeTokens, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if s.Gateways.KubeURL == "" {
-			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "the Kubernetes gateway is not enabled on this server (--kube-addr)"))
-			return
-		}
-		var in ConnectRequest
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		t, err := s.Access.MintKubeToken(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP})
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, KubeTokenResponse{Token: t.Token, ExpiresAt: t.ExpiresAt, GrantID: t.GrantID,
-			Resource: t.Resource, Access: t.Access, GrantEnds: t.GrantEnds,
-			Server: s.Gateways.KubeURL + airlock.KubePathPrefix + t.Resource, TLSCA: s.Gateways.TLSCA})
+		serve(s, w, r, http.StatusCreated, func(in ConnectRequest) (*KubeTokenResponse, error) {
+			if s.Gateways.KubeURL == "" {
+				return nil, airlock.Errorf(airlock.EINVALID, "the Kubernetes gateway is not enabled on this server (--kube-addr)")
+			}
+			t, err := s.Access.MintKubeToken(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP})
+			if err != nil {
+				return nil, err
+			}
+			return &KubeTokenResponse{Token: t.Token, ExpiresAt: t.ExpiresAt, GrantID: t.GrantID,
+				Resource: t.Resource, Access: t.Access, GrantEnds: t.GrantEnds,
+				Server: s.Gateways.KubeURL + airlock.KubePathPrefix + t.Resource, TLSCA: s.Gateways.TLSCA}, nil
+		})
 	}))
 	s.mux.HandleFunc("POST "+RouteHTTPTokens, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
-		if s.Gateways.HTTPAppsDomain == "" {
-			s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "the HTTP gateway is not enabled on this server (--http-apps-addr)"))
-			return
-		}
-		var in ConnectRequest
-		if err := decode(r, &in); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		t, err := s.Access.MintHTTPToken(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP}, s.Gateways.HTTPAppsDomain)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, HTTPTokenResponse{Token: t.Token, ExpiresAt: t.ExpiresAt, GrantID: t.GrantID,
-			Resource: t.Resource, Access: t.Access, GrantEnds: t.GrantEnds, Host: t.Host,
-			GatewayAddr: s.Gateways.HTTPAppsAddr, Port: s.Gateways.HTTPAppsPort, TLSCA: s.Gateways.TLSCA})
+		serve(s, w, r, http.StatusCreated, func(in ConnectRequest) (*HTTPTokenResponse, error) {
+			if s.Gateways.HTTPAppsDomain == "" {
+				return nil, airlock.Errorf(airlock.EINVALID, "the HTTP gateway is not enabled on this server (--http-apps-addr)")
+			}
+			t, err := s.Access.MintHTTPToken(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP}, s.Gateways.HTTPAppsDomain)
+			if err != nil {
+				return nil, err
+			}
+			return &HTTPTokenResponse{Token: t.Token, ExpiresAt: t.ExpiresAt, GrantID: t.GrantID,
+				Resource: t.Resource, Access: t.Access, GrantEnds: t.GrantEnds, Host: t.Host,
+				GatewayAddr: s.Gateways.HTTPAppsAddr, Port: s.Gateways.HTTPAppsPort, TLSCA: s.Gateways.TLSCA}, nil
+		})
 	}))
 }
