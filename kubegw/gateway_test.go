@@ -239,3 +239,30 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		t.Errorf("level without namespaces: %d %s", code, body)
 	}
 }
+
+// The door's fields are merged into the core's request event: no key may
+// appear twice (a non-resource path is the core's "path" alone).
+func TestRequestEventHasNoDuplicateKeys(t *testing.T) {
+	srv, _, au := newKube(t)
+	if code, body := do(t, srv, "GET", "/k8s/b/version", tokB); code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	reqs := au.byAction("k8s.request")
+	d := string(reqs[len(reqs)-1].Details)
+	dec := json.NewDecoder(strings.NewReader(d))
+	seen := map[string]bool{}
+	dec.Token() // {
+	for dec.More() {
+		k, _ := dec.Token()
+		key := k.(string)
+		if seen[key] {
+			t.Fatalf("key %q twice in %s", key, d)
+		}
+		seen[key] = true
+		var v any
+		dec.Decode(&v)
+	}
+	if !seen["path"] || !seen["verb"] {
+		t.Fatalf("details %s", d)
+	}
+}

@@ -24,7 +24,7 @@ type Request struct {
 	Namespace   string `json:"namespace,omitempty"`
 	Name        string `json:"name,omitempty"`
 	// Path is the non-resource URL.
-	Path string `json:"path,omitempty"`
+	Path string `json:"-"` // the core's http.request path says it already
 	// ProxyPath is the path a proxy subresource (pods/NAME/proxy/…,
 	// services/NAME/proxy/…) asks for inside the cluster.
 	ProxyPath string `json:"proxy_path,omitempty"`
