@@ -198,6 +198,7 @@ func compile(p *Policy, positions map[string]pos) (*compiled, error) {
 			},
 			Notify:            r.Notify,
 			RequiredApprovals: DefaultApprovals,
+			Statements:        r.Statements,
 		}
 		if a := r.Approval; a != nil {
 			if a.Required != nil {

@@ -271,6 +271,7 @@ func (r Rule) node() *yaml.Node {
 	m.add("freshness", r.Freshness.node())
 	m.add("session", r.Session.node())
 	m.add("notify", listNode(r.Notify))
+	m.add("statements", r.Statements.node())
 	return m.n
 }
 

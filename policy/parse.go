@@ -516,7 +516,7 @@ func (ps *parseState) channel(d *decoder, n *yaml.Node) (Channel, bool) {
 func (ps *parseState) rule(d *decoder, n *yaml.Node) (Rule, bool) {
 	var r Rule
 	f := d.mapping(n, "rule", "name", "effect", "who", "resources", "access", "max_duration", "pending_ttl",
-		"reason", "approval", "break_glass", "factors", "freshness", "session", "notify")
+		"reason", "approval", "break_glass", "factors", "freshness", "session", "notify", "statements")
 	if f == nil {
 		return r, false
 	}
@@ -623,8 +623,11 @@ func (ps *parseState) rule(d *decoder, n *yaml.Node) (Rule, bool) {
 		r.Notify = d.strList(v.v, what+": notify")
 		ps.addRefs(d, v.v, r.Notify)
 	}
+	if v, ok := f["statements"]; ok {
+		r.Statements = ps.statements(d, v.v, what+": statements")
+	}
 	if r.Effect == EffectDeny {
-		for _, k := range []string{"approval", "break_glass", "max_duration", "pending_ttl", "reason", "factors", "freshness", "session", "notify"} {
+		for _, k := range []string{"approval", "break_glass", "max_duration", "pending_ttl", "reason", "factors", "freshness", "session", "notify", "statements"} {
 			if v, ok := f[k]; ok {
 				d.errf(v.k, "%s: a deny rule cannot have %s (it only denies)", what, k)
 			}

@@ -183,6 +183,9 @@ type Rule struct {
 	Freshness   Freshness
 	Session     SessionSpec
 	Notify      []string
+	// Statements are the rule's statement guardrails (PostgreSQL
+	// resources only); nil: none.
+	Statements *Statements
 }
 
 // Who selects subjects: a subject matches when its name is in Users or one
@@ -296,6 +299,8 @@ type Decision struct {
 	Freshness             Freshness
 	Session               SessionOptions
 	Notify                []string
+	// Statements are the matched rule's statement guardrails (nil: none).
+	Statements *Statements
 }
 
 // Entitlement is one thing a subject may request.

@@ -1,0 +1,193 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Statement actions: what a gateway does with a statement a statement
+// rule matches. Only the PostgreSQL gateway enforces statement rules.
+const (
+	StatementAllow     = "allow"      // forward it (audited as always)
+	StatementAuditOnly = "audit_only" // forward it and record the rule that matched
+	StatementDeny      = "deny"       // answer with an error; the session stays usable
+)
+
+// Statement actions the schema reserves but no gateway runs yet. A policy
+// that uses them is refused, so nobody believes a statement is held for a
+// second person when it would not be.
+var statementPlanned = []string{"require_mfa", "require_approval"}
+
+// StatementClasses are the classes a statement rule may name.
+var StatementClasses = []string{"read", "write", "ddl", "dcl", "utility", "unknown"}
+
+// StatementForms are the destructive or dangerous forms a statement rule
+// may name.
+var StatementForms = []string{"no_where", "truncate", "drop", "alter_drop", "copy_program", "copy_file", "explain_analyze"}
+
+// Statements are a rule's statement guardrails: ordered rules, the first
+// that matches a statement decides; a statement whose class cannot be
+// decided (or that does not parse) and that no rule matches gets
+// OnUnknown; any other statement no rule matches is allowed.
+type Statements struct {
+	OnUnknown string // StatementDeny (default) | StatementAllow | StatementAuditOnly
+	Rules     []StatementRule
+}
+
+// StatementRule matches a statement when every field given matches (an
+// empty field matches anything); within a field any entry may match.
+type StatementRule struct {
+	Name string
+	// Class lists classes (StatementClasses).
+	Class []string
+	// Forms lists forms (StatementForms).
+	Forms []string
+	// Objects lists tables (and dropped objects): "orders" matches orders
+	// in any schema, "public.orders" only there (and an unqualified
+	// orders, which search_path may resolve to it), "audit.*" anything in
+	// schema audit.
+	Objects []string
+	// Functions lists functions and procedures, named like Objects.
+	Functions []string
+	Action    string
+	// Message is what the client is told when the statement is denied.
+	Message string
+}
+
+// OnUnknownAction returns s's on_unknown action, deny when unset.
+func (s *Statements) OnUnknownAction() string {
+	if s == nil || s.OnUnknown == "" {
+		return StatementDeny
+	}
+	return s.OnUnknown
+}
+
+func (ps *parseState) statements(d *decoder, n *yaml.Node, what string) *Statements {
+	f := d.mapping(n, what, "on_unknown", "rules")
+	if f == nil {
+		return nil
+	}
+	s := &Statements{}
+	if v, ok := f["on_unknown"]; ok {
+		s.OnUnknown = d.statementAction(v.v, what+".on_unknown")
+	}
+	v, ok := f["rules"]
+	if !ok {
+		return s
+	}
+	if v.v.Kind != yaml.SequenceNode {
+		d.errf(v.v, "%s.rules must be a list", what)
+		return s
+	}
+	seen := map[string]bool{}
+	for i, rn := range v.v.Content {
+		rw := fmt.Sprintf("%s.rules[%d]", what, i)
+		rf := d.mapping(rn, rw, "name", "class", "forms", "objects", "functions", "action", "message")
+		if rf == nil {
+			continue
+		}
+		var r StatementRule
+		if x, ok := rf["name"]; ok {
+			r.Name = d.str(x.v, rw+".name")
+			rw = what + " rule " + r.Name
+			if seen[r.Name] {
+				d.errf(x.v, "%s: duplicate statement rule name", rw)
+			}
+			seen[r.Name] = true
+		} else {
+			d.errf(rn, "%s needs a name", rw)
+		}
+		if x, ok := rf["class"]; ok {
+			r.Class = d.wordList(x.v, rw+".class", StatementClasses)
+		}
+		if x, ok := rf["forms"]; ok {
+			r.Forms = d.wordList(x.v, rw+".forms", StatementForms)
+		}
+		if x, ok := rf["objects"]; ok {
+			r.Objects = d.nameList(x.v, rw+".objects")
+		}
+		if x, ok := rf["functions"]; ok {
+			r.Functions = d.nameList(x.v, rw+".functions")
+		}
+		if x, ok := rf["action"]; ok {
+			r.Action = d.statementAction(x.v, rw+".action")
+		} else {
+			d.errf(rn, "%s needs an action (%s, %s or %s)", rw, StatementDeny, StatementAllow, StatementAuditOnly)
+		}
+		if x, ok := rf["message"]; ok {
+			r.Message = d.str(x.v, rw+".message")
+		}
+		s.Rules = append(s.Rules, r)
+	}
+	return s
+}
+
+func (d *decoder) statementAction(n *yaml.Node, what string) string {
+	if n.Kind == yaml.ScalarNode && slices.Contains(statementPlanned, n.Value) {
+		d.errf(n, "%s: %s is not built yet (statements can be %s, %s or %s)", what, n.Value, StatementDeny, StatementAllow, StatementAuditOnly)
+		return ""
+	}
+	return d.enum(n, what, StatementDeny, StatementAllow, StatementAuditOnly)
+}
+
+// wordList decodes a list whose entries must be among words.
+func (d *decoder) wordList(n *yaml.Node, what string, words []string) []string {
+	l := d.strList(n, what)
+	for _, w := range l {
+		if !slices.Contains(words, w) {
+			d.errf(n, "%s: unknown %q (one of %s)", what, w, strings.Join(words, ", "))
+		}
+	}
+	return l
+}
+
+// nameList decodes object or function names: name, schema.name or
+// schema.*, compared in lower case as PostgreSQL folds unquoted names.
+func (d *decoder) nameList(n *yaml.Node, what string) []string {
+	l := d.strList(n, what)
+	for i, w := range l {
+		parts := strings.Split(w, ".")
+		bad := len(parts) > 2 || slices.Contains(parts, "")
+		if len(parts) == 1 && parts[0] == "*" {
+			bad = true
+		}
+		if len(parts) == 2 && parts[0] == "*" {
+			bad = true
+		}
+		if bad {
+			d.errf(n, "%s: %q is not name, schema.name or schema.*", what, w)
+		}
+		l[i] = strings.ToLower(w)
+	}
+	return l
+}
+
+func (s *Statements) node() *yaml.Node {
+	if s == nil {
+		return nil
+	}
+	m := newMap()
+	m.add("on_unknown", strNode(s.OnUnknown))
+	if len(s.Rules) > 0 {
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		for _, r := range s.Rules {
+			rm := newMap()
+			rm.add("name", strNode(r.Name))
+			rm.add("class", listNode(r.Class))
+			rm.add("forms", listNode(r.Forms))
+			rm.add("objects", listNode(r.Objects))
+			rm.add("functions", listNode(r.Functions))
+			rm.add("action", strNode(r.Action))
+			rm.add("message", strNode(r.Message))
+			seq.Content = append(seq.Content, rm.n)
+		}
+		m.add("rules", seq)
+	}
+	if len(m.n.Content) == 0 {
+		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle}
+	}
+	return m.n
+}

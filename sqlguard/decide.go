@@ -1,0 +1,187 @@
+package sqlguard
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/airlockhq/airlock/policy"
+)
+
+// Verdict is what the gateway does with a query string.
+type Verdict struct {
+	Action string // policy.StatementAllow, StatementAuditOnly or StatementDeny
+	// Rule is the statement rule that decided ("" for the default allow,
+	// "on_unknown" when on_unknown decided).
+	Rule string
+	// Message is what a denied client is told.
+	Message string
+	// Statement is the text of the statement that decided (for a query
+	// string of several, the one with the strictest action).
+	Statement string
+	// Class is that statement's class; Why says why it is unknown.
+	Class Class
+	Why   string
+}
+
+// strictness orders actions: a query string of several statements gets
+// the strictest of theirs.
+func strictness(a string) int {
+	switch a {
+	case policy.StatementDeny:
+		return 2
+	case policy.StatementAuditOnly:
+		return 1
+	}
+	return 0
+}
+
+// Lookup finds the statement an SQL-level EXECUTE names (a PREPARE the
+// session forwarded earlier).
+type Lookup func(name string) (*Statement, bool)
+
+// Decide applies sp to the statements of a query string (parseErr is
+// Parse's error for it). An EXECUTE is decided as the statement it runs,
+// found through prepared; one that cannot be found is unknown.
+func Decide(sp *policy.Statements, stmts []Statement, parseErr error, prepared Lookup) Verdict {
+	if sp == nil {
+		return Verdict{Action: policy.StatementAllow}
+	}
+	if parseErr != nil {
+		why := "the statement does not parse"
+		if errors.Is(parseErr, ErrTooLong) {
+			why = "the statement is too long to analyse"
+		}
+		return unknownVerdict(sp, "", why)
+	}
+	var out Verdict
+	for i := range stmts {
+		v := decideOne(sp, &stmts[i], prepared)
+		if i == 0 || strictness(v.Action) > strictness(out.Action) {
+			out = v
+		}
+	}
+	if len(stmts) == 0 {
+		out = Verdict{Action: policy.StatementAllow}
+	}
+	return out
+}
+
+func decideOne(sp *policy.Statements, st *Statement, prepared Lookup) Verdict {
+	s := st
+	switch {
+	case st.Prepared != nil:
+		// PREPARE is decided as what it prepares.
+		s = st.Prepared
+	case st.Execute != "":
+		p, ok := (*Statement)(nil), false
+		if prepared != nil {
+			p, ok = prepared(st.Execute)
+		}
+		if !ok {
+			return unknownVerdict(sp, st.Text, "EXECUTE of "+st.Execute+", which this session did not prepare through Airlock")
+		}
+		s = p
+	}
+	for _, r := range sp.Rules {
+		if matches(&r, s) {
+			return Verdict{Action: r.Action, Rule: r.Name, Message: r.Message, Statement: st.Text, Class: s.Class, Why: s.Why}
+		}
+	}
+	if s.Class == ClassUnknown {
+		return unknownVerdict(sp, st.Text, s.Why)
+	}
+	return Verdict{Action: policy.StatementAllow, Statement: st.Text, Class: s.Class}
+}
+
+func unknownVerdict(sp *policy.Statements, text, why string) Verdict {
+	return Verdict{Action: sp.OnUnknownAction(), Rule: "on_unknown", Statement: text, Class: ClassUnknown, Why: why}
+}
+
+// matches reports whether every field r gives matches s. A deny or
+// audit_only rule's field matches when any name of the statement matches
+// one of its entries; an allow rule's only when every name of the
+// statement does (and there is one) — so that a statement naming an
+// allowed table and another table is not allowed by the first.
+func matches(r *policy.StatementRule, s *Statement) bool {
+	allow := r.Action == policy.StatementAllow
+	if len(r.Class) > 0 && !contains(r.Class, string(s.Class)) {
+		return false
+	}
+	field := func(patterns, names []string, match func(p, n string, allow bool) bool) bool {
+		if len(patterns) == 0 {
+			return true
+		}
+		if allow {
+			return len(names) > 0 && all(names, func(n string) bool { return some(patterns, func(p string) bool { return match(p, n, true) }) })
+		}
+		return some(names, func(n string) bool { return some(patterns, func(p string) bool { return match(p, n, false) }) })
+	}
+	same := func(p, n string, _ bool) bool { return p == n }
+	return field(r.Forms, s.Forms, same) && field(r.Objects, s.Objects, nameMatches) && field(r.Functions, s.Functions, nameMatches)
+}
+
+func some(l []string, f func(string) bool) bool {
+	for _, x := range l {
+		if f(x) {
+			return true
+		}
+	}
+	return false
+}
+
+func all(l []string, f func(string) bool) bool {
+	for _, x := range l {
+		if !f(x) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(l []string, x string) bool {
+	for _, y := range l {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// nameMatches matches a rule's name against one from a statement. A
+// catalog prefix (db.schema.name) is ignored. An unqualified name in the
+// statement may resolve to any schema through search_path: for a deny or
+// audit_only rule it matches a qualified pattern with the same name
+// (public.orders matches orders); for an allow rule it does not (only
+// public.orders, or a pattern without a schema, allows it). A schema.*
+// pattern matches only names the statement qualifies with that schema.
+func nameMatches(pattern, name string, allow bool) bool {
+	eq := strings.EqualFold // deny: "Orders" (quoted) is caught by orders
+	if allow {
+		eq = func(a, b string) bool { return a == b }
+	}
+	pSchema, pName := split(pattern)
+	nSchema, nName := split(name)
+	if pName == "*" {
+		return nSchema != "" && eq(nSchema, pSchema)
+	}
+	if !eq(pName, nName) {
+		return false
+	}
+	switch {
+	case pSchema == "":
+		return true
+	case nSchema == "":
+		return !allow
+	}
+	return eq(pSchema, nSchema)
+}
+
+func split(n string) (schema, name string) {
+	parts := strings.Split(n, ".")
+	switch len(parts) {
+	case 1:
+		return "", parts[0]
+	default:
+		return parts[len(parts)-2], parts[len(parts)-1]
+	}
+}

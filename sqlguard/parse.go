@@ -1,0 +1,131 @@
+package sqlguard
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	pgquery "github.com/wasilibs/go-pgquery"
+)
+
+// MaxText is the longest query string the parser is given. A longer one
+// is not analysed: it is unknown, and its rule's on_unknown decides.
+const MaxText = 1 << 20
+
+// ErrTooLong: the query string is over MaxText.
+var ErrTooLong = errors.New("sqlguard: statement too long to analyse")
+
+// ParseError is the parser's refusal of a query string.
+type ParseError struct{ Msg string }
+
+func (e *ParseError) Error() string { return "sqlguard: " + e.Msg }
+
+// Parser parses and classifies query strings, caching the result by
+// text. The zero value is not usable: use NewParser. It is safe for
+// concurrent use.
+type Parser struct {
+	// sem bounds concurrent parses: each concurrent parse the library
+	// runs needs its own WebAssembly instance (compiled once per
+	// instance, about a second), so at most GOMAXPROCS exist.
+	sem chan struct{}
+
+	mu    sync.Mutex
+	max   int
+	lru   *list.List // of *entry, most recent first
+	items map[string]*list.Element
+}
+
+type entry struct {
+	text  string
+	stmts []Statement
+	err   error
+}
+
+// NewParser returns a parser that keeps the results of up to cacheSize
+// distinct query strings (0: 4096).
+func NewParser(cacheSize int) *Parser {
+	if cacheSize <= 0 {
+		cacheSize = 4096
+	}
+	return &Parser{
+		sem:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
+		max:   cacheSize,
+		lru:   list.New(),
+		items: make(map[string]*list.Element),
+	}
+}
+
+// Warm makes the parser's first WebAssembly instance, so that the first
+// statement a session sends does not wait for it.
+func (p *Parser) Warm() { p.parse("SELECT 1") }
+
+// Parse classifies every statement of text, from the cache when text was
+// parsed before. The returned slice is shared: do not modify it. An error
+// is a *ParseError (the grammar rejects text) or ErrTooLong.
+func (p *Parser) Parse(text string) ([]Statement, error) {
+	p.mu.Lock()
+	if el, ok := p.items[text]; ok {
+		p.lru.MoveToFront(el)
+		e := el.Value.(*entry)
+		p.mu.Unlock()
+		return e.stmts, e.err
+	}
+	p.mu.Unlock()
+	stmts, err := p.parse(text)
+	if errors.Is(err, ErrTooLong) {
+		return nil, err // not cached: the key would be the long text
+	}
+	p.mu.Lock()
+	if _, ok := p.items[text]; !ok {
+		p.items[text] = p.lru.PushFront(&entry{text: text, stmts: stmts, err: err})
+		for p.lru.Len() > p.max {
+			old := p.lru.Remove(p.lru.Back()).(*entry)
+			delete(p.items, old.text)
+		}
+	}
+	p.mu.Unlock()
+	return stmts, err
+}
+
+func (p *Parser) parse(text string) (stmts []Statement, err error) {
+	if len(text) > MaxText {
+		return nil, ErrTooLong
+	}
+	p.sem <- struct{}{}
+	defer func() { <-p.sem }()
+	defer func() {
+		// The parser runs C code compiled to WebAssembly; a trap in it is
+		// a refusal of this text, not the end of the server.
+		if r := recover(); r != nil {
+			stmts, err = nil, &ParseError{Msg: fmt.Sprint("parser failed: ", r)}
+		}
+	}()
+	tree, err := pgquery.Parse(text)
+	if err != nil {
+		return nil, &ParseError{Msg: err.Error()}
+	}
+	for _, raw := range tree.Stmts {
+		stmts = append(stmts, classify(raw.Stmt, stmtText(text, raw.StmtLocation, raw.StmtLen)))
+	}
+	if len(stmts) == 0 {
+		// An empty query string (or only comments and semicolons).
+		stmts = []Statement{{Text: text, Kind: "empty", Class: ClassUtility}}
+	}
+	return stmts, nil
+}
+
+// stmtText cuts one statement out of the query string (libpg_query's
+// byte offsets; a length of 0 means "to the end").
+func stmtText(text string, loc, n int32) string {
+	start := int(loc)
+	if start < 0 || start > len(text) {
+		return text
+	}
+	end := len(text)
+	if n > 0 && start+int(n) <= len(text) {
+		end = start + int(n)
+	}
+	return text[start:end]
+}
