@@ -94,6 +94,12 @@ func (s *Service) AuthorizeConnect(ctx context.Context, p *identity.Principal, r
 		return refuse(g, "policy no longer allows it: "+d.Reason,
 			airlock.Errorf(airlock.EFORBIDDEN, "policy no longer allows %s on %s: %s", g.Access, r.Name, d.Reason))
 	}
+	if d.Statements != nil && r.Kind != airlock.KindPostgres {
+		// Fail closed: guardrails no gateway of this kind enforces would
+		// be a promise nobody keeps.
+		return refuse(g, "statement rules on a "+r.Kind+" resource",
+			airlock.Errorf(airlock.EFORBIDDEN, "rule %s has statement rules, which only the PostgreSQL gateway enforces; %s is a %s resource", d.Rule, r.Name, r.Kind))
+	}
 	if err := s.ident.VerifyStepUp(ctx, p, su); err != nil {
 		return refuse(g, "the MFA code was not accepted: "+airlock.ErrorMessage(err), err)
 	}

@@ -3,6 +3,7 @@ package pgproxy
 import (
 	"context"
 	"crypto/tls"
+	"github.com/airlockhq/airlock/policy"
 	"log/slog"
 	"time"
 
@@ -153,6 +154,10 @@ type Target struct {
 	// MaxConcurrent bounds live sessions of this user under this grant
 	// on this gateway (0 = unlimited).
 	MaxConcurrent int
+	// Statements are the statement guardrails (guard.go): every statement
+	// is classified and decided by these rules before it is forwarded.
+	// Nil: none.
+	Statements *policy.Statements
 }
 
 // Authenticator validates a connect token. It returns a Target for a valid

@@ -35,6 +35,10 @@ func (s *session) c2s() airlock.EndReason {
 				p.consume(total)
 				return s.c2sErr(errProtocol)
 			}
+			if r := s.replacement; r != nil {
+				s.replacement = nil
+				b = r
+			}
 			_, err = p.w.Write(b)
 			p.consume(total)
 			if err != nil {
@@ -111,8 +115,8 @@ func (s *session) s2c() airlock.EndReason {
 			}
 			if typ == 'C' {
 				s.commandComplete(b[5:])
-			} else {
-				s.errorResponse(b[5:])
+			} else if r := s.errorResponse(b[5:]); r != nil {
+				b = r
 			}
 			_, err = p.w.Write(b)
 			p.consume(total)
@@ -187,9 +191,19 @@ func (s *session) commandComplete(body []byte) {
 }
 
 // errorResponse records a db.error event for the request it answers.
-func (s *session) errorResponse(body []byte) {
-	sev, code, msg := errorFields(body)
+// For a request guardrails replaced it returns the denial to send the
+// client instead (the denial is audited already).
+func (s *session) errorResponse(body []byte) (replace []byte) {
 	u, _ := s.requests.head()
+	if u.denied != "" {
+		replace = deniedError(u.denied)
+		s.copyDir = ""
+		if u.kind == 'P' || u.kind == 'E' {
+			s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
+		}
+		return replace
+	}
+	sev, code, msg := errorFields(body)
 	stmt := int64(0)
 	if u.kind != 'S' {
 		stmt = u.stmt
@@ -205,4 +219,5 @@ func (s *session) errorResponse(body []byte) {
 	if u.kind == 'P' || u.kind == 'E' {
 		s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
 	}
+	return nil
 }

@@ -10,6 +10,9 @@ import (
 type unit struct {
 	kind byte // 'Q' query, 'P' parse, 'E' execute, 'S' sync, 'F' function call
 	stmt int64
+	// denied is set when guardrails replaced the request: the server's
+	// error for the replacement is rewritten into this message.
+	denied string
 }
 
 // requestQueue is a session's outstanding requests: pushed by the

@@ -55,8 +55,13 @@ type session struct {
 	clientSecret [4]byte
 
 	c2sPipe, s2cPipe pipe
-	s2cMid           bool        // s2c stopped inside a message
-	strict           strictState // with StrictAudit (strict.go)
+	// guard is the statement guardrails (nil: none); replacement, when
+	// inspect sets it, is forwarded instead of the message inspected
+	// (both owned by c2s).
+	guard       *guard
+	replacement []byte
+	s2cMid      bool        // s2c stopped inside a message
+	strict      strictState // with StrictAudit (strict.go)
 
 	bytesIn, bytesOut, statements atomic.Int64
 	activity                      atomic.Int64
@@ -91,6 +96,7 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 		client: cc.Conn, cr: cc.r,
 		killedCh: make(chan struct{}),
 		stmts:    statements{prepared: map[string]*stmtInfo{}, portals: map[string]portalInfo{}},
+		guard:    newGuard(t.Statements),
 	}
 	s.receipts = s.newReceipts()
 	s.info = airlock.Session{

@@ -39,11 +39,18 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			return false
 		}
 		s.stmts.no++
-		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no})
 		s.countStatement()
 		d := queryJSON[[]byte]{kind: "query", stmt: s.stmts.no}
 		d.text, d.truncated, d.textBytes, d.sha256 = cutText(text)
-		s.submit(queryEvent(s, &d))
+		e := queryEvent(s, &d)
+		denied, ge := s.guardStatement(s.stmts.no, text)
+		if denied != "" {
+			e.Outcome = airlock.OutcomeDenied
+			s.replacement = deniedQuery()
+		}
+		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no, denied: denied})
+		s.submit(e)
+		s.submitGuard(ge)
 	case 'P':
 		name, rest, ok := cstring(body)
 		if !ok {
@@ -57,10 +64,19 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		st := &stmtInfo{no: s.stmts.no, text: newStmtText(text)}
 		key := string(name)
 		s.stmts.prepared[key] = st
-		s.requests.push(unit{kind: 'P', stmt: s.stmts.no})
 		d := queryJSON[string]{kind: "parse", stmt: st.no, name: key}
 		d.setText(st.text)
-		s.submit(queryEvent(s, &d))
+		e := queryEvent(s, &d)
+		denied, ge := s.guardStatement(st.no, text)
+		if denied != "" {
+			// Decided at Parse: the server never holds the statement, so no
+			// Execute can run it.
+			e.Outcome = airlock.OutcomeDenied
+			s.replacement = deniedParse(name)
+		}
+		s.requests.push(unit{kind: 'P', stmt: s.stmts.no, denied: denied})
+		s.submit(e)
+		s.submitGuard(ge)
 	case 'B':
 		portal, rest, ok := cstring(body)
 		if !ok {
@@ -114,10 +130,23 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			return false
 		}
 		s.stmts.no++
-		s.requests.push(unit{kind: 'F', stmt: s.stmts.no})
 		s.countStatement()
 		d := queryJSON[string]{kind: "function_call", stmt: s.stmts.no, functionOID: binary.BigEndian.Uint32(body[:4])}
-		s.submit(queryEvent(s, &d))
+		e := queryEvent(s, &d)
+		denied, ge := "", (*airlock.Event)(nil)
+		if s.guard != nil {
+			// A fast-path call names its function by OID: nothing to
+			// classify, so on_unknown decides (a Query answers in the same
+			// shape as a failed FunctionCall: ErrorResponse, ReadyForQuery).
+			denied, ge = s.guardFunctionCall(s.stmts.no)
+			if denied != "" {
+				e.Outcome = airlock.OutcomeDenied
+				s.replacement = deniedQuery()
+			}
+		}
+		s.requests.push(unit{kind: 'F', stmt: s.stmts.no, denied: denied})
+		s.submit(e)
+		s.submitGuard(ge)
 	}
 	return true
 }

@@ -153,11 +153,11 @@ func TestDecide(t *testing.T) {
 		{"DELETE FROM orders WHERE id = 4", policy.StatementAllow, ""},
 		{"SELECT 1; TRUNCATE orders", policy.StatementDeny, "destructive"},
 		{"SELECT * FROM vault.keys", policy.StatementDeny, "secrets"},
-		{"SELECT * FROM api_keys", policy.StatementDeny, "secrets"},                 // unqualified: may be public.api_keys
-		{`SELECT * FROM "API_KEYS"`, policy.StatementDeny, "secrets"},               // deny compares without case
-		{"SELECT * FROM other.api_keys", policy.StatementAllow, ""},                 // another schema's table
-		{"DO $$BEGIN PERFORM 1; END$$", policy.StatementDeny, "on_unknown"},         // unknown: deny by default
-		{"CALL report_orders()", policy.StatementAllow, "report-fn"},                // allowed by name
+		{"SELECT * FROM api_keys", policy.StatementDeny, "secrets"},                // unqualified: may be public.api_keys
+		{`SELECT * FROM "API_KEYS"`, policy.StatementDeny, "secrets"},              // deny compares without case
+		{"SELECT * FROM other.api_keys", policy.StatementAllow, ""},                // another schema's table
+		{"DO $$BEGIN PERFORM 1; END$$", policy.StatementDeny, "on_unknown"},        // unknown: deny by default
+		{"CALL report_orders()", policy.StatementAllow, "report-fn"},               // allowed by name
 		{"CALL report_orders(); CALL purge()", policy.StatementDeny, "on_unknown"}, // strictest wins
 		{"GRANT ALL ON orders TO eve", policy.StatementAuditOnly, "dcl"},
 		{"SELEC 1", policy.StatementDeny, "on_unknown"},

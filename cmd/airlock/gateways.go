@@ -99,6 +99,7 @@ func pgTarget(c *access.Connection) (*pgproxy.Target, error) {
 		AllowCleartextPassword: opts.AllowCleartextPassword,
 		ReadOnly:               access.IsReadOnly(c.Resource, c.Grant.Access), StrictAudit: sess.Audit == "strict",
 		LogParameters: sess.LogParameters, IdleTimeout: sess.IdleTimeout, MaxConcurrent: sess.MaxConcurrent,
+		Statements: c.Decision.Statements,
 	}, nil
 }
 

@@ -1,0 +1,167 @@
+package pgproxy
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/sqlguard"
+)
+
+// Statement guardrails (Target.Statements): each query string and each
+// extended-protocol Parse is classified with PostgreSQL's own grammar
+// (sqlguard) before it is forwarded, and the target's statement rules
+// decide. A denied statement never reaches the server as written: the
+// gateway forwards in its place a text the server's grammar rejects
+// (deniedText), so that the server answers in the protocol's own order —
+// an ErrorResponse, skipping to Sync in the extended protocol, then
+// ReadyForQuery — and the gateway rewrites that ErrorResponse into the
+// denial the client sees. The session stays usable (inside a transaction
+// block the error aborts the transaction, as any error does).
+
+// deniedText replaces a denied statement: two identifiers, which no
+// PostgreSQL statement starts with, so the server refuses it at parse
+// time and runs nothing.
+const deniedText = "airlock denied"
+
+// sqlstateDenied is the SQLSTATE of a denial (insufficient_privilege).
+const sqlstateDenied = "42501"
+
+// parser is the gateways' shared statement parser, made at the first
+// session with guardrails (its WebAssembly instance takes about a second
+// to compile; Gateway.New warms it when Config.WarmGuard is set).
+var parser = sync.OnceValue(func() *sqlguard.Parser { return sqlguard.NewParser(0) })
+
+// guard is a session's guardrails state, owned by c2s.
+type guard struct {
+	rules *policy.Statements
+	// prepared are the SQL-level PREPAREs forwarded, by name, for the
+	// EXECUTEs that name them.
+	prepared map[string]*sqlguard.Statement
+}
+
+func newGuard(rules *policy.Statements) *guard {
+	if rules == nil {
+		return nil
+	}
+	return &guard{rules: rules, prepared: map[string]*sqlguard.Statement{}}
+}
+
+// decide classifies text and applies the rules; allowed PREPAREs are
+// remembered for their EXECUTEs.
+func (g *guard) decide(text string) sqlguard.Verdict {
+	stmts, err := parser().Parse(text)
+	v := sqlguard.Decide(g.rules, stmts, err, func(name string) (*sqlguard.Statement, bool) {
+		st, ok := g.prepared[name]
+		return st, ok
+	})
+	if v.Action != policy.StatementDeny {
+		for i := range stmts {
+			if st := &stmts[i]; st.Prepared != nil {
+				g.prepared[st.Prepare] = st.Prepared
+			}
+		}
+	}
+	return v
+}
+
+// guardStatement decides one statement text of a client message. It
+// returns the message the client is told when the statement is denied
+// (else ""), and the db.guard event to submit after the statement's own
+// db.query when a rule (or on_unknown) made the decision.
+func (s *session) guardStatement(stmt int64, text []byte) (string, *airlock.Event) {
+	if s.guard == nil {
+		return "", nil
+	}
+	return s.verdictEvent(stmt, s.guard.decide(string(text)))
+}
+
+// verdictEvent is the db.guard event of a decision a rule or on_unknown
+// made, and the denial message for the client ("" when the statement may
+// go).
+func (s *session) verdictEvent(stmt int64, v sqlguard.Verdict) (string, *airlock.Event) {
+	if v.Rule == "" {
+		return "", nil // no rule matched a decided statement: allowed
+	}
+	outcome := airlock.OutcomeSuccess
+	if v.Action == policy.StatementDeny {
+		outcome = airlock.OutcomeDenied
+	}
+	e := s.event("db.guard", outcome, struct {
+		Stmt    int64  `json:"stmt"`
+		Rule    string `json:"rule"`
+		Action  string `json:"action"`
+		Class   string `json:"class"`
+		Why     string `json:"why,omitempty"`
+		Message string `json:"message,omitempty"`
+	}{stmt, v.Rule, v.Action, string(v.Class), v.Why, v.Message})
+	if v.Action != policy.StatementDeny {
+		return "", &e
+	}
+	msg := "airlock: statement denied"
+	switch {
+	case v.Rule == "on_unknown":
+		msg += ": " + v.Why + " (statements Airlock cannot classify are denied)"
+	default:
+		msg += " by rule " + v.Rule
+		if v.Message != "" {
+			msg += ": " + v.Message
+		}
+	}
+	return msg, &e
+}
+
+// submitGuard submits a decision's db.guard event, if any.
+func (s *session) submitGuard(e *airlock.Event) {
+	if e != nil {
+		s.submit(*e)
+	}
+}
+
+// deniedQuery is the Query message forwarded in place of a denied one
+// (or of a FunctionCall, which guardrails cannot classify).
+func deniedQuery() []byte {
+	return appendMsg(nil, 'Q', []byte(deniedText+"\x00"))
+}
+
+// deniedParse is the Parse message forwarded in place of a denied one:
+// the same statement name, the replacement text, no parameter types.
+func deniedParse(name []byte) []byte {
+	body := make([]byte, 0, len(name)+len(deniedText)+4)
+	body = append(body, name...)
+	body = append(body, 0)
+	body = append(body, deniedText...)
+	body = append(body, 0, 0, 0)
+	return appendMsg(nil, 'P', body)
+}
+
+// deniedError is the ErrorResponse the client gets for a denied statement.
+func deniedError(msg string) []byte {
+	var body []byte
+	for _, f := range []struct {
+		code byte
+		v    string
+	}{{'S', "ERROR"}, {'V', "ERROR"}, {'C', sqlstateDenied}, {'M', msg}} {
+		body = append(body, f.code)
+		body = append(body, f.v...)
+		body = append(body, 0)
+	}
+	body = append(body, 0)
+	return appendMsg(nil, 'E', body)
+}
+
+func appendMsg(b []byte, typ byte, body []byte) []byte {
+	b = append(b, typ, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(b[len(b)-4:], uint32(4+len(body)))
+	return append(b, body...)
+}
+
+// guardFunctionCall decides a fast-path FunctionCall: its function is an
+// OID, not text, so it is unknown and on_unknown decides.
+func (s *session) guardFunctionCall(stmt int64) (string, *airlock.Event) {
+	rules := s.guard.rules
+	v := sqlguard.Verdict{Action: rules.OnUnknownAction(), Rule: "on_unknown", Class: sqlguard.ClassUnknown,
+		Why: "a fast-path function call names its function by OID"}
+	return s.verdictEvent(stmt, v)
+}
