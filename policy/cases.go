@@ -33,7 +33,19 @@ type Case struct {
 	Expect    string
 	Rule      *string // expected rule name, when given
 	Approvals *int    // expected required approvals, when given
+
+	// Statement, when set, makes the case about a statement run under
+	// the access the rest of the case describes: Expect is then a
+	// statement action (allow, deny, audit_only) and Rule the statement
+	// rule expected to decide ("on_unknown" when on_unknown did).
+	Statement string
 }
+
+// StatementDecider decides a statement under a decision's statement
+// rules: the action and the statement rule that decided ("" for the
+// default allow). It parses SQL, which this package does not: the CLI
+// passes sqlguard's.
+type StatementDecider func(rules *Statements, text string) (action, rule string)
 
 // CaseResult is the outcome of one case.
 type CaseResult struct {
@@ -70,7 +82,7 @@ func ParseCases(name string, data []byte) ([]Case, error) {
 
 func (d *decoder) testCase(n *yaml.Node) (Case, bool) {
 	c := Case{File: d.file, Line: n.Line}
-	f := d.mapping(n, "case", "name", "who", "resource", "access", "duration", "break_glass", "at", "expect", "rule", "approvals")
+	f := d.mapping(n, "case", "name", "who", "resource", "access", "duration", "break_glass", "at", "expect", "rule", "approvals", "statement")
 	if f == nil {
 		return c, false
 	}
@@ -133,8 +145,15 @@ func (d *decoder) testCase(n *yaml.Node) (Case, bool) {
 		}
 		c.At = t
 	}
+	if v, ok := f["statement"]; ok {
+		c.Statement = d.str(v.v, what+": statement")
+	}
 	if v, ok := f["expect"]; ok {
-		c.Expect = d.enum(v.v, what+": expect", ExpectAllow, ExpectDeny, ExpectAutoApprove, ExpectApproval)
+		if c.Statement != "" {
+			c.Expect = d.enum(v.v, what+": expect", StatementAllow, StatementDeny, StatementAuditOnly)
+		} else {
+			c.Expect = d.enum(v.v, what+": expect", ExpectAllow, ExpectDeny, ExpectAutoApprove, ExpectApproval)
+		}
 	} else {
 		d.errf(n, "%s needs expect (allow, deny, auto_approve or approval)", what)
 	}
@@ -152,7 +171,9 @@ func (d *decoder) testCase(n *yaml.Node) (Case, bool) {
 // RunCases evaluates every case against p. A case's resource is the one
 // given inline, else the policy's resource spec of that name, else the
 // one of that name in resources; an unknown resource fails the case.
-func RunCases(p *Policy, cases []Case, resources []Resource) []CaseResult {
+//
+// Statement cases need decide; without it they fail.
+func RunCases(p *Policy, cases []Case, resources []Resource, decide StatementDecider) []CaseResult {
 	byName := map[string]Resource{}
 	for _, r := range resources {
 		byName[r.Name] = r
@@ -179,6 +200,10 @@ func RunCases(p *Policy, cases []Case, resources []Resource) []CaseResult {
 		}
 		d := p.Evaluate(Input{Subject: c.Subject, Resource: r, Access: c.Access, Duration: c.Duration, Now: c.At, BreakGlass: c.BreakGlass})
 		res.Got = d
+		if c.Statement != "" {
+			out = append(out, statementCase(res, decide))
+			continue
+		}
 		var problems []string
 		switch c.Expect {
 		case ExpectAllow:
@@ -225,4 +250,36 @@ func outcome(d Decision) string {
 		return "auto_approve"
 	}
 	return "approval"
+}
+
+// statementCase checks a statement case against its access decision.
+func statementCase(res CaseResult, decide StatementDecider) CaseResult {
+	c, d := res.Case, res.Got
+	switch {
+	case !d.Allowed:
+		res.Message = "the access itself is denied, so the statement never runs (" + d.Reason + ")"
+		return res
+	case decide == nil:
+		res.Message = "statement cases need the SQL parser (run them with airlock policy test)"
+		return res
+	}
+	action, rule := decide(d.Statements, c.Statement)
+	var problems []string
+	if action != c.Expect {
+		problems = append(problems, fmt.Sprintf("expected %s, got %s", c.Expect, action))
+	}
+	if c.Rule != nil && rule != *c.Rule {
+		problems = append(problems, fmt.Sprintf("expected statement rule %q, got %q", *c.Rule, rule))
+	}
+	by := "no statement rule matched"
+	if rule != "" {
+		by = "statement rule " + rule
+	}
+	res.Pass = len(problems) == 0
+	if res.Pass {
+		res.Message = action + " by " + by + " under rule " + d.Rule
+	} else {
+		res.Message = strings.Join(problems, "; ") + " (" + by + " under rule " + d.Rule + ")"
+	}
+	return res
 }

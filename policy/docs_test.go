@@ -52,7 +52,7 @@ func TestDocsExamplesAreTrue(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, r := range RunCases(team, cases, nil) {
+			for _, r := range RunCases(team, cases, nil, nil) {
 				if !r.Pass {
 					t.Errorf("docs case %q: %s", r.Case.Name, r.Message)
 				}

@@ -51,6 +51,6 @@ func FuzzParseCases(f *testing.F) {
 			return
 		}
 		p := mustParse(t, evalPolicy)
-		RunCases(p, cases, []Resource{prodDB})
+		RunCases(p, cases, []Resource{prodDB}, nil)
 	})
 }

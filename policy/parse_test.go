@@ -241,7 +241,7 @@ func TestExamplePolicy(t *testing.T) {
 	if len(cases) < 10 {
 		t.Fatalf("only %d cases", len(cases))
 	}
-	for _, r := range RunCases(p, cases, nil) {
+	for _, r := range RunCases(p, cases, nil, nil) {
 		if !r.Pass {
 			t.Errorf("case %q (line %d) failed: %s", r.Case.Name, r.Case.Line, r.Message)
 		}
@@ -443,7 +443,7 @@ func TestRunCasesReportsFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := RunCases(p, cases, []Resource{{Name: "db", Kind: "postgres"}})
+	res := RunCases(p, cases, []Resource{{Name: "db", Kind: "postgres"}}, nil)
 	want := []struct {
 		pass bool
 		msg  string

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/airlockhq/airlock/sqlguard"
 	"os"
 	"os/signal"
 	"sort"
@@ -147,7 +148,7 @@ func newPolicyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			results := policy.RunCases(p, cs, nil)
+			results := policy.RunCases(p, cs, nil, decideStatement)
 			failed := 0
 			for _, r := range results {
 				status := "PASS"
@@ -524,4 +525,12 @@ func newAckCmd() *cobra.Command {
 	cmd.Flags().StringVar(&comment, "comment", "", "review notes")
 	cmd.Flags().StringVar(&otp, "otp", "", "a current MFA code (step-up)")
 	return cmd
+}
+
+// decideStatement runs a policy test case's statement through the
+// gateway's own parser and rules (sqlguard).
+func decideStatement(rules *policy.Statements, text string) (string, string) {
+	stmts, err := sqlguard.NewParser(1).Parse(text)
+	v := sqlguard.Decide(rules, stmts, err, nil)
+	return v.Action, v.Rule
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/internal/testenv"
+	"github.com/airlockhq/airlock/policy"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -228,5 +229,34 @@ func TestE2EGuardrailsOtherKindsRefused(t *testing.T) {
 	_, err := cl.MintHTTPToken(context.Background(), api.ConnectRequest{Resource: "web", Access: "read"})
 	if err == nil || !strings.Contains(err.Error(), "only the PostgreSQL gateway enforces") {
 		t.Fatalf("http token under a rule with statement rules: %v", err)
+	}
+}
+
+// policy test cases can be about statements: the CLI decides them with the
+// gateway's own parser and rules.
+func TestPolicyTestStatementCases(t *testing.T) {
+	p, diags, err := policy.Parse(map[string][]byte{"p.yaml": []byte(pgGuardPolicy)})
+	if err != nil {
+		t.Fatal(err, diags)
+	}
+	cases, err := policy.ParseCases("cases.yaml", []byte(`cases:
+  - {name: wipe, who: {user: alice, groups: [devs]}, resource: {name: prod-db, kind: postgres}, access: write, statement: "DELETE FROM orders", expect: deny, rule: destructive}
+  - {name: one-row, who: {user: alice, groups: [devs]}, resource: {name: prod-db, kind: postgres}, access: write, statement: "DELETE FROM orders WHERE id = 7", expect: allow}
+  - {name: do-block, who: {user: alice, groups: [devs]}, resource: {name: prod-db, kind: postgres}, access: write, statement: "DO $$BEGIN END$$", expect: deny, rule: on_unknown}
+  - {name: wrong, who: {user: alice, groups: [devs]}, resource: {name: prod-db, kind: postgres}, access: write, statement: "GRANT ALL ON t TO eve", expect: allow}
+  - {name: no-access, who: {user: eve}, resource: {name: prod-db, kind: postgres}, access: write, statement: "SELECT 1", expect: allow}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := policy.RunCases(p, cases, nil, decideStatement)
+	want := []bool{true, true, true, false, false}
+	for i, r := range res {
+		if r.Pass != want[i] {
+			t.Errorf("%s: pass=%v (%s)", r.Case.Name, r.Pass, r.Message)
+		}
+	}
+	if !strings.Contains(res[3].Message, "expected allow, got audit_only") {
+		t.Errorf("wrong case message: %s", res[3].Message)
 	}
 }
