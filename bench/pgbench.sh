@@ -16,6 +16,10 @@
 #                   log with group commit into SQLite) → PostgreSQL
 #   gateway-strict  same, strict audit (results held until their events are durable)
 #   pgbouncer       pgbench → pgbouncer (pool_mode=session) → PostgreSQL
+#   gateway-guard   the gateway with statement guardrails on (20 statement rules,
+#                   none matching: every statement parsed once, then served
+#                   from the parse cache and checked against all 20); not in
+#                   the default TARGETS
 #   gateway-count   the gateway with a counting audit sink instead of the log
 #                   (not in the default TARGETS: it separates proxy cost from
 #                   audit cost in the same run)
@@ -100,7 +104,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 BASE=$((20000 + RANDOM % 20000))
-PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4)) ERELAY=$((BASE + 5)) GWC=$((BASE + 6)) GWT=$((BASE + 7)) BOUNCERT=$((BASE + 8))
+PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4)) ERELAY=$((BASE + 5)) GWC=$((BASE + 6)) GWT=$((BASE + 7)) BOUNCERT=$((BASE + 8)) GWG=$((BASE + 9))
 PW=bench-pw-$RANDOM$RANDOM
 TOKEN=bench-token
 
@@ -157,6 +161,10 @@ UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWS" -upstrea
 	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -strict ${PROFILE:+-cpuprofile "$PROFILE/gateway-strict.pprof"} -data-dir "$(mkdir -p "$T/gws" && echo "$T/gws")" >"$T/gws.out" 2>"$T/gws.err" &
 GWS_PID=$!
 PIDS+=("$GWS_PID")
+UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWG" -upstream "127.0.0.1:$PGPORT" \
+	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -guard ${PROFILE:+-cpuprofile "$PROFILE/gateway-guard.pprof"} -data-dir "$(mkdir -p "$T/gwg" && echo "$T/gwg")" >"$T/gwg.out" 2>"$T/gwg.err" &
+GWG_PID=$!
+PIDS+=("$GWG_PID")
 UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWC" -upstream "127.0.0.1:$PGPORT" \
 	-user bench -db bench -token "$TOKEN" -audit count ${PROFILE:+-cpuprofile "$PROFILE/gateway-count.pprof"} -data-dir "$(mkdir -p "$T/gwc" && echo "$T/gwc")" >"$T/gwc.out" 2>"$T/gwc.err" &
 GWC_PID=$!
@@ -199,6 +207,7 @@ as_pg bash -c "ulimit -n $(ulimit -Hn); exec pgbouncer -d -q '$T/pgbouncer.ini'"
 as_pg bash -c "ulimit -n $(ulimit -Hn); exec pgbouncer -d -q '$T/pgbouncer-tls.ini'"
 wait_ready "$T/gw.out"
 wait_ready "$T/gws.out"
+wait_ready "$T/gwg.out"
 wait_ready "$T/gwc.out"
 wait_ready "$T/gwt.out"
 wait_ready "$T/relay.out"
@@ -214,6 +223,7 @@ conn() {
 	direct) echo "$PGPORT bench $PW" ;;
 	gateway) echo "$GW alice $TOKEN" ;;
 	gateway-strict) echo "$GWS alice $TOKEN" ;;
+	gateway-guard) echo "$GWG alice $TOKEN" ;;
 	gateway-count) echo "$GWC alice $TOKEN" ;;
 	gateway-tls) echo "$GWT alice $TOKEN" ;;
 	pgbouncer-tls) echo "$BOUNCERT bench $PW" ;;
@@ -238,6 +248,7 @@ proxy_pid() {
 	case $1 in
 	gateway) echo "$GW_PID" ;;
 	gateway-strict) echo "$GWS_PID" ;;
+	gateway-guard) echo "$GWG_PID" ;;
 	gateway-count) echo "$GWC_PID" ;;
 	gateway-tls) echo "$GWT_PID" ;;
 	pgbouncer-tls) echo "$BOUNCERT_PID" ;;

@@ -165,3 +165,8 @@ func (s *session) guardFunctionCall(stmt int64) (string, *airlock.Event) {
 		Why: "a fast-path function call names its function by OID"}
 	return s.verdictEvent(stmt, v)
 }
+
+// WarmGuard makes the statement parser's first WebAssembly instance now
+// (about a second of CPU), so that the first guarded statement does not
+// wait for it.
+func WarmGuard() { parser().Warm() }

@@ -2,6 +2,7 @@ package sqlguard
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/airlockhq/airlock/policy"
@@ -218,5 +219,37 @@ func TestVocabulary(t *testing.T) {
 	}
 	if !slices.Equal(Forms, policy.StatementForms) {
 		t.Errorf("forms %v, policy %v", Forms, policy.StatementForms)
+	}
+}
+
+// BenchmarkDecideCached is the cost a guarded statement adds once its text
+// is in the cache: the lookup and the rules (the pgbench guard's 20).
+func BenchmarkDecideCached(b *testing.B) {
+	sp := &policy.Statements{Rules: guard.Rules}
+	for i := range 14 {
+		sp.Rules = append(sp.Rules, policy.StatementRule{Name: "secret", Objects: []string{"vault_" + string(rune('a'+i)) + ".*"}, Action: policy.StatementDeny})
+	}
+	const text = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
+	testParser.Parse(text)
+	b.ReportAllocs()
+	for b.Loop() {
+		stmts, err := testParser.Parse(text)
+		if v := Decide(sp, stmts, err, nil); v.Action != policy.StatementAllow {
+			b.Fatal(v)
+		}
+	}
+}
+
+// BenchmarkParseNew is the cost of a statement text seen for the first
+// time: PostgreSQL's parser in WebAssembly and the classification.
+func BenchmarkParseNew(b *testing.B) {
+	p := NewParser(1)
+	p.Warm()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := p.Parse("SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

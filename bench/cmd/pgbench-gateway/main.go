@@ -8,6 +8,7 @@
 package main
 
 import (
+	"github.com/airlockhq/airlock/policy"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -52,6 +53,7 @@ func run() error {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	sslMode := flag.String("upstream-sslmode", "disable", "TLS to PostgreSQL: disable, require, verify-ca or verify-full")
 	sslRootCert := flag.String("upstream-sslrootcert", "", "PEM file of the CA certificates PostgreSQL's certificate must chain to")
+	guard := flag.Bool("guard", false, "statement guardrails: 20 statement rules, none of which matches pgbench's statements (every statement is checked against all of them)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -130,6 +132,10 @@ func run() error {
 		EndsAt:       time.Now().Add(24 * time.Hour),
 		UpstreamAddr: *upstream, UpstreamDatabase: *db, UpstreamUser: *user, UpstreamPassword: password,
 		StrictAudit: *strict, UpstreamTLS: upTLS, UpstreamTLSKey: *sslMode + "\n" + string(caPEM),
+	}
+	if *guard {
+		target.Statements = benchGuard()
+		pgproxy.WarmGuard()
 	}
 	salt := auth.SCRAMSalt("usr_bench", "bench")
 	authn := &benchAuth{token: *token, target: target, salt: salt,
@@ -222,4 +228,24 @@ func envDuration(name string, def time.Duration) time.Duration {
 		}
 	}
 	return def
+}
+
+// benchGuard is a 20-rule statement policy of the kind a team writes
+// (destructive forms, server files, secret tables, DCL), none of whose
+// rules matches pgbench's statements: each statement is compared with
+// every rule, the worst case for a statement that is allowed.
+func benchGuard() *policy.Statements {
+	sp := &policy.Statements{Rules: []policy.StatementRule{
+		{Name: "destructive", Forms: []string{"no_where", "truncate", "drop", "alter_drop"}, Action: policy.StatementDeny},
+		{Name: "files", Functions: []string{"pg_read_file", "pg_read_binary_file", "pg_ls_dir", "lo_export", "lo_import"}, Action: policy.StatementDeny},
+		{Name: "programs", Forms: []string{"copy_program", "copy_file"}, Action: policy.StatementDeny},
+		{Name: "dblink", Functions: []string{"dblink", "dblink_exec"}, Action: policy.StatementDeny},
+		{Name: "kill", Functions: []string{"pg_terminate_backend", "pg_cancel_backend"}, Action: policy.StatementDeny},
+		{Name: "dcl", Class: []string{"dcl"}, Action: policy.StatementAuditOnly},
+	}}
+	for i := range 14 {
+		sp.Rules = append(sp.Rules, policy.StatementRule{Name: fmt.Sprintf("secret-%d", i),
+			Objects: []string{fmt.Sprintf("vault_%d.*", i), fmt.Sprintf("public.secret_%d", i)}, Action: policy.StatementDeny})
+	}
+	return sp
 }
