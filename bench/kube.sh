@@ -25,24 +25,33 @@
 #      airlock server's RSS growth (/proc/PID/status) per watch.
 #
 # Environment: ROUNDS (default 3), DURATION (default 5s), WARMUP (default
-# 1s), RUNS (default 50), WATCHES (default 200), LOGS (a directory for the
-# full test output and the server's log; default a temporary one, kept).
+# 1s), RUNS (default 50), WATCHES (default 200), LEGS (which legs run, default
+# watches,kubectl,load), LOGS (a directory for the full test output and the
+# server's log; default a temporary one, kept), PROFILE=DIR (builds the
+# server with -tags benchpprof and writes there its heap and goroutine
+# profiles while the idle watches are held, and a CPU profile of round 1's
+# gateway legs at 1 and 16 clients).
 #
 # Needs: go, the Kubernetes test tools (scripts/kube-tools.sh builds them
 # once into ~/.cache/airlock-testenv), oathtool.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} WARMUP=${WARMUP:-1s} RUNS=${RUNS:-50} WATCHES=${WATCHES:-200}
+export ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} WARMUP=${WARMUP:-1s} RUNS=${RUNS:-50} WATCHES=${WATCHES:-200} LEGS=${LEGS:-watches,kubectl,load}
 LOGS=${LOGS:-$(mktemp -d /tmp/airlock-kubebench.XXXXXX)}
 mkdir -p "$LOGS"
 T=$(mktemp -d /tmp/airlock-kubebench-bin.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-echo "== bench/kube.sh: ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP RUNS=$RUNS WATCHES=$WATCHES, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== bench/kube.sh: ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP RUNS=$RUNS WATCHES=$WATCHES LEGS=$LEGS, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== building airlock, httpload"
-(cd "$ROOT" && CGO_ENABLED=0 go build -o "$T/" ./cmd/airlock ./bench/cmd/httpload)
+(cd "$ROOT" && CGO_ENABLED=0 go build ${PROFILE:+-tags benchpprof} -o "$T/" ./cmd/airlock ./bench/cmd/httpload)
+if [ -n "${PROFILE:-}" ]; then
+	mkdir -p "$PROFILE"
+	PROFILE=$(cd "$PROFILE" && pwd)
+	export PROFILE
+fi
 
 echo "== go test -run '^TestBenchKube\$' ./cmd/airlock (full output in $LOGS/test.log)"
 set +e

@@ -110,7 +110,20 @@ type Config struct {
 	CopyBufferSize int
 	// Transport reaches the apps; nil builds one per target TLS setting.
 	Transport http.RoundTripper
+	// UpstreamHTTP2 lets the built transports speak HTTP/2 to an https
+	// upstream that offers it, so that concurrent requests and
+	// long-lived streams (watches) share one connection instead of
+	// holding one each; requests that upgrade (WebSocket, SPDY) still
+	// get an HTTP/1.1 connection of their own. Each stream's receive
+	// window is UpstreamHTTP2StreamWindow. Off by default: the apps
+	// gateway's upstreams are anyone's servers.
+	UpstreamHTTP2 bool
 }
+
+// UpstreamHTTP2StreamWindow is how much of one HTTP/2 stream's response
+// the gateway accepts ahead of its client (Config.UpstreamHTTP2): what a
+// slow reader can make it hold per stream. Go's default is 4 MiB.
+const UpstreamHTTP2StreamWindow = 512 << 10
 
 // App is an HTTP resource as the gateway routes to it.
 type App struct {

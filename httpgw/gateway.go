@@ -360,14 +360,21 @@ func hostOnly(h string) string {
 	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
-// transport returns the shared transport for a target's TLS settings.
-func (g *Gateway) transport(t *Target) http.RoundTripper {
+// transport returns the shared transport for a target's TLS settings
+// (and, with Config.UpstreamHTTP2, for whether r upgrades: an upgrade
+// needs an HTTP/1.1 connection).
+func (g *Gateway) transport(t *Target, r *http.Request) http.RoundTripper {
 	if g.cfg.Transport != nil {
 		return g.cfg.Transport
 	}
+	h2 := g.cfg.UpstreamHTTP2 && r.Header.Get("Upgrade") == ""
+	key := t.UpstreamTLSKey
+	if h2 {
+		key += "\x00h2"
+	}
 	g.tmu.Lock()
 	defer g.tmu.Unlock()
-	if tr, ok := g.transports[t.UpstreamTLSKey]; ok {
+	if tr, ok := g.transports[key]; ok {
 		return tr
 	}
 	tr := &http.Transport{
@@ -382,7 +389,25 @@ func (g *Gateway) transport(t *Target) http.RoundTripper {
 		DisableCompression:    true,
 		ResponseHeaderTimeout: 0, // long polls and slow apps are the app's business
 	}
-	g.transports[t.UpstreamTLSKey] = tr
+	if h2 {
+		// A copy: the HTTP/2 transport adds "h2" to the config's
+		// NextProtos, which the HTTP/1.1 transport's connections must
+		// never offer.
+		if tr.TLSClientConfig != nil {
+			tr.TLSClientConfig = tr.TLSClientConfig.Clone()
+		}
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetHTTP1(true)
+		tr.Protocols.SetHTTP2(true)
+		tr.HTTP2 = &http.HTTP2Config{
+			MaxReceiveBufferPerStream: UpstreamHTTP2StreamWindow,
+			// A connection every stream shares is checked when it
+			// goes quiet, instead of hanging all of them on a dead peer.
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		}
+	}
+	g.transports[key] = tr
 	return tr
 }
 
@@ -419,7 +444,7 @@ func (g *Gateway) roundTrip(r *http.Request) (*http.Response, error) {
 	if rs == nil {
 		return nil, fmt.Errorf("httpgw: request without a session")
 	}
-	return g.transport(rs.t).RoundTrip(r)
+	return g.transport(rs.t, r).RoundTrip(r)
 }
 
 // writeError answers with a short text (or JSON for API clients) error.

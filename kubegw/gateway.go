@@ -44,6 +44,10 @@ func New(cfg httpgw.Config) (*httpgw.Gateway, error) {
 		// their events are small: 8 KiB each instead of 32.
 		cfg.CopyBufferSize = 8 << 10
 	}
+	// The API server speaks HTTP/2: watches and log streams share its
+	// connections instead of holding one each (exec, attach and
+	// port-forward upgrades still get HTTP/1.1 connections).
+	cfg.UpstreamHTTP2 = true
 	return httpgw.New(cfg)
 }
 

@@ -112,7 +112,7 @@ func TestTemplatesParse(t *testing.T) {
 	for _, name := range []string{"signin.html", "factor.html", "home.html", "factors.html", "request.html", "my.html", "approvals.html",
 		"request_detail.html", "sessions.html", "session.html", "audit.html", "device.html", "status.html",
 		"admin_users.html", "admin_resources.html", "admin_policy.html"} {
-		if pages[name] == nil {
+		if pages()[name] == nil {
 			t.Errorf("no template %s", name)
 		}
 	}

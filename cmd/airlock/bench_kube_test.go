@@ -52,7 +52,11 @@ func TestBenchKube(t *testing.T) {
 	}
 	b := &kubeBench{t: t, bin: os.Getenv("AIRLOCK_BENCH_BIN"), load: os.Getenv("AIRLOCK_BENCH_HTTPLOAD"),
 		rounds: envInt(t, "ROUNDS", 1), runs: envInt(t, "RUNS", 50), watches: envInt(t, "WATCHES", 200),
-		duration: envDuration(t, "DURATION", 5*time.Second), warmup: envDuration(t, "WARMUP", time.Second)}
+		duration: envDuration(t, "DURATION", 5*time.Second), warmup: envDuration(t, "WARMUP", time.Second),
+		legs: os.Getenv("LEGS"), profile: os.Getenv("PROFILE")}
+	if b.legs == "" {
+		b.legs = "watches,kubectl,load"
+	}
 	if b.bin == "" || b.load == "" {
 		t.Fatal("AIRLOCK_BENCH_BIN and AIRLOCK_BENCH_HTTPLOAD must name the built airlock and httpload binaries (bench/kube.sh builds them)")
 	}
@@ -61,9 +65,15 @@ func TestBenchKube(t *testing.T) {
 	b.report = append(b.report, fmt.Sprintf("load average before: %s", loadBefore))
 
 	b.warmUp()
-	b.benchWatches() // first, while the server's heap has not yet grown under load
-	b.benchKubectl()
-	b.benchLoad()
+	if b.leg("watches") {
+		b.benchWatches() // first, while the server's heap has not yet grown under load
+	}
+	if b.leg("kubectl") {
+		b.benchKubectl()
+	}
+	if b.leg("load") {
+		b.benchLoad()
+	}
 	b.report = append(b.report, fmt.Sprintf("load average after: %s", loadAvg()))
 	fmt.Println()
 	for _, l := range b.report {
@@ -92,6 +102,40 @@ type kubeBench struct {
 	impersonator, grantID string
 	kubectlEnv            []string
 	report                []string
+	legs                  string // LEGS: which of watches, kubectl, load run
+	profile, pprofAddr    string // PROFILE: where the server's profiles go
+}
+
+// leg reports whether LEGS names leg.
+func (b *kubeBench) leg(name string) bool {
+	for l := range strings.SplitSeq(b.legs, ",") {
+		if strings.TrimSpace(l) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchProfile writes the server's pprof profile kind (a path under
+// /debug/pprof/, with its query) to PROFILE/file; without PROFILE it does
+// nothing.
+func (b *kubeBench) fetchProfile(kind, file string) {
+	if b.pprofAddr == "" {
+		return
+	}
+	resp, err := http.Get("http://" + b.pprofAddr + "/debug/pprof/" + kind)
+	if err != nil {
+		fmt.Println("  profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(b.profile, file))
+	if err != nil {
+		fmt.Println("  profile:", err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }
 
 func (b *kubeBench) setup() {
@@ -117,7 +161,14 @@ func (b *kubeBench) setup() {
 	// The same addresses and data directory as the harness had.
 	cmd := exec.Command(b.bin, "server", "--data-dir", cfg.DataDir, "--http-addr", cfg.HTTPAddr, "--public-url", cfg.PublicURL,
 		"--pg-addr=", "--ssh-addr=", "--http-apps-addr=", "--mysql-addr=", "--kube-addr", cfg.KubeAddr, "--session-idle-timeout", "8h")
-	cmd.Env = benchEnv(nil)
+	var extra []string
+	if b.profile != "" {
+		// The binary is built with -tags benchpprof (bench/kube.sh does
+		// with PROFILE): pprof on a port of its own.
+		b.pprofAddr = freeAddr(t)
+		extra = append(extra, "BENCH_PPROF_ADDR="+b.pprofAddr)
+	}
+	cmd.Env = benchEnv(extra)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s server: %v", b.bin, err)
@@ -291,7 +342,18 @@ func (b *kubeBench) benchLoad() {
 				if leg == "airlock" {
 					args = gw
 				}
+				var profiled chan struct{}
+				if round == 1 && leg == "airlock" && b.pprofAddr != "" {
+					profiled = make(chan struct{})
+					go func() {
+						defer close(profiled)
+						b.fetchProfile(fmt.Sprintf("profile?seconds=%d", max(1, int(b.duration.Seconds()))), fmt.Sprintf("load-c%d-cpu.pprof", c))
+					}()
+				}
 				r := b.httpload(append(args, "-c", strconv.Itoa(c), "-d", b.duration.String(), "-warmup", b.warmup.String())...)
+				if profiled != nil {
+					<-profiled
+				}
 				fmt.Printf("round %d c=%d %-7s %.0f req/s, p50 %.0f µs, p90 %.0f µs, %d requests\n", round, c, leg, r.RPS, r.P50us, r.P90us, r.Requests)
 				if r.Errors != 0 {
 					t.Errorf("round %d c=%d %s: %d errors", round, c, leg, r.Errors)
@@ -382,6 +444,9 @@ func (b *kubeBench) benchWatches() {
 		last, after = after, b.rss()
 		return abs(after-last)*100 <= after
 	})
+	b.fetchProfile("heap?gc=1", "watches-heap.pprof")
+	b.fetchProfile("goroutine", "watches-goroutine.pprof")
+	b.fetchProfile("heap?debug=1", "watches-memstats.txt") // runtime.MemStats at its end: stacks, heap
 	stdin.Close()
 	rest, _ := io.ReadAll(stdout)
 	if err := cmd.Wait(); err != nil {
