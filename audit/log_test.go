@@ -728,3 +728,62 @@ func TestReceiptsCompleteWithTheirCommit(t *testing.T) {
 		t.Fatalf("first receipt seq %d", first.Seq())
 	}
 }
+
+// lateCommitStore stores a checkpoint but reports the first one as failed
+// with context.Canceled (a commit that landed while its context was being
+// canceled), and refuses a second checkpoint with the same seq and key with
+// ECONFLICT, as the SQL stores do.
+type lateCommitStore struct {
+	*memStore
+	lost bool
+}
+
+func (s *lateCommitStore) AddCheckpoint(ctx context.Context, c *airlock.Checkpoint) error {
+	cps, _ := s.memStore.ListCheckpoints(ctx)
+	for _, o := range cps {
+		if o.Seq == c.Seq && o.KeyID == c.KeyID {
+			return airlock.Errorf(airlock.ECONFLICT, "checkpoint %d exists", c.Seq)
+		}
+	}
+	if err := s.memStore.AddCheckpoint(ctx, c); err != nil {
+		return err
+	}
+	if !s.lost {
+		s.lost = true
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestCheckpointLateCommitThenClose pins the shutdown bug seen in the MySQL
+// e2e logs: a checkpoint write reported "context canceled" although its row
+// was stored, and Close's final checkpoint of the same head then failed on
+// the UNIQUE (seq, key_id) constraint. The retry must count the stored
+// checkpoint as written, not log a failure.
+func TestCheckpointLateCommitThenClose(t *testing.T) {
+	store := &lateCommitStore{memStore: &memStore{}}
+	var logs bytes.Buffer
+	l, err := Open(t.Context(), store, Options{Signer: testKey, CheckpointEvery: 1, CheckpointInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(t.Context(), sampleEvent(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "checkpoint write failed"); n != 1 {
+		t.Fatalf("%d checkpoint failures logged, want 1 (the late commit only):\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "exists") {
+		t.Fatalf("the final checkpoint conflicted with the stored one:\n%s", logs.String())
+	}
+	if len(store.cps) != 1 || store.cps[0].Seq != 1 || !VerifyCheckpoint(testPub(), store.cps[0]) {
+		t.Fatalf("checkpoints = %+v, want one valid checkpoint at seq 1", store.cps)
+	}
+	if l.sinceCP != 0 || l.checkpoint != 1 {
+		t.Fatalf("after Close: sinceCP %d, checkpoint %d; want 0, 1", l.sinceCP, l.checkpoint)
+	}
+}

@@ -233,10 +233,15 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	if err := s.build(ctx, reg); err != nil {
 		return err
 	}
-	auditCtx, auditCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer func() {
-		s.audit.Close(auditCtx)
-		auditCancel()
+		// The 5 s for the final writes and checkpoint start at shutdown: a
+		// timeout taken at startup has long expired by then, and Close
+		// would cancel the writes it was meant to finish.
+		auditCtx, auditCancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer auditCancel()
+		if err := s.audit.Close(auditCtx); err != nil {
+			logger.Error("audit: close did not finish writing", "err", err)
+		}
 	}()
 
 	mux := http.NewServeMux()
