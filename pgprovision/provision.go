@@ -17,7 +17,8 @@ import (
 
 // Provisioner makes and drops ephemeral login roles on one PostgreSQL
 // server, logged in as the resource's provisioning role (one with
-// CREATEROLE, and ADMIN OPTION on the templates from PostgreSQL 16 on).
+// CREATEROLE; PostgreSQL 16 and later also want it to hold the templates
+// WITH ADMIN OPTION — the tests grant that, and run on PostgreSQL 15).
 // Its methods are safe for concurrent use: each opens its own connection.
 type Provisioner struct {
 	// Connect opens a connection as the provisioning role to database
@@ -84,8 +85,8 @@ func (p *Provisioner) Create(ctx context.Context, r Role) (secrets.Secret, error
 		" VALID UNTIL '" + r.ValidTo.UTC().Format("2006-01-02 15:04:05.999999") + "+00'" +
 		" IN ROLE " + ident(r.Template) +
 		// The provisioning role becomes a member of the new one, so that it
-		// may later end its backends and reassign or drop what it owns
-		// (from PostgreSQL 16 on, CREATEROLE alone gives ADMIN, not that).
+		// may later end its backends (pg_terminate_backend) and reassign or
+		// drop what it owns: CREATEROLE alone allows neither.
 		"; GRANT " + ident(r.Name) + " TO CURRENT_USER"
 	conn, err := p.Connect(ctx, "")
 	if err != nil {
