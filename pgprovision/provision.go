@@ -3,6 +3,7 @@ package pgprovision
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/airlockhq/airlock/auth"
 	"github.com/airlockhq/airlock/secrets"
 )
 
@@ -72,16 +74,23 @@ func (p *Provisioner) Create(ctx context.Context, r Role) (secrets.Secret, error
 	if err != nil {
 		return "", fmt.Errorf("pgprovision: password: %w", err)
 	}
+	verifier, err := scramVerifier(pw)
+	if err != nil {
+		return "", fmt.Errorf("pgprovision: password: %w", err)
+	}
 	limit := r.ConnLimit
 	if limit <= 0 {
 		limit = -1
 	}
-	// The password is hex and the timestamp ours: the only literals here.
-	// CREATE ROLE takes no bind parameters. Both statements run in one
+	// The password goes as a SCRAM-SHA-256 verifier, never in the clear:
+	// the server logs a failed statement (log_min_error_statement) and,
+	// with log_statement = ddl, every CREATE ROLE. The verifier, the
+	// timestamp and the limit are ours: the only literals here. CREATE
+	// ROLE takes no bind parameters. Both statements run in one
 	// implicit transaction (simple protocol).
 	stmt := "CREATE ROLE " + ident(r.Name) + " LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION" +
 		" CONNECTION LIMIT " + strconv.Itoa(limit) +
-		" PASSWORD '" + pw.Reveal() + "'" +
+		" PASSWORD '" + verifier + "'" +
 		" VALID UNTIL '" + r.ValidTo.UTC().Format("2006-01-02 15:04:05.999999") + "+00'" +
 		" IN ROLE " + ident(r.Template) +
 		// The provisioning role becomes a member of the new one, so that it
@@ -97,6 +106,23 @@ func (p *Provisioner) Create(ctx context.Context, r Role) (secrets.Secret, error
 		return "", fmt.Errorf("pgprovision: create role %s: %w", r.Name, redact(err, pw))
 	}
 	return pw, nil
+}
+
+// scramIterations is PostgreSQL's default (scram_iterations); the
+// password is 256 random bits, so the count is not what protects it.
+const scramIterations = 4096
+
+// scramVerifier returns pw as PostgreSQL stores a SCRAM-SHA-256 password:
+// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, base64.
+func scramVerifier(pw secrets.Secret) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	v := auth.NewSCRAMVerifier(pw.Reveal(), salt, scramIterations)
+	b := base64.StdEncoding
+	return "SCRAM-SHA-256$" + strconv.Itoa(scramIterations) + ":" + b.EncodeToString(salt) + "$" +
+		b.EncodeToString(v.StoredKey) + ":" + b.EncodeToString(v.ServerKey), nil
 }
 
 // redact keeps the password out of an error text (the server never echoes

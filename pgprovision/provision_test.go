@@ -1,9 +1,13 @@
 package pgprovision
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -198,6 +202,34 @@ func TestMaliciousNames(t *testing.T) {
 	}
 	if !roleExists(t, pg, "postgres") {
 		t.Fatal("the postgres role is gone")
+	}
+}
+
+// TestPasswordNotInServerLog pins that the password never reaches the
+// server in the clear: a failed CREATE ROLE is logged with its statement.
+func TestPasswordNotInServerLog(t *testing.T) {
+	pg, db, p := setup(t)
+	ctx := t.Context()
+	sfx := strings.TrimPrefix(db, "t_")
+	role := RoleName("dave", "gr_log"+sfx)
+	_, err := p.Create(ctx, Role{Name: role, Template: "no_such_template_" + sfx, ValidTo: time.Now().Add(time.Hour)})
+	if err == nil {
+		t.Fatal("Create with a missing template succeeded")
+	}
+	if regexp.MustCompile(`[0-9a-f]{64}`).MatchString(err.Error()) {
+		t.Fatalf("error holds a 64-hex-digit string: %v", err)
+	}
+	var logged []byte
+	if !testenv.Poll(10*time.Second, func() bool {
+		logged, _ = os.ReadFile(filepath.Join(pg.Dir, "postgres.log"))
+		return bytes.Contains(logged, []byte(role))
+	}) {
+		t.Fatalf("the failed statement for %s is not in the server log; the check would be vacuous", role)
+	}
+	for _, line := range strings.Split(string(logged), "\n") {
+		if strings.Contains(line, role) && regexp.MustCompile(`PASSWORD '[0-9a-f]{64}'`).MatchString(line) {
+			t.Fatalf("server log holds the password in the clear: %s", line)
+		}
 	}
 }
 
