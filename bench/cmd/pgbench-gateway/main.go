@@ -8,13 +8,13 @@
 package main
 
 import (
-	"github.com/airlockhq/airlock/policy"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/airlockhq/airlock/policy"
 	"log/slog"
 	"net"
 	"os"
