@@ -33,6 +33,11 @@ const sqlstateDenied = "42501"
 // to compile; Gateway.New warms it when Config.WarmGuard is set).
 var parser = sync.OnceValue(func() *sqlguard.Parser { return sqlguard.NewParser(0) })
 
+// maxPrepared bounds the SQL-level PREPAREs a session remembers (their
+// names are the client's to choose). Past it, an EXECUTE of a name not
+// remembered is unknown, and on_unknown decides: fail closed.
+const maxPrepared = 10000
+
 // guard is a session's guardrails state, owned by c2s.
 type guard struct {
 	rules *policy.Statements
@@ -58,7 +63,7 @@ func (g *guard) decide(text string) sqlguard.Verdict {
 	})
 	if v.Action != policy.StatementDeny {
 		for i := range stmts {
-			if st := &stmts[i]; st.Prepared != nil {
+			if st := &stmts[i]; st.Prepared != nil && len(g.prepared) < maxPrepared {
 				g.prepared[st.Prepare] = st.Prepared
 			}
 		}

@@ -91,7 +91,7 @@ func (ps *parseState) statements(d *decoder, n *yaml.Node, what string) *Stateme
 		}
 		var r StatementRule
 		if x, ok := rf["name"]; ok {
-			r.Name = d.str(x.v, rw+".name")
+			r.Name = d.name(x.v, rw+".name")
 			rw = what + " rule " + r.Name
 			if seen[r.Name] {
 				d.errf(x.v, "%s: duplicate statement rule name", rw)

@@ -3,6 +3,7 @@ package sqlguard
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/airlockhq/airlock/policy"
@@ -122,6 +123,13 @@ func TestParseErrors(t *testing.T) {
 	b, _ := testParser.Parse("SELECT 42")
 	if &a[0] != &b[0] {
 		t.Fatal("second parse was not served from the cache")
+	}
+	// A long string is parsed each time: the cache holds only short keys.
+	big := "SELECT 1 /*" + strings.Repeat("x", maxCachedText) + "*/"
+	c, _ := testParser.Parse(big)
+	d, _ := testParser.Parse(big)
+	if &c[0] == &d[0] {
+		t.Fatal("a query string over maxCachedText was cached")
 	}
 }
 

@@ -14,6 +14,11 @@ import (
 // is not analysed: it is unknown, and its rule's on_unknown decides.
 const MaxText = 1 << 20
 
+// maxCachedText is the longest query string the cache keeps: the cache's
+// memory is bounded by its entry count times this, whatever sizes clients
+// send. Longer strings are parsed each time they come.
+const maxCachedText = 16 << 10
+
 // ErrTooLong: the query string is over MaxText.
 var ErrTooLong = errors.New("sqlguard: statement too long to analyse")
 
@@ -74,8 +79,8 @@ func (p *Parser) Parse(text string) ([]Statement, error) {
 	}
 	p.mu.Unlock()
 	stmts, err := p.parse(text)
-	if errors.Is(err, ErrTooLong) {
-		return nil, err // not cached: the key would be the long text
+	if len(text) > maxCachedText {
+		return stmts, err // not cached: the key would be the long text
 	}
 	p.mu.Lock()
 	if _, ok := p.items[text]; !ok {

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -530,7 +531,10 @@ func newAckCmd() *cobra.Command {
 // decideStatement runs a policy test case's statement through the
 // gateway's own parser and rules (sqlguard).
 func decideStatement(rules *policy.Statements, text string) (string, string) {
-	stmts, err := sqlguard.NewParser(1).Parse(text)
+	stmts, err := caseParser().Parse(text)
 	v := sqlguard.Decide(rules, stmts, err, nil)
 	return v.Action, v.Rule
 }
+
+// caseParser is the one statement parser policy test cases share.
+var caseParser = sync.OnceValue(func() *sqlguard.Parser { return sqlguard.NewParser(0) })
