@@ -35,4 +35,4 @@ fuzz:
 
 ## screenshots: regenerate docs/screenshots/*.png from the browser test (needs chromium)
 screenshots:
-	AIRLOCK_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestE2EBrowser(Console|Admin)$$' ./cmd/airlock
+	AIRLOCK_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^(TestE2EBrowser(Console|Admin)|TestE2EAccessReport)$$' ./cmd/airlock

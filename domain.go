@@ -136,13 +136,42 @@ type Resource struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// AccessLevels returns the names of r's brokered credentials.
+// ProvisionerCredential is the Credentials key of the provisioning
+// credential of a resource with ephemeral credentials (a role allowed to
+// create and drop the per-grant login roles). It is no access level: the
+// '@' is refused in level names, so no level can collide with it, and
+// AccessLevels leaves it out.
+const ProvisionerCredential = "@provisioner"
+
+// NextProvisionerCredential holds a provisioning credential being rotated
+// in, until the database has taken it (see access.RotateProvisioner).
+const NextProvisionerCredential = "@provisioner.next"
+
+// AccessLevels returns the names of r's access levels: its credentials'
+// keys but the reserved ones, which start with '@'.
 func (r *Resource) AccessLevels() []string {
 	out := make([]string, 0, len(r.Credentials))
 	for k := range r.Credentials {
-		out = append(out, k)
+		if !strings.HasPrefix(k, "@") {
+			out = append(out, k)
+		}
 	}
 	return out
+}
+
+// DBRole is the ephemeral database login role made for one grant on a
+// resource with ephemeral credentials: created when the grant becomes
+// active, terminated and dropped when it ends.
+type DBRole struct {
+	GrantID  string `json:"grant_id"`
+	Resource string `json:"resource"`
+	Role     string `json:"role"`
+	// Password is the role's password, sealed (never sent to clients).
+	Password  []byte    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+	// DroppedAt is when the role was dropped on the database (zero while
+	// it exists or may exist).
+	DroppedAt time.Time `json:"dropped_at,omitzero"`
 }
 
 // PolicyVersion is one applied version of the policy document.
@@ -261,23 +290,65 @@ type ConnectToken struct {
 
 // Session is one connection through a gateway under a grant.
 type Session struct {
-	ID              string    `json:"id"`
-	GrantID         string    `json:"grant_id"`
-	UserID          string    `json:"user_id"`
-	UserName        string    `json:"user_name"`
-	Resource        string    `json:"resource"`
-	Kind            string    `json:"kind"`
-	Access          string    `json:"access"` // access level or SSH login
-	SourceAddr      string    `json:"source_addr,omitempty"`
-	Node            string    `json:"node,omitempty"` // which server process holds it
-	StartedAt       time.Time `json:"started_at"`
-	EndedAt         time.Time `json:"ended_at,omitzero"`
-	EndReason       string    `json:"end_reason,omitempty"`
-	BytesIn         int64     `json:"bytes_in"`
-	BytesOut        int64     `json:"bytes_out"`
-	Statements      int64     `json:"statements"`
-	Recording       string    `json:"recording,omitempty"` // storage key of the recording
-	RecordingSHA256 string    `json:"recording_sha256,omitempty"`
+	ID         string    `json:"id"`
+	GrantID    string    `json:"grant_id"`
+	UserID     string    `json:"user_id"`
+	UserName   string    `json:"user_name"`
+	Resource   string    `json:"resource"`
+	Kind       string    `json:"kind"`
+	Access     string    `json:"access"` // access level or SSH login
+	SourceAddr string    `json:"source_addr,omitempty"`
+	Node       string    `json:"node,omitempty"` // which server process holds it
+	StartedAt  time.Time `json:"started_at"`
+	EndedAt    time.Time `json:"ended_at,omitzero"`
+	EndReason  string    `json:"end_reason,omitempty"`
+	BytesIn    int64     `json:"bytes_in"`
+	BytesOut   int64     `json:"bytes_out"`
+	Statements int64     `json:"statements"`
+	// Recording is the storage key of the whole session's recording (an
+	// SSH terminal); RecordingSHA256 its digest as session.ended records it.
+	Recording       string `json:"recording,omitempty"`
+	RecordingSHA256 string `json:"recording_sha256,omitempty"`
+	// Recordings are the recordings of parts of the session, oldest first:
+	// each Kubernetes exec or attach with a terminal has its own. Written
+	// when the session ends, as its session.ended event lists them.
+	Recordings []SessionRecording `json:"recordings,omitempty"`
+}
+
+// SessionRecording is one recording of part of a session (one exec with a
+// terminal): its storage key, its SHA-256 as the audit log records it, and
+// what ran.
+type SessionRecording struct {
+	ID     string `json:"id"`
+	SHA256 string `json:"sha256"`
+	Title  string `json:"title,omitempty"`
+}
+
+// RecordingPart picks one of the session's recordings: part 0 is the
+// whole session's (an SSH terminal) or, when the session has exactly one
+// part recording, that one; part N (from 1) is the Nth part recording.
+// It returns the recording's storage key and SHA-256. Errors: ENOTFOUND
+// (no such recording), EINVALID (part 0 of a session with several parts:
+// the caller must choose).
+func (s *Session) RecordingPart(part int) (key, sha256 string, err error) {
+	switch {
+	case part < 0:
+		return "", "", Errorf(EINVALID, "recording part %d: parts count from 1", part)
+	case part == 0 && s.Recording != "":
+		return s.Recording, s.RecordingSHA256, nil
+	case part == 0 && len(s.Recordings) == 1:
+		part = 1
+	case part == 0 && len(s.Recordings) > 1:
+		return "", "", Errorf(EINVALID, "session %s has %d recordings; choose one, part 1 to %d", s.ID, len(s.Recordings), len(s.Recordings))
+	}
+	if part == 0 || part > len(s.Recordings) {
+		if part == 0 || len(s.Recordings) == 0 {
+			return "", "", Errorf(ENOTFOUND, "session %s has no recording", s.ID)
+		}
+		return "", "", Errorf(ENOTFOUND, "session %s has %d recordings, no part %d", s.ID, len(s.Recordings), part)
+	}
+	r := s.Recordings[part-1]
+	return r.ID, r.SHA256, nil
 }
 
 // Active reports whether the session has not ended.

@@ -1,6 +1,8 @@
 package airlock
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,4 +20,17 @@ func FormatDuration(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// ParseDuration is time.ParseDuration plus a whole-days form, "7d" (at
+// most 3650 days), as policy files and the CLI's --since flags write them.
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && !strings.ContainsAny(days, "hmsun.µ") {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 3650 {
+			return 0, fmt.Errorf("bad day count %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }

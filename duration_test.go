@@ -22,3 +22,41 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"90d": 90 * 24 * time.Hour, "0d": 0, "3650d": 3650 * 24 * time.Hour, "1h30m": 90 * time.Minute, "45s": 45 * time.Second,
+	} {
+		if got, err := airlock.ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "-1d", "3651d", "1.5d", "xd", "90", "1w"} {
+		if got, err := airlock.ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"90d", "1h30m", "3651d", "-1d", "d", "1.5d", "9223372036854775807d", "0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := airlock.ParseDuration(s)
+		if err != nil {
+			return
+		}
+		// Whatever is accepted is what time.ParseDuration reads, or a day
+		// count in range.
+		if want, err := time.ParseDuration(s); err == nil {
+			if d != want {
+				t.Fatalf("ParseDuration(%q) = %v, time.ParseDuration %v", s, d, want)
+			}
+			return
+		}
+		if d < 0 || d > 3650*24*time.Hour || d%(24*time.Hour) != 0 {
+			t.Fatalf("ParseDuration(%q) = %v", s, d)
+		}
+	})
+}

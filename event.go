@@ -69,6 +69,10 @@ type Checkpoint struct {
 	Time      time.Time `json:"time"`
 	KeyID     string    `json:"key_id"`
 	Signature string    `json:"signature"` // base64 ed25519 signature
+	// Root is the hex RFC 9162 Merkle root of the first Seq events (the
+	// tree size is Seq). Empty in a chain-only (version 1) checkpoint,
+	// written before the log kept a tree.
+	Root string `json:"root,omitempty"`
 }
 
 // EventFilter selects audit events. Zero fields match everything.

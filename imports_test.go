@@ -21,8 +21,8 @@ const module = "github.com/airlockhq/airlock"
 
 // Package groups, as module-relative paths.
 var (
-	services = []string{"access", "identity", "policy", "audit", "mfa", "assertion"}
-	gateways = []string{"pgproxy", "sshproxy", "httpgw", "kubegw"}
+	services = []string{"access", "identity", "policy", "audit", "audit/stream", "mfa", "assertion", "report", "evidence"}
+	gateways = []string{"pgproxy", "sshproxy", "httpgw", "kubegw", "mysqlproxy"}
 	// builtOn names the gateway core a gateway is built on: the one other
 	// gateway it may import.
 	builtOn  = map[string]string{"kubegw": "httpgw"}

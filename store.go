@@ -24,6 +24,9 @@ type Store interface {
 	AuditStore
 	KVStore
 	ThrottleStore
+	StreamStore
+	DBRoleStore
+	LeaseStore
 
 	// Ping reports an error when the store cannot serve reads and writes.
 	Ping(ctx context.Context) error
@@ -229,7 +232,10 @@ type AuditStore interface {
 	// holding the log's write lock (across processes on PostgreSQL), and
 	// stores the events it returns in one transaction. build must assign
 	// consecutive Seq values starting at head.Seq+1. The events are
-	// durable when AppendEvents returns nil.
+	// durable when AppendEvents returns nil. The same transaction grows
+	// the log's Merkle tree (leaf i is event i+1, see internal/tlog) by
+	// the new events, first catching it up with events stored before the
+	// store kept a tree.
 	AppendEvents(ctx context.Context, build func(head AuditHead) ([]Event, error)) error
 	AuditHead(ctx context.Context) (AuditHead, error)
 	// ListEvents returns events matching f ordered by Seq.
@@ -239,6 +245,13 @@ type AuditStore interface {
 	ScanEvents(ctx context.Context, afterSeq int64, fn func(Event) error) error
 	AddCheckpoint(ctx context.Context, c *Checkpoint) error
 	ListCheckpoints(ctx context.Context) ([]Checkpoint, error) // ordered by Seq
+	// TreeCheckpoint returns a version 2 checkpoint (one with a Root): the
+	// one at seq, or the newest when seq is 0. ENOTFOUND when there is none.
+	TreeCheckpoint(ctx context.Context, seq int64) (Checkpoint, error)
+	// MerkleTile returns the hashes (32 bytes each, concatenated) of tile
+	// level/index of the log's Merkle tree (internal/tlog), nil when none
+	// is stored.
+	MerkleTile(ctx context.Context, level int, index int64) ([]byte, error)
 }
 
 // KVStore holds small named blobs shared by all replicas (e.g. the
@@ -287,4 +300,32 @@ type ThrottleStore interface {
 	// PurgeThrottles deletes the windows that ended at or before now and
 	// returns how many. It never blocks on, or undoes, a concurrent hit.
 	PurgeThrottles(ctx context.Context, now time.Time) (int, error)
+}
+
+// DBRoleStore persists the ephemeral database roles made for grants
+// (DBRole), so that every replica can find, use and drop them.
+type DBRoleStore interface {
+	// PutDBRole records r for its grant, replacing an earlier row of the
+	// same grant (a role made again after it was dropped).
+	PutDBRole(ctx context.Context, r *DBRole) error
+	// DBRoleByGrant returns the role of grantID, or ENOTFOUND.
+	DBRoleByGrant(ctx context.Context, grantID string) (*DBRole, error)
+	// ListDBRoles returns the roles not yet dropped (all roles when
+	// dropped is true), ordered by created_at.
+	ListDBRoles(ctx context.Context, dropped bool) ([]*DBRole, error)
+	// SetDBRoleDropped records that grantID's role was dropped at at. It
+	// reports whether it changed a row (false: missing or already dropped).
+	SetDBRoleDropped(ctx context.Context, grantID string, at time.Time) (bool, error)
+}
+
+// LeaseStore hands out named leases, so that one replica at a time does
+// a job (the database-role reconciler).
+type LeaseStore interface {
+	// AcquireLease gives lease name to holder until until, if it is free
+	// at now (never taken, or expired) or holder already has it, and
+	// reports whether holder has it. It must be atomic across processes:
+	// of concurrent callers for a free lease exactly one gets it.
+	AcquireLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
+	// ReleaseLease frees name if holder has it.
+	ReleaseLease(ctx context.Context, name, holder string) error
 }

@@ -54,7 +54,7 @@ func (s *Service) BreakGlass(ctx context.Context, p *identity.Principal, in Requ
 		Duration: in.Duration, Reason: in.Reason, Ticket: in.Ticket, State: airlock.RequestPending, Rule: d.Rule, BreakGlass: true,
 		ApproverGroups: approverGroups(d), PolicyVersion: ver, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
 	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
-		Details: airlock.EventDetails("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule, "break_glass", true)},
+		Details: airlock.EventDetails("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule, "break_glass", true, "policy_version", ver)},
 		func(ctx context.Context) error { return s.store.CreateRequest(ctx, req) }); err != nil {
 		return nil, err
 	}

@@ -145,6 +145,9 @@ type Connection struct {
 	// Database is the upstream database to open (postgres): the one the
 	// client named, checked against Databases, or the resource's own.
 	Database string
+	// Ephemeral is set when Credential is the grant's own database role
+	// (a resource with ephemeral credentials).
+	Ephemeral bool
 }
 
 var errBadToken = airlock.Errorf(airlock.EUNAUTHORIZED, "invalid or expired connect token")
@@ -326,6 +329,19 @@ func (s *Service) consumeConnectToken(ctx context.Context, userName, resourceNam
 			return nil, s.refuseDatabase(ctx, u, r, g.ID, database, source)
 		}
 		c.Database = db
+		if IsEphemeral(r) {
+			cred, err := s.ensureDBRole(ctx, g, r)
+			if err != nil {
+				s.log.Error("database role for connect", "grant", g.ID, "resource", r.Name, "err", err)
+				if err := s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "connect.refused", Resource: r.Name, GrantID: g.ID,
+					SourceAddr: source, Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("why", "database role unavailable")}); err != nil {
+					return nil, err
+				}
+				return nil, errDBRole(r, g)
+			}
+			c.Credential, c.Ephemeral = cred, true
+			return c, nil
+		}
 		cred, err := s.OpenCredential(r, g.Access)
 		if err != nil {
 			return refuse("no brokered credential for access level")

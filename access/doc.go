@@ -28,6 +28,10 @@
 //     grant, no longer allowed, wrong OTP, MFA not fresh), or a connect
 //     token not accepted by a gateway
 //
+// Resources with ephemeral credentials (ephemeral.go) audit
+// db.role.created, db.role.create_failed, db.role.terminated,
+// db.role.dropped and db.role.drop_failed (docs/postgres.md).
+//
 // Wrong codes are also audited by the identity service as
 // mfa.verify_failed, lockouts as auth.lockout and login.locked.
 package access

@@ -173,7 +173,7 @@ func (s *Service) Request(ctx context.Context, p *identity.Principal, in Request
 		CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "request.created", Resource: r.Name, RequestID: req.ID, SourceAddr: p.Source,
 		Details: airlock.EventDetails("access", in.Access, "duration", in.Duration.String(), "reason", in.Reason, "ticket", in.Ticket, "rule", d.Rule,
-			"auto_approve", d.AutoApprove, "extends_grant_id", in.ExtendsGrantID)},
+			"auto_approve", d.AutoApprove, "extends_grant_id", in.ExtendsGrantID, "policy_version", ver)},
 		func(ctx context.Context) error { return s.store.CreateRequest(ctx, req) }); err != nil {
 		return nil, err
 	}
@@ -282,6 +282,7 @@ func (s *Service) grant(ctx context.Context, req *airlock.AccessRequest, by airl
 		}
 		return nil, err
 	}
+	s.provisionGrant(ctx, g)
 	return g, nil
 }
 

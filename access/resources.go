@@ -61,8 +61,23 @@ type ResourceOptions struct {
 	// cluster-scoped resources.
 	Namespaces map[string][]string `json:"namespaces,omitempty"`
 	// ReadOnly lists access levels that start sessions read-only.
-	ReadOnly []string          `json:"read_only,omitempty"`
-	Extra    map[string]string `json:"extra,omitempty"`
+	ReadOnly []string `json:"read_only,omitempty"`
+	// Credentials is how a postgres resource's logins are had: "" (or
+	// "static") brokers the standing credential of each access level;
+	// "ephemeral" makes a login role per grant with the provisioning
+	// credential (airlock.ProvisionerCredential), in the level's template
+	// role (Templates), dropped at the grant's end (see ephemeral.go).
+	Credentials string `json:"credentials,omitempty"`
+	// Templates maps each access level of an ephemeral resource to its
+	// template role: the privileges its grants' roles are IN.
+	Templates map[string]string `json:"templates,omitempty"`
+	// Owner is the role an ephemeral role's objects are reassigned to
+	// before it is dropped (REASSIGN OWNED), so a write grant's tables stay.
+	Owner string `json:"owner,omitempty"`
+	// ConnectionLimit is each ephemeral role's CONNECTION LIMIT (0: the
+	// default, DefaultConnectionLimit).
+	ConnectionLimit int               `json:"connection_limit,omitempty"`
+	Extra           map[string]string `json:"extra,omitempty"`
 }
 
 // Options decodes r's options.
@@ -130,6 +145,9 @@ type ResourceInput struct {
 	Labels      map[string]string          `json:"labels,omitempty"`
 	Options     ResourceOptions            `json:"options,omitzero"`
 	Credentials map[string]CredentialInput `json:"credentials,omitempty"`
+	// Provisioner is the provisioning credential of a resource with
+	// ephemeral credentials (Options.Credentials): a role with CREATEROLE.
+	Provisioner *CredentialInput `json:"provisioner,omitempty"`
 	identity.StepUp
 }
 
@@ -187,6 +205,9 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 	} else if in.Options.TLS != "" || (in.Options.TLSCA != "" && in.Kind != airlock.KindHTTP && in.Kind != airlock.KindKubernetes) || len(in.Options.Databases) > 0 || in.Options.AllowCleartextPassword {
 		return nil, airlock.Errorf(airlock.EINVALID, "resource %s: sslmode, sslrootcert, databases and allow_cleartext_password apply to postgres and mysql resources only", in.Name)
 	}
+	if err := s.buildEphemeral(in, r); err != nil {
+		return nil, err
+	}
 	if in.Kind == airlock.KindHTTP {
 		for _, l := range in.Options.Levels {
 			if _, ok := r.Credentials[l]; !ok {
@@ -229,6 +250,9 @@ func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource,
 		in.Options.Databases = strings.Split(dbs, ",")
 	}
 	in.Options.AllowCleartextPassword = spec.Options["allow_cleartext_password"] == "true"
+	if err := s.ephemeralSpec(spec, &in); err != nil {
+		return nil, err
+	}
 	switch spec.Kind {
 	case airlock.KindHTTP:
 		httpSpecOptions(spec.Options, &in.Options)
@@ -245,20 +269,9 @@ func (s *Service) resourceFromSpec(spec policy.ResourceSpec) (*airlock.Resource,
 		in.Options.TLSCA = string(b)
 	}
 	for level, ref := range spec.Credentials {
-		var pw string
-		switch {
-		case ref.PasswordEnv != "":
-			v, err := s.creds.Env(ref.PasswordEnv)
-			if err != nil {
-				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: %s", spec.Name, level, airlock.ErrorMessage(err))
-			}
-			pw = v
-		case ref.PasswordFile != "":
-			b, err := s.creds.File(ref.PasswordFile)
-			if err != nil {
-				return nil, airlock.Errorf(airlock.EINVALID, "resource %s credential %s: %s", spec.Name, level, airlock.ErrorMessage(err))
-			}
-			pw = strings.TrimRight(string(b), "\r\n")
+		pw, err := s.resolvePassword(spec.Name, level, ref)
+		if err != nil {
+			return nil, err
 		}
 		in.Credentials[level] = CredentialInput{User: ref.User, Password: pw}
 	}
@@ -292,6 +305,9 @@ func resourceDetails(r *airlock.Resource) json.RawMessage {
 		o := Options(r)
 		kv = append(kv, "sslmode", View(r).SSLMode, "ca_pinned", o.TLSCA != "", "databases", Databases(r),
 			"allow_cleartext_password", o.AllowCleartextPassword)
+		if IsEphemeral(r) {
+			kv = append(kv, "credentials", o.Credentials, "templates", o.Templates, "owner", o.Owner)
+		}
 	}
 	return airlock.EventDetails(kv...)
 }
@@ -304,6 +320,22 @@ func (s *Service) RemoveResource(ctx context.Context, p *identity.Principal, nam
 	if _, err := s.resourceFor(ctx, p.User, name); err != nil {
 		return err
 	}
+	// The provisioning credential goes with the resource: roles still on
+	// its database could then never be dropped by Airlock.
+	rows, err := s.store.ListDBRoles(ctx, false)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, row := range rows {
+		if row.Resource == name {
+			n++
+		}
+	}
+	if n > 0 {
+		return airlock.Errorf(airlock.ECONFLICT, "resource %s still has %d database roles of grants; revoke its grants and wait until they are dropped (airlock admin resources check %s)", name, n, name)
+	}
+	defer s.provisionerChanged(name) // its kept provisioning connections close
 	return s.change(ctx, airlock.Event{Actor: p.Actor(), Action: "resource.removed", Resource: name, SourceAddr: p.Source},
 		func(ctx context.Context) error { return s.store.DeleteResource(ctx, name) })
 }
@@ -323,6 +355,12 @@ type ResourceView struct {
 	// Databases are the upstream databases a postgres resource opens, its
 	// own first (see Databases).
 	Databases []string `json:"databases,omitempty"`
+	// Credentials is "ephemeral" for a resource that makes a database
+	// role per grant, with Templates (access level -> template role) and
+	// Owner; empty for standing credentials.
+	Credentials string            `json:"credentials,omitempty"`
+	Templates   map[string]string `json:"templates,omitempty"`
+	Owner       string            `json:"owner,omitempty"`
 }
 
 func sortedLevels(r *airlock.Resource) []string {
@@ -337,6 +375,9 @@ func View(r *airlock.Resource) ResourceView {
 	if airlock.IsDatabaseKind(r.Kind) {
 		o := Options(r)
 		v.Databases = Databases(r)
+		if IsEphemeral(r) {
+			v.Credentials, v.Templates, v.Owner = o.Credentials, o.Templates, o.Owner
+		}
 		switch {
 		case o.TLS == "":
 			v.SSLMode = string(airlock.SSLDisable)

@@ -32,6 +32,9 @@ type Notification struct {
 	Ticket    string
 	// URL opens the request in the console.
 	URL string
+	// HoldID and Statement: a statement held for approval.
+	HoldID    string
+	Statement string
 }
 
 // NotifyFunc delivers a notification to named channels, asynchronously.
@@ -57,6 +60,11 @@ type Service struct {
 	reqLocks sync.Map // request id -> *sync.Mutex
 
 	nodes nodeState
+
+	provision  ProvisionerFunc
+	provChange func(resource string) // nil: none
+	roleLocks  sync.Map              // grant id -> *sync.Mutex (ensureDBRole)
+	dropAlerts sync.Map              // resource\x00role -> true: drop failure already audited
 }
 
 // Deps are a Service's collaborators.
@@ -75,6 +83,13 @@ type Deps struct {
 	ConsoleURL  string
 	// SSHCA signs user certificates for the SSH gateway (nil: disabled).
 	SSHCA *sshca.CA
+	// Provisioners dials the database of a resource with ephemeral
+	// credentials (nil: such resources refuse every connect).
+	Provisioners ProvisionerFunc
+	// ProvisionerChanged, when set, is told that a resource's
+	// provisioning credential was rotated or the resource removed, so
+	// that connections kept with the old credential are closed.
+	ProvisionerChanged func(resource string)
 }
 
 // New returns a Service and loads the current policy from the store.
@@ -92,7 +107,8 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		d.Notify = func(context.Context, []string, Notification) {}
 	}
 	s := &Service{store: d.Store, audit: d.Audit, sealer: d.Sealer, ident: d.Identity, notify: d.Notify, bus: d.Bus,
-		now: d.Now, log: d.Logger, creds: d.Credentials, consoleURL: strings.TrimRight(d.ConsoleURL, "/"), sshCA: d.SSHCA}
+		now: d.Now, log: d.Logger, creds: d.Credentials, consoleURL: strings.TrimRight(d.ConsoleURL, "/"), sshCA: d.SSHCA,
+		provision: d.Provisioners, provChange: d.ProvisionerChanged}
 	if err := s.reloadPolicy(ctx); err != nil {
 		return nil, err
 	}

@@ -53,6 +53,15 @@ func (s *Server) routesAccess() {
 			return access.View(res), nil
 		})
 	}))
+	m.HandleFunc("GET "+RouteResourceCheck, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		s.respond(w, r, http.StatusOK)(a.CheckResource(r.Context(), p, r.PathValue("name")))
+	}))
+	m.HandleFunc("POST "+RouteResourceRotate, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		serve(s, w, r, http.StatusOK, func(in OTPRequest) (map[string]string, error) {
+			name := r.PathValue("name")
+			return map[string]string{"rotated": name}, a.RotateProvisioner(r.Context(), p, name, identity.StepUp{OTP: in.OTP})
+		})
+	}))
 	m.HandleFunc("DELETE "+RouteAdminResource, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		if err := s.Identity.VerifyStepUp(r.Context(), p, identity.StepUp{OTP: r.URL.Query().Get("otp")}); err != nil {
 			s.writeError(w, r, err)
@@ -108,6 +117,20 @@ func (s *Server) routesAccess() {
 			})
 		}))
 	}
+	m.HandleFunc("GET "+RouteStatements, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		s.respond(w, r, http.StatusOK)(a.ListHolds(r.Context(), p))
+	}))
+	m.HandleFunc("GET "+RouteStatement, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		s.respond(w, r, http.StatusOK)(a.GetHold(r.Context(), p, r.PathValue("id")))
+	}))
+	for _, dec := range []string{airlock.DecisionApprove, airlock.DecisionDeny} {
+		m.HandleFunc("POST "+RouteStatement+"/"+dec, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+			serve(s, w, r, http.StatusOK, func(in access.ReviewInput) (*access.StatementHold, error) {
+				in.Decision = dec
+				return a.DecideHold(r.Context(), p, r.PathValue("id"), in)
+			})
+		}))
+	}
 	m.HandleFunc("GET "+RouteGrants, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		s.respond(w, r, http.StatusOK)(a.ListGrants(r.Context(), p, r.URL.Query().Has("all")))
 	}))
@@ -135,6 +158,11 @@ func (s *Server) routesAccess() {
 	m.HandleFunc("POST "+RouteConnectTokens, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
 		serve(s, w, r, http.StatusCreated, func(in ConnectRequest) (*access.ConnectToken, error) {
 			return a.MintConnectToken(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP})
+		})
+	}))
+	m.HandleFunc("POST "+RouteDBCredentials, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		serve(s, w, r, http.StatusCreated, func(in ConnectRequest) (*access.DirectCredential, error) {
+			return a.DeliverDBCredential(r.Context(), p, in.Resource, in.Access, identity.StepUp{OTP: in.OTP})
 		})
 	}))
 	m.HandleFunc("GET "+RouteSessions, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {

@@ -10,8 +10,14 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/audit"
 	"github.com/airlockhq/airlock/identity"
 )
+
+// EvidencePack is a prepared evidence pack (evidence.Pack).
+type EvidencePack interface {
+	WriteTo(ctx context.Context, w io.Writer) error
+}
 
 // AuditDeps are the audit operations the API exposes.
 type AuditDeps struct {
@@ -23,6 +29,10 @@ type AuditDeps struct {
 	Verify func(ctx context.Context) (any, error)
 	// PublicKey is the checkpoint key in PEM, for offline verification.
 	PublicKey []byte
+	// Evidence prepares the evidence pack of a grant (nil: no evidence
+	// packs): everything read and proved, so that an error comes before
+	// the export is audited and before a byte is written.
+	Evidence func(ctx context.Context, grantID string) (EvidencePack, error)
 }
 
 func parseFilter(r *http.Request) (airlock.EventFilter, error) {
@@ -136,6 +146,56 @@ func (s *Server) routesAudit() {
 			return
 		}
 		writeJSON(w, http.StatusOK, rep)
+	}))
+	m.HandleFunc("GET "+RouteAuditProof, s.enrolled(func(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+		if err := s.Identity.RequireAuditReader(p); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		q := r.URL.Query()
+		num := func(name string) (int64, error) {
+			n, err := strconv.ParseInt(q.Get(name), 10, 64)
+			if err != nil || n < 1 {
+				return 0, airlock.Errorf(airlock.EINVALID, "%s must be a sequence number (1 or more)", name)
+			}
+			return n, nil
+		}
+		var details json.RawMessage
+		var prove func() (*audit.Proof, error)
+		if q.Has("seq") {
+			seq, err := num("seq")
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			details = airlock.EventDetails("seq", seq)
+			prove = func() (*audit.Proof, error) { return audit.Prove(r.Context(), ad.Store, seq) }
+		} else {
+			old, err := num("old")
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			nw, err := num("new")
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			details = airlock.EventDetails("old", old, "new", nw)
+			prove = func() (*audit.Proof, error) { return audit.ProveConsistency(r.Context(), ad.Store, old, nw) }
+		}
+		// A proof carries an event: it is a read of the log, audited first.
+		if _, err := ad.Log.Record(r.Context(), airlock.Event{Actor: p.Actor(), Action: "audit.proved", SourceAddr: p.Source,
+			Outcome: airlock.OutcomeSuccess, Details: details}); err != nil {
+			s.writeError(w, r, airlock.WrapError(airlock.EUNAVAILABLE, "the audit log cannot be written; the read was refused", err))
+			return
+		}
+		pr, err := prove()
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, pr)
 	}))
 	m.HandleFunc("GET "+RouteAuditPubkey, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -246,6 +247,18 @@ func (c *Client) AddResource(ctx context.Context, in ResourceInput) (*ResourceVi
 	return call[ResourceView](ctx, c, "POST", RouteAdminResources, in)
 }
 
+// CheckResource reports the provisioning state of a resource with
+// ephemeral credentials (admins).
+func (c *Client) CheckResource(ctx context.Context, name string) (*ResourceCheck, error) {
+	return call[ResourceCheck](ctx, c, "GET", routePath(RouteResourceCheck, name), nil)
+}
+
+// RotateProvisioner rotates the provisioning credential of a resource
+// with ephemeral credentials on its database (admins).
+func (c *Client) RotateProvisioner(ctx context.Context, name string, in OTPRequest) error {
+	return c.Do(ctx, "POST", routePath(RouteResourceRotate, name), in, nil)
+}
+
 // RemoveResource removes a resource (admins).
 func (c *Client) RemoveResource(ctx context.Context, name string) error {
 	return c.Do(ctx, "DELETE", routePath(RouteAdminResource, name), nil, nil)
@@ -299,6 +312,23 @@ func (c *Client) Review(ctx context.Context, id, decision string, in ReviewInput
 	return call[RequestResult](ctx, c, "POST", routePath(RouteRequest, id)+"/"+url.PathEscape(decision), in)
 }
 
+// Statements lists the held statements the caller may decide, and the
+// caller's own.
+func (c *Client) Statements(ctx context.Context) ([]StatementHold, error) {
+	return list[StatementHold](ctx, c, RouteStatements)
+}
+
+// Statement returns held statement id.
+func (c *Client) Statement(ctx context.Context, id string) (*StatementHold, error) {
+	return call[StatementHold](ctx, c, "GET", routePath(RouteStatement, id), nil)
+}
+
+// DecideStatement approves or denies held statement id
+// (airlock.DecisionApprove, airlock.DecisionDeny).
+func (c *Client) DecideStatement(ctx context.Context, id, decision string, in ReviewInput) (*StatementHold, error) {
+	return call[StatementHold](ctx, c, "POST", routePath(RouteStatement, id)+"/"+url.PathEscape(decision), in)
+}
+
 // Grants lists the caller's grants (all: everyone's, for admins).
 func (c *Client) Grants(ctx context.Context, all bool) ([]GrantView, error) {
 	q := url.Values{}
@@ -327,6 +357,12 @@ func (c *Client) BreakGlass(ctx context.Context, in RequestInput) (*RequestResul
 // the caller's grant.
 func (c *Client) MintConnectToken(ctx context.Context, in ConnectRequest) (*ConnectToken, error) {
 	return call[ConnectToken](ctx, c, "POST", RouteConnectTokens, in)
+}
+
+// DeliverDBCredential hands the caller the database login of their grant
+// on a resource with ephemeral credentials, where the rule allows it.
+func (c *Client) DeliverDBCredential(ctx context.Context, in ConnectRequest) (*DBCredential, error) {
+	return call[DBCredential](ctx, c, "POST", RouteDBCredentials, in)
 }
 
 // MintHTTPToken mints an app token for the HTTP gateway under the caller's
@@ -371,9 +407,15 @@ type Recording struct {
 	SHA256 string        // the digest stored when the session ended (may be empty)
 }
 
-// Recording opens the recording of an SSH session.
-func (c *Client) Recording(ctx context.Context, id string) (*Recording, error) {
-	resp, err := c.Raw(ctx, "GET", routePath(RouteSessionRecording, id), nil)
+// Recording opens a recording of session id: part 0 its only one (an SSH
+// session's terminal, or a Kubernetes session with one exec -it), part N
+// its Nth (each exec or attach with a terminal has its own).
+func (c *Client) Recording(ctx context.Context, id string, part int) (*Recording, error) {
+	route := routePath(RouteSessionRecording, id)
+	if part > 0 {
+		route = withQuery(route, url.Values{"part": {strconv.Itoa(part)}})
+	}
+	resp, err := c.Raw(ctx, "GET", route, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -437,6 +479,19 @@ func (c *Client) AuditExport(ctx context.Context, q AuditQuery) (io.ReadCloser, 
 // AuditVerify checks the stored hash chain and checkpoints.
 func (c *Client) AuditVerify(ctx context.Context) (*AuditReport, error) {
 	return call[AuditReport](ctx, c, "GET", RouteAuditVerify, nil)
+}
+
+// AuditProve returns the inclusion proof of event seq against the latest
+// signed tree head.
+func (c *Client) AuditProve(ctx context.Context, seq int64) (*AuditProof, error) {
+	return call[AuditProof](ctx, c, "GET", withQuery(RouteAuditProof, url.Values{"seq": {strconv.FormatInt(seq, 10)}}), nil)
+}
+
+// AuditConsistency returns the consistency proof between the signed tree
+// heads of sizes old and new.
+func (c *Client) AuditConsistency(ctx context.Context, old, new int64) (*AuditProof, error) {
+	return call[AuditProof](ctx, c, "GET", withQuery(RouteAuditProof, url.Values{
+		"old": {strconv.FormatInt(old, 10)}, "new": {strconv.FormatInt(new, 10)}}), nil)
 }
 
 // AuditPublicKey is the checkpoint public key (PEM), for offline

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/audit"
+	"github.com/airlockhq/airlock/evidence"
 	"github.com/airlockhq/airlock/internal/svctest"
 )
 
@@ -52,8 +54,14 @@ func newAPIEnv(t *testing.T) *apiEnv {
 		Audit: &AuditDeps{Store: sv.Store, Log: sv.Audit, PublicKey: []byte("PEM"), Verify: sv.Verify,
 			Export: func(ctx context.Context, w io.Writer, f airlock.EventFilter) error {
 				return audit.Export(ctx, sv.Store, w, f)
+			},
+			Evidence: func(ctx context.Context, grantID string) (EvidencePack, error) {
+				return evidence.Prepare(ctx, evidence.Source{Store: sv.Store, PublicKey: audit.MarshalPublicKey(sv.PublicKey), Signer: sv.AuditKey, Now: now}, grantID)
 			}},
 		Recordings: func(ctx context.Context, key string) (io.ReadCloser, error) {
+			if strings.HasPrefix(key, "ss_k-") { // a part of a Kubernetes session
+				return io.NopCloser(strings.NewReader("cast of " + key)), nil
+			}
 			return io.NopCloser(strings.NewReader(env.record)), nil
 		}}
 	mux := http.NewServeMux()
@@ -270,7 +278,7 @@ func TestClientAccessFlow(t *testing.T) {
 	if s, err := admin.Session(ctx, "ss_1"); err != nil || s.UserName != "alice" {
 		t.Fatalf("session: %+v, %v", s, err)
 	}
-	rec, err := admin.Recording(ctx, "ss_1")
+	rec, err := admin.Recording(ctx, "ss_1", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,6 +286,35 @@ func TestClientAccessFlow(t *testing.T) {
 	rec.Body.Close()
 	if string(b) != envRecording || rec.SHA256 != "abc" {
 		t.Fatalf("recording: %q sha %q", b, rec.SHA256)
+	}
+
+	// A Kubernetes session has one recording per exec -it: each by its
+	// part; without one, the server asks which.
+	if err := env.store.CreateSession(ctx, &airlock.Session{ID: "ss_k", GrantID: rev.Grant.ID, UserID: rev.Grant.UserID, UserName: "alice",
+		Resource: "prod-db", Kind: airlock.KindKubernetes, Access: "read", StartedAt: t0,
+		Recordings: []airlock.SessionRecording{{ID: "ss_k-1", SHA256: "s1"}, {ID: "ss_k-2", SHA256: "s2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for part, want := range map[int]string{1: "s1", 2: "s2"} {
+		rec, err := admin.Recording(ctx, "ss_k", part)
+		if err != nil {
+			t.Fatalf("part %d: %v", part, err)
+		}
+		b, _ := io.ReadAll(rec.Body)
+		rec.Body.Close()
+		if string(b) != fmt.Sprintf("cast of ss_k-%d", part) || rec.SHA256 != want {
+			t.Fatalf("part %d: %q sha %q", part, b, rec.SHA256)
+		}
+	}
+	_, err = admin.Recording(ctx, "ss_k", 0)
+	wantCode(t, "recording of a session with two, no part", err, airlock.EINVALID)
+	_, err = admin.Recording(ctx, "ss_k", 3)
+	wantCode(t, "recording part 3 of 2", err, airlock.ENOTFOUND)
+	if resp, err := admin.Raw(ctx, "GET", "/api/v1/sessions/ss_k/recording?part=-1", nil); err == nil {
+		resp.Body.Close()
+		t.Fatal("part=-1 accepted")
+	} else {
+		wantCode(t, "part=-1", err, airlock.EINVALID)
 	}
 
 	// The audit trail: read, exported, verified; reading needs admins or auditors.
@@ -295,6 +332,17 @@ func TestClientAccessFlow(t *testing.T) {
 	}
 	_, err = alice.AuditEvents(ctx, AuditQuery{})
 	wantCode(t, "audit read by a developer", err, airlock.EFORBIDDEN)
+	// Proofs are audit reads too: auditors only, and audited first.
+	_, err = alice.AuditProve(ctx, 1)
+	wantCode(t, "proof for a developer", err, airlock.EFORBIDDEN)
+	_, err = alice.AuditConsistency(ctx, 1, 2)
+	wantCode(t, "consistency proof for a developer", err, airlock.EFORBIDDEN)
+	if _, err = admin.AuditProve(ctx, 0); airlock.ErrorCode(err) != airlock.EINVALID {
+		t.Fatalf("proof of seq 0: %v", err)
+	}
+	if latest, err := admin.AuditEvents(ctx, AuditQuery{Desc: true, Limit: 2}); err != nil || len(latest) != 2 || latest[1].Action != "audit.read" {
+		t.Fatalf("a refused proof request was audited: %+v, %v", latest, err)
+	}
 	exp, err := admin.AuditExport(ctx, AuditQuery{})
 	if err != nil {
 		t.Fatal(err)
@@ -482,11 +530,16 @@ var routeMethods = map[string][]string{
 	"RouteResources":                 {"GET"},
 	"RouteRequests":                  {"GET", "POST"},
 	"RouteRequest":                   {"GET", "POST /" + airlock.DecisionApprove, "POST /" + airlock.DecisionDeny},
+	"RouteStatements":                {"GET"},
+	"RouteStatement":                 {"GET", "POST /" + airlock.DecisionApprove, "POST /" + airlock.DecisionDeny},
 	"RouteGrants":                    {"GET"},
 	"RouteGrantRevoke":               {"POST"},
 	"RouteGrantAck":                  {"POST"},
 	"RouteBreakGlass":                {"POST"},
 	"RouteConnectTokens":             {"POST"},
+	"RouteDBCredentials":             {"POST"},
+	"RouteResourceCheck":             {"GET"},
+	"RouteResourceRotate":            {"POST"},
 	"RouteSSHCerts":                  {"POST"},
 	"RouteHTTPTokens":                {"POST"},
 	"RouteKubeTokens":                {"POST"},
@@ -498,6 +551,9 @@ var routeMethods = map[string][]string{
 	"RouteAuditExport":               {"GET"},
 	"RouteAuditVerify":               {"GET"},
 	"RouteAuditPubkey":               {"GET"},
+	"RouteReportAccess":              {"GET"},
+	"RouteEvidence":                  {"GET"},
+	"RouteAuditProof":                {"GET"},
 }
 
 // routeConstants reads the Route constants and their values from routes.go.

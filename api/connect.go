@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,18 +45,30 @@ func (s *Server) routesConnect() {
 			s.writeError(w, r, err)
 			return
 		}
-		if ss.Recording == "" || s.Recordings == nil {
-			s.writeError(w, r, airlock.Errorf(airlock.ENOTFOUND, "session %s has no recording", ss.ID))
+		part := 0
+		if q := r.URL.Query().Get("part"); q != "" {
+			if part, err = strconv.Atoi(q); err != nil || part < 1 {
+				s.writeError(w, r, airlock.Errorf(airlock.EINVALID, "part %q: a number from 1", q))
+				return
+			}
+		}
+		key, sha, err := ss.RecordingPart(part)
+		if err != nil {
+			s.writeError(w, r, err)
 			return
 		}
-		rc, err := s.Recordings(r.Context(), ss.Recording)
+		if s.Recordings == nil {
+			s.writeError(w, r, airlock.Errorf(airlock.ENOTFOUND, "session %s has no recording this server can open", ss.ID))
+			return
+		}
+		rc, err := s.Recordings(r.Context(), key)
 		if err != nil {
 			s.writeError(w, r, airlock.Errorf(airlock.ENOTFOUND, "the recording of session %s is missing", ss.ID))
 			return
 		}
 		defer rc.Close()
 		w.Header().Set("Content-Type", "application/x-asciicast")
-		w.Header().Set("X-Airlock-Recording-SHA256", ss.RecordingSHA256)
+		w.Header().Set("X-Airlock-Recording-SHA256", sha)
 		io.Copy(w, rc)
 	}))
 }

@@ -7,8 +7,8 @@ import (
 
 // Routes of the API: each path is registered by Server (with its method)
 // and called by Client, from these constants only. A route with a
-// {wildcard} is filled in by routePath. RouteRequest and RouteAdminUser
-// are also prefixes: the review and user-state routes append
+// {wildcard} is filled in by routePath. RouteRequest, RouteStatement and
+// RouteAdminUser are also prefixes: the review and user-state routes append
 // "/"+decision (airlock.DecisionApprove, airlock.DecisionDeny) and
 // "/disable" or "/enable".
 const (
@@ -59,6 +59,9 @@ const (
 	RouteGrantAck         = "/api/v1/grants/{id}/ack"
 	RouteBreakGlass       = "/api/v1/break-glass"
 	RouteConnectTokens    = "/api/v1/connect-tokens"
+	RouteDBCredentials    = "/api/v1/db-credentials"
+	RouteResourceCheck    = "/api/v1/admin/resources/{name}/check"
+	RouteResourceRotate   = "/api/v1/admin/resources/{name}/rotate"
 	RouteSSHCerts         = "/api/v1/ssh/certs"
 	RouteHTTPTokens       = "/api/v1/http/tokens"
 	RouteKubeTokens       = "/api/v1/kube/tokens"
@@ -66,12 +69,22 @@ const (
 	RouteSession          = "/api/v1/sessions/{id}"
 	RouteSessionKill      = "/api/v1/sessions/{id}/kill"
 	RouteSessionRecording = "/api/v1/sessions/{id}/recording"
+	// Statements held for approval (require_approval).
+	RouteStatements = "/api/v1/statements"
+	RouteStatement  = "/api/v1/statements/{id}" // + "/"+decision to decide
 
 	// Audit.
 	RouteAuditEvents = "/api/v1/audit/events"
 	RouteAuditExport = "/api/v1/audit/export"
 	RouteAuditVerify = "/api/v1/audit/verify"
 	RouteAuditPubkey = "/api/v1/audit/pubkey"
+	// RouteAuditProof: ?seq=N an inclusion proof against the latest
+	// signed tree head; ?old=A&new=B a consistency proof between two.
+	RouteAuditProof = "/api/v1/audit/proof"
+
+	// Reports and evidence.
+	RouteReportAccess = "/api/v1/reports/access"
+	RouteEvidence     = "/api/v1/evidence/{id}" // a grant's evidence pack (zip)
 )
 
 // The prefixes PushHandler serves, next to Handler.

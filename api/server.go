@@ -88,9 +88,13 @@ func (s *Server) Handler() http.Handler {
 		s.routesAccess()
 		s.routesConnect()
 		s.routesHTTP()
+		s.routesReport()
 	}
 	if s.Audit != nil {
 		s.routesAudit()
+		if s.Audit.Evidence != nil {
+			s.routesEvidence()
+		}
 	}
 	s.mux.HandleFunc("GET "+RouteInfo, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Gateways)

@@ -25,10 +25,14 @@ type (
 	RequestView     = access.RequestView
 	RequestsFilter  = access.RequestsFilter
 	ReviewInput     = access.ReviewInput
+	StatementHold   = access.StatementHold
 	GrantView       = access.GrantView
 	ConnectToken    = access.ConnectToken
+	DBCredential    = access.DirectCredential
+	ResourceCheck   = access.ResourceCheck
 	KillResult      = access.KillResult
 	AuditReport     = audit.Report
+	AuditProof      = audit.Proof
 )
 
 // TOTPEnrollRequest starts enrolling a TOTP factor.

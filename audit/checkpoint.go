@@ -31,9 +31,48 @@ func CheckpointMessage(seq int64, hash string, t time.Time) []byte {
 	return eventTime(t).AppendFormat(b, time.RFC3339Nano)
 }
 
-// SignCheckpoint returns a checkpoint of the chain head (seq, hash) at time
-// t signed by priv. t is stored in UTC truncated to microseconds; keyID
-// names the key for verifiers (see KeyID).
+// CheckpointMessageV2 returns the bytes a version 2 checkpoint's signature
+// covers: the chain head and the RFC 9162 tree head of the same events,
+//
+//	"airlock-checkpoint-v2\n" + seq (decimal; also the tree size) + "\n" +
+//	hash + "\n" + root (hex) + "\n" + time
+//
+// with time as in CheckpointMessage.
+func CheckpointMessageV2(seq int64, hash, root string, t time.Time) []byte {
+	b := make([]byte, 0, 22+20+1+len(hash)+1+len(root)+1+35)
+	b = append(b, "airlock-checkpoint-v2\n"...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, '\n')
+	b = append(b, hash...)
+	b = append(b, '\n')
+	b = append(b, root...)
+	b = append(b, '\n')
+	return eventTime(t).AppendFormat(b, time.RFC3339Nano)
+}
+
+// checkpointMessage is the message c's signature covers: version 2 when c
+// names a root, else version 1.
+func checkpointMessage(c airlock.Checkpoint) []byte {
+	if c.Root != "" {
+		return CheckpointMessageV2(c.Seq, c.Hash, c.Root, c.Time)
+	}
+	return CheckpointMessage(c.Seq, c.Hash, c.Time)
+}
+
+// SignTreeCheckpoint returns a version 2 checkpoint: the chain head (seq,
+// hash) and the Merkle root (hex) of the first seq events, at time t,
+// signed by priv.
+func SignTreeCheckpoint(priv ed25519.PrivateKey, keyID string, seq int64, hash, root string, t time.Time) airlock.Checkpoint {
+	t = eventTime(t)
+	sig := ed25519.Sign(priv, CheckpointMessageV2(seq, hash, root, t))
+	return airlock.Checkpoint{Seq: seq, Hash: hash, Root: root, Time: t, KeyID: keyID, Signature: base64.StdEncoding.EncodeToString(sig)}
+}
+
+// SignCheckpoint returns a chain-only (version 1) checkpoint of the chain
+// head (seq, hash) at time t signed by priv. t is stored in UTC truncated
+// to microseconds; keyID names the key for verifiers (see KeyID). The log
+// writes version 2 (SignTreeCheckpoint); version 1 is what older stores
+// hold, and still verifies.
 func SignCheckpoint(priv ed25519.PrivateKey, keyID string, seq int64, hash string, t time.Time) airlock.Checkpoint {
 	t = eventTime(t)
 	sig := ed25519.Sign(priv, CheckpointMessage(seq, hash, t))
@@ -46,7 +85,9 @@ func SignCheckpoint(priv ed25519.PrivateKey, keyID string, seq int64, hash strin
 	}
 }
 
-// VerifyCheckpoint reports whether c carries a valid signature by pub.
+// VerifyCheckpoint reports whether c carries a valid signature by pub,
+// over the version 2 message when c names a root and version 1 otherwise
+// (removing the root of a version 2 checkpoint breaks its signature).
 func VerifyCheckpoint(pub ed25519.PublicKey, c airlock.Checkpoint) bool {
 	if len(pub) != ed25519.PublicKeySize {
 		return false
@@ -55,7 +96,23 @@ func VerifyCheckpoint(pub ed25519.PublicKey, c airlock.Checkpoint) bool {
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return false
 	}
-	return ed25519.Verify(pub, CheckpointMessage(c.Seq, c.Hash, c.Time), sig)
+	if c.Root != "" && !isHexHash(c.Root) {
+		return false
+	}
+	return ed25519.Verify(pub, checkpointMessage(c), sig)
+}
+
+// isHexHash reports whether s is 64 lower-case hex digits.
+func isHexHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // KeyID returns the default key id of a checkpoint key: the first 16 hex

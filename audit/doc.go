@@ -39,23 +39,34 @@
 // # Checkpoints
 //
 // Every CheckpointEvery events, after CheckpointInterval with new events,
-// and on Close, the Log signs (ed25519) the head it last wrote:
+// and on Close, the Log signs (ed25519) the head it last wrote and the
+// root of the log's Merkle tree of the same events (version 2):
 //
-//	"airlock-checkpoint-v1\n" + seq + "\n" + hash + "\n" + time (RFC3339Nano, UTC, µs)
+//	"airlock-checkpoint-v2\n" + seq + "\n" + hash + "\n" + root + "\n" + time (RFC3339Nano, UTC, µs)
 //
-// A checkpoint makes truncation detectable: a log that ends before a
-// checkpoint's seq has lost its tail.
+// Version 1 checkpoints (no root; "airlock-checkpoint-v1\n" + seq + "\n" +
+// hash + "\n" + time), written before the tree, still verify. A checkpoint
+// makes truncation detectable: a log that ends before a checkpoint's seq
+// has lost its tail. Witnesses (witness.go) keep copies outside the store.
+//
+// # Merkle tree and proofs
+//
+// The log is also an RFC 9162 Merkle tree (leaf i: event i+1, leaf data
+// its hash), kept by the stores as tiles (internal/tlog). Prove and
+// ProveConsistency build inclusion and consistency proofs from the tiles;
+// VerifyProof checks them with only the public key.
 //
 // # Export and verification
 //
 // Export writes JSON Lines ordered by seq: {"type":"event", …event
 // fields…} per event and {"type":"checkpoint", seq, hash, time, key_id,
-// signature} directly after the event it names. Verify (online) and
+// signature, root} directly after the event it names. Verify (online) and
 // VerifyExport (offline) run the same state machine and report the first
 // problem as one of modified, missing, reordered, inserted, truncated or
 // bad-checkpoint with the lowest affected seq. A partial export (made with
 // --since) verifies from its first event, whose prev_hash is trusted.
 //
-// Nothing here is a library's job: the chain, the canonical encoding and
-// the verifier are written by hand on crypto/sha256 and crypto/ed25519.
+// The chain, the canonical encoding and the verifier are written by hand
+// on crypto/sha256 and crypto/ed25519; the tree's proof shapes and their
+// verification come from github.com/transparency-dev/merkle.
 package audit

@@ -2,12 +2,14 @@ package audit
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,7 +30,8 @@ type exportEvent struct {
 	airlock.Event
 }
 
-// exportCheckpoint is a checkpoint line: {"type":"checkpoint", seq, hash, time, key_id, signature}.
+// exportCheckpoint is a checkpoint line: {"type":"checkpoint", seq, hash,
+// time, key_id, signature} and, in a version 2 checkpoint, root.
 type exportCheckpoint struct {
 	Type string `json:"type"`
 	airlock.Checkpoint
@@ -58,6 +61,7 @@ type exportLine struct {
 	Hash       string         `json:"hash"`
 	KeyID      string         `json:"key_id"`
 	Signature  string         `json:"signature"`
+	Root       string         `json:"root"`
 }
 
 func (l *exportLine) event() airlock.Event {
@@ -195,6 +199,17 @@ const maxLine = 4 * MaxDetailsLen
 // warning WarnNoCheckpoint: nothing proves its end. The error is for read
 // failures only.
 func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
+	return VerifyExportWitnessed(r, pub, nil)
+}
+
+// VerifyExportWitnessed is VerifyExport with checkpoints kept outside the
+// store (by witnesses; see ReadWitnessed) checked like the export's own:
+// each must be signed by pub, name a seq the export reaches (else
+// ProblemTruncated: the store was truncated or rolled back behind it),
+// and match the chain hash and Merkle root there (else ProblemModified).
+func VerifyExportWitnessed(r io.Reader, pub ed25519.PublicKey, witnessed []airlock.Checkpoint) (*Report, error) {
+	witnessed = slices.SortedFunc(slices.Values(witnessed), func(a, b airlock.Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
+	wi := 0
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, airlock.Errorf(airlock.EINVALID, "audit verify: an ed25519 public key is required")
 	}
@@ -216,13 +231,17 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 		var ok bool
 		switch line.Type {
 		case LineEvent:
-			if line.KeyID != "" || line.Signature != "" {
+			if line.KeyID != "" || line.Signature != "" || line.Root != "" {
 				return v.badLine(lineNo, "event line carries checkpoint fields"), nil
 			}
-			ok = v.addEvent(line.event())
+			ok = true
+			for ; wi < len(witnessed) && witnessed[wi].Seq < line.Seq && ok; wi++ {
+				ok = v.addCheckpoint(witnessed[wi])
+			}
+			ok = ok && v.addEvent(line.event())
 		case LineCheckpoint:
 			ok = v.addCheckpoint(airlock.Checkpoint{
-				Seq: line.Seq, Hash: line.Hash, Time: line.Time, KeyID: line.KeyID, Signature: line.Signature,
+				Seq: line.Seq, Hash: line.Hash, Time: line.Time, KeyID: line.KeyID, Signature: line.Signature, Root: line.Root,
 			})
 		default:
 			return v.badLine(lineNo, fmt.Sprintf("unknown line type %q", truncate(line.Type, 32))), nil
@@ -236,6 +255,9 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 			return v.badLine(lineNo+1, "line too long"), nil
 		}
 		return nil, fmt.Errorf("audit verify: read export: %w", err)
+	}
+	for ; wi < len(witnessed) && !v.done; wi++ {
+		v.addCheckpoint(witnessed[wi])
 	}
 	rep := v.finish()
 	if rep.OK && rep.Events > 0 && rep.Checkpoints == 0 {

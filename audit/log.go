@@ -3,12 +3,14 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/tlog"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -51,7 +53,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer, when set, receives the log's Prometheus metrics.
 	Registerer prometheus.Registerer
+	// Witnesses receive every checkpoint after it is stored, each from a
+	// goroutine of its own (see Witness).
+	Witnesses []Witness
 }
+
+// Checkpoint cadence defaults (Options.CheckpointEvery, CheckpointInterval).
+const (
+	defaultCheckpointEvery    = 1000
+	defaultCheckpointInterval = 10 * time.Second
+)
 
 // ErrClosed is the cause of the error for events submitted after Close.
 var ErrClosed = errors.New("audit: log closed")
@@ -96,6 +107,12 @@ type Log struct {
 
 	wake    chan struct{} // cap 1: there is work
 	stopped chan struct{} // closed when the writer has exited
+
+	fullTiles tlog.FullTiles // full Merkle tiles, for the checkpoints' roots
+
+	witnesses []*witnessRunner
+	wcancel   context.CancelFunc // ends the witnesses' deliveries
+	wstop     sync.Once
 
 	// Owned by the writer goroutine.
 	gatherT    *time.Timer
@@ -191,10 +208,10 @@ func Open(ctx context.Context, store airlock.AuditStore, opts Options) (*Log, er
 		opts.KeyID = KeyID(pub)
 	}
 	if opts.CheckpointEvery <= 0 {
-		opts.CheckpointEvery = 1000
+		opts.CheckpointEvery = defaultCheckpointEvery
 	}
 	if opts.CheckpointInterval <= 0 {
-		opts.CheckpointInterval = 10 * time.Second
+		opts.CheckpointInterval = defaultCheckpointInterval
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 4096
@@ -234,6 +251,13 @@ func Open(ctx context.Context, store airlock.AuditStore, opts Options) (*Log, er
 	l.space = sync.NewCond(&l.mu)
 	l.build = l.buildBatch
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	var wctx context.Context
+	wctx, l.wcancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, w := range opts.Witnesses {
+		r := newWitnessRunner(w, l.log, m)
+		l.witnesses = append(l.witnesses, r)
+		go r.run(wctx)
+	}
 	go l.run()
 	return l, nil
 }
@@ -412,8 +436,9 @@ func (l *Log) Probe(ctx context.Context) error {
 }
 
 // Close stops accepting events, writes everything queued, writes a final
-// checkpoint if events were written since the last one, and stops the
-// writer. If ctx ends first it returns ctx's error and abandons the rest.
+// checkpoint if events were written since the last one, stops the writer,
+// and lets the witnesses take the last checkpoint. If ctx ends first it
+// returns ctx's error and abandons the rest.
 func (l *Log) Close(ctx context.Context) error {
 	l.mu.Lock()
 	l.closing = true
@@ -423,12 +448,34 @@ func (l *Log) Close(ctx context.Context) error {
 	select {
 	case <-l.stopped:
 		l.cancel()
-		return nil
 	case <-ctx.Done():
 		l.cancel()
 		<-l.stopped
+		l.closeWitnesses(ctx)
 		return ctx.Err()
 	}
+	return l.closeWitnesses(ctx)
+}
+
+// closeWitnesses lets each witness take the final checkpoint, until ctx
+// ends.
+func (l *Log) closeWitnesses(ctx context.Context) error {
+	defer l.wcancel()
+	l.wstop.Do(func() {
+		for _, r := range l.witnesses {
+			close(r.stop)
+		}
+	})
+	for _, r := range l.witnesses {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			l.wcancel()
+			<-r.done
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // take removes the receipts of the oldest commit (at most MaxBatch) from
@@ -722,15 +769,25 @@ func (l *Log) write(batch []*Receipt) {
 	l.events = l.events[:0]
 }
 
-// writeCheckpoint signs and stores the head this Log last wrote.
+// writeCheckpoint signs and stores the head this Log last wrote: the chain
+// head and the Merkle root of the same events (version 2), or the chain
+// head alone when the stored tree cannot give that root (a log damaged
+// before the tree was built; see sqlstore.BuildTree).
 func (l *Log) writeCheckpoint() {
-	c := SignCheckpoint(l.opts.Signer, l.opts.KeyID, l.lastSeq, l.lastHash, l.opts.Now())
 	ctx := l.ctx
 	if ctx.Err() != nil {
 		// Closing after a timeout: still try briefly to leave a checkpoint.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+	}
+	var c airlock.Checkpoint
+	root, err := tlog.NewCachedReader(func(id tlog.TileID) ([]byte, error) { return l.store.MerkleTile(ctx, id.Level, id.Index) }, &l.fullTiles).Root(uint64(l.lastSeq))
+	if err != nil {
+		l.log.Error("audit: the Merkle tree has no root for the checkpoint; writing a chain-only checkpoint", "seq", l.lastSeq, "err", err)
+		c = SignCheckpoint(l.opts.Signer, l.opts.KeyID, l.lastSeq, l.lastHash, l.opts.Now())
+	} else {
+		c = SignTreeCheckpoint(l.opts.Signer, l.opts.KeyID, l.lastSeq, l.lastHash, hex.EncodeToString(root), l.opts.Now())
 	}
 	if err := l.store.AddCheckpoint(ctx, &c); err != nil {
 		// A write that failed late (its context canceled while the store
@@ -746,6 +803,9 @@ func (l *Log) writeCheckpoint() {
 	l.m.checkpoints.Inc()
 	l.sinceCP = 0
 	l.checkpoint = c.Seq
+	for _, r := range l.witnesses {
+		r.offer(c)
+	}
 }
 
 // checkpointStored reports whether the store holds a checkpoint by this

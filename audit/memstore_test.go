@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/tlog"
 )
 
 // memStore is an in-memory airlock.AuditStore for unit tests of this
@@ -16,7 +17,8 @@ type memStore struct {
 	mu     sync.Mutex
 	events []airlock.Event
 	cps    []airlock.Checkpoint
-	fail   error // when set, AppendEvents and AddCheckpoint fail with it
+	tiles  map[tlog.TileID][]byte // the Merkle tree (runs joined), grown by AppendEvents
+	fail   error                  // when set, AppendEvents and AddCheckpoint fail with it
 	// onAppend, when set, runs inside AppendEvents after build (tests).
 	onAppend func()
 }
@@ -49,8 +51,43 @@ func (m *memStore) AppendEvents(ctx context.Context, build func(airlock.AuditHea
 			return fmt.Errorf("memstore: seq %d out of order", e.Seq)
 		}
 	}
+	if m.tiles == nil {
+		m.tiles = map[tlog.TileID][]byte{}
+	}
+	leaves := make([][tlog.HashSize]byte, len(evs))
+	for i := range evs {
+		leaves[i] = tlog.EventLeaf(evs[i].Hash)
+	}
+	tiles, err := tlog.Append(head.Seq, leaves, func(id tlog.TileID) ([]byte, error) { return m.tiles[id], nil })
+	if err != nil {
+		return err
+	}
+	for _, t := range tiles {
+		if t.Full {
+			m.tiles[t.TileID] = t.Hashes
+		} else {
+			m.tiles[t.TileID] = append(m.tiles[t.TileID][:t.Start*tlog.HashSize:t.Start*tlog.HashSize], t.Hashes...)
+		}
+	}
 	m.events = append(m.events, evs...)
 	return nil
+}
+
+func (m *memStore) TreeCheckpoint(ctx context.Context, seq int64) (airlock.Checkpoint, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := len(m.cps) - 1; i >= 0; i-- {
+		if c := m.cps[i]; c.Root != "" && (seq == 0 || c.Seq == seq) {
+			return c, nil
+		}
+	}
+	return airlock.Checkpoint{}, airlock.Errorf(airlock.ENOTFOUND, "no signed tree head")
+}
+
+func (m *memStore) MerkleTile(ctx context.Context, level int, index int64) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]byte(nil), m.tiles[tlog.TileID{Level: level, Index: index}]...), nil
 }
 
 func (m *memStore) head() airlock.AuditHead {

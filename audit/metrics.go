@@ -12,6 +12,7 @@ type metrics struct {
 	batchSize   prometheus.Histogram
 	latency     prometheus.Histogram
 	checkpoints prometheus.Counter
+	witnessErrs prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,9 +39,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "airlock_audit_checkpoints_total",
 			Help: "Signed checkpoints written.",
 		}),
+		witnessErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "airlock_audit_witness_failures_total",
+			Help: "Checkpoints a witness (file or webhook) failed to take; each is retried until a newer one replaces it.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.appended, m.failures, m.batchSize, m.latency, m.checkpoints} {
+		for _, c := range []prometheus.Collector{m.appended, m.failures, m.batchSize, m.latency, m.checkpoints, m.witnessErrs} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("audit: register metrics: %w", err)
 			}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -476,5 +477,47 @@ func TestVerifyExportWithoutCheckpoint(t *testing.T) {
 	checkReport(t, rep, err, "", 0)
 	if len(rep.Warnings) != 1 || rep.Warnings[0] != WarnNoCheckpoint {
 		t.Fatalf("warnings = %q, want the no-checkpoint warning", rep.Warnings)
+	}
+}
+
+// TestWitnessCatchesTruncatedStore: on a real store, the events after a
+// checkpoint are deleted with the checkpoints that named them and the
+// head row is moved back to match, so the store verifies on its own; the
+// file witness, which holds the newest checkpoint, shows the truncation.
+func TestWitnessCatchesTruncatedStore(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) tamperStore{"sqlite": sqliteTamper, "postgres": postgresTamper} {
+		t.Run(name, func(t *testing.T) {
+			s := open(t).(*blockTamper)
+			path := filepath.Join(t.TempDir(), "witness.jsonl")
+			l := openLog(t, s, Options{CheckpointEvery: 50, MaxBatch: 20, Witnesses: []Witness{&FileWitness{Path: path}}})
+			for i := range 189 {
+				if _, err := l.Append(context.Background(), sampleEvent(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			newest, n, err := ReadWitnessed(f, testPub())
+			f.Close()
+			if err != nil || newest.Seq != 189 || n < 4 {
+				t.Fatalf("witness: newest %+v of %d, %v", newest, n, err)
+			}
+			evs, err := s.ListEvents(t.Context(), airlock.EventFilter{AfterSeq: 149, Limit: 1})
+			if err != nil || len(evs) != 1 {
+				t.Fatal(err)
+			}
+			s.exec(t, `DELETE FROM checkpoints WHERE seq > ?`, 150)
+			s.truncateAfter(t, 150)
+			s.exec(t, `UPDATE audit_head SET seq = ?, hash = ?, tree_size = ?`, 150, evs[0].Hash, 150)
+			rep, err := Verify(t.Context(), s, testPub())
+			checkReport(t, rep, err, "", 0)
+			rep, err = VerifyExportWitnessed(bytes.NewReader(exportBytes(t, s, airlock.EventFilter{})), testPub(), []airlock.Checkpoint{newest})
+			checkReport(t, rep, err, ProblemTruncated, 151)
+		})
 	}
 }

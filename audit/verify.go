@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/tlog"
 )
 
 // Problems a Report can name.
@@ -72,6 +74,12 @@ type verifier struct {
 	prevHash string // hash of the last accepted event
 	lastCP   int64  // seq of the last checkpoint that matched
 	done     bool
+	// tree is the Merkle tree of the accepted events, when they start at
+	// seq 1 (a partial export's tree cannot be computed: its version 2
+	// checkpoints are checked against the chain only).
+	tree     tlog.Compact
+	treeOK   bool
+	unrooted int // version 2 checkpoints whose root could not be checked
 
 	ring  [lookahead + 1]airlock.Event
 	start int
@@ -149,6 +157,7 @@ func (v *verifier) judge(cur *airlock.Event) {
 		if v.partial && cur.Seq > 1 {
 			v.expect, v.prevHash, v.lastCP = cur.Seq, cur.PrevHash, cur.Seq-1
 		}
+		v.treeOK = v.expect == 1
 		v.rep.FirstSeq = v.expect
 		// Drop checkpoints before the first event: nothing to check them against.
 		kept := v.cps[:0]
@@ -258,6 +267,9 @@ func (v *verifier) accept(e *airlock.Event) {
 	v.rep.LastSeq = e.Seq
 	v.prevHash = e.Hash
 	v.expect = e.Seq + 1
+	if v.treeOK {
+		v.tree.Append(tlog.EventLeaf(e.Hash))
+	}
 	if len(v.cps) > 0 {
 		v.checkCheckpoints()
 	}
@@ -287,6 +299,15 @@ func (v *verifier) checkCheckpoints() {
 			v.fail(ProblemModified, v.lastCP+1, fmt.Sprintf(
 				"checkpoint %d signs hash %.16s… but the log has %.16s…: history after seq %d was rewritten", c.Seq, c.Hash, v.prevHash, v.lastCP))
 			return
+		}
+		if c.Root != "" {
+			if !v.treeOK {
+				v.unrooted++
+			} else if root := hex.EncodeToString(v.tree.Root()); root != c.Root {
+				v.fail(ProblemModified, v.lastCP+1, fmt.Sprintf(
+					"checkpoint %d signs Merkle root %.16s… but the events give %.16s…", c.Seq, c.Root, root))
+				return
+			}
 		}
 		v.rep.Checkpoints++
 		v.lastCP = c.Seq
@@ -328,6 +349,9 @@ func (v *verifier) finish() *Report {
 		}
 		if v.rep.FirstSeq > 1 {
 			v.rep.Message += fmt.Sprintf("; partial export: the prev_hash of seq %d is trusted", v.rep.FirstSeq)
+			if v.unrooted > 0 {
+				v.rep.Message += "; Merkle roots not checked (they need the log from seq 1)"
+			}
 		}
 		if v.rep.Events > 0 && v.lastCP < v.rep.LastSeq {
 			v.rep.Message += fmt.Sprintf("; events after seq %d are not covered by a checkpoint", v.lastCP)

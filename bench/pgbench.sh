@@ -39,7 +39,9 @@
 # interleaved, and report the median — the machine's noise moves single
 # runs by ±10 %), ONLY (regex: run only the tests whose name matches), AUDIT (sqlite = the real pipeline, default; count = a counting
 # sink, to separate proxy cost from audit cost), KEEP=1 keeps the temporary
-# directory, PROFILE=DIR writes the gateways' CPU profiles there
+# directory, PGBENCH_FLAGS adds flags to every pgbench run (e.g. "-M prepared":
+# the extended protocol with statements prepared once per connection, as ORMs
+# and drivers do), PROFILE=DIR writes the gateways' CPU profiles there
 # (gateway.pprof, gateway-strict.pprof; `go tool pprof -top FILE`).
 #
 # New connections (-C): direct and tcprelay start a PostgreSQL backend per
@@ -274,7 +276,7 @@ for test in "${TESTS[@]}"; do
 			ppid=$(proxy_pid "$target")
 			[ -n "$ppid" ] && t0=$(cpu_ticks "$ppid")
 			# shellcheck disable=SC2086
-			out=$(PGPASSWORD=$pass pgbench -n -h 127.0.0.1 -p "$port" -U "$user" -T "$DURATION" -c "$c" -j "$j" $flags bench 2>&1) || {
+			out=$(PGPASSWORD=$pass pgbench -n -h 127.0.0.1 -p "$port" -U "$user" -T "$DURATION" -c "$c" -j "$j" $flags $PGBENCH_FLAGS bench 2>&1) || {
 				echo "pgbench failed for $target $name c=$c:" >&2
 				echo "$out" >&2
 				exit 1

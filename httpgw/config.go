@@ -120,6 +120,10 @@ type Config struct {
 	UpstreamHTTP2 bool
 }
 
+// knownLengthFlush is the longest a written part of a response with a
+// Content-Length waits in the gateway before it is flushed to the client.
+const knownLengthFlush = 50 * time.Millisecond
+
 // UpstreamHTTP2StreamWindow is how much of one HTTP/2 stream's response
 // the gateway accepts ahead of its client (Config.UpstreamHTTP2): what a
 // slow reader can make it hold per stream. Go's default is 4 MiB.

@@ -76,12 +76,15 @@ type StreamDoor interface {
 // StreamSession is what a StreamDoor may use of the session a stream runs
 // in.
 type StreamSession interface {
-	// Recording returns the session's terminal recording (asciicast),
-	// created with h on first use; it is closed, hashed and named in
-	// session.ended and the session row when the session ends. An error
-	// (no Config.Recordings, a store failure) means the stream cannot be
-	// recorded.
-	Recording(h recording.Header) (*recording.Writer, error)
+	// NewRecording starts a terminal recording (asciicast) of one
+	// stream, with header h, and returns it with its id (SESSION-N, N
+	// counting the session's recordings from 1). The stream closes it as
+	// it ends (and names its id and SHA-256 in its response event); the
+	// session closes any left open, and lists every one with its SHA-256
+	// in session.ended and the session row (Session.Recordings). An error
+	// (no Config.Recordings, a store failure, an ended session) means the
+	// stream cannot be recorded.
+	NewRecording(h recording.Header) (w *recording.Writer, id string, err error)
 	// Note adds fields (a JSON object) to the request's response event.
 	Note(fields any)
 	// ID is the session's id.

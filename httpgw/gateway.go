@@ -116,8 +116,15 @@ func New(cfg Config) (*Gateway, error) {
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.proxyError,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
-		FlushInterval:  -1, // stream: every write reaches the client at once (SSE, downloads)
-		BufferPool:     newCopyBuffers(cfg.CopyBufferSize),
+		// A response of unknown length or an event stream is flushed
+		// after every write (the proxy does that whatever this says:
+		// watches, logs -f, SSE). One of known length is written through
+		// the connection's buffer and flushed at least every
+		// knownLengthFlush: a small response leaves in one write with its
+		// headers, where an immediate flush would send the headers on
+		// their own from a timer goroutine.
+		FlushInterval: knownLengthFlush,
+		BufferPool:    newCopyBuffers(cfg.CopyBufferSize),
 	}
 	g.srv = &http.Server{
 		Handler:           g,

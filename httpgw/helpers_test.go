@@ -231,10 +231,11 @@ type upstream struct {
 	mu      sync.Mutex
 	reqs    []upReq
 	started chan string // path of each slow/stream request once it runs
+	release chan struct{}
 }
 
 func newUpstream(t *testing.T) *upstream {
-	u := &upstream{started: make(chan string, 16)}
+	u := &upstream{started: make(chan string, 16), release: make(chan struct{}, 1)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Up", "1")
@@ -266,6 +267,18 @@ func newUpstream(t *testing.T) *upstream {
 				}
 				w.(http.Flusher).Flush()
 			}
+		}
+	})
+	mux.HandleFunc("/dribble", func(w http.ResponseWriter, r *http.Request) {
+		// A body of known length whose second half waits until the
+		// client has read the first (the test says so on u.release).
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "first")
+		w.(http.Flusher).Flush()
+		select {
+		case <-u.release:
+			io.WriteString(w, "-last")
+		case <-r.Context().Done():
 		}
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {

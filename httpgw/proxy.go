@@ -466,8 +466,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // Flush flushes the client connection. The reverse proxy calls it after
-// every write (FlushInterval -1), so it asks the writer directly instead
-// of allocating a ResponseController each time.
+// every write of a stream, so it asks the writer directly instead of
+// allocating a ResponseController each time.
 func (c *countingWriter) Flush() {
 	switch f := c.w.(type) {
 	case interface{ FlushError() error }:

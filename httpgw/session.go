@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,8 +50,8 @@ type session struct {
 	timers    []*time.Timer
 	jwt       string
 	jwtExp    time.Time
-	rec       *recording.Writer
-	recErr    error
+	recs      []streamRecording // one per recorded stream, oldest first
+	recN      int               // recordings attempted (the last id's N)
 	endedCh   chan struct{}
 
 	inflight  atomic.Int64
@@ -341,16 +342,19 @@ func (s *session) endRecorded(reason airlock.EndReason) {
 	d := map[string]any{"end_reason": reason, "requests": s.requests.Load(), "bytes_in": s.bytesIn.Load(),
 		"bytes_out": s.bytesOut.Load(), "duration_ms": s.g.cfg.Now().Sub(s.start).Milliseconds()}
 	s.mu.Lock()
-	rec := s.rec
+	recs := s.recs
 	s.mu.Unlock()
-	var recSHA string
-	if rec != nil {
-		if err := rec.Close(); err != nil {
-			s.g.log.Error("close recording", "session", s.id, "err", err)
+	var list []airlock.SessionRecording
+	for _, r := range recs {
+		// Closed by its stream as it ended; closing again is a no-op.
+		if err := r.w.Close(); err != nil {
+			s.g.log.Error("close recording", "session", s.id, "recording", r.id, "err", err)
 			d["recording_error"] = "recording incomplete"
 		}
-		recSHA = rec.SHA256()
-		d["recording"], d["recording_sha256"] = s.id, recSHA
+		list = append(list, airlock.SessionRecording{ID: r.id, SHA256: r.w.SHA256(), Title: r.title})
+	}
+	if len(list) > 0 {
+		d["recordings"] = list
 	}
 	details, _ := json.Marshal(d)
 	if err := s.record(ctx, "session.ended", airlock.OutcomeSuccess, details); err != nil {
@@ -360,9 +364,7 @@ func (s *session) endRecorded(reason airlock.EndReason) {
 		snap := s.snapshot()
 		snap.EndedAt = s.g.cfg.Now()
 		snap.EndReason = string(reason)
-		if rec != nil {
-			snap.Recording, snap.RecordingSHA256 = s.id, recSHA
-		}
+		snap.Recordings = list
 		if err := s.g.cfg.Sessions.EndSession(ctx, &snap); err != nil && airlock.ErrorCode(err) != airlock.ECONFLICT {
 			s.g.log.Error("end session", "session", s.id, "err", err)
 		}
@@ -459,33 +461,38 @@ func (s *session) identity(ctx context.Context) (string, error) {
 	return j, nil
 }
 
-// Recording returns the session's recording, creating it on first use.
-func (s *session) Recording(h recording.Header) (*recording.Writer, error) {
+// streamRecording is one stream's recording.
+type streamRecording struct {
+	id, title string
+	w         *recording.Writer
+}
+
+// NewRecording starts a recording of one stream, stored as SESSION-N (N
+// counts the session's recordings from 1).
+func (s *session) NewRecording(h recording.Header) (*recording.Writer, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rec != nil || s.recErr != nil {
-		return s.rec, s.recErr
-	}
 	if s.ended {
-		return nil, errSessionEnded
+		return nil, "", errSessionEnded
 	}
 	if s.g.cfg.Recordings == nil {
-		s.recErr = errors.New("httpgw: no recording store configured")
-		return nil, s.recErr
+		return nil, "", errors.New("httpgw: no recording store configured")
 	}
-	wc, err := s.g.cfg.Recordings.Create(context.Background(), s.id)
+	// Numbered by attempt: one whose file was made but not started
+	// leaves its number behind rather than blocking the next.
+	s.recN++
+	id := s.id + "-" + strconv.Itoa(s.recN)
+	wc, err := s.g.cfg.Recordings.Create(context.Background(), id)
 	if err != nil {
-		s.recErr = err
-		return nil, err
+		return nil, "", err
 	}
 	w, err := recording.NewWriter(wc, h, s.g.cfg.Now)
 	if err != nil {
 		wc.Close()
-		s.recErr = err
-		return nil, err
+		return nil, "", err
 	}
-	s.rec = w
-	return w, nil
+	s.recs = append(s.recs, streamRecording{id: id, title: h.Title, w: w})
+	return w, id, nil
 }
 
 // ID is the session's id.

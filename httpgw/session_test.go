@@ -3,6 +3,7 @@ package httpgw
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -349,6 +350,44 @@ func TestRecheckRefusal(t *testing.T) {
 	d := details(t, h.audit.wait(t, "session.ended", 1)[0])
 	if d["end_reason"] != string(airlock.EndUserDisabled) {
 		t.Errorf("end_reason %v", d["end_reason"])
+	}
+}
+
+// A response of known length is not held back until it is complete: what
+// the app has written reaches the client while the rest is still coming
+// (a slow download, a long poll with a Content-Length).
+func TestKnownLengthBodyStreams(t *testing.T) {
+	h := newHarness(t, nil)
+	type half struct {
+		resp *http.Response
+		got  string
+	}
+	got := make(chan half, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(h.req("GET", "/dribble", nil))
+		if err != nil {
+			got <- half{got: err.Error()}
+			return
+		}
+		b := make([]byte, 5)
+		_, err = io.ReadFull(resp.Body, b)
+		got <- half{resp, fmt.Sprint(string(b), err)}
+	}()
+	var first half
+	select {
+	case first = <-got:
+	case <-time.After(10 * time.Second):
+		h.up.release <- struct{}{}
+		t.Fatal("the first half of a known-length body did not reach the client before the rest was written")
+	}
+	if first.got != "first<nil>" {
+		t.Fatalf("first half: %s", first.got)
+	}
+	defer first.resp.Body.Close()
+	h.up.release <- struct{}{}
+	rest, err := io.ReadAll(first.resp.Body)
+	if string(rest) != "-last" || err != nil {
+		t.Fatalf("rest %q, %v", rest, err)
 	}
 }
 

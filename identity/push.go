@@ -23,7 +23,13 @@ const MethodPush = "push"
 const (
 	PushLogin  = "login"
 	PushStepUp = "step-up"
+	// PushStatement approves one statement a gateway holds (a policy
+	// statement rule's require_mfa); its Detail says which.
+	PushStatement = "statement"
 )
+
+// maxPushDetail bounds a challenge's Detail (what the device shows).
+const maxPushDetail = 4 << 10
 
 // Push challenge states.
 const (
@@ -61,6 +67,9 @@ type PushChallenge struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	State     string    `json:"state"`
+	// Detail is what the push asks, shown on the device (for a statement:
+	// the resource and the statement's text).
+	Detail string `json:"detail,omitempty"`
 	// sessionID binds a step-up push to the login session that asked.
 	sessionID string
 }
@@ -77,11 +86,12 @@ type pushRecord struct {
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	SessionID string    `json:"session_id,omitempty"`
+	Detail    string    `json:"detail,omitempty"`
 }
 
 func (r *pushRecord) challenge(state string) PushChallenge {
 	return PushChallenge{ID: r.ID, UserID: r.UserID, UserName: r.UserName, Purpose: r.Purpose, Source: r.Source, Number: r.Number,
-		Choices: r.Choices, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, State: state, sessionID: r.SessionID}
+		Choices: r.Choices, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, State: state, Detail: r.Detail, sessionID: r.SessionID}
 }
 
 // Push delivers push challenges to a user's registered devices and
@@ -217,6 +227,15 @@ func numbers() ([]int, int) {
 
 // begin issues a challenge to u's devices after the rate limit.
 func (ps *Push) begin(ctx context.Context, u *airlock.User, purpose, sessionID, source string) (*PushChallenge, error) {
+	return ps.beginDetail(ctx, u, purpose, sessionID, source, "", 0)
+}
+
+// beginDetail is begin with what the device shows and a TTL (0: the
+// configured one).
+func (ps *Push) beginDetail(ctx context.Context, u *airlock.User, purpose, sessionID, source, detail string, ttl time.Duration) (*PushChallenge, error) {
+	if ttl <= 0 {
+		ttl = ps.cfg.TTL
+	}
 	ok, err := ps.hasDevice(ctx, u.ID)
 	if err != nil {
 		return nil, err
@@ -240,7 +259,7 @@ func (ps *Push) begin(ctx context.Context, u *airlock.User, purpose, sessionID, 
 
 	choices, n := numbers()
 	r := &pushRecord{ID: airlock.NewID("push"), UserID: u.ID, UserName: u.Name, Purpose: purpose, Source: source, Number: n,
-		Choices: choices, CreatedAt: now.UTC(), ExpiresAt: now.Add(ps.cfg.TTL).UTC(), SessionID: sessionID}
+		Choices: choices, CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(), SessionID: sessionID, Detail: detail}
 	if err := ps.s.record(ctx, airlock.Event{Actor: airlock.Actor{ID: u.ID, Name: u.Name}, Action: "mfa.push_sent", SourceAddr: source,
 		Details: airlock.EventDetails("push_id", r.ID, "purpose", purpose)}); err != nil {
 		return nil, err
@@ -304,6 +323,50 @@ func (ps *Push) BeginStepUp(ctx context.Context, p *Principal) (*PushChallenge, 
 		return nil, err
 	}
 	return ps.begin(ctx, p.User, PushStepUp, p.Session.ID, p.Source)
+}
+
+// BeginStatement sends userID's devices a push to approve one held
+// statement: detail (cut to 4 KiB) is shown on the device, holdID binds
+// the approval to that one hold, and the push lasts ttl. Errors: EINVALID
+// (no device), ELOCKED (rate limit), ENOTFOUND, EUNAVAILABLE.
+func (ps *Push) BeginStatement(ctx context.Context, userID, holdID, detail, source string, ttl time.Duration) (*PushChallenge, error) {
+	u, err := ps.s.store.UserByID(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		return nil, airlock.Errorf(airlock.EFORBIDDEN, "user %s is disabled", u.Name)
+	}
+	if len(detail) > maxPushDetail {
+		i := maxPushDetail
+		for i > maxPushDetail-4 && detail[i]&0xC0 == 0x80 {
+			i--
+		}
+		detail = detail[:i] + "…"
+	}
+	return ps.beginDetail(ctx, u, PushStatement, holdID, source, detail, ttl)
+}
+
+// StatementStatus returns the state of statement push id for holdID
+// (pending, approved, denied, expired). An approval is used once: the
+// first StatementStatus that sees it approved takes it, and every later
+// one reads it as expired. Errors: ENOTFOUND.
+func (ps *Push) StatementStatus(ctx context.Context, id, userID, holdID string) (string, error) {
+	r, err := ps.load(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if r.UserID != userID || r.Purpose != PushStatement || r.SessionID != holdID {
+		return "", airlock.Errorf(airlock.ENOTFOUND, "no push request %q", id)
+	}
+	st, err := ps.status(ctx, r)
+	if err != nil || st != PushApproved {
+		return st, err
+	}
+	if err := ps.take(ctx, id, userID, PushStatement, holdID); err != nil {
+		return PushExpired, nil
+	}
+	return PushApproved, nil
 }
 
 // Subscribe delivers userID's pending challenges, each once, until cancel

@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/testenv"
+	"github.com/airlockhq/airlock/recording"
 )
 
 // wsUpstream is an API server's exec endpoint as far as the gateway can
@@ -351,5 +353,71 @@ func TestExecFramesBeforeTheSwitchNeverReachTheCluster(t *testing.T) {
 	}
 	if got := up.received(); strings.Contains(got, "early-input") {
 		t.Errorf("a frame sent before the switch reached the cluster unfollowed: %q", got)
+	}
+}
+
+// Two terminals in one session are two recordings: each its own file
+// holding only its own input, each named with its SHA-256 in its own
+// k8s.response and both listed in session.ended.
+func TestExecRecordingPerExec(t *testing.T) {
+	ups := []*wsUpstream{newWSUpstream(), newWSUpstream()}
+	var mu sync.Mutex
+	n := 0
+	k := newKubeWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		u := ups[n%2]
+		n++
+		mu.Unlock()
+		u.ServeHTTP(w, r)
+	}))
+	for i, up := range ups {
+		c, code := dialExec(t, k, "command=sh&stdin=true&stdout=true&tty=true")
+		if code != http.StatusSwitchingProtocols {
+			t.Fatalf("exec %d: %d", i+1, code)
+		}
+		c.Write(stdin("typed-in-exec-" + string(rune('1'+i)) + "\n"))
+		c.Write(stdin("last-frame\n"))
+		select {
+		case <-up.done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("exec %d: the upstream did not see the last frame", i+1)
+		}
+		c.Close()
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(k.au.byAction("k8s.response")) == 2 }, "two k8s.response events")
+	k.g.Shutdown(context.Background())
+	sessionIDs := map[string]bool{}
+	seen := map[string]bool{}
+	for _, e := range k.au.byAction("k8s.response") {
+		var d struct {
+			Recording       string `json:"recording"`
+			RecordingSHA256 string `json:"recording_sha256"`
+		}
+		json.Unmarshal(e.Details, &d)
+		sessionIDs[e.SessionID] = true
+		b, err := os.ReadFile(filepath.Join(k.recs, d.Recording+".cast"))
+		if err != nil {
+			t.Fatalf("recording %q of %s: %v", d.Recording, e.Details, err)
+		}
+		if err := recording.Verify(bytes.NewReader(b), d.RecordingSHA256); err != nil {
+			t.Errorf("recording %s: %v", d.Recording, err)
+		}
+		one, two := bytes.Contains(b, []byte("typed-in-exec-1")), bytes.Contains(b, []byte("typed-in-exec-2"))
+		if one == two {
+			t.Errorf("recording %s holds exec 1: %v, exec 2: %v; want exactly one", d.Recording, one, two)
+		}
+		seen[d.Recording] = true
+	}
+	if len(sessionIDs) != 1 || len(seen) != 2 {
+		t.Fatalf("sessions %v, recordings %v: want one session, two recordings", sessionIDs, seen)
+	}
+	ends := k.au.byAction("session.ended")
+	if len(ends) != 1 {
+		t.Fatalf("session.ended events: %d", len(ends))
+	}
+	var d struct{ Recordings []airlock.SessionRecording }
+	json.Unmarshal(ends[0].Details, &d)
+	if len(d.Recordings) != 2 || !seen[d.Recordings[0].ID] || !seen[d.Recordings[1].ID] || d.Recordings[0].SHA256 == "" {
+		t.Fatalf("session.ended lists %+v", d.Recordings)
 	}
 }

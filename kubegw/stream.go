@@ -47,9 +47,10 @@ func execUpgrade(h http.Header) (protocols []string, why string) {
 	return protocols, ""
 }
 
-// Stream follows an exec or attach: with a TTY its terminal goes into the
-// session's recording (output, input and resizes, replayable with
-// `airlock sessions play`); either way the exit status goes into the
+// Stream follows an exec or attach: with a TTY its terminal goes into a
+// recording of its own (output, input and resizes; its id and SHA-256 in
+// the k8s.response event, replayable with `airlock sessions play SESSION
+// --part N`); either way the exit status goes into the
 // k8s.response event; and when the session ends the terminal is told why
 // before the stream is closed.
 func (door) Stream(r *http.Request, t *httpgw.Target, c net.Conn, ss httpgw.StreamSession) net.Conn {
@@ -98,7 +99,8 @@ type execStream struct {
 	headerOK  bool
 
 	mu        sync.Mutex
-	rec       *recording.Writer
+	rec       *recording.Writer // this exec's own recording (with a TTY)
+	recID     string
 	recErr    error
 	cols      int
 	rows      int
@@ -208,7 +210,7 @@ func (e *execStream) fromClient(ch byte, p []byte) {
 	}
 }
 
-// recorderLocked returns the session's recording, opening it on first use
+// recorderLocked returns the exec's recording, opening it on first use
 // with the terminal size known so far (e.mu held).
 func (e *execStream) recorderLocked() *recording.Writer {
 	if e.rec != nil || e.recErr != nil {
@@ -218,7 +220,7 @@ func (e *execStream) recorderLocked() *recording.Writer {
 	if cols == 0 {
 		cols, rows = 80, 24
 	}
-	e.rec, e.recErr = e.ss.Recording(recording.Header{Width: cols, Height: rows, Timestamp: time.Now().Unix(), Title: e.title})
+	e.rec, e.recID, e.recErr = e.ss.NewRecording(recording.Header{Width: cols, Height: rows, Timestamp: time.Now().Unix(), Title: e.title})
 	if e.rec != nil && e.cols != 0 {
 		e.rec.Resize(e.cols, e.rows)
 	}
@@ -249,6 +251,11 @@ func (e *execStream) Close() error {
 		case !e.tty:
 		case e.rec != nil:
 			f["recorded"] = true
+			f["recording"] = e.recID
+			if err := e.rec.Close(); err != nil {
+				f["recording_error"] = "recording incomplete"
+			}
+			f["recording_sha256"] = e.rec.SHA256()
 		case e.recErr != nil:
 			f["recording_error"] = "not recorded"
 		}

@@ -37,6 +37,7 @@ const (
 	KindBreakGlassActivated = "breakglass.activated"
 	KindGrantRevoked        = "grant.revoked"
 	KindGrantExpired        = "grant.expired"
+	KindStatementHeld       = "statement.held"
 )
 
 // Message is one notification. It must not contain secrets: its fields
@@ -54,6 +55,10 @@ type Message struct {
 	ApproveURL string        `json:"approve_url,omitempty"`
 	DenyURL    string        `json:"deny_url,omitempty"`
 	ConsoleURL string        `json:"console_url,omitempty"`
+	// HoldID and Statement: a statement held for approval (its text, at
+	// most 4 KiB, never its parameters).
+	HoldID    string `json:"hold_id,omitempty"`
+	Statement string `json:"statement,omitempty"`
 }
 
 // Notifier delivers messages to channels. Create it with New; set
@@ -484,9 +489,14 @@ func Summary(m Message) string {
 		return fmt.Sprintf("%s's access to %s was revoked", m.User, what)
 	case KindGrantExpired:
 		return fmt.Sprintf("%s's access to %s expired", m.User, what)
+	case KindStatementHeld:
+		return fmt.Sprintf("%s's statement on %s waits for approval (airlock statements approve %s)", m.User, m.Resource, m.HoldID)
 	}
 	return fmt.Sprintf("%s: %s %s%s", m.Kind, m.User, what, dur)
 }
+
+// fence delimits a statement's text in Slack.
+const fence = "```"
 
 // slackEscape escapes text for Slack mrkdwn so user input (a reason)
 // cannot forge links or mentions.
@@ -502,6 +512,9 @@ func slackBody(m Message) ([]byte, error) {
 	}
 	if m.Ticket != "" {
 		text += "\n*Ticket:* " + slackEscape(m.Ticket)
+	}
+	if m.Statement != "" {
+		text += "\n*Statement:*\n" + fence + strings.ReplaceAll(slackEscape(m.Statement), fence, "'''") + fence
 	}
 	blocks := []any{
 		map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": text}},

@@ -460,3 +460,33 @@ func FuzzVerifySignature(f *testing.F) {
 		}
 	})
 }
+
+// A held statement's notification names the hold and carries the
+// statement (escaped, its fences neutralised) and the reason.
+func TestStatementHeldMessage(t *testing.T) {
+	m := Message{Kind: KindStatementHeld, User: "alice", Resource: "prod-db", Access: "write", Reason: "INC-7",
+		HoldID: "hold_1", Statement: "DELETE FROM orders /* ``` <@here> */"}
+	if s := Summary(m); s != "alice's statement on prod-db waits for approval (airlock statements approve hold_1)" {
+		t.Fatalf("summary %q", s)
+	}
+	b, err := slackBody(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Blocks []struct {
+			Text struct{ Text string } `json:"text"`
+		} `json:"blocks"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	text := p.Blocks[0].Text.Text
+	if !strings.Contains(text, "*Statement:*\n```DELETE FROM orders /* ''' &lt;@here&gt; */```") || !strings.Contains(text, "*Reason:* INC-7") {
+		t.Fatalf("slack text %q", text)
+	}
+	j, _ := json.Marshal(m)
+	if !strings.Contains(string(j), `"hold_id":"hold_1"`) || !strings.Contains(string(j), `"statement":"DELETE FROM orders`) {
+		t.Fatalf("webhook body %s", j)
+	}
+}

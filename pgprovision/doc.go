@@ -5,15 +5,13 @@
 // connection limit (Create); at the grant's end every backend of the role
 // is terminated, whatever it connected through, and the role's objects
 // are reassigned to an owner before it is dropped (Drop); List finds the
-// roles it made, for reconciliation.
+// roles it made, for reconciliation. Pools keeps the provisioning
+// connections per resource and credential (pgxpool), so that activation
+// does not log in each time; a rotation or removal closes them.
 //
-// It imports no service: the access service will call it through a small
-// interface defined where it is used. Every identifier is quoted with
-// pgx.Identifier.Sanitize; the only literals written into statements are
-// ones this package generates (a hex password, a timestamp, an integer).
-//
-// Not done yet (see the issue note): the access service calling it when a
-// grant starts and ends, the sealed per-grant password in the store, the
-// gateway logging in as the role, reconciliation with a store lease,
-// `airlock admin resources check`, and `airlock db-credentials`.
+// It imports no service: the access service calls it through
+// access.DBProvisioner (access/ephemeral.go), and cmd/airlock dials it.
+// Every identifier is quoted with pgx.Identifier.Sanitize; the only
+// literals written into statements are ones this package generates (a hex
+// password, a timestamp, an integer).
 package pgprovision

@@ -21,11 +21,20 @@ import (
 // server, logged in as the resource's provisioning role (one with
 // CREATEROLE; PostgreSQL 16 and later also want it to hold the templates
 // WITH ADMIN OPTION — the tests grant that, and run on PostgreSQL 15).
-// Its methods are safe for concurrent use: each opens its own connection.
+// Its methods are safe for concurrent use: each opens its own connection
+// or borrows one from Acquire.
 type Provisioner struct {
 	// Connect opens a connection as the provisioning role to database
 	// db ("" for the provisioning connection's own).
 	Connect func(ctx context.Context, db string) (*pgx.Conn, error)
+	// Acquire, when set, lends a connection as the provisioning role to
+	// its own database, given back with release (Pools.Acquirer): Create,
+	// Terminate, List and the server-wide steps of Drop and DropMany use
+	// it instead of Connect(ctx, "").
+	Acquire func(ctx context.Context) (conn *pgx.Conn, release func(), err error)
+	// BatchSize bounds how many roles one statement of DropMany names;
+	// 0 or less means DefaultBatchSize.
+	BatchSize int
 }
 
 // Role is an ephemeral login role to make.
@@ -46,6 +55,19 @@ func checkName(n string) error {
 		return ErrBadName
 	}
 	return nil
+}
+
+// own returns a connection to the provisioning connection's own
+// database, from Acquire when set, and what gives it back.
+func (p *Provisioner) own(ctx context.Context) (*pgx.Conn, func(), error) {
+	if p.Acquire != nil {
+		return p.Acquire(ctx)
+	}
+	conn, err := p.Connect(ctx, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, func() { conn.Close(context.WithoutCancel(ctx)) }, nil
 }
 
 func ident(n string) string { return pgx.Identifier{n}.Sanitize() }
@@ -97,11 +119,11 @@ func (p *Provisioner) Create(ctx context.Context, r Role) (secrets.Secret, error
 		// may later end its backends (pg_terminate_backend) and reassign or
 		// drop what it owns: CREATEROLE alone allows neither.
 		"; GRANT " + ident(r.Name) + " TO CURRENT_USER"
-	conn, err := p.Connect(ctx, "")
+	conn, release, err := p.own(ctx)
 	if err != nil {
 		return "", fmt.Errorf("pgprovision: connect: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer release()
 	if _, err := conn.Exec(ctx, stmt, pgx.QueryExecModeSimpleProtocol); err != nil {
 		return "", fmt.Errorf("pgprovision: create role %s: %w", r.Name, redact(err, pw))
 	}
@@ -141,11 +163,11 @@ func (p *Provisioner) Terminate(ctx context.Context, role string) (int, error) {
 	if err := checkName(role); err != nil {
 		return 0, err
 	}
-	conn, err := p.Connect(ctx, "")
+	conn, release, err := p.own(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("pgprovision: connect: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer release()
 	if _, err := conn.Exec(ctx, "ALTER ROLE "+ident(role)+" NOLOGIN"); err != nil && !isUndefinedRole(err) {
 		return 0, fmt.Errorf("pgprovision: lock role %s: %w", role, err)
 	}
@@ -176,11 +198,11 @@ func (p *Provisioner) Drop(ctx context.Context, role, owner string, dbs []string
 			return err
 		}
 	}
-	conn, err := p.Connect(ctx, "")
+	conn, release, err := p.own(ctx)
 	if err != nil {
 		return fmt.Errorf("pgprovision: connect: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer release()
 	if _, err := conn.Exec(ctx, "DROP ROLE IF EXISTS "+ident(role)); err != nil {
 		return fmt.Errorf("pgprovision: drop role %s: %w", role, err)
 	}
@@ -214,11 +236,11 @@ func (p *Provisioner) dropOwned(ctx context.Context, db, role, owner string) err
 // List returns the roles on the server whose names start with Prefix:
 // those this package made, for reconciliation.
 func (p *Provisioner) List(ctx context.Context) ([]string, error) {
-	conn, err := p.Connect(ctx, "")
+	conn, release, err := p.own(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("pgprovision: connect: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer release()
 	rows, err := conn.Query(ctx, "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1) ORDER BY rolname", Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("pgprovision: list roles: %w", err)
@@ -233,4 +255,88 @@ func (p *Provisioner) List(ctx context.Context) ([]string, error) {
 func isUndefinedRole(err error) bool {
 	var pe interface{ SQLState() string }
 	return errors.As(err, &pe) && pe.SQLState() == "42704"
+}
+
+// Report is what Inspect found on the server.
+type Report struct {
+	// Provisioner is the role Inspect logged in as; CreateRole reports
+	// whether it has CREATEROLE (it cannot make roles otherwise).
+	Provisioner string
+	CreateRole  bool
+	// Missing are the templates and owner that do not exist.
+	Missing []string
+	// Drift are roles Airlock did not make (no Prefix) that hold a
+	// template's rights: members of it, directly or not, besides the
+	// provisioning role.
+	Drift []Member
+	// Roles are the roles with Prefix (List).
+	Roles []string
+}
+
+// Member is a role holding a template's rights.
+type Member struct{ Role, Template string }
+
+// Inspect reports the provisioning state for templates and owner: whether
+// the provisioning role may create roles, which named roles are missing,
+// and which roles outside Airlock's hold a template's rights.
+func (p *Provisioner) Inspect(ctx context.Context, templates []string, owner string) (*Report, error) {
+	conn, err := p.Connect(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("pgprovision: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rep := &Report{}
+	if err := conn.QueryRow(ctx, `SELECT rolname, rolcreaterole FROM pg_roles WHERE rolname = current_user`).Scan(&rep.Provisioner, &rep.CreateRole); err != nil {
+		return nil, fmt.Errorf("pgprovision: inspect: %w", err)
+	}
+	names := append(append([]string(nil), templates...), owner)
+	rows, err := conn.Query(ctx, `SELECT n FROM unnest($1::text[]) n WHERE n <> '' AND NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = n) ORDER BY n`, names)
+	if err != nil {
+		return nil, fmt.Errorf("pgprovision: inspect: %w", err)
+	}
+	if rep.Missing, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return nil, fmt.Errorf("pgprovision: inspect: %w", err)
+	}
+	rows, err = conn.Query(ctx, `SELECT m.rolname, t.rolname FROM pg_roles t JOIN pg_roles m ON pg_has_role(m.oid, t.oid, 'USAGE')
+		WHERE t.rolname = ANY($1) AND m.oid <> t.oid AND m.rolname <> current_user AND NOT starts_with(m.rolname, $2)
+		AND NOT m.rolsuper ORDER BY 2, 1`, templates, Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("pgprovision: inspect: %w", err)
+	}
+	if rep.Drift, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Member, error) {
+		var m Member
+		return m, r.Scan(&m.Role, &m.Template)
+	}); err != nil {
+		return nil, fmt.Errorf("pgprovision: inspect: %w", err)
+	}
+	conn.Close(ctx)
+	if rep.Roles, err = p.List(ctx); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// NewPassword returns a random password for SetPassword: 256 bits, hex.
+func NewPassword() (secrets.Secret, error) { return newPassword() }
+
+// SetPassword gives the provisioning role itself password pw, sent as a
+// SCRAM-SHA-256 verifier (ALTER ROLE CURRENT_USER): the old one stops
+// working at once.
+func (p *Provisioner) SetPassword(ctx context.Context, pw secrets.Secret) error {
+	if len(pw) < 32 {
+		return errors.New("pgprovision: a provisioning password must be at least 32 characters")
+	}
+	verifier, err := scramVerifier(pw)
+	if err != nil {
+		return fmt.Errorf("pgprovision: password: %w", err)
+	}
+	conn, err := p.Connect(ctx, "")
+	if err != nil {
+		return fmt.Errorf("pgprovision: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "ALTER ROLE CURRENT_USER PASSWORD '"+verifier+"'", pgx.QueryExecModeSimpleProtocol); err != nil {
+		return fmt.Errorf("pgprovision: set the provisioning role's password: %w", redact(err, pw))
+	}
+	return nil
 }

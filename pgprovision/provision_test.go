@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { testenv.RunMain(m) }
 // the templates), templates app_read and app_write and an owner role, as
 // docs would have a DBA do, and returns a Provisioner logged in as the
 // provisioning role.
-func setup(t *testing.T) (*testenv.PG, string, *Provisioner) {
+func setup(t testing.TB) (*testenv.PG, string, *Provisioner) {
 	t.Helper()
 	pg := testenv.Postgres(t)
 	db := pg.NewDatabase(t)
@@ -73,7 +73,29 @@ func roleExists(t *testing.T, pg *testenv.PG, role string) bool {
 }
 
 func TestLifecycle(t *testing.T) {
+	t.Run("connect-each-time", func(t *testing.T) { lifecycle(t, false) })
+	t.Run("pooled", func(t *testing.T) { lifecycle(t, true) })
+}
+
+// usePool makes p borrow its own-database connections from a Pools
+// closed at the end of t, and returns it.
+func usePool(t *testing.T, pg *testenv.PG, db string, p *Provisioner) *Pools {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://prov_%s:provpw@%s:%d/%s?sslmode=disable", strings.TrimPrefix(db, "t_"), pg.Host, pg.Port, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools := &Pools{}
+	t.Cleanup(pools.Close)
+	p.Acquire = pools.Acquirer("r", cfg, "", true)
+	return pools
+}
+
+func lifecycle(t *testing.T, pooled bool) {
 	pg, db, p := setup(t)
+	if pooled {
+		usePool(t, pg, db, p)
+	}
 	ctx := t.Context()
 	sfx := strings.TrimPrefix(db, "t_")
 	role := RoleName("alice", "gr_"+sfx)
@@ -255,5 +277,106 @@ func TestList(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("List = %v; want it to include %s", names, role)
+	}
+}
+
+// TestInspect: the provisioning role's CREATEROLE, missing roles, and
+// roles Airlock did not make that hold a template's rights (drift) — not
+// Airlock's own, not the provisioning role.
+func TestInspect(t *testing.T) {
+	pg, db, p := setup(t)
+	ctx := t.Context()
+	sfx := strings.TrimPrefix(db, "t_")
+	read, write, owner := "app_read_"+sfx, "app_write_"+sfx, "app_owner_"+sfx
+	role := RoleName("dave", "gr_i"+sfx)
+	if _, err := p.Create(ctx, Role{Name: role, Template: read, ValidTo: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Drop(context.Background(), role, "", []string{db}) })
+	pg.Exec(t, db, fmt.Sprintf(`CREATE ROLE legacy_%[1]s LOGIN; GRANT %[2]s TO legacy_%[1]s;`, sfx, write))
+	rep, err := p.Inspect(ctx, []string{read, write, "nosuch_" + sfx}, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.CreateRole || rep.Provisioner != "prov_"+sfx {
+		t.Fatalf("provisioner %q createrole %v", rep.Provisioner, rep.CreateRole)
+	}
+	if len(rep.Missing) != 1 || rep.Missing[0] != "nosuch_"+sfx {
+		t.Fatalf("missing %v", rep.Missing)
+	}
+	if len(rep.Drift) != 1 || rep.Drift[0] != (Member{Role: "legacy_" + sfx, Template: write}) {
+		t.Fatalf("drift %v, want legacy_%s in %s only", rep.Drift, sfx, write)
+	}
+	found := false
+	for _, r := range rep.Roles {
+		found = found || r == role
+	}
+	if !found {
+		t.Fatalf("roles %v lack %s", rep.Roles, role)
+	}
+}
+
+// TestSetPassword: the provisioning role's new password works and the old
+// one does not.
+func TestSetPassword(t *testing.T) {
+	pg, db, p := setup(t)
+	ctx := t.Context()
+	sfx := strings.TrimPrefix(db, "t_")
+	pw, err := NewPassword()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetPassword(ctx, pw); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := login(ctx, pg, db, "prov_"+sfx, "provpw", "old"); err == nil {
+		c.Close(ctx)
+		t.Fatal("the old provisioning password still works")
+	}
+	c, err := login(ctx, pg, db, "prov_"+sfx, pw.Reveal(), "new")
+	if err != nil {
+		t.Fatalf("the new provisioning password: %v", err)
+	}
+	c.Close(ctx)
+}
+
+// TestPoolsClose: Forget and Close end the kept connections; after Close
+// no connection is lent.
+func TestPoolsClose(t *testing.T) {
+	pg, db, p := setup(t)
+	pools := usePool(t, pg, db, p)
+	ctx := t.Context()
+	su, err := pgx.Connect(ctx, pg.DSN(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close(context.Background())
+	prov := "prov_" + strings.TrimPrefix(db, "t_")
+	kept := func() int {
+		var n int
+		if err := su.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", prov).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if _, err := p.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := kept(); n != 1 {
+		t.Fatalf("%d connections kept after List; want 1", n)
+	}
+	pools.Forget("r")
+	if !testenv.Poll(10*time.Second, func() bool { return kept() == 0 }) {
+		t.Fatalf("%d connections still open after Forget", kept())
+	}
+	if _, err := p.List(ctx); err != nil {
+		t.Fatalf("List after Forget: %v; want a new pool", err)
+	}
+	pools.Close()
+	if !testenv.Poll(10*time.Second, func() bool { return kept() == 0 }) {
+		t.Fatalf("%d connections still open after Close", kept())
+	}
+	if _, err := p.List(ctx); err == nil {
+		t.Fatal("List after Close succeeded; want refused")
 	}
 }

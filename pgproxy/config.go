@@ -49,6 +49,9 @@ type Config struct {
 	Audit airlock.AuditPipeline
 	// Sessions records session rows (optional; nil records nothing).
 	Sessions SessionRecorder
+	// Holder asks for the approvals of held statements (require_mfa,
+	// require_approval, hold.go). Nil: every held statement is refused.
+	Holder Holder
 
 	// Logger receives operational logs (default: discard).
 	Logger *slog.Logger
@@ -123,6 +126,9 @@ type Target struct {
 	// (SCRAM-SHA-256, MD5 or trust upstream). Never shown to the client.
 	UpstreamUser     string
 	UpstreamPassword secrets.Secret
+	// ApplicationName, when set, is the upstream application_name in
+	// place of the client's (airlock:<user>:<grant> for ephemeral roles).
+	ApplicationName string
 	// UpstreamTLS, when non-nil, makes the upstream connection TLS
 	// (required: a server that refuses TLS fails the connect).
 	UpstreamTLS *tls.Config

@@ -44,7 +44,9 @@
 // session_authorization, search_path, replication — is refused before the
 // token is asked for, with FATAL 28000 "airlock: the startup parameter "…"
 // is not allowed through the gateway; set it with SET after connecting
-// (allowed at startup: …)".
+// (allowed at startup: …)". A Target with ApplicationName set (a
+// resource with ephemeral credentials: airlock:<user>:<grant>) replaces
+// the client's application_name upstream.
 //
 // Clients get their own random BackendKeyData; a CancelRequest carrying
 // it is forwarded to the upstream backend with the upstream's key, which

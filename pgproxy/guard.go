@@ -30,7 +30,7 @@ const sqlstateDenied = "42501"
 
 // parser is the gateways' shared statement parser, made at the first
 // session with guardrails (its WebAssembly instance takes about a second
-// to compile; Gateway.New warms it when Config.WarmGuard is set).
+// to compile; WarmGuard makes it ahead of time).
 var parser = sync.OnceValue(func() *sqlguard.Parser { return sqlguard.NewParser(0) })
 
 // maxPrepared bounds the SQL-level PREPAREs a session remembers (their
@@ -41,6 +41,9 @@ const maxPrepared = 10000
 // guard is a session's guardrails state, owned by c2s.
 type guard struct {
 	rules *policy.Statements
+	// holds: some rule holds statements (the client writer is then
+	// shared with notices, hold.go).
+	holds bool
 	// prepared are the SQL-level PREPAREs forwarded, by name, for the
 	// EXECUTEs that name them.
 	prepared map[string]*sqlguard.Statement
@@ -50,36 +53,75 @@ func newGuard(rules *policy.Statements) *guard {
 	if rules == nil {
 		return nil
 	}
-	return &guard{rules: rules, prepared: map[string]*sqlguard.Statement{}}
+	g := &guard{rules: rules, prepared: map[string]*sqlguard.Statement{}}
+	for _, r := range rules.Rules {
+		g.holds = g.holds || policy.IsHold(r.Action)
+	}
+	return g
 }
 
 // decide classifies text and applies the rules; allowed PREPAREs are
 // remembered for their EXECUTEs.
-func (g *guard) decide(text string) sqlguard.Verdict {
+func (g *guard) decide(text string) sqlguard.Verdict { return g.decideNamed(text, "") }
+
+// decideNamed is decide for a query string, or (parseName set) for the
+// text of a protocol Parse of that name, which is then remembered too: an
+// SQL EXECUTE may name a statement the protocol prepared. A statement a
+// rule holds that cannot be remembered (past maxPrepared) is denied, so
+// that no EXECUTE of it can run unheld.
+func (g *guard) decideNamed(text, parseName string) sqlguard.Verdict {
 	stmts, err := parser().Parse(text)
 	v := sqlguard.Decide(g.rules, stmts, err, func(name string) (*sqlguard.Statement, bool) {
 		st, ok := g.prepared[name]
 		return st, ok
 	})
-	if v.Action != policy.StatementDeny {
-		for i := range stmts {
-			if st := &stmts[i]; st.Prepared != nil && len(g.prepared) < maxPrepared {
-				g.prepared[st.Prepare] = st.Prepared
-			}
+	if v.Action == policy.StatementDeny {
+		return v
+	}
+	forgotten := false
+	remember := func(name string, st *sqlguard.Statement) {
+		if _, ok := g.prepared[name]; ok || len(g.prepared) < maxPrepared {
+			g.prepared[name] = st
+		} else {
+			forgotten = true
 		}
+	}
+	for i := range stmts {
+		if st := &stmts[i]; st.Prepared != nil {
+			remember(st.Prepare, st.Prepared)
+		}
+	}
+	if parseName != "" && len(stmts) == 1 && stmts[0].Prepared == nil && stmts[0].Execute == "" {
+		remember(parseName, &stmts[0])
+	}
+	if forgotten && policy.IsHold(v.Action) {
+		return sqlguard.Verdict{Action: policy.StatementDeny, Rule: v.Rule, Statement: v.Statement, Class: v.Class,
+			Message: "too many prepared statements in this session to hold another one"}
 	}
 	return v
 }
 
 // guardStatement decides one statement text of a client message. It
 // returns the message the client is told when the statement is denied
-// (else ""), and the db.guard event to submit after the statement's own
-// db.query when a rule (or on_unknown) made the decision.
-func (s *session) guardStatement(stmt int64, text []byte) (string, *airlock.Event) {
+// (else ""), the db.guard event to submit after the statement's own
+// db.query when a rule (or on_unknown) made the decision, and, for a
+// statement a rule holds (require_mfa, require_approval), the verdict to
+// hold it by (hold.go).
+func (s *session) guardStatement(stmt int64, text []byte) (string, *airlock.Event, *sqlguard.Verdict) {
+	return s.guardNamed(stmt, text, "")
+}
+
+// guardNamed is guardStatement for a protocol Parse of statement parseName.
+func (s *session) guardNamed(stmt int64, text []byte, parseName string) (string, *airlock.Event, *sqlguard.Verdict) {
 	if s.guard == nil {
-		return "", nil
+		return "", nil, nil
 	}
-	return s.verdictEvent(stmt, s.guard.decide(string(text)))
+	v := s.guard.decideNamed(string(text), parseName)
+	if policy.IsHold(v.Action) {
+		return "", nil, &v
+	}
+	denied, e := s.verdictEvent(stmt, v)
+	return denied, e, nil
 }
 
 // verdictEvent is the db.guard event of a decision a rule or on_unknown
@@ -93,14 +135,7 @@ func (s *session) verdictEvent(stmt int64, v sqlguard.Verdict) (string, *airlock
 	if v.Action == policy.StatementDeny {
 		outcome = airlock.OutcomeDenied
 	}
-	e := s.event("db.guard", outcome, struct {
-		Stmt    int64  `json:"stmt"`
-		Rule    string `json:"rule"`
-		Action  string `json:"action"`
-		Class   string `json:"class"`
-		Why     string `json:"why,omitempty"`
-		Message string `json:"message,omitempty"`
-	}{stmt, v.Rule, v.Action, string(v.Class), v.Why, v.Message})
+	e := s.event("db.guard", outcome, guardDetails{Stmt: stmt, Rule: v.Rule, Action: v.Action, Class: string(v.Class), Why: v.Why, Message: v.Message})
 	if v.Action != policy.StatementDeny {
 		return "", &e
 	}
@@ -160,6 +195,17 @@ func appendMsg(b []byte, typ byte, body []byte) []byte {
 	b = append(b, typ, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(b[len(b)-4:], uint32(4+len(body)))
 	return append(b, body...)
+}
+
+// decidePrepared decides a Bind of a statement the session prepared with
+// SQL PREPARE (the protocol's Bind may name it): as the statement it
+// prepared. ok is false when name is not such a statement.
+func (g *guard) decidePrepared(name string) (sqlguard.Verdict, bool) {
+	st, ok := g.prepared[name]
+	if !ok {
+		return sqlguard.Verdict{}, false
+	}
+	return sqlguard.Decide(g.rules, []sqlguard.Statement{*st}, nil, nil), true
 }
 
 // guardFunctionCall decides a fast-path FunctionCall: its function is an

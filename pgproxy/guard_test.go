@@ -24,3 +24,33 @@ func TestGuardPreparedBounded(t *testing.T) {
 		t.Fatalf("EXECUTE past the bound: %+v", v)
 	}
 }
+
+// An SQL EXECUTE of a statement the protocol prepared is decided as that
+// statement (so a held one is held, even with on_unknown: allow), and a
+// held statement the session can no longer remember is denied rather than
+// left to run unheld through EXECUTE.
+func TestGuardHoldsThroughExecute(t *testing.T) {
+	rules := &policy.Statements{OnUnknown: policy.StatementAllow, Rules: []policy.StatementRule{
+		{Name: "wipe", Forms: []string{"no_where"}, Action: policy.StatementRequireApproval},
+	}}
+	g := newGuard(rules)
+	if v := g.decideNamed("DELETE FROM t", "x"); v.Action != policy.StatementRequireApproval {
+		t.Fatalf("Parse x: %+v", v)
+	}
+	if v := g.decide("EXECUTE x"); v.Action != policy.StatementRequireApproval || v.Rule != "wipe" {
+		t.Fatalf("EXECUTE of a protocol-prepared held statement: %+v", v)
+	}
+	for i := len(g.prepared); i < maxPrepared; i++ {
+		g.decide("PREPARE p" + strconv.Itoa(i) + " AS SELECT 1")
+	}
+	if v := g.decide("PREPARE late AS DELETE FROM t"); v.Action != policy.StatementDeny {
+		t.Fatalf("a held PREPARE past the bound: %+v", v)
+	}
+	if v := g.decideNamed("DELETE FROM t", "late2"); v.Action != policy.StatementDeny {
+		t.Fatalf("a held Parse past the bound: %+v", v)
+	}
+	// Re-preparing a remembered name is not past the bound.
+	if v := g.decideNamed("DELETE FROM t", "x"); v.Action != policy.StatementRequireApproval {
+		t.Fatalf("Parse x again: %+v", v)
+	}
+}

@@ -93,7 +93,13 @@ func (s *session) s2c() airlock.EndReason {
 	p := &s.s2cPipe
 	for {
 		if s.t.StrictAudit {
+			if s.holdable {
+				s.cwMu.Lock()
+			}
 			s.strictBoundary()
+			if s.holdable {
+				s.cwMu.Unlock()
+			}
 		}
 		if s.killedFlag.Load() {
 			return ""
@@ -102,62 +108,81 @@ func (s *session) s2c() airlock.EndReason {
 		if err != nil {
 			return s.s2cErr(err)
 		}
-		total := 5 + body
-		s.bytesOut.Add(int64(total))
-		switch typ {
-		case 'C', 'E':
-			if total > 1<<20 {
-				break // not worth buffering: relay as is below
-			}
-			b, err := p.whole(total)
-			if err != nil {
-				return s.s2cErr(err)
-			}
-			if typ == 'C' {
-				s.commandComplete(b[5:])
-			} else if r := s.errorResponse(b[5:]); r != nil {
-				b = r
-			}
-			_, err = p.w.Write(b)
-			p.consume(total)
-			if err != nil {
-				return s.s2cErr(err)
-			}
-			continue
-		case 'Z':
-			if body == 1 {
-				b, err := p.peek(6, true)
-				if err != nil {
-					return s.s2cErr(err)
-				}
-				s.upTx = b[5]
-			}
-			s.copyDir = ""
-			s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'E' },
-				func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' })
-		case '1':
-			s.requests.pop(never, func(u unit) bool { return u.kind == 'P' })
-		case 'I', 's':
-			s.requests.pop(never, func(u unit) bool { return u.kind == 'E' })
-		case 'G', 'H', 'W':
-			if u, ok := s.requests.head(); ok {
-				s.copyStmt = u.stmt
-			}
-			switch typ {
-			case 'G':
-				s.copyDir = "in"
-			case 'H':
-				s.copyDir = "out"
-			default:
-				s.copyDir = "both"
-			}
+		if s.holdable {
+			// A notice of a held statement waits for this message's end.
+			s.cwMu.Lock()
+			p.inMsg = true
 		}
-		s.s2cMid = true
-		if err := p.forward(body); err != nil {
+		r := s.s2cMessage(p, typ, body)
+		if s.holdable {
+			p.inMsg = false
+			s.cwMu.Unlock()
+		}
+		if r != "" {
+			return r
+		}
+	}
+}
+
+// s2cMessage relays one server message whose header is next in p. It
+// returns an end reason when the relay must stop.
+func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
+	total := 5 + body
+	s.bytesOut.Add(int64(total))
+	switch typ {
+	case 'C', 'E':
+		if total > 1<<20 {
+			break // not worth buffering: relay as is below
+		}
+		b, err := p.whole(total)
+		if err != nil {
 			return s.s2cErr(err)
 		}
-		s.s2cMid = false
+		if typ == 'C' {
+			s.commandComplete(b[5:])
+		} else if r := s.errorResponse(b[5:]); r != nil {
+			b = r
+		}
+		_, err = p.w.Write(b)
+		p.consume(total)
+		if err != nil {
+			return s.s2cErr(err)
+		}
+		return ""
+	case 'Z':
+		if body == 1 {
+			b, err := p.peek(6, true)
+			if err != nil {
+				return s.s2cErr(err)
+			}
+			s.upTx = b[5]
+		}
+		s.copyDir = ""
+		s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'E' },
+			func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' })
+	case '1':
+		s.requests.pop(never, func(u unit) bool { return u.kind == 'P' })
+	case 'I', 's':
+		s.requests.pop(never, func(u unit) bool { return u.kind == 'E' })
+	case 'G', 'H', 'W':
+		if u, ok := s.requests.head(); ok {
+			s.copyStmt = u.stmt
+		}
+		switch typ {
+		case 'G':
+			s.copyDir = "in"
+		case 'H':
+			s.copyDir = "out"
+		default:
+			s.copyDir = "both"
+		}
 	}
+	s.s2cMid = true
+	if err := p.forward(body); err != nil {
+		return s.s2cErr(err)
+	}
+	s.s2cMid = false
+	return ""
 }
 
 func (s *session) s2cErr(err error) airlock.EndReason {

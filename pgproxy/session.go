@@ -60,8 +60,15 @@ type session struct {
 	// (both owned by c2s).
 	guard       *guard
 	replacement []byte
-	s2cMid      bool        // s2c stopped inside a message
-	strict      strictState // with StrictAudit (strict.go)
+	s2cMid      bool // s2c stopped inside a message
+	// cwMu: when a rule holds statements (holdable), s2c holds cwMu while
+	// it writes a message to the client, and notices take it to write
+	// between messages (hold.go). holding: a statement is held (the
+	// session is not idle).
+	cwMu     sync.Mutex
+	holdable bool
+	holding  atomic.Bool
+	strict   strictState // with StrictAudit (strict.go)
 
 	bytesIn, bytesOut, statements atomic.Int64
 	activity                      atomic.Int64
@@ -99,6 +106,7 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 		guard:    newGuard(t.Statements),
 	}
 	s.receipts = s.newReceipts()
+	s.holdable = s.guard != nil && s.guard.holds
 	s.info = airlock.Session{
 		ID: s.id, GrantID: t.GrantID, UserID: t.UserID, UserName: t.UserName,
 		Resource: t.Resource, Kind: airlock.KindPostgres, Access: t.Access,
@@ -129,6 +137,9 @@ func (s *session) attachUpstream(up *upstream) {
 	s.uw = bufio.NewWriterSize(up.conn, writeBufSize)
 	s.c2sPipe = pipe{r: s.cr, w: s.uw, from: s.client, killed: s.killedFlag.Load, onBlock: s.touch}
 	s.s2cPipe = pipe{r: s.ur, w: s.cw, from: up.conn, retryOnKill: true, killed: s.killedFlag.Load, onBlock: s.touch}
+	if s.holdable {
+		s.s2cPipe.wmu = &s.cwMu
+	}
 	if s.killedFlag.Load() {
 		s.interrupt()
 	}
@@ -176,7 +187,7 @@ func isTLS(c net.Conn) bool {
 // moved since the last check and no request is in flight.
 func (s *session) checkIdle() {
 	a := s.activity.Load()
-	if a != s.idleSeen || s.requests.busy() {
+	if a != s.idleSeen || s.requests.busy() || s.holding.Load() {
 		s.idleSeen = a
 		s.idleTimer.Reset(s.t.IdleTimeout)
 		return

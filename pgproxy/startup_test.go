@@ -124,3 +124,16 @@ func FuzzStartupParams(f *testing.F) {
 		}
 	})
 }
+
+// TestUpstreamApplicationName: a target's ApplicationName replaces the
+// client's application_name upstream, whatever its case.
+func TestUpstreamApplicationName(t *testing.T) {
+	params := map[string]string{"Application_Name": "psql", "client_encoding": "UTF8"}
+	up := upstreamParams(&Target{ApplicationName: "airlock:alice:gr_1"}, params)
+	if len(up) != 2 || up["application_name"] != "airlock:alice:gr_1" || up["client_encoding"] != "UTF8" {
+		t.Fatalf("upstream params %v", up)
+	}
+	if up := upstreamParams(&Target{}, params); up["Application_Name"] != "psql" {
+		t.Fatalf("without ApplicationName the client's is kept: %v", up)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/policy"
+	"github.com/airlockhq/airlock/sqlguard"
 )
 
 // statements is a session's statement bookkeeping, owned by the
@@ -21,12 +23,18 @@ type statements struct {
 type stmtInfo struct {
 	no   int64
 	text stmtText
+	// hold is the verdict of a statement a rule holds: each Execute of a
+	// portal bound to it is held (hold.go).
+	hold *sqlguard.Verdict
+	raw  string // the text, kept for holds only (shown to approvers)
 }
 
 // portalInfo is a bound portal.
 type portalInfo struct {
 	stmt   string
 	params []*string
+	hold   *sqlguard.Verdict
+	raw    string
 }
 
 // inspect audits a client message before it is forwarded. It reports
@@ -43,7 +51,10 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		d := queryJSON[[]byte]{kind: "query", stmt: s.stmts.no}
 		d.text, d.truncated, d.textBytes, d.sha256 = cutText(text)
 		e := queryEvent(s, &d)
-		denied, ge := s.guardStatement(s.stmts.no, text)
+		denied, ge, hold := s.guardStatement(s.stmts.no, text)
+		if hold != nil {
+			denied, ge = s.holdStatement(s.stmts.no, *hold, text)
+		}
 		if denied != "" {
 			e.Outcome = airlock.OutcomeDenied
 			s.replacement = deniedQuery()
@@ -67,7 +78,12 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		d := queryJSON[string]{kind: "parse", stmt: st.no, name: key}
 		d.setText(st.text)
 		e := queryEvent(s, &d)
-		denied, ge := s.guardStatement(st.no, text)
+		denied, ge, hold := s.guardNamed(st.no, text, key)
+		if hold != nil {
+			// Decided at Parse, held at each Execute: the server may hold
+			// the statement, it runs only when a portal of it is executed.
+			st.hold, st.raw = hold, string(text)
+		}
 		if denied != "" {
 			// Decided at Parse: the server never holds the statement, so no
 			// Execute can run it.
@@ -86,7 +102,18 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if !ok {
 			return false
 		}
+		if string(portal) == deniedPortal {
+			return false // reserved for refused Executes
+		}
 		pi := portalInfo{stmt: string(stmt)}
+		if st := s.stmts.prepared[pi.stmt]; st != nil {
+			pi.hold, pi.raw = st.hold, st.raw
+		} else if s.guard != nil {
+			// A statement SQL PREPAREd: Bind may name it too.
+			if v, ok := s.guard.decidePrepared(pi.stmt); ok && policy.IsHold(v.Action) {
+				pi.hold, pi.raw = &v, v.Statement
+			}
+		}
 		if s.t.LogParameters {
 			if pi.params, ok = bindParams(rest); !ok {
 				return false
@@ -106,9 +133,19 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		}
 		s.stmts.no++
 		d.stmt = s.stmts.no
-		s.requests.push(unit{kind: 'E', stmt: s.stmts.no})
 		s.countStatement()
-		s.submit(queryEvent(s, &d))
+		e := queryEvent(s, &d)
+		denied, ge := "", (*airlock.Event)(nil)
+		if pi.hold != nil {
+			denied, ge = s.holdStatement(s.stmts.no, *pi.hold, []byte(pi.raw))
+			if denied != "" {
+				e.Outcome = airlock.OutcomeDenied
+				s.replacement = deniedExecute()
+			}
+		}
+		s.requests.push(unit{kind: 'E', stmt: s.stmts.no, denied: denied})
+		s.submit(e)
+		s.submitGuard(ge)
 	case 'C':
 		if len(body) < 2 {
 			return false

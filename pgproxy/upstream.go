@@ -371,6 +371,14 @@ func upstreamParams(t *Target, params map[string]string) map[string]string {
 	if t.ReadOnly {
 		p["default_transaction_read_only"] = "on"
 	}
+	if t.ApplicationName != "" {
+		for k := range p {
+			if strings.EqualFold(k, "application_name") {
+				delete(p, k)
+			}
+		}
+		p["application_name"] = t.ApplicationName
+	}
 	return p
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -40,6 +41,11 @@ type pipe struct {
 
 	scratch []byte
 	onBlock func() // called before a read that may block
+
+	// wmu, when set, guards w: the pipe's own flushes between messages
+	// take it (inMsg: the relay holds it already, inside a message).
+	wmu   *sync.Mutex
+	inMsg bool
 }
 
 // mayBlock flushes pending output when fewer than n bytes are buffered,
@@ -50,6 +56,10 @@ func (p *pipe) mayBlock(n int) error {
 	}
 	if p.onBlock != nil {
 		p.onBlock()
+	}
+	if p.wmu != nil && !p.inMsg {
+		p.wmu.Lock()
+		defer p.wmu.Unlock()
 	}
 	if p.w.Buffered() > 0 {
 		return p.w.Flush()

@@ -150,7 +150,7 @@ func (d *decoder) testCase(n *yaml.Node) (Case, bool) {
 	}
 	if v, ok := f["expect"]; ok {
 		if c.Statement != "" {
-			c.Expect = d.enum(v.v, what+": expect", StatementAllow, StatementDeny, StatementAuditOnly)
+			c.Expect = d.enum(v.v, what+": expect", statementActions...)
 		} else {
 			c.Expect = d.enum(v.v, what+": expect", ExpectAllow, ExpectDeny, ExpectAutoApprove, ExpectApproval)
 		}

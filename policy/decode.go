@@ -225,7 +225,7 @@ func (d *decoder) duration(n *yaml.Node, what string) time.Duration {
 	if !ok {
 		return 0
 	}
-	v, err := parseDuration(s)
+	v, err := airlock.ParseDuration(s)
 	if err != nil {
 		d.errf(n, "%s: invalid duration %q (use e.g. 30m, 1h, 1h30m, 7d)", what, s)
 		return 0
@@ -235,22 +235,6 @@ func (d *decoder) duration(n *yaml.Node, what string) time.Duration {
 		return 0
 	}
 	return v
-}
-
-// parseDuration is time.ParseDuration plus a whole-days form "7d".
-func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && !strings.ContainsAny(days, "hmsun.µ") {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 || n > 3650 {
-			return 0, fmt.Errorf("bad day count %q", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, err
-	}
-	return v, nil
 }
 
 func (d *decoder) enum(n *yaml.Node, what string, options ...string) string {

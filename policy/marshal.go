@@ -173,6 +173,7 @@ func (s SessionSpec) node() *yaml.Node {
 	m.add("audit", strNode(s.Audit))
 	m.add("log_parameters", boolPtrNode(s.LogParameters))
 	m.add("token_uses", intNode(s.TokenUses))
+	m.add("direct_credentials", boolPtrNode(s.DirectCredentials))
 	return m.node()
 }
 
@@ -195,6 +196,14 @@ func (r ResourceSpec) node() *yaml.Node {
 			c.add(k, cm.n)
 		}
 		m.add("credentials", c.node())
+	}
+	if cr := r.Provisioner; cr != nil {
+		cm := newMap()
+		cm.n.Style = yaml.FlowStyle
+		cm.add("user", strNode(cr.User))
+		cm.add("password_env", strNode(cr.PasswordEnv))
+		cm.add("password_file", strNode(cr.PasswordFile))
+		m.add("provisioner", cm.n)
 	}
 	m.add("logins", listNode(r.Logins))
 	m.add("host_key", strNode(r.HostKey))

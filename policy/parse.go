@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -276,7 +277,7 @@ func (d *decoder) freshness(n *yaml.Node, what string) Freshness {
 
 func (d *decoder) session(n *yaml.Node, what string) SessionSpec {
 	var s SessionSpec
-	f := d.mapping(n, what, "record", "idle_timeout", "max_concurrent", "audit", "log_parameters", "token_uses")
+	f := d.mapping(n, what, "record", "idle_timeout", "max_concurrent", "audit", "log_parameters", "token_uses", "direct_credentials")
 	if f == nil {
 		return s
 	}
@@ -298,12 +299,25 @@ func (d *decoder) session(n *yaml.Node, what string) SessionSpec {
 	if v, ok := f["token_uses"]; ok {
 		s.TokenUses = d.integer(v.v, what+".token_uses", 1)
 	}
+	if v, ok := f["direct_credentials"]; ok {
+		s.DirectCredentials = d.boolPtr(v.v, what+".direct_credentials")
+	}
 	return s
 }
 
 // postgresOptionNames are the options a postgres resource takes. Others
 // are refused: a misspelt sslmode must not silently mean plaintext.
-var postgresOptionNames = []string{"database", "databases", "read_only", "sslmode", "sslrootcert", "allow_cleartext_password"}
+var postgresOptionNames = []string{"database", "databases", "read_only", "sslmode", "sslrootcert", "allow_cleartext_password",
+	"credentials", "owner", "connection_limit", TemplatePrefix + "LEVEL"}
+
+// maxRoleName is PostgreSQL's limit on a role name (NAMEDATALEN-1).
+const maxRoleName = 63
+
+// validRoleName reports whether n can name a template or owner role: not
+// empty, at most 63 bytes, no NUL (it is quoted wherever it is used).
+func validRoleName(n string) bool {
+	return n != "" && len(n) <= maxRoleName && !strings.ContainsRune(n, 0)
+}
 
 // listOptions decodes options given as a YAML list (databases: [a, b])
 // into the comma-separated form options hold, and returns n with each
@@ -336,6 +350,9 @@ func listOptions(d *decoder, n *yaml.Node, what string, names ...string) *yaml.N
 func postgresOptions(d *decoder, n *yaml.Node, what string, opts map[string]string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i].Value
+		if l, ok := strings.CutPrefix(k, TemplatePrefix); ok && l != "" {
+			continue
+		}
 		if !slices.Contains(postgresOptionNames, k) {
 			d.errf(n.Content[i], "%s: unknown option %q (postgres and mysql resources take %s)", what, k, strings.Join(postgresOptionNames, ", "))
 		}
@@ -349,6 +366,7 @@ func postgresOptions(d *decoder, n *yaml.Node, what string, opts map[string]stri
 	if v, ok := opts["allow_cleartext_password"]; ok && v != "true" && v != "false" {
 		d.errf(n, "%s: allow_cleartext_password must be true or false, not %q", what, v)
 	}
+	ephemeralOptions(d, n, what, opts)
 	if v, ok := opts["databases"]; ok {
 		for _, db := range strings.Split(v, ",") {
 			if db == "" || len(db) > 63 {
@@ -359,9 +377,51 @@ func postgresOptions(d *decoder, n *yaml.Node, what string, opts map[string]stri
 	}
 }
 
+// ephemeralOptions checks the options of ephemeral credentials
+// (credentials, owner, connection_limit, template_LEVEL): incomplete
+// configuration is refused, never guessed.
+func ephemeralOptions(d *decoder, n *yaml.Node, what string, opts map[string]string) {
+	mode, ok := opts["credentials"]
+	if ok && mode != "static" && mode != CredentialsEphemeral {
+		d.errf(n, "%s: credentials must be static or ephemeral, not %q", what, mode)
+		return
+	}
+	var templates int
+	for k, v := range opts {
+		l, ok := strings.CutPrefix(k, TemplatePrefix)
+		if !ok || l == "" {
+			continue
+		}
+		templates++
+		if !validName(l) {
+			d.errf(n, "%s: %s names an invalid access level %q", what, k, l)
+		}
+		if !validRoleName(v) {
+			d.errf(n, "%s: %s must name a role of at most %d bytes", what, k, maxRoleName)
+		}
+	}
+	if mode != CredentialsEphemeral {
+		if templates > 0 || opts["owner"] != "" || opts["connection_limit"] != "" {
+			d.errf(n, "%s: template_LEVEL, owner and connection_limit need credentials: ephemeral", what)
+		}
+		return
+	}
+	if templates == 0 {
+		d.errf(n, "%s: credentials: ephemeral needs a template role per access level (template_read: app_read)", what)
+	}
+	if o, ok := opts["owner"]; !ok || !validRoleName(o) {
+		d.errf(n, "%s: credentials: ephemeral needs owner: the role that keeps what a grant's role created (REASSIGN OWNED), at most %d bytes", what, maxRoleName)
+	}
+	if v, ok := opts["connection_limit"]; ok {
+		if c, err := strconv.Atoi(v); err != nil || c < 1 || c > 10000 {
+			d.errf(n, "%s: connection_limit must be an integer from 1 to 10000, not %q", what, v)
+		}
+	}
+}
+
 func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 	var r ResourceSpec
-	f := d.mapping(n, "resource", "name", "kind", "addr", "labels", "options", "credentials", "logins", "host_key")
+	f := d.mapping(n, "resource", "name", "kind", "addr", "labels", "options", "credentials", "logins", "host_key", "provisioner")
 	if f == nil {
 		return r, false
 	}
@@ -426,7 +486,24 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 		}
 		r.HostKey = d.str(v.v, what+": host_key")
 	}
-	if airlock.IsDatabaseKind(r.Kind) && len(r.Credentials) == 0 {
+	if v, ok := f["provisioner"]; ok {
+		c := d.credential(v.v, what+": provisioner")
+		r.Provisioner = &c
+	}
+	switch {
+	case r.Ephemeral():
+		if r.Kind != airlock.KindPostgres {
+			d.errf(n, "%s: credentials: ephemeral is for postgres resources only (for now)", what)
+		}
+		if r.Provisioner == nil {
+			d.errf(n, "%s: credentials: ephemeral needs a provisioner ({user, password_env|password_file}: a role with CREATEROLE)", what)
+		}
+		if len(r.Credentials) > 0 {
+			d.errf(n, "%s: credentials: ephemeral makes a login per grant; remove the standing credentials (access levels are template_LEVEL options)", what)
+		}
+	case r.Provisioner != nil:
+		d.errf(n, "%s: provisioner needs options credentials: ephemeral", what)
+	case airlock.IsDatabaseKind(r.Kind) && len(r.Credentials) == 0:
 		d.errf(n, "%s: a %s resource needs credentials (access level -> {user, password_env|password_file})", what, r.Kind)
 	}
 	if r.Kind == airlock.KindSSH && len(r.Logins) == 0 {

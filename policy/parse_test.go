@@ -51,7 +51,25 @@ func TestParseErrors(t *testing.T) {
 		{"empty-access", "version: 1\nrules:\n  - name: r\n    who: {users: [a]}\n    resources: {names: [db]}\n    access: []\n", `access lists no access level`},
 		{"no-name", "version: 1\nrules:\n  - who: {users: [a]}\n", `3:5: error: rule needs a name`},
 		{"pg-unknown-option", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {ssl_mode: verify-full}}\n",
-			`3:57: error: resource db: unknown option "ssl_mode" (postgres and mysql resources take database, databases, read_only, sslmode, sslrootcert, allow_cleartext_password)`},
+			`3:57: error: resource db: unknown option "ssl_mode" (postgres and mysql resources take database, databases, read_only, sslmode, sslrootcert, allow_cleartext_password, credentials, owner, connection_limit, template_LEVEL)`},
+		{"pg-ephemeral-no-provisioner", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {credentials: ephemeral, owner: app_owner, template_read: app_read}}\n",
+			`error: resource db: credentials: ephemeral needs a provisioner`},
+		{"pg-ephemeral-no-owner", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {credentials: ephemeral, template_read: app_read}, provisioner: {user: p, password_env: P}}\n",
+			`error: resource db: credentials: ephemeral needs owner`},
+		{"pg-ephemeral-no-template", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {credentials: ephemeral, owner: o}, provisioner: {user: p, password_env: P}}\n",
+			`error: resource db: credentials: ephemeral needs a template role per access level`},
+		{"pg-ephemeral-and-standing", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {credentials: ephemeral, owner: o, template_read: r}, provisioner: {user: p, password_env: P}, credentials: {read: {user: ro, password_env: RO}}}\n",
+			`remove the standing credentials`},
+		{"pg-bad-credentials-mode", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {credentials: temporary}, credentials: {read: {user: ro, password_env: RO}}}\n",
+			`error: resource db: credentials must be static or ephemeral, not "temporary"`},
+		{"pg-template-without-ephemeral", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {template_read: r}, credentials: {read: {user: ro, password_env: RO}}}\n",
+			`template_LEVEL, owner and connection_limit need credentials: ephemeral`},
+		{"pg-provisioner-without-ephemeral", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, provisioner: {user: p, password_env: P}, credentials: {read: {user: ro, password_env: RO}}}\n",
+			`provisioner needs options credentials: ephemeral`},
+		{"pg-ephemeral-bad-limit", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {credentials: ephemeral, owner: o, template_read: r, connection_limit: lots}, provisioner: {user: p, password_env: P}}\n",
+			`connection_limit must be an integer from 1 to 10000, not "lots"`},
+		{"ephemeral-mysql", "version: 1\nresources:\n  - {name: db, kind: mysql, addr: db:3306, options: {credentials: ephemeral, owner: o, template_read: r}, provisioner: {user: p, password_env: P}}\n",
+			`credentials: ephemeral is for postgres resources only`},
 		{"pg-bad-databases", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {databases: [app, \"a,b\"]}}\n",
 			`error: resource db: options: databases items must be non-empty names without commas, not "a,b"`},
 		{"pg-databases-mapping", "version: 1\nresources:\n  - {name: db, kind: postgres, addr: db:5432, options: {databases: {a: b}}}\n",
@@ -486,6 +504,28 @@ rules:
 
 // TestPostgresDatabasesOption pins that a postgres resource lists the
 // databases a client may open, as a YAML list or comma-separated.
+// TestEphemeralResource: a postgres resource with ephemeral credentials
+// offers its template_LEVEL options as access levels, keeps its
+// provisioner, and survives a round trip.
+func TestEphemeralResource(t *testing.T) {
+	p := mustParse(t, `version: 1
+resources:
+  - name: db
+    kind: postgres
+    addr: db:5432
+    options: {credentials: ephemeral, owner: app_owner, template_read: app_read, template_write: "App Write", connection_limit: 5}
+    provisioner: {user: airlock_provisioner, password_env: AIRLOCK_CRED_PROVISIONER}
+`)
+	r := p.Resources[0]
+	if !r.Ephemeral() || r.Provisioner == nil || r.Provisioner.User != "airlock_provisioner" || r.Provisioner.PasswordEnv != "AIRLOCK_CRED_PROVISIONER" {
+		t.Fatalf("resource %+v", r)
+	}
+	if got := r.AccessLevels(); len(got) != 2 || got[0] != "read" || got[1] != "write" {
+		t.Fatalf("AccessLevels = %v, want [read write]", got)
+	}
+	roundTrip(t, p)
+}
+
 func TestPostgresDatabasesOption(t *testing.T) {
 	for _, src := range []string{
 		"{name: db, kind: postgres, addr: db:5432, options: {databases: [app, app_archive]}, credentials: {read: {user: ro, password_env: RO}}}",

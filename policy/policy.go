@@ -2,6 +2,8 @@ package policy
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -85,6 +87,11 @@ type SessionSpec struct {
 	Audit         string
 	LogParameters *bool
 	TokenUses     int
+	// DirectCredentials lets holders of a grant on a resource with
+	// ephemeral credentials have its role's login handed to them
+	// (`airlock db-credentials`), for a tool that cannot go through the
+	// gateway: their statements are then not recorded. Off by default.
+	DirectCredentials *bool
 }
 
 // SessionOptions are the effective session options of a decision.
@@ -95,6 +102,8 @@ type SessionOptions struct {
 	Audit         string // AuditStandard or AuditStrict
 	LogParameters bool
 	TokenUses     int // connections one connect token may open
+	// DirectCredentials: the grant's database login may be handed out.
+	DirectCredentials bool
 }
 
 // ResourceSpec is a resource declared as code.
@@ -107,7 +116,23 @@ type ResourceSpec struct {
 	Credentials map[string]CredentialRef // access level -> where its secret comes from
 	Logins      []string                 // ssh
 	HostKey     string                   // ssh: optional pinned host key
+	// Provisioner is the provisioning credential of a postgres resource
+	// with options credentials: ephemeral (a role with CREATEROLE that
+	// makes and drops the per-grant login roles); nil otherwise.
+	Provisioner *CredentialRef
 }
+
+// Ephemeral reports whether the resource makes a database role per grant
+// (options credentials: ephemeral) instead of brokering standing ones.
+func (r ResourceSpec) Ephemeral() bool { return r.Options["credentials"] == CredentialsEphemeral }
+
+// CredentialsEphemeral is the credentials option of a resource whose
+// access levels are template roles and whose logins are made per grant.
+const CredentialsEphemeral = "ephemeral"
+
+// TemplatePrefix starts the option naming an ephemeral resource's access
+// level's template role: template_read: app_read.
+const TemplatePrefix = "template_"
 
 // CredentialRef says where a brokered credential's secret comes from.
 // Exactly one of PasswordEnv and PasswordFile is set; secrets are never
@@ -130,9 +155,18 @@ func (r ResourceSpec) Resource() Resource {
 // names for postgres, logins for ssh, nothing for http (whose access
 // entries are "METHOD /path" strings chosen per request). Sorted.
 func (r ResourceSpec) AccessLevels() []string {
-	switch r.Kind {
-	case "ssh":
+	switch {
+	case r.Kind == "ssh":
 		return append([]string(nil), r.Logins...)
+	case r.Ephemeral():
+		var out []string
+		for k := range r.Options {
+			if l, ok := strings.CutPrefix(k, TemplatePrefix); ok && l != "" {
+				out = append(out, l)
+			}
+		}
+		slices.Sort(out)
+		return out
 	default:
 		return sortedKeys(r.Credentials)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -14,12 +15,27 @@ const (
 	StatementAllow     = "allow"      // forward it (audited as always)
 	StatementAuditOnly = "audit_only" // forward it and record the rule that matched
 	StatementDeny      = "deny"       // answer with an error; the session stays usable
+	// StatementRequireMFA holds the statement until the person approves a
+	// push (number matching) on a registered device.
+	StatementRequireMFA = "require_mfa"
+	// StatementRequireApproval holds the statement until an approver
+	// other than the person approves it with fresh MFA.
+	StatementRequireApproval = "require_approval"
 )
 
-// Statement actions the schema reserves but no gateway runs yet. A policy
-// that uses them is refused, so nobody believes a statement is held for a
-// second person when it would not be.
-var statementPlanned = []string{"require_mfa", "require_approval"}
+// Hold timeouts: how long a held statement waits for its approval. A
+// rule's timeout defaults to DefaultHoldTimeout and may not exceed
+// MaxHoldTimeout (the client's session waits that long).
+const (
+	DefaultHoldTimeout = 2 * time.Minute
+	MaxHoldTimeout     = 15 * time.Minute
+	minHoldTimeout     = 10 * time.Second
+)
+
+// IsHold reports whether action holds a statement for an approval.
+func IsHold(action string) bool {
+	return action == StatementRequireMFA || action == StatementRequireApproval
+}
 
 // StatementClasses are the classes a statement rule may name.
 var StatementClasses = []string{"read", "write", "ddl", "dcl", "utility", "unknown"}
@@ -55,6 +71,18 @@ type StatementRule struct {
 	Action    string
 	// Message is what the client is told when the statement is denied.
 	Message string
+	// Timeout is how long a held statement (require_mfa,
+	// require_approval) waits for its approval; 0 means
+	// DefaultHoldTimeout.
+	Timeout time.Duration
+}
+
+// HoldTimeout returns r's hold timeout.
+func (r *StatementRule) HoldTimeout() time.Duration {
+	if r.Timeout <= 0 {
+		return DefaultHoldTimeout
+	}
+	return r.Timeout
 }
 
 // OnUnknownAction returns s's on_unknown action, deny when unset.
@@ -73,6 +101,9 @@ func (ps *parseState) statements(d *decoder, n *yaml.Node, what string) *Stateme
 	s := &Statements{}
 	if v, ok := f["on_unknown"]; ok {
 		s.OnUnknown = d.statementAction(v.v, what+".on_unknown")
+		if IsHold(s.OnUnknown) {
+			d.errf(v.v, "%s.on_unknown: %s, %s or %s (a statement that cannot be classified is not shown to an approver)", what, StatementDeny, StatementAllow, StatementAuditOnly)
+		}
 	}
 	v, ok := f["rules"]
 	if !ok {
@@ -85,7 +116,7 @@ func (ps *parseState) statements(d *decoder, n *yaml.Node, what string) *Stateme
 	seen := map[string]bool{}
 	for i, rn := range v.v.Content {
 		rw := fmt.Sprintf("%s.rules[%d]", what, i)
-		rf := d.mapping(rn, rw, "name", "class", "forms", "objects", "functions", "action", "message")
+		rf := d.mapping(rn, rw, "name", "class", "forms", "objects", "functions", "action", "message", "timeout")
 		if rf == nil {
 			continue
 		}
@@ -115,22 +146,30 @@ func (ps *parseState) statements(d *decoder, n *yaml.Node, what string) *Stateme
 		if x, ok := rf["action"]; ok {
 			r.Action = d.statementAction(x.v, rw+".action")
 		} else {
-			d.errf(rn, "%s needs an action (%s, %s or %s)", rw, StatementDeny, StatementAllow, StatementAuditOnly)
+			d.errf(rn, "%s needs an action (%s)", rw, strings.Join(statementActions, ", "))
 		}
 		if x, ok := rf["message"]; ok {
 			r.Message = d.str(x.v, rw+".message")
+		}
+		if x, ok := rf["timeout"]; ok {
+			r.Timeout = d.duration(x.v, rw+".timeout")
+			switch {
+			case !IsHold(r.Action):
+				d.errf(x.v, "%s.timeout: only %s and %s rules hold a statement", rw, StatementRequireMFA, StatementRequireApproval)
+			case r.Timeout != 0 && (r.Timeout < minHoldTimeout || r.Timeout > MaxHoldTimeout):
+				d.errf(x.v, "%s.timeout must be between %s and %s", rw, minHoldTimeout, MaxHoldTimeout)
+			}
 		}
 		s.Rules = append(s.Rules, r)
 	}
 	return s
 }
 
+// statementActions are the actions a statement rule may have.
+var statementActions = []string{StatementDeny, StatementAllow, StatementAuditOnly, StatementRequireMFA, StatementRequireApproval}
+
 func (d *decoder) statementAction(n *yaml.Node, what string) string {
-	if n.Kind == yaml.ScalarNode && slices.Contains(statementPlanned, n.Value) {
-		d.errf(n, "%s: %s is not built yet (statements can be %s, %s or %s)", what, n.Value, StatementDeny, StatementAllow, StatementAuditOnly)
-		return ""
-	}
-	return d.enum(n, what, StatementDeny, StatementAllow, StatementAuditOnly)
+	return d.enum(n, what, statementActions...)
 }
 
 // wordList decodes a list whose entries must be among words.
@@ -182,6 +221,7 @@ func (s *Statements) node() *yaml.Node {
 			rm.add("functions", listNode(r.Functions))
 			rm.add("action", strNode(r.Action))
 			rm.add("message", strNode(r.Message))
+			rm.add("timeout", durNode(r.Timeout))
 			seq.Content = append(seq.Content, rm.n)
 		}
 		m.add("rules", seq)

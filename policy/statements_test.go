@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const statementsRule = "version: 1" + minimalRule + `    statements:
@@ -18,6 +19,8 @@ const statementsRule = "version: 1" + minimalRule + `    statements:
           objects: [vault.*]
           action: deny
         - {name: dcl, class: [dcl], action: audit_only}
+        - {name: wipe, forms: [no_where], action: require_approval, timeout: 5m}
+        - {name: ddl, class: [ddl], action: require_mfa}
 `
 
 func TestStatementsParse(t *testing.T) {
@@ -27,6 +30,8 @@ func TestStatementsParse(t *testing.T) {
 		{Name: "destructive", Forms: []string{"no_where", "truncate", "drop"}, Action: StatementDeny, Message: "ask a second person"},
 		{Name: "files", Functions: []string{"pg_read_file", "pg_catalog.lo_export"}, Objects: []string{"vault.*"}, Action: StatementDeny},
 		{Name: "dcl", Class: []string{"dcl"}, Action: StatementAuditOnly},
+		{Name: "wipe", Forms: []string{"no_where"}, Action: StatementRequireApproval, Timeout: 5 * time.Minute},
+		{Name: "ddl", Class: []string{"ddl"}, Action: StatementRequireMFA},
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
@@ -40,6 +45,9 @@ func TestStatementsParse(t *testing.T) {
 	if !reflect.DeepEqual(again.Rules[0].Statements, got) {
 		t.Fatalf("round trip: %+v\n%s", again.Rules[0].Statements, p.Marshal())
 	}
+	if got.Rules[3].HoldTimeout() != 5*time.Minute || got.Rules[4].HoldTimeout() != DefaultHoldTimeout {
+		t.Fatal("hold timeouts")
+	}
 	if (&Statements{}).OnUnknownAction() != StatementDeny || (*Statements)(nil).OnUnknownAction() != StatementDeny {
 		t.Fatal("on_unknown does not default to deny")
 	}
@@ -50,8 +58,10 @@ func TestStatementsErrors(t *testing.T) {
 	cases := []struct{ src, want string }{
 		{"      rules:\n        - {name: a, class: [writes], action: deny}\n", `unknown "writes"`},
 		{"      rules:\n        - {name: a, forms: [nowhere], action: deny}\n", `unknown "nowhere"`},
-		{"      rules:\n        - {name: a, action: require_approval}\n", "require_approval is not built yet"},
-		{"      on_unknown: require_mfa\n", "require_mfa is not built yet"},
+		{"      on_unknown: require_mfa\n", "a statement that cannot be classified is not shown"},
+		{"      rules:\n        - {name: a, action: deny, timeout: 1m}\n", "only require_mfa and require_approval rules hold"},
+		{"      rules:\n        - {name: a, action: require_mfa, timeout: 1h}\n", "timeout must be between"},
+		{"      rules:\n        - {name: a, action: require_mfa, timeout: 1s}\n", "timeout must be between"},
 		{"      rules:\n        - {name: a, class: [read]}\n", "needs an action"},
 		{"      rules:\n        - {class: [read], action: deny}\n", "needs a name"},
 		{"      rules:\n        - {name: a, objects: [\"*\"], action: deny}\n", "is not name, schema.name or schema.*"},

@@ -7,6 +7,7 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/eventblock"
 	"github.com/airlockhq/airlock/internal/sqlstore"
+	"github.com/airlockhq/airlock/internal/tlog"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -29,7 +30,8 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	}
 	defer tx.Rollback(context.Background())
 	var head airlock.AuditHead
-	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&head.Seq, &head.Hash); err != nil {
+	var treeSize int64
+	if err := tx.QueryRow(ctx, `SELECT seq, hash, tree_size FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&head.Seq, &head.Hash, &treeSize); err != nil {
 		return outage(fmt.Errorf("lock audit head: %w", err), "audit log unavailable")
 	}
 	evs, err := build(head)
@@ -46,8 +48,22 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	}
 	var b pgx.Batch
 	queueBlocks(&b, evs)
+	// The tree follows the log unless the log was damaged before the
+	// tree was built (see sqlstore.BuildTree): it then stays where it is.
+	if treeSize == head.Seq {
+		tiles, err := sqlstore.GrowTree(ctx, queryFunc(tx), treeSize, evs)
+		if err != nil {
+			return outage(fmt.Errorf("grow the audit Merkle tree: %w", err), "audit log unavailable")
+		}
+		for _, t := range tiles {
+			for _, st := range sqlstore.TileWrites(t) {
+				b.Queue(st.SQL, st.Args...)
+			}
+		}
+		treeSize = evs[len(evs)-1].Seq
+	}
 	last := evs[len(evs)-1]
-	b.Queue(`UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, last.Seq, last.Hash)
+	b.Queue(`UPDATE audit_head SET seq = $1, hash = $2, tree_size = $3 WHERE id = 1`, last.Seq, last.Hash, treeSize)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return writeErr(fmt.Errorf("append audit events: %w", err), "audit sequence number already used", "")
 	}
@@ -107,5 +123,40 @@ func (db *DB) AddCheckpoint(ctx context.Context, c *airlock.Checkpoint) error {
 
 // ListCheckpoints returns all checkpoints ordered by seq.
 func (db *DB) ListCheckpoints(ctx context.Context) ([]airlock.Checkpoint, error) {
-	return list(ctx, db.pool, sqlstore.Stmt{SQL: `SELECT seq, hash, time, key_id, signature FROM checkpoints ORDER BY seq, key_id COLLATE "C"`}, sqlstore.ScanCheckpoint)
+	return list(ctx, db.pool, sqlstore.Stmt{SQL: `SELECT seq, hash, time, key_id, signature, root FROM checkpoints ORDER BY seq, key_id COLLATE "C"`}, sqlstore.ScanCheckpoint)
+}
+
+// TreeCheckpoint returns the version 2 checkpoint at seq, or the newest
+// one when seq is 0; ENOTFOUND when there is none.
+func (db *DB) TreeCheckpoint(ctx context.Context, seq int64) (airlock.Checkpoint, error) {
+	st := sqlstore.TreeCheckpoint(seq)
+	c, err := sqlstore.ScanCheckpoint(rowFunc(db.pool)(ctx, st.SQL, st.Args...))
+	if err != nil {
+		return c, sqlstore.NotFound(err, "%s", sqlstore.NoTreeCheckpoint(seq))
+	}
+	return c, nil
+}
+
+// MerkleTile returns the stored hashes of tile level/index of the audit
+// log's Merkle tree, nil when none is stored.
+func (db *DB) MerkleTile(ctx context.Context, level int, index int64) ([]byte, error) {
+	return sqlstore.ReadTile(ctx, queryFunc(db.pool), tlog.TileID{Level: level, Index: index})
+}
+
+// buildMerkleTree is migration 6's Go step: the tree of the events stored
+// so far.
+func buildMerkleTree(ctx context.Context, tx pgx.Tx) error {
+	n, err := sqlstore.BuildTree[[]byte](ctx, rowFunc(tx), queryFunc(tx), func(t tlog.Tile) error {
+		for _, st := range sqlstore.TileWrites(t) {
+			if _, err := tx.Exec(ctx, st.SQL, st.Args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("build the audit Merkle tree: %w", err)
+	}
+	_, err = tx.Exec(ctx, sqlstore.SetTreeSizeSQL, n)
+	return err
 }

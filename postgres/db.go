@@ -20,7 +20,7 @@ import (
 
 // SchemaVersion is the newest schema version this package knows: the
 // number of the last embedded migration.
-const SchemaVersion = 5
+const SchemaVersion = 9
 
 // migrationLock is the pg_advisory_xact_lock key that serialises
 // migrations of replicas starting at once ("airlock" in ASCII).

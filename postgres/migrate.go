@@ -14,6 +14,7 @@ import (
 // the same version, in the same transaction.
 var goMigrations = map[int]func(context.Context, pgx.Tx) error{
 	2: moveEventsToBlocks,
+	6: buildMerkleTree,
 }
 
 // moveEventsToBlocks moves the rows of the version-1 events table (one row

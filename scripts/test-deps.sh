@@ -16,6 +16,10 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
 elif ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then
   need+=(postgresql)
 fi
+# rsyslog and its GnuTLS stream driver for the SIEM stream tests
+# (internal/testenv/rsyslog.go: imtcp over TCP and TLS).
+command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need+=(rsyslog-gnutls)
 # MariaDB for the MySQL gateway's tests (internal/testenv/mariadb.go):
 # mariadbd and mariadb-install-db from the server, the mariadb client.
 command -v mariadb >/dev/null || need+=(mariadb-client)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/airlockhq/airlock/policy"
 )
@@ -258,6 +259,36 @@ func BenchmarkParseNew(b *testing.B) {
 		i++
 		if _, err := p.Parse("SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i)); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// Holds rank between deny and audit_only: a string with a held statement
+// and a denied one is denied; a held one beside a read is held, with the
+// rule's timeout.
+func TestDecideHolds(t *testing.T) {
+	sp := &policy.Statements{Rules: []policy.StatementRule{
+		{Name: "files", Functions: []string{"pg_read_file"}, Action: policy.StatementDeny},
+		{Name: "wipe", Forms: []string{FormNoWhere, FormTruncate}, Action: policy.StatementRequireApproval, Timeout: 5 * time.Minute},
+		{Name: "ddl", Class: []string{"ddl"}, Action: policy.StatementRequireMFA},
+		{Name: "dcl", Class: []string{"dcl"}, Action: policy.StatementAuditOnly},
+	}}
+	cases := []struct {
+		text, action, rule string
+		timeout            time.Duration
+	}{
+		{"DELETE FROM orders", policy.StatementRequireApproval, "wipe", 5 * time.Minute},
+		{"SELECT 1; TRUNCATE orders", policy.StatementRequireApproval, "wipe", 5 * time.Minute},
+		{"CREATE TABLE t (a int)", policy.StatementRequireMFA, "ddl", policy.DefaultHoldTimeout},
+		{"CREATE TABLE t (a int); DELETE FROM orders", policy.StatementRequireApproval, "wipe", 5 * time.Minute},
+		{"GRANT ALL ON t TO eve; CREATE TABLE t (a int)", policy.StatementRequireMFA, "ddl", policy.DefaultHoldTimeout},
+		{"DELETE FROM orders; SELECT pg_read_file('x')", policy.StatementDeny, "files", 0},
+		{"PREPARE p AS DELETE FROM orders", policy.StatementRequireApproval, "wipe", 5 * time.Minute},
+	}
+	for _, c := range cases {
+		v := decide(t, sp, c.text, nil)
+		if v.Action != c.action || v.Rule != c.rule || v.Timeout != c.timeout {
+			t.Errorf("%q: got %s by %q (timeout %s), want %s by %q (%s)", c.text, v.Action, v.Rule, v.Timeout, c.action, c.rule, c.timeout)
 		}
 	}
 }

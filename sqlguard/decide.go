@@ -3,6 +3,7 @@ package sqlguard
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/airlockhq/airlock/policy"
 )
@@ -21,13 +22,21 @@ type Verdict struct {
 	// Class is that statement's class; Why says why it is unknown.
 	Class Class
 	Why   string
+	// Timeout is how long a held statement (require_mfa,
+	// require_approval) waits for its approval.
+	Timeout time.Duration
 }
 
 // strictness orders actions: a query string of several statements gets
-// the strictest of theirs.
+// the strictest of theirs (deny, then require_approval, require_mfa,
+// audit_only, allow).
 func strictness(a string) int {
 	switch a {
 	case policy.StatementDeny:
+		return 4
+	case policy.StatementRequireApproval:
+		return 3
+	case policy.StatementRequireMFA:
 		return 2
 	case policy.StatementAuditOnly:
 		return 1
@@ -84,7 +93,11 @@ func decideOne(sp *policy.Statements, st *Statement, prepared Lookup) Verdict {
 	}
 	for _, r := range sp.Rules {
 		if matches(&r, s) {
-			return Verdict{Action: r.Action, Rule: r.Name, Message: r.Message, Statement: st.Text, Class: s.Class, Why: s.Why}
+			v := Verdict{Action: r.Action, Rule: r.Name, Message: r.Message, Statement: st.Text, Class: s.Class, Why: s.Why}
+			if policy.IsHold(r.Action) {
+				v.Timeout = r.HoldTimeout()
+			}
+			return v
 		}
 	}
 	if s.Class == ClassUnknown {

@@ -9,6 +9,7 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/eventblock"
 	"github.com/airlockhq/airlock/internal/sqlstore"
+	"github.com/airlockhq/airlock/internal/tlog"
 )
 
 // blockEvents is the most events one stored block holds.
@@ -16,8 +17,8 @@ const blockEvents = sqlstore.BlockEvents
 
 const insertBlockSQL = `INSERT INTO event_blocks (first_seq, last_seq, min_time, max_time, data) VALUES (?, ?, ?, ?, ?)`
 const insertKeySQL = `INSERT OR IGNORE INTO event_keys (key, first_seq) VALUES (?, ?)`
-const readHeadSQL = `SELECT seq, hash FROM audit_head WHERE id = 1`
-const moveHeadSQL = `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`
+const readHeadSQL = `SELECT seq, hash, tree_size FROM audit_head WHERE id = 1`
+const moveHeadSQL = `UPDATE audit_head SET seq = ?, hash = ?, tree_size = ? WHERE id = 1`
 
 // blockBufs recycles block encoding buffers between commits.
 var blockBufs = sync.Pool{New: func() any { return new([]byte) }}
@@ -34,7 +35,8 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	}
 	defer tx.Rollback()
 	var head airlock.AuditHead
-	if err := tx.StmtContext(ctx, db.readHead).QueryRowContext(ctx).Scan(&head.Seq, &head.Hash); err != nil {
+	var treeSize int64
+	if err := tx.StmtContext(ctx, db.readHead).QueryRowContext(ctx).Scan(&head.Seq, &head.Hash, &treeSize); err != nil {
 		return fmt.Errorf("read audit head: %w", err)
 	}
 	evs, err := build(head)
@@ -52,8 +54,27 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	if err := insertBlocks(ctx, tx.StmtContext(ctx, db.insertBlock), tx.StmtContext(ctx, db.insertKey), evs); err != nil {
 		return err
 	}
+	// The tree follows the log unless the log was damaged before the
+	// tree was built (see sqlstore.BuildTree): it then stays where it is.
+	if treeSize == head.Seq {
+		readRuns := tx.StmtContext(ctx, db.readRuns)
+		tiles, err := sqlstore.GrowTree(ctx, func(ctx context.Context, _ string, args ...any) (sqlstore.Rows, func(), error) {
+			rows, err := readRuns.QueryContext(ctx, args...) // sqlstore.ReadTileSQL, prepared
+			if err != nil {
+				return nil, nil, err
+			}
+			return rows, func() { rows.Close() }, nil
+		}, treeSize, evs)
+		if err != nil {
+			return fmt.Errorf("grow the audit Merkle tree: %w", err)
+		}
+		if err := writeTiles(ctx, tx.StmtContext(ctx, db.insertRun), tx.StmtContext(ctx, db.deleteTile), tiles); err != nil {
+			return err
+		}
+		treeSize = evs[len(evs)-1].Seq
+	}
 	last := evs[len(evs)-1]
-	if _, err := tx.StmtContext(ctx, db.moveHead).ExecContext(ctx, last.Seq, last.Hash); err != nil {
+	if _, err := tx.StmtContext(ctx, db.moveHead).ExecContext(ctx, last.Seq, last.Hash, treeSize); err != nil {
 		return fmt.Errorf("move audit head: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -123,5 +144,62 @@ func (db *DB) AddCheckpoint(ctx context.Context, c *airlock.Checkpoint) error {
 
 // ListCheckpoints returns all checkpoints ordered by seq.
 func (db *DB) ListCheckpoints(ctx context.Context) ([]airlock.Checkpoint, error) {
-	return list(ctx, db.r, sqlstore.Stmt{SQL: `SELECT seq, hash, time, key_id, signature FROM checkpoints ORDER BY seq, key_id`}, sqlstore.ScanCheckpoint)
+	return list(ctx, db.r, sqlstore.Stmt{SQL: sqlstore.ListCheckpointsSQL}, sqlstore.ScanCheckpoint)
+}
+
+// TreeCheckpoint returns the version 2 checkpoint at seq, or the newest
+// one when seq is 0; ENOTFOUND when there is none.
+func (db *DB) TreeCheckpoint(ctx context.Context, seq int64) (airlock.Checkpoint, error) {
+	st := sqlstore.TreeCheckpoint(seq)
+	c, err := sqlstore.ScanCheckpoint(rowFunc(db.r)(ctx, st.SQL, st.Args...))
+	if err != nil {
+		return c, sqlstore.NotFound(err, "%s", sqlstore.NoTreeCheckpoint(seq))
+	}
+	return c, nil
+}
+
+// MerkleTile returns the stored hashes of tile level/index of the audit
+// log's Merkle tree, nil when none is stored.
+func (db *DB) MerkleTile(ctx context.Context, level int, index int64) ([]byte, error) {
+	return sqlstore.ReadTile(ctx, queryFunc(db.r), tlog.TileID{Level: level, Index: index})
+}
+
+// writeTiles stores tile runs with ins and del (sqlstore.InsertRunSQL and
+// DeleteTileSQL prepared in the transaction); a full tile replaces its
+// runs.
+func writeTiles(ctx context.Context, ins, del *sql.Stmt, tiles []tlog.Tile) error {
+	for _, t := range tiles {
+		if t.Full {
+			if _, err := del.ExecContext(ctx, t.Level, t.Index); err != nil {
+				return fmt.Errorf("replace merkle tile %d/%d: %w", t.Level, t.Index, err)
+			}
+		}
+		if _, err := ins.ExecContext(ctx, t.Level, t.Index, t.Start, t.Hashes); err != nil {
+			return fmt.Errorf("store merkle tile %d/%d: %w", t.Level, t.Index, err)
+		}
+	}
+	return nil
+}
+
+// buildMerkleTree is migration 6's Go step: the tree of the events stored
+// so far.
+func buildMerkleTree(ctx context.Context, tx *sql.Tx) error {
+	ins, err := tx.PrepareContext(ctx, q(sqlstore.InsertRunSQL))
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	del, err := tx.PrepareContext(ctx, q(sqlstore.DeleteTileSQL))
+	if err != nil {
+		return err
+	}
+	defer del.Close()
+	n, err := sqlstore.BuildTree[sql.RawBytes](ctx, rowFunc(tx), queryFunc(tx), func(t tlog.Tile) error {
+		return writeTiles(ctx, ins, del, []tlog.Tile{t})
+	})
+	if err != nil {
+		return fmt.Errorf("build the audit Merkle tree: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, q(sqlstore.SetTreeSizeSQL), n)
+	return err
 }

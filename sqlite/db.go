@@ -20,7 +20,7 @@ import (
 
 // SchemaVersion is the newest schema version this package knows: the
 // number of the last embedded migration.
-const SchemaVersion = 5
+const SchemaVersion = 9
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
@@ -36,6 +36,9 @@ type DB struct {
 	insertKey   *sql.Stmt // on w
 	readHead    *sql.Stmt // on w
 	moveHead    *sql.Stmt // on w
+	insertRun   *sql.Stmt // on w
+	readRuns    *sql.Stmt // on w
+	deleteTile  *sql.Stmt // on w
 
 	// The WAL is checkpointed by a background goroutine on its own
 	// connection (the writer's automatic checkpoint is off), so that
@@ -131,6 +134,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}{
 		{&db.insertBlock, insertBlockSQL}, {&db.insertKey, insertKeySQL},
 		{&db.readHead, readHeadSQL}, {&db.moveHead, moveHeadSQL},
+		{&db.insertRun, q(sqlstore.InsertRunSQL)}, {&db.readRuns, q(sqlstore.ReadTileSQL)}, {&db.deleteTile, q(sqlstore.DeleteTileSQL)},
 	} {
 		var err error
 		if *p.st, err = db.w.PrepareContext(ctx, p.q); err != nil {
@@ -161,7 +165,7 @@ func (db *DB) Close() error {
 		db.ckOnce.Do(func() { close(db.ckStop) })
 		<-db.ckDone
 	}
-	for _, st := range []*sql.Stmt{db.insertBlock, db.insertKey, db.readHead, db.moveHead} {
+	for _, st := range []*sql.Stmt{db.insertBlock, db.insertKey, db.readHead, db.moveHead, db.insertRun, db.readRuns, db.deleteTile} {
 		if st != nil {
 			st.Close()
 		}

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/tlog"
 )
 
 // TestMigrateEventRowsToBlocks builds a version-1 store (one row per
@@ -93,5 +95,28 @@ func TestMigrateEventRowsToBlocks(t *testing.T) {
 	var n int
 	if err := db.r.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'events'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("old events table still there (%d, %v)", n, err)
+	}
+	// Migration 6 built the Merkle tree of the events before the gap, and
+	// leaves it there: leaf i must be event i+1.
+	var treeSize int64
+	if err := db.r.QueryRow(`SELECT tree_size FROM audit_head`).Scan(&treeSize); err != nil || treeSize != 1499 {
+		t.Fatalf("tree size after migration = %d, %v; want 1499", treeSize, err)
+	}
+	var c tlog.Compact
+	for _, e := range want[:1499] {
+		c.Append(tlog.EventLeaf(e.Hash))
+	}
+	r := tlog.NewReader(func(id tlog.TileID) ([]byte, error) { return db.MerkleTile(t.Context(), id.Level, id.Index) })
+	if root, err := r.Root(1499); err != nil || !bytes.Equal(root, c.Root()) {
+		t.Fatalf("root of the migrated tree = %x, %v; want %x", root, err, c.Root())
+	}
+	// Appends after the damage leave the tree alone.
+	if err := db.AppendEvents(t.Context(), func(h airlock.AuditHead) ([]airlock.Event, error) {
+		return []airlock.Event{{Seq: h.Seq + 1, Time: t0, Action: "db.query", Outcome: airlock.OutcomeSuccess, PrevHash: h.Hash, Hash: fmt.Sprintf("%064d", h.Seq+1)}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.r.QueryRow(`SELECT tree_size FROM audit_head`).Scan(&treeSize); err != nil || treeSize != 1499 {
+		t.Fatalf("tree size after an append to a damaged log = %d, %v; want 1499", treeSize, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/tlog"
 )
 
 // Run runs the conformance suite against stores made by open. open is
@@ -50,11 +51,17 @@ func Run(t *testing.T, open func(t *testing.T) airlock.Store) {
 		{"audit/list-filters", testListEvents},
 		{"audit/scan", testScanEvents},
 		{"audit/checkpoints", testCheckpoints},
+		{"audit/merkle-tiles", testMerkleTiles},
 		{"kv", testKV},
 		{"kv/scan", testScanKV},
 		{"throttles", testThrottles},
 		{"throttles/concurrent", testThrottleConcurrent},
 		{"throttles/purge", testPurgeThrottles},
+		{"streams", testStreams},
+		{"streams/concurrent", testStreamsConcurrent},
+		{"db-roles", testDBRoles},
+		{"leases", testLeases},
+		{"leases/concurrent", testLeasesConcurrent},
 		{"ping", testPing},
 	}
 	for _, tt := range tests {
@@ -927,6 +934,7 @@ func testSessions(t *testing.T, s airlock.Store) {
 	end := *s1
 	end.EndedAt, end.EndReason, end.BytesIn, end.BytesOut, end.Statements, end.Recording, end.RecordingSHA256 =
 		at(time.Minute), "grant_expired", 100, 2000, 7, "rec/se_1", "abcd"
+	end.Recordings = []airlock.SessionRecording{{ID: "se_1-1", SHA256: "ef01", Title: "alice exec sh"}, {ID: "se_1-2", SHA256: "2345"}}
 	must(t, s.EndSession(ctx, &end))
 	got, err = s.SessionByID(ctx, s1.ID)
 	must(t, err)
@@ -1247,7 +1255,7 @@ func testCheckpoints(t *testing.T, s airlock.Store) {
 	if len(cs) != 0 {
 		t.Fatalf("%d checkpoints in a new store", len(cs))
 	}
-	c2 := &airlock.Checkpoint{Seq: 20, Hash: "h20", Time: at(2 * time.Minute), KeyID: "k1", Signature: "c2ln"}
+	c2 := &airlock.Checkpoint{Seq: 20, Hash: "h20", Time: at(2 * time.Minute), KeyID: "k1", Signature: "c2ln", Root: strings.Repeat("ab", 32)}
 	c1 := &airlock.Checkpoint{Seq: 10, Hash: "h10", Time: at(time.Minute), KeyID: "k1", Signature: "c2lm"}
 	must(t, s.AddCheckpoint(ctx, c2))
 	must(t, s.AddCheckpoint(ctx, c1))
@@ -1259,6 +1267,20 @@ func testCheckpoints(t *testing.T, s airlock.Store) {
 	}
 	equal(t, "first checkpoint", &cs[0], c1)
 	equal(t, "second checkpoint", &cs[1], c2)
+	// Version 2 checkpoints (with a root) by size, and the newest.
+	got, err := s.TreeCheckpoint(ctx, 0)
+	must(t, err)
+	equal(t, "newest tree checkpoint", &got, c2)
+	got, err = s.TreeCheckpoint(ctx, 20)
+	must(t, err)
+	equal(t, "tree checkpoint at 20", &got, c2)
+	_, err = s.TreeCheckpoint(ctx, 10) // chain-only
+	wantCode(t, err, airlock.ENOTFOUND)
+	c3 := &airlock.Checkpoint{Seq: 30, Hash: "h30", Time: at(3 * time.Minute), KeyID: "k1", Signature: "c2lo"}
+	must(t, s.AddCheckpoint(ctx, c3))
+	got, err = s.TreeCheckpoint(ctx, 0)
+	must(t, err)
+	equal(t, "newest tree checkpoint past a chain-only one", &got, c2)
 }
 
 func testKV(t *testing.T, s airlock.Store) {
@@ -1465,4 +1487,44 @@ func testPurgeThrottles(t *testing.T, s airlock.Store) {
 
 func testPing(t *testing.T, s airlock.Store) {
 	must(t, s.Ping(t.Context()))
+}
+
+// testMerkleTiles appends batches across tile boundaries (a full level-1
+// tile needs 65,536 events; 6,000 fill 23 level-0 tiles and part of one
+// level-1 tile) and checks that the stored tiles give the root of every
+// size reached, as a tree computed from the events does, and that tiles
+// past the tree are absent.
+func testMerkleTiles(t *testing.T, s airlock.Store) {
+	ctx := t.Context()
+	var compact tlog.Compact
+	roots := map[uint64][]byte{0: tlog.EmptyRoot()}
+	n := 0
+	for _, k := range []int{1, 254, 1, 300, 5444} {
+		must(t, s.AppendEvents(ctx, chain(k, nil)))
+		n += k
+	}
+	must(t, s.ScanEvents(ctx, 0, func(e airlock.Event) error {
+		compact.Append(tlog.EventLeaf(e.Hash))
+		if c := compact.Size(); c == 1 || c == 255 || c == 256 || c == 556 || c == uint64(n) {
+			roots[c] = compact.Root()
+		}
+		return nil
+	}))
+	if compact.Size() != uint64(n) {
+		t.Fatalf("scanned %d events, want %d", compact.Size(), n)
+	}
+	r := tlog.NewReader(func(id tlog.TileID) ([]byte, error) { return s.MerkleTile(ctx, id.Level, id.Index) })
+	for size, want := range roots {
+		got, err := r.Root(size)
+		must(t, err)
+		if !bytes.Equal(got, want) {
+			t.Errorf("root of %d events from the stored tiles = %x, want %x", size, got, want)
+		}
+	}
+	if tile, err := s.MerkleTile(ctx, 0, int64(n/tlog.Width+1)); err != nil || tile != nil {
+		t.Errorf("tile past the tree = %d bytes, %v; want none", len(tile), err)
+	}
+	if tile, err := s.MerkleTile(ctx, 1, 0); err != nil || len(tile) != n/tlog.Width*tlog.HashSize {
+		t.Errorf("level-1 tile holds %d bytes, %v; want %d hashes", len(tile), err, n/tlog.Width)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/audit"
+	"github.com/airlockhq/airlock/evidence"
 	"github.com/airlockhq/airlock/internal/svctest"
 )
 
@@ -35,7 +36,10 @@ func newConsoleEnv(t *testing.T) *consoleEnv {
 	sv := svctest.New(t, now)
 	store, al, ident, acc := sv.Store, sv.Audit, sv.Identity, sv.Access
 	apiSrv := &api.Server{Identity: ident, Access: acc, Now: now,
-		Audit: &api.AuditDeps{Store: store, Log: al, Verify: sv.Verify},
+		Audit: &api.AuditDeps{Store: store, Log: al, Verify: sv.Verify,
+			Evidence: func(ctx context.Context, grantID string) (api.EvidencePack, error) {
+				return evidence.Prepare(ctx, evidence.Source{Store: store, PublicKey: audit.MarshalPublicKey(sv.PublicKey), Signer: sv.AuditKey, Now: now}, grantID)
+			}},
 		Recordings: func(ctx context.Context, key string) (io.ReadCloser, error) {
 			return io.NopCloser(strings.NewReader("{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"o\",\"$ uptime\\r\\n\"]\n")), nil
 		}}
@@ -96,6 +100,8 @@ func TestSessionPages(t *testing.T) {
 	for _, s := range []*airlock.Session{
 		{ID: "ss_db", GrantID: "gr_1", UserID: env.admin.ID, UserName: "admin", Resource: "prod-db", Kind: airlock.KindPostgres, Access: "read", StartedAt: start},
 		{ID: "ss_ssh", GrantID: "gr_2", UserID: env.admin.ID, UserName: "admin", Resource: "web-1", Kind: airlock.KindSSH, Access: "root", StartedAt: start, Recording: "rec/ss_ssh"},
+		{ID: "ss_k8s", GrantID: "gr_3", UserID: env.admin.ID, UserName: "admin", Resource: "prod-k8s", Kind: airlock.KindKubernetes, Access: "edit", StartedAt: start,
+			Recordings: []airlock.SessionRecording{{ID: "ss_k8s-1", SHA256: "aa", Title: "exec payments/web-1: sh"}, {ID: "ss_k8s-2", SHA256: "bb", Title: "exec payments/web-1: bash"}}},
 	} {
 		if err := env.store.CreateSession(ctx, s); err != nil {
 			t.Fatal(err)
@@ -126,6 +132,13 @@ func TestSessionPages(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), `data-src="/api/v1/sessions/ss_ssh/recording"`) {
 		t.Fatalf("ssh session view has no player:\n%s", rec.Body.String())
 	}
+	// A Kubernetes session: one recording per exec -it, each selectable.
+	rec = env.do(t, "GET", "/sessions/ss_k8s", nil)
+	body = rec.Body.String()
+	if !strings.Contains(body, `data-src="/api/v1/sessions/ss_k8s/recording?part=1"`) ||
+		!strings.Contains(body, `value="/api/v1/sessions/ss_k8s/recording?part=2"`) || !strings.Contains(body, "2. exec payments/web-1: bash") {
+		t.Fatalf("kubernetes session view has no player for each recording:\n%s", body)
+	}
 	if rec := env.do(t, "GET", "/sessions/ss_nope", nil); rec.Code != http.StatusNotFound {
 		t.Fatalf("unknown session: %d", rec.Code)
 	}
@@ -138,5 +151,28 @@ func TestSessionPages(t *testing.T) {
 	}
 	if rec := env.do(t, "GET", "/audit?since=yesterday", nil); !strings.Contains(rec.Body.String(), "times look like") {
 		t.Fatalf("bad time accepted")
+	}
+}
+
+// TestRequestPageEvidenceLink: a request's page offers its grant's
+// evidence pack to an audit reader (the admin), and the link is the API's
+// evidence route, which takes the console's session cookie.
+func TestRequestPageEvidenceLink(t *testing.T) {
+	env := newConsoleEnv(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	rq := &airlock.AccessRequest{ID: "req_ev", UserID: env.admin.ID, UserName: "admin", Resource: "prod-db", Access: "read", Duration: time.Hour,
+		Reason: "INC-1", State: airlock.RequestPending, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	if err := env.store.CreateRequest(ctx, rq); err != nil {
+		t.Fatal(err)
+	}
+	g := &airlock.Grant{ID: "gr_ev", RequestID: rq.ID, UserID: env.admin.ID, UserName: "admin", Resource: "prod-db", Access: "read",
+		StartsAt: t0, EndsAt: t0.Add(2 * time.Hour), State: airlock.GrantActive, CreatedAt: t0}
+	if err := env.store.ApproveRequest(ctx, rq.ID, g); err != nil {
+		t.Fatal(err)
+	}
+	rec := env.do(t, "GET", "/requests/req_ev", nil)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `href="/api/v1/evidence/gr_ev"`) {
+		t.Fatalf("request page: %d\n%s", rec.Code, rec.Body.String())
 	}
 }

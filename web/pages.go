@@ -262,8 +262,10 @@ func (c *console) grantAck(w http.ResponseWriter, r *http.Request, p *identity.P
 type approvalsData struct {
 	ToReview []access.RequestView
 	NeedsAck []access.RequestView
-	StepUp   stepUp
-	FreshFor int64
+	// Statements are the held statements p may decide (not p's own).
+	Statements []access.StatementHold
+	StepUp     stepUp
+	FreshFor   int64
 }
 
 func (c *console) freshFor(p *identity.Principal) int64 {
@@ -281,9 +283,17 @@ func (c *console) approvals(w http.ResponseWriter, r *http.Request, p *identity.
 		return
 	}
 	ack, _ := c.cfg.Access.ListRequests(ctx, p, access.RequestsFilter{ReviewNeeded: true})
+	holds, _ := c.cfg.Access.ListHolds(ctx, p)
+	var decide []access.StatementHold
+	for i := range holds {
+		if access.CanDecideHold(p, &holds[i]) {
+			decide = append(decide, holds[i])
+		}
+	}
 	pg := c.base(r, p, "Approvals", "approvals")
 	pg.Error = r.URL.Query().Get("error")
-	pg.Data = approvalsData{ToReview: rv, NeedsAck: ack, StepUp: stepUp{Next: "/approvals", Push: c.cfg.Push != nil}, FreshFor: c.freshFor(p)}
+	pg.Data = approvalsData{ToReview: rv, NeedsAck: ack, Statements: decide, StepUp: stepUp{Next: "/approvals", Push: c.cfg.Push != nil},
+		FreshFor: c.freshFor(p)}
 	c.render(w, r, http.StatusOK, "approvals.html", pg)
 }
 
@@ -294,6 +304,8 @@ type requestDetailData struct {
 	Mine      bool
 	StepUp    stepUp
 	FreshFor  int64
+	// Evidence is the grant's evidence pack download, for audit readers.
+	Evidence string
 }
 
 func (c *console) requestDetail(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
@@ -321,6 +333,9 @@ func (c *console) requestDetailStatus(w http.ResponseWriter, r *http.Request, p 
 	if rq.GrantID != "" {
 		if g, err := c.cfg.Access.RequestGrant(ctx, p, id); err == nil {
 			d.Grant = g
+			if c.cfg.Identity.RequireAuditReader(p) == nil && c.cfg.API != nil && c.cfg.API.Audit != nil && c.cfg.API.Audit.Evidence != nil {
+				d.Evidence = api.EvidencePath(g.ID)
+			}
 		}
 	}
 	pg := c.base(r, p, "Request "+id, "approvals")
@@ -349,6 +364,29 @@ func (c *console) review(w http.ResponseWriter, r *http.Request, p *identity.Pri
 		done = "denied"
 	}
 	http.Redirect(w, r, "/requests/"+r.PathValue("id")+"?done="+done, http.StatusSeeOther)
+}
+
+// The flashes of a held statement's decision (beside flashes in web.go).
+func init() {
+	flashes["statement-approved"] = "Statement approved: it runs now."
+	flashes["statement-denied"] = "Statement denied: its session gets an error."
+}
+
+// statementDecide approves or denies a held statement from the approvals
+// page (access.DecideHold checks who may, and MFA).
+func (c *console) statementDecide(w http.ResponseWriter, r *http.Request, p *identity.Principal) {
+	dec := r.PathValue("decision")
+	if dec != airlock.DecisionApprove && dec != airlock.DecisionDeny {
+		c.renderStatus(w, r, http.StatusNotFound, "Not found")
+		return
+	}
+	h, err := c.cfg.Access.DecideHold(r.Context(), p, r.PathValue("id"), access.ReviewInput{Decision: dec, Comment: r.FormValue("comment"),
+		StepUp: identity.StepUp{OTP: r.FormValue("otp")}})
+	if err != nil {
+		http.Redirect(w, r, withParam("/approvals", "error", c.errMessage(r, err)), http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, withParam("/approvals", "done", "statement-"+h.State), http.StatusSeeOther)
 }
 
 // ---- gateway sessions ----
@@ -397,7 +435,9 @@ func (c *console) sessionDetail(w http.ResponseWriter, r *http.Request, p *ident
 		c.renderStatus(w, r, statusFor(err), c.errMessage(r, err))
 		return
 	}
-	d := sessionDetailData{Session: ss, Replay: ss.Kind == airlock.KindSSH && ss.Recording != ""}
+	// An SSH session has one recording (its terminal); a Kubernetes
+	// session one per exec or attach with a terminal.
+	d := sessionDetailData{Session: ss, Replay: ss.Recording != "" || len(ss.Recordings) > 0}
 	if ss.Kind == airlock.KindPostgres && c.cfg.API != nil && c.cfg.API.Audit != nil {
 		ad := c.cfg.API.Audit
 		if _, err := ad.Log.Record(ctx, airlock.Event{Actor: p.Actor(), Action: "audit.read", SessionID: ss.ID, SourceAddr: p.Source, Outcome: airlock.OutcomeSuccess}); err != nil {

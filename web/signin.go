@@ -41,6 +41,7 @@ func (c *console) routes(m *http.ServeMux) {
 	m.HandleFunc("GET /approvals", c.signedIn(c.approvals))
 	m.HandleFunc("GET /requests/{id}", c.signedIn(c.requestDetail))
 	m.HandleFunc("POST /requests/{id}/{decision}", c.signedIn(c.review))
+	m.HandleFunc("POST /statements/{id}/{decision}", c.signedIn(c.statementDecide))
 	m.HandleFunc("GET /sessions", c.signedIn(c.sessions))
 	m.HandleFunc("GET /sessions/{id}", c.signedIn(c.sessionDetail))
 	m.HandleFunc("POST /sessions/{id}/kill", c.signedIn(c.sessionKill))

@@ -54,6 +54,7 @@ var funcs = template.FuncMap{
 		return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
 	},
 	"join": strings.Join,
+	"inc":  func(i int) int { return i + 1 },
 	"list": func(s ...string) []string { return s },
 	"json": func(v any) string {
 		b, _ := json.Marshal(v)

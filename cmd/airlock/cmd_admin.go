@@ -118,7 +118,10 @@ func newAdminCmd() *cobra.Command {
 	var hostKey, sslMode, sslRootCert string
 	var publicHost, authHeader string
 	var levels, allows, kubeGroups, namespaces []string
-	var allowCleartext bool
+	var allowCleartext, ephemeral bool
+	var templates []string
+	var provisioner, owner string
+	var connLimit int
 	addRes := &cobra.Command{Use: "add NAME --kind postgres|ssh|http|kubernetes --addr HOST:PORT", Short: "Add a resource",
 		Long: `Add a resource. Brokered credentials are given as --credential LEVEL=USER:SOURCE where SOURCE is
 env:VAR (read from this shell's environment) or file:PATH; the secret is sent once to the server,
@@ -127,6 +130,13 @@ sealed there and never shown again. Example:
   PROD_RO=… airlock admin resources add prod-db --kind postgres --addr db:5432 --database app \
       --allow-database app_archive --sslmode verify-full --sslrootcert db-ca.pem \
       --label env=prod --credential read=app_ro:env:PROD_RO --credential write=app_rw:file:/run/secrets/rw
+
+With --ephemeral a postgres resource holds no standing login: Airlock makes a role per grant, IN
+the access level's template role, with the provisioning credential (a role with CREATEROLE), and
+drops it at the grant's end after reassigning what it owns to --owner (see docs/postgres.md):
+
+  PROV=… airlock admin resources add prod-db --kind postgres --addr db:5432 --database app --ephemeral \
+      --provisioner airlock_provisioner:env:PROV --template read=app_read --template write=app_write --owner app_owner
 
 An http resource is a web app: --addr is its base URL; each access level either brokers a
 secret (--credential LEVEL=:env:VAR sends "Authorization: Bearer SECRET", LEVEL=USER:… basic
@@ -193,6 +203,30 @@ groups a level impersonates and --namespace limits it to some namespaces:
 				}
 				in.Labels[k] = v
 			}
+			if ephemeral {
+				in.Options.Credentials, in.Options.Owner, in.Options.ConnectionLimit = "ephemeral", owner, connLimit
+			}
+			for _, tp := range templates {
+				level, role, ok := strings.Cut(tp, "=")
+				if !ok || level == "" || role == "" {
+					return fmt.Errorf("%w: --template %q: want LEVEL=ROLE", errUsage, tp)
+				}
+				if in.Options.Templates == nil {
+					in.Options.Templates = map[string]string{}
+				}
+				in.Options.Templates[level] = role
+			}
+			if provisioner != "" {
+				user, src, ok := strings.Cut(provisioner, ":")
+				if !ok || user == "" {
+					return fmt.Errorf("%w: --provisioner %q: want USER:env:VAR or USER:file:PATH", errUsage, provisioner)
+				}
+				pw, err := readCredentialSource(src)
+				if err != nil {
+					return fmt.Errorf("--provisioner: %v", err)
+				}
+				in.Provisioner = &api.CredentialInput{User: user, Password: pw}
+			}
 			for _, cr := range creds {
 				level, rest, ok := strings.Cut(cr, "=")
 				user, src, ok2 := strings.Cut(rest, ":")
@@ -226,6 +260,11 @@ groups a level impersonates and --namespace limits it to some namespaces:
 	addRes.Flags().StringVar(&database, "database", "", "postgres: upstream database name (default: the resource name)")
 	addRes.Flags().StringArrayVar(&databases, "allow-database", nil, "postgres: another upstream database clients may open as RESOURCE/DB (repeatable; default: only --database)")
 	addRes.Flags().BoolVar(&allowCleartext, "allow-cleartext-password", false, "postgres: send the brokered password when the database asks for it in cleartext without a verified TLS certificate (default: refuse)")
+	addRes.Flags().BoolVar(&ephemeral, "ephemeral", false, "postgres: make a database role per grant instead of brokering standing credentials (needs --provisioner, --template, --owner)")
+	addRes.Flags().StringVar(&provisioner, "provisioner", "", "postgres --ephemeral: the provisioning role USER:env:VAR|file:PATH (CREATEROLE)")
+	addRes.Flags().StringArrayVar(&templates, "template", nil, "postgres --ephemeral: LEVEL=ROLE, the template role whose privileges LEVEL's grants get (repeatable)")
+	addRes.Flags().StringVar(&owner, "owner", "", "postgres --ephemeral: the role that keeps what a grant's role created when it is dropped")
+	addRes.Flags().IntVar(&connLimit, "connection-limit", 0, "postgres --ephemeral: CONNECTION LIMIT of each grant's role (default 10)")
 	addRes.Flags().StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
 	addRes.Flags().StringArrayVar(&creds, "credential", nil, "brokered credential LEVEL=USER:env:VAR|file:PATH (repeatable)")
 	addRes.Flags().StringArrayVar(&logins, "login", nil, "ssh: an allowed login (repeatable)")
@@ -233,6 +272,46 @@ groups a level impersonates and --namespace limits it to some namespaces:
 	addRes.Flags().StringVar(&hostKey, "host-key", "", "ssh: pinned host key (authorized_keys format)")
 	addRes.Flags().StringVar(&sslMode, "sslmode", "", "postgres: TLS to the database: disable (default), require, verify-ca or verify-full")
 	addRes.Flags().StringVar(&sslRootCert, "sslrootcert", "", "postgres, https apps, kubernetes: PEM file of the CA certificates the upstream's certificate must chain to (default: system roots)")
+	checkRes := &cobra.Command{Use: "check NAME", Short: "Show the provisioning state of a resource with ephemeral credentials, and drift",
+		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			var rc *api.ResourceCheck
+			if err := c.call(func(ctx context.Context) (err error) { rc, err = c.client.CheckResource(ctx, args[0]); return err }); err != nil {
+				return err
+			}
+			if c.json() {
+				return c.printJSON(rc)
+			}
+			w := c.out()
+			if rc.Error != "" {
+				fmt.Fprintf(w, "%s: the database could not be inspected: %s\n", rc.Resource, rc.Error)
+			} else {
+				fmt.Fprintf(w, "%s: provisioning role %s (CREATEROLE: %v)\n", rc.Resource, rc.Provisioner, rc.CreateRole)
+				for _, m := range rc.Missing {
+					fmt.Fprintf(w, "missing role: %s\n", m)
+				}
+				for _, d := range rc.Drift {
+					fmt.Fprintf(w, "drift: %s holds the rights of template %s, and Airlock did not make it\n", d.Role, d.Template)
+				}
+				for _, r := range rc.Roles {
+					state := "live, grant " + r.GrantID
+					if !r.Live {
+						state = "no live grant: the reconciler drops it"
+					}
+					fmt.Fprintf(w, "role %s: %s\n", r.Role, state)
+				}
+			}
+			for _, g := range rc.Pending {
+				fmt.Fprintf(w, "grant %s ended; its role is not dropped yet (retrying)\n", g)
+			}
+			if rc.Error == "" && len(rc.Missing) == 0 && len(rc.Drift) == 0 && rc.CreateRole && len(rc.Pending) == 0 {
+				fmt.Fprintln(w, "ok")
+			}
+			return nil
+		}}
 	listRes := &cobra.Command{Use: "list", Short: "List resources", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		c, err := newCLI(cmd)
 		if err != nil {
@@ -269,7 +348,20 @@ groups a level impersonates and --namespace limits it to some namespaces:
 		fmt.Fprintf(c.out(), "Removed resource %s.\n", args[0])
 		return nil
 	}}
-	resources.AddCommand(addRes, listRes, rmRes)
+	rotateRes := &cobra.Command{Use: "rotate NAME [--otp CODE]", Short: "Rotate the provisioning credential of a resource with ephemeral credentials on its database",
+		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newCLI(cmd)
+			if err != nil {
+				return err
+			}
+			c.otp = otp
+			if err := c.call(func(ctx context.Context) error { return c.client.RotateProvisioner(ctx, args[0], api.OTPRequest{}) }); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out(), "Rotated the provisioning credential of %s: the old password no longer works on the database.\n", args[0])
+			return nil
+		}}
+	resources.AddCommand(addRes, listRes, rmRes, checkRes, rotateRes)
 
 	ca := &cobra.Command{Use: "ca", Short: "Print the gateway TLS CA certificate (for sslrootcert)", Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		c, err := newCLI(cmd)

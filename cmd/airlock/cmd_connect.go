@@ -328,12 +328,16 @@ func newSessionsCmd() *cobra.Command {
 	}}
 	kill.Flags().StringVar(&otp, "otp", "", "a current MFA code (step-up)")
 	var speed float64
-	play := &cobra.Command{Use: "play ID [--speed N]", Short: "Replay an SSH session recording in this terminal", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+	var part int
+	play := &cobra.Command{Use: "play ID [--part N] [--speed N]", Short: "Replay a session recording (SSH terminal, kubectl exec -it) in this terminal", Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 		c, err := newCLI(cmd)
 		if err != nil {
 			return err
 		}
-		rec, err := c.client.Recording(c.ctx(), args[0])
+		if part < 0 {
+			return fmt.Errorf("%w: --part %d: recordings count from 1", errUsage, part)
+		}
+		rec, err := c.client.Recording(c.ctx(), args[0], part)
 		if err != nil {
 			return err
 		}
@@ -350,6 +354,7 @@ func newSessionsCmd() *cobra.Command {
 		return recording.Play(strings.NewReader(string(data)), c.out(), speed, nil)
 	}}
 	play.Flags().Float64Var(&speed, "speed", 1, "playback speed (0 = no delays)")
+	play.Flags().IntVar(&part, "part", 0, "which recording of a session with several (each kubectl exec -it has its own), from 1")
 	cmd.AddCommand(kill, play)
 	return cmd
 }

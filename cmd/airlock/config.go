@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/audit"
+	"github.com/airlockhq/airlock/audit/stream"
 	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/pgproxy"
 )
@@ -68,9 +71,16 @@ type serverConfig struct {
 	CheckpointInterval time.Duration `yaml:"audit_checkpoint_interval"`
 	AuditLinger        time.Duration `yaml:"audit_linger"`
 	AuditMaxDelay      time.Duration `yaml:"audit_max_delay"`
-	SweepInterval      time.Duration `yaml:"grant_sweep_interval"`
-	NodeHeartbeat      time.Duration `yaml:"node_heartbeat"`
-	NodeLostAfter      time.Duration `yaml:"node_lost_after"`
+	// AuditWitnesses are where every checkpoint is also sent (comma-
+	// separated): absolute file paths (JSON Lines, fsynced), http(s)
+	// webhook URLs and syslog receivers. See docs/audit.md#witnesses.
+	AuditWitnesses string        `yaml:"audit_witnesses"`
+	SweepInterval  time.Duration `yaml:"grant_sweep_interval"`
+	// DBRoleInterval is how often ephemeral database roles are settled and
+	// reconciled (besides at once on every revocation).
+	DBRoleInterval time.Duration `yaml:"db_role_interval"`
+	NodeHeartbeat  time.Duration `yaml:"node_heartbeat"`
+	NodeLostAfter  time.Duration `yaml:"node_lost_after"`
 
 	WebhookAllowLinkLocal bool `yaml:"webhook_allow_link_local"`
 
@@ -82,6 +92,11 @@ type serverConfig struct {
 	HandshakeTimeout    time.Duration `yaml:"gateway_handshake_timeout"`
 	MaxPending          int           `yaml:"gateway_max_pending"`
 	MaxPendingPerSource int           `yaml:"gateway_max_pending_per_source"`
+
+	// AuditStreams is the SIEM streams file (audit/stream); streams is
+	// it parsed.
+	AuditStreams string `yaml:"audit_streams"`
+	streams      *stream.Config
 
 	CredentialsDir       string `yaml:"credentials_dir"`
 	CredentialsEnvPrefix string `yaml:"credentials_env_prefix"`
@@ -120,6 +135,7 @@ func defaultServerConfig() serverConfig {
 		AuditLinger:        0,
 		AuditMaxDelay:      20 * time.Millisecond,
 		SweepInterval:      time.Second,
+		DBRoleInterval:     10 * time.Second,
 		NodeHeartbeat:      access.DefaultHeartbeat,
 		NodeLostAfter:      access.DefaultLostAfter,
 		OIDCGroupsClaim:    "groups",
@@ -184,11 +200,14 @@ func (c *serverConfig) keys() []configKey {
 		{"audit-checkpoint-interval", "…or every interval when events arrived", &c.CheckpointInterval},
 		{"audit-linger", "fixed time the audit writer lets a small batch grow before committing (0: adaptive group commit)", &c.AuditLinger},
 		{"audit-max-delay", "longest a gateway statement's audit event waits to share a commit when nothing waits for it (0: commit at once)", &c.AuditMaxDelay},
+		{"audit-witnesses", "comma-separated places every audit checkpoint is also sent: absolute file paths (appended, fsynced; not in the data dir) and http(s) webhook URLs", &c.AuditWitnesses},
 		{"grant-sweep-interval", "how often expired grants are recorded and their sessions cut", &c.SweepInterval},
+		{"db-role-interval", "how often ephemeral database roles of ended grants are dropped and stray airlock_ roles reconciled", &c.DBRoleInterval},
 		{"trusted-proxies", "comma-separated CIDRs of HTTP load balancers/reverse proxies whose X-Forwarded-For names the client (login throttling and audit use it); empty: the TCP peer is the client", &c.TrustedProxies},
 		{"webhook-allow-link-local", "let webhooks reach link-local addresses and cloud metadata endpoints (169.254.169.254 …); refused by default", &c.WebhookAllowLinkLocal},
 		{"credentials-dir", "directory the policy's password_file, sslrootcert, url_file and secret_file must name files in (empty: file references refused; never the data dir)", &c.CredentialsDir},
 		{"credentials-env-prefix", "prefix of the environment variables the policy's password_env, url_env and secret_env may name (empty: refused)", &c.CredentialsEnvPrefix},
+		{"audit-streams", "YAML file of SIEM sinks the audit log is streamed to: syslog (TCP/TLS), JSON Lines file, Splunk HEC (see docs/audit.md, Streams)", &c.AuditStreams},
 		{"node-heartbeat", "how often this server records in the store that it is alive", &c.NodeHeartbeat},
 		{"node-lost-after", "a server silent this long is lost: the others end its sessions as node_lost", &c.NodeLostAfter},
 	}
@@ -232,6 +251,14 @@ func (c *serverConfig) checkCredentialSources() error {
 	own := []struct{ what, path string }{
 		{"--oidc-client-secret-file", c.OIDCClientSecretFile},
 		{"the config file (--config, AIRLOCK_CONFIG)", c.configFile},
+		{"--audit-streams", c.AuditStreams},
+	}
+	if c.streams != nil {
+		for _, sk := range c.streams.Sinks {
+			if sk.TokenFile != "" {
+				own = append(own, struct{ what, path string }{"the token_file of audit stream " + sk.Name, sk.TokenFile})
+			}
+		}
 	}
 	if p, ok := strings.CutPrefix(c.Store, "sqlite:"); ok {
 		own = append(own, struct{ what, path string }{"the --store database", p})
@@ -249,6 +276,33 @@ func (c *serverConfig) checkCredentialSources() error {
 		}
 	}
 	return nil
+}
+
+// auditWitnesses parses --audit-witnesses. A file witness inside the data
+// dir (or holding the SQLite store) is refused: a rollback of the data dir
+// would take the witness back with it.
+func (c *serverConfig) auditWitnesses() ([]audit.Witness, error) {
+	var out []audit.Witness
+	for _, spec := range strings.Split(c.AuditWitnesses, ",") {
+		if spec = strings.TrimSpace(spec); spec == "" {
+			continue
+		}
+		w, err := audit.ParseWitness(spec)
+		if err != nil {
+			return nil, fmt.Errorf("--audit-witnesses: %v", err)
+		}
+		if fw, ok := w.(*audit.FileWitness); ok {
+			path, err := realPath(fw.Path)
+			if err != nil {
+				return nil, fmt.Errorf("--audit-witnesses %s: %v", fw.Path, err)
+			}
+			if data, err := realPath(c.DataDir); err == nil && within(path, data) {
+				return nil, fmt.Errorf("--audit-witnesses %s is inside the data dir %s: a witness must live elsewhere (another disk, mount or host), or a rollback of the data dir takes it along", fw.Path, c.DataDir)
+			}
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }
 
 // realPath is p absolute with symbolic links resolved as far as it exists.
@@ -372,11 +426,40 @@ func loadServerConfig(fs *pflag.FlagSet, file string, getenv func(string) string
 		// A gateway statement must be durable within 50 ms of arriving.
 		return c, fmt.Errorf("--audit-max-delay must be between 0 and %s (got %s): statement events must be durable within 50ms", maxAuditMaxDelay, c.AuditMaxDelay)
 	}
+	if c.AuditStreams != "" {
+		raw, err := readBounded(c.AuditStreams, stream.MaxConfigBytes)
+		if err != nil {
+			return c, fmt.Errorf("--audit-streams: %v", err)
+		}
+		if c.streams, err = stream.ParseConfig(raw); err != nil {
+			return c, fmt.Errorf("--audit-streams %s: %v", c.AuditStreams, err)
+		}
+	}
+	if _, err := c.auditWitnesses(); err != nil {
+		return c, err
+	}
 	if c.NodeHeartbeat <= 0 || c.NodeLostAfter < 3*c.NodeHeartbeat {
 		// A node must miss several beats before it is taken for lost.
 		return c, fmt.Errorf("--node-heartbeat must be positive and --node-lost-after at least three heartbeats (got %s and %s)", c.NodeHeartbeat, c.NodeLostAfter)
 	}
 	return c, nil
+}
+
+// readBounded reads path, refusing one larger than limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
 }
 
 // maxAuditMaxDelay leaves room for the commit itself within the 50 ms in

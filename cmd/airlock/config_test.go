@@ -68,6 +68,29 @@ func TestConfigRejectsBadInput(t *testing.T) {
 			t.Fatalf("audit max delay %s: err = %v", v, err)
 		}
 	}
+	// Audit witnesses: absolute paths outside the data dir, or http(s) URLs.
+	data := t.TempDir()
+	for v, want := range map[string]string{
+		"witness.jsonl":                                         "absolute file path",
+		filepath.Join(data, "w.jsonl"):                          "inside the data dir",
+		"ftp://witness.example/x":                               "absolute file path",
+		filepath.Join(dir, "w.jsonl") + ",https://":             "not a URL",
+		filepath.Join(dir, "w.jsonl") + ",https://w.example/cp": "",
+	} {
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		_, err := loadServerConfig(fs, "", func(k string) string {
+			switch k {
+			case "AIRLOCK_AUDIT_WITNESSES":
+				return v
+			case "AIRLOCK_DATA_DIR":
+				return data
+			}
+			return ""
+		})
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("audit witnesses %q: err = %v, want %q", v, err, want)
+		}
+	}
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	if _, err := loadServerConfig(fs, "", func(k string) string {
 		if k == "AIRLOCK_LOCKOUT_FAILURES" {

@@ -155,10 +155,7 @@ func TestE2EKillAndDisableCutLiveSessions(t *testing.T) {
 	login := sshLogin(t)
 	pg := testenv.Postgres(t)
 	db := pg.NewDatabase(t)
-	pg.Exec(t, "postgres", `DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_rw') THEN CREATE ROLE app_rw LOGIN; END IF;
-END $$;
-ALTER ROLE app_rw PASSWORD '`+pgRWPassword+`';`)
+	ensureAppRW(t, pg)
 	pg.Exec(t, db, `CREATE TABLE items (id int); GRANT SELECT, INSERT ON items TO app_rw;`)
 
 	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}

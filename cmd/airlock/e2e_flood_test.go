@@ -150,10 +150,7 @@ func TestE2EConnectionFlood(t *testing.T) {
 	}
 	pg := testenv.Postgres(t)
 	db := pg.NewDatabase(t)
-	pg.Exec(t, "postgres", `DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_rw') THEN CREATE ROLE app_rw LOGIN; END IF;
-END $$;
-ALTER ROLE app_rw PASSWORD '`+pgRWPassword+`';`)
+	ensureAppRW(t, pg)
 	pg.Exec(t, db, `CREATE TABLE items (id int); GRANT SELECT, INSERT ON items TO app_rw;`)
 
 	dataDir := filepath.Join(t.TempDir(), "data")

@@ -171,6 +171,13 @@ func TestE2EKube(t *testing.T) {
 		t.Fatalf("client impersonation was not ignored: err=%v\n%s", err, out)
 	}
 
+	// view may not port-forward (the cluster's view role has no
+	// pods/portforward): refused before any byte is relayed.
+	out, err = k.kubectl(t, "port-forward", "-n", "payments", "pod/web-1", ":8080")
+	if err == nil || !strings.Contains(out, "forbidden") || !strings.Contains(out, `User "alice"`) {
+		t.Fatalf("view: port-forward: err=%v\n%s", err, out)
+	}
+
 	// Every request is audited with what it asked for.
 	h.fresh(tm.admin, tm.adminSecret)
 	waitFor(t, func() bool {
@@ -244,6 +251,10 @@ func TestE2EKube(t *testing.T) {
 	if out, err := k.kc.Run(t, "get", "pod", "other-1", "-n", "default"); err != nil {
 		t.Fatalf("other-1 is gone: %v\n%s", err, out)
 	}
+	out, err = k.kubectl(t, "port-forward", "-n", "default", "pod/other-1", ":8080")
+	if err == nil || !strings.Contains(out, "outside the grant") {
+		t.Fatalf("edit: port-forward in default: err=%v\n%s", err, out)
+	}
 	out, err = k.kubectl(t, "exec", "web-1", "-n", "payments", "--", "echo", "hello-from-exec")
 	if err != nil || !strings.Contains(out, "hello-from-exec") {
 		t.Fatalf("edit: exec: %v\n%s", err, out)
@@ -266,17 +277,33 @@ func TestE2EKube(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
 	io.WriteString(conn, "ping through airlock\n")
-	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "ping through airlock\n" {
+	pfr := bufio.NewReader(conn)
+	if line, err := pfr.ReadString('\n'); err != nil || line != "ping through airlock\n" {
 		t.Fatalf("port-forward echo: %q %v\n%s", line, err, pf.out.String())
 	}
-	conn.Close()
-	pf.kill()
+	// The forwarded connection stays open: the grant's end below cuts it.
+	pfCut := make(chan error, 1)
+	go func() {
+		_, err := pfr.ReadString('\n')
+		pfCut <- err
+	}()
 
 	// kubectl exec -it runs a shell on a terminal, recorded; kubectl get
 	// pods -w watches; the grant's end cuts both, and the terminal is told
 	// why first.
+	// A first exec -it ends on its own; each has a recording of its own.
+	first := k.execTTY(t, "exec", "-it", "web-1", "-n", "payments", "--", "sh")
+	fmt.Fprint(first.pty, "echo first-$((2*3))\n")
+	waitFor(t, func() bool { return strings.Contains(first.screen(), "first-6") })
+	fmt.Fprint(first.pty, "exit\n")
+	select {
+	case <-first.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the first kubectl exec -it did not end at exit:\n%s", first.screen())
+	}
 	term := k.execTTY(t, "exec", "-it", "web-1", "-n", "payments", "--", "sh")
 	fmt.Fprint(term.pty, "echo rec-$((6*7))\n")
 	waitFor(t, func() bool { return strings.Contains(term.screen(), "rec-42") })
@@ -290,25 +317,40 @@ func TestE2EKube(t *testing.T) {
 			t.Fatalf("%s still running 3 s after the grant's end:\n%s%s", what, watch.out.String(), term.screen())
 		}
 	}
+	select {
+	case err := <-pfCut:
+		// Whatever kubectl does with the lost stream, nothing more comes
+		// through: the connection ends (EOF or reset), not the deadline.
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("port-forward connection not cut by the grant's end: %v\n%s", err, pf.out.String())
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("port-forward connection still open 3 s after the grant's end:\n%s", pf.out.String())
+	}
+	pf.kill()
 	if !strings.Contains(term.screen(), "[airlock] "+airlock.EndGrantExpired.Text()+": this session is closed") {
 		t.Fatalf("the terminal was not told why it closed:\n%s", term.screen())
 	}
 	h.fresh(tm.admin, tm.adminSecret)
 	var recorded string
+	var parts []airlock.SessionRecording
 	waitFor(t, func() bool {
 		for _, e := range h.auditEvents(tm.admin, "session.ended") {
 			var d struct {
-				EndReason string `json:"end_reason"`
-				Recording string `json:"recording"`
+				EndReason  string                     `json:"end_reason"`
+				Recordings []airlock.SessionRecording `json:"recordings"`
 			}
 			json.Unmarshal(e.Details, &d)
-			if e.GrantID == g2.ID && d.EndReason == "grant_expired" && d.Recording != "" {
-				recorded = d.Recording
+			if e.GrantID == g2.ID && d.EndReason == "grant_expired" && len(d.Recordings) > 0 {
+				recorded, parts = e.SessionID, d.Recordings
 				return true
 			}
 		}
 		return false
 	})
+	if len(parts) != 2 || parts[0].ID != recorded+"-1" || parts[1].ID != recorded+"-2" || parts[0].SHA256 == "" || parts[0].SHA256 == parts[1].SHA256 {
+		t.Fatalf("session %s's recordings: %+v; want one per exec -it", recorded, parts)
+	}
 	// The port-forward is a k8s.request, and its k8s.response (same
 	// session, same number) carries the bytes each way.
 	var pfN float64
@@ -357,10 +399,27 @@ func TestE2EKube(t *testing.T) {
 	if !execSeen {
 		t.Fatal("no k8s.request for the exec -it with its command")
 	}
-	// The recording replays (hash-checked by the CLI).
+	// Each recording replays on its own (hash-checked by the CLI); which
+	// one must be said.
+	out, err = h.runProc(tm.admin, nil, "sessions", "play", recorded, "--part", "1", "--speed", "0")
+	if err != nil || !strings.Contains(out, "first-6") || strings.Contains(out, "rec-42") {
+		t.Fatalf("sessions play %s --part 1: %v\n%s", recorded, err, out)
+	}
+	out, err = h.runProc(tm.admin, nil, "sessions", "play", recorded, "--part", "2", "--speed", "0")
+	if err != nil || !strings.Contains(out, "rec-42") || !strings.Contains(out, "echo rec-") || strings.Contains(out, "first-6") {
+		t.Fatalf("sessions play %s --part 2: %v\n%s", recorded, err, out)
+	}
 	out, err = h.runProc(tm.admin, nil, "sessions", "play", recorded, "--speed", "0")
-	if err != nil || !strings.Contains(out, "rec-42") || !strings.Contains(out, "echo rec-") {
-		t.Fatalf("sessions play %s: %v\n%s", recorded, err, out)
+	if err == nil || !strings.Contains(out, "has 2 recordings") {
+		t.Fatalf("sessions play %s without --part: %v\n%s", recorded, err, out)
+	}
+	// The evidence pack carries both, each checked against the end.
+	pack := filepath.Join(t.TempDir(), "pack.zip")
+	h.fresh(tm.admin, tm.adminSecret)
+	// (made once a checkpoint covers the grant's last event)
+	waitFor(t, func() bool { _, err := h.run(tm.admin, "", "evidence", g2.ID, "-o", pack); return err == nil })
+	if out := h.must(tm.admin, "", "evidence", "verify", pack); !strings.Contains(out, "2 recordings verified") {
+		t.Fatalf("evidence verify:\n%s", out)
 	}
 
 	// Airlock's own credential is nowhere a user or the audit can see it.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/api"
 )
 
@@ -306,18 +307,21 @@ func TestE2EKubeExecUnrecorded(t *testing.T) {
 	var recorded string
 	waitFor(t, func() bool {
 		for _, ev := range h.auditEvents(tm.admin, "session.ended") {
-			var d struct{ Recording string }
+			var d struct{ Recordings []airlock.SessionRecording }
 			json.Unmarshal(ev.Details, &d)
 			if ev.GrantID == g.ID {
-				recorded = d.Recording
+				if len(d.Recordings) == 1 {
+					recorded = ev.SessionID
+				}
 				return true
 			}
 		}
 		return false
 	})
 	if recorded == "" {
-		t.Fatal("the tty=TRUE terminal's session has no recording")
+		t.Fatal("the tty=TRUE terminal's session has not exactly one recording")
 	}
+	// (one recording: sessions play needs no --part)
 	if out, err := h.runProc(tm.admin, nil, "sessions", "play", recorded, "--speed", "0"); err != nil || !strings.Contains(out, "echo upper-") {
 		t.Fatalf("sessions play %s: %v\n%s", recorded, err, out)
 	}

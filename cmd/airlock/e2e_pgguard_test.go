@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/internal/testenv"
+	"github.com/airlockhq/airlock/pgproxy"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -57,37 +56,21 @@ rules:
 func TestE2EPGGuardrails(t *testing.T) {
 	needOathtool(t)
 	needPsql(t)
+	warmGuard(t)
 	pg := testenv.Postgres(t)
 	db := pg.NewDatabase(t)
-	pg.Exec(t, "postgres", `DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_rw') THEN CREATE ROLE app_rw LOGIN; END IF;
-END $$;
-ALTER ROLE app_rw PASSWORD '`+pgRWPassword+`';`)
+	ensureAppRW(t, pg)
 	pg.Exec(t, db, `CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO items VALUES (1, 'apple'), (2, 'banana'), (3, 'cherry');
 CREATE TABLE api_keys (k text);
 INSERT INTO api_keys VALUES ('k-secret');
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON items, api_keys TO app_rw;`)
-	rows := func() int {
-		var n int
-		c, err := pgx.Connect(context.Background(), pg.DSN(db))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close(context.Background())
-		if err := c.QueryRow(context.Background(), "select count(*) from items").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	rows := func() int { return countRows(t, pg, db, "items") }
 
 	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
 	h := startHarness(t, filepath.Join(t.TempDir(), "data"), clk, func(c *serverConfig) { c.PGAddr = freeAddr(t) })
 	tm := setupTeam(t, h, pgGuardPolicy)
-	t.Setenv("PROD_DB_RW_PW", pgRWPassword)
-	h.must(tm.admin, "", "admin", "resources", "add", "prod-db", "--kind", "postgres",
-		"--addr", net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)), "--database", db,
-		"--credential", "write=app_rw:env:PROD_DB_RW_PW")
+	h.addPGWrite(tm, pg, db)
 	h.grant(tm, "prod-db", "write")
 
 	// Simple protocol: one psql session, one Query per -c, going on after errors.
@@ -259,4 +242,13 @@ func TestPolicyTestStatementCases(t *testing.T) {
 	if !strings.Contains(res[3].Message, "expected allow, got audit_only") {
 		t.Errorf("wrong case message: %s", res[3].Message)
 	}
+}
+
+// warmGuard compiles the statement parser's WebAssembly in this process —
+// where the harness's server runs — before a test's first guarded
+// statement, so that its compile (seconds under -race on a busy machine)
+// is not counted against a psql's time to finish.
+func warmGuard(t *testing.T) {
+	t.Helper()
+	pgproxy.WarmGuard()
 }

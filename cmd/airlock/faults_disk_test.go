@@ -36,7 +36,14 @@ func TestFaultsDiskFull(t *testing.T) {
 	dataDir := filepath.Join(disk, "data")
 	clk := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	// The clock stands still: MFA stays fresh, so no step needs a code.
-	h := startHarness(t, dataDir, clk, func(c *serverConfig) { c.SweepInterval = time.Hour })
+	// A login is counted as a guess before it is checked, so each login
+	// the full disk fails still counts; with the clock still, the sixth
+	// would wait forever behind the growing delay. The limit is raised
+	// past the attempts the loop below can make (33 per operation).
+	h := startHarness(t, dataDir, clk, func(c *serverConfig) {
+		c.SweepInterval = time.Hour
+		c.LockoutFailures = 100
+	})
 	admin, alice, bob, carol := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	h.bootstrapAdmin(admin, "admin", "admin password 1")
 	h.must(admin, "alice password 1\nalice password 1\n", "admin", "users", "add", "alice", "--group", "devs", "--password-stdin")

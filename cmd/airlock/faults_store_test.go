@@ -63,10 +63,7 @@ func setupFaults(t *testing.T) *faultEnv {
 	store.Exec(t, "postgres", "CREATE DATABASE airlock")
 	target := testenv.Postgres(t)
 	db := target.NewDatabase(t)
-	target.Exec(t, "postgres", `DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_rw') THEN CREATE ROLE app_rw LOGIN; END IF;
-END $$;
-ALTER ROLE app_rw PASSWORD '`+pgRWPassword+`';`)
+	ensureAppRW(t, target)
 	target.Exec(t, db, `CREATE TABLE items (id int); GRANT SELECT, INSERT ON items TO app_rw;`)
 
 	e := &faultEnv{store: store, dsn: store.DSN("airlock"), dataDir: filepath.Join(t.TempDir(), "setup")}

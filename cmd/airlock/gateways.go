@@ -47,6 +47,9 @@ func pgRefusal(err error) error {
 	if access.IsDatabaseRefused(err) {
 		return &pgproxy.Refusal{Code: "42501", Message: "airlock: " + airlock.ErrorMessage(err)}
 	}
+	if access.IsDBRoleUnavailable(err) {
+		return &pgproxy.Refusal{Code: "08004", Message: "airlock: " + airlock.ErrorMessage(err)}
+	}
 	return err
 }
 
@@ -99,8 +102,20 @@ func pgTarget(c *access.Connection) (*pgproxy.Target, error) {
 		AllowCleartextPassword: opts.AllowCleartextPassword,
 		ReadOnly:               access.IsReadOnly(c.Resource, c.Grant.Access), StrictAudit: sess.Audit == "strict",
 		LogParameters: sess.LogParameters, IdleTimeout: sess.IdleTimeout, MaxConcurrent: sess.MaxConcurrent,
-		Statements: c.Decision.Statements,
+		Statements:      c.Decision.Statements,
+		ApplicationName: appName(c),
 	}, nil
+}
+
+// appName is the upstream application_name of a session on a resource
+// with ephemeral credentials, airlock:<user>:<grant>, so that the
+// database's own logs and pg_stat_activity name the person; "" (the
+// client's own) otherwise.
+func appName(c *access.Connection) string {
+	if !c.Ephemeral {
+		return ""
+	}
+	return "airlock:" + c.User.Name + ":" + c.Grant.ID
 }
 
 var _ pgproxy.SCRAMAuthenticator = pgAuthenticator{}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/testenv"
+	"github.com/jackc/pgx/v5"
 )
 
 // execMainEnv, when set to 1, makes the test binary run the airlock CLI's
@@ -212,4 +216,43 @@ func (h *harness) auditEvents(home, action string) []airlock.Event {
 		h.t.Fatalf("audit tail output is not one JSON array: %v\n%s", err, out)
 	}
 	return evs
+}
+
+// ensureAppRW makes the login role app_rw on pg's cluster (once per
+// cluster: the clusters are shared between tests) with pgRWPassword: the
+// brokered credential of the write level in the database tests.
+func ensureAppRW(t *testing.T, pg *testenv.PG) {
+	t.Helper()
+	pg.Exec(t, "postgres", `DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_rw') THEN CREATE ROLE app_rw LOGIN; END IF;
+END $$;
+ALTER ROLE app_rw PASSWORD '`+pgRWPassword+`';`)
+}
+
+// addPGWrite adds resource prod-db on pg's database db with one level,
+// write, whose brokered credential is app_rw (ensureAppRW) read from the
+// admin's environment.
+func (h *harness) addPGWrite(tm *team, pg *testenv.PG, db string) {
+	h.t.Helper()
+	h.t.Setenv("PROD_DB_RW_PW", pgRWPassword)
+	h.must(tm.admin, "", "admin", "resources", "add", "prod-db", "--kind", "postgres",
+		"--addr", net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)), "--database", db,
+		"--credential", "write=app_rw:env:PROD_DB_RW_PW")
+}
+
+// countRows counts table's rows in pg's database db, directly (not
+// through the gateway).
+func countRows(t *testing.T, pg *testenv.PG, db, table string) int {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, pg.DSN(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, "select count(*) from "+pgx.Identifier{table}.Sanitize()).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -46,7 +46,8 @@ func (n *notifier) send(ctx context.Context, channels []string, m access.Notific
 		n.mu.Unlock()
 	}
 	msg := notify.Message{Kind: m.Kind, RequestID: m.RequestID, GrantID: m.GrantID, User: m.User, Resource: m.Resource, Access: m.Access,
-		Duration: m.Duration, Reason: m.Reason, Ticket: m.Ticket, ConsoleURL: m.URL}
+		Duration: m.Duration, Reason: m.Reason, Ticket: m.Ticket, ConsoleURL: m.URL,
+		HoldID: m.HoldID, Statement: m.Statement}
 	if m.RequestID != "" {
 		msg.ApproveURL = n.publicURL + "/requests/" + m.RequestID + "#approve"
 		msg.DenyURL = n.publicURL + "/requests/" + m.RequestID + "#deny"

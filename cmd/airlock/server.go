@@ -30,13 +30,16 @@ import (
 	"github.com/airlockhq/airlock/api"
 	"github.com/airlockhq/airlock/assertion"
 	"github.com/airlockhq/airlock/audit"
+	"github.com/airlockhq/airlock/audit/stream"
 	"github.com/airlockhq/airlock/auth"
 	"github.com/airlockhq/airlock/datadir"
+	"github.com/airlockhq/airlock/evidence"
 	"github.com/airlockhq/airlock/httpgw"
 	"github.com/airlockhq/airlock/identity"
 	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/mfa"
 	"github.com/airlockhq/airlock/mysqlproxy"
+	"github.com/airlockhq/airlock/pgprovision"
 	"github.com/airlockhq/airlock/pgproxy"
 	"github.com/airlockhq/airlock/postgres"
 	"github.com/airlockhq/airlock/recording"
@@ -131,6 +134,7 @@ type server struct {
 	audit    *audit.Log
 	ident    *identity.Service
 	access   *access.Service
+	push     *identity.Push // push MFA (state in the store): logins, step-ups, held statements
 	pg       *pgproxy.Gateway
 	ssh      *sshproxy.Gateway
 	http     *httpgw.Gateway     // nil unless --http-apps-addr
@@ -143,8 +147,9 @@ type server struct {
 	keyring  *secrets.Keyring
 	notifier *notifier
 	ends     *sessionEnds
-	node     string          // this server's name among replicas
-	pending  netguard.Limits // each gateway listener's pending-handshake bounds
+	provs    pgprovision.Pools // the provisioning connections of ephemeral resources
+	node     string            // this server's name among replicas
+	pending  netguard.Limits   // each gateway listener's pending-handshake bounds
 
 	stoppedMu sync.Mutex
 	stopped   []string // listeners whose Serve returned before shutdown
@@ -230,6 +235,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	if now == nil {
 		now = time.Now
 	}
+	defer s.provs.Close() // after the services below stop
 	if err := s.build(ctx, reg); err != nil {
 		return err
 	}
@@ -254,6 +260,13 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		Gateways: api.GatewayInfo{PGAddr: c.PGAddr, SSHAddr: c.SSHAddr, HTTPAppsAddr: c.HTTPAppsAddr, HTTPAppsDomain: appsDomain(c), HTTPAppsPort: appsPort(c), KubeURL: kubeURL(c), MySQLAddr: c.MySQLAddr, TLSCA: string(dir.TLSCertPEM()), SSHHostCA: s.ca.HostCAAuthorizedKey(), SSHUserCA: s.ca.UserCAAuthorizedKey()}}
 	if recs, err := recording.NewDir(dir.File("recordings")); err == nil {
 		apiSrv.Recordings = func(ctx context.Context, key string) (io.ReadCloser, error) { return recs.Open(ctx, key) }
+	}
+	apiSrv.Audit.Evidence = func(ctx context.Context, grantID string) (api.EvidencePack, error) {
+		src := evidence.Source{Store: store, PublicKey: apiSrv.Audit.PublicKey, Signer: dir.AuditKey, Now: now}
+		if apiSrv.Recordings != nil {
+			src.Recordings = apiSrv.Recordings
+		}
+		return evidence.Prepare(ctx, src, grantID)
 	}
 	apiSrv.Now = now
 	mux.Handle("/api/", http.NewCrossOriginProtection().Handler(apiSrv.Handler()))
@@ -283,7 +296,7 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 	// The keys apps verify the HTTP gateway's identity assertions with.
 	mux.Handle("GET /.well-known/jwks.json", s.idKeys.Handler())
 	// Push MFA keeps its challenges in the store: any replica can begin, answer or poll one.
-	push := s.ident.NewPush(identity.PushConfig{})
+	push := s.push
 	pushAPI := http.NewCrossOriginProtection().Handler(apiSrv.PushHandler(c.PublicURL, push))
 	mux.Handle(api.PrefixWebLogin, pushAPI)
 	mux.Handle(api.PrefixPush, pushAPI)
@@ -310,11 +323,24 @@ func runServer(ctx context.Context, c serverConfig, stderr io.Writer) (err error
 		return fmt.Errorf("record node heartbeat: %w", err)
 	}
 
+	if c.streams != nil && len(c.streams.Sinks) > 0 {
+		// SIEM streams read the store after commit: a slow or dead sink
+		// never holds back an append. Stopped before the audit log closes.
+		streams, err := stream.Start(ctx, c.streams, stream.Options{Store: store, Auditor: s.audit, Holder: s.node,
+			Logger: logger.With("component", "audit-stream"), Registerer: reg,
+			Now: time.Now}) // leases and settling are real time between processes, like heartbeats
+		if err != nil {
+			return fmt.Errorf("--audit-streams: %w", err)
+		}
+		defer streams.Close()
+	}
+
 	var wg sync.WaitGroup
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); s.access.RunSweeper(runCtx, c.SweepInterval) }()
+	go func() { defer wg.Done(); s.access.RunDBRoles(runCtx, nodeIdentity(dir.Path), c.DBRoleInterval) }()
 	go func() { defer wg.Done(); s.access.RunNode(runCtx) }()
 	go func() { defer wg.Done(); s.watchReadiness(runCtx) }()
 	if t, ok := store.(airlock.RevocationTransport); ok {
@@ -387,8 +413,13 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		return err
 	}
 	s.keyring = kr
+	witnesses, err := c.auditWitnesses()
+	if err != nil {
+		return err
+	}
 	al, err := audit.Open(ctx, store, audit.Options{Signer: dir.AuditKey, CheckpointEvery: c.CheckpointEvery,
-		CheckpointInterval: c.CheckpointInterval, Linger: c.AuditLinger, MaxDelay: c.AuditMaxDelay, Logger: logger, Registerer: reg, Now: now})
+		CheckpointInterval: c.CheckpointInterval, Linger: c.AuditLinger, MaxDelay: c.AuditMaxDelay, Logger: logger, Registerer: reg, Now: now,
+		Witnesses: witnesses})
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}
@@ -426,6 +457,8 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 		Freshness: map[string]time.Duration{identity.ActionApprove: c.FreshApprove, identity.ActionConnect: c.FreshConnect,
 			identity.ActionFactors: c.FreshFactors, identity.ActionAdmin: c.FreshAdmin, identity.ActionBreakGlass: c.FreshConnect}})
 
+	s.push = s.ident.NewPush(identity.PushConfig{})
+
 	if c.OIDCIssuer != "" {
 		o, err := newOIDC(ctx, c, now)
 		if err != nil {
@@ -440,7 +473,8 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	s.notifier = newNotifier(al, logger, c.PublicURL, c.WebhookAllowLinkLocal, now, creds.Resolve)
 	s.ca = sshca.New(dir.SSHUserCA, dir.SSHHostCA)
 	s.access, err = access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: s.ident, Bus: bus, Logger: logger, Now: now,
-		ConsoleURL: c.PublicURL, Notify: s.notifier.send, Credentials: creds, SSHCA: s.ca})
+		ConsoleURL: c.PublicURL, Notify: s.notifier.send, Credentials: creds, SSHCA: s.ca,
+		Provisioners: pgProvisioners(&s.provs), ProvisionerChanged: s.provs.Forget})
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
@@ -486,7 +520,8 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			// sending it (pgAuthenticator is a SCRAMAuthenticator).
 			AllowLoopbackPlaintext: true, Auth: pgAuthenticator{s}, Audit: auditSink{al, s.ends}, Sessions: s.ends,
 			Logger: logger.With("gateway", "postgres"), Node: s.node, Registerer: reg, Now: now,
-			UpstreamIdle: upstreamIdle(c.PGUpstreamIdle), HandshakeTimeout: c.HandshakeTimeout, Pending: s.pending})
+			UpstreamIdle: upstreamIdle(c.PGUpstreamIdle), HandshakeTimeout: c.HandshakeTimeout, Pending: s.pending,
+			Holder: statementHolder{s}})
 		if err != nil {
 			return err
 		}

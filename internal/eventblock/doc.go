@@ -10,6 +10,13 @@
 // database access either decodes to the edited events (which the hash
 // chain then rejects) or fails with ErrCorrupt.
 //
+// DecodeFilter is the read of a few events: it steps over the events
+// before the first one wanted without copying their values, matches the
+// rest in place and stops at the limit, so reading one event of a full
+// block costs a scan of the events before it rather than a decode of the
+// whole block. It checks what it reads as Decode does; damage after the
+// events a read needs is left for the reads (and verify) that go past it.
+//
 // Block layout (integers are Go's encoding/binary varints):
 //
 //	block = "alb1" uvarint(count) event*count

@@ -3,6 +3,7 @@ package gwsession_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,7 +136,7 @@ func TestActiveSessionsOldestFirst(t *testing.T) {
 		t.Errorf("Info not used: %+v", got[0])
 	}
 	want := airlock.Session{ID: "late", UserID: "u", GrantID: "g", Resource: "db", Node: "n1", StartedAt: t0.Add(time.Minute)}
-	if got[1] != want {
+	if !reflect.DeepEqual(got[1], want) {
 		t.Errorf("row without Info = %+v, want %+v", got[1], want)
 	}
 }

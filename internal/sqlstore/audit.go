@@ -39,10 +39,12 @@ func ListEvents(f airlock.EventFilter) Stmt {
 }
 
 // FilterBlocks decodes the blocks ListEvents selected and returns the
-// events f matches. B is the type the driver scans a blob into
+// events f matches; a read of at most FewEvents events in stored order
+// stops decoding at the last one it needs. B is the type the driver scans a blob into
 // (sql.RawBytes lets database/sql skip a copy).
 func FilterBlocks[B ~[]byte](rows Rows, f *airlock.EventFilter) ([]airlock.Event, error) {
 	var out, blk []airlock.Event
+	few := !f.Desc && f.Limit > 0 && f.Limit <= FewEvents
 	for rows.Next() {
 		var first int64
 		var data B
@@ -50,16 +52,31 @@ func FilterBlocks[B ~[]byte](rows Rows, f *airlock.EventFilter) ([]airlock.Event
 			return nil, err
 		}
 		var err error
-		if blk, err = eventblock.DecodeStored(blk[:0], first, []byte(data)); err != nil {
-			return nil, err
-		}
 		var full bool
-		if out, full = eventblock.Filter(out, blk, f); full {
+		if few {
+			// Stop reading the block at the events wanted (a proof's
+			// read of one event would otherwise decode all of its block).
+			if out, full, err = eventblock.FilterStored(out, first, []byte(data), f); err != nil {
+				return nil, err
+			}
+		} else {
+			if blk, err = eventblock.DecodeStored(blk[:0], first, []byte(data)); err != nil {
+				return nil, err
+			}
+			out, full = eventblock.Filter(out, blk, f)
+		}
+		if full {
 			return out, nil
 		}
 	}
 	return out, rows.Err()
 }
+
+// FewEvents is the largest limit for which FilterBlocks reads each block
+// only as far as the events it needs (eventblock.DecodeFilter, one
+// allocation per event returned) instead of decoding it whole (one copy of
+// the block, then filtering); newest-first reads always decode whole blocks.
+const FewEvents = 64
 
 // BlockEvents is the most events one stored block holds. A group commit
 // larger than this is written as several blocks; reads decode whole
@@ -137,8 +154,8 @@ func ScanOldEvent(s Scanner) (airlock.Event, error) {
 // Checkpoints.
 
 func (d Dialect) InsertCheckpoint(c *airlock.Checkpoint) Stmt {
-	return Stmt{`INSERT INTO checkpoints (seq, hash, time, key_id, signature) VALUES ($1,$2,$3,$4,$5)`,
-		[]any{c.Seq, c.Hash, d.Time(c.Time), c.KeyID, c.Signature}}
+	return Stmt{`INSERT INTO checkpoints (seq, hash, time, key_id, signature, root) VALUES ($1,$2,$3,$4,$5,$6)`,
+		[]any{c.Seq, c.Hash, d.Time(c.Time), c.KeyID, c.Signature, c.Root}}
 }
 
 // CheckpointExists is the ECONFLICT message of a checkpoint insert.
@@ -146,8 +163,28 @@ func CheckpointExists(c *airlock.Checkpoint) string {
 	return fmt.Sprintf("checkpoint at seq %d with key %q already exists", c.Seq, c.KeyID)
 }
 
+// TreeCheckpoint reads the version 2 checkpoint at seq, or the newest one
+// when seq is 0, for ScanCheckpoint.
+func TreeCheckpoint(seq int64) Stmt {
+	if seq == 0 {
+		return Stmt{`SELECT seq, hash, time, key_id, signature, root FROM checkpoints WHERE root <> '' ORDER BY seq DESC LIMIT 1`, nil}
+	}
+	return Stmt{`SELECT seq, hash, time, key_id, signature, root FROM checkpoints WHERE seq = $1 AND root <> '' LIMIT 1`, []any{seq}}
+}
+
+// NoTreeCheckpoint is the ENOTFOUND message of TreeCheckpoint.
+func NoTreeCheckpoint(seq int64) string {
+	if seq == 0 {
+		return "no signed tree head yet"
+	}
+	return fmt.Sprintf("no signed tree head at size %d", seq)
+}
+
+// ListCheckpointsSQL reads every checkpoint for ScanCheckpoint.
+const ListCheckpointsSQL = `SELECT seq, hash, time, key_id, signature, root FROM checkpoints ORDER BY seq, key_id`
+
 func ScanCheckpoint(s Scanner) (airlock.Checkpoint, error) {
 	var c airlock.Checkpoint
-	err := s.Scan(&c.Seq, &c.Hash, Time(&c.Time), &c.KeyID, &c.Signature)
+	err := s.Scan(&c.Seq, &c.Hash, Time(&c.Time), &c.KeyID, &c.Signature, &c.Root)
 	return c, err
 }

@@ -267,24 +267,36 @@ func (d Dialect) LiveTokens(userID, resource string, now time.Time) Stmt {
 // Sessions.
 
 const SessionCols = `id, grant_id, user_id, user_name, resource, kind, access, source_addr, node, started_at, ended_at, end_reason,
-	bytes_in, bytes_out, statements, recording, recording_sha256`
+	bytes_in, bytes_out, statements, recording, recording_sha256, recordings`
 
 func ScanSession(s Scanner) (*airlock.Session, error) {
 	x := &airlock.Session{}
 	err := s.Scan(&x.ID, &x.GrantID, &x.UserID, &x.UserName, &x.Resource, &x.Kind, &x.Access, &x.SourceAddr, &x.Node, Time(&x.StartedAt), Time(&x.EndedAt), &x.EndReason,
-		&x.BytesIn, &x.BytesOut, &x.Statements, &x.Recording, &x.RecordingSHA256)
+		&x.BytesIn, &x.BytesOut, &x.Statements, &x.Recording, &x.RecordingSHA256, JSON(&x.Recordings))
+	if len(x.Recordings) == 0 {
+		x.Recordings = nil
+	}
 	return x, err
 }
 
 func (d Dialect) InsertSession(s *airlock.Session) Stmt {
-	return Stmt{`INSERT INTO sessions (` + SessionCols + `) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
+	return Stmt{`INSERT INTO sessions (` + SessionCols + `) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)`,
 		[]any{s.ID, s.GrantID, s.UserID, s.UserName, s.Resource, s.Kind, s.Access, s.SourceAddr, s.Node, d.Time(s.StartedAt), d.Time(s.EndedAt), s.EndReason,
-			s.BytesIn, s.BytesOut, s.Statements, s.Recording, s.RecordingSHA256}}
+			s.BytesIn, s.BytesOut, s.Statements, s.Recording, s.RecordingSHA256, sessionRecordings(s.Recordings)}}
 }
 
 func (d Dialect) EndSession(s *airlock.Session) Stmt {
-	return Stmt{`UPDATE sessions SET ended_at=$2, end_reason=$3, bytes_in=$4, bytes_out=$5, statements=$6, recording=$7, recording_sha256=$8 WHERE id=$1 AND ended_at IS NULL`,
-		[]any{s.ID, d.Time(s.EndedAt), s.EndReason, s.BytesIn, s.BytesOut, s.Statements, s.Recording, s.RecordingSHA256}}
+	return Stmt{`UPDATE sessions SET ended_at=$2, end_reason=$3, bytes_in=$4, bytes_out=$5, statements=$6, recording=$7, recording_sha256=$8, recordings=$9 WHERE id=$1 AND ended_at IS NULL`,
+		[]any{s.ID, d.Time(s.EndedAt), s.EndReason, s.BytesIn, s.BytesOut, s.Statements, s.Recording, s.RecordingSHA256, sessionRecordings(s.Recordings)}}
+}
+
+// sessionRecordings is the stored form of a session's part recordings: a
+// JSON array, [] when none.
+func sessionRecordings(r []airlock.SessionRecording) string {
+	if len(r) == 0 {
+		return "[]"
+	}
+	return js(r)
 }
 
 // ListSessions selects the sessions f matches, newest first.

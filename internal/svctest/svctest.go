@@ -27,7 +27,8 @@ import (
 type Env struct {
 	Store     airlock.Store
 	Audit     *audit.Log
-	PublicKey ed25519.PublicKey // the audit checkpoint key
+	PublicKey ed25519.PublicKey  // the audit checkpoint key
+	AuditKey  ed25519.PrivateKey // its private half (evidence packs sign with it)
 	Identity  *identity.Service
 	Access    *access.Service
 	// BootstrapFile is where Identity keeps the bootstrap token.
@@ -57,7 +58,7 @@ func New(t testing.TB, now func() time.Time) *Env {
 	}
 	p := auth.DefaultParams()
 	p.Memory, p.Iterations = 1024, 1
-	e := &Env{Store: store, Audit: al, PublicKey: pub, BootstrapFile: filepath.Join(t.TempDir(), "bootstrap.token")}
+	e := &Env{Store: store, Audit: al, PublicKey: pub, AuditKey: key, BootstrapFile: filepath.Join(t.TempDir(), "bootstrap.token")}
 	e.Identity = identity.New(identity.Deps{Store: store, Audit: al, Now: now, Hasher: auth.NewHasher(p, 2),
 		TOTP:     mfa.NewTOTP(store, kr, "Airlock", now),
 		Recovery: mfa.NewRecovery(store, now)}, identity.Config{BootstrapTokenFile: e.BootstrapFile})

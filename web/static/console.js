@@ -115,13 +115,16 @@
 
   // ---- this browser as a push device: answer challenges live ----
   if (document.body.dataset.pushDevice) {
-    const box = $("#push-prompt"), choices = $("#push-choices"), result = $("#push-result"), what = $("#push-what");
+    const box = $("#push-prompt"), choices = $("#push-choices"), result = $("#push-result"), what = $("#push-what"), detail = $("#push-detail");
     const es = new EventSource("/push/events");
     es.addEventListener("push", (ev) => {
       const ch = JSON.parse(ev.data);
       box.hidden = false;
       box.dataset.id = ch.id;
-      what.textContent = (ch.purpose === "login" ? "Sign-in" : "Verification") + " as " + ch.user + " from " + ch.source + ".";
+      what.textContent = (ch.purpose === "login" ? "Sign-in" : ch.purpose === "statement" ? "A statement you sent" : "Verification") +
+        " as " + ch.user + " from " + ch.source + ".";
+      detail.textContent = ch.detail || "";
+      detail.hidden = !ch.detail;
       result.textContent = "";
       choices.textContent = "";
       for (const n of ch.choices) {
@@ -140,12 +143,14 @@
     });
   }
 
-  // ---- SSH session replay: a minimal asciicast v2 player ----
+  // ---- session replay (SSH, kubectl exec -it): a minimal asciicast v2 player ----
   const player = $("#player");
   if (player) {
     const term = $("#term"), status = $("#player-status");
     let frames = null, timer = null;
     const strip = (s) => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\x1b\][^\x07]*\x07/g, "").replace(/\r\n/g, "\n").replace(/\r/g, "");
+    const part = $("#part");
+    if (part) part.addEventListener("change", () => { player.dataset.src = part.value; frames = null; clearTimeout(timer); term.textContent = ""; status.textContent = ""; });
     async function load() {
       const r = await fetch(player.dataset.src, {credentials: "same-origin"});
       if (!r.ok) throw new Error("recording unavailable (" + r.status + ")");

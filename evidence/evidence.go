@@ -1,0 +1,343 @@
+// Package evidence makes and checks evidence packs: everything an auditor
+// asks about one grant — the request (reason, ticket), the policy rule and
+// version that decided it, every review with its approver and factor, the
+// grant, every session with its statements or recording, its end and the
+// reason — in one zip, with an inclusion proof for every audit event in it
+// against a signed tree head, so that Verify can check it offline with
+// only the checkpoint public key and no server.
+//
+// The audit events are the evidence; the JSON files beside them (grant,
+// request, reviews, sessions, policy) are views of the store that Verify
+// checks against the events where the events say the same thing.
+package evidence
+
+import (
+	"archive/zip"
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/audit"
+)
+
+// Format names the pack layout (manifest.json's "format").
+const Format = "airlock-evidence-v1"
+
+// The files of a pack. Recordings are "recordings/SESSION_ID.cast".
+const (
+	fileManifest = "manifest.json"
+	fileSig      = "manifest.sig"
+	fileGrant    = "grant.json"
+	fileRequest  = "request.json"
+	fileReviews  = "reviews.json"
+	fileSessions = "sessions.json"
+	filePolicy   = "policy.json"
+	fileEvents   = "events.jsonl"
+	fileProofs   = "proofs.json"
+	filePubkey   = "pubkey.pem"
+	dirRecording = "recordings/"
+)
+
+// Manifest lists a pack's files with their SHA-256.
+type Manifest struct {
+	Format    string      `json:"format"`
+	GrantID   string      `json:"grant_id"`
+	CreatedAt time.Time   `json:"created_at"`
+	Files     []FileEntry `json:"files"`
+}
+
+// FileEntry is one file of a pack.
+type FileEntry struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// Policy is the policy that decided the request: its version and rule, and
+// the document itself when the store still holds that version (it keeps
+// the current one).
+type Policy struct {
+	Version  int64  `json:"version"`
+	Rule     string `json:"rule"`
+	SHA256   string `json:"sha256,omitempty"`
+	Document string `json:"document,omitempty"`
+	Note     string `json:"note,omitempty"`
+}
+
+// Source is what a pack is made from.
+type Source struct {
+	Store airlock.Store
+	// Recordings opens a session recording by its storage key (nil: the
+	// pack cannot hold recordings, and a grant with one is refused).
+	Recordings func(ctx context.Context, key string) (io.ReadCloser, error)
+	// PublicKey is the checkpoint public key, PEM.
+	PublicKey []byte
+	// Signer is the checkpoint key: it signs the manifest (ManifestMessage),
+	// so that nothing can be added to or left out of a pack after it was
+	// made without the verification failing.
+	Signer ed25519.PrivateKey
+	Now    func() time.Time
+}
+
+// requestWindow bounds the events of a request looked for around it: its
+// events are written between its creation and its decision.
+const requestSlack = time.Minute
+
+// Pack is a grant's evidence, read and proved, ready to be written.
+type Pack struct {
+	src      Source
+	grant    *airlock.Grant
+	request  *airlock.AccessRequest
+	reviews  []*airlock.Review
+	sessions []*airlock.Session
+	events   []airlock.Event
+	proofs   *audit.BatchProof
+	policy   Policy
+}
+
+// Prepare reads and proves everything grantID's pack holds but its
+// recordings, so that a caller knows the pack can be made (and can audit
+// that it is) before writing a byte. ENOTFOUND when there is no such
+// grant; EUNAVAILABLE when no signed tree head covers the grant's events
+// yet (retry after the next checkpoint).
+func Prepare(ctx context.Context, src Source, grantID string) (*Pack, error) {
+	st := src.Store
+	if len(src.Signer) != ed25519.PrivateKeySize {
+		return nil, airlock.Errorf(airlock.EINTERNAL, "evidence packs need the checkpoint key")
+	}
+	g, err := st.GrantByID(ctx, grantID)
+	if err != nil {
+		return nil, airlock.Errorf(airlock.ENOTFOUND, "no grant %q", grantID)
+	}
+	p := &Pack{src: src, grant: g, reviews: []*airlock.Review{}}
+	if g.RequestID != "" {
+		if p.request, err = st.RequestByID(ctx, g.RequestID); err != nil {
+			return nil, err
+		}
+		if p.reviews, err = st.ListReviews(ctx, g.RequestID); err != nil {
+			return nil, err
+		}
+	}
+	if p.sessions, err = st.ListSessions(ctx, airlock.SessionFilter{GrantID: g.ID}); err != nil {
+		return nil, err
+	}
+	slices.Reverse(p.sessions) // oldest first
+	for _, s := range p.sessions {
+		if (s.Recording != "" || len(s.Recordings) > 0) && src.Recordings == nil {
+			return nil, airlock.Errorf(airlock.EUNAVAILABLE, "session %s has a recording and this server cannot open recordings", s.ID)
+		}
+	}
+	if p.events, err = grantEvents(ctx, st, g, p.request); err != nil {
+		return nil, err
+	}
+	if p.proofs, err = prove(ctx, st, p.events); err != nil {
+		return nil, err
+	}
+	p.policy = policyView(ctx, st, p.request)
+	return p, nil
+}
+
+// Write writes the evidence pack of grantID to w (a zip): Prepare, then
+// WriteTo.
+func Write(ctx context.Context, src Source, grantID string, w io.Writer) error {
+	p, err := Prepare(ctx, src, grantID)
+	if err != nil {
+		return err
+	}
+	return p.WriteTo(ctx, w)
+}
+
+// WriteTo writes the pack (a zip) to w, reading the recordings as it goes.
+func (p *Pack) WriteTo(ctx context.Context, w io.Writer) error {
+	src, g, rq, reviews, sessions, events, proofs, pol := p.src, p.grant, p.request, p.reviews, p.sessions, p.events, p.proofs, p.policy
+	zw := zip.NewWriter(w)
+	man := Manifest{Format: Format, GrantID: g.ID, CreatedAt: src.now().UTC()}
+	add := func(name string, write func(io.Writer) error) error {
+		fw, err := zw.Create(name)
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		cw := &countWriter{w: io.MultiWriter(fw, h)}
+		bw := bufio.NewWriterSize(cw, 64<<10)
+		if err := write(bw); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		man.Files = append(man.Files, FileEntry{Name: name, SHA256: hex.EncodeToString(h.Sum(nil)), Bytes: cw.n})
+		return nil
+	}
+	addJSON := func(name string, v any) error {
+		return add(name, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(v)
+		})
+	}
+	steps := []struct {
+		name string
+		v    any
+	}{{fileGrant, g}, {fileRequest, rq}, {fileReviews, reviews}, {fileSessions, sessions}, {filePolicy, pol}, {fileProofs, proofs}}
+	for _, s := range steps {
+		if err := addJSON(s.name, s.v); err != nil {
+			return err
+		}
+	}
+	if err := add(fileEvents, func(w io.Writer) error {
+		// Each event as a proof's event: its details a JSON string of the
+		// exact bytes its hash covers, which no re-encoding changes.
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		for i := range events {
+			if err := enc.Encode(audit.NewProofEvent(events[i])); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, s := range sessions {
+		// An SSH session's terminal is stored under the session's ID;
+		// each exec -it of a Kubernetes session under its own.
+		type rec struct{ file, key string }
+		var recs []rec
+		if s.Recording != "" {
+			recs = append(recs, rec{s.ID, s.Recording})
+		}
+		for _, r := range s.Recordings {
+			recs = append(recs, rec{r.ID, r.ID})
+		}
+		for _, r := range recs {
+			rc, err := src.Recordings(ctx, r.key)
+			if err != nil {
+				return airlock.WrapError(airlock.EUNAVAILABLE, fmt.Sprintf("session %s: its recording %s cannot be read", s.ID, r.file), err)
+			}
+			err = add(dirRecording+r.file+".cast", func(w io.Writer) error { _, err := io.Copy(w, rc); return err })
+			rc.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := add(filePubkey, func(w io.Writer) error { _, err := w.Write(src.PublicKey); return err }); err != nil {
+		return err
+	}
+	mb, err := json.MarshalIndent(man, "", "  ")
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		b    []byte
+	}{{fileManifest, mb}, {fileSig, []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(src.Signer, ManifestMessage(mb))) + "\n")}} {
+		fw, err := zw.Create(f.name)
+		if err != nil {
+			return err
+		}
+		if _, err := fw.Write(f.b); err != nil {
+			return err
+		}
+	}
+	return zw.Close()
+}
+
+// ManifestMessage is what a pack's manifest.sig signs: a prefix no other
+// signature of the checkpoint key starts with (checkpoints sign
+// "airlock-checkpoint-v…"), then the manifest's bytes.
+func ManifestMessage(manifest []byte) []byte {
+	return append([]byte("airlock-evidence-manifest-v1\n"), manifest...)
+}
+
+func (s Source) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// grantEvents returns, ordered by seq, every event of the grant (its
+// activation, sessions, statements, end) and of its request (creation,
+// reviews), which carry the request's ID but no grant's.
+func grantEvents(ctx context.Context, st airlock.Store, g *airlock.Grant, rq *airlock.AccessRequest) ([]airlock.Event, error) {
+	evs, err := st.ListEvents(ctx, airlock.EventFilter{GrantID: g.ID})
+	if err != nil {
+		return nil, err
+	}
+	if rq != nil {
+		until := rq.DecidedAt
+		if until.IsZero() {
+			until = g.CreatedAt
+		}
+		around, err := st.ListEvents(ctx, airlock.EventFilter{Since: rq.CreatedAt.Add(-requestSlack), Until: until.Add(requestSlack)})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range around {
+			if e.RequestID == rq.ID && e.GrantID == "" {
+				evs = append(evs, e)
+			}
+		}
+	}
+	slices.SortFunc(evs, func(a, b airlock.Event) int { return int(a.Seq - b.Seq) })
+	return slices.CompactFunc(evs, func(a, b airlock.Event) bool { return a.Seq == b.Seq }), nil
+}
+
+// policyView is the policy that decided rq, with its document when the
+// store's current policy is that version.
+func policyView(ctx context.Context, st airlock.Store, rq *airlock.AccessRequest) Policy {
+	if rq == nil {
+		return Policy{Note: "the grant has no request"}
+	}
+	p := Policy{Version: rq.PolicyVersion, Rule: rq.Rule}
+	cur, err := st.CurrentPolicy(ctx)
+	switch {
+	case err != nil:
+		p.Note = "no policy document is stored"
+	case cur.Version == rq.PolicyVersion:
+		p.SHA256, p.Document = cur.SHA256, string(cur.Document)
+	default:
+		p.Note = fmt.Sprintf("the store keeps only the current policy (version %d); version %d's digest is in its policy.applied event in the audit log", cur.Version, rq.PolicyVersion)
+	}
+	return p
+}
+
+// prove returns the batch inclusion proof of events against the latest
+// signed tree head, which must cover all of them.
+func prove(ctx context.Context, st airlock.Store, events []airlock.Event) (*audit.BatchProof, error) {
+	cp, err := audit.LatestTreeCheckpoint(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if len(events) > 0 && events[len(events)-1].Seq > cp.Seq {
+		return nil, airlock.Errorf(airlock.EUNAVAILABLE, "the grant's latest event (seq %d) is after the latest signed tree head (size %d); retry after the next checkpoint",
+			events[len(events)-1].Seq, cp.Seq)
+	}
+	seqs := make([]int64, len(events))
+	for i, e := range events {
+		seqs[i] = e.Seq
+	}
+	return audit.ProveEvents(ctx, st, seqs, cp)
+}

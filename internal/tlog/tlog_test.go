@@ -1,0 +1,174 @@
+package tlog
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/merkle/testonly"
+)
+
+// memTiles is a tile store in a map of runs, as the stores keep them.
+type memTiles map[TileID][]Tile
+
+func (m memTiles) read(id TileID) ([]byte, error) {
+	var starts []int
+	var runs [][]byte
+	for _, r := range m[id] {
+		starts, runs = append(starts, r.Start), append(runs, r.Hashes)
+	}
+	return Join(id, starts, runs)
+}
+
+func (m memTiles) append(t *testing.T, n int64, leaves [][HashSize]byte) {
+	t.Helper()
+	tiles, err := Append(n, leaves, m.read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range tiles {
+		if tl.Full {
+			m[tl.TileID] = []Tile{{TileID: tl.TileID, Hashes: tl.Hashes}}
+		} else {
+			m[tl.TileID] = append(m[tl.TileID], tl)
+		}
+	}
+}
+
+func dh(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// The RFC 6962 / RFC 9162 test vectors of Certificate Transparency (as
+// kept in github.com/transparency-dev/merkle): eight leaves, the roots of
+// every prefix (the proofs are tested in package audit).
+var (
+	vectorLeaves = []string{"", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"}
+	vectorRoots  = []string{
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		"6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+		"fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+		"aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+		"d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+		"4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+		"76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+		"ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+		"5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+	}
+)
+
+func TestRFCVectors(t *testing.T) {
+	m := memTiles{}
+	r := func() *Reader { return NewReader(m.read) }
+	if got := hex.EncodeToString(must(r().Root(0))); got != vectorRoots[0] {
+		t.Fatalf("empty root %s, want %s", got, vectorRoots[0])
+	}
+	// One leaf at a time: every prefix's root.
+	for i, l := range vectorLeaves {
+		m.append(t, int64(i), [][HashSize]byte{LeafHash(dh(l))})
+		if got := hex.EncodeToString(must(r().Root(uint64(i + 1)))); got != vectorRoots[i+1] {
+			t.Errorf("root of size %d: %s, want %s", i+1, got, vectorRoots[i+1])
+		}
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// TestAgainstReference appends leaves in batches of random sizes (across
+// three tile levels) and compares roots and proofs with the reference
+// in-memory tree of transparency-dev/merkle.
+func TestAgainstReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ref := testonly.New(rfc6962.DefaultHasher)
+	m := memTiles{}
+	var compact Compact
+	var n int64
+	const total = Width*Width + 3*Width + 17 // past the first full level-1 tile
+	for n < total {
+		k := 1 + rng.IntN(700)
+		if rng.IntN(10) == 0 {
+			k = 1
+		}
+		k = min(k, total-int(n))
+		leaves := make([][HashSize]byte, k)
+		for i := range leaves {
+			leaves[i] = LeafHash(fmt.Appendf(nil, "leaf %d", n+int64(i)))
+			ref.Append(leaves[i][:])
+		}
+		m.append(t, n, leaves)
+		n += int64(k)
+		size := uint64(n)
+		for i := range leaves {
+			compact.Append(leaves[i])
+		}
+		if got := compact.Root(); !bytes.Equal(got, ref.Hash()) || compact.Size() != size {
+			t.Fatalf("compact root of %d: %x, want %x", size, got, ref.Hash())
+		}
+		r := NewReader(m.read)
+		if got := must(r.Root(size)); !bytes.Equal(got, ref.Hash()) {
+			t.Fatalf("root of %d: %x, want %x", size, got, ref.Hash())
+		}
+		for range 3 {
+			// Older sizes too: tiles only grow.
+			old := 1 + rng.Uint64N(size)
+			idx := rng.Uint64N(size)
+			if got := must(r.Node(0, idx)); !bytes.Equal(got, ref.LeafHash(idx)) {
+				t.Fatalf("leaf %d differs", idx)
+			}
+			if got := must(r.Root(old)); !bytes.Equal(got, ref.HashAt(old)) {
+				t.Fatalf("root of %d read at %d differs", old, size)
+			}
+		}
+	}
+}
+
+func TestAppendRefusesCorruptTiles(t *testing.T) {
+	m := memTiles{}
+	m.append(t, 0, make([][HashSize]byte, 10))
+	// The store says the tree has 12 leaves, the tile holds 10.
+	if _, err := Append(12, make([][HashSize]byte, Width-12), m.read); err == nil {
+		t.Fatal("completed a tile shorter than the tree")
+	}
+	if _, err := Join(TileID{}, []int{0, 11}, [][]byte{make([]byte, 10*HashSize), make([]byte, HashSize)}); err == nil {
+		t.Fatal("joined runs with a hole")
+	}
+	if _, err := NewReader(m.read).Root(12); err == nil {
+		t.Fatal("root of 12 leaves from tiles holding 10")
+	}
+}
+
+// FuzzTiles appends batches of sizes drawn from the input and checks every
+// root against the reference tree.
+func FuzzTiles(f *testing.F) {
+	f.Add([]byte{1, 2, 255, 3, 0, 200})
+	f.Fuzz(func(t *testing.T, sizes []byte) {
+		ref := testonly.New(rfc6962.DefaultHasher)
+		m := memTiles{}
+		var n int64
+		for _, s := range sizes {
+			k := int(s)*3 + 1
+			leaves := make([][HashSize]byte, k)
+			for i := range leaves {
+				leaves[i] = LeafHash(fmt.Appendf(nil, "%d", n+int64(i)))
+				ref.Append(leaves[i][:])
+			}
+			m.append(t, n, leaves)
+			n += int64(k)
+			if got := must(NewReader(m.read).Root(uint64(n))); !bytes.Equal(got, ref.Hash()) {
+				t.Fatalf("root of %d differs", n)
+			}
+		}
+	})
+}
