@@ -421,3 +421,50 @@ func TestExecRecordingPerExec(t *testing.T) {
 		t.Fatalf("session.ended lists %+v", d.Recordings)
 	}
 }
+
+// A session's end tells the terminal why, then closes the WebSocket with
+// a normal closure, and waits for the client to close its side (never
+// resetting the socket under a goodbye the client has not read yet).
+func TestExecGoodbyeThenClose(t *testing.T) {
+	k := newKubeWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
+		brw.Read(make([]byte, 64)) // the client's first keystroke, then the prompt
+		c.Write(frame(true, 2, append([]byte{chanStdout}, "# "...), nil))
+		io.Copy(io.Discard, brw)
+	}))
+	c, code := dialExec(t, k, "command=sh&stdin=true&stdout=true&tty=true")
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("exec: %d", code)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.Write(stdin("\n"))
+	want := append(frame(true, 2, append([]byte{chanStdout}, "# "...), nil), frame(true, 2, append([]byte{chanStdout}, "\r\n[airlock] "+airlock.EndGrantRevoked.Text()+": this session is closed\r\n"...), nil)...)
+	want = append(want, 0x88, 0x02, 0x03, 0xe8)
+	got := make([]byte, 3)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { k.g.CloseGrant("gra_a", airlock.EndGrantRevoked); close(closed) }()
+	rest := make([]byte, len(want)-len(got))
+	if _, err := io.ReadFull(c, rest); err != nil {
+		t.Fatalf("after %q: %v", got, err)
+	}
+	if got = append(got, rest...); !bytes.Equal(got, want) {
+		t.Fatalf("the client got %q\nwant %q", got, want)
+	}
+	// The client answers the close and hangs up; the gateway has been
+	// waiting for that, and now closes too.
+	c.Write(frame(true, 8, []byte{0x03, 0xe8}, []byte{1, 2, 3, 4}))
+	c.Close()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing the grant did not return")
+	}
+}

@@ -231,8 +231,8 @@ func (e *execStream) recorderLocked() *recording.Writer {
 // exec's outcome for its k8s.response event, and closes.
 func (e *execStream) Close() error {
 	e.closeOnce.Do(func() {
-		if reason := e.ss.EndReason(); reason != "" {
-			e.goodbye("\r\n[airlock] " + reason.Text() + ": this session is closed\r\n")
+		if reason := e.ss.EndReason(); reason != "" && e.goodbye("\r\n[airlock] "+reason.Text()+": this session is closed\r\n") {
+			e.linger()
 		}
 		// Each reader's err under the lock its parsing holds, before e.mu
 		// (their callbacks take e.mu inside).
@@ -268,26 +268,52 @@ func (e *execStream) Close() error {
 	return e.Conn.Close()
 }
 
-// goodbye writes msg to the terminal as a stdout message, when the
-// cluster's side is between frames (never inside one).
-func (e *execStream) goodbye(msg string) {
+// closeNormal is a WebSocket close frame with status 1000 (normal
+// closure), unmasked from the server side.
+var closeNormal = []byte{0x88, 0x02, 0x03, 0xe8}
+
+// goodbye writes msg to the terminal as a stdout message, followed by a
+// WebSocket close, when the cluster's side is between frames (never
+// inside one). It reports whether both went out.
+func (e *execStream) goodbye(msg string) bool {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	if !e.headerOK || e.out.err != "" || e.out.inPayload || e.out.nhdr != 0 || e.out.inMsg {
-		return
+		return false
 	}
 	payload := append([]byte{chanStdout}, msg...)
-	frame := []byte{0x82, byte(len(payload))} // FIN, binary; unmasked from the server side
 	if len(payload) > 125 {
-		return
+		return false
 	}
+	frames := append([]byte{0x82, byte(len(payload))}, payload...) // FIN, binary; unmasked from the server side
+	frames = append(frames, closeNormal...)
 	e.Conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-	e.Conn.Write(append(frame, payload...))
+	_, err := e.Conn.Write(frames)
 	e.mu.Lock()
 	if e.tty && e.rec != nil {
 		e.rec.Output([]byte(msg))
 	}
 	e.mu.Unlock()
+	return err == nil
+}
+
+// lingerTime bounds how long a closing exec waits for the client to
+// close its side after the goodbye.
+const lingerTime = 250 * time.Millisecond
+
+// linger reads and drops what the client still sends until it closes its
+// side (it answers the WebSocket close and exits) or lingerTime passes.
+// Closing a socket that has unread data, or that then receives more,
+// makes the kernel reset it, and a reset can throw away the goodbye
+// before the client has read it.
+func (e *execStream) linger() {
+	e.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+	b := make([]byte, 512)
+	for {
+		if _, err := e.Conn.Read(b); err != nil {
+			return
+		}
+	}
 }
 
 // exitCode reads the exit status from the error channel's Status: Success
