@@ -12,6 +12,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/myprovision"
 	"github.com/airlockhq/airlock/pgprovision"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/secrets"
@@ -61,7 +62,17 @@ type ProvisionerFunc func(r *airlock.Resource, c *Credential) DBProvisioner
 
 // IsEphemeral reports whether r makes a database role per grant.
 func IsEphemeral(r *airlock.Resource) bool {
-	return r.Kind == airlock.KindPostgres && Options(r).Credentials == policy.CredentialsEphemeral
+	return airlock.IsDatabaseKind(r.Kind) && Options(r).Credentials == policy.CredentialsEphemeral
+}
+
+// DBRoleName is the login role (PostgreSQL) or user (MySQL) made for
+// user's grant grantID on a resource of kind: each engine's own naming
+// within its limits (63 bytes; 32 characters).
+func DBRoleName(kind, user, grantID string) string {
+	if kind == airlock.KindMySQL {
+		return myprovision.UserName(user, grantID)
+	}
+	return pgprovision.RoleName(user, grantID)
 }
 
 // validRoleName reports whether n may name a template or owner role.
@@ -82,14 +93,19 @@ func (s *Service) buildEphemeral(in ResourceInput, r *airlock.Resource) error {
 	default:
 		return airlock.Errorf(airlock.EINVALID, "resource %s: credentials must be static or ephemeral, not %q", in.Name, o.Credentials)
 	}
-	if in.Kind != airlock.KindPostgres {
-		return airlock.Errorf(airlock.EINVALID, "resource %s: ephemeral credentials are for postgres resources only (for now)", in.Name)
+	if !airlock.IsDatabaseKind(in.Kind) {
+		return airlock.Errorf(airlock.EINVALID, "resource %s: ephemeral credentials are for postgres and mysql resources", in.Name)
 	}
+	mysql := in.Kind == airlock.KindMySQL
 	if len(in.Credentials) > 0 {
 		return airlock.Errorf(airlock.EINVALID, "resource %s: ephemeral credentials make a login per grant; give no standing credentials (--credential), only templates (--template LEVEL=ROLE)", in.Name)
 	}
 	if in.Provisioner == nil || in.Provisioner.User == "" || in.Provisioner.Password == "" {
-		return airlock.Errorf(airlock.EINVALID, "resource %s: ephemeral credentials need the provisioning credential (--provisioner USER:env:VAR|file:PATH): a role with CREATEROLE", in.Name)
+		what := "a role with CREATEROLE"
+		if mysql {
+			what = "an account with CREATE USER"
+		}
+		return airlock.Errorf(airlock.EINVALID, "resource %s: ephemeral credentials need the provisioning credential (--provisioner USER:env:VAR|file:PATH): %s", in.Name, what)
 	}
 	// Every role whose name starts with airlock_ on the server is taken
 	// for one Airlock made, and dropped when no grant accounts for it:
@@ -99,7 +115,11 @@ func (s *Service) buildEphemeral(in ResourceInput, r *airlock.Resource) error {
 			return airlock.Errorf(airlock.EINVALID, "resource %s: the %s %q must not start with %s: Airlock drops every such role no grant accounts for", in.Name, what, n, pgprovision.Prefix)
 		}
 	}
-	if !validRoleName(o.Owner) {
+	switch {
+	case mysql && o.Owner != "":
+		// MySQL objects have no owner to hand on (myprovision).
+		return airlock.Errorf(airlock.EINVALID, "resource %s: owner is for postgres: what a MySQL user creates belongs to its schema and stays", in.Name)
+	case !mysql && !validRoleName(o.Owner):
 		return airlock.Errorf(airlock.EINVALID, "resource %s: ephemeral credentials need an owner role (--owner ROLE) that keeps what a grant's role created, at most 63 bytes", in.Name)
 	}
 	if len(o.Templates) == 0 {
@@ -405,7 +425,7 @@ func (s *Service) ensureDBRole(ctx context.Context, g *airlock.Grant, r *airlock
 	if limit == 0 {
 		limit = DefaultConnectionLimit
 	}
-	role := pgprovision.Role{Name: pgprovision.RoleName(g.UserName, g.ID), Template: template, ValidTo: g.EndsAt, ConnLimit: limit}
+	role := pgprovision.Role{Name: DBRoleName(r.Kind, g.UserName, g.ID), Template: template, ValidTo: g.EndsAt, ConnLimit: limit}
 	var cred *Credential
 	err = s.change(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "db.role.created", Resource: r.Name, RequestID: g.RequestID, GrantID: g.ID,
 		Details: airlock.EventDetails("user", g.UserName, "role", role.Name, "template", template, "valid_until", g.EndsAt, "connection_limit", limit)},
@@ -444,9 +464,13 @@ func (s *Service) ensureDBRole(ctx context.Context, g *airlock.Grant, r *airlock
 	return cred, nil
 }
 
+// isDuplicateRole reports whether err is the database refusing to make a
+// role that exists: SQLSTATE 42710 from PostgreSQL, a DuplicateRole
+// error from myprovision (MySQL says only HY000).
 func isDuplicateRole(err error) bool {
 	var pe interface{ SQLState() string }
-	return errors.As(err, &pe) && pe.SQLState() == "42710"
+	var de interface{ DuplicateRole() bool }
+	return errors.As(err, &pe) && pe.SQLState() == "42710" || errors.As(err, &de) && de.DuplicateRole()
 }
 
 // provisionGrant makes g's role right after activation, when g is active
@@ -460,7 +484,7 @@ func (s *Service) provisionGrant(ctx context.Context, g *airlock.Grant) {
 	if _, err := s.ensureDBRole(ctx, g, r); err != nil {
 		s.log.Error("create database role; the grant's first connect will try again", "grant", g.ID, "resource", g.Resource, "err", err)
 		s.record(ctx, airlock.Event{Actor: airlock.SystemActor, Action: "db.role.create_failed", Resource: g.Resource, RequestID: g.RequestID, GrantID: g.ID,
-			Outcome: airlock.OutcomeFailure, Details: airlock.EventDetails("user", g.UserName, "role", pgprovision.RoleName(g.UserName, g.ID), "error", airlock.ErrorMessage(err))})
+			Outcome: airlock.OutcomeFailure, Details: airlock.EventDetails("user", g.UserName, "role", DBRoleName(r.Kind, g.UserName, g.ID), "error", airlock.ErrorMessage(err))})
 	}
 }
 
@@ -702,7 +726,7 @@ func (s *Service) ReconcileDBRoles(ctx context.Context) (int, error) {
 		}
 		live := map[string]bool{}
 		for _, g := range gs {
-			live[pgprovision.RoleName(g.UserName, g.ID)] = true
+			live[DBRoleName(r.Kind, g.UserName, g.ID)] = true
 		}
 		// Never the roles the resource is configured with (refused at
 		// configuration; this holds for a resource stored before that).
@@ -808,7 +832,11 @@ func (s *Service) DeliverDBCredential(ctx context.Context, p *identity.Principal
 		return refuse("resource has no ephemeral credentials", fmt.Sprintf("%s has standing credentials, which are never handed out; connect through the gateway: airlock psql %s", r.Name, r.Name))
 	}
 	if !d.Session.DirectCredentials {
-		return refuse("rule does not allow direct credentials", fmt.Sprintf("rule %s does not allow direct database credentials (session.direct_credentials); connect through the gateway: airlock psql %s", d.Rule, r.Name))
+		client := "psql"
+		if r.Kind == airlock.KindMySQL {
+			client = "mysql"
+		}
+		return refuse("rule does not allow direct credentials", fmt.Sprintf("rule %s does not allow direct database credentials (session.direct_credentials); connect through the gateway: airlock %s %s", d.Rule, client, r.Name))
 	}
 	cred, err := s.ensureDBRole(ctx, g, r)
 	if err != nil {
@@ -827,6 +855,7 @@ func (s *Service) DeliverDBCredential(ctx context.Context, p *identity.Principal
 // of a resource with ephemeral credentials and any drift.
 type ResourceCheck struct {
 	Resource string `json:"resource"`
+	Kind     string `json:"kind"` // postgres or mysql
 	// Error is why the database could not be inspected ("" when it was).
 	Error       string   `json:"error,omitempty"`
 	Provisioner string   `json:"provisioner,omitempty"`
@@ -864,7 +893,7 @@ func (s *Service) CheckResource(ctx context.Context, p *identity.Principal, name
 		return nil, airlock.Errorf(airlock.EINVALID, "%s has standing credentials; check applies to resources with ephemeral credentials", r.Name)
 	}
 	o := Options(r)
-	out := &ResourceCheck{Resource: r.Name}
+	out := &ResourceCheck{Resource: r.Name, Kind: r.Kind}
 	now := s.now()
 	rows, err := s.store.ListDBRoles(ctx, false)
 	if err != nil {
@@ -900,7 +929,7 @@ func (s *Service) CheckResource(ctx context.Context, p *identity.Principal, name
 	}
 	live := map[string]string{}
 	for _, g := range gs {
-		live[pgprovision.RoleName(g.UserName, g.ID)] = g.ID
+		live[DBRoleName(r.Kind, g.UserName, g.ID)] = g.ID
 	}
 	for _, name := range rep.Roles {
 		c := CheckedRole{Role: name, GrantID: byRole[name]}

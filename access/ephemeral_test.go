@@ -134,6 +134,11 @@ func TestBuildEphemeral(t *testing.T) {
 	if v := View(r); v.Credentials != "ephemeral" || v.Owner != "app_owner" || v.Templates["write"] != `app "write" ü` {
 		t.Fatalf("view %+v", v)
 	}
+	my := ephemeralInput()
+	my.Kind, my.Addr, my.Options.Owner = airlock.KindMySQL, "db:3306", ""
+	if r, err := svc.build(my, "api"); err != nil || !IsEphemeral(r) {
+		t.Fatalf("a mysql resource with ephemeral credentials: %v", err)
+	}
 	for _, tc := range []struct {
 		name string
 		edit func(*ResourceInput)
@@ -146,7 +151,8 @@ func TestBuildEphemeral(t *testing.T) {
 		{"standing-too", func(in *ResourceInput) {
 			in.Credentials = map[string]CredentialInput{"read": {User: "ro", Password: "x"}}
 		}, "no standing credentials"},
-		{"mysql", func(in *ResourceInput) { in.Kind = airlock.KindMySQL }, "postgres resources only"},
+		{"mysql-owner", func(in *ResourceInput) { in.Kind = airlock.KindMySQL }, "owner is for postgres"},
+		{"ssh", func(in *ResourceInput) { in.Kind = airlock.KindSSH }, "postgres and mysql resources"},
 		{"bad-mode", func(in *ResourceInput) { in.Options.Credentials = "temporary" }, "static or ephemeral"},
 		{"static-with-templates", func(in *ResourceInput) { in.Options.Credentials = "" }, "need credentials ephemeral"},
 		{"provisioner-prefix", func(in *ResourceInput) { in.Provisioner.User = "airlock_provisioner" }, "must not start with airlock_"},

@@ -26,14 +26,14 @@ const maxUserPart = 24
 // The result is at most 63 bytes and never needs quoting, though it is
 // quoted anyway wherever it is used.
 func RoleName(user, grantID string) string {
-	u := sanitize(user)
+	u := Sanitize(user)
 	if len(u) > maxUserPart {
 		u = u[:maxUserPart]
 	}
 	if u == "" {
 		u = "user"
 	}
-	g := sanitize(grantID)
+	g := Sanitize(grantID)
 	if g != grantID || len(g) > 30 || g == "" {
 		sum := sha256.Sum256([]byte(grantID))
 		g = hex.EncodeToString(sum[:12])
@@ -45,7 +45,10 @@ func RoleName(user, grantID string) string {
 	return name
 }
 
-func sanitize(s string) string {
+// Sanitize keeps ASCII lower-case letters, digits and '_' of s (upper
+// case is lowered, anything else becomes '_'), at most 64 bytes: a name
+// part that never needs quoting, on PostgreSQL or MySQL.
+func Sanitize(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s) && b.Len() < 64; i++ {
 		c := s[i]

@@ -347,7 +347,7 @@ func listOptions(d *decoder, n *yaml.Node, what string, names ...string) *yaml.N
 
 // postgresOptions checks a postgres resource's options (n is their
 // mapping node, for positions).
-func postgresOptions(d *decoder, n *yaml.Node, what string, opts map[string]string) {
+func postgresOptions(d *decoder, n *yaml.Node, what, kind string, opts map[string]string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i].Value
 		if l, ok := strings.CutPrefix(k, TemplatePrefix); ok && l != "" {
@@ -366,7 +366,7 @@ func postgresOptions(d *decoder, n *yaml.Node, what string, opts map[string]stri
 	if v, ok := opts["allow_cleartext_password"]; ok && v != "true" && v != "false" {
 		d.errf(n, "%s: allow_cleartext_password must be true or false, not %q", what, v)
 	}
-	ephemeralOptions(d, n, what, opts)
+	ephemeralOptions(d, n, what, kind, opts)
 	if v, ok := opts["databases"]; ok {
 		for _, db := range strings.Split(v, ",") {
 			if db == "" || len(db) > 63 {
@@ -379,8 +379,9 @@ func postgresOptions(d *decoder, n *yaml.Node, what string, opts map[string]stri
 
 // ephemeralOptions checks the options of ephemeral credentials
 // (credentials, owner, connection_limit, template_LEVEL): incomplete
-// configuration is refused, never guessed.
-func ephemeralOptions(d *decoder, n *yaml.Node, what string, opts map[string]string) {
+// configuration is refused, never guessed. owner is PostgreSQL's
+// (REASSIGN OWNED); MySQL objects have no owner, so mysql takes none.
+func ephemeralOptions(d *decoder, n *yaml.Node, what, kind string, opts map[string]string) {
 	mode, ok := opts["credentials"]
 	if ok && mode != "static" && mode != CredentialsEphemeral {
 		d.errf(n, "%s: credentials must be static or ephemeral, not %q", what, mode)
@@ -409,7 +410,11 @@ func ephemeralOptions(d *decoder, n *yaml.Node, what string, opts map[string]str
 	if templates == 0 {
 		d.errf(n, "%s: credentials: ephemeral needs a template role per access level (template_read: app_read)", what)
 	}
-	if o, ok := opts["owner"]; !ok || !validRoleName(o) {
+	if o, ok := opts["owner"]; kind == airlock.KindMySQL {
+		if ok {
+			d.errf(n, "%s: owner is for postgres: what a MySQL user creates belongs to its schema and stays", what)
+		}
+	} else if !ok || !validRoleName(o) {
 		d.errf(n, "%s: credentials: ephemeral needs owner: the role that keeps what a grant's role created (REASSIGN OWNED), at most %d bytes", what, maxRoleName)
 	}
 	if v, ok := opts["connection_limit"]; ok {
@@ -449,7 +454,7 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 	if v, ok := f["options"]; ok {
 		r.Options = d.strMap(listOptions(d, v.v, what+": options", "databases", "levels"), what+": options")
 		if airlock.IsDatabaseKind(r.Kind) {
-			postgresOptions(d, v.v, what, r.Options)
+			postgresOptions(d, v.v, what, r.Kind, r.Options)
 		}
 	}
 	if v, ok := f["credentials"]; ok {
@@ -492,11 +497,11 @@ func (ps *parseState) resource(d *decoder, n *yaml.Node) (ResourceSpec, bool) {
 	}
 	switch {
 	case r.Ephemeral():
-		if r.Kind != airlock.KindPostgres {
-			d.errf(n, "%s: credentials: ephemeral is for postgres resources only (for now)", what)
+		if !airlock.IsDatabaseKind(r.Kind) {
+			d.errf(n, "%s: credentials: ephemeral is for postgres and mysql resources", what)
 		}
 		if r.Provisioner == nil {
-			d.errf(n, "%s: credentials: ephemeral needs a provisioner ({user, password_env|password_file}: a role with CREATEROLE)", what)
+			d.errf(n, "%s: credentials: ephemeral needs a provisioner ({user, password_env|password_file}: a role with CREATEROLE, or a MySQL account with CREATE USER)", what)
 		}
 		if len(r.Credentials) > 0 {
 			d.errf(n, "%s: credentials: ephemeral makes a login per grant; remove the standing credentials (access levels are template_LEVEL options)", what)

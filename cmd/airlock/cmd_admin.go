@@ -136,7 +136,10 @@ the access level's template role, with the provisioning credential (a role with 
 drops it at the grant's end after reassigning what it owns to --owner (see docs/postgres.md):
 
   PROV=… airlock admin resources add prod-db --kind postgres --addr db:5432 --database app --ephemeral \
-      --provisioner airlock_provisioner:env:PROV --template read=app_read --template write=app_write --owner app_owner
+      --provisioner provisioner:env:PROV --template read=app_read --template write=app_write --owner app_owner
+
+A mysql resource takes --ephemeral too: a user per grant with the level's template role as its
+default role, made by an account with CREATE USER, and no --owner (see docs/mysql.md).
 
 An http resource is a web app: --addr is its base URL; each access level either brokers a
 secret (--credential LEVEL=:env:VAR sends "Authorization: Bearer SECRET", LEVEL=USER:… basic
@@ -260,11 +263,11 @@ groups a level impersonates and --namespace limits it to some namespaces:
 	addRes.Flags().StringVar(&database, "database", "", "postgres: upstream database name (default: the resource name)")
 	addRes.Flags().StringArrayVar(&databases, "allow-database", nil, "postgres: another upstream database clients may open as RESOURCE/DB (repeatable; default: only --database)")
 	addRes.Flags().BoolVar(&allowCleartext, "allow-cleartext-password", false, "postgres: send the brokered password when the database asks for it in cleartext without a verified TLS certificate (default: refuse)")
-	addRes.Flags().BoolVar(&ephemeral, "ephemeral", false, "postgres: make a database role per grant instead of brokering standing credentials (needs --provisioner, --template, --owner)")
-	addRes.Flags().StringVar(&provisioner, "provisioner", "", "postgres --ephemeral: the provisioning role USER:env:VAR|file:PATH (CREATEROLE)")
-	addRes.Flags().StringArrayVar(&templates, "template", nil, "postgres --ephemeral: LEVEL=ROLE, the template role whose privileges LEVEL's grants get (repeatable)")
+	addRes.Flags().BoolVar(&ephemeral, "ephemeral", false, "postgres, mysql: make a database role (user) per grant instead of brokering standing credentials (needs --provisioner, --template; postgres also --owner)")
+	addRes.Flags().StringVar(&provisioner, "provisioner", "", "--ephemeral: the provisioning role USER:env:VAR|file:PATH (postgres: CREATEROLE; mysql: CREATE USER, see docs/mysql.md)")
+	addRes.Flags().StringArrayVar(&templates, "template", nil, "--ephemeral: LEVEL=ROLE, the template role whose privileges LEVEL's grants get (repeatable)")
 	addRes.Flags().StringVar(&owner, "owner", "", "postgres --ephemeral: the role that keeps what a grant's role created when it is dropped")
-	addRes.Flags().IntVar(&connLimit, "connection-limit", 0, "postgres --ephemeral: CONNECTION LIMIT of each grant's role (default 10)")
+	addRes.Flags().IntVar(&connLimit, "connection-limit", 0, "--ephemeral: CONNECTION LIMIT (mysql: MAX_USER_CONNECTIONS) of each grant's role (default 10)")
 	addRes.Flags().StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
 	addRes.Flags().StringArrayVar(&creds, "credential", nil, "brokered credential LEVEL=USER:env:VAR|file:PATH (repeatable)")
 	addRes.Flags().StringArrayVar(&logins, "login", nil, "ssh: an allowed login (repeatable)")
@@ -289,7 +292,11 @@ groups a level impersonates and --namespace limits it to some namespaces:
 			if rc.Error != "" {
 				fmt.Fprintf(w, "%s: the database could not be inspected: %s\n", rc.Resource, rc.Error)
 			} else {
-				fmt.Fprintf(w, "%s: provisioning role %s (CREATEROLE: %v)\n", rc.Resource, rc.Provisioner, rc.CreateRole)
+				right := "CREATEROLE"
+				if rc.Kind == airlock.KindMySQL {
+					right = "CREATE USER"
+				}
+				fmt.Fprintf(w, "%s: provisioning role %s (%s: %v)\n", rc.Resource, rc.Provisioner, right, rc.CreateRole)
 				for _, m := range rc.Missing {
 					fmt.Fprintf(w, "missing role: %s\n", m)
 				}

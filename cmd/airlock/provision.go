@@ -7,16 +7,71 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
+	"github.com/airlockhq/airlock/myprovision"
 	"github.com/airlockhq/airlock/pgprovision"
 	"github.com/airlockhq/airlock/pgproxy"
+	"github.com/airlockhq/airlock/secrets"
 )
 
 // provisionConnectTimeout bounds one provisioning connection.
 const provisionConnectTimeout = 10 * time.Second
+
+// provisioners returns the access service's access.ProvisionerFunc for
+// every engine: pgProvisioners for postgres, myProvisioner for mysql.
+func provisioners(pools *pgprovision.Pools) access.ProvisionerFunc {
+	pg := pgProvisioners(pools)
+	return func(r *airlock.Resource, c *access.Credential) access.DBProvisioner {
+		if r.Kind == airlock.KindMySQL {
+			return myProvisioner(r, c)
+		}
+		return pg(r, c)
+	}
+}
+
+// myProvisioner dials MySQL resource r as its provisioning account c,
+// with the resource's address and TLS settings (as the gateway does for
+// sessions: the resource's CA, the host as server name for verify-full).
+// A TLS setting that cannot be built fails every call, never dials
+// without it.
+func myProvisioner(r *airlock.Resource, c *access.Credential) access.DBProvisioner {
+	opts := access.Options(r)
+	cfg := mysql.NewConfig()
+	cfg.Net, cfg.Addr, cfg.User, cfg.Passwd = "tcp", r.Addr, c.User, c.Password.Reveal()
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = provisionConnectTimeout, provisionConnectTimeout, provisionConnectTimeout
+	cfg.ConnectionAttributes = "program_name:airlock-provisioner"
+	upTLS, err := pgproxy.UpstreamTLSConfig(opts.TLS, []byte(opts.TLSCA))
+	if err != nil {
+		return failingProvisioner{err}
+	}
+	if upTLS != nil {
+		if host, _, err := net.SplitHostPort(r.Addr); err == nil && upTLS.ServerName == "" {
+			upTLS = upTLS.Clone()
+			upTLS.ServerName = host
+		}
+		cfg.TLS = upTLS
+	}
+	return &myprovision.Provisioner{Config: cfg}
+}
+
+// failingProvisioner is a provisioner that cannot be dialled: every call
+// returns why.
+type failingProvisioner struct{ err error }
+
+func (f failingProvisioner) Create(context.Context, pgprovision.Role) (secrets.Secret, error) {
+	return "", f.err
+}
+func (f failingProvisioner) Terminate(context.Context, string) (int, error)       { return 0, f.err }
+func (f failingProvisioner) Drop(context.Context, string, string, []string) error { return f.err }
+func (f failingProvisioner) List(context.Context) ([]string, error)               { return nil, f.err }
+func (f failingProvisioner) Inspect(context.Context, []string, string) (*pgprovision.Report, error) {
+	return nil, f.err
+}
+func (f failingProvisioner) SetPassword(context.Context, secrets.Secret) error { return f.err }
 
 // pgProvisioners returns the access service's access.ProvisionerFunc: it
 // dials resource r's database as its provisioning role c, with the

@@ -474,7 +474,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 	s.ca = sshca.New(dir.SSHUserCA, dir.SSHHostCA)
 	s.access, err = access.New(ctx, access.Deps{Store: store, Audit: al, Sealer: kr, Identity: s.ident, Bus: bus, Logger: logger, Now: now,
 		ConsoleURL: c.PublicURL, Notify: s.notifier.send, Credentials: creds, SSHCA: s.ca,
-		Provisioners: pgProvisioners(&s.provs), ProvisionerChanged: s.provs.Forget})
+		Provisioners: provisioners(&s.provs), ProvisionerChanged: s.provs.Forget})
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
