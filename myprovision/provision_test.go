@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { testenv.RunMain(m) }
 // setup makes a database, a provisioning account with exactly the rights
 // the package documents, and two template roles (one with a name that
 // needs quoting), and returns a Provisioner logged in as that account.
-func setup(t *testing.T) (*testenv.MariaDBServer, *Provisioner, string) {
+func setup(t testing.TB) (*testenv.MariaDBServer, *Provisioner, string) {
 	t.Helper()
 	m := testenv.MariaDB(t)
 	db := m.NewDatabase(t)
