@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/dbgw"
 	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/secrets"
 )
@@ -95,7 +96,4 @@ type Authenticator interface {
 
 // SessionRecorder persists gateway sessions; airlock.SessionStore
 // satisfies it.
-type SessionRecorder interface {
-	CreateSession(ctx context.Context, s *airlock.Session) error
-	EndSession(ctx context.Context, s *airlock.Session) error
-}
+type SessionRecorder = dbgw.SessionRecorder

@@ -54,11 +54,10 @@ type session struct {
 	started time.Time
 
 	bytesIn, bytesOut, statements atomic.Int64
-	lastCmd                       atomic.Int64
 
-	killOnce  sync.Once
-	killed    chan struct{}
-	endReason airlock.EndReason
+	// life ends the session once, for one reason; its timers are the
+	// grant's deadline and the idle timeout (Touched by each command).
+	life *dbgw.Life
 }
 
 // stmtInfo is a prepared statement as the session knows it.
@@ -71,7 +70,7 @@ type stmtInfo struct {
 
 func newSession(g *Gateway, t *Target, mc *mysqlwire.Conn, tc *tls.Conn, connID uint32, caps mysqlwire.Capability, source string, hr *mysqlwire.HandshakeResponse) *session {
 	s := &session{g: g, id: airlock.NewID("ses"), t: t, connID: connID, caps: caps, source: source, hr: hr,
-		client: mc, clientNC: tc, cw: bufio.NewWriterSize(tc, 32<<10), stmts: map[uint32]*stmtInfo{}, killed: make(chan struct{}),
+		client: mc, clientNC: tc, cw: bufio.NewWriterSize(tc, 32<<10), stmts: map[uint32]*stmtInfo{}, life: dbgw.NewLife(),
 		cmdSeq:  mc.Seq(), // until the OK: an ERR continues the auth exchange
 		started: g.cfg.Now()}
 	s.receipts = dbgw.NewReceipts(g.cfg.Audit, func(err error) {
@@ -146,15 +145,13 @@ func (s *session) run(ctx context.Context) {
 			g.log.Error("mysqlproxy: record session", "session", s.id, "err", err)
 		}
 	}
-	endTimer := time.AfterFunc(t.EndsAt.Sub(now), func() { s.kill(airlock.EndGrantExpired) })
-	defer endTimer.Stop()
-	if t.IdleTimeout > 0 {
-		go s.idleWatch(t.IdleTimeout)
-	}
+	s.life.Arm(t.EndsAt.Sub(now), func() { s.kill(airlock.EndGrantExpired) },
+		t.IdleTimeout, nil, func() { s.kill(airlock.EndIdleTimeout) })
+	defer s.life.Stop()
 	s.clientNC.SetDeadline(time.Time{})
 	up.Net.SetDeadline(time.Time{})
 	s.client.MaxPacket = MaxCommandSize
-	s.lastCmd.Store(time.Now().UnixNano())
+	s.life.Touch()
 
 	// In: the client's auth exchange continues, so the OK carries the next
 	// sequence id.
@@ -178,7 +175,7 @@ func (s *session) relay() airlock.EndReason {
 		p, err := s.client.ReadPacket()
 		if err != nil {
 			if s.isKilled() {
-				return s.endReason
+				return s.life.Reason()
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 				return airlock.EndClientClosed
@@ -188,7 +185,7 @@ func (s *session) relay() airlock.EndReason {
 			}
 			return airlock.EndClientClosed
 		}
-		s.lastCmd.Store(time.Now().UnixNano())
+		s.life.Touch()
 		s.bytesIn.Add(int64(len(p)) + 4)
 		cmdSeq := s.client.Seq()
 		s.setCmdSeq(cmdSeq)
@@ -207,7 +204,7 @@ func (s *session) relay() airlock.EndReason {
 			continue
 		}
 		if s.t.StrictAudit {
-			if s.receipts.AwaitDurable(s.killed) != nil {
+			if s.receipts.AwaitDurable(s.life.Done()) != nil {
 				s.errAt(cmdSeq, &mysqlwire.ServerError{Code: mysqlwire.ErUnknownError, State: "HY000", Message: "airlock: audit log unavailable — statement not run"})
 				return airlock.EndAuditUnavailable
 			}
@@ -264,7 +261,7 @@ func (s *session) relayResponse(tracker *mysqlwire.ResponseTracker, req *mysqlwi
 		s.wmu.Lock()
 		if s.isKilled() {
 			s.wmu.Unlock()
-			return s.endReason
+			return s.life.Reason()
 		}
 		n, err := uc.CopyTo(s.cw)
 		s.nextSeq = h.Seq + 1
@@ -276,7 +273,7 @@ func (s *session) relayResponse(tracker *mysqlwire.ResponseTracker, req *mysqlwi
 		s.bytesOut.Add(n)
 		if err != nil {
 			if s.isKilled() {
-				return s.endReason
+				return s.life.Reason()
 			}
 			return airlock.EndClientClosed
 		}
@@ -557,27 +554,18 @@ func (s *session) deny(reason string) {
 
 func (s *session) upstreamEnd() airlock.EndReason {
 	if s.isKilled() {
-		return s.endReason
+		return s.life.Reason()
 	}
 	return airlock.EndUpstreamClosed
 }
 
-func (s *session) isKilled() bool {
-	select {
-	case <-s.killed:
-		return true
-	default:
-		return false
-	}
-}
+func (s *session) isKilled() bool { return s.life.Ended() }
 
 // kill ends the session once: the client is told why with an ERR (at a
 // packet boundary: in place of the rest of a response, or before the next
 // command), then both sides are closed, which ends relay.
 func (s *session) kill(reason airlock.EndReason) {
-	s.killOnce.Do(func() {
-		s.endReason = reason
-		close(s.killed)
+	s.life.End(reason, func() {
 		if reason != airlock.EndClientClosed && reason != airlock.EndClientTerminated {
 			s.wmu.Lock()
 			seq := s.nextSeq
@@ -600,39 +588,16 @@ func (s *session) kill(reason airlock.EndReason) {
 	})
 }
 
-// idleWatch ends the session after d with no command.
-func (s *session) idleWatch(d time.Duration) {
-	tk := time.NewTicker(d / 4)
-	defer tk.Stop()
-	for {
-		select {
-		case <-s.killed:
-			return
-		case <-tk.C:
-			if time.Since(time.Unix(0, s.lastCmd.Load())) >= d {
-				s.kill(airlock.EndIdleTimeout)
-				return
-			}
-		}
-	}
-}
-
 // end records session.ended and the session row, once relay has stopped.
 func (s *session) end() {
 	s.g.reg.Remove(s.live)
 	info := s.snapshot()
 	info.EndedAt = s.g.cfg.Now()
-	info.EndReason = string(s.endReason)
-	s.submit("session.ended", airlock.OutcomeSuccess, map[string]any{"duration_ms": info.EndedAt.Sub(info.StartedAt).Milliseconds(),
-		"bytes_in": info.BytesIn, "bytes_out": info.BytesOut, "statements": info.Statements, "end_reason": info.EndReason})
+	info.EndReason = string(s.life.Reason())
+	b, _ := json.Marshal(dbgw.EndedDetails(&info))
+	s.submitJSON("session.ended", airlock.OutcomeSuccess, b)
 	s.receipts.Close()
-	if rec := s.g.cfg.Sessions; rec != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := rec.EndSession(ctx, &info); err != nil {
-			s.g.log.Error("mysqlproxy: record session end", "session", s.id, "err", err)
-		}
-		cancel()
-	}
+	dbgw.RecordEnd(s.g.cfg.Sessions, &info, s.g.log, "mysqlproxy")
 	s.g.log.Info("mysql session ended", "session", s.id, "reason", info.EndReason, "statements", info.Statements)
 }
 
