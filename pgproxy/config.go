@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/dbgw"
 	"github.com/airlockhq/airlock/internal/netguard"
 	"github.com/airlockhq/airlock/secrets"
 )
@@ -195,8 +196,5 @@ func (f AuthenticatorFunc) Authenticate(ctx context.Context, req AuthRequest) (*
 }
 
 // SessionRecorder persists gateway sessions; it is the subset of
-// airlock.SessionStore the gateway uses.
-type SessionRecorder interface {
-	CreateSession(ctx context.Context, s *airlock.Session) error
-	EndSession(ctx context.Context, s *airlock.Session) error
-}
+// airlock.SessionStore the gateway uses (the database gateways' one).
+type SessionRecorder = dbgw.SessionRecorder

@@ -162,7 +162,7 @@ func (s *session) waitHold(req HoldRequest) HoldResult {
 	defer cancel()
 	go func() {
 		select {
-		case <-s.killedCh:
+		case <-s.life.Done():
 			cancel()
 		case <-ctx.Done():
 		}
@@ -173,7 +173,7 @@ func (s *session) waitHold(req HoldRequest) HoldResult {
 	default:
 		res.Outcome = HoldFailed
 	}
-	if s.killedFlag.Load() {
+	if s.life.Ended() {
 		// The session ended while it waited: nothing more is forwarded.
 		res = HoldResult{Outcome: HoldFailed, Message: "the session ended"}
 	}

@@ -35,4 +35,4 @@ func (s *session) settledWithin(d time.Duration) bool { return s.receipts.Settle
 
 // waitDurable blocks until every receipt submitted so far is durable, or
 // the session is killed first.
-func (s *session) waitDurable() error { return s.receipts.AwaitDurable(s.killedCh) }
+func (s *session) waitDurable() error { return s.receipts.AwaitDurable(s.life.Done()) }

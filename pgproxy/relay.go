@@ -79,7 +79,7 @@ func (s *session) c2sErr(err error) airlock.EndReason {
 	case errors.Is(err, errProtocol):
 		s.kill(airlock.EndProtocolViolation, codeProtocol, msgTooLarge)
 		return ""
-	case s.killedFlag.Load():
+	case s.life.Ended():
 		return ""
 	default:
 		s.g.log.Debug("pgproxy: client side ended", "session", s.id, "err", err)
@@ -101,7 +101,7 @@ func (s *session) s2c() airlock.EndReason {
 				s.cwMu.Unlock()
 			}
 		}
-		if s.killedFlag.Load() {
+		if s.life.Ended() {
 			return ""
 		}
 		typ, body, err := p.header(1 << 30)
@@ -186,7 +186,7 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 }
 
 func (s *session) s2cErr(err error) airlock.EndReason {
-	if s.killedFlag.Load() {
+	if s.life.Ended() {
 		return ""
 	}
 	if s.terminated.Load() {

@@ -2,7 +2,6 @@ package pgproxy
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -71,15 +70,14 @@ type session struct {
 	strict   strictState // with StrictAudit (strict.go)
 
 	bytesIn, bytesOut, statements atomic.Int64
-	activity                      atomic.Int64
 
-	killOnce   sync.Once
-	killedFlag atomic.Bool
+	// life ends the session once, for one reason (with killCode and
+	// killMsg, set as it ends); its timers are the grant's deadline and
+	// the idle timeout (Touched when a relay direction waits for data).
+	life *dbgw.Life
 	// terminated is set when the client sent Terminate; the upstream closing
 	// after that is the expected consequence, not an upstream failure.
 	terminated atomic.Bool
-	killedCh   chan struct{}
-	endReason  airlock.EndReason
 	killCode   string
 	killMsg    string
 
@@ -92,16 +90,13 @@ type session struct {
 	copyStmt int64
 
 	app string // client's application_name
-
-	endTimer, idleTimer *time.Timer
-	idleSeen            int64
 }
 
 func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 	s := &session{
 		g: g, id: airlock.NewID("ses"), t: t,
 		client: cc.Conn, cr: cc.r,
-		killedCh: make(chan struct{}),
+		life:     dbgw.NewLife(),
 		stmts:    statements{prepared: map[string]*stmtInfo{}, portals: map[string]portalInfo{}},
 		guard:    newGuard(t.Statements),
 	}
@@ -135,17 +130,17 @@ func (s *session) attachUpstream(up *upstream) {
 	s.upTx = up.txStatus
 	s.ur = up.r
 	s.uw = bufio.NewWriterSize(up.conn, writeBufSize)
-	s.c2sPipe = pipe{r: s.cr, w: s.uw, from: s.client, killed: s.killedFlag.Load, onBlock: s.touch}
-	s.s2cPipe = pipe{r: s.ur, w: s.cw, from: up.conn, retryOnKill: true, killed: s.killedFlag.Load, onBlock: s.touch}
+	s.c2sPipe = pipe{r: s.cr, w: s.uw, from: s.client, killed: s.life.Ended, onBlock: s.touch}
+	s.s2cPipe = pipe{r: s.ur, w: s.cw, from: up.conn, retryOnKill: true, killed: s.life.Ended, onBlock: s.touch}
 	if s.holdable {
 		s.s2cPipe.wmu = &s.cwMu
 	}
-	if s.killedFlag.Load() {
+	if s.life.Ended() {
 		s.interrupt()
 	}
 }
 
-func (s *session) touch() { s.activity.Add(1) }
+func (s *session) touch() { s.life.Touch() }
 
 // start records the session start and arms its deadline and idle timers.
 func (s *session) start() {
@@ -165,15 +160,13 @@ func (s *session) start() {
 	}{s.t.Access, isTLS(s.client), s.t.ReadOnly, s.t.StrictAudit, s.t.EndsAt.UTC().Format(time.RFC3339Nano), s.app, s.up.pid, s.up.reused,
 		s.t.UpstreamTLS != nil}))
 	msg := expiredMsg(s.t.EndsAt)
-	s.endTimer = time.AfterFunc(s.t.EndsAt.Sub(s.g.now()), func() {
-		s.kill(airlock.EndGrantExpired, codeAdminShutdown, msg)
-	})
-	if d := s.t.IdleTimeout; d > 0 {
-		s.idleTimer = time.AfterFunc(time.Hour, s.checkIdle)
-		s.idleTimer.Stop()
-		s.idleSeen = s.activity.Load()
-		s.idleTimer.Reset(d)
-	}
+	// Idle: nothing moved for the timeout, no request in flight and no
+	// statement held.
+	s.life.Arm(s.t.EndsAt.Sub(s.g.now()), func() { s.kill(airlock.EndGrantExpired, codeAdminShutdown, msg) },
+		s.t.IdleTimeout, func() bool { return s.requests.busy() || s.holding.Load() },
+		func() {
+			s.kill(airlock.EndIdleTimeout, codeIdleTimeout, "airlock: session idle for more than "+s.t.IdleTimeout.String()+" — session closed")
+		})
 	s.g.log.Info("pgproxy: session started", "session", s.id, "user", s.t.UserName, "resource", s.t.Resource,
 		"grant", s.t.GrantID, "access", s.t.Access, "source", s.info.SourceAddr)
 }
@@ -183,25 +176,11 @@ func isTLS(c net.Conn) bool {
 	return ok
 }
 
-// checkIdle runs on the idle timer: it closes the session when nothing
-// moved since the last check and no request is in flight.
-func (s *session) checkIdle() {
-	a := s.activity.Load()
-	if a != s.idleSeen || s.requests.busy() || s.holding.Load() {
-		s.idleSeen = a
-		s.idleTimer.Reset(s.t.IdleTimeout)
-		return
-	}
-	s.kill(airlock.EndIdleTimeout, codeIdleTimeout, "airlock: session idle for more than "+s.t.IdleTimeout.String()+" — session closed")
-}
-
 // kill ends the session once: it records why and interrupts both relay
 // directions. msg, when set, is sent to the client as a FATAL error.
 func (s *session) kill(reason airlock.EndReason, code, msg string) {
-	s.killOnce.Do(func() {
-		s.endReason, s.killCode, s.killMsg = reason, code, msg
-		s.killedFlag.Store(true)
-		close(s.killedCh)
+	s.life.End(reason, func() {
+		s.killCode, s.killMsg = code, msg
 		s.interrupt()
 	})
 }
@@ -269,7 +248,7 @@ const upstreamResetTimeout = 5 * time.Second
 // request, COPY or reply in flight, nothing unread — the session's audit
 // never failed, and each of its cancel requests surely arrived.
 func (s *session) reusable() bool {
-	return s.heldTerminate && s.endReason == airlock.EndClientTerminated && s.upTx == 'I' && !s.unsynced &&
+	return s.heldTerminate && s.life.Reason() == airlock.EndClientTerminated && s.upTx == 'I' && !s.unsynced &&
 		!s.requests.busy() && s.copyDir == "" && !s.s2cMid && s.ur.Buffered() == 0 && s.uw.Buffered() == 0 &&
 		!s.receipts.Failed() && !s.cancelFailed.Load()
 }
@@ -304,28 +283,13 @@ var terminateMsg = []byte{'X', 0, 0, 0, 4}
 
 // finish records the session end.
 func (s *session) finish() {
-	s.endTimer.Stop()
-	if s.idleTimer != nil {
-		s.idleTimer.Stop()
-	}
+	s.life.Stop()
 	info := s.snapshot()
 	info.EndedAt = s.g.now()
-	info.EndReason = string(s.endReason)
-	s.submit(s.event("session.ended", airlock.OutcomeSuccess, struct {
-		DurationMS int64  `json:"duration_ms"`
-		BytesIn    int64  `json:"bytes_in"`
-		BytesOut   int64  `json:"bytes_out"`
-		Statements int64  `json:"statements"`
-		EndReason  string `json:"end_reason"`
-	}{info.EndedAt.Sub(info.StartedAt).Milliseconds(), info.BytesIn, info.BytesOut, info.Statements, info.EndReason}))
+	info.EndReason = string(s.life.Reason())
+	s.submit(s.event("session.ended", airlock.OutcomeSuccess, dbgw.EndedDetails(&info)))
 	s.receipts.Close()
-	if rec := s.g.cfg.Sessions; rec != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := rec.EndSession(ctx, &info); err != nil {
-			s.g.log.Error("pgproxy: record session end", "session", s.id, "err", err)
-		}
-		cancel()
-	}
+	dbgw.RecordEnd(s.g.cfg.Sessions, &info, s.g.log, "pgproxy")
 	s.g.unregister(s)
 	s.g.m.sessionEnded(info.BytesIn, info.BytesOut)
 	s.g.log.Info("pgproxy: session ended", "session", s.id, "user", s.t.UserName, "resource", s.t.Resource,
