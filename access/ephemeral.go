@@ -861,6 +861,9 @@ type ResourceCheck struct {
 	Provisioner string   `json:"provisioner,omitempty"`
 	CreateRole  bool     `json:"create_role"`
 	Missing     []string `json:"missing,omitempty"` // templates or owner that do not exist
+	// MissingRights are what the provisioning login lacks besides
+	// CreateRole (MySQL: PROCESS, CONNECTION ADMIN, the server version).
+	MissingRights []string `json:"missing_rights,omitempty"`
 	// Drift are roles Airlock did not make that hold a template's rights.
 	Drift []pgprovision.Member `json:"drift,omitempty"`
 	// Roles are the airlock_ roles on the server, each with its grant
@@ -922,7 +925,7 @@ func (s *Service) CheckResource(ctx context.Context, p *identity.Principal, name
 		out.Error = airlock.ErrorMessage(err)
 		return out, nil
 	}
-	out.Provisioner, out.CreateRole, out.Missing, out.Drift = rep.Provisioner, rep.CreateRole, rep.Missing, rep.Drift
+	out.Provisioner, out.CreateRole, out.Missing, out.MissingRights, out.Drift = rep.Provisioner, rep.CreateRole, rep.Missing, rep.MissingRights, rep.Drift
 	gs, err := s.store.ListGrants(ctx, airlock.GrantFilter{ActiveAt: now})
 	if err != nil {
 		return nil, err

@@ -43,12 +43,15 @@ func (p *Provisioner) DropMany(ctx context.Context, users []string, owner string
 	defer release()
 	for start := 0; start < len(ok); start += DefaultBatchSize {
 		idx := ok[start:min(start+DefaultBatchSize, len(ok))]
-		accounts := make([]string, len(idx))
 		args := make([]any, len(idx))
 		for j, i := range idx {
-			accounts[j], args[j] = account(users[i]), users[i]
+			args[j] = users[i]
 		}
-		killed, err := p.terminateBatch(ctx, c, accounts, args)
+		accounts, err := accountsOf(ctx, c, args)
+		var killed map[string]int
+		if err == nil {
+			killed, err = terminateBatch(ctx, c, accounts, args)
+		}
 		for _, i := range idx {
 			d := &out[i]
 			if err == nil {
@@ -64,22 +67,39 @@ func (p *Provisioner) DropMany(ctx context.Context, users []string, owner string
 			if !d.Terminated {
 				continue
 			}
-			_, err := c.ExecContext(ctx, "DROP USER "+account(d.Role))
-			switch {
-			case isNumber(err, erCannotUser):
-				d.Absent = true
-			case err != nil:
-				d.Err, d.Step = stepErr("drop user "+d.Role, err), "drop"
+			// One DROP USER per account, without IF EXISTS: an account
+			// another caller dropped first answers 1396, and a user
+			// none of whose accounts this call dropped is Absent.
+			dropped := false
+			for _, a := range accounts[d.Role] {
+				_, err := c.ExecContext(ctx, "DROP USER "+a)
+				switch {
+				case err == nil:
+					dropped = true
+				case !isNumber(err, erCannotUser):
+					d.Err, d.Step = stepErr("drop user "+d.Role, err), "drop"
+				}
 			}
+			d.Absent = !dropped && d.Err == nil
 		}
 	}
 	return out, nil
 }
 
 // terminateBatch locks the accounts and kills every connection of their
-// users (args), returning how many it killed per user.
-func (p *Provisioner) terminateBatch(ctx context.Context, c *sql.Conn, accounts []string, args []any) (map[string]int, error) {
-	if _, err := c.ExecContext(ctx, "ALTER USER IF EXISTS "+strings.Join(accounts, ", ")+" ACCOUNT LOCK"); err != nil {
+// users (args), returning how many it killed per user; without PROCESS
+// it fails (ErrCannotSee) rather than kill nothing.
+func terminateBatch(ctx context.Context, c *sql.Conn, accounts map[string][]string, args []any) (map[string]int, error) {
+	var all []string
+	for _, u := range args {
+		all = append(all, accounts[u.(string)]...)
+	}
+	if len(all) > 0 {
+		if _, err := c.ExecContext(ctx, "ALTER USER IF EXISTS "+strings.Join(all, ", ")+" ACCOUNT LOCK"); err != nil {
+			return nil, err
+		}
+	}
+	if err := seesAll(ctx, c); err != nil {
 		return nil, err
 	}
 	marks := strings.TrimSuffix(strings.Repeat("?, ", len(args)), ", ")

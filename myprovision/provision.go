@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -17,13 +18,18 @@ import (
 	"github.com/airlockhq/airlock/secrets"
 )
 
-// Provisioner makes and drops ephemeral users on one MySQL or MariaDB
-// server, logged in as the resource's provisioning account. That account
-// needs CREATE USER (make, lock and drop users), PROCESS and CONNECTION
-// ADMIN (see and kill other users' connections; SUPER on older servers),
-// SELECT on mysql.user and mysql.roles_mapping (List, Inspect), and each
-// template role WITH ADMIN OPTION (grant it). Its methods are safe for
-// concurrent use: each opens its own connection.
+// Provisioner makes and drops ephemeral users on one MariaDB server
+// (10.4 or later), logged in as the resource's provisioning account. That
+// account needs CREATE USER (make, lock and drop users), PROCESS and
+// CONNECTION ADMIN granted to it directly (see and kill other users'
+// connections; SUPER on older servers), SELECT on the User and Host
+// columns of mysql.user and the User, Host, Role and Admin_option columns
+// of mysql.roles_mapping (List, Inspect; never the password hashes), and
+// each template role WITH ADMIN OPTION (grant it). Terminate refuses to
+// report success without PROCESS: the server would show it no connection
+// but its own. Its methods are safe for concurrent use: each opens its
+// own connection, with sql_mode pinned to '' so that no server setting
+// changes what a statement reads.
 type Provisioner struct {
 	// Config dials the server as the provisioning account (address, TLS,
 	// user and password); it is not modified.
@@ -134,6 +140,11 @@ func (p *Provisioner) asUser(ctx context.Context, user string, pw secrets.Secret
 }
 
 func dial(ctx context.Context, cfg *mysql.Config) (*sql.Conn, func(), error) {
+	cfg = cfg.Clone()
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["sql_mode"] = "''" // no PAD_CHAR_TO_FULL_LENGTH, ANSI_QUOTES…
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, nil, stepErr("connect", err)
@@ -174,22 +185,32 @@ func (p *Provisioner) Create(ctx context.Context, r pgprovision.Role) (secrets.S
 		return "", stepErr("create user "+r.Name, err)
 	}
 	if _, err := c.ExecContext(ctx, "GRANT "+ident(r.Template)+" TO "+account(r.Name)); err != nil {
-		c.ExecContext(context.WithoutCancel(ctx), "DROP USER IF EXISTS "+account(r.Name))
+		p.undo(ctx, r.Name)
 		return "", stepErr("grant "+r.Template+" to "+r.Name, err)
 	}
 	// The default role is set by the user itself: setting another
 	// user's would need write access to the mysql schema, which would let
 	// the provisioning account give itself any right.
 	if err := p.asUser(ctx, r.Name, pw, "SET DEFAULT ROLE "+ident(r.Template)); err != nil {
-		c.ExecContext(context.WithoutCancel(ctx), "DROP USER IF EXISTS "+account(r.Name))
+		p.undo(ctx, r.Name)
 		return "", stepErr("set the default role of "+r.Name, err)
 	}
 	return pw, nil
 }
 
-// Terminate locks user's account, so that no new login slips in, then
-// kills every connection of it on the server, whatever it connected
-// through, and returns how many it killed.
+// undo drops a user Create made but could not finish, over a connection
+// of its own (the one Create used may be the reason it failed). What
+// remains when even that fails has a password nobody holds, and the
+// reconciler drops it.
+func (p *Provisioner) undo(ctx context.Context, user string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	p.Drop(ctx, user, "", nil)
+}
+
+// Terminate locks user's accounts (every host), so that no new login
+// slips in, then kills every connection of the user on the server,
+// whatever it connected through, and returns how many it killed.
 func (p *Provisioner) Terminate(ctx context.Context, user string) (int, error) {
 	if err := checkUser(user); err != nil {
 		return 0, err
@@ -199,8 +220,17 @@ func (p *Provisioner) Terminate(ctx context.Context, user string) (int, error) {
 		return 0, err
 	}
 	defer release()
-	if _, err := c.ExecContext(ctx, "ALTER USER "+account(user)+" ACCOUNT LOCK"); err != nil && !isNumber(err, erCannotUser) {
-		return 0, stepErr("lock "+user, err)
+	hosts, err := accountsOf(ctx, c, []any{user})
+	if err != nil {
+		return 0, err
+	}
+	if len(hosts[user]) > 0 {
+		if _, err := c.ExecContext(ctx, "ALTER USER IF EXISTS "+strings.Join(hosts[user], ", ")+" ACCOUNT LOCK"); err != nil {
+			return 0, stepErr("lock "+user, err)
+		}
+	}
+	if err := seesAll(ctx, c); err != nil {
+		return 0, err
 	}
 	ids, err := processIDs(ctx, c, user)
 	if err != nil {
@@ -241,10 +271,11 @@ func isNumber(err error, n uint16) bool {
 	return errors.As(err, &me) && me.Number == n
 }
 
-// Drop removes user (DROP USER IF EXISTS, so Drop can be retried until it
-// succeeds). Connections should be killed first (Terminate): MySQL keeps
-// a dropped user's open connections. owner and dbs are PostgreSQL's
-// (reassigning objects) and unused here: MySQL objects have no owner.
+// Drop removes user's accounts, every host (DROP USER IF EXISTS, so Drop
+// can be retried until it succeeds). Connections should be killed first
+// (Terminate): MySQL keeps a dropped user's open connections. owner and
+// dbs are PostgreSQL's (reassigning objects) and unused here: MySQL
+// objects have no owner.
 func (p *Provisioner) Drop(ctx context.Context, user, owner string, dbs []string) error {
 	if err := checkUser(user); err != nil {
 		return err
@@ -254,12 +285,88 @@ func (p *Provisioner) Drop(ctx context.Context, user, owner string, dbs []string
 		return err
 	}
 	defer release()
-	_, err = c.ExecContext(ctx, "DROP USER IF EXISTS "+account(user))
-	return stepErr("drop user "+user, err)
+	hosts, err := accountsOf(ctx, c, []any{user})
+	if err != nil {
+		return err
+	}
+	for _, a := range hosts[user] {
+		if _, err := c.ExecContext(ctx, "DROP USER IF EXISTS "+a); err != nil {
+			return stepErr("drop user "+user, err)
+		}
+	}
+	return nil
 }
 
-// List returns the users on the server (any host) whose names start with
-// Prefix: those this package made, for reconciliation.
+// accountsOf returns the accounts (quoted user@host) of each of users
+// (strings) on the server, any host; roles (an empty host) are not
+// accounts.
+func accountsOf(ctx context.Context, c *sql.Conn, users []any) (map[string][]string, error) {
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(users)), ", ")
+	rows, err := c.QueryContext(ctx, "SELECT User, Host FROM mysql.user WHERE User IN ("+marks+") AND Host <> '' ORDER BY User, Host", users...)
+	if err != nil {
+		return nil, stepErr("look up accounts", err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var u, h string
+		if err := rows.Scan(&u, &h); err != nil {
+			return nil, stepErr("look up accounts", err)
+		}
+		out[u] = append(out[u], ident(u)+"@"+ident(h))
+	}
+	return out, stepErr("look up accounts", rows.Err())
+}
+
+// ErrCannotSee is returned by Terminate and DropMany when the
+// provisioning account lacks PROCESS (and SUPER): the server shows it
+// only its own connections, so it could end none of the user's.
+var ErrCannotSee = errors.New("myprovision: the provisioning account lacks the PROCESS privilege: it cannot see, so cannot end, other users' connections")
+
+// seesAll checks that the account may see every connection.
+func seesAll(ctx context.Context, c *sql.Conn) error {
+	have, _, err := rights(ctx, c)
+	if err != nil {
+		return err
+	}
+	if !have["PROCESS"] && !have["SUPER"] {
+		return ErrCannotSee
+	}
+	return nil
+}
+
+// rights returns the global privileges granted to the current account
+// directly, and its user name.
+func rights(ctx context.Context, c *sql.Conn) (map[string]bool, string, error) {
+	var cur string
+	if err := c.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&cur); err != nil {
+		return nil, "", stepErr("read privileges", err)
+	}
+	at := strings.LastIndexByte(cur, '@')
+	if at < 0 {
+		return nil, "", stepErr("read privileges", fmt.Errorf("unexpected CURRENT_USER() %q", cur))
+	}
+	user := cur[:at]
+	// information_schema spells the grantee 'user'@'host', as is.
+	rows, err := c.QueryContext(ctx, "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ?", "'"+user+"'@'"+cur[at+1:]+"'")
+	if err != nil {
+		return nil, "", stepErr("read privileges", err)
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, "", stepErr("read privileges", err)
+		}
+		have[p] = true
+	}
+	return have, user, stepErr("read privileges", rows.Err())
+}
+
+// List returns the users on the server (accounts of any host; not roles)
+// whose names start with Prefix: those this package made, for
+// reconciliation (Drop removes every host's account of a name).
 func (p *Provisioner) List(ctx context.Context) ([]string, error) {
 	c, release, err := p.conn(ctx)
 	if err != nil {
@@ -270,7 +377,7 @@ func (p *Provisioner) List(ctx context.Context) ([]string, error) {
 }
 
 func listUsers(ctx context.Context, c *sql.Conn) ([]string, error) {
-	rows, err := c.QueryContext(ctx, "SELECT DISTINCT User FROM mysql.user WHERE LEFT(User, ?) = ? AND Host = '%' ORDER BY User", len(Prefix), Prefix)
+	rows, err := c.QueryContext(ctx, "SELECT DISTINCT User FROM mysql.user WHERE LEFT(User, ?) = ? AND Host <> '' ORDER BY User", len(Prefix), Prefix)
 	if err != nil {
 		return nil, stepErr("list users", err)
 	}
@@ -300,18 +407,21 @@ func (p *Provisioner) Inspect(ctx context.Context, templates []string, owner str
 	}
 	defer release()
 	rep := &pgprovision.Report{}
-	var cur string
-	if err := c.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&cur); err != nil {
-		return nil, stepErr("inspect", err)
+	have, user, err := rights(ctx, c)
+	if err != nil {
+		return nil, err
 	}
-	user, host, _ := strings.Cut(cur, "@")
-	rep.Provisioner = user
+	rep.Provisioner, rep.CreateRole = user, have["CREATE USER"]
+	if !have["PROCESS"] && !have["SUPER"] {
+		rep.MissingRights = append(rep.MissingRights, "PROCESS (to see the connections it must end)")
+	}
+	if !have["CONNECTION ADMIN"] && !have["SUPER"] {
+		rep.MissingRights = append(rep.MissingRights, "CONNECTION ADMIN (to end them)")
+	}
+	if err := mariaDB(ctx, c); err != nil {
+		rep.MissingRights = append(rep.MissingRights, err.Error())
+	}
 	var n int
-	grantee := "'" + strings.ReplaceAll(user, "'", "''") + "'@'" + strings.ReplaceAll(host, "'", "''") + "'"
-	if err := c.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ? AND PRIVILEGE_TYPE = 'CREATE USER'", grantee).Scan(&n); err != nil {
-		return nil, stepErr("inspect", err)
-	}
-	rep.CreateRole = n > 0
 	names := append([]string(nil), templates...)
 	if owner != "" {
 		names = append(names, owner)
@@ -376,10 +486,29 @@ func (p *Provisioner) SetPassword(ctx context.Context, pw secrets.Secret) error 
 		return err
 	}
 	defer release()
+	if err := mariaDB(ctx, c); err != nil {
+		return err
+	}
 	// SET PASSWORD takes the hash as a literal on MariaDB. (MariaDB 10.11
 	// accepts ALTER USER CURRENT_USER() IDENTIFIED BY PASSWORD '*…' without
 	// an error and changes nothing: TestSetPassword pins that the
 	// password really changed.)
 	_, err = c.ExecContext(ctx, "SET PASSWORD = '"+nativeHash(pw)+"'")
 	return stepErr("set the provisioning account's password", err)
+}
+
+// mariaDB checks that the server is MariaDB 10.4 or later: on MySQL,
+// SET PASSWORD = '*…' would make the hash itself the password, and
+// IDENTIFIED BY PASSWORD is gone from 8.0.
+func mariaDB(ctx context.Context, c *sql.Conn) error {
+	var v string
+	if err := c.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+		return stepErr("read the server version", err)
+	}
+	major, minor := 0, 0
+	fmt.Sscanf(v, "%d.%d", &major, &minor)
+	if !strings.Contains(v, "MariaDB") || major < 10 || major == 10 && minor < 4 {
+		return fmt.Errorf("myprovision: ephemeral users need MariaDB 10.4 or later; this server is %q", v)
+	}
+	return nil
 }

@@ -28,7 +28,7 @@ func setup(t testing.TB) (*testenv.MariaDBServer, *Provisioner, string) {
 	m.Exec(t, "INSERT INTO `"+db+"`.items VALUES (1), (2)")
 	sfx := strings.TrimPrefix(db, "t_")
 	prov, read, odd := "prov"+sfx, "app_read_"+sfx, "app `write' ü "+sfx
-	m.CreateUser(t, prov, "prov-password-"+sfx, "CREATE USER, PROCESS, CONNECTION ADMIN ON *.*", "SELECT ON mysql.user", "SELECT ON mysql.roles_mapping")
+	m.CreateUser(t, prov, "prov-password-"+sfx, "CREATE USER, PROCESS, CONNECTION ADMIN ON *.*", "SELECT (User, Host) ON mysql.user", "SELECT (User, Host, Role, Admin_option) ON mysql.roles_mapping")
 	for _, r := range []string{read, odd} {
 		m.Exec(t, "CREATE ROLE "+ident(r))
 		t.Cleanup(func() { m.Exec(t, "DROP ROLE IF EXISTS "+ident(r)) })
@@ -258,4 +258,98 @@ func TestSetPassword(t *testing.T) {
 		t.Fatalf("the new password: %v", err)
 	}
 	_ = db
+}
+
+// Without PROCESS the server shows the provisioning account only its own
+// connections: Terminate fails (the user stays locked, its connections
+// are not claimed ended), Inspect names what is missing, and the
+// password hashes of other accounts stay unreadable with the documented
+// column grants.
+func TestTerminateNeedsProcess(t *testing.T) {
+	ctx := context.Background()
+	m, p, db := setup(t)
+	sfx := strings.TrimPrefix(db, "t_")
+	read := "app_read_" + sfx
+	weak := "weak" + sfx
+	m.CreateUser(t, weak, "weak-password-"+sfx, "CREATE USER, CONNECTION ADMIN ON *.*", "SELECT (User, Host) ON mysql.user", "SELECT (User, Host, Role, Admin_option) ON mysql.roles_mapping")
+	m.Exec(t, "GRANT "+ident(read)+" TO "+ident(weak)+"@'%' WITH ADMIN OPTION")
+	cfg := p.Config.Clone()
+	cfg.User, cfg.Passwd = weak, "weak-password-"+sfx
+	wp := &Provisioner{Config: cfg}
+	name := UserName("erin", "gra_"+db)
+	t.Cleanup(func() { m.Exec(t, "DROP USER IF EXISTS "+account(name)) })
+	pw, err := wp.Create(ctx, pgprovision.Role{Name: name, Template: read})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := login(t, m, name, pw, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.PingContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wp.Terminate(ctx, name); !errors.Is(err, ErrCannotSee) {
+		t.Fatalf("Terminate without PROCESS: %v", err)
+	}
+	if out, err := wp.DropMany(ctx, []string{name}, "", nil); err != nil || !errors.Is(out[0].Err, ErrCannotSee) || out[0].Terminated {
+		t.Fatalf("DropMany without PROCESS: %+v %v", out, err)
+	}
+	if err := c.PingContext(ctx); err != nil {
+		t.Fatalf("the connection was not to be touched: %v", err)
+	}
+	if _, err := login(t, m, name, pw, db); err == nil {
+		t.Fatal("the user was not locked")
+	}
+	rep, err := wp.Inspect(ctx, []string{read}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.MissingRights) != 1 || !strings.Contains(rep.MissingRights[0], "PROCESS") {
+		t.Fatalf("missing rights %v", rep.MissingRights)
+	}
+	if rep, err := p.Inspect(ctx, []string{read}, ""); err != nil || len(rep.MissingRights) != 0 {
+		t.Fatalf("the documented account: %+v %v", rep, err)
+	}
+	pc, release, err := p.conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	var hash string
+	if err := pc.QueryRowContext(ctx, "SELECT authentication_string FROM mysql.user WHERE User = ?", weak).Scan(&hash); err == nil {
+		t.Fatal("the provisioning account reads password hashes")
+	}
+}
+
+// A stray airlock_ account on another host than '%' is listed, and
+// dropped with every other account of its name.
+func TestOtherHosts(t *testing.T) {
+	ctx := context.Background()
+	m, p, db := setup(t)
+	name := UserName("frank", "gra_"+db)
+	m.Exec(t, "CREATE USER "+ident(name)+"@'localhost' IDENTIFIED BY 'x'")
+	m.Exec(t, "CREATE USER "+ident(name)+"@'10.%' IDENTIFIED BY 'x'")
+	t.Cleanup(func() {
+		m.Exec(t, "DROP USER IF EXISTS "+ident(name)+"@'localhost'")
+		m.Exec(t, "DROP USER IF EXISTS "+ident(name)+"@'10.%'")
+	})
+	if names, err := p.List(ctx); err != nil || !contains(names, name) {
+		t.Fatalf("List: %v %v", names, err)
+	}
+	out, err := p.DropMany(ctx, []string{name}, "", nil)
+	if err != nil || out[0].Err != nil || out[0].Absent || !out[0].Terminated {
+		t.Fatalf("DropMany: %+v %v", out, err)
+	}
+	if names, _ := p.List(ctx); contains(names, name) {
+		t.Fatalf("still listed: %v", names)
+	}
+	if out, _ := p.DropMany(ctx, []string{name}, "", nil); !out[0].Absent {
+		t.Fatalf("a second DropMany: %+v", out)
+	}
 }

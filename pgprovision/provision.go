@@ -265,6 +265,10 @@ type Report struct {
 	CreateRole  bool
 	// Missing are the templates and owner that do not exist.
 	Missing []string
+	// MissingRights are what the provisioning login lacks beyond
+	// CreateRole to do its work (myprovision: PROCESS, CONNECTION ADMIN,
+	// the server version), each with why.
+	MissingRights []string
 	// Drift are roles Airlock did not make (no Prefix) that hold a
 	// template's rights: members of it, directly or not, besides the
 	// provisioning role.

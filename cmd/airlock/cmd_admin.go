@@ -297,6 +297,9 @@ groups a level impersonates and --namespace limits it to some namespaces:
 					right = "CREATE USER"
 				}
 				fmt.Fprintf(w, "%s: provisioning role %s (%s: %v)\n", rc.Resource, rc.Provisioner, right, rc.CreateRole)
+				for _, m := range rc.MissingRights {
+					fmt.Fprintf(w, "missing right: %s\n", m)
+				}
 				for _, m := range rc.Missing {
 					fmt.Fprintf(w, "missing role: %s\n", m)
 				}
@@ -314,7 +317,7 @@ groups a level impersonates and --namespace limits it to some namespaces:
 			for _, g := range rc.Pending {
 				fmt.Fprintf(w, "grant %s ended; its role is not dropped yet (retrying)\n", g)
 			}
-			if rc.Error == "" && len(rc.Missing) == 0 && len(rc.Drift) == 0 && rc.CreateRole && len(rc.Pending) == 0 {
+			if rc.Error == "" && len(rc.Missing) == 0 && len(rc.MissingRights) == 0 && len(rc.Drift) == 0 && rc.CreateRole && len(rc.Pending) == 0 {
 				fmt.Fprintln(w, "ok")
 			}
 			return nil

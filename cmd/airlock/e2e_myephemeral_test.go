@@ -36,7 +36,7 @@ rules:
 func myEphemeralDBA(t *testing.T, m *testenv.MariaDBServer, db, sfx, provPW string) (prov, read, write string) {
 	t.Helper()
 	prov, read, write = "prov"+sfx, "app_read_"+sfx, "app `write' ü "+sfx
-	m.CreateUser(t, prov, provPW, "CREATE USER, PROCESS, CONNECTION ADMIN ON *.*", "SELECT ON mysql.user", "SELECT ON mysql.roles_mapping")
+	m.CreateUser(t, prov, provPW, "CREATE USER, PROCESS, CONNECTION ADMIN ON *.*", "SELECT (User, Host) ON mysql.user", "SELECT (User, Host, Role, Admin_option) ON mysql.roles_mapping")
 	q := func(n string) string { return "`" + strings.ReplaceAll(n, "`", "``") + "`" }
 	for _, r := range []string{read, write} {
 		m.Exec(t, "CREATE ROLE "+q(r))

@@ -48,6 +48,15 @@ func myProvisioner(r *airlock.Resource, c *access.Credential) access.DBProvision
 	if err != nil {
 		return failingProvisioner{err}
 	}
+	// As the postgres provisioner: no password to a server that is not
+	// verified. A MySQL server (or whoever sits in between) can ask for
+	// caching_sha2_password's full authentication, which sends the
+	// password in the clear inside TLS, or encrypted with a key the
+	// server itself supplies without it.
+	verifies := upTLS != nil && (!upTLS.InsecureSkipVerify || (upTLS.VerifyConnection != nil && upTLS.RootCAs != nil))
+	if !verifies && !opts.AllowCleartextPassword {
+		return failingProvisioner{airlock.Errorf(airlock.EINVALID, "resource %s: the provisioning login needs a verified server (sslmode verify-ca or verify-full with sslrootcert), or allow_cleartext_password", r.Name)}
+	}
 	if upTLS != nil {
 		if host, _, err := net.SplitHostPort(r.Addr); err == nil && upTLS.ServerName == "" {
 			upTLS = upTLS.Clone()
