@@ -96,9 +96,9 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 	s := &session{
 		g: g, id: airlock.NewID("ses"), t: t,
 		client: cc.Conn, cr: cc.r,
-		life:     dbgw.NewLife(),
-		stmts:    statements{prepared: map[string]*stmtInfo{}, portals: map[string]portalInfo{}},
-		guard:    newGuard(t.Statements),
+		life:  dbgw.NewLife(),
+		stmts: statements{prepared: map[string]*stmtInfo{}, portals: map[string]portalInfo{}},
+		guard: newGuard(t.Statements),
 	}
 	s.receipts = s.newReceipts()
 	s.holdable = s.guard != nil && s.guard.holds
