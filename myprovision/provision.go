@@ -28,7 +28,7 @@ import (
 // each template role WITH ADMIN OPTION (grant it). Terminate refuses to
 // report success without PROCESS: the server would show it no connection
 // but its own. Its methods are safe for concurrent use: each opens its
-// own connection, with sql_mode pinned to ” so that no server setting
+// own connection, with an empty sql_mode, so that no server setting
 // changes what a statement reads.
 type Provisioner struct {
 	// Config dials the server as the provisioning account (address, TLS,
