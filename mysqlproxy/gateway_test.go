@@ -226,3 +226,20 @@ func TestCloseGrantCutsStatement(t *testing.T) {
 		t.Fatal("the statement was not cut")
 	}
 }
+
+// The idle timeout ends a session with no command for that long, telling
+// the client why, but never one whose statement is still running.
+func TestIdleTimeout(t *testing.T) {
+	audit := &pipeline{}
+	_, c := startGateway(t, func(tg *Target) { tg.IdleTimeout = 400 * time.Millisecond }, audit)
+	r, err := query(c, "SELECT SLEEP(1.5)") // longer than the timeout, busy all along
+	if err != nil || r.Err != nil {
+		t.Fatalf("a statement longer than the idle timeout was cut: %v %+v", err, r)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(audit.ended(), string(airlock.EndIdleTimeout))
+	}, "session.ended with idle_timeout; got %q", audit.ended())
+	if _, err := query(c, "SELECT 1"); err == nil {
+		t.Fatal("the idle session still runs statements")
+	}
+}

@@ -54,6 +54,8 @@ type session struct {
 	started time.Time
 
 	bytesIn, bytesOut, statements atomic.Int64
+	// busy is set while a reply is relayed: a long statement is not idle.
+	busy atomic.Bool
 
 	// life ends the session once, for one reason; its timers are the
 	// grant's deadline and the idle timeout (Touched by each command).
@@ -146,7 +148,7 @@ func (s *session) run(ctx context.Context) {
 		}
 	}
 	s.life.Arm(t.EndsAt.Sub(now), func() { s.kill(airlock.EndGrantExpired) },
-		t.IdleTimeout, nil, func() { s.kill(airlock.EndIdleTimeout) })
+		t.IdleTimeout, s.busy.Load, func() { s.kill(airlock.EndIdleTimeout) })
 	defer s.life.Stop()
 	s.clientNC.SetDeadline(time.Time{})
 	up.Net.SetDeadline(time.Time{})
@@ -224,7 +226,11 @@ func (s *session) relay() airlock.EndReason {
 			}
 			continue
 		}
-		if end := s.relayResponse(tracker, req); end != "" {
+		s.busy.Store(true)
+		end = s.relayResponse(tracker, req)
+		s.busy.Store(false)
+		s.life.Touch() // idle counts from the end of the reply
+		if end != "" {
 			return end
 		}
 	}
