@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/dbgw"
 	"github.com/airlockhq/airlock/internal/netguard"
@@ -45,6 +47,9 @@ type Config struct {
 	// Pending bounds connections still in their handshake (netguard
 	// defaults).
 	Pending netguard.Limits
+	// Registerer, when set, receives the gateway's Prometheus metrics
+	// (airlock_mysql_…, the set dbgw.Metrics names for every engine).
+	Registerer prometheus.Registerer
 }
 
 // AuthRequest is what a client presents: the Airlock user name, the

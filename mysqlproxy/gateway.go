@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/dbgw"
 	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/internal/mysqlwire"
 	"github.com/airlockhq/airlock/internal/netguard"
@@ -34,6 +35,7 @@ type Gateway struct {
 	cfg Config
 	log *slog.Logger
 	reg gwsession.Registry
+	m   *dbgw.Metrics
 
 	mu        sync.Mutex
 	closed    bool
@@ -61,7 +63,11 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = netguard.DefaultHandshakeTimeout
 	}
-	return &Gateway{cfg: cfg, log: cfg.Logger.With("gateway", "mysql"), listeners: map[net.Listener]struct{}{}, byConnID: map[uint32]*session{}}, nil
+	m, err := dbgw.NewMetrics(cfg.Registerer, "mysql", "MySQL")
+	if err != nil {
+		return nil, err
+	}
+	return &Gateway{cfg: cfg, log: cfg.Logger.With("gateway", "mysql"), m: m, listeners: map[net.Listener]struct{}{}, byConnID: map[uint32]*session{}}, nil
 }
 
 // Serve accepts clients on ln until ctx is done or Shutdown; it never
@@ -84,6 +90,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	err := netguard.AcceptLoop(ctx, gl, pending, g.isClosed, func(c net.Conn) {
 		// Over the pending bounds: an ERR before anything is read.
+		g.m.Refused("too_many_pending")
 		c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 		mysqlwire.NewConn(c).WritePacket((&mysqlwire.ServerError{Code: mysqlwire.ErConCount, State: "08004",
 			Message: "airlock: too many pending connections; try again shortly"}).Append(nil))
@@ -197,6 +204,7 @@ func (g *Gateway) handle(nc net.Conn, release func()) {
 	}
 	if !mysqlwire.IsSSLRequest(p) {
 		// Never ask for the token outside TLS: clients would send it.
+		g.m.Refused("tls_required")
 		fail(&mysqlwire.ServerError{Code: mysqlwire.ErAccessDenied, State: "28000",
 			Message: "airlock: connect with TLS: the connect token is only accepted inside TLS (mariadb --ssl-verify-server-cert --ssl-ca CA; airlock mysql does it for you)"})
 		return
@@ -238,10 +246,13 @@ func (g *Gateway) handle(nc net.Conn, release func()) {
 	if err != nil {
 		switch airlock.ErrorCode(err) {
 		case airlock.EFORBIDDEN:
+			g.m.Refused("refused")
 			fail(&mysqlwire.ServerError{Code: mysqlwire.ErDBAccessDenied, State: "42000", Message: "airlock: " + airlock.ErrorMessage(err)})
 		case airlock.EUNAVAILABLE:
+			g.m.Refused("unavailable")
 			fail(&mysqlwire.ServerError{Code: mysqlwire.ErUnknownError, State: "HY000", Message: "airlock: the server cannot check the token now; try again"})
 		default:
+			g.m.Refused("auth_failed")
 			fail(errBadToken)
 		}
 		return

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/mysqlwire"
 	"github.com/airlockhq/airlock/internal/testenv"
@@ -90,6 +92,12 @@ func (p *pipeline) ended() string {
 
 func startGateway(t *testing.T, edit func(*Target), audit *pipeline) (*Gateway, *mysqlwire.ClientConn) {
 	t.Helper()
+	return startGatewayWith(t, edit, audit, nil)
+}
+
+// startGatewayWith is startGateway with the gateway's metrics in reg.
+func startGatewayWith(t *testing.T, edit func(*Target), audit *pipeline, reg prometheus.Registerer) (*Gateway, *mysqlwire.ClientConn) {
+	t.Helper()
 	m := testenv.MariaDB(t)
 	db := m.NewDatabase(t)
 	user := "gwt" + strings.ReplaceAll(db, "_", "")[len(db)-6:]
@@ -101,7 +109,7 @@ func startGateway(t *testing.T, edit func(*Target), audit *pipeline) (*Gateway, 
 		edit(tg)
 	}
 	caPEM, cert := testenv.ServerTLS(t)
-	g, err := New(Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Auth: auth{tg}, Audit: audit})
+	g, err := New(Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Auth: auth{tg}, Audit: audit, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,5 +249,51 @@ func TestIdleTimeout(t *testing.T) {
 	}, "session.ended with idle_timeout; got %q", audit.ended())
 	if _, err := query(c, "SELECT 1"); err == nil {
 		t.Fatal("the idle session still runs statements")
+	}
+}
+
+// The gateway's metrics are the shared set (dbgw.Metrics), named
+// airlock_mysql_…: live sessions, statements, connections by result,
+// upstream logins, bytes at the end.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g, c := startGatewayWith(t, nil, &pipeline{}, reg)
+	for _, q := range []string{"SELECT 1", "SELECT 2"} {
+		if r, err := query(c, q); err != nil || r.Err != nil {
+			t.Fatalf("%s: %v %+v", q, err, r)
+		}
+	}
+	gather := func(name string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				total += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			}
+		}
+		return total
+	}
+	if v := gather("airlock_mysql_sessions_active"); v != 1 {
+		t.Errorf("sessions_active %v", v)
+	}
+	if v := gather("airlock_mysql_statements_total"); v != 2 {
+		t.Errorf("statements_total %v", v)
+	}
+	if v := gather("airlock_mysql_upstream_connections_total"); v != 1 {
+		t.Errorf("upstream_connections_total %v", v)
+	}
+	if v := gather("airlock_mysql_connections_total"); v != 1 {
+		t.Errorf("connections_total %v (one ok)", v)
+	}
+	g.CloseGrant("gr_1", airlock.EndGrantRevoked)
+	testenv.Eventually(t, 5*time.Second, func() bool { return gather("airlock_mysql_sessions_active") == 0 }, "sessions_active back to 0")
+	if v := gather("airlock_mysql_bytes_total"); v <= 0 {
+		t.Errorf("bytes_total %v", v)
 	}
 }

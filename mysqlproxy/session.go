@@ -91,11 +91,13 @@ func (s *session) run(ctx context.Context) {
 	g, t := s.g, s.t
 	now := g.cfg.Now()
 	if !now.Before(t.EndsAt) {
+		g.m.Refused("expired")
 		s.refuse(airlock.EndGrantExpired, "the grant has ended")
 		return
 	}
 	release, ok := g.reg.Reserve(t.UserID, t.GrantID, t.MaxConcurrent)
 	if !ok {
+		g.m.Refused("too_many")
 		s.deny("max_concurrent")
 		s.clientErr(&mysqlwire.ServerError{Code: mysqlwire.ErConCount, State: "08004",
 			Message: "airlock: this grant already has " + strconv.Itoa(t.MaxConcurrent) + " live sessions (the policy's max_concurrent)"})
@@ -109,11 +111,13 @@ func (s *session) run(ctx context.Context) {
 		Attrs: []mysqlwire.Attr{{Key: "program_name", Value: "airlock"}, {Key: "airlock_user", Value: t.UserName}, {Key: "airlock_grant", Value: t.GrantID}}})
 	if err != nil {
 		g.log.Warn("mysqlproxy: upstream login failed", "resource", t.Resource, "err", err)
+		g.m.Refused("upstream")
 		s.deny("upstream_unavailable")
 		s.clientErr(&mysqlwire.ServerError{Code: mysqlwire.ErUnknownError, State: "HY000", Message: "airlock: the database is unreachable or refused the brokered login"})
 		return
 	}
 	s.up, s.threadID = up, up.Server.ConnectionID
+	g.m.Upstream("new")
 	defer up.Net.Close()
 	if t.ReadOnly {
 		if err := s.exec("SET SESSION TRANSACTION READ ONLY"); err != nil {
@@ -126,6 +130,7 @@ func (s *session) run(ctx context.Context) {
 	s.live = &gwsession.Session{ID: s.id, UserID: t.UserID, GrantID: t.GrantID, Resource: t.Resource, Node: g.cfg.Node,
 		StartedAt: s.started, EndsAt: t.EndsAt, Close: s.kill, Info: s.snapshot}
 	if !g.reg.Add(s.live) {
+		g.m.Refused("shutdown")
 		s.clientErr(&mysqlwire.ServerError{Code: mysqlwire.ErServerShutdown, State: "08S01", Message: closeMsg(airlock.EndServerShutdown)})
 		return
 	}
@@ -138,6 +143,7 @@ func (s *session) run(ctx context.Context) {
 		g.mu.Unlock()
 	}()
 	go s.receipts.Watch()
+	g.m.SessionStarted()
 	s.submit("session.started", airlock.OutcomeSuccess, map[string]any{"access": t.Access, "tls": true, "read_only": t.ReadOnly,
 		"strict_audit": t.StrictAudit, "ends_at": t.EndsAt, "database": t.UpstreamDatabase, "upstream_thread_id": s.threadID,
 		"upstream_tls": up.TLS})
@@ -461,6 +467,9 @@ func (s *session) stmt(d *queryDetails) {
 	s.nStmt++
 	s.statements.Add(1)
 	d.Stmt = s.nStmt
+	if d.Kind == "query" || d.Kind == "execute" {
+		s.g.m.Statement()
+	}
 	b, _ := json.Marshal(d)
 	s.submitJSON("db.query", airlock.OutcomeSuccess, b)
 }
@@ -604,6 +613,7 @@ func (s *session) end() {
 	s.submitJSON("session.ended", airlock.OutcomeSuccess, b)
 	s.receipts.Close()
 	dbgw.RecordEnd(s.g.cfg.Sessions, &info, s.g.log, "mysqlproxy")
+	s.g.m.SessionEnded(info.BytesIn, info.BytesOut)
 	s.g.log.Info("mysql session ended", "session", s.id, "reason", info.EndReason, "statements", info.Statements)
 }
 

@@ -48,7 +48,7 @@ func (g *Gateway) scramAuthenticate(ctx context.Context, cc *clientConn, sa SCRA
 	if err != nil || cands == nil {
 		g.log.Warn("pgproxy: SCRAM candidates", "user", req.User, "database", req.Database, "err", err)
 		if airlock.IsCode(err, airlock.EUNAVAILABLE) {
-			g.m.refused("unavailable")
+			g.m.Refused("unavailable")
 			writeFatal(cc, codeCannotConnect, msgUnavailable)
 		} else {
 			writeFatal(cc, codeConnFailure, msgUpstreamError)
@@ -145,7 +145,7 @@ func (g *Gateway) passwordAuthenticate(ctx context.Context, cc *clientConn, req 
 func (g *Gateway) authFailed(cc *clientConn, req AuthRequest, what string, err error) {
 	var r *Refusal
 	if errors.As(err, &r) {
-		g.m.refused("refused")
+		g.m.Refused("refused")
 		g.log.Info("pgproxy: connection refused", "user", req.User, "database", req.Database, "source", req.SourceAddr, "reason", r.Message)
 		code := r.Code
 		if code == "" {
@@ -155,12 +155,12 @@ func (g *Gateway) authFailed(cc *clientConn, req AuthRequest, what string, err e
 		return
 	}
 	if airlock.IsCode(err, airlock.EUNAVAILABLE) {
-		g.m.refused("unavailable")
+		g.m.Refused("unavailable")
 		g.log.Warn("pgproxy: "+what+": store unavailable", "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
 		writeFatal(cc, codeCannotConnect, msgUnavailable)
 		return
 	}
-	g.m.refused("auth_failed")
+	g.m.Refused("auth_failed")
 	g.log.Info("pgproxy: "+what, "user", req.User, "database", req.Database, "source", req.SourceAddr, "err", err)
 	writeFatal(cc, codeInvalidPassword, msgInvalidToken)
 }

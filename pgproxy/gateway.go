@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/internal/dbgw"
 	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/internal/netguard"
 )
@@ -67,7 +68,7 @@ type Gateway struct {
 	cfg  Config
 	log  *slog.Logger
 	now  func() time.Time
-	m    *metrics
+	m    *dbgw.Metrics
 	base *pgconn.Config
 
 	mu        sync.Mutex
@@ -119,7 +120,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.UpstreamLifetime <= 0 {
 		cfg.UpstreamLifetime = time.Hour
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := dbgw.NewMetrics(cfg.Registerer, "pg", "PostgreSQL")
 	if err != nil {
 		return nil, fmt.Errorf("pgproxy: register metrics: %w", err)
 	}
@@ -189,7 +190,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		g.mu.Unlock()
 	}()
 	err := netguard.AcceptLoop(ctx, gl, pending, g.isClosed, func(c net.Conn) {
-		g.m.refused("too_many_pending")
+		g.m.Refused("too_many_pending")
 		refusePending(c)
 	}, func(c net.Conn, release func()) {
 		g.mu.Lock()
@@ -409,14 +410,14 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		return nil, nil
 	}
 	if !cc.tls && !(g.cfg.AllowLoopbackPlaintext && isLoopback(cc.RemoteAddr())) {
-		g.m.refused("tls_required")
+		g.m.Refused("tls_required")
 		writeFatal(cc, codeInvalidAuth, msgTLSRequired)
 		return nil, nil
 	}
 	if r := checkStartupParams(params); r != nil {
 		// Before authentication: no token is used up by a client that
 		// would be refused anyway.
-		g.m.refused("startup_parameter")
+		g.m.Refused("startup_parameter")
 		resource, _, _ := strings.Cut(database, "/")
 		// Anyone can send this: audit the first per source and 10 s,
 		// so that no unauthenticated client floods the log.
@@ -447,7 +448,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 	cc.authenticated() // a session now, bounded by its grant: free the slot
 	s := newSession(g, t, cc)
 	if !g.now().Before(t.EndsAt) {
-		g.m.refused("expired")
+		g.m.Refused("expired")
 		g.auditRefusal(s, "grant_expired")
 		writeFatal(cc, codeAdminShutdown, expiredMsg(t.EndsAt))
 		return nil, nil
@@ -455,7 +456,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 
 	s.app = params["application_name"]
 	if msg := g.reserve(s); msg != "" {
-		g.m.refused("too_many")
+		g.m.Refused("too_many")
 		g.auditRefusal(s, "max_concurrent")
 		writeFatal(cc, codeTooManyConns, msg)
 		return nil, nil
@@ -469,7 +470,7 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 
 	up, err := g.connectUpstream(ctx, t, params)
 	if err != nil {
-		g.m.refused("upstream")
+		g.m.Refused("upstream")
 		g.log.Warn("pgproxy: upstream connect failed", "session", s.id, "resource", t.Resource, "err", err)
 		if errors.Is(err, ErrCleartextRefused) {
 			g.auditRefusal(s, "upstream_cleartext_refused")

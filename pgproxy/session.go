@@ -145,7 +145,7 @@ func (s *session) touch() { s.life.Touch() }
 // start records the session start and arms its deadline and idle timers.
 func (s *session) start() {
 	s.info.StartedAt = s.g.now()
-	s.g.m.sessionStarted()
+	s.g.m.SessionStarted()
 	go s.watch()
 	s.submit(s.event("session.started", airlock.OutcomeSuccess, struct {
 		Access      string `json:"access"`
@@ -291,7 +291,7 @@ func (s *session) finish() {
 	s.receipts.Close()
 	dbgw.RecordEnd(s.g.cfg.Sessions, &info, s.g.log, "pgproxy")
 	s.g.unregister(s)
-	s.g.m.sessionEnded(info.BytesIn, info.BytesOut)
+	s.g.m.SessionEnded(info.BytesIn, info.BytesOut)
 	s.g.log.Info("pgproxy: session ended", "session", s.id, "user", s.t.UserName, "resource", s.t.Resource,
 		"reason", info.EndReason, "bytes_in", info.BytesIn, "bytes_out", info.BytesOut, "statements", info.Statements)
 }

@@ -190,7 +190,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 
 func (s *session) countStatement() {
 	s.statements.Add(1)
-	s.g.m.statement()
+	s.g.m.Statement()
 }
 
 // bindParams decodes a Bind message's parameter values (after the portal

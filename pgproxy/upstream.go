@@ -405,7 +405,7 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 		key = loginKey(t.UpstreamAddr, t.UpstreamUser, pw, tlsKey, p)
 		if up := g.pool.get(key); up != nil {
 			up.reused = true
-			g.m.upstream("reused")
+			g.m.Upstream("reused")
 			return up, nil
 		}
 	}
@@ -422,7 +422,7 @@ func (g *Gateway) connectUpstream(ctx context.Context, t *Target, params map[str
 		return nil, err
 	}
 	up.poolable, up.key, up.addr = poolable, key, t.UpstreamAddr
-	g.m.upstream("new")
+	g.m.Upstream("new")
 	return up, nil
 }
 

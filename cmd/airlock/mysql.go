@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/mysqlproxy"
@@ -15,7 +17,7 @@ import (
 
 // buildMySQLGateway builds the MySQL gateway (when --mysql-addr is set),
 // with a certificate from the data dir's CA.
-func (s *server) buildMySQLGateway() error {
+func (s *server) buildMySQLGateway(reg prometheus.Registerer) error {
 	c := s.cfg
 	if c.MySQLAddr == "" {
 		return nil
@@ -35,7 +37,7 @@ func (s *server) buildMySQLGateway() error {
 	}
 	s.mysql, err = mysqlproxy.New(mysqlproxy.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		Auth: mysqlAuthenticator{s}, Audit: auditSink{s.audit, s.ends}, Sessions: s.ends, Logger: s.log, Now: now, Node: s.node,
-		HandshakeTimeout: c.HandshakeTimeout, Pending: s.pending})
+		HandshakeTimeout: c.HandshakeTimeout, Pending: s.pending, Registerer: reg})
 	return err
 }
 

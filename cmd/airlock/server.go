@@ -526,7 +526,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			return err
 		}
 	}
-	if err := s.buildMySQLGateway(); err != nil {
+	if err := s.buildMySQLGateway(reg); err != nil {
 		return err
 	}
 	if err := s.buildKubeGateway(); err != nil {
