@@ -276,7 +276,7 @@ for test in "${TESTS[@]}"; do
 			ppid=$(proxy_pid "$target")
 			[ -n "$ppid" ] && t0=$(cpu_ticks "$ppid")
 			# shellcheck disable=SC2086
-			out=$(PGPASSWORD=$pass pgbench -n -h 127.0.0.1 -p "$port" -U "$user" -T "$DURATION" -c "$c" -j "$j" $flags $PGBENCH_FLAGS bench 2>&1) || {
+			out=$(PGPASSWORD=$pass pgbench -n -h 127.0.0.1 -p "$port" -U "$user" -T "$DURATION" -c "$c" -j "$j" $flags ${PGBENCH_FLAGS:-} bench 2>&1) || {
 				echo "pgbench failed for $target $name c=$c:" >&2
 				echo "$out" >&2
 				exit 1
