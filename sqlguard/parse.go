@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	pgquery "github.com/wasilibs/go-pgquery"
 )
@@ -36,6 +37,8 @@ type Parser struct {
 	// instance, about a second), so at most GOMAXPROCS exist.
 	sem chan struct{}
 
+	misses atomic.Int64 // texts parsed (not answered from the cache)
+
 	mu    sync.Mutex
 	max   int
 	lru   *list.List // of *entry, most recent first
@@ -46,6 +49,9 @@ type entry struct {
 	text  string
 	stmts []Statement
 	err   error
+	// lead and trail are what a shape entry's statement leaves out of
+	// the text at each end (shareable).
+	lead, trail int
 }
 
 // NewParser returns a parser that keeps the results of up to cacheSize
@@ -67,8 +73,10 @@ func NewParser(cacheSize int) *Parser {
 func (p *Parser) Warm() { p.parse("SELECT 1") }
 
 // Parse classifies every statement of text, from the cache when text was
-// parsed before. The returned slice is shared: do not modify it. An error
-// is a *ParseError (the grammar rejects text) or ErrTooLong.
+// parsed before — or when a text of the same shape was (shape.go: the
+// same but for its plain literals), for a single statement. The returned
+// slice is shared: do not modify it. An error is a *ParseError (the
+// grammar rejects text) or ErrTooLong.
 func (p *Parser) Parse(text string) ([]Statement, error) {
 	p.mu.Lock()
 	if el, ok := p.items[text]; ok {
@@ -78,23 +86,48 @@ func (p *Parser) Parse(text string) ([]Statement, error) {
 		return e.stmts, e.err
 	}
 	p.mu.Unlock()
-	stmts, err := p.parse(text)
 	if len(text) > maxCachedText {
-		return stmts, err // not cached: the key would be the long text
+		return p.parse(text) // not cached: the key would be the long text
 	}
-	p.mu.Lock()
-	if _, ok := p.items[text]; !ok {
-		p.items[text] = p.lru.PushFront(&entry{text: text, stmts: stmts, err: err})
-		for p.lru.Len() > p.max {
-			old := p.lru.Remove(p.lru.Back()).(*entry)
-			delete(p.items, old.text)
+	key, literals, shaped := shapeOf(text)
+	shaped = shaped && literals > 0 // else the exact text is the key already
+	if shaped {
+		p.mu.Lock()
+		if el, ok := p.items[key]; ok {
+			p.lru.MoveToFront(el)
+			e := el.Value.(*entry)
+			p.mu.Unlock()
+			st := e.stmts[0]
+			st.Text = text[e.lead : len(text)-e.trail]
+			return []Statement{st}, nil
 		}
+		p.mu.Unlock()
+	}
+	stmts, err := p.parse(text)
+	p.mu.Lock()
+	p.put(text, stmts, err, 0, 0)
+	if lead, trail, ok := shareable(text, stmts, err); shaped && ok {
+		p.put(key, stmts, err, lead, trail)
 	}
 	p.mu.Unlock()
 	return stmts, err
 }
 
+// put caches stmts and err under key (p.mu held), evicting the least
+// recently used entries over p.max.
+func (p *Parser) put(key string, stmts []Statement, err error, lead, trail int) {
+	if _, ok := p.items[key]; ok {
+		return
+	}
+	p.items[key] = p.lru.PushFront(&entry{text: key, stmts: stmts, err: err, lead: lead, trail: trail})
+	for p.lru.Len() > p.max {
+		old := p.lru.Remove(p.lru.Back()).(*entry)
+		delete(p.items, old.text)
+	}
+}
+
 func (p *Parser) parse(text string) (stmts []Statement, err error) {
+	p.misses.Add(1)
 	if len(text) > MaxText {
 		return nil, ErrTooLong
 	}
