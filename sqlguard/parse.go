@@ -89,8 +89,8 @@ func (p *Parser) Parse(text string) ([]Statement, error) {
 	if len(text) > maxCachedText {
 		return p.parse(text) // not cached: the key would be the long text
 	}
-	key, literals, shaped := shapeOf(text)
-	shaped = shaped && literals > 0 // else the exact text is the key already
+	key, spans, shaped := shapeSpans(text)
+	shaped = shaped && len(spans) > 0 // else the exact text is the key already
 	if shaped {
 		p.mu.Lock()
 		if el, ok := p.items[key]; ok {
@@ -104,13 +104,29 @@ func (p *Parser) Parse(text string) ([]Statement, error) {
 		p.mu.Unlock()
 	}
 	stmts, err := p.parse(text)
+	lead, trail, share := shareable(text, stmts, err)
+	share = share && shaped && p.scannedAs(text, spans)
 	p.mu.Lock()
 	p.put(text, stmts, err, 0, 0)
-	if lead, trail, ok := shareable(text, stmts, err); shaped && ok {
+	if share {
 		p.put(key, stmts, err, lead, trail)
 	}
 	p.mu.Unlock()
 	return stmts, err
+}
+
+// scannedAs runs PostgreSQL's scanner over text and reports whether it
+// cuts the literals as spans does (cutAsScanned); a failure is a no.
+func (p *Parser) scannedAs(text string, spans []span) (ok bool) {
+	p.sem <- struct{}{}
+	defer func() { <-p.sem }()
+	defer func() {
+		if r := recover(); r != nil {
+			ok = false
+		}
+	}()
+	res, err := pgquery.Scan(text)
+	return err == nil && cutAsScanned(res.GetTokens(), spans)
 }
 
 // put caches stmts and err under key (p.mu held), evicting the least

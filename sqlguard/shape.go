@@ -1,6 +1,10 @@
 package sqlguard
 
-import "strings"
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
 
 // A query string's shape is its text with every plain literal — a
 // standard string constant or a decimal number — replaced by a marker of
@@ -15,10 +19,14 @@ import "strings"
 //
 // shapeOf is deliberately narrower than PostgreSQL's scanner: it gives up
 // (ok false) on anything whose tokens it might cut differently — a
-// backslash anywhere, a dollar quote, a block comment, a prefixed string
-// (E'…', U&'…', B'…', X'…', N'…'), a number run into a letter, a dot or an
-// underscore, an unterminated quote — and then the text is cached by
-// itself only, exactly as before. What it does cut, it cuts as the
+// backslash or a carriage return anywhere, a dollar quote, a block
+// comment, a prefixed string (E'…', U&'…', B'…', X'…', N'…'), a U& name or
+// UESCAPE, a number run into a letter, a dot or an underscore, an
+// unterminated quote — and then the text is cached by itself only,
+// exactly as before. And before a text's parse answers for its shape,
+// PostgreSQL's own scanner must find exactly the same literals in it
+// (cutAsScanned): a review found two pairs of texts that shared a shape
+// while the server read them apart (TestShapeAttacks). What it does cut, it cuts as the
 // scanner does (standard_conforming_strings on, libpg_query's setting):
 // '…' with '' inside, "…" identifiers kept whole, -- comments to the end
 // of the line kept whole, $n parameters kept, identifiers (letters,
@@ -41,15 +49,26 @@ func isIdentByte(c byte) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
+// span is a literal's byte range in a text, end exclusive.
+type span struct{ start, end int }
+
 // shapeOf returns text's shape key and how many literals it replaced;
 // ok is false when it cannot cut text safely.
 func shapeOf(text string) (key string, literals int, ok bool) {
+	key, spans, ok := shapeSpans(text)
+	return key, len(spans), ok
+}
+
+// shapeSpans is shapeOf with the literals' spans.
+func shapeSpans(text string) (key string, spans []span, ok bool) {
 	for i := 0; i < len(text); i++ {
-		if c := text[i]; c < ' ' && c != '\t' && c != '\n' && c != '\r' || c == '\\' {
-			// Never a marker's byte, inside quotes or not; and no
-			// backslash, which a server with standard_conforming_strings
-			// off reads as an escape.
-			return "", 0, false
+		if c := text[i]; c < ' ' && c != '\t' && c != '\n' || c == '\\' {
+			// Never a marker's byte, inside quotes or not; no backslash,
+			// which a server with standard_conforming_strings off reads
+			// as an escape; and no carriage return, which ends a --
+			// comment for PostgreSQL (a text that hid code from this cut
+			// behind one was found: TestShapeAttacks).
+			return "", nil, false
 		}
 	}
 	out := make([]byte, 0, len(text)+1)
@@ -58,14 +77,15 @@ func shapeOf(text string) (key string, literals int, ok bool) {
 		c := text[i]
 		switch {
 		case c == '\'':
+			start := i
 			if i > 0 && isIdentByte(text[i-1]) {
-				return "", 0, false // E'…', U&'…' (after &: below), N'…', B'…', X'…'
+				return "", nil, false // E'…', U&'…' (after &: below), N'…', B'…', X'…'
 			}
 			j := i + 1
 			for {
 				k := indexByteFrom(text, '\'', j)
 				if k < 0 {
-					return "", 0, false
+					return "", nil, false
 				}
 				if k+1 < len(text) && text[k+1] == '\'' {
 					j = k + 2
@@ -74,16 +94,25 @@ func shapeOf(text string) (key string, literals int, ok bool) {
 				i = k + 1
 				break
 			}
+			// 'a' followed, across a newline, by 'b' is one constant to
+			// the scanner (SQL's string continuation): not cut here.
+			nl := false
+			for k := i; k < len(text) && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n'); k++ {
+				nl = nl || text[k] == '\n'
+				if nl && k+1 < len(text) && text[k+1] == '\'' {
+					return "", nil, false
+				}
+			}
 			out = append(out, markString)
-			literals++
-		case c == '&' && i+1 < len(text) && text[i+1] == '\'':
-			return "", 0, false // U&'…'
+			spans = append(spans, span{start, i})
+		case c == '&' && i > 0 && (text[i-1] == 'U' || text[i-1] == 'u'):
+			return "", nil, false // U&'…', U&"…": escapes a UESCAPE literal can redefine
 		case c == '"':
 			j := i + 1
 			for {
 				k := indexByteFrom(text, '"', j)
 				if k < 0 {
-					return "", 0, false
+					return "", nil, false
 				}
 				if k+1 < len(text) && text[k+1] == '"' {
 					j = k + 2
@@ -101,20 +130,20 @@ func shapeOf(text string) (key string, literals int, ok bool) {
 			out = append(out, text[i:k]...)
 			i = k
 		case c == '/' && i+1 < len(text) && text[i+1] == '*':
-			return "", 0, false
+			return "", nil, false
 		case c == '$':
 			j := i + 1
 			for j < len(text) && isDigit(text[j]) {
 				j++
 			}
 			if j == i+1 || j < len(text) && isIdentByte(text[j]) {
-				return "", 0, false // a dollar quote, or $1x
+				return "", nil, false // a dollar quote, or $1x
 			}
 			out = append(out, text[i:j]...)
 			i = j
 		case isDigit(c) || c == '.' && i+1 < len(text) && isDigit(text[i+1]):
 			if i > 0 && (isIdentByte(text[i-1]) || text[i-1] == '.') {
-				return "", 0, false // t.5, x.1: not cut here
+				return "", nil, false // t.5, x.1: not cut here
 			}
 			j, mark := i, byte(markInt)
 			for j < len(text) && isDigit(text[j]) {
@@ -134,22 +163,25 @@ func shapeOf(text string) (key string, literals int, ok bool) {
 					j++
 				}
 				if j >= len(text) || !isDigit(text[j]) {
-					return "", 0, false
+					return "", nil, false
 				}
 				for j < len(text) && isDigit(text[j]) {
 					j++
 				}
 			}
 			if j < len(text) && (isIdentByte(text[j]) || text[j] == '.') {
-				return "", 0, false // 0x1F, 1_000, 1abc, 1.2.3
+				return "", nil, false // 0x1F, 1_000, 1abc, 1.2.3
 			}
 			out = append(out, mark)
-			literals++
+			spans = append(spans, span{i, j})
 			i = j
 		case isIdentByte(c):
 			j := i + 1
 			for j < len(text) && isIdentByte(text[j]) {
 				j++
+			}
+			if strings.EqualFold(text[i:j], "uescape") {
+				return "", nil, false // its literal decodes a U& name
 			}
 			out = append(out, text[i:j]...)
 			i = j
@@ -158,7 +190,7 @@ func shapeOf(text string) (key string, literals int, ok bool) {
 			i++
 		}
 	}
-	return string(out), literals, true
+	return string(out), spans, true
 }
 
 func indexByteFrom(s string, c byte, from int) int {
@@ -206,3 +238,26 @@ func shareable(text string, stmts []Statement, err error) (lead, trail int, ok b
 // COPY's file name (empty or not: FuzzShape found it), EXPLAIN's options,
 // a DO or function body — so those are cached by exact text only.
 var shareKinds = map[string]bool{"SelectStmt": true, "InsertStmt": true, "UpdateStmt": true, "DeleteStmt": true}
+
+// cutAsScanned reports whether PostgreSQL's own scanner (tokens of
+// text) finds exactly the literals spans names, as plain constants, and
+// nothing whose meaning a literal could change: a second check, on the
+// first text of a shape only, that shapeSpans cut it as the server will.
+// Texts of the same shape differ only inside those literals, which the
+// scanner reads the same whatever their content (no quote, backslash or
+// carriage return inside), so it holds for them too.
+func cutAsScanned(tokens []*pg.ScanToken, spans []span) bool {
+	i := 0
+	for _, t := range tokens {
+		switch t.Token {
+		case pg.Token_SCONST, pg.Token_ICONST, pg.Token_FCONST:
+			if i >= len(spans) || int(t.Start) != spans[i].start || int(t.End) != spans[i].end {
+				return false
+			}
+			i++
+		case pg.Token_UIDENT, pg.Token_USCONST, pg.Token_BCONST, pg.Token_XCONST, pg.Token_UESCAPE:
+			return false
+		}
+	}
+	return i == len(spans)
+}

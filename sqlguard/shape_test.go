@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	pgquery "github.com/wasilibs/go-pgquery"
 )
 
 // variant is text with every literal shapeOf replaced by another of its
@@ -52,6 +54,7 @@ func TestShapeOf(t *testing.T) {
 		`SELECT E'a\'b'`, `SELECT 'a\'`, "SELECT $$x$$", "SELECT $q$x$q$", "SELECT /* 'x' */ 1", "SELECT U&'d\\0061t'",
 		"SELECT B'101'", "SELECT X'1F'", "SELECT N'x'", "SELECT 0x1F", "SELECT 1_000", "SELECT 1abc", "SELECT 1.2.3",
 		"SELECT 'unterminated", `SELECT "unterminated`, "SELECT t.5", "SELECT 1e", "SELECT $1x", "SELECT '\x01'",
+		"SELECT --\r'x'\n", `SELECT U&"x"`, `SELECT * FROM t UESCAPE '!'`, "SELECT 'a'\r",
 	} {
 		if _, _, ok := shapeOf(text); ok {
 			t.Errorf("shapeOf(%q) cut it; want it left whole", text)
@@ -117,6 +120,7 @@ func FuzzShape(f *testing.F) {
 		"UPDATE t SET a = 'x' WHERE b = 2 OR true", "SELECT pg_read_file('/etc/passwd', 0, 100)", "COPY t TO '/tmp/x'",
 		"COPY t FROM PROGRAM 'id'", "SET search_path = 'evil', public", "WITH d AS (DELETE FROM t WHERE a = 1 RETURNING *) SELECT 1",
 		"EXPLAIN (ANALYZE 1) DELETE FROM t", "SELECT * FROM t LIMIT 10 OFFSET 5", "TRUNCATE t", "DROP TABLE x",
+		"SELECT --\r'\n' AS a --'", `SELECT * FROM U&"!0073ecrets" UESCAPE '#'`, "SELECT 1 -- x\n, 'y'",
 	} {
 		f.Add(s)
 	}
@@ -175,4 +179,66 @@ func BenchmarkParseShape(b *testing.B) {
 	if p.misses.Load() != 1 {
 		b.Fatalf("%d parses", p.misses.Load())
 	}
+}
+
+// Pairs a review found sharing a shape while PostgreSQL read them apart:
+// a carriage return ends a -- comment for the server (so the cut hid a
+// DROP inside a "literal"), and a UESCAPE literal decodes a U& name. Each
+// second text must be classified as its own parse classifies it.
+func TestShapeAttacks(t *testing.T) {
+	for _, c := range [][2]string{
+		{"SELECT --\r'\n' AS a --'", "SELECT --\r'\n' AS a; DROP TABLE users --'"},
+		{"SELECT --\r'\n' AS a FROM public_t --'", "SELECT --\r'\n' AS a FROM secrets --'"},
+		{`SELECT * FROM U&"!0073ecrets" UESCAPE '#'`, `SELECT * FROM U&"!0073ecrets" UESCAPE '!'`},
+		{`SELECT U&"pg_read_fil!0065" UESCAPE '#' ('/etc/passwd')`, `SELECT U&"pg_read_fil!0065" UESCAPE '!' ('/etc/passwd')`},
+	} {
+		p := NewParser(0)
+		p.Parse(c[0])
+		got, gerr := p.Parse(c[1])
+		own, oerr := NewParser(0).Parse(c[1])
+		if (gerr == nil) != (oerr == nil) || !sameDecision(got, own) {
+			t.Errorf("%q after %q: %+v, its own parse %+v", c[1], c[0], got, own)
+		}
+	}
+}
+
+// The scanner check agrees with shapeSpans's cuts and refuses any other:
+// a span moved by a byte, one missing, one too many.
+func TestCutAsScanned(t *testing.T) {
+	p := NewParser(0)
+	text := "SELECT a FROM t WHERE b = 'x''y' AND c = 1.5 AND d = 7"
+	_, spans, ok := shapeSpans(text)
+	if !ok || len(spans) != 3 || !p.scannedAs(text, spans) {
+		t.Fatalf("shapeSpans(%q) = %v, %v; the scanner disagrees", text, spans, ok)
+	}
+	moved := append([]span(nil), spans...)
+	moved[1].end++
+	for _, bad := range [][]span{moved, spans[:2], append(append([]span(nil), spans...), span{0, 6})} {
+		if p.scannedAs(text, bad) {
+			t.Errorf("scannedAs accepted %v", bad)
+		}
+	}
+}
+
+// Every text shapeSpans cuts, PostgreSQL's scanner cuts the same way (the
+// run-time check, cutAsScanned, refuses to share any that it does not;
+// this looks for where the two part).
+func FuzzShapeCut(f *testing.F) {
+	for _, s := range []string{"SELECT 1", "SELECT 'a''b', 1.5e3 FROM t -- c\n WHERE x = $1", `SELECT "a""b" FROM t WHERE c = 'd'`,
+		"SELECT --\r'\n' AS a --'", "SELECT 1.", "SELECT .5", "SELECT 1e-5", "SELECT a-1"} {
+		f.Add(s)
+	}
+	p := NewParser(1)
+	f.Fuzz(func(t *testing.T, text string) {
+		_, spans, ok := shapeSpans(text)
+		if !ok || len(text) > 2000 {
+			return
+		}
+		if _, err := pgquery.Scan(text); err != nil {
+			return
+		}
+		if !p.scannedAs(text, spans) {
+			t.Fatalf("shapeSpans cut %q at %v; PostgreSQL's scanner does not", text, spans)
+		}
+	})
 }
