@@ -48,7 +48,7 @@ type Config struct {
 	// defaults).
 	Pending netguard.Limits
 	// Registerer, when set, receives the gateway's Prometheus metrics
-	// (airlock_mysql_…, the set dbgw.Metrics names for every engine).
+	// (airlock_mysql_…, the set dbmetrics.Metrics names for every engine).
 	Registerer prometheus.Registerer
 }
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/airlockhq/airlock"
-	"github.com/airlockhq/airlock/internal/dbgw"
+	"github.com/airlockhq/airlock/internal/dbmetrics"
 	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/internal/mysqlwire"
 	"github.com/airlockhq/airlock/internal/netguard"
@@ -35,7 +35,7 @@ type Gateway struct {
 	cfg Config
 	log *slog.Logger
 	reg gwsession.Registry
-	m   *dbgw.Metrics
+	m   *dbmetrics.Metrics
 
 	mu        sync.Mutex
 	closed    bool
@@ -63,7 +63,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = netguard.DefaultHandshakeTimeout
 	}
-	m, err := dbgw.NewMetrics(cfg.Registerer, "mysql", "MySQL")
+	m, err := dbmetrics.New(cfg.Registerer, "mysql", "MySQL")
 	if err != nil {
 		return nil, err
 	}

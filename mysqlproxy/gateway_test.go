@@ -252,7 +252,7 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-// The gateway's metrics are the shared set (dbgw.Metrics), named
+// The gateway's metrics are the shared set (dbmetrics.Metrics), named
 // airlock_mysql_…: live sessions, statements, connections by result,
 // upstream logins, bytes at the end.
 func TestMetrics(t *testing.T) {

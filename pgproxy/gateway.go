@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/airlockhq/airlock"
-	"github.com/airlockhq/airlock/internal/dbgw"
+	"github.com/airlockhq/airlock/internal/dbmetrics"
 	"github.com/airlockhq/airlock/internal/gwsession"
 	"github.com/airlockhq/airlock/internal/netguard"
 )
@@ -68,7 +68,7 @@ type Gateway struct {
 	cfg  Config
 	log  *slog.Logger
 	now  func() time.Time
-	m    *dbgw.Metrics
+	m    *dbmetrics.Metrics
 	base *pgconn.Config
 
 	mu        sync.Mutex
@@ -120,7 +120,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.UpstreamLifetime <= 0 {
 		cfg.UpstreamLifetime = time.Hour
 	}
-	m, err := dbgw.NewMetrics(cfg.Registerer, "pg", "PostgreSQL")
+	m, err := dbmetrics.New(cfg.Registerer, "pg", "PostgreSQL")
 	if err != nil {
 		return nil, fmt.Errorf("pgproxy: register metrics: %w", err)
 	}

@@ -6,9 +6,9 @@
 // closed — and the wait strict audit does before output reaches the
 // client), the session lifecycle (Life: ended once for one reason by
 // whoever comes first, the grant's deadline and the idle timeout as its
-// timers; Ended and RecordEnd for the session.ended event and row), the
-// Prometheus metrics every engine exports (Metrics, airlock_<engine>_…)
-// and the FIFO helper both use. Session registration, revocation by
+// timers; Ended and RecordEnd for the session.ended event and row) and
+// the FIFO helper both use. The Prometheus set every engine exports is
+// internal/dbmetrics (apart, so that this package stays a leaf). Session registration, revocation by
 // grant, user or session, and the per-grant concurrency limit are
 // internal/gwsession's.
 package dbgw

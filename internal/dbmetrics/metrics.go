@@ -1,4 +1,8 @@
-package dbgw
+// Package dbmetrics is the Prometheus set every database gateway exports
+// (airlock_<engine>_…): one owner for the names and their meaning. It is
+// apart from internal/dbgw so that the shared core stays a leaf of the
+// standard library and the root package.
+package dbmetrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,10 +19,10 @@ type Metrics struct {
 	upstreams  *prometheus.CounterVec
 }
 
-// NewMetrics registers the collectors of the gateway for engine ("pg",
+// New registers the collectors of the gateway for engine ("pg",
 // "mysql"; product its name in help texts) with reg; nil reg registers
 // nothing.
-func NewMetrics(reg prometheus.Registerer, engine, product string) (*Metrics, error) {
+func New(reg prometheus.Registerer, engine, product string) (*Metrics, error) {
 	m := &Metrics{}
 	if reg == nil {
 		return m, nil
