@@ -422,3 +422,20 @@ func TestProvisionerDuringRotation(t *testing.T) {
 		t.Fatalf("a pending credential shows as an access level: %v", got)
 	}
 }
+
+// A standing database login named like Airlock's own would be dropped by
+// the reconciler on a server shared with an ephemeral resource: refused.
+func TestStaticLoginPrefixRefused(t *testing.T) {
+	svc, _, _, _ := newEphemeralService(t, &clock{t: time.Now()})
+	for _, kind := range []string{airlock.KindPostgres, airlock.KindMySQL} {
+		in := ResourceInput{Name: "legacy", Kind: kind, Addr: "db:5432",
+			Credentials: map[string]CredentialInput{"read": {User: "airlock_reader", Password: "x"}}}
+		if _, err := svc.build(in, "api"); !airlock.IsCode(err, airlock.EINVALID) || !strings.Contains(airlock.ErrorMessage(err), "must not start with airlock_") {
+			t.Errorf("%s: %v", kind, err)
+		}
+		in.Credentials["read"] = CredentialInput{User: "reader", Password: "x"}
+		if _, err := svc.build(in, "api"); err != nil {
+			t.Errorf("%s with another name: %v", kind, err)
+		}
+	}
+}

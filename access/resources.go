@@ -10,6 +10,7 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/identity"
+	"github.com/airlockhq/airlock/pgprovision"
 	"github.com/airlockhq/airlock/policy"
 	"github.com/airlockhq/airlock/secrets"
 )
@@ -180,6 +181,11 @@ func (s *Service) build(in ResourceInput, source string) (*airlock.Resource, err
 	for level, c := range in.Credentials {
 		if level == "" || (c.User == "" && in.Kind != airlock.KindHTTP && in.Kind != airlock.KindKubernetes) {
 			return nil, airlock.Errorf(airlock.EINVALID, "credential %q of %s needs a user", level, in.Name)
+		}
+		if airlock.IsDatabaseKind(in.Kind) && strings.HasPrefix(c.User, pgprovision.Prefix) {
+			// On a server shared with an ephemeral resource, the
+			// reconciler drops every such login no grant accounts for.
+			return nil, airlock.Errorf(airlock.EINVALID, "resource %s: the login %q of access level %s must not start with %s: Airlock drops every such database login no grant accounts for", in.Name, c.User, level, pgprovision.Prefix)
 		}
 		plain, _ := json.Marshal(sealedCredential(c))
 		sealed, err := s.sealer.Seal(plain, credAAD(in.Name, level))
