@@ -91,7 +91,7 @@ func (p *Parser) Parse(text string) ([]Statement, error) {
 	}
 	key, spans, shaped := shapeSpans(text)
 	shaped = shaped && len(spans) > 0 // else the exact text is the key already
-	if shaped {
+	if shaped && plainLiterals(text, spans) {
 		p.mu.Lock()
 		if el, ok := p.items[key]; ok {
 			p.lru.MoveToFront(el)

@@ -1,7 +1,9 @@
 package sqlguard
 
 import (
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -95,7 +97,10 @@ func shapeSpans(text string) (key string, spans []span, ok bool) {
 				break
 			}
 			// 'a' followed, across a newline, by 'b' is one constant to
-			// the scanner (SQL's string continuation): not cut here.
+			// the scanner (SQL's string continuation): not cut here. (With
+			// a -- comment between them the server still joins them and
+			// libpg_query does not; that is a syntax error to the latter,
+			// so never shared.)
 			nl := false
 			for k := i; k < len(text) && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n'); k++ {
 				nl = nl || text[k] == '\n'
@@ -180,8 +185,10 @@ func shapeSpans(text string) (key string, spans []span, ok bool) {
 			for j < len(text) && isIdentByte(text[j]) {
 				j++
 			}
-			if strings.EqualFold(text[i:j], "uescape") {
-				return "", nil, false // its literal decodes a U& name
+			if strings.EqualFold(text[i:j], "uescape") || strings.EqualFold(text[i:j], "float") {
+				// UESCAPE's literal decodes a U& name; float(N) is the
+				// one type whose modifier's value the grammar checks.
+				return "", nil, false
 			}
 			out = append(out, text[i:j]...)
 			i = j
@@ -260,4 +267,27 @@ func cutAsScanned(tokens []*pg.ScanToken, spans []span) bool {
 		}
 	}
 	return i == len(spans)
+}
+
+// plainLiterals reports whether text's literals (spans) are ones the
+// grammar takes whatever their value: integers that fit in 32 bits (a
+// longer one is a numeric, which a type modifier like char(N) refuses)
+// and strings of valid UTF-8 (else the parse fails). A text with others
+// is parsed by itself, so that its verdict is its own even where the
+// server would refuse it anyway.
+func plainLiterals(text string, spans []span) bool {
+	for _, sp := range spans {
+		lit := text[sp.start:sp.end]
+		switch {
+		case lit[0] == '\'':
+			if !utf8.ValidString(lit) {
+				return false
+			}
+		case !strings.ContainsAny(lit, ".eE"):
+			if _, err := strconv.ParseInt(lit, 10, 32); err != nil {
+				return false
+			}
+		}
+	}
+	return true
 }

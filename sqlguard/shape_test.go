@@ -242,3 +242,23 @@ func FuzzShapeCut(f *testing.F) {
 		}
 	})
 }
+
+// A text whose literal the grammar would refuse by its value (an integer
+// past 32 bits in a type modifier, a string that is not UTF-8) or that
+// names float(N) is parsed by itself, not answered by its shape.
+func TestShapeValueChecks(t *testing.T) {
+	for _, c := range [][2]string{
+		{"SELECT '1'::char(10) FROM t", "SELECT '1'::char(10000000000) FROM t"},
+		{"SELECT 'abc' FROM t", "SELECT 'caf\xe9' FROM t"},
+		{"SELECT 1::float(10) FROM t", "SELECT 1::float(99) FROM t"},
+	} {
+		p := NewParser(0)
+		p.Parse(c[0])
+		n := p.misses.Load()
+		got, gerr := p.Parse(c[1])
+		own, oerr := NewParser(0).Parse(c[1])
+		if p.misses.Load() == n || (gerr == nil) != (oerr == nil) || !sameDecision(got, own) {
+			t.Errorf("%q after %q: answered from the cache (%v, %+v); its own parse %v", c[1], c[0], gerr, got, oerr)
+		}
+	}
+}
