@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"database/sql"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,19 +13,9 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/airlockhq/airlock/internal/testenv"
 	"github.com/airlockhq/airlock/pgprovision"
 )
-
-// reportLatencies adds p50 and p99 of ds (ms) to b's results.
-func reportLatencies(b *testing.B, ds []time.Duration) {
-	slices.Sort(ds)
-	at := func(q float64) float64 {
-		return float64(ds[min(len(ds)-1, int(q*float64(len(ds))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(at(0.50), "p50-ms")
-	b.ReportMetric(at(0.99), "p99-ms")
-	b.ReportMetric(0, "ns/op")
-}
 
 // benchSetup is setup, with TLS verifying the server as a resource with
 // sslmode verify-full does, and the read template's name.
@@ -55,7 +44,7 @@ func BenchmarkCreate(b *testing.B) {
 		}
 		ds = append(ds, time.Since(t0))
 	}
-	reportLatencies(b, ds)
+	testenv.ReportLatencies(b, ds)
 }
 
 // BenchmarkTerminate100 measures revoke → every connection of a user
@@ -128,5 +117,5 @@ func BenchmarkTerminate100(b *testing.B) {
 		p.Drop(ctx, user, "", nil)
 		b.StartTimer()
 	}
-	reportLatencies(b, ds)
+	testenv.ReportLatencies(b, ds)
 }

@@ -3,25 +3,15 @@ package pgprovision
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// reportLatencies adds p50 and p99 of ds (ms) to b's results.
-func reportLatencies(b *testing.B, ds []time.Duration) {
-	slices.Sort(ds)
-	at := func(q float64) float64 {
-		return float64(ds[min(len(ds)-1, int(q*float64(len(ds))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(at(0.50), "p50-ms")
-	b.ReportMetric(at(0.99), "p99-ms")
-	b.ReportMetric(0, "ns/op") // the latencies are the figures
-}
+	"github.com/airlockhq/airlock/internal/testenv"
+)
 
 // BenchmarkCreate measures making one grant's role (connect as the
 // provisioning role, CREATE ROLE … IN ROLE template, GRANT): what grant
@@ -39,7 +29,7 @@ func BenchmarkCreate(b *testing.B) {
 		}
 		ds = append(ds, time.Since(t0))
 	}
-	reportLatencies(b, ds)
+	testenv.ReportLatencies(b, ds)
 }
 
 // BenchmarkTerminate100 measures revoke → every backend of a role gone:
@@ -103,5 +93,5 @@ func BenchmarkTerminate100(b *testing.B) {
 		}
 		b.StartTimer()
 	}
-	reportLatencies(b, ds)
+	testenv.ReportLatencies(b, ds)
 }

@@ -83,19 +83,11 @@ func shapeSpans(text string) (key string, spans []span, ok bool) {
 			if i > 0 && isIdentByte(text[i-1]) {
 				return "", nil, false // E'…', U&'…' (after &: below), N'…', B'…', X'…'
 			}
-			j := i + 1
-			for {
-				k := indexByteFrom(text, '\'', j)
-				if k < 0 {
-					return "", nil, false
-				}
-				if k+1 < len(text) && text[k+1] == '\'' {
-					j = k + 2
-					continue
-				}
-				i = k + 1
-				break
+			end, ok := closeQuote(text, i)
+			if !ok {
+				return "", nil, false
 			}
+			i = end
 			// 'a' followed, across a newline, by 'b' is one constant to
 			// the scanner (SQL's string continuation): not cut here. (With
 			// a -- comment between them the server still joins them and
@@ -113,20 +105,12 @@ func shapeSpans(text string) (key string, spans []span, ok bool) {
 		case c == '&' && i > 0 && (text[i-1] == 'U' || text[i-1] == 'u'):
 			return "", nil, false // U&'…', U&"…": escapes a UESCAPE literal can redefine
 		case c == '"':
-			j := i + 1
-			for {
-				k := indexByteFrom(text, '"', j)
-				if k < 0 {
-					return "", nil, false
-				}
-				if k+1 < len(text) && text[k+1] == '"' {
-					j = k + 2
-					continue
-				}
-				out = append(out, text[i:k+1]...)
-				i = k + 1
-				break
+			end, ok := closeQuote(text, i)
+			if !ok {
+				return "", nil, false
 			}
+			out = append(out, text[i:end]...)
+			i = end
 		case c == '-' && i+1 < len(text) && text[i+1] == '-':
 			k := indexByteFrom(text, '\n', i)
 			if k < 0 {
@@ -198,6 +182,24 @@ func shapeSpans(text string) (key string, spans []span, ok bool) {
 		}
 	}
 	return string(out), spans, true
+}
+
+// closeQuote returns the end (just past the closing quote) of the quoted
+// token opening at text[i] ('…' or "…", the quote doubled inside); ok is
+// false when it is not closed.
+func closeQuote(text string, i int) (end int, ok bool) {
+	q := text[i]
+	for j := i + 1; ; {
+		k := indexByteFrom(text, q, j)
+		if k < 0 {
+			return 0, false
+		}
+		if k+1 < len(text) && text[k+1] == q {
+			j = k + 2
+			continue
+		}
+		return k + 1, true
+	}
 }
 
 func indexByteFrom(s string, c byte, from int) int {
