@@ -182,7 +182,7 @@ func (s *session) relay() airlock.EndReason {
 		s.setCmdSeq(0)
 		p, err := s.client.ReadPacket()
 		if err != nil {
-			if s.isKilled() {
+			if s.life.Ended() {
 				return s.life.Reason()
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
@@ -271,7 +271,7 @@ func (s *session) relayResponse(tracker *mysqlwire.ResponseTracker, req *mysqlwi
 			continue
 		}
 		s.wmu.Lock()
-		if s.isKilled() {
+		if s.life.Ended() {
 			s.wmu.Unlock()
 			return s.life.Reason()
 		}
@@ -284,7 +284,7 @@ func (s *session) relayResponse(tracker *mysqlwire.ResponseTracker, req *mysqlwi
 		s.wmu.Unlock()
 		s.bytesOut.Add(n)
 		if err != nil {
-			if s.isKilled() {
+			if s.life.Ended() {
 				return s.life.Reason()
 			}
 			return airlock.EndClientClosed
@@ -568,13 +568,11 @@ func (s *session) deny(reason string) {
 }
 
 func (s *session) upstreamEnd() airlock.EndReason {
-	if s.isKilled() {
+	if s.life.Ended() {
 		return s.life.Reason()
 	}
 	return airlock.EndUpstreamClosed
 }
-
-func (s *session) isKilled() bool { return s.life.Ended() }
 
 // kill ends the session once: the client is told why with an ERR (at a
 // packet boundary: in place of the rest of a response, or before the next
