@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -190,19 +191,34 @@ func TestExportFormat(t *testing.T) {
 func TestPartialExportVerifies(t *testing.T) {
 	store := &memStore{}
 	fillLog(t, store, 300, 50)
-	since := store.events[120].Time // seq 121
+	// Events appended within one clock tick share a time: the bounds are
+	// the first event at or after since and the last one before until.
+	since := store.events[120].Time // seq 121, or an earlier one of the same time
+	first := int64(0)
+	for _, e := range store.events {
+		if !e.Time.Before(since) {
+			first = e.Seq
+			break
+		}
+	}
 	exp := exportBytes(t, store, airlock.EventFilter{Since: since})
 	rep, err := VerifyExport(bytes.NewReader(exp), testPub())
 	checkReport(t, rep, err, "", 0)
-	if rep.FirstSeq != 121 || rep.LastSeq != 300 || !strings.Contains(rep.Message, "prev_hash of seq 121 is trusted") {
-		t.Fatalf("report = %+v", rep)
+	if rep.FirstSeq != first || rep.LastSeq != 300 || !strings.Contains(rep.Message, fmt.Sprintf("prev_hash of seq %d is trusted", first)) {
+		t.Fatalf("report = %+v, want seq %d..300", rep, first)
 	}
-	until := store.events[199].Time // stop before seq 200
+	until := store.events[199].Time // stop before seq 200 (and any of its time)
+	last := int64(0)
+	for _, e := range store.events {
+		if e.Seq > 150 && e.Time.Before(until) {
+			last = e.Seq
+		}
+	}
 	exp = exportBytes(t, store, airlock.EventFilter{AfterSeq: 150, Until: until})
 	rep, err = VerifyExport(bytes.NewReader(exp), testPub())
 	checkReport(t, rep, err, "", 0)
-	if rep.FirstSeq != 151 || rep.LastSeq != 199 {
-		t.Fatalf("report = %+v", rep)
+	if rep.FirstSeq != 151 || rep.LastSeq != last {
+		t.Fatalf("report = %+v, want seq 151..%d", rep, last)
 	}
 	exp = exportBytes(t, store, airlock.EventFilter{Limit: 10})
 	rep, err = VerifyExport(bytes.NewReader(exp), testPub())
