@@ -11,24 +11,12 @@ import (
 
 	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/internal/tlog"
+	"github.com/airlockhq/airlock/internal/tlog/tlogtest"
 )
 
-// The RFC 6962 / RFC 9162 test vectors of Certificate Transparency (as
-// kept in github.com/transparency-dev/merkle): eight leaves, the roots of
-// every prefix, known inclusion and consistency proofs.
+// Known inclusion and consistency proofs over the RFC 6962 / RFC 9162
+// test vectors' leaves (tlogtest.Leaves; their roots tlogtest.Roots).
 var (
-	vectorLeaves = []string{"", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"}
-	vectorRoots  = []string{
-		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-		"6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-		"fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-		"aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
-		"d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-		"4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
-		"76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
-		"ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
-		"5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-	}
 	vectorInclusion = []struct {
 		index, size uint64
 		proof       []string
@@ -53,7 +41,7 @@ var (
 
 func TestProofRFCVectors(t *testing.T) {
 	tiles := map[tlog.TileID][]byte{}
-	for i, l := range vectorLeaves {
+	for i, l := range tlogtest.Leaves {
 		d, _ := hex.DecodeString(l)
 		ts, err := tlog.Append(int64(i), [][tlog.HashSize]byte{tlog.LeafHash(d)}, func(id tlog.TileID) ([]byte, error) { return tiles[id], nil })
 		if err != nil {
@@ -66,7 +54,7 @@ func TestProofRFCVectors(t *testing.T) {
 	r := func() *tlog.Reader {
 		return tlog.NewReader(func(id tlog.TileID) ([]byte, error) { return tiles[id], nil })
 	}
-	for size, want := range vectorRoots {
+	for size, want := range tlogtest.Roots {
 		if got, err := r().Root(uint64(size)); err != nil || hex.EncodeToString(got) != want {
 			t.Errorf("root of %d = %x, %v; want %s", size, got, err, want)
 		}
