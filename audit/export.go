@@ -207,6 +207,9 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 // each must be signed by pub, name a seq the export reaches (else
 // ProblemTruncated: the store was truncated or rolled back behind it),
 // and match the chain hash and Merkle root there (else ProblemModified).
+// With any witnessed checkpoint the log must start at seq 1 (else
+// ProblemTruncated at seq 1): a partial export proves nothing against a
+// witness, and a store that dropped its oldest events would pass.
 func VerifyExportWitnessed(r io.Reader, pub ed25519.PublicKey, witnessed []airlock.Checkpoint) (*Report, error) {
 	witnessed = slices.SortedFunc(slices.Values(witnessed), func(a, b airlock.Checkpoint) int { return cmp.Compare(a.Seq, b.Seq) })
 	wi := 0
@@ -260,6 +263,13 @@ func VerifyExportWitnessed(r io.Reader, pub ed25519.PublicKey, witnessed []airlo
 		v.addCheckpoint(witnessed[wi])
 	}
 	rep := v.finish()
+	if rep.OK && len(witnessed) > 0 && (rep.Events == 0 || rep.FirstSeq > 1) {
+		// A witnessed checkpoint before the first event cannot be checked,
+		// and neither can what a store dropped from its start: nothing is
+		// proved against a witness unless the log is whole from seq 1.
+		rep.OK, rep.Problem, rep.FirstBadSeq = false, ProblemTruncated, 1
+		rep.Message = fmt.Sprintf("seq 1: the log checked against the witness starts at seq %d, not 1: events before it are missing (a store truncated at its start, or a partial export)", max(rep.FirstSeq, 1))
+	}
 	if rep.OK && rep.Events > 0 && rep.Checkpoints == 0 {
 		rep.Warnings = append(rep.Warnings, WarnNoCheckpoint)
 	}

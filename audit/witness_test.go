@@ -231,3 +231,19 @@ func TestParseWitness(t *testing.T) {
 		}
 	}
 }
+
+// A log whose oldest events are gone (or a partial export) is not
+// "intact against the witness": checkpoints before its first event could
+// not be checked, so the verify fails at seq 1.
+func TestWitnessCatchesMissingStart(t *testing.T) {
+	store, path := witnessedLog(t, 300, 50)
+	newest, _ := readWitnessFile(t, path)
+	exp := exportBytes(t, store, airlock.EventFilter{AfterSeq: 200})
+	rep, err := VerifyExportWitnessed(bytes.NewReader(exp), testPub(), []airlock.Checkpoint{newest, store.cps[0]})
+	if err != nil || rep.OK || rep.Problem != ProblemTruncated || rep.FirstBadSeq != 1 {
+		t.Fatalf("a log from seq 201 against witnessed checkpoints: %+v, %v", rep, err)
+	}
+	if rep := verifyWitnessed(t, store, newest); !rep.OK {
+		t.Fatalf("the whole log: %+v", rep)
+	}
+}
