@@ -84,7 +84,10 @@ func redactURL(s string) string {
 	return u.String()
 }
 
-var defaultWitnessClient = &http.Client{Timeout: 10 * time.Second}
+// defaultWitnessClient follows no redirect: a checkpoint goes to the URL
+// configured, never where an answer points (a 307/308 would resend it).
+var defaultWitnessClient = &http.Client{Timeout: 10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // Witness posts c.
 func (w *WebhookWitness) Witness(ctx context.Context, c airlock.Checkpoint) error {

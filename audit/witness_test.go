@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,5 +246,24 @@ func TestWitnessCatchesMissingStart(t *testing.T) {
 	}
 	if rep := verifyWitnessed(t, store, newest); !rep.OK {
 		t.Fatalf("the whole log: %+v", rep)
+	}
+}
+
+// A webhook witness follows no redirect: the checkpoint goes to the URL
+// configured or fails, never to where an answer points.
+func TestWebhookWitnessNoRedirect(t *testing.T) {
+	var got atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
+	defer elsewhere.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL, http.StatusTemporaryRedirect)
+	}))
+	defer redirect.Close()
+	c := SignTreeCheckpoint(testKey, "k", 5, strings.Repeat("a", 64), strings.Repeat("b", 64), time.Now())
+	if err := (&WebhookWitness{URL: redirect.URL}).Witness(context.Background(), c); err == nil {
+		t.Fatal("a redirect was taken for delivery")
+	}
+	if got.Load() != 0 {
+		t.Fatal("the checkpoint was posted where the redirect pointed")
 	}
 }
