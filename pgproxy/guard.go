@@ -80,9 +80,19 @@ func (g *guard) decideNamed(text, parseName string) sqlguard.Verdict {
 	}
 	forgotten := false
 	remember := func(name string, st *sqlguard.Statement) {
-		if _, ok := g.prepared[name]; ok || len(g.prepared) < maxPrepared {
+		old, ok := g.prepared[name]
+		switch {
+		case ok:
+			// A name prepared again: the server refuses it while the old
+			// one exists (42P05), and runs the old one; after a DEALLOCATE
+			// it takes the new. The gateway cannot tell which, so an
+			// EXECUTE is decided as the stricter of the two.
+			if v := sqlguard.Decide(g.rules, []sqlguard.Statement{*old, *st}, nil, nil); v.Statement == st.Text {
+				g.prepared[name] = st
+			}
+		case len(g.prepared) < maxPrepared:
 			g.prepared[name] = st
-		} else {
+		default:
 			forgotten = true
 		}
 	}

@@ -294,3 +294,52 @@ func TestHoldStrictAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A held statement's name prepared again with a harmless text — which the
+// server refuses while the name exists (42P05) — is still held at its
+// Execute, through the protocol and through SQL PREPARE/EXECUTE (a review
+// ran the DELETE unheld this way).
+func TestHoldSurvivesReprepare(t *testing.T) {
+	h := newChanHolder()
+	e := holdEnv(t, h)
+	c := e.connect(t, "write-token")
+	ctx := context.Background()
+	if _, err := c.PgConn().Prepare(ctx, "s1", "DELETE FROM items", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PgConn().Prepare(ctx, "s1", "SELECT 1", nil); err == nil {
+		t.Fatal("the server took a second Parse of s1")
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.PgConn().ExecPrepared(ctx, "s1", nil, nil, nil).Read().Err }()
+	h.next(t)
+	h.res <- HoldResult{Outcome: HoldDenied}
+	if err := <-done; !refused(err, "refused by rule wipe") {
+		t.Fatalf("Execute of s1 after a refused re-Parse: %v", err)
+	}
+
+	go func() {
+		_, err := c.Exec(ctx, "PREPARE w2 AS DELETE FROM items", pgx.QueryExecModeSimpleProtocol)
+		done <- err
+	}()
+	h.next(t)
+	h.res <- HoldResult{Outcome: HoldApproved}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "PREPARE w2 AS SELECT 1", pgx.QueryExecModeSimpleProtocol); err == nil {
+		t.Fatal("the server took a second PREPARE w2")
+	}
+	go func() {
+		_, err := c.Exec(ctx, "EXECUTE w2", pgx.QueryExecModeSimpleProtocol)
+		done <- err
+	}()
+	h.next(t)
+	h.res <- HoldResult{Outcome: HoldDenied}
+	if err := <-done; !refused(err, "refused by rule wipe") {
+		t.Fatalf("EXECUTE w2 after a refused re-PREPARE: %v", err)
+	}
+	if n := e.count(t); n != 2 {
+		t.Fatalf("%d rows left", n)
+	}
+}

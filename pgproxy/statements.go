@@ -74,6 +74,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		s.stmts.no++
 		st := &stmtInfo{no: s.stmts.no, text: newStmtText(text)}
 		key := string(name)
+		old := s.stmts.prepared[key]
 		s.stmts.prepared[key] = st
 		d := queryJSON[string]{kind: "parse", stmt: st.no, name: key}
 		d.setText(st.text)
@@ -83,6 +84,11 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			// Decided at Parse, held at each Execute: the server may hold
 			// the statement, it runs only when a portal of it is executed.
 			st.hold, st.raw = hold, string(text)
+		} else if key != "" && old != nil && old.hold != nil {
+			// The server refuses a Parse of a name it already holds
+			// (42P05): what an Execute of it runs is still the held
+			// statement, so it stays held.
+			st.hold, st.raw = old.hold, old.raw
 		}
 		if denied != "" {
 			// Decided at Parse: the server never holds the statement, so no
@@ -141,6 +147,12 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			if denied != "" {
 				e.Outcome = airlock.OutcomeDenied
 				s.replacement = deniedExecute()
+			} else {
+				// Approved: the portal's statement has started; an Execute
+				// resuming it (after PortalSuspended) fetches more of the
+				// same run, not another one.
+				pi.hold = nil
+				s.stmts.portals[string(portal)] = pi
 			}
 		}
 		s.requests.push(unit{kind: 'E', stmt: s.stmts.no, denied: denied})
