@@ -230,17 +230,19 @@ func (s *Service) GetHold(ctx context.Context, p *identity.Principal, id string)
 // expired, bad decision), EMFAREQUIRED, EUNAUTHORIZED (wrong OTP),
 // EUNAVAILABLE.
 func (s *Service) DecideHold(ctx context.Context, p *identity.Principal, id string, in ReviewInput) (*StatementHold, error) {
+	audit := func(resource, why string) {
+		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "statement.review_refused", Resource: resource, SourceAddr: p.Source,
+			Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("hold_id", clip(id), "decision", clip(in.Decision), "why", why)})
+	}
 	if err := s.ident.RequireEnrolled(p); err != nil {
+		audit("", "not enrolled in MFA")
 		return nil, err
 	}
 	if in.Decision != airlock.DecisionApprove && in.Decision != airlock.DecisionDeny {
+		audit("", "not a decision")
 		return nil, airlock.Errorf(airlock.EINVALID, "decision must be approve or deny")
 	}
 	in.Comment = clip(in.Comment) // the client is told it
-	audit := func(resource, why string) {
-		s.record(ctx, airlock.Event{Actor: p.Actor(), Action: "statement.review_refused", Resource: resource, SourceAddr: p.Source,
-			Outcome: airlock.OutcomeDenied, Details: airlock.EventDetails("hold_id", clip(id), "decision", in.Decision, "why", why)})
-	}
 	h, err := s.loadHold(ctx, id)
 	if err != nil {
 		if airlock.IsCode(err, airlock.ENOTFOUND) {

@@ -2,6 +2,8 @@ package access
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,7 +135,16 @@ func TestHoldStateMachine(t *testing.T) {
 	if _, err := svc.DecideHold(ctx, lee, h4.ID, ReviewInput{Decision: airlock.DecisionApprove}); !airlock.IsCode(err, airlock.EINVALID) {
 		t.Fatalf("approval after the session ended: %v", err)
 	}
+	// Not a decision: refused, and the refusal audited like the others.
+	if _, err := svc.DecideHold(ctx, lee, h4.ID, ReviewInput{Decision: "maybe"}); !airlock.IsCode(err, airlock.EINVALID) {
+		t.Fatalf("a decision that is none: %v", err)
+	}
 	al.Flush()
+	if evs, _ := store.ListEvents(ctx, airlock.EventFilter{Action: "statement.review_refused"}); !slices.ContainsFunc(evs, func(e airlock.Event) bool {
+		return strings.Contains(string(e.Details), `"why":"not a decision"`)
+	}) {
+		t.Fatal("no statement.review_refused event for a decision that is none")
+	}
 	evs, err := store.ListEvents(ctx, airlock.EventFilter{Action: "statement.approved"})
 	if err != nil || len(evs) != 1 {
 		t.Fatalf("statement.approved events: %d %v", len(evs), err)
