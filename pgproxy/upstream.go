@@ -463,7 +463,7 @@ func (g *Gateway) connectPgconn(ctx context.Context, t *Target, params map[strin
 	c.Fallbacks = nil
 	// libpq's require_auth: no cleartext password unless the server's
 	// certificate was verified or the resource allows it.
-	allowCleartext := t.AllowCleartextPassword || tlsVerifies(t.UpstreamTLS)
+	allowCleartext := t.AllowCleartextPassword || TLSVerifies(t.UpstreamTLS)
 	c.RequireAuth = ""
 	if !allowCleartext {
 		c.RequireAuth = "!password"

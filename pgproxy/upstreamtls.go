@@ -59,13 +59,13 @@ func verifyCA(roots *x509.CertPool) *tls.Config {
 	}
 }
 
-// tlsVerifies reports whether c (a Target.UpstreamTLS built by
+// TLSVerifies reports whether c (a Target.UpstreamTLS built by
 // UpstreamTLSConfig) authenticates the server: verify-full checks chain and
 // name; verify-ca (and require with CA certificates) checks the chain in
 // VerifyConnection, which authenticates the server only against the
 // resource's own CA certificates. verify-ca against the system's roots
 // does not: any certificate any public CA issued, for any name, passes.
 // Plain require checks nothing.
-func tlsVerifies(c *tls.Config) bool {
+func TLSVerifies(c *tls.Config) bool {
 	return c != nil && (!c.InsecureSkipVerify || (c.VerifyConnection != nil && c.RootCAs != nil))
 }

@@ -53,7 +53,7 @@ func myProvisioner(r *airlock.Resource, c *access.Credential) access.DBProvision
 	// caching_sha2_password's full authentication, which sends the
 	// password in the clear inside TLS, or encrypted with a key the
 	// server itself supplies without it.
-	verifies := upTLS != nil && (!upTLS.InsecureSkipVerify || (upTLS.VerifyConnection != nil && upTLS.RootCAs != nil))
+	verifies := pgproxy.TLSVerifies(upTLS)
 	if !verifies && !opts.AllowCleartextPassword {
 		return failingProvisioner{airlock.Errorf(airlock.EINVALID, "resource %s: the provisioning login needs a verified server (sslmode verify-ca or verify-full with sslrootcert), or allow_cleartext_password", r.Name)}
 	}
@@ -120,7 +120,7 @@ func pgProvisioners(pools *pgprovision.Pools) access.ProvisionerFunc {
 				cfg.TLSConfig = upTLS.Clone()
 				cfg.TLSConfig.ServerName = host
 			}
-			verifies := upTLS != nil && (!upTLS.InsecureSkipVerify || (upTLS.VerifyConnection != nil && upTLS.RootCAs != nil))
+			verifies := pgproxy.TLSVerifies(upTLS)
 			if !opts.AllowCleartextPassword && !verifies {
 				cfg.RequireAuth = "!password" // as the gateway: no cleartext password to an unverified server
 			}
