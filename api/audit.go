@@ -184,15 +184,18 @@ func (s *Server) routesAudit() {
 			details = airlock.EventDetails("old", old, "new", nw)
 			prove = func() (*audit.Proof, error) { return audit.ProveConsistency(r.Context(), ad.Store, old, nw) }
 		}
-		// A proof carries an event: it is a read of the log, audited first.
-		if _, err := ad.Log.Record(r.Context(), airlock.Event{Actor: p.Actor(), Action: "audit.proved", SourceAddr: p.Source,
-			Outcome: airlock.OutcomeSuccess, Details: details}); err != nil {
-			s.writeError(w, r, airlock.WrapError(airlock.EUNAVAILABLE, "the audit log cannot be written; the read was refused", err))
-			return
-		}
+		// A proof carries an event: it is a read of the log, audited
+		// before anything of it leaves the server — once it exists, so
+		// that audit.proved never claims a proof that failed (no such
+		// event, bad sizes).
 		pr, err := prove()
 		if err != nil {
 			s.writeError(w, r, err)
+			return
+		}
+		if _, err := ad.Log.Record(r.Context(), airlock.Event{Actor: p.Actor(), Action: "audit.proved", SourceAddr: p.Source,
+			Outcome: airlock.OutcomeSuccess, Details: details}); err != nil {
+			s.writeError(w, r, airlock.WrapError(airlock.EUNAVAILABLE, "the audit log cannot be written; the read was refused", err))
 			return
 		}
 		writeJSON(w, http.StatusOK, pr)

@@ -38,7 +38,7 @@ func UpstreamTLSConfig(mode string, caPEM []byte) (*tls.Config, error) {
 
 // verifyCA checks the chain against roots (nil: the system's) but not the
 // name, like libpq's verify-ca. RootCAs is set too, though the handshake
-// does not use it, so that tlsVerifies can tell the resource's own CA
+// does not use it, so that TLSVerifies can tell the resource's own CA
 // certificates from the system's roots.
 func verifyCA(roots *x509.CertPool) *tls.Config {
 	return &tls.Config{

@@ -107,6 +107,16 @@ func TestE2EMerkleProofsAndWitness(t *testing.T) {
 		t.Fatalf("forged proof: %v\n%s", err, out)
 	}
 
+	// A proof that cannot be made (no such event) is refused and leaves
+	// no audit.proved claiming it was given.
+	proved := len(h.auditEvents(admin, "audit.proved"))
+	if out, err := h.run(admin, "", "audit", "prove", "999999"); err == nil {
+		t.Fatalf("proof of an event that does not exist: %s", out)
+	}
+	if n := len(h.auditEvents(admin, "audit.proved")); n != proved {
+		t.Fatalf("audit.proved events %d → %d for a proof that failed", proved, n)
+	}
+
 	// Consistency between the first two witnessed checkpoints.
 	cps := witnessLines(t, witness)
 	if cps[0].Root == "" || cps[1].Seq <= cps[0].Seq {
