@@ -37,6 +37,9 @@ const (
 	EndAuditUnavailable EndReason = "audit_unavailable"
 	// EndServerShutdown: the server holding the session shut down.
 	EndServerShutdown EndReason = "server_shutdown"
+	// EndColumnDenied: a result carried a column the policy's column masks
+	// deny (PostgreSQL gateway).
+	EndColumnDenied EndReason = "column_denied"
 	// EndNodeLost: the server holding the session stopped without ending it
 	// (killed, crashed, lost); another node, or the same one at its next
 	// start, ended the record.
@@ -47,7 +50,7 @@ const (
 var EndReasons = []EndReason{
 	EndClientClosed, EndClientTerminated, EndUpstreamClosed, EndGrantExpired, EndGrantRevoked,
 	EndUserDisabled, EndSessionKilled, EndIdleTimeout, EndProtocolViolation,
-	EndUpstreamProtocolViolation, EndAuditUnavailable, EndServerShutdown, EndNodeLost,
+	EndUpstreamProtocolViolation, EndAuditUnavailable, EndServerShutdown, EndColumnDenied, EndNodeLost,
 }
 
 // Valid reports whether r is one of the EndReason constants.
@@ -88,6 +91,8 @@ func (r EndReason) Text() string {
 		return "audit log unavailable"
 	case EndServerShutdown:
 		return "server shutting down"
+	case EndColumnDenied:
+		return "a result carried a denied column"
 	case EndNodeLost:
 		return "the server holding the session was lost"
 	}

@@ -50,6 +50,10 @@ type Config struct {
 	Audit airlock.AuditPipeline
 	// Sessions records session rows (optional; nil records nothing).
 	Sessions SessionRecorder
+	// ColumnHashKey keys the hash column masks (HMAC-SHA256): equal
+	// values get equal hashes wherever the key is the same. Give every
+	// replica the same secret; empty means a random key per process.
+	ColumnHashKey []byte
 	// Holder asks for the approvals of held statements (require_mfa,
 	// require_approval, hold.go). Nil: every held statement is refused.
 	Holder Holder

@@ -65,11 +65,13 @@ const (
 
 // Gateway is the PostgreSQL gateway. It is safe for concurrent use.
 type Gateway struct {
-	cfg  Config
-	log  *slog.Logger
-	now  func() time.Time
-	m    *dbmetrics.Metrics
-	base *pgconn.Config
+	cfg Config
+	// hashKey keys the hash column masks (Config.ColumnHashKey).
+	hashKey []byte
+	log     *slog.Logger
+	now     func() time.Time
+	m       *dbmetrics.Metrics
+	base    *pgconn.Config
 
 	mu        sync.Mutex
 	closed    bool
@@ -144,6 +146,13 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.UpstreamIdle > 0 {
 		g.pool = newUpstreamPool(cfg.UpstreamIdle, cfg.UpstreamIdleTimeout, cfg.UpstreamLifetime)
+	}
+	g.hashKey = cfg.ColumnHashKey
+	if len(g.hashKey) == 0 {
+		g.hashKey = make([]byte, 32)
+		if _, err := rand.Read(g.hashKey); err != nil {
+			return nil, err
+		}
 	}
 	return g, nil
 }
@@ -480,6 +489,19 @@ func (g *Gateway) startup(ctx context.Context, cc *clientConn, source string, ve
 		g.auditRefusal(s, "upstream_unavailable")
 		writeFatal(cc, codeConnFailure, msgUpstreamError)
 		return nil, nil
+	}
+	if t.Statements.HasMasks() {
+		cat, err := loadCatalog(up, t.Statements, maskCatalogTimeout)
+		if err != nil {
+			up.conn.Close()
+			g.m.Refused("upstream")
+			g.log.Warn("pgproxy: masking catalog", "session", s.id, "resource", t.Resource, "err", err)
+			g.auditRefusal(s, "mask_catalog_unavailable")
+			writeFatal(cc, codeConnFailure, "airlock: cannot read the database's catalog to mask columns; try again later")
+			return nil, nil
+		}
+		s.guard.cat = cat
+		s.mask = &maskState{cat: cat, key: g.hashKey}
 	}
 	s.attachUpstream(up)
 	if g.cfg.Sessions != nil {

@@ -47,6 +47,11 @@ type guard struct {
 	// prepared are the SQL-level PREPAREs forwarded, by name, for the
 	// EXECUTEs that name them.
 	prepared map[string]*sqlguard.Statement
+	// cat is the masking catalog when the rules mask columns (mask.go);
+	// touches is whether the last statement decided may read masked
+	// data in a way its result columns do not show.
+	cat     *sqlguard.Catalog
+	touches bool
 }
 
 func newGuard(rules *policy.Statements) *guard {
@@ -71,10 +76,25 @@ func (g *guard) decide(text string) sqlguard.Verdict { return g.decideNamed(text
 // that no EXECUTE of it can run unheld.
 func (g *guard) decideNamed(text, parseName string) sqlguard.Verdict {
 	stmts, err := parser().Parse(text)
-	v := sqlguard.Decide(g.rules, stmts, err, func(name string) (*sqlguard.Statement, bool) {
+	lookup := func(name string) (*sqlguard.Statement, bool) {
 		st, ok := g.prepared[name]
 		return st, ok
-	})
+	}
+	v := sqlguard.Decide(g.rules, stmts, err, lookup)
+	if g.cat != nil {
+		// A text the parser rejects that on_unknown lets through is
+		// treated as touching masked data.
+		g.touches = err != nil
+		for i := range stmts {
+			st := &stmts[i]
+			if v.Action != policy.StatementDeny {
+				if why := g.cat.Refusal(st, lookup); why != "" {
+					v = sqlguard.Verdict{Action: policy.StatementDeny, Rule: "columns", Message: why, Statement: st.Text, Class: st.Class}
+				}
+			}
+			g.touches = g.touches || g.cat.Touches(st, lookup)
+		}
+	}
 	if v.Action == policy.StatementDeny {
 		return v
 	}
@@ -216,6 +236,13 @@ func (g *guard) decidePrepared(name string) (sqlguard.Verdict, bool) {
 		return sqlguard.Verdict{}, false
 	}
 	return sqlguard.Decide(g.rules, []sqlguard.Statement{*st}, nil, nil), true
+}
+
+// preparedTouches reports whether an SQL-level PREPAREd statement of
+// name may read masked data (true when name is not one).
+func (g *guard) preparedTouches(name string) bool {
+	st, ok := g.prepared[name]
+	return !ok || g.cat.Touches(st, nil)
 }
 
 // guardFunctionCall decides a fast-path FunctionCall: its function is an

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/airlockhq/airlock"
+	"github.com/airlockhq/airlock/policy"
 )
 
 // c2s relays client→server messages, auditing statements before they
@@ -25,8 +26,15 @@ func (s *session) c2s() airlock.EndReason {
 		case 'S':
 			s.unsynced = false
 		}
+		inspected := false
 		switch typ {
 		case 'Q', 'P', 'B', 'E', 'C', 'F':
+			inspected = true
+		case 'D':
+			inspected = s.mask != nil
+		}
+		switch {
+		case inspected:
 			b, err := p.whole(total)
 			if err != nil {
 				return s.c2sErr(err)
@@ -39,17 +47,24 @@ func (s *session) c2s() airlock.EndReason {
 				s.replacement = nil
 				b = r
 			}
+			if pre := s.prefix; pre != nil {
+				s.prefix = nil
+				if _, err := p.w.Write(pre); err != nil {
+					p.consume(total)
+					return s.c2sErr(err)
+				}
+			}
 			_, err = p.w.Write(b)
 			p.consume(total)
 			if err != nil {
 				return s.c2sErr(err)
 			}
-		case 'S':
+		case typ == 'S':
 			s.requests.push(unit{kind: 'S'})
 			if err := p.forward(body); err != nil {
 				return s.c2sErr(err)
 			}
-		case 'X':
+		case typ == 'X':
 			s.terminated.Store(true)
 			if s.up.poolable && body == 0 {
 				// Hold the goodbye: run decides whether the connection
@@ -64,7 +79,7 @@ func (s *session) c2s() airlock.EndReason {
 			}
 			_ = p.w.Flush()
 			return airlock.EndClientTerminated
-		case 'D', 'H', 'd', 'c', 'f':
+		case typ == 'D' || typ == 'H' || typ == 'd' || typ == 'c' || typ == 'f':
 			if err := p.forward(body); err != nil {
 				return s.c2sErr(err)
 			}
@@ -129,6 +144,11 @@ func (s *session) s2c() airlock.EndReason {
 func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 	total := 5 + body
 	s.bytesOut.Add(int64(total))
+	if s.mask != nil {
+		if done, r := s.s2cMasked(p, typ, total); done {
+			return r
+		}
+	}
 	switch typ {
 	case 'C', 'E':
 		if total > 1<<20 {
@@ -140,8 +160,19 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 		}
 		if typ == 'C' {
 			s.commandComplete(b[5:])
-		} else if r := s.errorResponse(b[5:]); r != nil {
-			b = r
+		} else {
+			withhold := false
+			if s.mask != nil {
+				u, _ := s.requests.head()
+				withhold = u.touches
+				s.mask.plan = nil
+			}
+			if withhold {
+				b = withheld('E', b[5:])
+			}
+			if r := s.errorResponse(b[5:]); r != nil {
+				b = r
+			}
 		}
 		_, err = p.w.Write(b)
 		p.consume(total)
@@ -158,7 +189,7 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 			s.upTx = b[5]
 		}
 		s.copyDir = ""
-		s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'E' },
+		s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'D' || u.kind == 'E' },
 			func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' })
 	case '1':
 		s.requests.pop(never, func(u unit) bool { return u.kind == 'P' })
@@ -245,4 +276,87 @@ func (s *session) errorResponse(body []byte) (replace []byte) {
 		s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
 	}
 	return nil
+}
+
+// s2cMasked handles the messages column masking rewrites (mask.go). done
+// is false for a message it leaves to s2cMessage.
+func (s *session) s2cMasked(p *pipe, typ byte, total int) (done bool, r airlock.EndReason) {
+	m := s.mask
+	switch typ {
+	case 'D':
+		if m.plan == nil {
+			return false, ""
+		}
+	case 'T', 'n':
+	case 'E':
+		// Small errors are withheld in s2cMessage, with the rest of their
+		// bookkeeping; a large one here.
+		if u, _ := s.requests.head(); !u.touches || total <= 1<<20 {
+			return false, ""
+		}
+	case 'N':
+		if u, _ := s.requests.head(); !u.touches {
+			return false, ""
+		}
+	case 'C', 's', 'I', 'Z':
+		m.plan = nil
+		return false, ""
+	default:
+		return false, ""
+	}
+	b, err := p.whole(total)
+	if err != nil {
+		return true, s.s2cErr(err)
+	}
+	defer p.consume(total)
+	out := b
+	switch typ {
+	case 'D':
+		var ok bool
+		if out, ok = m.dataRow(b[5:]); !ok {
+			return true, s.s2cErr(errProtocol)
+		}
+	case 'N':
+		out = withheld('N', b[5:])
+	case 'E':
+		m.plan = nil
+		out = withheld('E', b[5:])
+		if r := s.errorResponse(out[5:]); r != nil {
+			out = r
+		}
+	case 'n':
+		m.plan = nil
+		u, _ := s.requests.head()
+		if u.kind == 'D' {
+			s.requests.pop(never, func(unit) bool { return true })
+			if u.injected {
+				return true, ""
+			}
+		}
+	case 'T':
+		u, _ := s.requests.head()
+		rewritten, masked, denied, ok := m.rowDescription(b[5:], u.touches)
+		if !ok {
+			return true, s.s2cErr(errProtocol)
+		}
+		if len(denied) > 0 {
+			s.maskEvent(u.stmt, policy.ColumnDeny, denied)
+			s.kill(airlock.EndColumnDenied, sqlstateDenied, deniedColumnsMsg(denied))
+			return true, ""
+		}
+		if len(masked) > 0 {
+			s.maskEvent(u.stmt, "mask", masked)
+			out = rewritten
+		}
+		if u.kind == 'D' {
+			s.requests.pop(never, func(unit) bool { return true })
+			if u.injected {
+				return true, ""
+			}
+		}
+	}
+	if _, err := p.w.Write(out); err != nil {
+		return true, s.s2cErr(err)
+	}
+	return true, ""
 }

@@ -88,6 +88,12 @@ type session struct {
 	// Server→client state.
 	copyDir  string
 	copyStmt int64
+	// mask is the column masking state when the rules mask columns
+	// (mask.go; the catalog is shared with guard).
+	mask *maskState
+	// prefix, when inspect sets it, is forwarded before the message
+	// inspected (owned by c2s).
+	prefix []byte
 
 	app string // client's application_name
 }

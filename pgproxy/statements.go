@@ -27,14 +27,17 @@ type stmtInfo struct {
 	// portal bound to it is held (hold.go).
 	hold *sqlguard.Verdict
 	raw  string // the text, kept for holds only (shown to approvers)
+	// touches: the statement may read masked data (mask.go).
+	touches bool
 }
 
 // portalInfo is a bound portal.
 type portalInfo struct {
-	stmt   string
-	params []*string
-	hold   *sqlguard.Verdict
-	raw    string
+	stmt    string
+	params  []*string
+	hold    *sqlguard.Verdict
+	raw     string
+	touches bool
 }
 
 // inspect audits a client message before it is forwarded. It reports
@@ -59,7 +62,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			e.Outcome = airlock.OutcomeDenied
 			s.replacement = deniedQuery()
 		}
-		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no, denied: denied})
+		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no, denied: denied, touches: s.touches()})
 		s.submit(e)
 		s.submitGuard(ge)
 	case 'P':
@@ -96,7 +99,11 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			e.Outcome = airlock.OutcomeDenied
 			s.replacement = deniedParse(name)
 		}
-		s.requests.push(unit{kind: 'P', stmt: s.stmts.no, denied: denied})
+		st.touches = s.touches()
+		if old != nil && old.touches && key != "" {
+			st.touches = true // as for holds: the server may keep the old one
+		}
+		s.requests.push(unit{kind: 'P', stmt: s.stmts.no, denied: denied, touches: st.touches})
 		s.submit(e)
 		s.submitGuard(ge)
 	case 'B':
@@ -111,10 +118,14 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if string(portal) == deniedPortal {
 			return false // reserved for refused Executes
 		}
-		pi := portalInfo{stmt: string(stmt)}
+		pi := portalInfo{stmt: string(stmt), touches: s.mask != nil}
 		if st := s.stmts.prepared[pi.stmt]; st != nil {
 			pi.hold, pi.raw = st.hold, st.raw
+			pi.touches = pi.touches && st.touches
 		} else if s.guard != nil {
+			if s.mask != nil {
+				pi.touches = s.guard.preparedTouches(pi.stmt)
+			}
 			// A statement SQL PREPAREd: Bind may name it too.
 			if v, ok := s.guard.decidePrepared(pi.stmt); ok && policy.IsHold(v.Action) {
 				pi.hold, pi.raw = &v, v.Statement
@@ -131,7 +142,11 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if !ok {
 			return false
 		}
-		pi := s.stmts.portals[string(portal)]
+		pi, found := s.stmts.portals[string(portal)]
+		if !found {
+			// A cursor's name, or a portal the server does not have.
+			pi.touches = s.mask != nil
+		}
 		d := queryJSON[string]{kind: "execute", name: pi.stmt, portal: string(portal), params: pi.params}
 		if st := s.stmts.prepared[pi.stmt]; st != nil {
 			d.parseStmt = st.no
@@ -155,9 +170,41 @@ func (s *session) inspect(typ byte, body []byte) bool {
 				s.stmts.portals[string(portal)] = pi
 			}
 		}
-		s.requests.push(unit{kind: 'E', stmt: s.stmts.no, denied: denied})
+		if s.mask != nil && denied == "" {
+			// The rows of this Execute follow a RowDescription the gateway
+			// asks for itself (mask.go).
+			s.prefix = describePortal(portal)
+			s.requests.push(unit{kind: 'D', stmt: s.stmts.no, touches: pi.touches, injected: true})
+		}
+		s.requests.push(unit{kind: 'E', stmt: s.stmts.no, denied: denied, touches: pi.touches})
 		s.submit(e)
 		s.submitGuard(ge)
+	case 'D':
+		// Only inspected with masks: its RowDescription is masked like
+		// the rows it describes.
+		if len(body) < 2 {
+			return false
+		}
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return false
+		}
+		touches := true
+		switch body[0] {
+		case 'S':
+			if st := s.stmts.prepared[string(name)]; st != nil {
+				touches = st.touches
+			} else {
+				touches = s.guard.preparedTouches(string(name))
+			}
+		case 'P':
+			if pi, ok := s.stmts.portals[string(name)]; ok {
+				touches = pi.touches
+			}
+		default:
+			return false
+		}
+		s.requests.push(unit{kind: 'D', stmt: s.stmts.no, touches: touches})
 	case 'C':
 		if len(body) < 2 {
 			return false
@@ -188,6 +235,11 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			// classify, so on_unknown decides (a Query answers in the same
 			// shape as a failed FunctionCall: ErrorResponse, ReadyForQuery).
 			denied, ge = s.guardFunctionCall(s.stmts.no)
+			if denied == "" && s.mask != nil {
+				// Its result is not a row the gateway can mask.
+				denied, ge = s.verdictEvent(s.stmts.no, sqlguard.Verdict{Action: policy.StatementDeny, Rule: "columns",
+					Class: sqlguard.ClassUnknown, Message: "a fast-path function call is refused while columns are masked"})
+			}
 			if denied != "" {
 				e.Outcome = airlock.OutcomeDenied
 				s.replacement = deniedQuery()
@@ -304,4 +356,10 @@ func queryEvent[S string | []byte](s *session, d *queryJSON[S]) airlock.Event {
 	e := s.event("db.query", airlock.OutcomeSuccess, nil)
 	e.Details = appendQueryDetails(make([]byte, 0, detailsSize(d)), d)
 	return e
+}
+
+// touches reports whether the statement just decided may read masked
+// data (false without masks).
+func (s *session) touches() bool {
+	return s.mask != nil && s.guard.touches
 }

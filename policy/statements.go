@@ -51,6 +51,107 @@ var StatementForms = []string{"no_where", "truncate", "drop", "alter_drop", "cop
 type Statements struct {
 	OnUnknown string // StatementDeny (default) | StatementAllow | StatementAuditOnly
 	Rules     []StatementRule
+	// Columns are the column masks, in the policy's order: a result
+	// column of a table they name is rewritten (mask, hash) or refused
+	// (deny) on its way to the client.
+	Columns []ColumnMask
+	// UnknownColumns is what happens to a result column whose origin the
+	// gateway cannot prove, in a statement that may read a masked column:
+	// ColumnMask (the default) or ColumnDeny.
+	UnknownColumns string
+}
+
+// Column mask actions.
+const (
+	ColumnMaskValue = "mask" // the value is replaced by a fixed string
+	ColumnHash      = "hash" // the value is replaced by a keyed hash (equal values, equal hashes)
+	ColumnDeny      = "deny" // a result carrying the column ends the session
+)
+
+// ColumnMask masks the columns Pattern names: "table.column" in any
+// schema, "schema.table.column", or "table.*" / "schema.table.*" for every
+// column, in lower case (compared without regard to case).
+type ColumnMask struct {
+	Pattern string
+	Action  string // ColumnMaskValue | ColumnHash | ColumnDeny
+}
+
+// HasMasks reports whether s masks any column.
+func (s *Statements) HasMasks() bool { return s != nil && len(s.Columns) > 0 }
+
+// UnknownColumnsAction returns what an unproved column gets: mask unless
+// the policy says deny.
+func (s *Statements) UnknownColumnsAction() string {
+	if s == nil || s.UnknownColumns == "" {
+		return ColumnMaskValue
+	}
+	return s.UnknownColumns
+}
+
+// ColumnStrictness orders column actions: of several masks that name a
+// column the strictest applies (deny, then mask, then hash, which keeps
+// equality).
+func ColumnStrictness(a string) int {
+	switch a {
+	case ColumnDeny:
+		return 3
+	case ColumnMaskValue:
+		return 2
+	case ColumnHash:
+		return 1
+	}
+	return 0
+}
+
+// ColumnAction is the strictest action of the masks that name column
+// in table of schema ("" when none does).
+func (s *Statements) ColumnAction(schema, table, column string) string {
+	out := ""
+	if s == nil {
+		return out
+	}
+	for _, m := range s.Columns {
+		if columnMatches(m.Pattern, schema, table, column) && ColumnStrictness(m.Action) > ColumnStrictness(out) {
+			out = m.Action
+		}
+	}
+	return out
+}
+
+// MaskedTable reports whether some mask names columns of table (in
+// schema, or in any schema when schema is "").
+func (s *Statements) MaskedTable(schema, table string) bool {
+	if s == nil {
+		return false
+	}
+	for _, m := range s.Columns {
+		ps, pt, _ := SplitColumnPattern(m.Pattern)
+		if strings.EqualFold(pt, table) && (ps == "" || schema == "" || strings.EqualFold(ps, schema)) {
+			return true
+		}
+	}
+	return false
+}
+
+func columnMatches(pattern, schema, table, column string) bool {
+	ps, pt, pc := SplitColumnPattern(pattern)
+	if !strings.EqualFold(pt, table) || (ps != "" && !strings.EqualFold(ps, schema)) {
+		return false
+	}
+	return pc == "*" || strings.EqualFold(pc, column)
+}
+
+// SplitColumnPattern splits a validated column pattern into schema ("" for
+// any), table and column ("*" for every column).
+func SplitColumnPattern(p string) (schema, table, column string) {
+	parts := strings.Split(p, ".")
+	if len(parts) == 3 {
+		return parts[0], parts[1], parts[2]
+	}
+	if len(parts) == 2 {
+		return "", parts[0], parts[1]
+	}
+	return "", p, ""
 }
 
 // StatementRule matches a statement when every field given matches (an
@@ -94,7 +195,7 @@ func (s *Statements) OnUnknownAction() string {
 }
 
 func (ps *parseState) statements(d *decoder, n *yaml.Node, what string) *Statements {
-	f := d.mapping(n, what, "on_unknown", "rules")
+	f := d.mapping(n, what, "on_unknown", "rules", "columns", "unknown_columns")
 	if f == nil {
 		return nil
 	}
@@ -104,6 +205,12 @@ func (ps *parseState) statements(d *decoder, n *yaml.Node, what string) *Stateme
 		if IsHold(s.OnUnknown) {
 			d.errf(v.v, "%s.on_unknown: %s, %s or %s (a statement that cannot be classified is not shown to an approver)", what, StatementDeny, StatementAllow, StatementAuditOnly)
 		}
+	}
+	if v, ok := f["columns"]; ok {
+		s.Columns = d.columnMasks(v.v, what+".columns")
+	}
+	if v, ok := f["unknown_columns"]; ok {
+		s.UnknownColumns = d.enum(v.v, what+".unknown_columns", ColumnMaskValue, ColumnDeny)
 	}
 	v, ok := f["rules"]
 	if !ok {
@@ -163,6 +270,41 @@ func (ps *parseState) statements(d *decoder, n *yaml.Node, what string) *Stateme
 		s.Rules = append(s.Rules, r)
 	}
 	return s
+}
+
+// columnMasks decodes the columns mapping: pattern → action.
+func (d *decoder) columnMasks(n *yaml.Node, what string) []ColumnMask {
+	if n.Kind != yaml.MappingNode {
+		d.errf(n, "%s must be a mapping of column patterns (table.column, schema.table.column, table.*) to mask, hash or deny", what)
+		return nil
+	}
+	var out []ColumnMask
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.errf(k, "%s: keys must be plain strings", what)
+			continue
+		}
+		p := strings.ToLower(k.Value)
+		parts := strings.Split(p, ".")
+		bad := len(parts) < 2 || len(parts) > 3 || slices.Contains(parts, "")
+		for j, x := range parts {
+			if x == "*" && j != len(parts)-1 {
+				bad = true
+			}
+		}
+		if bad {
+			d.errf(k, "%s: %q is not table.column, schema.table.column, table.* or schema.table.*", what, k.Value)
+			continue
+		}
+		if seen[p] {
+			d.errf(k, "%s: %q is given twice", what, k.Value)
+		}
+		seen[p] = true
+		out = append(out, ColumnMask{Pattern: p, Action: d.enum(v, what+"."+k.Value, ColumnMaskValue, ColumnHash, ColumnDeny)})
+	}
+	return out
 }
 
 // statementActions are the actions a statement rule may have.
@@ -226,6 +368,14 @@ func (s *Statements) node() *yaml.Node {
 		}
 		m.add("rules", seq)
 	}
+	if len(s.Columns) > 0 {
+		cm := newMap()
+		for _, c := range s.Columns {
+			cm.add(c.Pattern, strNode(c.Action))
+		}
+		m.add("columns", cm.n)
+	}
+	m.add("unknown_columns", strNode(s.UnknownColumns))
 	if len(m.n.Content) == 0 {
 		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle}
 	}

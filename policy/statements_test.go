@@ -84,3 +84,70 @@ func TestStatementsErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestColumnMasksParse(t *testing.T) {
+	src := "version: 1" + minimalRule + `    statements:
+      unknown_columns: deny
+      columns:
+        Orders.Card_Number: mask
+        public.users.email: hash
+        salaries.*: deny
+        orders.*: hash
+`
+	p := mustParse(t, src)
+	got := p.Rules[0].Statements
+	want := []ColumnMask{{"orders.card_number", ColumnMaskValue}, {"public.users.email", ColumnHash}, {"salaries.*", ColumnDeny}, {"orders.*", ColumnHash}}
+	if !reflect.DeepEqual(got.Columns, want) || got.UnknownColumnsAction() != ColumnDeny || !got.HasMasks() {
+		t.Fatalf("got %+v", got)
+	}
+	again := mustParse(t, string(p.Marshal()))
+	if !reflect.DeepEqual(again.Rules[0].Statements, got) {
+		t.Fatalf("round trip: %+v\n%s", again.Rules[0].Statements, p.Marshal())
+	}
+	for _, c := range []struct{ schema, table, column, want string }{
+		{"public", "orders", "card_number", ColumnMaskValue}, // mask is stricter than orders.*: hash
+		{"billing", "ORDERS", "Card_Number", ColumnMaskValue},
+		{"public", "orders", "id", ColumnHash},
+		{"public", "users", "email", ColumnHash},
+		{"crm", "users", "email", ""},
+		{"public", "users", "name", ""},
+		{"hr", "salaries", "amount", ColumnDeny},
+	} {
+		if a := got.ColumnAction(c.schema, c.table, c.column); a != c.want {
+			t.Errorf("%s.%s.%s: %q, want %q", c.schema, c.table, c.column, a, c.want)
+		}
+	}
+	if !got.MaskedTable("", "users") || !got.MaskedTable("public", "users") || got.MaskedTable("crm", "users") || got.MaskedTable("", "items") {
+		t.Error("MaskedTable")
+	}
+	if (&Statements{}).UnknownColumnsAction() != ColumnMaskValue || (&Statements{}).HasMasks() {
+		t.Error("defaults")
+	}
+}
+
+func TestColumnMasksErrors(t *testing.T) {
+	base := "version: 1" + minimalRule + "    statements:\n"
+	for _, c := range []struct{ src, want string }{
+		{"      columns: {card_number: mask}\n", "is not table.column"},
+		{"      columns: {a.b.c.d: mask}\n", "is not table.column"},
+		{"      columns: {\"*.c\": mask}\n", "is not table.column"},
+		{"      columns: {a..c: mask}\n", "is not table.column"},
+		{"      columns: {a.c: hide}\n", "must be one of mask, hash, deny"},
+		{"      columns: {a.c: mask, A.C: hash}\n", "is given twice"},
+		{"      columns: [a.c]\n", "must be a mapping of column patterns"},
+		{"      unknown_columns: hash\n", "must be one of mask, deny"},
+	} {
+		_, diags, err := Parse(map[string][]byte{"p.yaml": []byte(base + c.src)})
+		if err == nil {
+			t.Errorf("%q: parsed", c.src)
+			continue
+		}
+		var msgs []string
+		for _, d := range diags {
+			msgs = append(msgs, d.String())
+		}
+		if !strings.Contains(strings.Join(msgs, "\n"), c.want) {
+			t.Errorf("%q: diagnostics %v, want %q", c.src, msgs, c.want)
+		}
+	}
+}

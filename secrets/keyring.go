@@ -3,7 +3,9 @@ package secrets
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
@@ -36,6 +38,8 @@ var (
 type Keyring struct {
 	current string
 	aeads   map[string]cipher.AEAD
+	// derive is the current key's derivation key (Derive), never the key.
+	derive []byte
 }
 
 // NewKeyring returns a keyring that seals under keys[currentID] and opens
@@ -58,8 +62,24 @@ func NewKeyring(currentID string, keys map[string][]byte) (*Keyring, error) {
 			return nil, fmt.Errorf("secrets: master key %q: %w", id, err)
 		}
 		k.aeads[id] = a
+		if id == currentID {
+			m := hmac.New(sha256.New, key)
+			m.Write([]byte("airlock-derive-v1\x00"))
+			k.derive = m.Sum(nil)
+		}
 	}
 	return k, nil
+}
+
+// Derive returns a 32-byte key for purpose, derived from the current
+// master key (HMAC-SHA256 of a key derived from it, over purpose): the
+// same on every server with the same current key, unrelated to the key
+// and to the keys of other purposes. It changes when the current key is
+// rotated.
+func (k *Keyring) Derive(purpose string) []byte {
+	m := hmac.New(sha256.New, k.derive)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // CurrentID returns the id of the master key new blobs are sealed under.

@@ -54,6 +54,9 @@ type Statement struct {
 	// Functions are the functions and procedures called, named like
 	// Objects, qualified as written.
 	Functions []string
+	// Operators are the operators used (=, ||, or a qualified
+	// OPERATOR(schema.op)), for column masking: an operator is a function.
+	Operators []string
 	// Prepare is the name of an SQL-level PREPARE; Prepared is its
 	// statement, classified (the class of PREPARE itself is utility).
 	Prepare  string
@@ -103,6 +106,7 @@ func finish(s Statement, c Class) Statement {
 	s.Forms = dedupe(s.Forms)
 	s.Objects = dedupe(s.Objects)
 	s.Functions = dedupe(s.Functions)
+	s.Operators = dedupe(s.Operators)
 	return s
 }
 
@@ -280,6 +284,10 @@ func collect(m protoreflect.Message, s *Statement) {
 		case *pg.FuncCall:
 			if name := namesOf(n.Funcname); name != "" {
 				s.Functions = append(s.Functions, name)
+			}
+		case *pg.A_Expr:
+			if name := namesOf(n.Name); name != "" {
+				s.Operators = append(s.Operators, name)
 			}
 		case *pg.InsertStmt, *pg.MergeStmt:
 			s.hasWriteNode = true

@@ -521,7 +521,7 @@ func (s *server) build(ctx context.Context, reg prometheus.Registerer) error {
 			AllowLoopbackPlaintext: true, Auth: pgAuthenticator{s}, Audit: auditSink{al, s.ends}, Sessions: s.ends,
 			Logger: logger.With("gateway", "postgres"), Node: s.node, Registerer: reg, Now: now,
 			UpstreamIdle: upstreamIdle(c.PGUpstreamIdle), HandshakeTimeout: c.HandshakeTimeout, Pending: s.pending,
-			Holder: statementHolder{s}})
+			Holder: statementHolder{s}, ColumnHashKey: s.keyring.Derive("pgproxy column hash")})
 		if err != nil {
 			return err
 		}

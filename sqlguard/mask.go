@@ -1,0 +1,324 @@
+package sqlguard
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/airlockhq/airlock/policy"
+)
+
+// Column masking works from what PostgreSQL itself says about a result:
+// RowDescription names, for each column that is a plain reference to a
+// table's column, the table's OID and the column's number. A Catalog is
+// what the gateway learns of the connected database when a session with
+// masks starts: every relation's OID and kind, the (OID, column number)
+// pairs the masks name (partitions and inheritance children included),
+// and the names of the functions and operators PostgreSQL ships
+// (pg_catalog) and of the others. With it the gateway decides, per
+// statement, whether the statement may read masked data (Touches), and,
+// per result column, what the column gets (Column).
+
+// Relation kinds (pg_class.relkind) the catalog keeps.
+const (
+	relTable       = 'r'
+	relPartitioned = 'p'
+	relForeign     = 'f'
+	relView        = 'v'
+	relMatView     = 'm'
+)
+
+// relFlags say what is known of the relations of one name.
+type relFlags uint8
+
+const (
+	flagPlain  relFlags = 1 << iota // a table (ordinary, partitioned, foreign)
+	flagView                        // a view or materialized view
+	flagMasked                      // a table or view some mask names (or a child of one)
+)
+
+type colKey struct {
+	rel    uint32
+	attnum int16
+}
+
+// Catalog is a database's relations and routines as a session's masks
+// need them. Build it with NewCatalog and the rows of CatalogQuery.
+type Catalog struct {
+	masks *policy.Statements
+	rels  map[uint32]byte // OID → relkind
+	// names maps "name" and "schema.name", in lower case, to what the
+	// relations of that name are (an unqualified name may be any of them).
+	names map[string]relFlags
+	// masked are the masked columns and their actions.
+	masked map[colKey]string
+	// catalogRoutines are the names of functions and operators in
+	// pg_catalog; userRoutines those of any other schema (lower case).
+	catalogRoutines, userRoutines map[string]bool
+	relNames                      map[uint32][2]string // OID → schema, name
+}
+
+// MaxCatalogRows bounds the rows a catalog is built from: a database with
+// more relations and routines than this is refused for masking.
+const MaxCatalogRows = 500_000
+
+// ErrCatalog: the catalog rows are malformed or too many.
+var ErrCatalog = errors.New("sqlguard: cannot build the masking catalog")
+
+// CatalogQuery is the query that lists what NewCatalog needs, for the
+// masks of sp. Every row has six text columns: kind ('r' relation, 'a'
+// attribute of a masked relation, 'f' routine), then per kind:
+//
+//	r: oid, schema, name, relkind
+//	a: attrelid, schema and name of the masked relation it is (or inherits
+//	   from), attnum, attname
+//	f: "", 'c' (pg_catalog) or 'u', name
+//
+// Names of masked tables are sent as escape-string literals (E'…', every
+// quote and backslash doubled), so the query is the same whatever
+// standard_conforming_strings is. It fails for a name with a NUL or
+// invalid UTF-8, which PostgreSQL cannot hold anyway.
+func CatalogQuery(sp *policy.Statements) (string, error) {
+	var tables []string
+	for _, m := range sp.Columns {
+		_, t, _ := policy.SplitColumnPattern(m.Pattern)
+		if strings.ContainsRune(t, 0) || !utf8.ValidString(t) {
+			return "", fmt.Errorf("%w: the mask %q names no table PostgreSQL can hold", ErrCatalog, m.Pattern)
+		}
+		lit := "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(t) + "'"
+		if !slices.Contains(tables, lit) {
+			tables = append(tables, lit)
+		}
+	}
+	if len(tables) == 0 {
+		tables = append(tables, "''")
+	}
+	return `SELECT 'r', c.oid::text, n.nspname::text, c.relname::text, c.relkind::text, ''
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm')
+UNION ALL
+SELECT 'a', a.attrelid::text, rn.nspname::text, rc.relname::text, a.attnum::text, a.attname::text
+  FROM (WITH RECURSIVE m(oid, root) AS (
+          SELECT c.oid, c.oid FROM pg_catalog.pg_class c
+           WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND pg_catalog.lower(c.relname) IN (` + strings.Join(tables, ", ") + `)
+          UNION
+          SELECT i.inhrelid, m.root FROM pg_catalog.pg_inherits i JOIN m ON i.inhparent = m.oid)
+        SELECT oid, root FROM m) m
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = m.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_catalog.pg_class rc ON rc.oid = m.root
+  JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
+UNION ALL
+SELECT DISTINCT 'f', '', CASE WHEN n.nspname = 'pg_catalog' THEN 'c' ELSE 'u' END, p.proname::text, '', ''
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+UNION ALL
+SELECT DISTINCT 'f', '', CASE WHEN n.nspname = 'pg_catalog' THEN 'c' ELSE 'u' END, o.oprname::text, '', ''
+  FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace`, nil
+}
+
+// NewCatalog builds the catalog of sp's masks from the rows of
+// CatalogQuery.
+func NewCatalog(sp *policy.Statements, rows [][]string) (*Catalog, error) {
+	if len(rows) > MaxCatalogRows {
+		return nil, fmt.Errorf("%w: more than %d relations and routines", ErrCatalog, MaxCatalogRows)
+	}
+	c := &Catalog{masks: sp, rels: map[uint32]byte{}, names: map[string]relFlags{}, masked: map[colKey]string{},
+		catalogRoutines: map[string]bool{}, userRoutines: map[string]bool{}, relNames: map[uint32][2]string{}}
+	var attrs [][]string
+	for _, r := range rows {
+		if len(r) != 6 {
+			return nil, ErrCatalog
+		}
+		switch r[0] {
+		case "r":
+			oid, err := strconv.ParseUint(r[1], 10, 32)
+			if err != nil || len(r[4]) != 1 {
+				return nil, ErrCatalog
+			}
+			kind := r[4][0]
+			c.rels[uint32(oid)] = kind
+			c.relNames[uint32(oid)] = [2]string{r[2], r[3]}
+			f := flagPlain
+			if kind == relView || kind == relMatView {
+				f = flagView
+			}
+			c.addName(r[2], r[3], f)
+		case "a":
+			attrs = append(attrs, r)
+		case "f":
+			name := strings.ToLower(r[3])
+			if r[2] == "c" {
+				c.catalogRoutines[name] = true
+			} else {
+				c.userRoutines[name] = true
+			}
+		default:
+			return nil, ErrCatalog
+		}
+	}
+	for _, r := range attrs {
+		oid, err := strconv.ParseUint(r[1], 10, 32)
+		if err != nil {
+			return nil, ErrCatalog
+		}
+		attnum, err := strconv.ParseInt(r[4], 10, 16)
+		if err != nil || attnum <= 0 {
+			return nil, ErrCatalog
+		}
+		a := sp.ColumnAction(r[2], r[3], r[5])
+		if own, ok := c.relNames[uint32(oid)]; ok {
+			// A partition named by a mask of its own.
+			if b := sp.ColumnAction(own[0], own[1], r[5]); policy.ColumnStrictness(b) > policy.ColumnStrictness(a) {
+				a = b
+			}
+		}
+		if a == "" {
+			continue
+		}
+		k := colKey{uint32(oid), int16(attnum)}
+		if policy.ColumnStrictness(a) > policy.ColumnStrictness(c.masked[k]) {
+			c.masked[k] = a
+		}
+		if own, ok := c.relNames[uint32(oid)]; ok {
+			c.addName(own[0], own[1], flagMasked)
+		}
+	}
+	return c, nil
+}
+
+func (c *Catalog) addName(schema, name string, f relFlags) {
+	schema, name = strings.ToLower(schema), strings.ToLower(name)
+	c.names[name] |= f
+	c.names[schema+"."+name] |= f
+}
+
+// Masks reports the number of masked columns found.
+func (c *Catalog) Masks() int { return len(c.masked) }
+
+// Touches reports whether st may read a masked column in a way a result
+// column's origin does not show: it names a masked relation (or a
+// partition or child of one), any view, or a relation the catalog does
+// not know (created since, temporary, or a CTE's name); or it calls a
+// function or operator that is not PostgreSQL's own (pg_catalog), or that
+// the catalog does not know. An EXECUTE is judged by what it runs
+// (prepared); one whose statement is not found touches.
+func (c *Catalog) Touches(st *Statement, prepared Lookup) bool {
+	switch {
+	case st.Prepared != nil:
+		return c.Touches(st.Prepared, prepared)
+	case st.Execute != "":
+		p, ok := (*Statement)(nil), false
+		if prepared != nil {
+			p, ok = prepared(st.Execute)
+		}
+		return !ok || c.Touches(p, nil)
+	}
+	for _, o := range st.Objects {
+		f, ok := c.names[lastTwo(strings.ToLower(o))]
+		if !ok || f&(flagView|flagMasked) != 0 {
+			return true
+		}
+	}
+	for _, l := range [][]string{st.Functions, st.Operators} {
+		for _, fn := range l {
+			if !c.catalogRoutine(strings.ToLower(fn)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// catalogRoutine reports whether a call of name certainly runs one of
+// PostgreSQL's own functions or operators: qualified with pg_catalog, or
+// unqualified with no routine of that name in another schema (so no
+// search_path can resolve it elsewhere).
+func (c *Catalog) catalogRoutine(name string) bool {
+	schema, n := split(name)
+	switch schema {
+	case "pg_catalog":
+		return c.catalogRoutines[n]
+	case "":
+		return c.catalogRoutines[n] && !c.userRoutines[n]
+	}
+	return false
+}
+
+// lastTwo drops a catalog (database) prefix: db.schema.name → schema.name.
+func lastTwo(n string) string {
+	if strings.Count(n, ".") < 2 {
+		return n
+	}
+	i := strings.LastIndexByte(n, '.')
+	j := strings.LastIndexByte(n[:i], '.')
+	return n[j+1:]
+}
+
+// Refusal is why a statement may not run in a session with masks ("" if
+// it may): a statement that writes or defines something while it may
+// read a masked column would copy the value past the mask (INSERT …
+// SELECT, CREATE TABLE AS, UPDATE … SET x = card_number, COPY … TO,
+// a cursor fetched later by a statement that names nothing); and a
+// statement that defines server-side code (functions, operators,
+// aggregates, casts, rules, triggers) or runs a body the gateway does not
+// see (DO, CALL) could read masked columns out of the gateway's sight.
+func (c *Catalog) Refusal(st *Statement, prepared Lookup) string {
+	s := st
+	if st.Prepared != nil {
+		s = st.Prepared
+	}
+	switch s.Kind {
+	case "CreateFunctionStmt", "DefineStmt", "CreateCastStmt", "RuleStmt", "CreateTrigStmt",
+		"CreateEventTrigStmt", "CreateTransformStmt", "AlterFunctionStmt", "DoStmt", "CallStmt",
+		"CreateOpClassStmt", "AlterOperatorStmt", "AlterTypeStmt", "CreatePLangStmt", "CreatePlangStmt":
+		return "defining or running server-side code is refused while columns are masked"
+	}
+	if !c.Touches(st, prepared) {
+		return ""
+	}
+	if st.Execute != "" {
+		p, ok := (*Statement)(nil), false
+		if prepared != nil {
+			p, ok = prepared(st.Execute)
+		}
+		if !ok {
+			return "EXECUTE of a statement this session did not prepare through Airlock is refused while columns are masked"
+		}
+		s = p
+	}
+	switch {
+	case s.Kind == "CopyStmt":
+		return "COPY of a table with masked columns is refused (COPY's rows are not masked)"
+	case s.Kind == "DeclareCursorStmt":
+		return "a cursor over a table with masked columns is refused (FETCH would not show where its rows come from)"
+	case s.Class != ClassRead && s.Class != ClassUtility:
+		return "only reads may touch a table with masked columns, a view or a function of your own (a write or DDL would copy the values past the mask)"
+	}
+	return ""
+}
+
+// Column is what a result column gets: its mask's action when (rel,
+// attnum) is a masked column; else, when the statement touches masked
+// data (Touches) and the column is not proved to be a plain column of a
+// table, the policy's unknown_columns action; else "" (as is).
+func (c *Catalog) Column(rel uint32, attnum int16, touching bool) string {
+	if rel != 0 && attnum > 0 {
+		if a, ok := c.masked[colKey{rel, attnum}]; ok {
+			return a
+		}
+	}
+	if !touching {
+		return ""
+	}
+	switch c.rels[rel] {
+	case relTable, relPartitioned, relForeign:
+		if attnum > 0 {
+			return ""
+		}
+	}
+	// No table (an expression), a whole-row or system column, a view, or a
+	// relation created since the session began.
+	return c.masks.UnknownColumnsAction()
+}
