@@ -20,6 +20,11 @@
 #                   none matching: every statement parsed once, then served
 #                   from the parse cache and checked against all 20); not in
 #                   the default TARGETS
+#   gateway-mask    gateway-guard plus column masks on two columns
+#                   (pgbench_accounts.filler: mask, pgbench_tellers.filler: hash):
+#                   the catalog read at each session's start, every
+#                   RowDescription checked, a Describe before each Execute;
+#                   not in the default TARGETS
 #   gateway-count   the gateway with a counting audit sink instead of the log
 #                   (not in the default TARGETS: it separates proxy cost from
 #                   audit cost in the same run)
@@ -106,7 +111,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 BASE=$((20000 + RANDOM % 20000))
-PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4)) ERELAY=$((BASE + 5)) GWC=$((BASE + 6)) GWT=$((BASE + 7)) BOUNCERT=$((BASE + 8)) GWG=$((BASE + 9))
+PGPORT=$BASE GW=$((BASE + 1)) GWS=$((BASE + 2)) BOUNCER=$((BASE + 3)) RELAY=$((BASE + 4)) ERELAY=$((BASE + 5)) GWC=$((BASE + 6)) GWT=$((BASE + 7)) BOUNCERT=$((BASE + 8)) GWG=$((BASE + 9)) GWM=$((BASE + 10))
 PW=bench-pw-$RANDOM$RANDOM
 TOKEN=bench-token
 
@@ -167,6 +172,10 @@ UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWG" -upstrea
 	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -guard ${PROFILE:+-cpuprofile "$PROFILE/gateway-guard.pprof"} -data-dir "$(mkdir -p "$T/gwg" && echo "$T/gwg")" >"$T/gwg.out" 2>"$T/gwg.err" &
 GWG_PID=$!
 PIDS+=("$GWG_PID")
+UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWM" -upstream "127.0.0.1:$PGPORT" \
+	-user bench -db bench -token "$TOKEN" -audit "$AUDIT" -guard -mask ${PROFILE:+-cpuprofile "$PROFILE/gateway-mask.pprof"} -data-dir "$(mkdir -p "$T/gwm" && echo "$T/gwm")" >"$T/gwm.out" 2>"$T/gwm.err" &
+GWM_PID=$!
+PIDS+=("$GWM_PID")
 UPSTREAM_PASSWORD=$PW "$T/bin/pgbench-gateway" -listen "127.0.0.1:$GWC" -upstream "127.0.0.1:$PGPORT" \
 	-user bench -db bench -token "$TOKEN" -audit count ${PROFILE:+-cpuprofile "$PROFILE/gateway-count.pprof"} -data-dir "$(mkdir -p "$T/gwc" && echo "$T/gwc")" >"$T/gwc.out" 2>"$T/gwc.err" &
 GWC_PID=$!
@@ -210,6 +219,7 @@ as_pg bash -c "ulimit -n $(ulimit -Hn); exec pgbouncer -d -q '$T/pgbouncer-tls.i
 wait_ready "$T/gw.out"
 wait_ready "$T/gws.out"
 wait_ready "$T/gwg.out"
+wait_ready "$T/gwm.out"
 wait_ready "$T/gwc.out"
 wait_ready "$T/gwt.out"
 wait_ready "$T/relay.out"
@@ -226,6 +236,7 @@ conn() {
 	gateway) echo "$GW alice $TOKEN" ;;
 	gateway-strict) echo "$GWS alice $TOKEN" ;;
 	gateway-guard) echo "$GWG alice $TOKEN" ;;
+	gateway-mask) echo "$GWM alice $TOKEN" ;;
 	gateway-count) echo "$GWC alice $TOKEN" ;;
 	gateway-tls) echo "$GWT alice $TOKEN" ;;
 	pgbouncer-tls) echo "$BOUNCERT bench $PW" ;;
@@ -251,6 +262,7 @@ proxy_pid() {
 	gateway) echo "$GW_PID" ;;
 	gateway-strict) echo "$GWS_PID" ;;
 	gateway-guard) echo "$GWG_PID" ;;
+	gateway-mask) echo "$GWM_PID" ;;
 	gateway-count) echo "$GWC_PID" ;;
 	gateway-tls) echo "$GWT_PID" ;;
 	pgbouncer-tls) echo "$BOUNCERT_PID" ;;

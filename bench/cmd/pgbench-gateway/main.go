@@ -54,6 +54,7 @@ func run() error {
 	sslMode := flag.String("upstream-sslmode", "disable", "TLS to PostgreSQL: disable, require, verify-ca or verify-full")
 	sslRootCert := flag.String("upstream-sslrootcert", "", "PEM file of the CA certificates PostgreSQL's certificate must chain to")
 	guard := flag.Bool("guard", false, "statement guardrails: 20 statement rules, none of which matches pgbench's statements (every statement is checked against all of them)")
+	mask := flag.Bool("mask", false, "with -guard: also mask two columns (pgbench_accounts.filler: mask, pgbench_tellers.filler: hash), so that the catalog is read per session and every result is checked")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -135,6 +136,12 @@ func run() error {
 	}
 	if *guard {
 		target.Statements = benchGuard()
+		if *mask {
+			target.Statements.Columns = []policy.ColumnMask{
+				{Pattern: "pgbench_accounts.filler", Action: policy.ColumnMaskValue},
+				{Pattern: "pgbench_tellers.filler", Action: policy.ColumnHash},
+			}
+		}
 		pgproxy.WarmGuard()
 	}
 	salt := auth.SCRAMSalt("usr_bench", "bench")
