@@ -18,7 +18,7 @@ const card1, card2 = "4111111111111111", "5500000000000004"
 
 // maskEnv is a gateway whose write-token target masks orders.card_number
 // (and its partitioned twin), hashes users.email and denies salaries.
-func maskEnv(t *testing.T, unknown string) *env {
+func maskEnv(t testing.TB, unknown string) *env {
 	e := newEnv(t)
 	e.pg.Exec(t, e.db, `
 		CREATE TABLE orders (id int PRIMARY KEY, card_number text, amount int, note text);
@@ -30,6 +30,9 @@ func maskEnv(t *testing.T, unknown string) *env {
 		INSERT INTO users VALUES (1, 'ann@example.com'), (2, 'ann@example.com'), (3, NULL);
 		CREATE TABLE salaries (id int, amount int);
 		INSERT INTO salaries VALUES (1, 100000);
+		CREATE TABLE ledger (id int, card_number text);
+		CREATE TABLE ledger_2026 () INHERITS (ledger);
+		INSERT INTO ledger_2026 VALUES (1, '`+card1+`');
 		CREATE VIEW order_view AS SELECT id, card_number FROM orders;
 		CREATE FUNCTION get_cards() RETURNS SETOF text LANGUAGE sql AS 'SELECT card_number FROM orders';
 		GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO `+e.writer+`;
@@ -40,6 +43,7 @@ func maskEnv(t *testing.T, unknown string) *env {
 			{Pattern: "public.orders_p.card_number", Action: policy.ColumnMaskValue},
 			{Pattern: "users.email", Action: policy.ColumnHash},
 			{Pattern: "salaries.*", Action: policy.ColumnDeny},
+			{Pattern: "ledger_2026.card_number", Action: policy.ColumnMaskValue},
 		}}
 	})
 	return e
@@ -95,6 +99,10 @@ func TestMaskPsql(t *testing.T) {
 		{"SELECT * FROM get_cards() LIMIT 1", "****\n"},
 		{"SELECT card_number FROM orders_p1", "****\n"},
 		{"SELECT card_number FROM orders_p", "****\n"},
+		// A parent's scan returns its children's rows.
+		{"SELECT card_number FROM ledger", "****\n"},
+		{"SELECT id, card_number FROM ledger_2026", "1|****\n"},
+		{"SELECT id FROM items WHERE id BETWEEN 1 AND 1", "1\n"},
 		{"SELECT id, card_number FROM items JOIN orders USING (id) WHERE id = 1", "1|****\n"},
 		// Hash: equal values, equal pseudonyms; NULL stays NULL.
 		{"SELECT count(DISTINCT email) FROM users", "****\n"},

@@ -254,7 +254,7 @@ func (s *session) errorResponse(body []byte) (replace []byte) {
 	if u.denied != "" {
 		replace = deniedError(u.denied)
 		s.copyDir = ""
-		if u.kind == 'P' || u.kind == 'E' {
+		if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' {
 			s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
 		}
 		return replace
@@ -272,7 +272,7 @@ func (s *session) errorResponse(body []byte) (replace []byte) {
 		Message  string `json:"message,omitempty"`
 	}{stmt, code, sev, msg}))
 	// In the extended protocol the server skips to the next Sync.
-	if u.kind == 'P' || u.kind == 'E' {
+	if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' {
 		s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
 	}
 	return nil

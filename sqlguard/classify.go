@@ -286,8 +286,15 @@ func collect(m protoreflect.Message, s *Statement) {
 				s.Functions = append(s.Functions, name)
 			}
 		case *pg.A_Expr:
-			if name := namesOf(n.Name); name != "" {
-				s.Operators = append(s.Operators, name)
+			switch n.Kind {
+			case pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN,
+				pg.A_Expr_Kind_AEXPR_BETWEEN_SYM, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM:
+				// Named "BETWEEN"; PostgreSQL runs <= and >= for it.
+				s.Operators = append(s.Operators, "<=", ">=")
+			default:
+				if name := namesOf(n.Name); name != "" {
+					s.Operators = append(s.Operators, name)
+				}
 			}
 		case *pg.InsertStmt, *pg.MergeStmt:
 			s.hasWriteNode = true

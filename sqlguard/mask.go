@@ -20,7 +20,9 @@ import (
 // and the names of the functions and operators PostgreSQL ships
 // (pg_catalog) and of the others. With it the gateway decides, per
 // statement, whether the statement may read masked data (Touches), and,
-// per result column, what the column gets (Column).
+// per result column, what the column gets (Column). A mask on a table
+// covers its partitions and inheritance children, and the same-named
+// columns of its ancestors, whose scans return the table's rows.
 
 // Relation kinds (pg_class.relkind) the catalog keeps.
 const (
@@ -73,8 +75,9 @@ var ErrCatalog = errors.New("sqlguard: cannot build the masking catalog")
 // attribute of a masked relation, 'f' routine), then per kind:
 //
 //	r: oid, schema, name, relkind
-//	a: attrelid, schema and name of the masked relation it is (or inherits
-//	   from), attnum, attname
+//	a: attrelid, schema and name of the masked relation it is, inherits
+//	   from, or is an ancestor of (a parent's rows include its children's),
+//	   attnum, attname
 //	f: "", 'c' (pg_catalog) or 'u', name
 //
 // Names of masked tables are sent as escape-string literals (E'…', every
@@ -101,12 +104,18 @@ func CatalogQuery(sp *policy.Statements) (string, error) {
  WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm')
 UNION ALL
 SELECT 'a', a.attrelid::text, rn.nspname::text, rc.relname::text, a.attnum::text, a.attname::text
-  FROM (WITH RECURSIVE m(oid, root) AS (
-          SELECT c.oid, c.oid FROM pg_catalog.pg_class c
-           WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND pg_catalog.lower(c.relname) IN (` + strings.Join(tables, ", ") + `)
+  FROM (WITH RECURSIVE named(oid) AS (
+          SELECT c.oid FROM pg_catalog.pg_class c
+           WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND pg_catalog.lower(c.relname) IN (` + strings.Join(tables, ", ") + `)),
+        down(oid, root) AS (
+          SELECT oid, oid FROM named
           UNION
-          SELECT i.inhrelid, m.root FROM pg_catalog.pg_inherits i JOIN m ON i.inhparent = m.oid)
-        SELECT oid, root FROM m) m
+          SELECT i.inhrelid, d.root FROM pg_catalog.pg_inherits i JOIN down d ON i.inhparent = d.oid),
+        up(oid, root) AS (
+          SELECT oid, oid FROM named
+          UNION
+          SELECT i.inhparent, u.root FROM pg_catalog.pg_inherits i JOIN up u ON i.inhrelid = u.oid)
+        SELECT oid, root FROM down UNION SELECT oid, root FROM up) m
   JOIN pg_catalog.pg_attribute a ON a.attrelid = m.oid AND a.attnum > 0 AND NOT a.attisdropped
   JOIN pg_catalog.pg_class rc ON rc.oid = m.root
   JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
