@@ -38,15 +38,22 @@ var parser = sync.OnceValue(func() *sqlguard.Parser { return sqlguard.NewParser(
 // remembered is unknown, and on_unknown decides: fail closed.
 const maxPrepared = 10000
 
+// maxPreparedAgain bounds the statements one name is remembered for: a
+// name prepared again is decided as every statement it was prepared with
+// (the gateway cannot tell which one the server kept), and a PREPARE past
+// the bound is denied.
+const maxPreparedAgain = 8
+
 // guard is a session's guardrails state, owned by c2s.
 type guard struct {
 	rules *policy.Statements
 	// holds: some rule holds statements (the client writer is then
 	// shared with notices, hold.go).
 	holds bool
-	// prepared are the SQL-level PREPAREs forwarded, by name, for the
-	// EXECUTEs that name them.
-	prepared map[string]*sqlguard.Statement
+	// prepared are the SQL-level PREPAREs (and protocol Parses) forwarded,
+	// by name, for the EXECUTEs that name them: every statement a name was
+	// prepared with, since the session began.
+	prepared map[string][]*sqlguard.Statement
 	// cat is the masking catalog when the rules mask columns (mask.go);
 	// touches is whether the last statement decided may read masked
 	// data in a way its result columns do not show.
@@ -58,7 +65,7 @@ func newGuard(rules *policy.Statements) *guard {
 	if rules == nil {
 		return nil
 	}
-	g := &guard{rules: rules, prepared: map[string]*sqlguard.Statement{}}
+	g := &guard{rules: rules, prepared: map[string][]*sqlguard.Statement{}}
 	for _, r := range rules.Rules {
 		g.holds = g.holds || policy.IsHold(r.Action)
 	}
@@ -76,15 +83,17 @@ func (g *guard) decide(text string) sqlguard.Verdict { return g.decideNamed(text
 // that no EXECUTE of it can run unheld.
 func (g *guard) decideNamed(text, parseName string) sqlguard.Verdict {
 	stmts, err := parser().Parse(text)
-	lookup := func(name string) (*sqlguard.Statement, bool) {
-		st, ok := g.prepared[name]
-		return st, ok
-	}
+	lookup := g.lookup
 	v := sqlguard.Decide(g.rules, stmts, err, lookup)
 	if g.cat != nil {
-		// A text the parser rejects that on_unknown lets through is
-		// treated as touching masked data.
+		// A text the parser rejects is refused whatever on_unknown says:
+		// the gateway cannot tell what it reads or copies (a server
+		// newer than the parser's grammar may run it).
 		g.touches = err != nil
+		if err != nil && v.Action != policy.StatementDeny {
+			v = sqlguard.Verdict{Action: policy.StatementDeny, Rule: "columns", Class: sqlguard.ClassUnknown,
+				Message: "a statement the gateway cannot parse is refused while columns are masked", Why: v.Why}
+		}
 		for i := range stmts {
 			st := &stmts[i]
 			if v.Action != policy.StatementDeny {
@@ -98,20 +107,28 @@ func (g *guard) decideNamed(text, parseName string) sqlguard.Verdict {
 	if v.Action == policy.StatementDeny {
 		return v
 	}
-	forgotten := false
+	forgotten, again := false, false
 	remember := func(name string, st *sqlguard.Statement) {
 		old, ok := g.prepared[name]
 		switch {
 		case ok:
 			// A name prepared again: the server refuses it while the old
 			// one exists (42P05), and runs the old one; after a DEALLOCATE
-			// it takes the new. The gateway cannot tell which, so an
-			// EXECUTE is decided as the stricter of the two.
-			if v := sqlguard.Decide(g.rules, []sqlguard.Statement{*old, *st}, nil, nil); v.Statement == st.Text {
-				g.prepared[name] = st
+			// (or a protocol Close) it takes the new, and a PREPARE the
+			// server refused left nothing. The gateway does not follow
+			// which, so an EXECUTE is decided as every one of them.
+			for _, o := range old {
+				if o.Text == st.Text {
+					return
+				}
 			}
+			if len(old) >= maxPreparedAgain {
+				again = true
+				return
+			}
+			g.prepared[name] = append(old, st)
 		case len(g.prepared) < maxPrepared:
-			g.prepared[name] = st
+			g.prepared[name] = []*sqlguard.Statement{st}
 		default:
 			forgotten = true
 		}
@@ -123,6 +140,10 @@ func (g *guard) decideNamed(text, parseName string) sqlguard.Verdict {
 	}
 	if parseName != "" && len(stmts) == 1 && stmts[0].Prepared == nil && stmts[0].Execute == "" {
 		remember(parseName, &stmts[0])
+	}
+	if again {
+		return sqlguard.Verdict{Action: policy.StatementDeny, Rule: v.Rule, Statement: v.Statement, Class: v.Class,
+			Message: "this statement name was prepared too many times in this session; use a new name"}
 	}
 	if forgotten && policy.IsHold(v.Action) {
 		return sqlguard.Verdict{Action: policy.StatementDeny, Rule: v.Rule, Statement: v.Statement, Class: v.Class,
@@ -227,22 +248,31 @@ func appendMsg(b []byte, typ byte, body []byte) []byte {
 	return append(b, body...)
 }
 
+// lookup is the session's sqlguard.Lookup.
+func (g *guard) lookup(name string) ([]*sqlguard.Statement, bool) {
+	ps, ok := g.prepared[name]
+	return ps, ok
+}
+
 // decidePrepared decides a Bind of a statement the session prepared with
-// SQL PREPARE (the protocol's Bind may name it): as the statement it
+// SQL PREPARE (the protocol's Bind may name it): as the statements it
 // prepared. ok is false when name is not such a statement.
 func (g *guard) decidePrepared(name string) (sqlguard.Verdict, bool) {
-	st, ok := g.prepared[name]
+	ps, ok := g.prepared[name]
 	if !ok {
 		return sqlguard.Verdict{}, false
 	}
-	return sqlguard.Decide(g.rules, []sqlguard.Statement{*st}, nil, nil), true
+	stmts := make([]sqlguard.Statement, len(ps))
+	for i, p := range ps {
+		stmts[i] = *p
+	}
+	return sqlguard.Decide(g.rules, stmts, nil, nil), true
 }
 
 // preparedTouches reports whether an SQL-level PREPAREd statement of
 // name may read masked data (true when name is not one).
 func (g *guard) preparedTouches(name string) bool {
-	st, ok := g.prepared[name]
-	return !ok || g.cat.Touches(st, nil)
+	return g.cat.Touches(&sqlguard.Statement{Execute: name}, g.lookup)
 }
 
 // guardFunctionCall decides a fast-path FunctionCall: its function is an

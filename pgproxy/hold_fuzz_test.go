@@ -98,6 +98,16 @@ func (u *recordingUpstream) serve(c net.Conn) {
 			}
 			u.record(text)
 			be.Send(&pgproto3.CommandComplete{CommandTag: []byte("OK")})
+		case *pgproto3.Close:
+			if skipping {
+				continue
+			}
+			if m.ObjectType == 'P' {
+				delete(portals, m.Name)
+			} else {
+				delete(stmts, m.Name)
+			}
+			be.Send(&pgproto3.CloseComplete{})
 		case *pgproto3.Sync:
 			skipping = false
 			be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})

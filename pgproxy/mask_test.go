@@ -34,7 +34,8 @@ func maskEnv(t testing.TB, unknown string) *env {
 		CREATE TABLE ledger_2026 () INHERITS (ledger);
 		INSERT INTO ledger_2026 VALUES (1, '`+card1+`');
 		CREATE VIEW order_view AS SELECT id, card_number FROM orders;
-		CREATE FUNCTION get_cards() RETURNS SETOF text LANGUAGE sql AS 'SELECT card_number FROM orders';
+		CREATE FUNCTION get_cards() RETURNS SETOF text LANGUAGE sql STABLE AS 'SELECT card_number FROM orders';
+		CREATE FUNCTION keep(v text) RETURNS text LANGUAGE sql VOLATILE AS 'SELECT v';
 		GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO `+e.writer+`;
 		GRANT CREATE ON SCHEMA public TO `+e.writer+`;`)
 	e.target("write-token", func(tg *Target) {
@@ -146,6 +147,14 @@ func TestMaskPsql(t *testing.T) {
 		"CREATE FUNCTION f2() RETURNS text LANGUAGE sql AS 'SELECT card_number FROM orders LIMIT 1'",
 		"DO $$BEGIN RAISE NOTICE '%', (SELECT card_number FROM orders LIMIT 1); END$$",
 		"WITH d AS (UPDATE items SET name = 'x' RETURNING id) SELECT card_number FROM orders",
+		// Volatile functions could keep the value for a later statement
+		// that names nothing masked.
+		"SELECT set_config('x.c', card_number, false) FROM orders WHERE id = 1",
+		"SELECT keep(card_number) FROM orders",
+		"SELECT pg_notify('ch', card_number) FROM orders",
+		"PREPARE pq AS SELECT id, card_number FROM orders; CREATE TEMP TABLE t4 AS EXECUTE pq",
+		// A text the parser rejects, although on_unknown allows.
+		"SELEC card_number FROM orders",
 	} {
 		out, err := psqlMany(t, e, "write-token", sql)
 		noCard(t, sql, out)

@@ -189,10 +189,21 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 			s.upTx = b[5]
 		}
 		s.copyDir = ""
-		s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'D' || u.kind == 'E' },
+		s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'C' },
 			func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' })
 	case '1':
 		s.requests.pop(never, func(u unit) bool { return u.kind == 'P' })
+	case '3':
+		// CloseComplete carries nothing: the first one while the gateway's
+		// own Close is the oldest request is as good as its own.
+		if u, ok := s.requests.head(); ok && u.kind == 'C' && u.injected {
+			s.requests.pop(never, func(unit) bool { return true })
+			if _, err := p.whole(total); err != nil {
+				return s.s2cErr(err)
+			}
+			p.consume(total)
+			return ""
+		}
 	case 'I', 's':
 		s.requests.pop(never, func(u unit) bool { return u.kind == 'E' })
 	case 'G', 'H', 'W':
@@ -254,7 +265,7 @@ func (s *session) errorResponse(body []byte) (replace []byte) {
 	if u.denied != "" {
 		replace = deniedError(u.denied)
 		s.copyDir = ""
-		if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' {
+		if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'C' {
 			s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
 		}
 		return replace
@@ -272,7 +283,7 @@ func (s *session) errorResponse(body []byte) (replace []byte) {
 		Message  string `json:"message,omitempty"`
 	}{stmt, code, sev, msg}))
 	// In the extended protocol the server skips to the next Sync.
-	if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' {
+	if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'C' {
 		s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
 	}
 	return nil

@@ -8,11 +8,11 @@ import (
 
 // unit is one request awaiting its response.
 type unit struct {
-	kind byte // 'Q' query, 'P' parse, 'D' describe, 'E' execute, 'S' sync, 'F' function call
+	kind byte // 'Q' query, 'P' parse, 'D' describe, 'E' execute, 'S' sync, 'F' function call, 'C' close
 	stmt int64
 	// touches: the statement may read masked data (mask.go); injected:
-	// a Describe the gateway sent itself, whose answer the client does
-	// not get.
+	// a Describe or Close the gateway sent itself, whose answer the
+	// client does not get.
 	touches, injected bool
 	// denied is set when guardrails replaced the request: the server's
 	// error for the replacement is rewritten into this message.

@@ -136,6 +136,16 @@ func (s *session) inspect(typ byte, body []byte) bool {
 				return false
 			}
 		}
+		if _, bound := s.stmts.portals[string(portal)]; bound && s.guard != nil && (s.mask != nil || s.guard.holds) {
+			// The portal may still exist on the server. A Bind the server
+			// refuses (a named portal that exists, 42P03; a missing
+			// statement) would leave it there — and a ROLLBACK TO
+			// SAVEPOINT usable — under this record of the new one, whose
+			// masks and holds are not its own. The gateway closes it
+			// first, so that the portal is the new one or none.
+			s.prefix = closePortal(portal)
+			s.requests.push(unit{kind: 'C', stmt: s.stmts.no, injected: true})
+		}
 		s.stmts.portals[string(portal)] = pi
 	case 'E':
 		portal, _, ok := cstring(body)

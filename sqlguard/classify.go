@@ -64,6 +64,10 @@ type Statement struct {
 	// Execute is the name an SQL-level EXECUTE runs: its class is the
 	// prepared statement's, which the session must look up.
 	Execute string
+	// Runs are the names of every EXECUTE in the statement, Execute's and
+	// those inside another statement (CREATE TABLE AS EXECUTE p, EXPLAIN
+	// ANALYZE EXECUTE p), which run the prepared statement too.
+	Runs []string
 
 	scanState
 }
@@ -296,6 +300,8 @@ func collect(m protoreflect.Message, s *Statement) {
 					s.Operators = append(s.Operators, name)
 				}
 			}
+		case *pg.ExecuteStmt:
+			s.Runs = append(s.Runs, strings.ToLower(n.Name))
 		case *pg.InsertStmt, *pg.MergeStmt:
 			s.hasWriteNode = true
 		case *pg.UpdateStmt:

@@ -182,9 +182,28 @@ func TestDecide(t *testing.T) {
 	}
 	// EXECUTE is decided as what it runs.
 	p := one(t, "PREPARE p AS DELETE FROM orders")
-	lookup := func(name string) (*Statement, bool) { return p.Prepared, name == "p" }
+	lookup := func(name string) ([]*Statement, bool) { return []*Statement{p.Prepared}, name == "p" }
 	if v := decide(t, guard, "EXECUTE p", lookup); v.Action != policy.StatementDeny || v.Rule != "destructive" {
 		t.Errorf("EXECUTE p: %+v", v)
+	}
+	// So is an EXECUTE inside another statement, even when on_unknown
+	// lets unknown statements through.
+	laxer := *guard
+	laxer.OnUnknown = policy.StatementAuditOnly
+	for _, c := range []struct{ text, action, rule string }{
+		{"CREATE TABLE t AS EXECUTE p", policy.StatementDeny, "destructive"},
+		{"EXPLAIN ANALYZE EXECUTE p", policy.StatementDeny, "destructive"},
+		{"CREATE TABLE t AS EXECUTE q", policy.StatementAuditOnly, "on_unknown"},
+	} {
+		if v := decide(t, &laxer, c.text, lookup); v.Action != c.action || v.Rule != c.rule {
+			t.Errorf("%s: %+v, want %s by %s", c.text, v, c.action, c.rule)
+		}
+	}
+	// A name prepared twice is decided as the stricter of the two.
+	q := one(t, "PREPARE p AS SELECT 1")
+	both := func(name string) ([]*Statement, bool) { return []*Statement{q.Prepared, p.Prepared}, name == "p" }
+	if v := decide(t, guard, "EXECUTE p", both); v.Action != policy.StatementDeny || v.Rule != "destructive" {
+		t.Errorf("EXECUTE p prepared twice: %+v", v)
 	}
 	// on_unknown can be relaxed.
 	lax := &policy.Statements{OnUnknown: policy.StatementAuditOnly}

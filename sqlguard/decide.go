@@ -44,9 +44,11 @@ func strictness(a string) int {
 	return 0
 }
 
-// Lookup finds the statement an SQL-level EXECUTE names (a PREPARE the
-// session forwarded earlier).
-type Lookup func(name string) (*Statement, bool)
+// Lookup finds the statements an SQL-level EXECUTE may run under a name
+// (the PREPAREs of that name the session forwarded earlier: more than one
+// when the name was prepared again, since the gateway cannot tell which
+// the server kept). A name is decided as the strictest of them.
+type Lookup func(name string) ([]*Statement, bool)
 
 // Decide applies sp to the statements of a query string (parseErr is
 // Parse's error for it). An EXECUTE is decided as the statement it runs,
@@ -76,21 +78,52 @@ func Decide(sp *policy.Statements, stmts []Statement, parseErr error, prepared L
 }
 
 func decideOne(sp *policy.Statements, st *Statement, prepared Lookup) Verdict {
-	s := st
-	switch {
-	case st.Prepared != nil:
-		// PREPARE is decided as what it prepares.
-		s = st.Prepared
-	case st.Execute != "":
-		p, ok := (*Statement)(nil), false
-		if prepared != nil {
-			p, ok = prepared(st.Execute)
+	var out Verdict
+	if st.Execute != "" {
+		out = decideRun(sp, st, st.Execute, prepared)
+	} else {
+		s := st
+		if st.Prepared != nil {
+			// PREPARE is decided as what it prepares.
+			s = st.Prepared
 		}
-		if !ok {
-			return unknownVerdict(sp, st.Text, "EXECUTE of "+st.Execute+", which this session did not prepare through Airlock")
-		}
-		s = p
+		out = decideRules(sp, st, s)
 	}
+	// An EXECUTE inside another statement (CREATE TABLE AS EXECUTE,
+	// EXPLAIN ANALYZE EXECUTE) runs what it names too.
+	for _, name := range st.Runs {
+		if name == st.Execute {
+			continue
+		}
+		if v := decideRun(sp, st, name, prepared); strictness(v.Action) > strictness(out.Action) {
+			out = v
+		}
+	}
+	return out
+}
+
+// decideRun decides st as the statements prepared under name: the
+// strictest of them; unknown when there are none.
+func decideRun(sp *policy.Statements, st *Statement, name string, prepared Lookup) Verdict {
+	var ps []*Statement
+	ok := false
+	if prepared != nil {
+		ps, ok = prepared(name)
+	}
+	if !ok || len(ps) == 0 {
+		return unknownVerdict(sp, st.Text, "EXECUTE of "+name+", which this session did not prepare through Airlock")
+	}
+	var out Verdict
+	for i, p := range ps {
+		if v := decideRules(sp, st, p); i == 0 || strictness(v.Action) > strictness(out.Action) {
+			out = v
+		}
+	}
+	return out
+}
+
+// decideRules applies the rules to s, the statement st runs.
+func decideRules(sp *policy.Statements, st, s *Statement) Verdict {
 	for _, r := range sp.Rules {
 		if matches(&r, s) {
 			v := Verdict{Action: r.Action, Rule: r.Name, Message: r.Message, Statement: st.Text, Class: s.Class, Why: s.Why}

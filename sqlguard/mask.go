@@ -60,7 +60,10 @@ type Catalog struct {
 	// catalogRoutines are the names of functions and operators in
 	// pg_catalog; userRoutines those of any other schema (lower case).
 	catalogRoutines, userRoutines map[string]bool
-	relNames                      map[uint32][2]string // OID → schema, name
+	// volatile are the names of routines with a volatile overload in any
+	// schema (lower case).
+	volatile map[string]bool
+	relNames map[uint32][2]string // OID → schema, name
 }
 
 // MaxCatalogRows bounds the rows a catalog is built from: a database with
@@ -78,7 +81,8 @@ var ErrCatalog = errors.New("sqlguard: cannot build the masking catalog")
 //	a: attrelid, schema and name of the masked relation it is, inherits
 //	   from, or is an ancestor of (a parent's rows include its children's),
 //	   attnum, attname
-//	f: "", 'c' (pg_catalog) or 'u', name
+//	f: "", 'c' (pg_catalog) or 'u', name, provolatile ('v' volatile; ""
+//	   for an operator)
 //
 // Names of masked tables are sent as escape-string literals (E'…', every
 // quote and backslash doubled), so the query is the same whatever
@@ -120,7 +124,7 @@ SELECT 'a', a.attrelid::text, rn.nspname::text, rc.relname::text, a.attnum::text
   JOIN pg_catalog.pg_class rc ON rc.oid = m.root
   JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
 UNION ALL
-SELECT DISTINCT 'f', '', CASE WHEN n.nspname = 'pg_catalog' THEN 'c' ELSE 'u' END, p.proname::text, '', ''
+SELECT DISTINCT 'f', '', CASE WHEN n.nspname = 'pg_catalog' THEN 'c' ELSE 'u' END, p.proname::text, p.provolatile::text, ''
   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 UNION ALL
 SELECT DISTINCT 'f', '', CASE WHEN n.nspname = 'pg_catalog' THEN 'c' ELSE 'u' END, o.oprname::text, '', ''
@@ -134,7 +138,7 @@ func NewCatalog(sp *policy.Statements, rows [][]string) (*Catalog, error) {
 		return nil, fmt.Errorf("%w: more than %d relations and routines", ErrCatalog, MaxCatalogRows)
 	}
 	c := &Catalog{masks: sp, rels: map[uint32]byte{}, names: map[string]relFlags{}, masked: map[colKey]string{},
-		catalogRoutines: map[string]bool{}, userRoutines: map[string]bool{}, relNames: map[uint32][2]string{}}
+		catalogRoutines: map[string]bool{}, userRoutines: map[string]bool{}, volatile: map[string]bool{}, relNames: map[uint32][2]string{}}
 	var attrs [][]string
 	for _, r := range rows {
 		if len(r) != 6 {
@@ -158,6 +162,9 @@ func NewCatalog(sp *policy.Statements, rows [][]string) (*Catalog, error) {
 			attrs = append(attrs, r)
 		case "f":
 			name := strings.ToLower(r[3])
+			if r[4] == "v" {
+				c.volatile[name] = true
+			}
 			if r[2] == "c" {
 				c.catalogRoutines[name] = true
 			} else {
@@ -208,21 +215,28 @@ func (c *Catalog) Masks() int { return len(c.masked) }
 
 // Touches reports whether st may read a masked column in a way a result
 // column's origin does not show: it names a masked relation (or a
-// partition or child of one), any view, or a relation the catalog does
-// not know (created since, temporary, or a CTE's name); or it calls a
+// partition, child or parent of one), any view, or a relation the catalog
+// does not know (created since, temporary, or a CTE's name); or it calls a
 // function or operator that is not PostgreSQL's own (pg_catalog), or that
-// the catalog does not know. An EXECUTE is judged by what it runs
-// (prepared); one whose statement is not found touches.
+// the catalog does not know, or one of PostgreSQL's that reads a query or
+// relation named in a string (readsByName); or it is a FETCH (a cursor's
+// or portal's rows, whose query the statement does not show). An EXECUTE
+// is judged by what it runs (prepared); one whose statement is not found
+// touches.
 func (c *Catalog) Touches(st *Statement, prepared Lookup) bool {
-	switch {
-	case st.Prepared != nil:
+	if st.Prepared != nil {
 		return c.Touches(st.Prepared, prepared)
-	case st.Execute != "":
-		p, ok := (*Statement)(nil), false
-		if prepared != nil {
-			p, ok = prepared(st.Execute)
+	}
+	for _, name := range st.Runs {
+		if c.runTouches(name, prepared) {
+			return true
 		}
-		return !ok || c.Touches(p, nil)
+	}
+	if st.Execute != "" {
+		return c.runTouches(st.Execute, prepared)
+	}
+	if st.Kind == "FetchStmt" {
+		return true
 	}
 	for _, o := range st.Objects {
 		f, ok := c.names[lastTwo(strings.ToLower(o))]
@@ -232,12 +246,65 @@ func (c *Catalog) Touches(st *Statement, prepared Lookup) bool {
 	}
 	for _, l := range [][]string{st.Functions, st.Operators} {
 		for _, fn := range l {
-			if !c.catalogRoutine(strings.ToLower(fn)) {
+			fn = strings.ToLower(fn)
+			if !c.catalogRoutine(fn) {
+				return true
+			}
+			if _, n := split(fn); readsByName[n] {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// runTouches reports whether an EXECUTE of name may touch: any statement
+// prepared under it does, or none is known.
+func (c *Catalog) runTouches(name string, prepared Lookup) bool {
+	var ps []*Statement
+	ok := false
+	if prepared != nil {
+		ps, ok = prepared(name)
+	}
+	if !ok || len(ps) == 0 {
+		return true
+	}
+	for _, p := range ps {
+		if c.Touches(p, nil) {
+			return true
+		}
+	}
+	return false
+}
+
+// readsByName are PostgreSQL's functions that run a query, or read a
+// relation or cursor, named in a string argument: what they read is not
+// in the statement's text.
+var readsByName = map[string]bool{}
+
+func init() {
+	for _, f := range []string{"query", "table", "schema", "database", "cursor"} {
+		for _, suffix := range []string{"_to_xml", "_to_xmlschema", "_to_xml_and_xmlschema"} {
+			readsByName[f+suffix] = true
+		}
+	}
+	for _, f := range []string{"ts_stat", "ts_rewrite"} {
+		readsByName[f] = true
+	}
+}
+
+// volatileCall is the first function st calls that has a volatile
+// overload ("" if none). A volatile function may keep its argument where
+// a later statement reads it without naming a masked table (set_config,
+// large objects, advisory locks, setval, setseed, pg_notify, a function
+// of your own that writes a table).
+func (c *Catalog) volatileCall(st *Statement) string {
+	for _, fn := range st.Functions {
+		if _, n := split(strings.ToLower(fn)); c.volatile[n] {
+			return n
+		}
+	}
+	return ""
 }
 
 // catalogRoutine reports whether a call of name certainly runs one of
@@ -281,21 +348,36 @@ func (c *Catalog) Refusal(st *Statement, prepared Lookup) string {
 	switch s.Kind {
 	case "CreateFunctionStmt", "DefineStmt", "CreateCastStmt", "RuleStmt", "CreateTrigStmt",
 		"CreateEventTrigStmt", "CreateTransformStmt", "AlterFunctionStmt", "DoStmt", "CallStmt",
-		"CreateOpClassStmt", "AlterOperatorStmt", "AlterTypeStmt", "CreatePLangStmt", "CreatePlangStmt":
+		"CreateOpClassStmt", "AlterOperatorStmt", "AlterTypeStmt", "CreatePLangStmt", "CreatePlangStmt",
+		"CreateExtensionStmt", "AlterExtensionStmt", "AlterExtensionContentsStmt":
 		return "defining or running server-side code is refused while columns are masked"
 	}
 	if !c.Touches(st, prepared) {
 		return ""
 	}
 	if st.Execute != "" {
-		p, ok := (*Statement)(nil), false
+		var ps []*Statement
+		ok := false
 		if prepared != nil {
-			p, ok = prepared(st.Execute)
+			ps, ok = prepared(st.Execute)
 		}
-		if !ok {
+		if !ok || len(ps) == 0 {
 			return "EXECUTE of a statement this session did not prepare through Airlock is refused while columns are masked"
 		}
-		s = p
+		for _, p := range ps {
+			if why := c.refusalOf(p); why != "" {
+				return why
+			}
+		}
+		return ""
+	}
+	return c.refusalOf(s)
+}
+
+// refusalOf is Refusal of a statement that touches (not an EXECUTE).
+func (c *Catalog) refusalOf(s *Statement) string {
+	if fn := c.volatileCall(s); fn != "" {
+		return "a statement that may read masked columns may not call a volatile function (" + fn + "): it could keep the value"
 	}
 	switch {
 	case s.Kind == "CopyStmt":
@@ -318,10 +400,16 @@ func (c *Catalog) Column(rel uint32, attnum int16, touching bool) string {
 			return a
 		}
 	}
+	kind, known := c.rels[rel]
+	if rel != 0 && !known {
+		// A relation created since the session began (a temporary table
+		// may borrow a known table's name).
+		return c.masks.UnknownColumnsAction()
+	}
 	if !touching {
 		return ""
 	}
-	switch c.rels[rel] {
+	switch kind {
 	case relTable, relPartitioned, relForeign:
 		if attnum > 0 {
 			return ""

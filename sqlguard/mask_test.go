@@ -32,7 +32,11 @@ func testCatalog(t *testing.T, unknown string) *Catalog {
 		{"f", "", "c", "=", "", ""},
 		{"f", "", "c", "lower", "", ""},
 		{"f", "", "u", "lower", "", ""}, // shadows pg_catalog.lower
-		{"f", "", "u", "get_cards", "", ""},
+		{"f", "", "u", "get_cards", "s", ""},
+		{"f", "", "c", "set_config", "v", ""},
+		{"f", "", "c", "set_config", "s", ""}, // any volatile overload counts
+		{"f", "", "c", "query_to_xml", "s", ""},
+		{"f", "", "u", "log_it", "v", ""},
 	}
 	c, err := NewCatalog(sp, rows)
 	if err != nil {
@@ -61,6 +65,7 @@ func TestCatalogColumns(t *testing.T) {
 		{102, -1, true, policy.ColumnMaskValue}, // a system column
 		{103, 1, true, policy.ColumnMaskValue},  // a view
 		{999, 1, true, policy.ColumnMaskValue},  // a relation made since
+		{999, 1, false, policy.ColumnMaskValue}, // even when the statement names a known table (a temporary one shadows it)
 	} {
 		if a := c.Column(x.rel, x.attnum, x.touching); a != x.want {
 			t.Errorf("Column(%d, %d, %v) = %q, want %q", x.rel, x.attnum, x.touching, a, x.want)
@@ -74,8 +79,8 @@ func TestCatalogColumns(t *testing.T) {
 func TestCatalogTouches(t *testing.T) {
 	c := testCatalog(t, "")
 	p := NewParser(0)
-	prepared := map[string]*Statement{}
-	lookup := func(n string) (*Statement, bool) { s, ok := prepared[n]; return s, ok }
+	prepared := map[string][]*Statement{}
+	lookup := func(n string) ([]*Statement, bool) { s, ok := prepared[n]; return s, ok }
 	for _, x := range []struct {
 		sql     string
 		touches bool
@@ -100,6 +105,18 @@ func TestCatalogTouches(t *testing.T) {
 		{"SELECT public.upper(name) FROM items", true, ""},
 		{"SELECT name ||| 'x' FROM items", true, ""},
 		{"SELECT id FROM salaries", true, ""},
+		// Functions that read what a string names touch; volatile ones
+		// may not be called in a statement that touches.
+		{"SELECT query_to_xml('SELECT card_number FROM orders', true, false, '')", true, ""},
+		{"SELECT pg_catalog.table_to_xml('orders', true, false, '')", true, ""},
+		{"SELECT set_config('x.c', card_number, false) FROM orders", true, "volatile function (set_config)"},
+		{"SELECT set_config('x.c', 'v', false)", false, ""},
+		{"SELECT log_it(card_number) FROM orders", true, "volatile function (log_it)"},
+		{"SELECT count(*) FROM orders WHERE log_it(note)", true, "volatile"},
+		// FETCH reads a cursor's or portal's rows.
+		{"FETCH ALL FROM c1", true, ""},
+		// An EXECUTE inside another statement runs what it names.
+		{"CREATE TABLE t2 AS EXECUTE nope", true, "only reads"},
 		{"INSERT INTO items SELECT * FROM orders", true, "only reads"},
 		{"INSERT INTO items VALUES (1, 'x')", false, ""},
 		{"UPDATE items SET name = 'x' WHERE id = 1", false, ""},
@@ -109,11 +126,17 @@ func TestCatalogTouches(t *testing.T) {
 		{"DECLARE c CURSOR FOR SELECT * FROM orders", true, "cursor"},
 		{"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", false, "server-side code"},
 		{"DO $$BEGIN END$$", false, "server-side code"},
+		{"CREATE EXTENSION tablefunc", false, "server-side code"},
 		{"CALL p()", true, "server-side code"},
 		{"PREPARE w AS DELETE FROM orders WHERE id = 1", true, "only reads"},
 		{"PREPARE r AS SELECT card_number FROM orders", true, ""},
 		{"EXECUTE r", true, ""},
 		{"EXECUTE nope", true, "did not prepare"},
+		{"PREPARE q AS SELECT 1", false, ""},
+		{"EXECUTE q", false, ""},
+		{"PREPARE q AS SELECT card_number || '' FROM orders", true, ""},
+		{"EXECUTE q", true, ""}, // either may run
+		{"CREATE TABLE t3 AS EXECUTE q", true, "only reads"},
 		{"EXPLAIN SELECT * FROM orders", true, ""},
 		{"SET search_path = evil, pg_catalog", false, ""},
 	} {
@@ -130,7 +153,7 @@ func TestCatalogTouches(t *testing.T) {
 			t.Errorf("%s: Refusal %q, want %q", x.sql, r, x.refused)
 		}
 		if st.Prepared != nil {
-			prepared[st.Prepare] = st.Prepared
+			prepared[st.Prepare] = append(prepared[st.Prepare], st.Prepared)
 		}
 	}
 }
