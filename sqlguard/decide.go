@@ -153,36 +153,38 @@ func matches(r *policy.StatementRule, s *Statement) bool {
 	if len(r.Class) > 0 && !contains(r.Class, string(s.Class)) {
 		return false
 	}
-	field := func(patterns, names []string, match func(p, n string, allow bool) bool) bool {
-		if len(patterns) == 0 {
-			return true
-		}
-		if allow {
-			return len(names) > 0 && all(names, func(n string) bool { return some(patterns, func(p string) bool { return match(p, n, true) }) })
-		}
-		return some(names, func(n string) bool { return some(patterns, func(p string) bool { return match(p, n, false) }) })
-	}
-	same := func(p, n string, _ bool) bool { return p == n }
-	return field(r.Forms, s.Forms, same) && field(r.Objects, s.Objects, nameMatches) && field(r.Functions, s.Functions, nameMatches)
+	return fieldMatches(r.Forms, s.Forms, allow, sameName) && fieldMatches(r.Objects, s.Objects, allow, nameMatches) &&
+		fieldMatches(r.Functions, s.Functions, allow, nameMatches)
 }
 
-func some(l []string, f func(string) bool) bool {
-	for _, x := range l {
-		if f(x) {
-			return true
+// fieldMatches reports whether a rule's patterns for one field match a
+// statement's names: any name for a deny-like rule, every name (and at
+// least one) for an allow rule. No patterns match anything.
+func fieldMatches(patterns, names []string, allow bool, match func(p, n string, allow bool) bool) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	if allow && len(names) == 0 {
+		return false
+	}
+	for _, n := range names {
+		hit := false
+		for _, p := range patterns {
+			if match(p, n, allow) {
+				hit = true
+				break
+			}
+		}
+		if hit != allow {
+			// deny: the first name that matches decides; allow: the first
+			// that does not.
+			return hit
 		}
 	}
-	return false
+	return allow
 }
 
-func all(l []string, f func(string) bool) bool {
-	for _, x := range l {
-		if !f(x) {
-			return false
-		}
-	}
-	return true
-}
+func sameName(p, n string, _ bool) bool { return p == n }
 
 func contains(l []string, x string) bool {
 	for _, y := range l {
@@ -222,12 +224,16 @@ func nameMatches(pattern, name string, allow bool) bool {
 	return eq(pSchema, nSchema)
 }
 
+// split cuts a qualified name into its last two parts (db.schema.name →
+// schema, name), without allocating: rules match every statement.
 func split(n string) (schema, name string) {
-	parts := strings.Split(n, ".")
-	switch len(parts) {
-	case 1:
-		return "", parts[0]
-	default:
-		return parts[len(parts)-2], parts[len(parts)-1]
+	i := strings.LastIndexByte(n, '.')
+	if i < 0 {
+		return "", n
 	}
+	schema = n[:i]
+	if j := strings.LastIndexByte(schema, '.'); j >= 0 {
+		schema = schema[j+1:]
+	}
+	return schema, n[i+1:]
 }
