@@ -40,9 +40,16 @@ const maxPrepared = 10000
 
 // maxPreparedAgain bounds the statements one name is remembered for: a
 // name prepared again is decided as every statement it was prepared with
-// (the gateway cannot tell which one the server kept), and a PREPARE past
-// the bound is denied.
+// (the gateway cannot tell which one the server kept). Past the bound the
+// name also counts as an unknown statement (overflowed), and a statement
+// a rule holds is denied rather than prepared under it.
 const maxPreparedAgain = 8
+
+// overflowed stands for the statements a name was prepared with past
+// maxPreparedAgain: unknown, and naming a relation no catalog has (so it
+// touches masked data).
+var overflowed = sqlguard.Statement{Kind: "overflowed", Class: sqlguard.ClassUnknown, Objects: []string{"\x00"},
+	Why: "a statement name prepared more often than the gateway remembers"}
 
 // guard is a session's guardrails state, owned by c2s.
 type guard struct {
@@ -54,6 +61,8 @@ type guard struct {
 	// by name, for the EXECUTEs that name them: every statement a name was
 	// prepared with, since the session began.
 	prepared map[string][]*sqlguard.Statement
+	// overflow are the names prepared past maxPreparedAgain.
+	overflow map[string]bool
 	// cat is the masking catalog when the rules mask columns (mask.go);
 	// touches is whether the last statement decided may read masked
 	// data in a way its result columns do not show.
@@ -65,7 +74,7 @@ func newGuard(rules *policy.Statements) *guard {
 	if rules == nil {
 		return nil
 	}
-	g := &guard{rules: rules, prepared: map[string][]*sqlguard.Statement{}}
+	g := &guard{rules: rules, prepared: map[string][]*sqlguard.Statement{}, overflow: map[string]bool{}}
 	for _, r := range rules.Rules {
 		g.holds = g.holds || policy.IsHold(r.Action)
 	}
@@ -124,6 +133,7 @@ func (g *guard) decideNamed(text, parseName string) sqlguard.Verdict {
 			}
 			if len(old) >= maxPreparedAgain {
 				again = true
+				g.overflow[name] = true
 				return
 			}
 			g.prepared[name] = append(old, st)
@@ -141,9 +151,9 @@ func (g *guard) decideNamed(text, parseName string) sqlguard.Verdict {
 	if parseName != "" && len(stmts) == 1 && stmts[0].Prepared == nil && stmts[0].Execute == "" {
 		remember(parseName, &stmts[0])
 	}
-	if again {
+	if again && policy.IsHold(v.Action) {
 		return sqlguard.Verdict{Action: policy.StatementDeny, Rule: v.Rule, Statement: v.Statement, Class: v.Class,
-			Message: "this statement name was prepared too many times in this session; use a new name"}
+			Message: "this statement name was prepared too many times in this session to hold another one; use a new name"}
 	}
 	if forgotten && policy.IsHold(v.Action) {
 		return sqlguard.Verdict{Action: policy.StatementDeny, Rule: v.Rule, Statement: v.Statement, Class: v.Class,
@@ -251,6 +261,9 @@ func appendMsg(b []byte, typ byte, body []byte) []byte {
 // lookup is the session's sqlguard.Lookup.
 func (g *guard) lookup(name string) ([]*sqlguard.Statement, bool) {
 	ps, ok := g.prepared[name]
+	if ok && g.overflow[name] {
+		return append(ps[:len(ps):len(ps)], &overflowed), true
+	}
 	return ps, ok
 }
 
@@ -258,7 +271,7 @@ func (g *guard) lookup(name string) ([]*sqlguard.Statement, bool) {
 // SQL PREPARE (the protocol's Bind may name it): as the statements it
 // prepared. ok is false when name is not such a statement.
 func (g *guard) decidePrepared(name string) (sqlguard.Verdict, bool) {
-	ps, ok := g.prepared[name]
+	ps, ok := g.lookup(name)
 	if !ok {
 		return sqlguard.Verdict{}, false
 	}

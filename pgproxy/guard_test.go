@@ -54,3 +54,31 @@ func TestGuardHoldsThroughExecute(t *testing.T) {
 		t.Fatalf("Parse x again: %+v", v)
 	}
 }
+
+// A name prepared again and again: every text is remembered up to
+// maxPreparedAgain, then the name also counts as an unknown statement; a
+// held statement is not prepared under it past the bound. The Parse or
+// PREPARE itself stays allowed (drivers reuse names).
+func TestGuardPreparedAgainBounded(t *testing.T) {
+	rules := &policy.Statements{Rules: []policy.StatementRule{
+		{Name: "wipe", Forms: []string{"no_where"}, Action: policy.StatementRequireApproval},
+	}}
+	g := newGuard(rules)
+	for i := range maxPreparedAgain {
+		if v := g.decideNamed("SELECT "+strconv.Itoa(i), "s"); v.Action != policy.StatementAllow {
+			t.Fatalf("Parse %d: %+v", i, v)
+		}
+	}
+	if v := g.decide("EXECUTE s"); v.Action != policy.StatementAllow {
+		t.Fatalf("EXECUTE of a name within the bound: %+v", v)
+	}
+	if v := g.decideNamed("SELECT 99", "s"); v.Action != policy.StatementAllow {
+		t.Fatalf("Parse past the bound: %+v", v)
+	}
+	if v := g.decide("EXECUTE s"); v.Action != policy.StatementDeny || v.Rule != "on_unknown" {
+		t.Fatalf("EXECUTE of an overflowed name: %+v", v)
+	}
+	if v := g.decideNamed("DELETE FROM t", "s"); v.Action != policy.StatementDeny {
+		t.Fatalf("a held statement past the bound: %+v", v)
+	}
+}

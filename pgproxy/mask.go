@@ -153,16 +153,6 @@ func describePortal(portal []byte) []byte {
 	return appendMsg(nil, 'D', body)
 }
 
-// closePortal is the Close message the gateway sends before a Bind of a
-// portal name it has seen bound.
-func closePortal(portal []byte) []byte {
-	body := make([]byte, 0, len(portal)+2)
-	body = append(body, 'P')
-	body = append(body, portal...)
-	body = append(body, 0)
-	return appendMsg(nil, 'C', body)
-}
-
 // maskDetails are a db.guard event's details for masked or denied columns.
 type maskDetails struct {
 	Stmt    int64    `json:"stmt"`

@@ -60,6 +60,9 @@ func (s *session) c2s() airlock.EndReason {
 				return s.c2sErr(err)
 			}
 		case typ == 'S':
+			if s.guard != nil {
+				s.stmts.sync()
+			}
 			s.requests.push(unit{kind: 'S'})
 			if err := p.forward(body); err != nil {
 				return s.c2sErr(err)
@@ -189,20 +192,19 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 			s.upTx = b[5]
 		}
 		s.copyDir = ""
-		s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'C' },
+		last, _ := s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'B' },
 			func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' })
+		if last.kind == 'S' && s.guard != nil {
+			// A batch ended: its Parses, Binds and Closes all ran unless
+			// an error came since the last one (statements.go).
+			s.batchEnded(!s.batchErr)
+			s.batchErr = false
+		}
 	case '1':
 		s.requests.pop(never, func(u unit) bool { return u.kind == 'P' })
-	case '3':
-		// CloseComplete carries nothing: the first one while the gateway's
-		// own Close is the oldest request is as good as its own.
-		if u, ok := s.requests.head(); ok && u.kind == 'C' && u.injected {
-			s.requests.pop(never, func(unit) bool { return true })
-			if _, err := p.whole(total); err != nil {
-				return s.s2cErr(err)
-			}
-			p.consume(total)
-			return ""
+	case '2':
+		if s.mask != nil {
+			s.requests.pop(never, func(u unit) bool { return u.kind == 'B' })
 		}
 	case 'I', 's':
 		s.requests.pop(never, func(u unit) bool { return u.kind == 'E' })
@@ -261,11 +263,12 @@ func (s *session) commandComplete(body []byte) {
 // For a request guardrails replaced it returns the denial to send the
 // client instead (the denial is audited already).
 func (s *session) errorResponse(body []byte) (replace []byte) {
+	s.batchErr = true
 	u, _ := s.requests.head()
 	if u.denied != "" {
 		replace = deniedError(u.denied)
 		s.copyDir = ""
-		if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'C' {
+		if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'B' {
 			s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
 		}
 		return replace
@@ -283,7 +286,7 @@ func (s *session) errorResponse(body []byte) (replace []byte) {
 		Message  string `json:"message,omitempty"`
 	}{stmt, code, sev, msg}))
 	// In the extended protocol the server skips to the next Sync.
-	if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'C' {
+	if u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'B' {
 		s.requests.pop(func(u unit) bool { return u.kind != 'S' }, nil)
 	}
 	return nil

@@ -8,11 +8,11 @@ import (
 
 // unit is one request awaiting its response.
 type unit struct {
-	kind byte // 'Q' query, 'P' parse, 'D' describe, 'E' execute, 'S' sync, 'F' function call, 'C' close
+	kind byte // 'Q' query, 'P' parse, 'B' bind (with masks), 'D' describe, 'E' execute, 'S' sync, 'F' function call
 	stmt int64
 	// touches: the statement may read masked data (mask.go); injected:
-	// a Describe or Close the gateway sent itself, whose answer the
-	// client does not get.
+	// a Describe the gateway sent itself, whose answer the client does
+	// not get.
 	touches, injected bool
 	// denied is set when guardrails replaced the request: the server's
 	// error for the replacement is rewritten into this message.
@@ -53,14 +53,16 @@ func (r *requestQueue) busy() bool {
 }
 
 // pop drops outstanding requests from the front while drop reports true
-// for them, and then also the first one for which last reports true.
-func (r *requestQueue) pop(drop func(unit) bool, last func(unit) bool) {
+// for them, and then also the first one for which last reports true,
+// which it returns.
+func (r *requestQueue) pop(drop func(unit) bool, last func(unit) bool) (popped unit, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for r.next < len(r.q) {
 		u := r.q[r.next]
 		if last != nil && last(u) {
 			r.next++
+			popped, ok = u, true
 			break
 		}
 		if !drop(u) {
@@ -69,6 +71,7 @@ func (r *requestQueue) pop(drop func(unit) bool, last func(unit) bool) {
 		r.next++
 	}
 	r.q, r.next = dbgw.CompactFIFO(r.q, r.next)
+	return popped, ok
 }
 
 func never(unit) bool { return false }

@@ -96,6 +96,14 @@ type session struct {
 	prefix []byte
 
 	app string // client's application_name
+
+	// Batch outcomes (statements.go): batchErr is owned by s2c (an error
+	// since the last Sync's ReadyForQuery); batchOK are the outcomes s2c
+	// reported and c2s has not applied yet (batchDone: some are there).
+	batchErr  bool
+	batchMu   sync.Mutex
+	batchOK   []bool
+	batchDone atomic.Int32
 }
 
 func newSession(g *Gateway, t *Target, cc *clientConn) *session {
@@ -103,7 +111,7 @@ func newSession(g *Gateway, t *Target, cc *clientConn) *session {
 		g: g, id: airlock.NewID("ses"), t: t,
 		client: cc.Conn, cr: cc.r,
 		life:  dbgw.NewLife(),
-		stmts: statements{prepared: map[string]*stmtInfo{}, portals: map[string]portalInfo{}},
+		stmts: statements{prepared: map[string]*stmtInfo{}, portals: map[string]*portalInfo{}},
 		guard: newGuard(t.Statements),
 	}
 	s.receipts = s.newReceipts()

@@ -13,10 +13,33 @@ import (
 // statements is a session's statement bookkeeping, owned by the
 // client→server direction: the last statement number, and the prepared
 // statements and bound portals by name.
+//
+// In the extended protocol the server skips every message after an
+// error up to the next Sync, so a Parse, Bind or Close the gateway
+// forwarded may not have happened: the old statement or portal is still
+// there. Each record keeps, in prev, what the name held before, until the
+// batch (the messages up to a Sync) that changed it is confirmed to have
+// run without an error (confirm). A message in the same batch as the
+// change sees the change alone (had the change failed, the message would
+// have been skipped); a later one sees the change and every unconfirmed
+// or failed predecessor, and is decided as the strictest of them.
 type statements struct {
 	no       int64
 	prepared map[string]*stmtInfo
-	portals  map[string]portalInfo
+	portals  map[string]*portalInfo
+	// batch numbers the current batch (Syncs sent so far); changed are
+	// the records it changed; pending the batches sent and not yet
+	// confirmed, oldest first.
+	batch   int64
+	changed []change
+	pending [][]change
+}
+
+// change is a record a batch made under name (one of the two is set).
+type change struct {
+	name   string
+	stmt   *stmtInfo
+	portal *portalInfo
 }
 
 // stmtInfo is a prepared statement as parsed.
@@ -29,6 +52,11 @@ type stmtInfo struct {
 	raw  string // the text, kept for holds only (shown to approvers)
 	// touches: the statement may read masked data (mask.go).
 	touches bool
+	// batch made the record; closed: a Close of the name; prev: what the
+	// name held before, while that is uncertain.
+	batch  int64
+	closed bool
+	prev   *stmtInfo
 }
 
 // portalInfo is a bound portal.
@@ -38,11 +66,142 @@ type portalInfo struct {
 	hold    *sqlguard.Verdict
 	raw     string
 	touches bool
+	// approved: the portal's held run was approved (an Execute resuming
+	// it is not held again).
+	approved bool
+	batch    int64
+	closed   bool
+	prev     *portalInfo
+}
+
+// effective is what a message of batch cur may find under a statement
+// name: whether any candidate exists, may touch masked data, or is held.
+func (st *stmtInfo) effective(cur int64) (found, touches bool, hold *sqlguard.Verdict, raw string) {
+	for x := st; x != nil; x = x.prev {
+		if !x.closed {
+			found = true
+			touches = touches || x.touches
+			if hold == nil && x.hold != nil {
+				hold, raw = x.hold, x.raw
+			}
+		}
+		if x.batch == cur {
+			break // the change this message follows happened, or it is skipped
+		}
+	}
+	return found, touches, hold, raw
+}
+
+// effective is portalInfo's counterpart of stmtInfo.effective; pi is the
+// newest candidate found (its statement name and parameters are audited).
+func (p *portalInfo) effective(cur int64) (pi *portalInfo, touches bool, hold *sqlguard.Verdict, raw string) {
+	for x := p; x != nil; x = x.prev {
+		if !x.closed {
+			if pi == nil {
+				pi = x
+			}
+			touches = touches || x.touches
+			if hold == nil && x.hold != nil && !x.approved {
+				hold, raw = x.hold, x.raw
+			}
+		}
+		if x.batch == cur {
+			break
+		}
+	}
+	return pi, touches, hold, raw
+}
+
+// sync ends the current batch (the client sent Sync).
+func (st *statements) sync() int64 {
+	b := st.batch
+	st.pending = append(st.pending, st.changed)
+	st.changed = nil
+	st.batch++
+	return b
+}
+
+// confirm settles the oldest pending batch: ran without an error (ok) —
+// its records are then certain — or not, and its records keep their
+// predecessors for good.
+func (st *statements) confirm(ok bool) {
+	if len(st.pending) == 0 {
+		return
+	}
+	changes := st.pending[0]
+	st.pending[0] = nil
+	st.pending = st.pending[1:]
+	if !ok {
+		return
+	}
+	for _, c := range changes {
+		switch {
+		case c.stmt != nil:
+			c.stmt.prev = nil
+			if c.stmt.closed && st.prepared[c.name] == c.stmt {
+				delete(st.prepared, c.name)
+			}
+		case c.portal != nil:
+			c.portal.prev = nil
+			if c.portal.closed && st.portals[c.name] == c.portal {
+				delete(st.portals, c.name)
+			}
+		}
+	}
+}
+
+// setStmt records st under name in the current batch.
+func (st *statements) setStmt(name string, rec *stmtInfo, track bool) {
+	rec.batch = st.batch
+	if track {
+		rec.prev = st.prepared[name]
+		st.changed = append(st.changed, change{name: name, stmt: rec})
+	}
+	st.prepared[name] = rec
+}
+
+// setPortal records p under name in the current batch.
+func (st *statements) setPortal(name string, p *portalInfo, track bool) {
+	p.batch = st.batch
+	if track {
+		p.prev = st.portals[name]
+		st.changed = append(st.changed, change{name: name, portal: p})
+	}
+	st.portals[name] = p
+}
+
+// confirmBatches applies the batch outcomes the server→client direction
+// has seen since the last call.
+func (s *session) confirmBatches() {
+	if s.batchDone.Load() == 0 {
+		return
+	}
+	s.batchMu.Lock()
+	done := s.batchOK
+	s.batchOK = nil
+	s.batchDone.Store(0)
+	s.batchMu.Unlock()
+	for _, ok := range done {
+		s.stmts.confirm(ok)
+	}
+}
+
+// batchEnded is the server→client direction's report of a batch's end.
+func (s *session) batchEnded(ok bool) {
+	s.batchMu.Lock()
+	s.batchOK = append(s.batchOK, ok)
+	s.batchDone.Store(1)
+	s.batchMu.Unlock()
 }
 
 // inspect audits a client message before it is forwarded. It reports
 // false for a malformed message.
 func (s *session) inspect(typ byte, body []byte) bool {
+	track := s.guard != nil
+	if track {
+		s.confirmBatches()
+	}
+	cur := s.stmts.batch
 	switch typ {
 	case 'Q':
 		text, _, ok := cstring(body)
@@ -78,7 +237,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		st := &stmtInfo{no: s.stmts.no, text: newStmtText(text)}
 		key := string(name)
 		old := s.stmts.prepared[key]
-		s.stmts.prepared[key] = st
+		s.stmts.setStmt(key, st, track)
 		d := queryJSON[string]{kind: "parse", stmt: st.no, name: key}
 		d.setText(st.text)
 		e := queryEvent(s, &d)
@@ -87,7 +246,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			// Decided at Parse, held at each Execute: the server may hold
 			// the statement, it runs only when a portal of it is executed.
 			st.hold, st.raw = hold, string(text)
-		} else if key != "" && old != nil && old.hold != nil {
+		} else if key != "" && old != nil && old.hold != nil && !old.closed {
 			// The server refuses a Parse of a name it already holds
 			// (42P05): what an Execute of it runs is still the held
 			// statement, so it stays held.
@@ -100,7 +259,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			s.replacement = deniedParse(name)
 		}
 		st.touches = s.touches()
-		if old != nil && old.touches && key != "" {
+		if old != nil && old.touches && !old.closed && key != "" {
 			st.touches = true // as for holds: the server may keep the old one
 		}
 		s.requests.push(unit{kind: 'P', stmt: s.stmts.no, denied: denied, touches: st.touches})
@@ -118,45 +277,53 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if string(portal) == deniedPortal {
 			return false // reserved for refused Executes
 		}
-		pi := portalInfo{stmt: string(stmt), touches: s.mask != nil}
+		pi := &portalInfo{stmt: string(stmt)}
+		found := false
 		if st := s.stmts.prepared[pi.stmt]; st != nil {
-			pi.hold, pi.raw = st.hold, st.raw
-			pi.touches = pi.touches && st.touches
-		} else if s.guard != nil {
-			if s.mask != nil {
-				pi.touches = s.guard.preparedTouches(pi.stmt)
+			found, pi.touches, pi.hold, pi.raw = st.effective(cur)
+		}
+		if s.guard != nil && pi.stmt != "" {
+			// A named statement may also be one SQL PREPAREd (Bind may
+			// name it), or one prepared under the name before a DEALLOCATE
+			// the gateway does not follow: the guard remembers every
+			// statement prepared under the name.
+			if _, known := s.guard.prepared[pi.stmt]; known || !found {
+				if s.mask != nil {
+					pi.touches = pi.touches || s.guard.preparedTouches(pi.stmt)
+				}
+				if v, ok := s.guard.decidePrepared(pi.stmt); ok && policy.IsHold(v.Action) && pi.hold == nil {
+					pi.hold, pi.raw = &v, v.Statement
+				}
 			}
-			// A statement SQL PREPAREd: Bind may name it too.
-			if v, ok := s.guard.decidePrepared(pi.stmt); ok && policy.IsHold(v.Action) {
-				pi.hold, pi.raw = &v, v.Statement
-			}
+		} else if !found {
+			pi.touches = s.mask != nil
+		}
+		if s.mask == nil {
+			pi.touches = false
 		}
 		if s.t.LogParameters {
 			if pi.params, ok = bindParams(rest); !ok {
 				return false
 			}
 		}
-		if _, bound := s.stmts.portals[string(portal)]; bound && s.guard != nil && (s.mask != nil || s.guard.holds) {
-			// The portal may still exist on the server. A Bind the server
-			// refuses (a named portal that exists, 42P03; a missing
-			// statement) would leave it there — and a ROLLBACK TO
-			// SAVEPOINT usable — under this record of the new one, whose
-			// masks and holds are not its own. The gateway closes it
-			// first, so that the portal is the new one or none.
-			s.prefix = closePortal(portal)
-			s.requests.push(unit{kind: 'C', stmt: s.stmts.no, injected: true})
+		s.stmts.setPortal(string(portal), pi, track)
+		if s.mask != nil {
+			// Bind plans the statement, which may run functions: its
+			// error is withheld like the statement's.
+			s.requests.push(unit{kind: 'B', stmt: s.stmts.no, touches: pi.touches})
 		}
-		s.stmts.portals[string(portal)] = pi
 	case 'E':
 		portal, _, ok := cstring(body)
 		if !ok {
 			return false
 		}
-		pi, found := s.stmts.portals[string(portal)]
-		if !found {
+		rec := s.stmts.portals[string(portal)]
+		pi, touches, hold, raw := rec.effective(cur)
+		if pi == nil {
 			// A cursor's name, or a portal the server does not have.
-			pi.touches = s.mask != nil
+			pi, touches = &portalInfo{}, true
 		}
+		touches = touches && s.mask != nil
 		d := queryJSON[string]{kind: "execute", name: pi.stmt, portal: string(portal), params: pi.params}
 		if st := s.stmts.prepared[pi.stmt]; st != nil {
 			d.parseStmt = st.no
@@ -167,26 +334,26 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		s.countStatement()
 		e := queryEvent(s, &d)
 		denied, ge := "", (*airlock.Event)(nil)
-		if pi.hold != nil {
-			denied, ge = s.holdStatement(s.stmts.no, *pi.hold, []byte(pi.raw))
+		if hold != nil {
+			denied, ge = s.holdStatement(s.stmts.no, *hold, []byte(raw))
 			if denied != "" {
 				e.Outcome = airlock.OutcomeDenied
 				s.replacement = deniedExecute()
-			} else {
+			} else if rec != nil && rec.prev == nil {
 				// Approved: the portal's statement has started; an Execute
 				// resuming it (after PortalSuspended) fetches more of the
-				// same run, not another one.
-				pi.hold = nil
-				s.stmts.portals[string(portal)] = pi
+				// same run, not another one. (Only when the portal is
+				// certain: else every candidate stays held.)
+				rec.approved = true
 			}
 		}
 		if s.mask != nil && denied == "" {
 			// The rows of this Execute follow a RowDescription the gateway
 			// asks for itself (mask.go).
 			s.prefix = describePortal(portal)
-			s.requests.push(unit{kind: 'D', stmt: s.stmts.no, touches: pi.touches, injected: true})
+			s.requests.push(unit{kind: 'D', stmt: s.stmts.no, touches: touches, injected: true})
 		}
-		s.requests.push(unit{kind: 'E', stmt: s.stmts.no, denied: denied, touches: pi.touches})
+		s.requests.push(unit{kind: 'E', stmt: s.stmts.no, denied: denied, touches: touches})
 		s.submit(e)
 		s.submitGuard(ge)
 	case 'D':
@@ -202,14 +369,16 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		touches := true
 		switch body[0] {
 		case 'S':
+			found := false
 			if st := s.stmts.prepared[string(name)]; st != nil {
-				touches = st.touches
-			} else {
-				touches = s.guard.preparedTouches(string(name))
+				found, touches, _, _ = st.effective(cur)
+			}
+			if _, known := s.guard.prepared[string(name)]; len(name) > 0 && (known || !found) {
+				touches = touches || s.guard.preparedTouches(string(name))
 			}
 		case 'P':
-			if pi, ok := s.stmts.portals[string(name)]; ok {
-				touches = pi.touches
+			if pi, t, _, _ := s.stmts.portals[string(name)].effective(cur); pi != nil {
+				touches = t
 			}
 		default:
 			return false
@@ -225,9 +394,17 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		}
 		switch body[0] {
 		case 'S':
-			delete(s.stmts.prepared, string(name))
+			if track {
+				s.stmts.setStmt(string(name), &stmtInfo{closed: true}, true)
+			} else {
+				delete(s.stmts.prepared, string(name))
+			}
 		case 'P':
-			delete(s.stmts.portals, string(name))
+			if track {
+				s.stmts.setPortal(string(name), &portalInfo{closed: true}, true)
+			} else {
+				delete(s.stmts.portals, string(name))
+			}
 		default:
 			return false
 		}

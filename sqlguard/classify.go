@@ -57,6 +57,10 @@ type Statement struct {
 	// Operators are the operators used (=, ||, or a qualified
 	// OPERATOR(schema.op)), for column masking: an operator is a function.
 	Operators []string
+	// Attributes are the last names of qualified column references and
+	// field selections (o.x, (v).x): PostgreSQL calls a function x(o)
+	// when o has no column x, so for masking each may be a call.
+	Attributes []string
 	// Prepare is the name of an SQL-level PREPARE; Prepared is its
 	// statement, classified (the class of PREPARE itself is utility).
 	Prepare  string
@@ -302,6 +306,33 @@ func collect(m protoreflect.Message, s *Statement) {
 			}
 		case *pg.ExecuteStmt:
 			s.Runs = append(s.Runs, strings.ToLower(n.Name))
+		case *pg.SubLink:
+			// x op ANY/ALL (SELECT …); IN (SELECT …) runs =.
+			if name := namesOf(n.OperName); name != "" {
+				s.Operators = append(s.Operators, name)
+			} else if n.SubLinkType == pg.SubLinkType_ANY_SUBLINK || n.SubLinkType == pg.SubLinkType_ALL_SUBLINK {
+				s.Operators = append(s.Operators, "=")
+			}
+		case *pg.SortBy:
+			if name := namesOf(n.UseOp); name != "" {
+				s.Operators = append(s.Operators, name)
+			}
+		case *pg.CaseExpr:
+			if n.Arg != nil {
+				s.Operators = append(s.Operators, "=") // CASE x WHEN y compares with =
+			}
+		case *pg.ColumnRef:
+			if len(n.Fields) > 1 {
+				if f := n.Fields[len(n.Fields)-1].GetString_(); f != nil {
+					s.Attributes = append(s.Attributes, f.Sval)
+				}
+			}
+		case *pg.A_Indirection:
+			for _, i := range n.Indirection {
+				if f := i.GetString_(); f != nil {
+					s.Attributes = append(s.Attributes, f.Sval)
+				}
+			}
 		case *pg.InsertStmt, *pg.MergeStmt:
 			s.hasWriteNode = true
 		case *pg.UpdateStmt:

@@ -37,6 +37,8 @@ func testCatalog(t *testing.T, unknown string) *Catalog {
 		{"f", "", "c", "set_config", "s", ""}, // any volatile overload counts
 		{"f", "", "c", "query_to_xml", "s", ""},
 		{"f", "", "u", "log_it", "v", ""},
+		{"f", "", "u", "###", "v", ""},
+		{"f", "", "u", "#<", "s", ""},
 	}
 	c, err := NewCatalog(sp, rows)
 	if err != nil {
@@ -113,6 +115,14 @@ func TestCatalogTouches(t *testing.T) {
 		{"SELECT set_config('x.c', 'v', false)", false, ""},
 		{"SELECT log_it(card_number) FROM orders", true, "volatile function (log_it)"},
 		{"SELECT count(*) FROM orders WHERE log_it(note)", true, "volatile"},
+		{"SELECT (card_number).log_it FROM orders", true, "volatile function (log_it)"},
+		{"SELECT o.log_it FROM orders o", true, "volatile function (log_it)"},
+		{"SELECT i.get_cards FROM items i", true, ""}, // attribute notation of a function of your own
+		{"SELECT i.name FROM items i", false, ""},
+		{"SELECT 1 FROM orders WHERE card_number ### 'x'", true, "volatile function (###)"},
+		{"SELECT 1 WHERE 1 #< ANY (SELECT 1)", true, ""},
+		{"SELECT id FROM items ORDER BY id USING #<", true, ""},
+		{"CREATE DOMAIN d AS text CHECK (VALUE = '')", false, "server-side code"},
 		// FETCH reads a cursor's or portal's rows.
 		{"FETCH ALL FROM c1", true, ""},
 		// An EXECUTE inside another statement runs what it names.
