@@ -61,6 +61,7 @@ func (s *session) c2s() airlock.EndReason {
 			}
 		case typ == 'S':
 			if s.guard != nil {
+				s.confirmBatches() // so that pending stays as long as the unanswered Syncs
 				s.stmts.sync()
 			}
 			s.requests.push(unit{kind: 'S'})
