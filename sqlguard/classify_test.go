@@ -173,6 +173,13 @@ func TestDecide(t *testing.T) {
 		{"SELEC 1", policy.StatementDeny, "on_unknown"},
 		{"EXECUTE nothing_prepared", policy.StatementDeny, "on_unknown"},
 		{"PREPARE p AS DELETE FROM orders", policy.StatementDeny, "destructive"},
+		// Bypass attempts: quoting, comments and case do not change what
+		// the grammar sees.
+		{"DELETE FROM orders WHERE $x$a$x$ = $x$a$x$", policy.StatementDeny, "destructive"},
+		{"DeLeTe/**/FROM/* x */orders -- WHERE id = 1", policy.StatementDeny, "destructive"},
+		{"DO $q$BEGIN EXECUTE 'DELETE FROM orders'; END$q$", policy.StatementDeny, "on_unknown"},
+		{"SELECT \"pg_read_file\"('/etc/passwd')", policy.StatementDeny, "no-files"},
+		{"SELECT * INTO copy FROM orders WHERE true; TRUNCATE orders", policy.StatementDeny, "destructive"},
 	}
 	for _, c := range cases {
 		v := decide(t, guard, c.text, nil)
