@@ -81,8 +81,9 @@ var ErrCatalog = errors.New("sqlguard: cannot build the masking catalog")
 //	a: attrelid, schema and name of the masked relation it is, inherits
 //	   from, or is an ancestor of (a parent's rows include its children's),
 //	   attnum, attname
-//	f: "", 'c' (pg_catalog) or 'u', name, provolatile ('v' volatile; of
-//	   an operator, its function's)
+//	f: "", 'c' (only in pg_catalog), 'u' (only in other schemas) or 'b'
+//	   (both), name, 'v' when some routine of the name is volatile (of an
+//	   operator, its function) else ""
 //
 // Names of masked tables are sent as escape-string literals (E'…', every
 // quote and backslash doubled), so the query is the same whatever
@@ -124,12 +125,15 @@ SELECT 'a', a.attrelid::text, rn.nspname::text, rc.relname::text, a.attnum::text
   JOIN pg_catalog.pg_class rc ON rc.oid = m.root
   JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
 UNION ALL
-SELECT DISTINCT 'f', '', CASE WHEN n.nspname = 'pg_catalog' THEN 'c' ELSE 'u' END, p.proname::text, p.provolatile::text, ''
-  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+SELECT 'f', '', CASE WHEN pg_catalog.bool_and(p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace) THEN 'c'
+         WHEN pg_catalog.bool_or(p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace) THEN 'b' ELSE 'u' END,
+       p.proname::text, CASE WHEN pg_catalog.bool_or(p.provolatile = 'v') THEN 'v' ELSE '' END, ''
+  FROM pg_catalog.pg_proc p GROUP BY p.proname
 UNION ALL
-SELECT DISTINCT 'f', '', CASE WHEN n.nspname = 'pg_catalog' THEN 'c' ELSE 'u' END, o.oprname::text, COALESCE(p.provolatile::text, ''), ''
-  FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-  LEFT JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode`, nil
+SELECT 'f', '', CASE WHEN pg_catalog.bool_and(o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace) THEN 'c'
+         WHEN pg_catalog.bool_or(o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace) THEN 'b' ELSE 'u' END,
+       o.oprname::text, CASE WHEN pg_catalog.bool_or(p.provolatile = 'v') THEN 'v' ELSE '' END, ''
+  FROM pg_catalog.pg_operator o LEFT JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode GROUP BY o.oprname`, nil
 }
 
 // NewCatalog builds the catalog of sp's masks from the rows of
@@ -166,9 +170,13 @@ func NewCatalog(sp *policy.Statements, rows [][]string) (*Catalog, error) {
 			if r[4] == "v" {
 				c.volatile[name] = true
 			}
-			if r[2] == "c" {
+			switch r[2] {
+			case "c":
 				c.catalogRoutines[name] = true
-			} else {
+			case "b":
+				c.catalogRoutines[name] = true
+				c.userRoutines[name] = true
+			default:
 				c.userRoutines[name] = true
 			}
 		default:

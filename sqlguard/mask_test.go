@@ -38,6 +38,7 @@ func testCatalog(t *testing.T, unknown string) *Catalog {
 		{"f", "", "c", "query_to_xml", "s", ""},
 		{"f", "", "u", "log_it", "v", ""},
 		{"f", "", "u", "###", "v", ""},
+		{"f", "", "b", "btrim", "", ""}, // in pg_catalog and another schema
 		{"f", "", "u", "#<", "s", ""},
 	}
 	c, err := NewCatalog(sp, rows)
@@ -103,6 +104,8 @@ func TestCatalogTouches(t *testing.T) {
 		{"SELECT lower(name) FROM items", true, ""}, // a user's lower may shadow pg_catalog's
 		{"SELECT pg_catalog.lower(name) FROM items", false, ""},
 		{"SELECT upper(name) FROM items", false, ""},
+		{"SELECT btrim(name) FROM items", true, ""},
+		{"SELECT pg_catalog.btrim(name) FROM items", false, ""},
 		{"SELECT get_cards()", true, ""},
 		{"SELECT public.upper(name) FROM items", true, ""},
 		{"SELECT name ||| 'x' FROM items", true, ""},
