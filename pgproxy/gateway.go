@@ -40,6 +40,8 @@ const (
 	msgShutdown          = "airlock: server shutting down — session closed"
 	msgAuditFailed       = "airlock: audit log unavailable — session closed"
 	msgTooLarge          = "airlock: message too large or malformed — session closed"
+	msgDuringCopy        = "airlock: a message other than CopyData, CopyDone, CopyFail, Flush or Sync during COPY FROM STDIN — session closed"
+	msgTooManyNames      = "airlock: too many prepared statements or portals open in one session — session closed"
 	msgUnavailable       = "airlock: store unavailable — retry; GET /readyz on the Airlock server shows when it is back"
 	msgUpstreamError     = "airlock: cannot connect to the resource's database; try again, or ask an administrator to check the resource"
 	msgUpstreamCleartext = "airlock: the resource's database asked for a cleartext password over a connection whose server certificate is not verified; " +

@@ -20,6 +20,34 @@ func (s *session) c2s() airlock.EndReason {
 		}
 		total := 5 + body
 		s.bytesIn.Add(int64(total))
+		if typ != 'H' && typ != 'X' {
+			// The copy gate (requests.go).
+			copying, ok, err := s.requests.copyMode(s.flushServer, s.life.Done())
+			if err != nil {
+				return s.c2sErr(err)
+			}
+			if !ok {
+				return ""
+			}
+			if copying {
+				switch typ {
+				case 'd':
+				case 'c', 'f':
+					s.requests.setCopying(false) // before the server can start another
+				case 'S':
+					// Ignored by the server in copy-in mode: not forwarded, so
+					// that no request waits for its ReadyForQuery.
+					if _, err := p.whole(total); err != nil {
+						return s.c2sErr(err)
+					}
+					p.consume(total)
+					continue
+				default:
+					s.kill(airlock.EndProtocolViolation, codeProtocol, msgDuringCopy)
+					return ""
+				}
+			}
+		}
 		switch typ {
 		case 'P', 'B', 'E', 'C', 'D':
 			s.unsynced = true
@@ -84,6 +112,10 @@ func (s *session) c2s() airlock.EndReason {
 			_ = p.w.Flush()
 			return airlock.EndClientTerminated
 		case typ == 'D' || typ == 'H' || typ == 'd' || typ == 'c' || typ == 'f':
+			if typ == 'D' {
+				// Its answer (or error) is a response of its own.
+				s.requests.push(unit{kind: 'D', stmt: s.stmts.no})
+			}
 			if err := p.forward(body); err != nil {
 				return s.c2sErr(err)
 			}
@@ -92,6 +124,21 @@ func (s *session) c2s() airlock.EndReason {
 		}
 	}
 }
+
+// flushServer sends what c2s forwarded, with a Flush of the gateway's
+// own: in the extended protocol the server keeps its responses until a
+// Sync or Flush, and the copy gate waits for them. A Flush has no
+// response, and the server ignores it in copy-in mode and while it skips
+// to a Sync.
+func (s *session) flushServer() error {
+	p := &s.c2sPipe
+	if _, err := p.w.Write(flushMsg); err != nil {
+		return err
+	}
+	return p.w.Flush()
+}
+
+var flushMsg = []byte{'H', 0, 0, 0, 4}
 
 func (s *session) c2sErr(err error) airlock.EndReason {
 	switch {
@@ -155,16 +202,25 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 	}
 	switch typ {
 	case 'C', 'E':
-		if total > 1<<20 {
-			break // not worth buffering: relay as is below
+		// A message too large to hold whole is relayed as it streams, its
+		// bookkeeping done from its start (an error's severity and code
+		// come before its message).
+		large := total > 1<<20
+		var b []byte
+		var err error
+		if large {
+			b, err = p.peek(min(total, p.r.Size()), true)
+		} else {
+			b, err = p.whole(total)
 		}
-		b, err := p.whole(total)
 		if err != nil {
 			return s.s2cErr(err)
 		}
+		replaced := false
 		if typ == 'C' {
 			s.commandComplete(b[5:])
 		} else {
+			s.requests.setCopying(false)
 			withhold := false
 			if s.mask != nil {
 				u, _ := s.requests.head()
@@ -172,14 +228,28 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 				s.mask.plan = nil
 			}
 			if withhold {
-				b = withheld('E', b[5:])
+				b, replaced = withheld('E', b[5:]), true
 			}
 			if r := s.errorResponse(b[5:]); r != nil {
-				b = r
+				b, replaced = r, true
 			}
 		}
+		if large && !replaced {
+			s.s2cMid = true
+			if err := p.forward(body); err != nil {
+				return s.s2cErr(err)
+			}
+			s.s2cMid = false
+			return ""
+		}
 		_, err = p.w.Write(b)
-		p.consume(total)
+		if large {
+			if err == nil {
+				err = p.skipN(total)
+			}
+		} else {
+			p.consume(total)
+		}
 		if err != nil {
 			return s.s2cErr(err)
 		}
@@ -198,15 +268,16 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 		if last.kind == 'S' && s.guard != nil {
 			// A batch ended: its Parses, Binds and Closes all ran unless
 			// an error came since the last one (statements.go).
-			s.batchEnded(!s.batchErr)
+			s.batchEnded(!s.batchErr, s.upTx == 'I')
 			s.batchErr = false
 		}
 	case '1':
 		s.requests.pop(never, func(u unit) bool { return u.kind == 'P' })
 	case '2':
-		if s.mask != nil {
-			s.requests.pop(never, func(u unit) bool { return u.kind == 'B' })
-		}
+		s.requests.pop(never, func(u unit) bool { return u.kind == 'B' })
+	case 'T', 'n':
+		// (With masks s2cMasked takes these.)
+		s.requests.pop(never, func(u unit) bool { return u.kind == 'D' })
 	case 'I', 's':
 		s.requests.pop(never, func(u unit) bool { return u.kind == 'E' })
 	case 'G', 'H', 'W':
@@ -216,10 +287,12 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 		switch typ {
 		case 'G':
 			s.copyDir = "in"
+			s.requests.setCopying(true)
 		case 'H':
 			s.copyDir = "out"
 		default:
 			s.copyDir = "both"
+			s.requests.setCopying(true)
 		}
 	}
 	s.s2cMid = true
@@ -303,12 +376,6 @@ func (s *session) s2cMasked(p *pipe, typ byte, total int) (done bool, r airlock.
 			return false, ""
 		}
 	case 'T', 'n':
-	case 'E':
-		// Small errors are withheld in s2cMessage, with the rest of their
-		// bookkeeping; a large one here.
-		if u, _ := s.requests.head(); !u.touches || total <= 1<<20 {
-			return false, ""
-		}
 	case 'N':
 		if u, _ := s.requests.head(); !u.touches {
 			return false, ""
@@ -333,12 +400,6 @@ func (s *session) s2cMasked(p *pipe, typ byte, total int) (done bool, r airlock.
 		}
 	case 'N':
 		out = withheld('N', b[5:])
-	case 'E':
-		m.plan = nil
-		out = withheld('E', b[5:])
-		if r := s.errorResponse(out[5:]); r != nil {
-			out = r
-		}
 	case 'n':
 		m.plan = nil
 		u, _ := s.requests.head()

@@ -102,7 +102,7 @@ type session struct {
 	// reported and c2s has not applied yet (batchDone: some are there).
 	batchErr  bool
 	batchMu   sync.Mutex
-	batchOK   []bool
+	batchOK   []batchOutcome
 	batchDone atomic.Int32
 }
 

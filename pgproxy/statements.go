@@ -50,37 +50,54 @@ type stmtInfo struct {
 	// portal bound to it is held (hold.go).
 	hold *sqlguard.Verdict
 	raw  string // the text, kept for holds only (shown to approvers)
-	// touches: the statement may read masked data (mask.go).
-	touches bool
+	// touches: the statement may read masked data (mask.go); copyIn: it
+	// may start a COPY FROM STDIN (requests.go).
+	touches, copyIn bool
 	// batch made the record; closed: a Close of the name; prev: what the
-	// name held before, while that is uncertain.
+	// name held before, while that is uncertain; change: the record's
+	// index in its batch's changes.
 	batch  int64
 	closed bool
 	prev   *stmtInfo
+	change int
 }
 
 // portalInfo is a bound portal.
 type portalInfo struct {
-	stmt    string
-	params  []*string
-	hold    *sqlguard.Verdict
-	raw     string
-	touches bool
+	stmt            string
+	params          []*string
+	hold            *sqlguard.Verdict
+	raw             string
+	touches, copyIn bool
 	// approved: the portal's held run was approved (an Execute resuming
 	// it is not held again).
 	approved bool
 	batch    int64
 	closed   bool
 	prev     *portalInfo
+	change   int
 }
+
+// maxNames bounds the statement and portal names a session with
+// guardrails keeps records for (the client chooses them; a name changed
+// in a batch with an error is kept even when the server skipped the
+// change). Past it the session is ended: forgetting a name the server
+// may hold would let it run undecided.
+const maxNames = 10000
+
+// maxCandidates bounds the records kept under one name: older
+// candidates are merged into the last one kept, which then stands for
+// all of them (the strictest of each).
+const maxCandidates = 8
 
 // effective is what a message of batch cur may find under a statement
 // name: whether any candidate exists, may touch masked data, or is held.
-func (st *stmtInfo) effective(cur int64) (found, touches bool, hold *sqlguard.Verdict, raw string) {
+func (st *stmtInfo) effective(cur int64) (found, touches, copyIn bool, hold *sqlguard.Verdict, raw string) {
 	for x := st; x != nil; x = x.prev {
 		if !x.closed {
 			found = true
 			touches = touches || x.touches
+			copyIn = copyIn || x.copyIn
 			if hold == nil && x.hold != nil {
 				hold, raw = x.hold, x.raw
 			}
@@ -89,18 +106,19 @@ func (st *stmtInfo) effective(cur int64) (found, touches bool, hold *sqlguard.Ve
 			break // the change this message follows happened, or it is skipped
 		}
 	}
-	return found, touches, hold, raw
+	return found, touches, copyIn, hold, raw
 }
 
 // effective is portalInfo's counterpart of stmtInfo.effective; pi is the
 // newest candidate found (its statement name and parameters are audited).
-func (p *portalInfo) effective(cur int64) (pi *portalInfo, touches bool, hold *sqlguard.Verdict, raw string) {
+func (p *portalInfo) effective(cur int64) (pi *portalInfo, touches, copyIn bool, hold *sqlguard.Verdict, raw string) {
 	for x := p; x != nil; x = x.prev {
 		if !x.closed {
 			if pi == nil {
 				pi = x
 			}
 			touches = touches || x.touches
+			copyIn = copyIn || x.copyIn
 			if hold == nil && x.hold != nil && !x.approved {
 				hold, raw = x.hold, x.raw
 			}
@@ -109,7 +127,45 @@ func (p *portalInfo) effective(cur int64) (pi *portalInfo, touches bool, hold *s
 			break
 		}
 	}
-	return pi, touches, hold, raw
+	return pi, touches, copyIn, hold, raw
+}
+
+// absorb makes st stand for itself and n too (n is newer): a candidate
+// if either is, and the strictest of both.
+func (st *stmtInfo) absorb(n *stmtInfo) {
+	switch {
+	case n.closed:
+	case st.closed:
+		st.closed, st.no, st.text, st.hold, st.raw, st.touches, st.copyIn = false, n.no, n.text, n.hold, n.raw, n.touches, n.copyIn
+	default:
+		st.touches = st.touches || n.touches
+		st.copyIn = st.copyIn || n.copyIn
+		if n.hold != nil {
+			st.hold, st.raw = n.hold, n.raw
+		}
+		st.no, st.text = n.no, n.text
+	}
+}
+
+// absorb is stmtInfo.absorb for portals: a hold not approved in either
+// stays.
+func (p *portalInfo) absorb(n *portalInfo) {
+	if n.closed {
+		return
+	}
+	if p.closed {
+		*p = portalInfo{stmt: n.stmt, params: n.params, hold: n.hold, raw: n.raw, touches: n.touches, copyIn: n.copyIn,
+			approved: n.approved, batch: p.batch, prev: p.prev, change: p.change}
+		return
+	}
+	if p.hold == nil || p.approved {
+		p.hold, p.raw, p.approved = n.hold, n.raw, n.approved
+	} else if n.hold != nil && !n.approved {
+		p.hold, p.raw = n.hold, n.raw
+	}
+	p.stmt, p.params = n.stmt, n.params
+	p.touches = p.touches || n.touches
+	p.copyIn = p.copyIn || n.copyIn
 }
 
 // sync ends the current batch (the client sent Sync).
@@ -123,14 +179,19 @@ func (st *statements) sync() int64 {
 
 // confirm settles the oldest pending batch: ran without an error (ok) —
 // its records are then certain — or not, and its records keep their
-// predecessors for good.
-func (st *statements) confirm(ok bool) {
+// predecessors for good. idle: no transaction was open at its end, so no
+// portal bound up to then is left.
+func (st *statements) confirm(ok, idle bool) {
 	if len(st.pending) == 0 {
 		return
 	}
+	b := st.batch - int64(len(st.pending))
 	changes := st.pending[0]
 	st.pending[0] = nil
 	st.pending = st.pending[1:]
+	if idle {
+		st.endPortals(b)
+	}
 	if !ok {
 		return
 	}
@@ -150,24 +211,96 @@ func (st *statements) confirm(ok bool) {
 	}
 }
 
-// setStmt records st under name in the current batch.
-func (st *statements) setStmt(name string, rec *stmtInfo, track bool) {
-	rec.batch = st.batch
-	if track {
-		rec.prev = st.prepared[name]
-		st.changed = append(st.changed, change{name: name, stmt: rec})
+// endPortals forgets the portal records of batches up to b: the
+// transaction they were bound in has ended.
+func (st *statements) endPortals(b int64) {
+	for name, p := range st.portals {
+		if p.batch <= b {
+			delete(st.portals, name)
+			continue
+		}
+		for x := p; x.prev != nil; x = x.prev {
+			if x.prev.batch <= b {
+				x.prev = nil
+				break
+			}
+		}
 	}
-	st.prepared[name] = rec
 }
 
-// setPortal records p under name in the current batch.
-func (st *statements) setPortal(name string, p *portalInfo, track bool) {
+// setStmt records rec under name in the current batch. It reports false
+// when the name would be one past maxNames.
+func (st *statements) setStmt(name string, rec *stmtInfo, track bool) bool {
+	rec.batch = st.batch
+	old := st.prepared[name]
+	if track && old == nil && len(st.prepared) >= maxNames {
+		return false
+	}
+	st.prepared[name] = rec
+	if !track {
+		return true
+	}
+	rec.prev = old
+	if old != nil && old.batch == rec.batch {
+		// Changed again in this batch: the batch's one change of the name
+		// is now rec, and its earlier ones are one candidate.
+		rec.change = old.change
+		st.changed[rec.change].stmt = rec
+		if p := old.prev; p != nil && p.batch == rec.batch {
+			p.absorb(old)
+			rec.prev = p
+		}
+	} else {
+		rec.change = len(st.changed)
+		st.changed = append(st.changed, change{name: name, stmt: rec})
+	}
+	n := 1
+	for x := rec; x.prev != nil; x = x.prev {
+		if n++; n == maxCandidates {
+			for y := x.prev; y != nil; y = y.prev {
+				x.absorb(y)
+			}
+			x.prev = nil
+			break
+		}
+	}
+	return true
+}
+
+// setPortal is setStmt for portals.
+func (st *statements) setPortal(name string, p *portalInfo, track bool) bool {
 	p.batch = st.batch
-	if track {
-		p.prev = st.portals[name]
-		st.changed = append(st.changed, change{name: name, portal: p})
+	old := st.portals[name]
+	if track && old == nil && len(st.portals) >= maxNames {
+		return false
 	}
 	st.portals[name] = p
+	if !track {
+		return true
+	}
+	p.prev = old
+	if old != nil && old.batch == p.batch {
+		p.change = old.change
+		st.changed[p.change].portal = p
+		if q := old.prev; q != nil && q.batch == p.batch {
+			q.absorb(old)
+			p.prev = q
+		}
+	} else {
+		p.change = len(st.changed)
+		st.changed = append(st.changed, change{name: name, portal: p})
+	}
+	n := 1
+	for x := p; x.prev != nil; x = x.prev {
+		if n++; n == maxCandidates {
+			for y := x.prev; y != nil; y = y.prev {
+				x.absorb(y)
+			}
+			x.prev = nil
+			break
+		}
+	}
+	return true
 }
 
 // confirmBatches applies the batch outcomes the server→client direction
@@ -181,15 +314,19 @@ func (s *session) confirmBatches() {
 	s.batchOK = nil
 	s.batchDone.Store(0)
 	s.batchMu.Unlock()
-	for _, ok := range done {
-		s.stmts.confirm(ok)
+	for _, o := range done {
+		s.stmts.confirm(o.ok, o.idle)
 	}
 }
 
+// batchOutcome is how a batch ended: without an error (ok), and outside
+// a transaction (idle).
+type batchOutcome struct{ ok, idle bool }
+
 // batchEnded is the server→client direction's report of a batch's end.
-func (s *session) batchEnded(ok bool) {
+func (s *session) batchEnded(ok, idle bool) {
 	s.batchMu.Lock()
-	s.batchOK = append(s.batchOK, ok)
+	s.batchOK = append(s.batchOK, batchOutcome{ok, idle})
 	s.batchDone.Store(1)
 	s.batchMu.Unlock()
 }
@@ -221,7 +358,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			e.Outcome = airlock.OutcomeDenied
 			s.replacement = deniedQuery()
 		}
-		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no, denied: denied, touches: s.touches()})
+		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no, denied: denied, touches: s.touches(), copyIn: denied == "" && mayCopyIn(text)})
 		s.submit(e)
 		s.submitGuard(ge)
 	case 'P':
@@ -234,10 +371,13 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			return false
 		}
 		s.stmts.no++
-		st := &stmtInfo{no: s.stmts.no, text: newStmtText(text)}
+		st := &stmtInfo{no: s.stmts.no, text: newStmtText(text), copyIn: mayCopyIn(text)}
 		key := string(name)
 		old := s.stmts.prepared[key]
-		s.stmts.setStmt(key, st, track)
+		if !s.stmts.setStmt(key, st, track) {
+			s.kill(airlock.EndProtocolViolation, codeProtocol, msgTooManyNames)
+			return false
+		}
 		d := queryJSON[string]{kind: "parse", stmt: st.no, name: key}
 		d.setText(st.text)
 		e := queryEvent(s, &d)
@@ -280,8 +420,15 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		pi := &portalInfo{stmt: string(stmt)}
 		found := false
 		if st := s.stmts.prepared[pi.stmt]; st != nil {
-			found, pi.touches, pi.hold, pi.raw = st.effective(cur)
+			found, pi.touches, pi.copyIn, pi.hold, pi.raw = st.effective(cur)
 		}
+		// A statement the gateway did not see parsed may be anything
+		// (an SQL PREPARE cannot be a COPY).
+		sqlPrepared := false
+		if s.guard != nil {
+			_, sqlPrepared = s.guard.prepared[pi.stmt]
+		}
+		pi.copyIn = pi.copyIn || !found && !sqlPrepared
 		if s.guard != nil && pi.stmt != "" {
 			// A named statement may also be one SQL PREPAREd (Bind may
 			// name it), or one prepared under the name before a DEALLOCATE
@@ -306,22 +453,24 @@ func (s *session) inspect(typ byte, body []byte) bool {
 				return false
 			}
 		}
-		s.stmts.setPortal(string(portal), pi, track)
-		if s.mask != nil {
-			// Bind plans the statement, which may run functions: its
-			// error is withheld like the statement's.
-			s.requests.push(unit{kind: 'B', stmt: s.stmts.no, touches: pi.touches})
+		if !s.stmts.setPortal(string(portal), pi, track) {
+			s.kill(airlock.EndProtocolViolation, codeProtocol, msgTooManyNames)
+			return false
 		}
+		// Its BindComplete or error is a response of its own. (Bind plans
+		// the statement, which may run functions: with masks its error is
+		// withheld like the statement's.)
+		s.requests.push(unit{kind: 'B', stmt: s.stmts.no, touches: pi.touches})
 	case 'E':
 		portal, _, ok := cstring(body)
 		if !ok {
 			return false
 		}
 		rec := s.stmts.portals[string(portal)]
-		pi, touches, hold, raw := rec.effective(cur)
+		pi, touches, copyIn, hold, raw := rec.effective(cur)
 		if pi == nil {
 			// A cursor's name, or a portal the server does not have.
-			pi, touches = &portalInfo{}, true
+			pi, touches, copyIn = &portalInfo{}, true, true
 		}
 		touches = touches && s.mask != nil
 		d := queryJSON[string]{kind: "execute", name: pi.stmt, portal: string(portal), params: pi.params}
@@ -353,7 +502,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			s.prefix = describePortal(portal)
 			s.requests.push(unit{kind: 'D', stmt: s.stmts.no, touches: touches, injected: true})
 		}
-		s.requests.push(unit{kind: 'E', stmt: s.stmts.no, denied: denied, touches: touches})
+		s.requests.push(unit{kind: 'E', stmt: s.stmts.no, denied: denied, touches: touches, copyIn: denied == "" && copyIn})
 		s.submit(e)
 		s.submitGuard(ge)
 	case 'D':
@@ -371,13 +520,13 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		case 'S':
 			found := false
 			if st := s.stmts.prepared[string(name)]; st != nil {
-				found, touches, _, _ = st.effective(cur)
+				found, touches, _, _, _ = st.effective(cur)
 			}
 			if _, known := s.guard.prepared[string(name)]; len(name) > 0 && (known || !found) {
 				touches = touches || s.guard.preparedTouches(string(name))
 			}
 		case 'P':
-			if pi, t, _, _ := s.stmts.portals[string(name)].effective(cur); pi != nil {
+			if pi, t, _, _, _ := s.stmts.portals[string(name)].effective(cur); pi != nil {
 				touches = t
 			}
 		default:
@@ -394,16 +543,17 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		}
 		switch body[0] {
 		case 'S':
-			if track {
-				s.stmts.setStmt(string(name), &stmtInfo{closed: true}, true)
-			} else {
+			// (A name with no record has nothing to close.)
+			if !track {
 				delete(s.stmts.prepared, string(name))
+			} else if s.stmts.prepared[string(name)] != nil {
+				s.stmts.setStmt(string(name), &stmtInfo{closed: true}, true)
 			}
 		case 'P':
-			if track {
-				s.stmts.setPortal(string(name), &portalInfo{closed: true}, true)
-			} else {
+			if !track {
 				delete(s.stmts.portals, string(name))
+			} else if s.stmts.portals[string(name)] != nil {
+				s.stmts.setPortal(string(name), &portalInfo{closed: true}, true)
 			}
 		default:
 			return false
@@ -543,6 +693,18 @@ func queryEvent[S string | []byte](s *session, d *queryJSON[S]) airlock.Event {
 	e := s.event("db.query", airlock.OutcomeSuccess, nil)
 	e.Details = appendQueryDetails(make([]byte, 0, detailsSize(d)), d)
 	return e
+}
+
+// mayCopyIn reports whether text may hold a COPY FROM STDIN: whether it
+// has the keyword stdin anywhere (keywords cannot be quoted or escaped),
+// in any case.
+func mayCopyIn(text []byte) bool {
+	for i := 0; i+5 <= len(text); i++ {
+		if text[i]|0x20 == 's' && text[i+1]|0x20 == 't' && text[i+2]|0x20 == 'd' && text[i+3]|0x20 == 'i' && text[i+4]|0x20 == 'n' {
+			return true
+		}
+	}
+	return false
 }
 
 // touches reports whether the statement just decided may read masked

@@ -148,7 +148,12 @@ func (p *pipe) consume(total int) {
 }
 
 // copyN copies n bytes from r to w without allocating.
-func (p *pipe) copyN(n int) error {
+func (p *pipe) copyN(n int) error { return p.relayN(n, true) }
+
+// skipN drops the next n bytes of r.
+func (p *pipe) skipN(n int) error { return p.relayN(n, false) }
+
+func (p *pipe) relayN(n int, write bool) error {
 	for n > 0 {
 		if p.r.Buffered() == 0 {
 			if _, err := p.peek(1, true); err != nil {
@@ -156,9 +161,11 @@ func (p *pipe) copyN(n int) error {
 			}
 		}
 		k := min(p.r.Buffered(), n)
-		b, _ := p.r.Peek(k)
-		if _, err := p.w.Write(b); err != nil {
-			return err
+		if write {
+			b, _ := p.r.Peek(k)
+			if _, err := p.w.Write(b); err != nil {
+				return err
+			}
 		}
 		_, _ = p.r.Discard(k)
 		n -= k
