@@ -68,6 +68,11 @@ type guard struct {
 	// data in a way its result columns do not show.
 	cat     *sqlguard.Catalog
 	touches bool
+	// deallocate are the names the last query string decided drops with
+	// SQL DEALLOCATE (deallocateAll: DEALLOCATE ALL), for the protocol
+	// statement records (statements.go).
+	deallocate    []string
+	deallocateAll bool
 }
 
 func newGuard(rules *policy.Statements) *guard {
@@ -93,6 +98,16 @@ func (g *guard) decide(text string) sqlguard.Verdict { return g.decideNamed(text
 func (g *guard) decideNamed(text, parseName string) sqlguard.Verdict {
 	stmts, err := parser().Parse(text)
 	lookup := g.lookup
+	g.deallocate, g.deallocateAll = g.deallocate[:0], false
+	if parseName == "" {
+		for i := range stmts {
+			if stmts[i].DeallocateAll {
+				g.deallocateAll = true
+			} else if stmts[i].Deallocate != "" {
+				g.deallocate = append(g.deallocate, stmts[i].Deallocate)
+			}
+		}
+	}
 	v := sqlguard.Decide(g.rules, stmts, err, lookup)
 	if g.cat != nil {
 		// A text the parser rejects is refused whatever on_unknown says:

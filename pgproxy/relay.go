@@ -218,6 +218,7 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 		}
 		replaced := false
 		if typ == 'C' {
+			s.requests.setCopying(false) // (none comes in copy-in mode)
 			s.commandComplete(b[5:])
 		} else {
 			s.requests.setCopying(false)
@@ -263,6 +264,7 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 			s.upTx = b[5]
 		}
 		s.copyDir = ""
+		s.requests.setCopying(false) // (none comes in copy-in mode)
 		last, _ := s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'B' },
 			func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' })
 		if last.kind == 'S' && s.guard != nil {

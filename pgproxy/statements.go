@@ -238,6 +238,9 @@ func (st *statements) setStmt(name string, rec *stmtInfo, track bool) bool {
 	}
 	st.prepared[name] = rec
 	if !track {
+		// Without batch records the change may not have happened: the
+		// copy gate keeps counting the name as one that may start a copy.
+		rec.copyIn = rec.copyIn || old != nil && old.copyIn
 		return true
 	}
 	rec.prev = old
@@ -276,6 +279,7 @@ func (st *statements) setPortal(name string, p *portalInfo, track bool) bool {
 	}
 	st.portals[name] = p
 	if !track {
+		p.copyIn = p.copyIn || old != nil && old.copyIn
 		return true
 	}
 	p.prev = old
@@ -357,6 +361,9 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if denied != "" {
 			e.Outcome = airlock.OutcomeDenied
 			s.replacement = deniedQuery()
+		}
+		if denied == "" && track {
+			s.deallocated()
 		}
 		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no, denied: denied, touches: s.touches(), copyIn: denied == "" && mayCopyIn(text)})
 		s.submit(e)
@@ -587,6 +594,28 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		s.submitGuard(ge)
 	}
 	return true
+}
+
+// deallocated records the SQL DEALLOCATEs of the query string just
+// forwarded as Closes of the protocol statements they name (confirmed,
+// like a Close, when the batch ends without an error): a client that
+// drops its statements that way, as Rails does, does not run into
+// maxNames.
+func (s *session) deallocated() {
+	g := s.guard
+	if g.deallocateAll {
+		for name, rec := range s.stmts.prepared {
+			if name != "" && !rec.closed { // (a query string drops the unnamed one itself)
+				s.stmts.setStmt(name, &stmtInfo{closed: true}, true)
+			}
+		}
+		return
+	}
+	for _, name := range g.deallocate {
+		if s.stmts.prepared[name] != nil {
+			s.stmts.setStmt(name, &stmtInfo{closed: true}, true)
+		}
+	}
 }
 
 func (s *session) countStatement() {

@@ -68,6 +68,11 @@ type Statement struct {
 	// Execute is the name an SQL-level EXECUTE runs: its class is the
 	// prepared statement's, which the session must look up.
 	Execute string
+	// Deallocate is the name an SQL-level DEALLOCATE drops, as the server
+	// folds it (protocol statement names are the same namespace);
+	// DeallocateAll: DEALLOCATE ALL.
+	Deallocate    string
+	DeallocateAll bool
 	// Runs are the names of every EXECUTE in the statement, Execute's and
 	// those inside another statement (CREATE TABLE AS EXECUTE p, EXPLAIN
 	// ANALYZE EXECUTE p), which run the prepared statement too.
@@ -157,6 +162,9 @@ func topClass(node *pg.Node, s *Statement) (Class, string) {
 	case *pg.Node_ExecuteStmt:
 		s.Execute = strings.ToLower(n.ExecuteStmt.Name)
 		return ClassUnknown, "EXECUTE of a statement prepared earlier"
+	case *pg.Node_DeallocateStmt:
+		s.Deallocate, s.DeallocateAll = n.DeallocateStmt.Name, n.DeallocateStmt.Isall || n.DeallocateStmt.Name == ""
+		return ClassUtility, ""
 	case *pg.Node_DropStmt:
 		s.Forms = append(s.Forms, FormDrop)
 		for _, o := range n.DropStmt.Objects {

@@ -320,3 +320,28 @@ func TestDecideHolds(t *testing.T) {
 		}
 	}
 }
+
+// DEALLOCATE names the statement as the server folds it (the gateway
+// matches it against protocol statement names).
+func TestDeallocate(t *testing.T) {
+	for text, want := range map[string]struct {
+		name string
+		all  bool
+	}{
+		"DEALLOCATE a1":           {"a1", false},
+		"deallocate prepare A1":   {"a1", false},
+		`DEALLOCATE "A1"`:         {"A1", false},
+		"DEALLOCATE ALL":          {"", true},
+		"DEALLOCATE PREPARE ALL":  {"", true},
+		"SELECT 1; DEALLOCATE b2": {"b2", false},
+	} {
+		stmts, err := testParser.Parse(text)
+		if err != nil {
+			t.Fatalf("%s: %v", text, err)
+		}
+		st := stmts[len(stmts)-1]
+		if st.Deallocate != want.name || st.DeallocateAll != want.all || st.Class != ClassUtility {
+			t.Errorf("%s: Deallocate %q all %v class %s", text, st.Deallocate, st.DeallocateAll, st.Class)
+		}
+	}
+}
