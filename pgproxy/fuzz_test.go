@@ -73,6 +73,12 @@ func serveFake(c net.Conn) {
 			be.Send(&pgproto3.ParseComplete{})
 		case *pgproto3.Bind:
 			be.Send(&pgproto3.BindComplete{})
+		case *pgproto3.Describe:
+			// (A server answers every Describe; the gateway matches each
+			// response to its request.)
+			be.Send(&pgproto3.NoData{})
+		case *pgproto3.Close:
+			be.Send(&pgproto3.CloseComplete{})
 		case *pgproto3.Execute:
 			be.Send(&pgproto3.CommandComplete{CommandTag: []byte("COPY 3")})
 		case *pgproto3.Sync:

@@ -80,7 +80,9 @@ func (r *requestQueue) setCopying(on bool) {
 // copyMode reports whether the server reads the client's next message in
 // copy-in mode. While that is not known yet it calls flush (the server
 // may need what was forwarded to answer) and waits, until done closes
-// (ok false).
+// (ok false). The wait is as long as the server takes to answer what the
+// client already sent (a client that leaves meanwhile is seen after it);
+// the grant's end, a revocation or a kill end it at once.
 func (r *requestQueue) copyMode(flush func() error, done <-chan struct{}) (copying, ok bool, err error) {
 	flushed := false
 	for {
