@@ -93,7 +93,12 @@ func pgProvisioners(pools *pgprovision.Pools) access.ProvisionerFunc {
 	return func(r *airlock.Resource, c *access.Credential) access.DBProvisioner {
 		opts := access.Options(r)
 		own := access.Databases(r)[0]
+		// The CA is parsed once per provisioner, not once per connection.
+		upTLS, tlsErr := pgproxy.UpstreamTLSConfig(opts.TLS, []byte(opts.TLSCA))
 		config := func(db string) (*pgx.ConnConfig, error) {
+			if tlsErr != nil {
+				return nil, tlsErr
+			}
 			host, portStr, err := net.SplitHostPort(r.Addr)
 			if err != nil {
 				return nil, fmt.Errorf("resource %s address: %w", r.Name, err)
@@ -111,10 +116,6 @@ func pgProvisioners(pools *pgprovision.Pools) access.ProvisionerFunc {
 			cfg.Fallbacks = nil
 			cfg.ConnectTimeout = provisionConnectTimeout
 			cfg.RuntimeParams = map[string]string{"application_name": "airlock:provisioner"}
-			upTLS, err := pgproxy.UpstreamTLSConfig(opts.TLS, []byte(opts.TLSCA))
-			if err != nil {
-				return nil, err
-			}
 			cfg.TLSConfig = upTLS
 			if upTLS != nil && upTLS.ServerName == "" {
 				cfg.TLSConfig = upTLS.Clone()
