@@ -19,13 +19,15 @@
 #               the API per run; every statement audited into the real
 #               hash-chained log) → MariaDB
 #
-# sysbench reaches the gateway over TLS (--mysql-ssl=on; the gateway
-# requires it and its client, MariaDB Connector/C, accepts the gateway's
-# mysql_clear_password inside it) and MariaDB directly and through the
-# relay in plaintext (sysbench 1.0 with TLS always presents a client
-# certificate, which the throwaway MariaDB, having no CA, refuses): the
-# gateway's figures carry client TLS the others do not. The gateway reaches
-# MariaDB with UPSTREAM_SSLMODE (verify-full by default). The table shows medians over the rounds: TPS, latency p50/p95
+# sysbench reaches every target over TLS (--mysql-ssl=on): the gateway
+# requires it (and its client, MariaDB Connector/C, accepts the gateway's
+# mysql_clear_password inside it), and MariaDB directly and through the
+# relay the same way, so that no target's figures carry a cost the others
+# do not. (sysbench 1.0 with TLS always presents a client certificate:
+# internal/testenv's MariaDB trusts the CA of the one it issues.)
+# DIRECT_SSL=off runs direct and tcprelay in plaintext, as before
+# 2026-12-06. The gateway reaches MariaDB with UPSTREAM_SSLMODE
+# (verify-full by default). The table shows medians over the rounds: TPS, latency p50/p95
 # from sysbench's histogram, and the proxy process's CPU time per
 # transaction (/proc/PID/stat utime+stime delta / transactions; for the
 # gateway that is the whole airlock server, audit pipeline included).
@@ -67,7 +69,7 @@ fi
 
 echo "== go test -run '^TestBenchMySQL\$' ./cmd/airlock (full output in $LOGS/test.log)"
 set +e
-(cd "$ROOT" && AIRLOCK_BENCH_MYSQL=1 AIRLOCK_BENCH_BIN="$T/airlock" AIRLOCK_BENCH_TCPRELAY="$T/tcprelay" AIRLOCK_BENCH_LOGS="$LOGS" \
+(cd "$ROOT" && AIRLOCK_BENCH_MYSQL=1 AIRLOCK_BENCH_DIRECT_SSL="${DIRECT_SSL:-on}" AIRLOCK_BENCH_BIN="$T/airlock" AIRLOCK_BENCH_TCPRELAY="$T/tcprelay" AIRLOCK_BENCH_LOGS="$LOGS" \
 	CLK_TCK="$(getconf CLK_TCK)" go test -count=1 -v -timeout 60m -run '^TestBenchMySQL$' ./cmd/airlock) >"$LOGS/test.log" 2>&1
 rc=$?
 set -e

@@ -37,6 +37,11 @@ type MariaDBServer struct {
 	// verify the server (verify-full, --ssl-verify-server-cert). Do not
 	// modify it.
 	CAPEM []byte
+	// ClientCertPEM and ClientKeyPEM are a client certificate from the same
+	// CA and its key, which the server (--ssl-ca) accepts from clients
+	// that present one (sysbench over TLS always does). No account
+	// requires one. Do not modify them.
+	ClientCertPEM, ClientKeyPEM []byte
 	// Client is the path of the mariadb command-line client. Run it with
 	// --no-defaults as the first argument, or it reads /etc/mysql/my.cnf.
 	Client string
@@ -308,13 +313,17 @@ func startMariaDB() (*MariaDBServer, error) {
 		}
 	}
 	// The server's certificate; PKCS #8 EC key, mode 0600, owned by the server's user.
-	caPEM, certPEM, keyPEM, err := serverCert()
+	caPEM, certPEM, keyPEM, clientCert, clientKey, err := serverAndClientCert()
 	if err != nil {
 		return fail(err)
 	}
-	m.CAPEM = caPEM
+	m.CAPEM, m.ClientCertPEM, m.ClientKeyPEM = caPEM, clientCert, clientKey
+	caFile := filepath.Join(base, "ca.crt")
 	certFile := filepath.Join(base, "server.crt")
 	keyFile := filepath.Join(base, "server.key")
+	if err := m.writeFile(caFile, caPEM); err != nil {
+		return fail(err)
+	}
 	if err := m.writeFile(certFile, certPEM); err != nil {
 		return fail(err)
 	}
@@ -355,6 +364,7 @@ func startMariaDB() (*MariaDBServer, error) {
 			"--bind-address=127.0.0.1",
 			"--port=" + strconv.Itoa(port),
 			"--skip-name-resolve",
+			"--ssl-ca=" + caFile,
 			"--ssl-cert=" + certFile,
 			"--ssl-key=" + keyFile,
 			"--character-set-server=utf8mb4",

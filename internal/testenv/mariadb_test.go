@@ -128,6 +128,21 @@ func TestMariaDBTLSClient(t *testing.T) {
 	} else if !strings.Contains(out, "1045") { // ER_ACCESS_DENIED_ERROR
 		t.Fatalf("wrong password: %v\n%s; want ERROR 1045", err, out)
 	}
+
+	// A client presenting ClientCertPEM (as sysbench over TLS always
+	// does) is accepted: the server trusts the CA that issued it.
+	certFile, keyFile := filepath.Join(t.TempDir(), "client.pem"), filepath.Join(t.TempDir(), "client.key")
+	if err := os.WriteFile(certFile, m.ClientCertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, m.ClientKeyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = mariadbClient(t, m, caFile, user, `pw'with"quotes\`, "--ssl-cert="+certFile, "--ssl-key="+keyFile, "-e",
+		"SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'SSL_VERSION'")
+	if err != nil || !strings.HasPrefix(strings.TrimSpace(out), "TLSv1.") {
+		t.Fatalf("client with the testenv client certificate: %v\n%s", err, out)
+	}
 }
 
 // TestMariaDBReadOnlyUser pins that an account granted SELECT alone reads

@@ -123,9 +123,16 @@ func (p *PG) pingTLS(ctx context.Context, roots *x509.CertPool) error {
 // serverCert generates a throwaway CA and a server certificate it signs
 // for 127.0.0.1 and localhost, all PEM.
 func serverCert() (caPEM, certPEM, keyPEM []byte, err error) {
+	caPEM, certPEM, keyPEM, _, _, err = serverAndClientCert()
+	return caPEM, certPEM, keyPEM, err
+}
+
+// serverAndClientCert is serverCert plus a client certificate (CN
+// "airlock testenv client", client auth) and its key from the same CA.
+func serverAndClientCert() (caPEM, certPEM, keyPEM, clientCertPEM, clientKeyPEM []byte, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
@@ -139,15 +146,15 @@ func serverCert() (caPEM, certPEM, keyPEM []byte, err error) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("create CA: %w", err)
+		return nil, nil, nil, nil, nil, fmt.Errorf("create CA: %w", err)
 	}
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -161,16 +168,38 @@ func serverCert() (caPEM, certPEM, keyPEM []byte, err error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("create server certificate: %w", err)
+		return nil, nil, nil, nil, nil, fmt.Errorf("create server certificate: %w", err)
 	}
 	pk, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
+	}
+	ckey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	ctmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "airlock testenv client"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	cder, err := x509.CreateCertificate(rand.Reader, ctmpl, ca, &ckey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, nil, nil, fmt.Errorf("create client certificate: %w", err)
+	}
+	cpk, err := x509.MarshalPKCS8PrivateKey(ckey)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
 	}
 	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})
-	return caPEM, certPEM, keyPEM, nil
+	clientCertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cder})
+	clientKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: cpk})
+	return caPEM, certPEM, keyPEM, clientCertPEM, clientKeyPEM, nil
 }
 
 // UnrelatedCA returns the PEM of a fresh throwaway CA that signed nothing
