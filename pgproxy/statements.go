@@ -53,13 +53,9 @@ type stmtInfo struct {
 	// touches: the statement may read masked data (mask.go); copyIn: it
 	// may start a COPY FROM STDIN (requests.go).
 	touches, copyIn bool
-	// batch made the record; closed: a Close of the name; prev: what the
-	// name held before, while that is uncertain; change: the record's
-	// index in its batch's changes.
-	batch  int64
+	// closed: a Close of the name.
 	closed bool
-	prev   *stmtInfo
-	change int
+	record[stmtInfo]
 }
 
 // portalInfo is a bound portal.
@@ -72,10 +68,26 @@ type portalInfo struct {
 	// approved: the portal's held run was approved (an Execute resuming
 	// it is not held again).
 	approved bool
-	batch    int64
 	closed   bool
-	prev     *portalInfo
-	change   int
+	record[portalInfo]
+}
+
+// record is the batch bookkeeping stmtInfo and portalInfo share: the
+// batch that made the record, what the name held before while that is
+// uncertain (prev), and the record's index in its batch's changes.
+type record[T any] struct {
+	batch  int64
+	prev   *T
+	change int
+}
+
+func (r *record[T]) rec() *record[T] { return r }
+
+// recorded is a pointer to stmtInfo or portalInfo.
+type recorded[T any] interface {
+	*T
+	rec() *record[T]
+	absorb(*T)
 }
 
 // maxNames bounds the statement and portal names a session with
@@ -155,7 +167,7 @@ func (p *portalInfo) absorb(n *portalInfo) {
 	}
 	if p.closed {
 		*p = portalInfo{stmt: n.stmt, params: n.params, hold: n.hold, raw: n.raw, touches: n.touches, copyIn: n.copyIn,
-			approved: n.approved, batch: p.batch, prev: p.prev, change: p.change}
+			approved: n.approved, record: p.record}
 		return
 	}
 	if p.hold == nil || p.approved {
@@ -231,76 +243,57 @@ func (st *statements) endPortals(b int64) {
 // setStmt records rec under name in the current batch. It reports false
 // when the name would be one past maxNames.
 func (st *statements) setStmt(name string, rec *stmtInfo, track bool) bool {
-	rec.batch = st.batch
-	old := st.prepared[name]
-	if track && old == nil && len(st.prepared) >= maxNames {
-		return false
-	}
-	st.prepared[name] = rec
-	if !track {
+	if old := st.prepared[name]; !track && old != nil && old.copyIn {
 		// Without batch records the change may not have happened: the
 		// copy gate keeps counting the name as one that may start a copy.
-		rec.copyIn = rec.copyIn || old != nil && old.copyIn
-		return true
+		rec.copyIn = true
 	}
-	rec.prev = old
-	if old != nil && old.batch == rec.batch {
-		// Changed again in this batch: the batch's one change of the name
-		// is now rec, and its earlier ones are one candidate.
-		rec.change = old.change
-		st.changed[rec.change].stmt = rec
-		if p := old.prev; p != nil && p.batch == rec.batch {
-			p.absorb(old)
-			rec.prev = p
-		}
-	} else {
-		rec.change = len(st.changed)
-		st.changed = append(st.changed, change{name: name, stmt: rec})
-	}
-	n := 1
-	for x := rec; x.prev != nil; x = x.prev {
-		if n++; n == maxCandidates {
-			for y := x.prev; y != nil; y = y.prev {
-				x.absorb(y)
-			}
-			x.prev = nil
-			break
-		}
-	}
-	return true
+	return setRecord(st, st.prepared, name, rec, track, func(x *stmtInfo) change { return change{name: name, stmt: x} })
 }
 
 // setPortal is setStmt for portals.
 func (st *statements) setPortal(name string, p *portalInfo, track bool) bool {
-	p.batch = st.batch
-	old := st.portals[name]
-	if track && old == nil && len(st.portals) >= maxNames {
+	if old := st.portals[name]; !track && old != nil && old.copyIn {
+		p.copyIn = true
+	}
+	return setRecord(st, st.portals, name, p, track, func(x *portalInfo) change { return change{name: name, portal: x} })
+}
+
+// setRecord records r under name in m (the statements' or the portals')
+// in the current batch; mk makes its entry in the batch's changes.
+func setRecord[T any, P recorded[T]](st *statements, m map[string]*T, name string, r P, track bool, mk func(*T) change) bool {
+	rr := r.rec()
+	rr.batch = st.batch
+	old := m[name]
+	if track && old == nil && len(m) >= maxNames {
 		return false
 	}
-	st.portals[name] = p
+	m[name] = r
 	if !track {
-		p.copyIn = p.copyIn || old != nil && old.copyIn
 		return true
 	}
-	p.prev = old
-	if old != nil && old.batch == p.batch {
-		p.change = old.change
-		st.changed[p.change].portal = p
-		if q := old.prev; q != nil && q.batch == p.batch {
-			q.absorb(old)
-			p.prev = q
+	rr.prev = old
+	if old != nil && P(old).rec().batch == rr.batch {
+		// Changed again in this batch: the batch's one change of the name
+		// is now r, and its earlier ones are one candidate.
+		o := P(old).rec()
+		rr.change = o.change
+		st.changed[rr.change] = mk(r)
+		if p := o.prev; p != nil && P(p).rec().batch == rr.batch {
+			P(p).absorb(old)
+			rr.prev = p
 		}
 	} else {
-		p.change = len(st.changed)
-		st.changed = append(st.changed, change{name: name, portal: p})
+		rr.change = len(st.changed)
+		st.changed = append(st.changed, mk(r))
 	}
 	n := 1
-	for x := p; x.prev != nil; x = x.prev {
+	for x := P(r); x.rec().prev != nil; x = x.rec().prev {
 		if n++; n == maxCandidates {
-			for y := x.prev; y != nil; y = y.prev {
+			for y := x.rec().prev; y != nil; y = P(y).rec().prev {
 				x.absorb(y)
 			}
-			x.prev = nil
+			x.rec().prev = nil
 			break
 		}
 	}
