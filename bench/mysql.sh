@@ -34,7 +34,9 @@
 #
 # Environment: ROUNDS (default 3), DURATION (seconds, default 10), THREADS
 # (default "1 8"), TESTS (default "oltp_point_select oltp_read_only"),
-# TABLE_SIZE (default 10000), UPSTREAM_SSLMODE (default verify-full), LOGS
+# TABLE_SIZE (default 10000), UPSTREAM_SSLMODE (default verify-full),
+# DIRECT_SSL (default on; off: sysbench → direct and → tcprelay in
+# plaintext), LOGS
 # (a directory for the test output, the server's log and every sysbench
 # output; default a temporary one, kept), PROFILE=DIR (builds the server
 # with -tags benchpprof and writes its CPU profile of each gateway run of

@@ -152,11 +152,7 @@ func serverAndClientCert() (caPEM, certPEM, keyPEM, clientCertPEM, clientKeyPEM 
 	if err != nil {
 		return nil, nil, nil, nil, nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, nil, nil, err
-	}
-	tmpl := &x509.Certificate{
+	certPEM, keyPEM, err = issueCert(ca, caKey, &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: "localhost"},
 		NotBefore:    now.Add(-time.Hour),
@@ -165,41 +161,40 @@ func serverAndClientCert() (caPEM, certPEM, keyPEM, clientCertPEM, clientKeyPEM 
 		DNSNames:     []string{"localhost"},
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	})
 	if err != nil {
 		return nil, nil, nil, nil, nil, fmt.Errorf("create server certificate: %w", err)
 	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, nil, nil, nil, err
-	}
-	ckey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, nil, nil, err
-	}
-	ctmpl := &x509.Certificate{
+	clientCertPEM, clientKeyPEM, err = issueCert(ca, caKey, &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: "airlock testenv client"},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(7 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	cder, err := x509.CreateCertificate(rand.Reader, ctmpl, ca, &ckey.PublicKey, caKey)
+	})
 	if err != nil {
 		return nil, nil, nil, nil, nil, fmt.Errorf("create client certificate: %w", err)
 	}
-	cpk, err := x509.MarshalPKCS8PrivateKey(ckey)
-	if err != nil {
-		return nil, nil, nil, nil, nil, err
-	}
 	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})
-	clientCertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cder})
-	clientKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: cpk})
 	return caPEM, certPEM, keyPEM, clientCertPEM, clientKeyPEM, nil
+}
+
+// issueCert signs tmpl for a new P-256 key with ca; PEM, the key PKCS #8.
+func issueCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, tmpl *x509.Certificate) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), nil
 }
 
 // UnrelatedCA returns the PEM of a fresh throwaway CA that signed nothing
