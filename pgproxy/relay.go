@@ -216,12 +216,13 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 		if err != nil {
 			return s.s2cErr(err)
 		}
+		if s.copyDir != "" {
+			s.requests.setCopying(false) // (neither comes in copy-in mode)
+		}
 		replaced := false
 		if typ == 'C' {
-			s.requests.setCopying(false) // (none comes in copy-in mode)
 			s.commandComplete(b[5:])
 		} else {
-			s.requests.setCopying(false)
 			withhold := false
 			if s.mask != nil {
 				u, _ := s.requests.head()
@@ -236,12 +237,7 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 			}
 		}
 		if large && !replaced {
-			s.s2cMid = true
-			if err := p.forward(body); err != nil {
-				return s.s2cErr(err)
-			}
-			s.s2cMid = false
-			return ""
+			break // relayed as it streams, below
 		}
 		_, err = p.w.Write(b)
 		if large {
@@ -263,8 +259,10 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 			}
 			s.upTx = b[5]
 		}
-		s.copyDir = ""
-		s.requests.setCopying(false) // (none comes in copy-in mode)
+		if s.copyDir != "" {
+			s.requests.setCopying(false) // (none comes in copy-in mode)
+			s.copyDir = ""
+		}
 		last, _ := s.requests.pop(func(u unit) bool { return u.kind == 'P' || u.kind == 'D' || u.kind == 'E' || u.kind == 'B' },
 			func(u unit) bool { return u.kind == 'Q' || u.kind == 'S' || u.kind == 'F' })
 		if last.kind == 'S' && s.guard != nil {
