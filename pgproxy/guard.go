@@ -69,7 +69,7 @@ type guard struct {
 	cat     *sqlguard.Catalog
 	touches bool
 	// deallocate are the names the last query string decided drops with
-	// SQL DEALLOCATE (deallocateAll: DEALLOCATE ALL), for the protocol
+	// SQL DEALLOCATE (deallocateAll: DEALLOCATE ALL, DISCARD ALL), for the protocol
 	// statement records (statements.go).
 	deallocate    []string
 	deallocateAll bool

@@ -74,3 +74,20 @@ func TestMaskAttack4SQLDeallocateHitsMaxNames(t *testing.T) {
 		}
 	}
 }
+
+// DISCARD ALL deallocates every statement too (Rails runs it when it
+// resets a connection): the records of the names it dropped go with it.
+func TestDiscardAllEndsStatementRecords(t *testing.T) {
+	e := maskEnv(t, "")
+	r := dialRaw(t, e)
+	r.send(1, &pgproto3.Parse{Name: "a", Query: "SELECT 1"}, &pgproto3.Parse{Name: "b", Query: "SELECT 2"}, &pgproto3.Sync{})
+	if out := r.send(1, q("DISCARD ALL")); !strings.Contains(out, "C DISCARD ALL") {
+		t.Fatalf("DISCARD ALL: %s", out)
+	}
+	r.send(1, &pgproto3.Parse{Name: "c", Query: "SELECT 3"}, &pgproto3.Sync{}) // settles the batch
+	r.send(1, &pgproto3.Sync{})
+	s := e.onlySession(t)
+	if _, ok := s.stmts.prepared["a"]; ok || len(s.stmts.prepared) != 1 {
+		t.Errorf("statement records after DISCARD ALL: %d (want only c)", len(s.stmts.prepared))
+	}
+}

@@ -142,8 +142,8 @@ func (p *portalInfo) effective(cur int64) (pi *portalInfo, touches, copyIn bool,
 	return pi, touches, copyIn, hold, raw
 }
 
-// absorb makes st stand for itself and n too (n is newer): a candidate
-// if either is, and the strictest of both.
+// absorb makes st stand for itself and n too: a candidate if either is,
+// the strictest of both, and n's statement for the audit.
 func (st *stmtInfo) absorb(n *stmtInfo) {
 	switch {
 	case n.closed:
@@ -589,7 +589,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 	return true
 }
 
-// deallocated records the SQL DEALLOCATEs of the query string just
+// deallocated records the SQL DEALLOCATEs (and DISCARD ALL) of the query string just
 // forwarded as Closes of the protocol statements they name (confirmed,
 // like a Close, when the batch ends without an error): a client that
 // drops its statements that way, as Rails does, does not run into

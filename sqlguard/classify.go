@@ -70,7 +70,7 @@ type Statement struct {
 	Execute string
 	// Deallocate is the name an SQL-level DEALLOCATE drops, as the server
 	// folds it (protocol statement names are the same namespace);
-	// DeallocateAll: DEALLOCATE ALL.
+	// DeallocateAll: DEALLOCATE ALL or DISCARD ALL.
 	Deallocate    string
 	DeallocateAll bool
 	// Runs are the names of every EXECUTE in the statement, Execute's and
@@ -165,6 +165,9 @@ func topClass(node *pg.Node, s *Statement) (Class, string) {
 	case *pg.Node_DeallocateStmt:
 		s.Deallocate, s.DeallocateAll = n.DeallocateStmt.Name, n.DeallocateStmt.Isall || n.DeallocateStmt.Name == ""
 		return ClassUtility, ""
+	case *pg.Node_DiscardStmt:
+		s.DeallocateAll = n.DiscardStmt.Target == pg.DiscardMode_DISCARD_ALL // (it deallocates all, too)
+		return ClassUtility, ""
 	case *pg.Node_DropStmt:
 		s.Forms = append(s.Forms, FormDrop)
 		for _, o := range n.DropStmt.Objects {
@@ -204,8 +207,8 @@ func topClass(node *pg.Node, s *Statement) (Class, string) {
 var kindClass = map[string]Class{}
 
 func init() {
-	for _, k := range []string{"TransactionStmt", "VariableSetStmt", "VariableShowStmt", "DiscardStmt",
-		"ListenStmt", "UnlistenStmt", "NotifyStmt", "DeallocateStmt", "FetchStmt", "ClosePortalStmt",
+	for _, k := range []string{"TransactionStmt", "VariableSetStmt", "VariableShowStmt",
+		"ListenStmt", "UnlistenStmt", "NotifyStmt", "FetchStmt", "ClosePortalStmt",
 		"CheckPointStmt", "VacuumStmt", "ClusterStmt", "ReindexStmt", "LockStmt", "ConstraintsSetStmt"} {
 		kindClass[k] = ClassUtility
 	}

@@ -333,6 +333,8 @@ func TestDeallocate(t *testing.T) {
 		`DEALLOCATE "A1"`:         {"A1", false},
 		"DEALLOCATE ALL":          {"", true},
 		"DEALLOCATE PREPARE ALL":  {"", true},
+		"DISCARD ALL":             {"", true},
+		"DISCARD PLANS":           {"", false},
 		"SELECT 1; DEALLOCATE b2": {"b2", false},
 	} {
 		stmts, err := testParser.Parse(text)
