@@ -328,8 +328,8 @@ func TestE2EKube(t *testing.T) {
 		t.Fatalf("port-forward connection still open 3 s after the grant's end:\n%s", pf.out.String())
 	}
 	pf.kill()
-	if !strings.Contains(term.screen(), "[airlock] "+airlock.EndGrantExpired.Text()+": this session is closed") {
-		t.Fatalf("the terminal was not told why it closed:\n%s", term.screen())
+	if screen := term.finalScreen(t); !strings.Contains(screen, "[airlock] "+airlock.EndGrantExpired.Text()+": this session is closed") {
+		t.Fatalf("the terminal was not told why it closed:\n%s", screen)
 	}
 	h.fresh(tm.admin, tm.adminSecret)
 	var recorded string
@@ -439,13 +439,26 @@ func TestE2EKube(t *testing.T) {
 
 // ttyProc is a CLI process on a pseudo-terminal.
 type ttyProc struct {
-	pty  *os.File
-	done chan struct{}
-	mu   sync.Mutex
-	buf  strings.Builder
+	pty     *os.File
+	done    chan struct{} // the process has exited
+	drained chan struct{} // everything it wrote to the terminal has been read
+	mu      sync.Mutex
+	buf     strings.Builder
 }
 
 func (p *ttyProc) screen() string { p.mu.Lock(); defer p.mu.Unlock(); return p.buf.String() }
+
+// finalScreen is the whole screen once the process has exited: the reader
+// may not yet have read the last output when the exit is seen.
+func (p *ttyProc) finalScreen(t *testing.T) string {
+	t.Helper()
+	select {
+	case <-p.drained:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the terminal still open 10 s after its process ended:\n%s", p.screen())
+	}
+	return p.screen()
+}
 
 // execTTY runs airlock kubectl on a terminal of its own (kubectl exec -it
 // needs one).
@@ -463,10 +476,11 @@ func (k *kubeSetup) execTTY(t *testing.T, args ...string) *ttyProc {
 		t.Fatal(err)
 	}
 	slave.Close()
-	p := &ttyProc{pty: master, done: make(chan struct{})}
+	p := &ttyProc{pty: master, done: make(chan struct{}), drained: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { cmd.Process.Kill() })
 	go func() {
+		defer close(p.drained)
 		b := make([]byte, 4096)
 		for {
 			n, err := master.Read(b)
