@@ -63,7 +63,7 @@ func (m *memStore) AppendEvents(ctx context.Context, build func(airlock.AuditHea
 		return err
 	}
 	for _, t := range tiles {
-		if t.Full {
+		if t.Whole {
 			m.tiles[t.TileID] = t.Hashes
 		} else {
 			m.tiles[t.TileID] = append(m.tiles[t.TileID][:t.Start*tlog.HashSize:t.Start*tlog.HashSize], t.Hashes...)

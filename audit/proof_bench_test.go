@@ -65,13 +65,15 @@ func benchTreeDB(b *testing.B, n int64) *sqlite.DB {
 			b.Fatal(err)
 		}
 		for _, t := range tiles {
-			if t.Full {
-				delete(partial, t.TileID)
+			if t.Whole {
 				if _, err := tx.Exec(`DELETE FROM merkle_tiles WHERE level = ? AND idx = ?`, t.Level, t.Index); err != nil {
 					b.Fatal(err)
 				}
+			}
+			if t.Full {
+				delete(partial, t.TileID)
 			} else {
-				partial[t.TileID] = append(partial[t.TileID], t.Hashes...)
+				partial[t.TileID] = append(partial[t.TileID][:t.Start*tlog.HashSize], t.Hashes...)
 			}
 			if _, err := tx.Exec(`INSERT INTO merkle_tiles (level, idx, start, hashes) VALUES (?, ?, ?, ?)`, t.Level, t.Index, t.Start, t.Hashes); err != nil {
 				b.Fatal(err)

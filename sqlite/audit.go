@@ -57,14 +57,7 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	// The tree follows the log unless the log was damaged before the
 	// tree was built (see sqlstore.BuildTree): it then stays where it is.
 	if treeSize == head.Seq {
-		readRuns := tx.StmtContext(ctx, db.readRuns)
-		tiles, err := sqlstore.GrowTree(ctx, func(ctx context.Context, _ string, args ...any) (sqlstore.Rows, func(), error) {
-			rows, err := readRuns.QueryContext(ctx, args...) // sqlstore.ReadTileSQL, prepared
-			if err != nil {
-				return nil, nil, err
-			}
-			return rows, func() { rows.Close() }, nil
-		}, treeSize, evs)
+		tiles, err := sqlstore.GrowTree(ctx, stmtQuery(tx.StmtContext(ctx, db.readRuns)), treeSize, evs)
 		if err != nil {
 			return fmt.Errorf("grow the audit Merkle tree: %w", err)
 		}
@@ -161,15 +154,26 @@ func (db *DB) TreeCheckpoint(ctx context.Context, seq int64) (airlock.Checkpoint
 // MerkleTile returns the stored hashes of tile level/index of the audit
 // log's Merkle tree, nil when none is stored.
 func (db *DB) MerkleTile(ctx context.Context, level int, index int64) ([]byte, error) {
-	return sqlstore.ReadTile(ctx, queryFunc(db.r), tlog.TileID{Level: level, Index: index})
+	return sqlstore.ReadTile(ctx, stmtQuery(db.readTile), tlog.TileID{Level: level, Index: index})
+}
+
+// stmtQuery runs st (sqlstore.ReadTileSQL, prepared) as a QueryFunc.
+func stmtQuery(st *sql.Stmt) sqlstore.QueryFunc {
+	return func(ctx context.Context, _ string, args ...any) (sqlstore.Rows, func(), error) {
+		rows, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, func() { rows.Close() }, nil
+	}
 }
 
 // writeTiles stores tile runs with ins and del (sqlstore.InsertRunSQL and
-// DeleteTileSQL prepared in the transaction); a full tile replaces its
+// DeleteTileSQL prepared in the transaction); a whole tile replaces its
 // runs.
 func writeTiles(ctx context.Context, ins, del *sql.Stmt, tiles []tlog.Tile) error {
 	for _, t := range tiles {
-		if t.Full {
+		if t.Whole {
 			if _, err := del.ExecContext(ctx, t.Level, t.Index); err != nil {
 				return fmt.Errorf("replace merkle tile %d/%d: %w", t.Level, t.Index, err)
 			}

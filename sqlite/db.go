@@ -39,6 +39,7 @@ type DB struct {
 	insertRun   *sql.Stmt // on w
 	readRuns    *sql.Stmt // on w
 	deleteTile  *sql.Stmt // on w
+	readTile    *sql.Stmt // on r: MerkleTile (every checkpoint's root and every proof)
 
 	// The WAL is checkpointed by a background goroutine on its own
 	// connection (the writer's automatic checkpoint is off), so that
@@ -142,6 +143,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 			return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 		}
 	}
+	var err error
+	if db.readTile, err = db.r.PrepareContext(ctx, q(sqlstore.ReadTileSQL)); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
 	if db.ck != nil {
 		db.ckStop, db.ckDone = make(chan struct{}), make(chan struct{})
 		go db.checkpointer()
@@ -165,7 +171,7 @@ func (db *DB) Close() error {
 		db.ckOnce.Do(func() { close(db.ckStop) })
 		<-db.ckDone
 	}
-	for _, st := range []*sql.Stmt{db.insertBlock, db.insertKey, db.readHead, db.moveHead, db.insertRun, db.readRuns, db.deleteTile} {
+	for _, st := range []*sql.Stmt{db.insertBlock, db.insertKey, db.readHead, db.moveHead, db.insertRun, db.readRuns, db.deleteTile, db.readTile} {
 		if st != nil {
 			st.Close()
 		}

@@ -44,10 +44,10 @@ func ReadTile(ctx context.Context, query QueryFunc, id tlog.TileID) ([]byte, err
 }
 
 // TileWrites returns the statements that store t: a run is inserted; a
-// full tile replaces the tile's runs.
+// whole tile replaces the tile's runs.
 func TileWrites(t tlog.Tile) []Stmt {
 	ins := Stmt{InsertRunSQL, []any{t.Level, t.Index, t.Start, t.Hashes}}
-	if !t.Full {
+	if !t.Whole {
 		return []Stmt{ins}
 	}
 	return []Stmt{{DeleteTileSQL, []any{t.Level, t.Index}}, ins}
@@ -89,7 +89,7 @@ func BuildTree[B ~[]byte](ctx context.Context, row RowFunc, query QueryFunc, wri
 			if t.Full {
 				delete(partial, t.TileID)
 			} else {
-				partial[t.TileID] = append(partial[t.TileID], t.Hashes...)
+				partial[t.TileID] = append(partial[t.TileID][:t.Start*tlog.HashSize], t.Hashes...)
 			}
 			if err := write(t); err != nil {
 				return err

@@ -47,14 +47,24 @@ type TileID struct {
 // Tile is a run of hashes of one tile, as stored: Hashes (concatenated)
 // are the tile's entries from position Start on. Append returns the
 // entries a batch adds to each tile (Start > 0 for a tile that already had
-// some), and a whole tile (Full) when the batch completes it: a store may
-// then replace the tile's earlier runs with it.
+// some), or the whole tile (Whole, Start 0) when the batch completes it
+// (Full) or adds only a few entries to it (see wholeBelow): the store then
+// replaces the tile's earlier runs with it.
 type Tile struct {
 	TileID
 	Start  int
 	Hashes []byte
 	Full   bool
+	Whole  bool
 }
+
+// wholeBelow is the fewest entries a batch adds to a partial tile as a run
+// of their own; fewer, and Append rewrites the tile whole. Each run is a
+// row to read whenever the tile is: every checkpoint's root and every
+// proof read the partial tiles of the tree's right edge. A level above 0
+// gains one entry per 256 below it, so kept as runs a level-1 or level-2
+// tile grew to hundreds of one-hash rows.
+const wholeBelow = 16
 
 // LeafHash returns the RFC 9162 hash of a leaf: SHA-256(0x00 || data).
 func LeafHash(data []byte) [HashSize]byte {
@@ -124,10 +134,11 @@ var ErrCorrupt = errors.New("merkle tiles do not match the tree size")
 
 // Append returns the runs of tile entries to store when leaves (leaf
 // hashes) are appended to a tree of size n, level by level. read returns
-// a stored tile's entries (nil when there is none); it is called only when
-// the leaves complete a tile that already had entries, whose root the
-// level above needs. So a batch that completes no tile reads nothing and
-// writes one run per level it reaches, of its own entries only.
+// a stored tile's entries (nil when there is none); it is called only for
+// a tile that already had entries and that the leaves complete (the level
+// above needs its root) or add fewer than wholeBelow entries to (it is
+// rewritten whole). So a batch of wholeBelow leaves or more that completes
+// no tile reads nothing and writes one run of its own entries.
 func Append(n int64, leaves [][HashSize]byte, read func(TileID) ([]byte, error)) ([]Tile, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("tree size %d", n)
@@ -144,8 +155,9 @@ func Append(n int64, leaves [][HashSize]byte, read func(TileID) ([]byte, error))
 			pos := int(idx % Width)
 			take := min(Width-pos, len(entries)-off)
 			full := pos+take == Width
+			whole := full || pos > 0 && take < wholeBelow
 			var t []byte
-			if full && pos > 0 {
+			if whole && pos > 0 {
 				stored, err := read(id)
 				if err != nil {
 					return nil, err
@@ -153,7 +165,7 @@ func Append(n int64, leaves [][HashSize]byte, read func(TileID) ([]byte, error))
 				if len(stored) != pos*HashSize {
 					return nil, fmt.Errorf("%w: tile %d/%d holds %d hashes, want %d", ErrCorrupt, id.Level, id.Index, len(stored)/HashSize, pos)
 				}
-				t = make([]byte, len(stored), TileBytes)
+				t = make([]byte, len(stored), (pos+take)*HashSize)
 				copy(t, stored)
 			} else {
 				t = make([]byte, 0, take*HashSize)
@@ -162,13 +174,15 @@ func Append(n int64, leaves [][HashSize]byte, read func(TileID) ([]byte, error))
 				t = append(t, e[:]...)
 			}
 			if full {
-				out = append(out, Tile{TileID: id, Hashes: t, Full: true})
+				out = append(out, Tile{TileID: id, Hashes: t, Full: true, Whole: true})
 				if nextStart < 0 {
 					nextStart = id.Index
 				}
 				var root [HashSize]byte
 				subtreeRootInto(&root, t)
 				next = append(next, root)
+			} else if whole {
+				out = append(out, Tile{TileID: id, Hashes: t, Whole: true})
 			} else {
 				out = append(out, Tile{TileID: id, Start: pos, Hashes: t})
 			}

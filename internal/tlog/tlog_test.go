@@ -2,6 +2,7 @@ package tlog
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"github.com/airlockhq/airlock/internal/tlog/tlogtest"
@@ -31,10 +32,58 @@ func (m memTiles) append(t *testing.T, n int64, leaves [][HashSize]byte) {
 		t.Fatal(err)
 	}
 	for _, tl := range tiles {
-		if tl.Full {
+		if tl.Whole {
+			if tl.Start != 0 {
+				t.Fatalf("tile %v: whole from %d", tl.TileID, tl.Start)
+			}
 			m[tl.TileID] = []Tile{{TileID: tl.TileID, Hashes: tl.Hashes}}
 		} else {
 			m[tl.TileID] = append(m[tl.TileID], tl)
+		}
+	}
+}
+
+// TestRunsBounded pins that a tile is never kept as many small runs: a
+// batch that adds fewer than wholeBelow entries rewrites the tile whole,
+// so a tile holds at most Width/wholeBelow runs at any level whatever the
+// batch sizes (one entry at a time included), and reading the tree's
+// right edge for a checkpoint's root or a proof is a few rows.
+func TestRunsBounded(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	m := memTiles{}
+	var n int64
+	for n < 3*Width*Width/2 {
+		k := 1 + rng.IntN(40)
+		if rng.IntN(4) == 0 {
+			k = 1
+		}
+		leaves := make([][HashSize]byte, k)
+		for i := range leaves {
+			leaves[i] = LeafHash(binary.BigEndian.AppendUint64(nil, uint64(n)+uint64(i)))
+		}
+		m.append(t, n, leaves)
+		n += int64(k)
+		for id, runs := range m {
+			if len(runs) > 16 { // Width/wholeBelow
+				t.Fatalf("size %d: tile %v has %d runs", n, id, len(runs))
+			}
+		}
+	}
+	// The same leaves in one batch give the same tiles.
+	ref := memTiles{}
+	leaves := make([][HashSize]byte, n)
+	for i := range leaves {
+		leaves[i] = LeafHash(binary.BigEndian.AppendUint64(nil, uint64(i)))
+	}
+	ref.append(t, 0, leaves)
+	if len(m) != len(ref) {
+		t.Fatalf("%d tiles, the one-batch tree has %d", len(m), len(ref))
+	}
+	for id := range ref {
+		a, _ := m.read(id)
+		b, _ := ref.read(id)
+		if !bytes.Equal(a, b) {
+			t.Fatalf("tile %v differs from the one-batch tree's", id)
 		}
 	}
 }
