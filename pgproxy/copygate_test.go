@@ -64,9 +64,7 @@ func TestCopyGateExtendedLikeLibpq(t *testing.T) {
 	r.fe.Send(&pgproto3.Describe{ObjectType: 'P'})
 	r.fe.Send(&pgproto3.Execute{})
 	r.fe.Send(&pgproto3.Sync{})
-	if err := r.fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r.flush()
 	r.untilCopyIn()
 	out := r.send(1, &pgproto3.CopyData{Data: []byte("90\tninety\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
 	if !strings.Contains(out, "C COPY 1") || strings.Count(out, "Z") != 1 {
@@ -84,9 +82,7 @@ func TestCopyGateExtendedRowFails(t *testing.T) {
 	r.fe.Send(&pgproto3.Bind{})
 	r.fe.Send(&pgproto3.Execute{})
 	r.fe.Send(&pgproto3.Sync{})
-	if err := r.fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r.flush()
 	r.untilCopyIn()
 	out := r.send(1, &pgproto3.CopyData{Data: []byte("not-a-number\tx\n")}, &pgproto3.Sync{},
 		&pgproto3.CopyDone{}, &pgproto3.Sync{})
@@ -142,9 +138,7 @@ func TestCopyGateOtherMessageEndsSession(t *testing.T) {
 	e := newEnv(t)
 	r := dialRaw(t, e)
 	r.fe.Send(q("COPY items (id, name) FROM STDIN"))
-	if err := r.fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r.flush()
 	r.untilCopyIn()
 	out := r.send(1, &pgproto3.Parse{Query: "SELECT 1"})
 	if !strings.Contains(out, "E FATAL 08P01") || !strings.Contains(out, "during COPY FROM STDIN") {

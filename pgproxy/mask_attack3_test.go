@@ -79,9 +79,7 @@ func TestMaskAttack3CopyInSyncDesync(t *testing.T) {
 	r.fe.Send(&pgproto3.Sync{}) // ignored by the server during COPY
 	r.fe.Send(&pgproto3.CopyData{Data: []byte("90\tcopied\n")})
 	r.fe.Send(&pgproto3.CopyDone{})
-	if err := r.fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r.flush()
 	out := r.read(1)
 	out += r.send(1, q("SELECT card_number || '' AS c FROM orders ORDER BY id"))
 	out += r.send(1, &pgproto3.Parse{Query: "SELECT card_number || '' AS c FROM orders ORDER BY id"},
@@ -105,9 +103,7 @@ func TestMaskAttack3ExtendedCopyInSyncDesync(t *testing.T) {
 	r.fe.Send(&pgproto3.Bind{})
 	r.fe.Send(&pgproto3.Execute{})
 	r.fe.Send(&pgproto3.Sync{})
-	if err := r.fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r.flush()
 	out := r.read(1)
 	t.Logf("%s", out)
 	noLeak(t, "Sync during extended COPY FROM STDIN desyncs the request queue", out)
@@ -157,9 +153,7 @@ func TestMaskAttack3FailedBatchChainUnbounded(t *testing.T) {
 		}
 		r.fe.Send(&pgproto3.Sync{})
 	}
-	if err := r.fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	r.flush()
 	r.read(batches)
 	// Settle the outcomes, then count the chain (c2s is idle: the client
 	// waits for the answer to its Sync).

@@ -185,10 +185,16 @@ func (r *rawConn) send(n int, msgs ...pgproto3.FrontendMessage) string {
 	for _, m := range msgs {
 		r.fe.Send(m)
 	}
+	r.flush()
+	return r.read(n)
+}
+
+// flush sends what was queued with r.fe.Send.
+func (r *rawConn) flush() {
+	r.t.Helper()
 	if err := r.fe.Flush(); err != nil {
 		r.t.Fatal(err)
 	}
-	return r.read(n)
 }
 
 func (r *rawConn) read(n int) string {
