@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/airlockhq/airlock"
 	"github.com/airlockhq/airlock/access"
 	"github.com/airlockhq/airlock/internal/testenv"
 	"github.com/airlockhq/airlock/pgprovision"
@@ -207,16 +209,13 @@ GRANT app_read TO legacy_ro`)
 		t.Fatalf("made_by_grant after the drop: owner %q, %v", owner, err)
 	}
 	h.fresh(tm.admin, tm.adminSecret)
+	// The drop's events are written after the drop the test saw.
 	for _, action := range []string{"db.role.created", "db.credentials.delivered", "db.role.terminated", "db.role.dropped"} {
-		found := false
-		for _, e := range h.auditEvents(tm.admin, action) {
-			if e.GrantID == g.ID && strings.Contains(string(e.Details), role) {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("no %s event for grant %s", action, g.ID)
-		}
+		h.awaitEvents(tm.admin, action, func(evs []airlock.Event) bool {
+			return slices.ContainsFunc(evs, func(e airlock.Event) bool {
+				return e.GrantID == g.ID && strings.Contains(string(e.Details), role)
+			})
+		})
 	}
 
 	// A stray airlock_ role (made as Airlock makes them, by the
@@ -368,10 +367,16 @@ func TestE2EReplicasEphemeralRoles(t *testing.T) {
 	clk.Advance(2 * time.Hour)
 	waitFor(t, func() bool { return count() == 0 })
 	a.fresh(tm.admin, tm.adminSecret)
+	// The events are written after the drops the test saw: wait for one
+	// per grant, then no grant may have two.
 	dropped := map[string]int{}
-	for _, e := range a.auditEvents(tm.admin, "db.role.dropped") {
-		dropped[e.GrantID]++
-	}
+	a.awaitEvents(tm.admin, "db.role.dropped", func(evs []airlock.Event) bool {
+		clear(dropped)
+		for _, e := range evs {
+			dropped[e.GrantID]++
+		}
+		return !slices.ContainsFunc(grants, func(id string) bool { return dropped[id] == 0 })
+	})
 	for _, id := range grants {
 		if dropped[id] != 1 {
 			t.Errorf("grant %s: %d db.role.dropped events, want 1", id, dropped[id])

@@ -218,6 +218,18 @@ func (h *harness) auditEvents(home, action string) []airlock.Event {
 	return evs
 }
 
+// awaitEvents polls auditEvents(home, action) until done accepts them
+// (10 s) and returns them. An event that records a change is written
+// after the change, so a test that saw the change polls for its event.
+func (h *harness) awaitEvents(home, action string, done func([]airlock.Event) bool) []airlock.Event {
+	h.t.Helper()
+	var evs []airlock.Event
+	if !testenv.Poll(10*time.Second, func() bool { evs = h.auditEvents(home, action); return done(evs) }) {
+		h.t.Fatalf("the %s events wanted are not in the audit 10 s on; they are %v; server log:\n%s", action, evs, h.logs.String())
+	}
+	return evs
+}
+
 // ensureAppRW makes the login role app_rw on pg's cluster (once per
 // cluster: the clusters are shared between tests) with pgRWPassword: the
 // brokered credential of the write level in the database tests.
