@@ -50,12 +50,15 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	queueBlocks(&b, evs)
 	// The tree follows the log unless the log was damaged before the
 	// tree was built (see sqlstore.BuildTree): it then stays where it is.
+	var grown *sqlstore.Growth
 	if treeSize == head.Seq {
-		tiles, err := sqlstore.GrowTree(ctx, queryFunc(tx), treeSize, evs)
+		g, err := db.edge.Grow(ctx, queryFunc(tx), treeSize, head.Hash, evs)
 		if err != nil {
 			return outage(fmt.Errorf("grow the audit Merkle tree: %w", err), "audit log unavailable")
 		}
-		for _, t := range tiles {
+		defer g.Close()
+		grown = g
+		for _, t := range g.Tiles {
 			for _, st := range sqlstore.TileWrites(t) {
 				b.Queue(st.SQL, st.Args...)
 			}
@@ -69,6 +72,9 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return outage(err, "audit log unavailable")
+	}
+	if grown != nil {
+		grown.Commit()
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ var migrationFS embed.FS
 // database.
 type DB struct {
 	pool *pgxpool.Pool
+	edge sqlstore.Edge // the audit tree's partial tiles as the last append left them
 }
 
 var _ airlock.Store = (*DB)(nil)

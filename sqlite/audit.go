@@ -56,15 +56,18 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	}
 	// The tree follows the log unless the log was damaged before the
 	// tree was built (see sqlstore.BuildTree): it then stays where it is.
+	var grown *sqlstore.Growth
 	if treeSize == head.Seq {
-		tiles, err := sqlstore.GrowTree(ctx, stmtQuery(tx.StmtContext(ctx, db.readRuns)), treeSize, evs)
+		g, err := db.edge.Grow(ctx, stmtQuery(tx.StmtContext(ctx, db.readRuns)), treeSize, head.Hash, evs)
 		if err != nil {
 			return fmt.Errorf("grow the audit Merkle tree: %w", err)
 		}
-		if err := writeTiles(ctx, tx.StmtContext(ctx, db.insertRun), tx.StmtContext(ctx, db.deleteTile), tiles); err != nil {
+		defer g.Close()
+		if err := writeTiles(ctx, tx.StmtContext(ctx, db.insertRun), tx.StmtContext(ctx, db.deleteTile), g.Tiles); err != nil {
 			return err
 		}
 		treeSize = evs[len(evs)-1].Seq
+		grown = g
 	}
 	last := evs[len(evs)-1]
 	if _, err := tx.StmtContext(ctx, db.moveHead).ExecContext(ctx, last.Seq, last.Hash, treeSize); err != nil {
@@ -72,6 +75,9 @@ func (db *DB) AppendEvents(ctx context.Context, build func(head airlock.AuditHea
 	}
 	if err := tx.Commit(); err != nil {
 		return outage(err, "audit log unavailable")
+	}
+	if grown != nil {
+		grown.Commit()
 	}
 	return nil
 }

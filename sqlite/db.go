@@ -32,14 +32,15 @@ type DB struct {
 	w    *sql.DB // the single writer connection
 	r    *sql.DB // read-only pool
 
-	insertBlock *sql.Stmt // on w
-	insertKey   *sql.Stmt // on w
-	readHead    *sql.Stmt // on w
-	moveHead    *sql.Stmt // on w
-	insertRun   *sql.Stmt // on w
-	readRuns    *sql.Stmt // on w
-	deleteTile  *sql.Stmt // on w
-	readTile    *sql.Stmt // on r: MerkleTile (every checkpoint's root and every proof)
+	insertBlock *sql.Stmt     // on w
+	insertKey   *sql.Stmt     // on w
+	readHead    *sql.Stmt     // on w
+	moveHead    *sql.Stmt     // on w
+	insertRun   *sql.Stmt     // on w
+	readRuns    *sql.Stmt     // on w
+	deleteTile  *sql.Stmt     // on w
+	readTile    *sql.Stmt     // on r: MerkleTile (every checkpoint's root and every proof)
+	edge        sqlstore.Edge // the audit tree's partial tiles as the last append left them
 
 	// The WAL is checkpointed by a background goroutine on its own
 	// connection (the writer's automatic checkpoint is off), so that
