@@ -42,9 +42,17 @@ func (s *Server) routesEvidence() {
 		w.Header().Set("Content-Type", "application/zip")
 		w.Header().Set("Content-Disposition", `attachment; filename="evidence-`+id+`.zip"`)
 		if err := pack.WriteTo(r.Context(), w); err != nil {
+			// evidence.exported records the export begun; one that broke
+			// off says so, so that the log never shows a whole pack
+			// handed out when it was not. A request context already
+			// canceled (the client went away) must not stop that record.
+			s.Logger.Error("evidence pack", "grant", id, "err", err)
+			if _, rerr := ad.Log.Record(context.WithoutCancel(r.Context()), airlock.Event{Actor: p.Actor(), Action: "evidence.export_failed", SourceAddr: p.Source,
+				Outcome: airlock.OutcomeFailure, Details: airlock.EventDetails("grant", id, "error", airlock.ErrorMessage(err))}); rerr != nil {
+				s.Logger.Error("audit evidence.export_failed", "grant", id, "err", rerr)
+			}
 			// Bytes may have gone: end the response broken rather than let
 			// a truncated zip look whole.
-			s.Logger.Error("evidence pack", "grant", id, "err", err)
 			panic(http.ErrAbortHandler)
 		}
 	}))
