@@ -20,6 +20,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -91,6 +92,9 @@ type Source struct {
 // requestWindow bounds the events of a request looked for around it: its
 // events are written between its creation and its decision.
 const requestSlack = time.Minute
+
+// errWindowEnd stops the scan of a request's window.
+var errWindowEnd = errors.New("past the request's window")
 
 // Pack is a grant's evidence, read and proved, ready to be written.
 type Pack struct {
@@ -291,13 +295,29 @@ func grantEvents(ctx context.Context, st airlock.Store, g *airlock.Grant, rq *ai
 		if until.IsZero() {
 			until = g.CreatedAt
 		}
-		around, err := st.ListEvents(ctx, airlock.EventFilter{Since: rq.CreatedAt.Add(-requestSlack), Until: until.Add(requestSlack)})
+		// Streamed, keeping only the request's events: a request that
+		// waited a day for its review spans a day of the whole log.
+		since, end := rq.CreatedAt.Add(-requestSlack), until.Add(requestSlack)
+		first, err := st.ListEvents(ctx, airlock.EventFilter{Since: since, Limit: 1})
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range around {
-			if e.RequestID == rq.ID && e.GrantID == "" {
-				evs = append(evs, e)
+		if len(first) > 0 {
+			err = st.ScanEvents(ctx, first[0].Seq-1, func(e airlock.Event) error {
+				if e.Time.After(end.Add(requestSlack)) {
+					// Past the window by a further requestSlack: events are
+					// stored in seq order and stamped by their writer's
+					// clock, so one of the window can follow a later one
+					// only by as much as the replicas' clocks differ.
+					return errWindowEnd
+				}
+				if e.RequestID == rq.ID && e.GrantID == "" && !e.Time.Before(since) && !e.Time.After(end) {
+					evs = append(evs, e)
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errWindowEnd) {
+				return nil, err
 			}
 		}
 	}
