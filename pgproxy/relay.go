@@ -91,6 +91,8 @@ func (s *session) c2s() airlock.EndReason {
 			if s.guard != nil {
 				s.confirmBatches() // so that pending stays as long as the unanswered Syncs
 				s.stmts.sync()
+			} else {
+				s.stmts.batch++ // numbers the portals' batches (forgetPortals)
 			}
 			s.requests.push(unit{kind: 'S'})
 			if err := p.forward(body); err != nil {
@@ -270,6 +272,11 @@ func (s *session) s2cMessage(p *pipe, typ byte, body int) airlock.EndReason {
 			// an error came since the last one (statements.go).
 			s.batchEnded(!s.batchErr, s.upTx == 'I')
 			s.batchErr = false
+		} else if last.kind == 'S' {
+			s.syncsAnswered++
+			if s.upTx == 'I' {
+				s.idleSyncs.Store(s.syncsAnswered)
+			}
 		}
 	case '1':
 		s.requests.pop(never, func(u unit) bool { return u.kind == 'P' })

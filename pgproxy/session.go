@@ -104,6 +104,13 @@ type session struct {
 	batchMu   sync.Mutex
 	batchOK   []batchOutcome
 	batchDone atomic.Int32
+	// Without a guard no batch is tracked, but its portals still end with
+	// their transaction: s2c counts the Syncs answered (syncsAnswered, its
+	// own) and publishes in idleSyncs how many had been when the last one
+	// answered idle; c2s forgets the portals bound before then
+	// (statements.forgetPortals).
+	syncsAnswered int64
+	idleSyncs     atomic.Int64
 }
 
 func newSession(g *Gateway, t *Target, cc *clientConn) *session {

@@ -33,6 +33,7 @@ type statements struct {
 	batch   int64
 	changed []change
 	pending [][]change
+	swept   int64 // the last forgetPortals sweep's n
 }
 
 // change is a record a batch made under name (one of the two is set).
@@ -236,6 +237,24 @@ func (st *statements) endPortals(b int64) {
 				x.prev = nil
 				break
 			}
+		}
+	}
+}
+
+// forgetPortals is endPortals for a session without a guard, whose
+// batches are not tracked: the server answered the Sync that ended batch
+// n-1 outside a transaction, so no portal bound in a batch before n is
+// left. Without it every portal name a client ever bound would stay
+// (pgjdbc names a new one, C_1, C_2, …, for each query it fetches in
+// parts). The records are swept once per such answer.
+func (st *statements) forgetPortals(n int64) {
+	if n <= st.swept {
+		return
+	}
+	st.swept = n
+	for name, p := range st.portals {
+		if p.batch < n {
+			delete(st.portals, name)
 		}
 	}
 }
@@ -452,6 +471,9 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			if pi.params, ok = bindParams(rest); !ok {
 				return false
 			}
+		}
+		if !track {
+			s.stmts.forgetPortals(s.idleSyncs.Load())
 		}
 		if !s.stmts.setPortal(string(portal), pi, track) {
 			s.kill(airlock.EndProtocolViolation, codeProtocol, msgTooManyNames)

@@ -1,0 +1,49 @@
+package pgproxy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// TestPortalRecordsEndWithTransaction: in a session without guardrails a
+// portal's record (kept for the copy gate) ends, as the portal does on
+// the server, once a Sync is answered outside a transaction. Before, every
+// portal name a client bound stayed for the session's life: a pgjdbc
+// client (a new name per query it fetches in parts) grew the gateway
+// without bound. A portal of an open transaction is kept and still runs.
+func TestPortalRecordsEndWithTransaction(t *testing.T) {
+	e := newEnv(t)
+	r := dialRaw(t, e)
+	r.send(1, &pgproto3.Parse{Name: "n", Query: "SELECT 1"}, &pgproto3.Sync{})
+	const batches, binds = 20, 500
+	for b := range batches {
+		var msgs []pgproto3.FrontendMessage
+		for i := range binds {
+			msgs = append(msgs, &pgproto3.Bind{DestinationPortal: "C_" + itoa(b*binds+i), PreparedStatement: "n"})
+		}
+		if out := r.send(1, append(msgs, &pgproto3.Sync{})...); strings.Contains(out, "Error") {
+			t.Fatalf("batch %d: %.500s", b, out)
+		}
+	}
+	// A transaction's portal outlives idle answers before it and its
+	// own batch's Sync.
+	r.send(1, &pgproto3.Query{String: "BEGIN"})
+	r.send(1, &pgproto3.Bind{DestinationPortal: "keep", PreparedStatement: "n"}, &pgproto3.Sync{})
+	r.send(1, &pgproto3.Bind{DestinationPortal: "last", PreparedStatement: "n"}, &pgproto3.Sync{})
+	s := e.onlySession(t)
+	n := len(s.stmts.portals)
+	_, kept := s.stmts.portals["keep"]
+	t.Logf("portal records after %d binds: %d", batches*binds, n)
+	if n > binds+2 {
+		t.Errorf("%d portal records kept after %d idle batches (the server has 2 portals)", n, batches)
+	}
+	if !kept {
+		t.Error("the open transaction's portal was forgotten")
+	}
+	if out := r.send(1, &pgproto3.Execute{Portal: "keep"}, &pgproto3.Sync{}); !strings.Contains(out, `D "1"`) {
+		t.Errorf("the transaction's portal does not run:\n%.500s", out)
+	}
+	r.send(1, &pgproto3.Query{String: "COMMIT"})
+}
