@@ -65,7 +65,8 @@ func TileWrites(t tlog.Tile) []Stmt {
 // the edge moved, the store was restored) the edge is read from the store.
 // The zero value is an edge that reads on first use. Appends through one
 // Edge are serialised by the store's write lock; Grow holds the Edge until
-// the append's Growth is committed or closed.
+// the append's Growth is committed or closed, and an append that finds it
+// held reads from the store instead of waiting.
 type Edge struct {
 	mu    sync.Mutex
 	valid bool
@@ -95,12 +96,35 @@ func (e *Edge) Grow(ctx context.Context, query QueryFunc, treeSize int64, head s
 	if len(evs) > 0 && evs[0].Seq != treeSize+1 {
 		return nil, fmt.Errorf("%w: the tree holds %d events but the next one appended is seq %d", tlog.ErrCorrupt, treeSize, evs[0].Seq)
 	}
-	e.mu.Lock()
+	if !e.mu.TryLock() {
+		// Another append of this process holds the Edge: the store's
+		// lock has passed to this one, so that one is committing (or
+		// stuck waiting for its commit's answer). Do not wait for it:
+		// read from the store, and leave the Edge to its holder.
+		var scratch Edge
+		scratch.mu.Lock()
+		g, err := scratch.grow(ctx, query, treeSize, head, evs)
+		if g != nil {
+			g.e = nil
+		}
+		return g, err
+	}
+	return e.grow(ctx, query, treeSize, head, evs)
+}
+
+// grow is Grow with e locked: it returns a Growth that holds e, or an
+// error with e unlocked.
+func (e *Edge) grow(ctx context.Context, query QueryFunc, treeSize int64, head string, evs []airlock.Event) (*Growth, error) {
+	held := false // whether the Growth returned holds the Edge
+	defer func() {
+		if !held {
+			e.mu.Unlock() // an error, or a panic in query
+		}
+	}()
 	if !e.valid || e.size != treeSize || e.head != head {
 		tiles, err := readEdge(ctx, query, treeSize)
 		if err != nil {
 			e.valid = false
-			e.mu.Unlock()
 			return nil, err
 		}
 		e.valid, e.size, e.head, e.tiles = true, treeSize, head, tiles
@@ -112,9 +136,9 @@ func (e *Edge) Grow(ctx context.Context, query QueryFunc, treeSize int64, head s
 	tiles, err := tlog.Append(treeSize, leaves, func(id tlog.TileID) ([]byte, error) { return e.tiles[id], nil })
 	if err != nil {
 		e.valid = false
-		e.mu.Unlock()
 		return nil, err
 	}
+	held = true
 	g := &Growth{Tiles: tiles, e: e, size: treeSize, head: head}
 	if len(evs) > 0 {
 		g.size, g.head = evs[len(evs)-1].Seq, evs[len(evs)-1].Hash
@@ -144,7 +168,7 @@ func readEdge(ctx context.Context, query QueryFunc, size int64) (map[tlog.TileID
 // Commit moves the Edge to the tree the append left (its transaction has
 // committed) and releases it.
 func (g *Growth) Commit() {
-	if g.done {
+	if g.done || g.e == nil {
 		return
 	}
 	g.done = true
@@ -180,7 +204,7 @@ func (g *Growth) Commit() {
 // where it was: its transaction was rolled back, so the store's tree is
 // still the one the Edge describes.
 func (g *Growth) Close() {
-	if g.done {
+	if g.done || g.e == nil {
 		return
 	}
 	g.done = true
