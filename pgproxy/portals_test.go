@@ -47,3 +47,33 @@ func TestPortalRecordsEndWithTransaction(t *testing.T) {
 	}
 	r.send(1, &pgproto3.Query{String: "COMMIT"})
 }
+
+// TestStatementRecordsFollowPlainDeallocate: in a session without
+// guardrails, statements prepared through the protocol and dropped with
+// SQL DEALLOCATE (Rails' way) or DISCARD ALL leave no records behind;
+// before, each name stayed, with its text, for the connection's life.
+func TestStatementRecordsFollowPlainDeallocate(t *testing.T) {
+	e := newEnv(t)
+	r := dialRaw(t, e)
+	const n = 3000
+	for i := range n {
+		name := "a" + itoa(i)
+		r.send(1, &pgproto3.Parse{Name: name, Query: "SELECT " + itoa(i)}, &pgproto3.Sync{})
+		if out := r.send(1, &pgproto3.Query{String: "DEALLOCATE " + name}); strings.Contains(out, "E ") {
+			t.Fatalf("DEALLOCATE %s: %.300s", name, out)
+		}
+	}
+	r.send(1, &pgproto3.Parse{Name: "kept", Query: "SELECT 1"}, &pgproto3.Sync{})
+	s := e.onlySession(t)
+	if got := len(s.stmts.prepared); got > 2 {
+		t.Errorf("%d statement records after %d DEALLOCATEs (the server holds 1)", got, n)
+	}
+	if _, ok := s.stmts.prepared["kept"]; !ok {
+		t.Error("a statement never dropped lost its record")
+	}
+	r.send(1, &pgproto3.Query{String: "DISCARD ALL"})
+	r.send(1, &pgproto3.Sync{})
+	if got := len(e.onlySession(t).stmts.prepared); got != 0 {
+		t.Errorf("%d statement records after DISCARD ALL", got)
+	}
+}

@@ -376,6 +376,15 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		}
 		if denied == "" && track {
 			s.deallocated()
+		} else if !track {
+			// Without a guard nothing parses the string: a plain DEALLOCATE
+			// (what Rails sends) still forgets its records, so that such a
+			// client's names do not pile up for the connection's life.
+			if name, all, ok := plainDeallocate(text); ok && all {
+				clear(s.stmts.prepared)
+			} else if ok {
+				delete(s.stmts.prepared, name)
+			}
 		}
 		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no, denied: denied, touches: s.touches(), copyIn: denied == "" && mayCopyIn(text)})
 		s.submit(e)
