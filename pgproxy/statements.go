@@ -244,7 +244,7 @@ func (st *statements) endPortals(b int64) {
 // forgetPortals is endPortals for a session without a guard, whose
 // batches are not tracked: the server answered the Sync that ended batch
 // n-1 outside a transaction, so no portal bound in a batch before n is
-// left. Without it every portal name a client ever bound would stay
+// left (forgetPortal keeps those that may start a copy). Without it every portal name a client ever bound would stay
 // (pgjdbc names a new one, C_1, C_2, …, for each query it fetches in
 // parts). The records are swept once per such answer.
 func (st *statements) forgetPortals(n int64) {
@@ -254,8 +254,40 @@ func (st *statements) forgetPortals(n int64) {
 	st.swept = n
 	for name, p := range st.portals {
 		if p.batch < n {
-			delete(st.portals, name)
+			st.forgetPortal(name)
 		}
+	}
+}
+
+// maxNameBytes is how much of a statement or portal name the server
+// keys it by: its hash tables take NAMEDATALEN-1 bytes (63 in every
+// build we know of) and ignore the rest, so two names that agree in those
+// bytes are one to the server.
+const maxNameBytes = 63
+
+// serverName is the name the server keys a protocol statement or portal
+// name as. Records must be kept under it: under the whole name, a client
+// could Parse a held or masked statement as "<63 bytes>X" and then Bind
+// "<63 bytes>Y", which the gateway would decide as another statement while
+// the server runs the first.
+func serverName(b []byte) []byte { return b[:min(len(b), maxNameBytes)] }
+
+// forgetStmt and forgetPortal drop a record of a session without a
+// guard (a Close, a plain DEALLOCATE, a transaction's end), except one
+// that may start a copy: nothing confirms that the server dropped the name
+// too (a DEALLOCATE in an aborted transaction fails, a skipped Close does
+// nothing), and a later Parse or Bind of the name that the server refuses
+// would otherwise leave a record saying "no copy" while the server still
+// holds the COPY. Kept, it passes its mark on (setStmt, setPortal).
+func (st *statements) forgetStmt(name string) {
+	if r := st.prepared[name]; r != nil && !r.copyIn {
+		delete(st.prepared, name)
+	}
+}
+
+func (st *statements) forgetPortal(name string) {
+	if p := st.portals[name]; p != nil && !p.copyIn {
+		delete(st.portals, name)
 	}
 }
 
@@ -381,9 +413,11 @@ func (s *session) inspect(typ byte, body []byte) bool {
 			// (what Rails sends) still forgets its records, so that such a
 			// client's names do not pile up for the connection's life.
 			if name, all, ok := plainDeallocate(text); ok && all {
-				clear(s.stmts.prepared)
+				for name := range s.stmts.prepared {
+					s.stmts.forgetStmt(name)
+				}
 			} else if ok {
-				delete(s.stmts.prepared, name)
+				s.stmts.forgetStmt(name)
 			}
 		}
 		s.requests.push(unit{kind: 'Q', stmt: s.stmts.no, denied: denied, touches: s.touches(), copyIn: denied == "" && mayCopyIn(text)})
@@ -394,6 +428,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if !ok {
 			return false
 		}
+		name = serverName(name)
 		text, _, ok := cstring(rest)
 		if !ok {
 			return false
@@ -445,6 +480,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if string(portal) == deniedPortal {
 			return false // reserved for refused Executes
 		}
+		portal, stmt = serverName(portal), serverName(stmt)
 		pi := &portalInfo{stmt: string(stmt)}
 		found := false
 		if st := s.stmts.prepared[pi.stmt]; st != nil {
@@ -497,6 +533,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if !ok {
 			return false
 		}
+		portal = serverName(portal)
 		rec := s.stmts.portals[string(portal)]
 		pi, touches, copyIn, hold, raw := rec.effective(cur)
 		if pi == nil {
@@ -546,6 +583,7 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if !ok {
 			return false
 		}
+		name = serverName(name)
 		touches := true
 		switch body[0] {
 		case 'S':
@@ -572,17 +610,18 @@ func (s *session) inspect(typ byte, body []byte) bool {
 		if !ok {
 			return false
 		}
+		name = serverName(name)
 		switch body[0] {
 		case 'S':
 			// (A name with no record has nothing to close.)
 			if !track {
-				delete(s.stmts.prepared, string(name))
+				s.stmts.forgetStmt(string(name))
 			} else if s.stmts.prepared[string(name)] != nil {
 				s.stmts.setStmt(string(name), &stmtInfo{closed: true}, true)
 			}
 		case 'P':
 			if !track {
-				delete(s.stmts.portals, string(name))
+				s.stmts.forgetPortal(string(name))
 			} else if s.stmts.portals[string(name)] != nil {
 				s.stmts.setPortal(string(name), &portalInfo{closed: true}, true)
 			}
