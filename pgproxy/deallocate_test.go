@@ -27,6 +27,9 @@ func TestPlainDeallocate(t *testing.T) {
 		{"DISCARD PLANS", "", false, false},
 		{"SELECT 1", "", false, false},
 		{"DEALLOCATE 5a", "", false, false},
+		{"DEALLOCATE " + strings.Repeat("x", 70), strings.Repeat("x", 63), false, true},
+		{`DEALLOCATE "` + strings.Repeat("Y", 70) + `"`, strings.Repeat("Y", 63), false, true},
+		{"DEALLOCATE a5" + strings.Repeat(" ", 600), "", false, false},
 	} {
 		name, all, ok := plainDeallocate([]byte(c.q))
 		if ok != c.ok || ok && (name != c.name || all != c.all) {

@@ -244,9 +244,10 @@ func (st *statements) endPortals(b int64) {
 // forgetPortals is endPortals for a session without a guard, whose
 // batches are not tracked: the server answered the Sync that ended batch
 // n-1 outside a transaction, so no portal bound in a batch before n is
-// left (forgetPortal keeps those that may start a copy). Without it every portal name a client ever bound would stay
-// (pgjdbc names a new one, C_1, C_2, …, for each query it fetches in
-// parts). The records are swept once per such answer.
+// left (forgetPortal keeps those that may start a copy). Without it every
+// portal name a client ever bound would stay (pgjdbc names a new one, C_1,
+// C_2, …, for each query it fetches in parts). The records are swept once
+// per such answer.
 func (st *statements) forgetPortals(n int64) {
 	if n <= st.swept {
 		return
