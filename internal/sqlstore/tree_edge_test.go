@@ -44,13 +44,7 @@ func TestEdgeSameSizeOtherHead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var fresh Edge
-		want, err := fresh.Grow(ctx, s.query, size, head, evs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want.Close()
-		if !tilesEqual(g.Tiles, want.Tiles) {
+		if !tilesEqual(g.Tiles, s.grown(t, size, head, evs)) {
 			t.Fatalf("append at %d: the edge's tiles differ from the store's", size)
 		}
 		s.write(g.Tiles)
@@ -87,13 +81,7 @@ func TestEdgeDeep(t *testing.T) {
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
 		}
-		var fresh Edge
-		want, err := fresh.Grow(ctx, s.query, size, head, evs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want.Close()
-		if !tilesEqual(g.Tiles, want.Tiles) {
+		if !tilesEqual(g.Tiles, s.grown(t, size, head, evs)) {
 			t.Fatalf("step %d: the edge's tiles differ from the store's", step)
 		}
 		s.write(g.Tiles)
@@ -168,9 +156,7 @@ func TestEdgeBusyDoesNotWait(t *testing.T) {
 	if s.reads == 0 {
 		t.Error("the append beside a held Edge read nothing from the store")
 	}
-	var fresh Edge
-	want, _ := fresh.Grow(ctx, s.query, 250, evs[249].Hash, next)
-	if !tilesEqual(g.Tiles, want.Tiles) {
+	if !tilesEqual(g.Tiles, s.grown(t, 250, evs[249].Hash, next)) {
 		t.Fatal("the append beside a held Edge got other tiles than the store's")
 	}
 	g.Commit() // touches no Edge

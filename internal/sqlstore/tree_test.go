@@ -45,6 +45,19 @@ func (s *tileStore) write(tiles []tlog.Tile) {
 	}
 }
 
+// grown returns the tiles an Edge that reads everything from s gives for
+// appending evs to its tree of size leaves with chain head head.
+func (s *tileStore) grown(t *testing.T, size int64, head string, evs []airlock.Event) []tlog.Tile {
+	t.Helper()
+	var fresh Edge
+	g, err := fresh.Grow(context.Background(), s.query, size, head, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	return g.Tiles
+}
+
 type tileRow struct {
 	start int
 	h     []byte
@@ -97,13 +110,7 @@ func TestEdge(t *testing.T) {
 		if which == last && s.reads != 0 {
 			t.Fatalf("step %d: an edge that committed the last append read %d tiles", step, s.reads)
 		}
-		var fresh Edge
-		want, err := fresh.Grow(ctx, s.query, size, head, evs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want.Close()
-		if !tilesEqual(g.Tiles, want.Tiles) {
+		if !tilesEqual(g.Tiles, s.grown(t, size, head, evs)) {
 			t.Fatalf("step %d: the edge's tiles differ from the store's", step)
 		}
 		if rng.IntN(6) == 0 { // the transaction is rolled back
