@@ -41,9 +41,7 @@ func TestMaskAttack4NoGuardSkippedParseCopyDesync(t *testing.T) {
 	out += r.send(1, &pgproto3.CopyData{Data: []byte("95\tnoguard\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
 	t.Logf("%s", out)
 	s := e.onlySession(t)
-	s.requests.mu.Lock()
-	left := s.requests.q[s.requests.next:]
-	s.requests.mu.Unlock()
+	left, _ := queueState(s)
 	if len(left) > 0 {
 		t.Errorf("DESYNC %d request(s) queued with every response received (%c first): a Sync the server ignored in copy-in mode", len(left), left[0].kind)
 	}

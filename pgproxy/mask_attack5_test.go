@@ -48,9 +48,7 @@ func TestMaskAttack5LongNameAliasesCopy(t *testing.T) {
 	out += r.send(1, &pgproto3.CopyData{Data: []byte("96\tlong\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
 	t.Logf("%s", out)
 	s := e.onlySession(t)
-	s.requests.mu.Lock()
-	left := s.requests.q[s.requests.next:]
-	s.requests.mu.Unlock()
+	left, _ := queueState(s)
 	if len(left) > 0 {
 		t.Errorf("DESYNC %d request(s) queued with every response received (%c first)", len(left), left[0].kind)
 	}

@@ -21,6 +21,8 @@ func dumpErrors(t *testing.T, e *env) {
 	}
 }
 
+// queueState returns the requests s still waits for a response to, and
+// how many of them are open.
 func queueState(s *session) (q []unit, open int) {
 	s.requests.mu.Lock()
 	defer s.requests.mu.Unlock()
