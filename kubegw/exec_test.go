@@ -468,3 +468,54 @@ func TestExecGoodbyeThenClose(t *testing.T) {
 		t.Fatal("closing the grant did not return")
 	}
 }
+
+// A session that ends while the cluster is inside a message cannot tell
+// the terminal why without corrupting that message: nothing is added to
+// the stream, the exec's k8s.response says the goodbye was not sent, and
+// its recording does not claim it was shown.
+func TestExecNoGoodbyeInsideAMessage(t *testing.T) {
+	k := newKubeWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
+		brw.Read(make([]byte, 64))
+		// A 10-byte stdout message of which 4 bytes are sent.
+		c.Write([]byte{0x82, 10, chanStdout, 'a', 'b', 'c'})
+		io.Copy(io.Discard, brw)
+	}))
+	c, code := dialExec(t, k, "command=sh&stdin=true&stdout=true&tty=true")
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("exec: %d", code)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.Write(stdin("\n"))
+	got := make([]byte, 6)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	k.g.CloseGrant("gra_a", airlock.EndGrantRevoked)
+	rest, err := io.ReadAll(c)
+	if len(rest) != 0 {
+		t.Fatalf("after the partial message the client got %q (%v); want the stream closed with nothing added", rest, err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(k.au.byAction("k8s.response")) == 1 }, "the exec's k8s.response")
+	var d struct {
+		NotSent   string `json:"goodbye_not_sent"`
+		Recording string `json:"recording"`
+	}
+	e := k.au.byAction("k8s.response")[0]
+	json.Unmarshal(e.Details, &d)
+	if d.NotSent != "the cluster's side was inside a message" {
+		t.Fatalf("k8s.response %s: want goodbye_not_sent naming the unfinished message", e.Details)
+	}
+	b, err := os.ReadFile(filepath.Join(k.recs, d.Recording+".cast"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("[airlock]")) || !bytes.Contains(b, []byte("abc")) {
+		t.Fatalf("recording:\n%s\nwant the output that was sent and no goodbye", b)
+	}
+}

@@ -231,8 +231,11 @@ func (e *execStream) recorderLocked() *recording.Writer {
 // exec's outcome for its k8s.response event, and closes.
 func (e *execStream) Close() error {
 	e.closeOnce.Do(func() {
-		if reason := e.ss.EndReason(); reason != "" && e.goodbye("\r\n[airlock] "+reason.Text()+": this session is closed\r\n") {
-			e.linger()
+		var told string
+		if reason := e.ss.EndReason(); reason != "" {
+			if told = e.goodbye("\r\n[airlock] " + reason.Text() + ": this session is closed\r\n"); told == "" {
+				e.linger()
+			}
 		}
 		// Each reader's err under the lock its parsing holds, before e.mu
 		// (their callbacks take e.mu inside).
@@ -262,6 +265,9 @@ func (e *execStream) Close() error {
 		if inErr != "" || outErr != "" {
 			f["stream_unfollowed"] = inErr + outErr
 		}
+		if told != "" {
+			f["goodbye_not_sent"] = told
+		}
 		e.mu.Unlock()
 		e.ss.Note(f)
 	})
@@ -272,29 +278,44 @@ func (e *execStream) Close() error {
 // closure), unmasked from the server side.
 var closeNormal = []byte{0x88, 0x02, 0x03, 0xe8}
 
+// goodbyeTime bounds the goodbye's write: only a client that has stopped
+// reading fills its socket so far that the write waits, and the session's
+// end must not wait on it. It is generous because the deadline starts
+// before the write: on a loaded machine a goroutine can be held off a
+// core for longer than a frame takes to send.
+const goodbyeTime = 500 * time.Millisecond
+
 // goodbye writes msg to the terminal as a stdout message, followed by a
 // WebSocket close, when the cluster's side is between frames (never
-// inside one). It reports whether both went out.
-func (e *execStream) goodbye(msg string) bool {
+// inside one). It returns "" once both went out, and otherwise why not
+// (for the exec's k8s.response).
+func (e *execStream) goodbye(msg string) string {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
-	if !e.headerOK || e.out.err != "" || e.out.inPayload || e.out.nhdr != 0 || e.out.inMsg {
-		return false
+	switch {
+	case !e.headerOK:
+		return "before the upgrade response"
+	case e.out.err != "":
+		return "the cluster's stream is not followed"
+	case e.out.inPayload || e.out.nhdr != 0 || e.out.inMsg:
+		return "the cluster's side was inside a message"
 	}
 	payload := append([]byte{chanStdout}, msg...)
 	if len(payload) > 125 {
-		return false
+		return "message too long"
 	}
 	frames := append([]byte{0x82, byte(len(payload))}, payload...) // FIN, binary; unmasked from the server side
 	frames = append(frames, closeNormal...)
-	e.Conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-	_, err := e.Conn.Write(frames)
+	e.Conn.SetWriteDeadline(time.Now().Add(goodbyeTime))
+	if _, err := e.Conn.Write(frames); err != nil {
+		return "write failed" // and the recording does not claim it was shown
+	}
 	e.mu.Lock()
 	if e.tty && e.rec != nil {
 		e.rec.Output([]byte(msg))
 	}
 	e.mu.Unlock()
-	return err == nil
+	return ""
 }
 
 // lingerTime bounds how long a closing exec waits for the client to

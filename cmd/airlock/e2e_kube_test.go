@@ -328,10 +328,18 @@ func TestE2EKube(t *testing.T) {
 		t.Fatalf("port-forward connection still open 3 s after the grant's end:\n%s", pf.out.String())
 	}
 	pf.kill()
-	if screen := term.finalScreen(t); !strings.Contains(screen, "[airlock] "+airlock.EndGrantExpired.Text()+": this session is closed") {
-		t.Fatalf("the terminal was not told why it closed:\n%s", screen)
-	}
+	screen := term.finalScreen(t)
 	h.fresh(tm.admin, tm.adminSecret)
+	if !strings.Contains(screen, "[airlock] "+airlock.EndGrantExpired.Text()+": this session is closed") {
+		// What the gateway noted of the exec says which side lost it.
+		var execs []string
+		for _, e := range h.auditEvents(tm.admin, "k8s.response") {
+			if strings.Contains(string(e.Details), `"stdin_bytes"`) {
+				execs = append(execs, string(e.Details))
+			}
+		}
+		t.Fatalf("the terminal was not told why it closed:\n%s\nthe execs' k8s.response: %s", screen, strings.Join(execs, "\n"))
+	}
 	var recorded string
 	var parts []airlock.SessionRecording
 	waitFor(t, func() bool {
