@@ -3,8 +3,9 @@
 # directly, on the throwaway cluster of internal/testenv (a real
 # kube-apiserver and etcd, kwok for the node).
 #
-# One invocation builds the airlock binary (CGO_ENABLED=0, as shipped) and
-# the load generator (bench/cmd/httpload), then runs TestBenchKube in
+# One invocation builds the airlock binary (CGO_ENABLED=0, as shipped), the
+# load generator (bench/cmd/httpload) and the plain reverse proxy
+# (bench/cmd/plainproxy), then runs TestBenchKube in
 # cmd/airlock (skipped unless AIRLOCK_BENCH_KUBE=1, so `make test` never
 # runs it). That test makes the team, the kubernetes resource prod-k8s and
 # alice's view grant as TestE2EKube does, then serves the data directory
@@ -18,11 +19,15 @@
 #      alone, the plugin's share.
 #   2. GET /api/v1/namespaces/payments/pods with 1 and 16 keep-alive
 #      clients for DURATION each, directly (impersonator token and
-#      Impersonate-* headers) and through the gateway (a token minted by
+#      Impersonate-* headers), through the plain reverse proxy (TLS on its
+#      listener, HTTP/2 to the apiserver, the same token and headers set
+#      on every request, 8 KiB pooled copy buffers: the gateway's path
+#      without the gateway) and through the gateway (a token minted by
 #      `airlock kube-credential`), legs interleaved, ROUNDS times; the
 #      table shows medians over the rounds.
-#   3. WATCHES idle watches (GET …/pods?watch=1) through the gateway: the
-#      airlock server's RSS growth (/proc/PID/status) per watch.
+#   3. WATCHES idle watches (GET …/pods?watch=1) through the gateway, then
+#      through the plain proxy: each process's RSS growth
+#      (/proc/PID/status) per watch.
 #
 # Environment: ROUNDS (default 3), DURATION (default 5s), WARMUP (default
 # 1s), RUNS (default 50), WATCHES (default 200), LEGS (which legs run, default
@@ -45,8 +50,8 @@ trap 'rm -rf "$T"' EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo "== bench/kube.sh: ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP RUNS=$RUNS WATCHES=$WATCHES LEGS=$LEGS, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== building airlock, httpload"
-(cd "$ROOT" && CGO_ENABLED=0 go build ${PROFILE:+-tags benchpprof} -o "$T/" ./cmd/airlock ./bench/cmd/httpload)
+echo "== building airlock, httpload, plainproxy"
+(cd "$ROOT" && CGO_ENABLED=0 go build ${PROFILE:+-tags benchpprof} -o "$T/" ./cmd/airlock ./bench/cmd/httpload ./bench/cmd/plainproxy)
 if [ -n "${PROFILE:-}" ]; then
 	mkdir -p "$PROFILE"
 	PROFILE=$(cd "$PROFILE" && pwd)
@@ -55,7 +60,7 @@ fi
 
 echo "== go test -run '^TestBenchKube\$' ./cmd/airlock (full output in $LOGS/test.log)"
 set +e
-(cd "$ROOT" && AIRLOCK_BENCH_KUBE=1 AIRLOCK_BENCH_BIN="$T/airlock" AIRLOCK_BENCH_HTTPLOAD="$T/httpload" AIRLOCK_BENCH_LOGS="$LOGS" \
+(cd "$ROOT" && AIRLOCK_BENCH_KUBE=1 AIRLOCK_BENCH_BIN="$T/airlock" AIRLOCK_BENCH_HTTPLOAD="$T/httpload" AIRLOCK_BENCH_PLAINPROXY="$T/plainproxy" AIRLOCK_BENCH_LOGS="$LOGS" \
 	go test -count=1 -v -timeout 30m -run '^TestBenchKube$' ./cmd/airlock) >"$LOGS/test.log" 2>&1
 rc=$?
 set -e

@@ -29,8 +29,11 @@ const benchKubeEnv = "AIRLOCK_BENCH_KUBE"
 
 // TestBenchKube is the Kubernetes gateway benchmark bench/kube.sh runs:
 // kubectl latency, API requests/s and latency at 1 and 16 clients, and
-// memory per idle watch, each directly against the real apiserver and
-// through Airlock. It prints figures and asserts nothing about timing; it
+// memory per idle watch, each directly against the real apiserver,
+// through a plain reverse proxy (bench/cmd/plainproxy: TLS on the
+// listener, HTTP/2 to the apiserver, the same impersonation headers set,
+// 8 KiB pooled copy buffers — the gateway's transport without the
+// gateway) and through Airlock. It prints figures and asserts nothing about timing; it
 // fails only when a request does not do what it should (an error status,
 // kubectl not listing the pod).
 //
@@ -43,22 +46,22 @@ const benchKubeEnv = "AIRLOCK_BENCH_KUBE"
 // plugin is that binary too.
 //
 // Settings (bench/kube.sh passes them on): AIRLOCK_BENCH_HTTPLOAD (the
-// bench/cmd/httpload binary), ROUNDS, DURATION, WARMUP, RUNS (kubectl runs
+// bench/cmd/httpload binary), AIRLOCK_BENCH_PLAINPROXY (bench/cmd/plainproxy), ROUNDS, DURATION, WARMUP, RUNS (kubectl runs
 // per leg), WATCHES, and AIRLOCK_BENCH_LOGS (a directory the server's log
 // is written to).
 func TestBenchKube(t *testing.T) {
 	if os.Getenv(benchKubeEnv) != "1" {
 		t.Skipf("a benchmark: run bench/kube.sh (sets %s=1)", benchKubeEnv)
 	}
-	b := &kubeBench{t: t, bin: os.Getenv("AIRLOCK_BENCH_BIN"), load: os.Getenv("AIRLOCK_BENCH_HTTPLOAD"),
+	b := &kubeBench{t: t, bin: os.Getenv("AIRLOCK_BENCH_BIN"), load: os.Getenv("AIRLOCK_BENCH_HTTPLOAD"), plainBin: os.Getenv("AIRLOCK_BENCH_PLAINPROXY"),
 		rounds: envInt(t, "ROUNDS", 1), runs: envInt(t, "RUNS", 50), watches: envInt(t, "WATCHES", 200),
 		duration: envDuration(t, "DURATION", 5*time.Second), warmup: envDuration(t, "WARMUP", time.Second),
 		legs: os.Getenv("LEGS"), profile: os.Getenv("PROFILE")}
 	if b.legs == "" {
 		b.legs = "watches,kubectl,load"
 	}
-	if b.bin == "" || b.load == "" {
-		t.Fatal("AIRLOCK_BENCH_BIN and AIRLOCK_BENCH_HTTPLOAD must name the built airlock and httpload binaries (bench/kube.sh builds them)")
+	if b.bin == "" || b.load == "" || b.plainBin == "" {
+		t.Fatal("AIRLOCK_BENCH_BIN, AIRLOCK_BENCH_HTTPLOAD and AIRLOCK_BENCH_PLAINPROXY must name the built airlock, httpload and plainproxy binaries (bench/kube.sh builds them)")
 	}
 	loadBefore := loadAvg()
 	b.setup()
@@ -90,13 +93,15 @@ var benchKubePolicy = strings.Replace(kubePolicy, "defaults:\n", "defaults:\n  s
 // kubeBench holds one run of TestBenchKube.
 type kubeBench struct {
 	t                     *testing.T
-	bin, load             string
+	bin, load, plainBin   string
 	rounds, runs, watches int
 	duration, warmup      time.Duration
 	k                     *kubeSetup
 	dir                   string // files of this run
 	serverURL, kubeBase   string // the API; the gateway's URL of the cluster
 	pid                   int    // the airlock server process
+	plainURL              string // the plain proxy's base URL
+	plainPID              int
 	airlockCA, clusterCA  string // PEM files
 	directKubeconfig      string
 	impersonator, grantID string
@@ -214,6 +219,7 @@ func (b *kubeBench) setup() {
 	if out, err := b.airlock("mfa", "verify", "--otp", totp(t, k.tm.aliceSecret, time.Now())); err != nil {
 		t.Fatalf("airlock mfa verify: %v\n%s", err, out)
 	}
+	b.startPlainProxy(logDir)
 	b.directKubeconfig = b.file("direct.kubeconfig", []byte(fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -227,6 +233,34 @@ contexts:
   context: {cluster: direct, user: impersonator}
 current-context: direct
 `, k.kc.URL, base64.StdEncoding.EncodeToString(k.kc.CAPEM), b.impersonator)))
+}
+
+// startPlainProxy starts bench/cmd/plainproxy in front of the apiserver
+// with the impersonation the gateway would add for alice's grant.
+func (b *kubeBench) startPlainProxy(logDir string) {
+	t := b.t
+	out := filepath.Join(logDir, "plainproxy.log")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	cmd := exec.Command(b.plainBin, "-tls", "-upstream", b.k.kc.URL, "-upstream-ca", b.clusterCA,
+		"-bufpool", "-bufsize", "8192", "-no-compression",
+		"-set", "Authorization: Bearer "+b.impersonator, "-set", "Impersonate-User: alice",
+		"-set", "Impersonate-Group: airlock-view", "-set", "Impersonate-Extra-Airlock-Grant: "+b.grantID)
+	cmd.Stdout, cmd.Stderr = f, f
+	b.plainPID = startBenchProc(t, cmd)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		o, _ := os.ReadFile(out)
+		if a, ok := strings.CutPrefix(string(o), "LISTENING "); ok {
+			if a, _, ok = strings.Cut(a, "\n"); ok {
+				b.plainURL = "https://" + a
+				return true
+			}
+		}
+		return false
+	}, "plainproxy did not start (%s)", out)
 }
 
 // warmUp checks both paths list the pod once (and fills kubectl's
@@ -332,14 +366,18 @@ func (b *kubeBench) benchLoad() {
 	direct := []string{"-url", b.k.kc.URL + path, "-cacert", b.clusterCA,
 		"-H", "Authorization: Bearer " + b.impersonator, "-H", "Impersonate-User: alice", "-H", "Impersonate-Group: airlock-view",
 		"-H", "Impersonate-Extra-Airlock-Grant: " + b.grantID}
+	plain := []string{"-url", b.plainURL + path, "-insecure"}
 	clients := []int{1, 16}
 	res := map[string][]loadResult{}
 	for round := 1; round <= b.rounds; round++ {
 		gw := []string{"-url", b.kubeBase + path, "-cacert", b.airlockCA, "-H", "Authorization: Bearer " + b.gatewayToken()}
 		for _, c := range clients {
-			for _, leg := range []string{"direct", "airlock"} {
+			for _, leg := range []string{"direct", "plain", "airlock"} {
 				args := direct
-				if leg == "airlock" {
+				switch leg {
+				case "plain":
+					args = plain
+				case "airlock":
 					args = gw
 				}
 				var profiled chan struct{}
@@ -375,18 +413,23 @@ func (b *kubeBench) benchLoad() {
 	b.report = append(b.report,
 		fmt.Sprintf("### GET %s, keep-alive, %s per run after %s warm-up, %d round(s), medians over rounds", path, b.duration, b.warmup, b.rounds), "",
 		"| path | req/s @1 | p50 @1 (µs) | req/s @16 | p50 @16 (µs) |", "|---|---|---|---|---|")
-	for _, leg := range []string{"direct", "airlock"} {
+	for _, leg := range []string{"direct", "plain", "airlock"} {
 		label := "direct (impersonator token + Impersonate-* headers)"
-		if leg == "airlock" {
+		switch leg {
+		case "plain":
+			label = "through a plain reverse proxy (plainproxy: TLS, HTTP/2 upstream, the same headers)"
+		case "airlock":
 			label = "through the Airlock gateway (gateway token)"
 		}
 		b.report = append(b.report, fmt.Sprintf("| %s | %.0f | %.0f | %.0f | %.0f |", label,
 			med(leg+":1", rps), med(leg+":1", p50), med(leg+":16", rps), med(leg+":16", p50)))
 	}
-	b.report = append(b.report,
-		fmt.Sprintf("| airlock vs direct | %.2f× | %+.0f | %.2f× | %+.0f |",
-			med("airlock:1", rps)/med("direct:1", rps), med("airlock:1", p50)-med("direct:1", p50),
-			med("airlock:16", rps)/med("direct:16", rps), med("airlock:16", p50)-med("direct:16", p50)), "")
+	ratio := func(a, b string) string {
+		return fmt.Sprintf("| %s vs %s | %.2f× | %+.0f | %.2f× | %+.0f |", a, b,
+			med(a+":1", rps)/med(b+":1", rps), med(a+":1", p50)-med(b+":1", p50),
+			med(a+":16", rps)/med(b+":16", rps), med(a+":16", p50)-med(b+":16", p50))
+	}
+	b.report = append(b.report, ratio("plain", "direct"), ratio("airlock", "direct"), ratio("airlock", "plain"), "")
 }
 
 // httpload runs one measured load and returns its figures.
@@ -410,14 +453,25 @@ func (b *kubeBench) httpload(args ...string) loadResult {
 	return r
 }
 
-// benchWatches holds b.watches idle watches through the gateway and reads
-// the server process's RSS growth.
+// benchWatches holds b.watches idle watches through the gateway, then as
+// many through the plain proxy, and reads each process's RSS growth.
 func (b *kubeBench) benchWatches() {
+	const path = "/api/v1/namespaces/payments/pods?watch=1"
+	gw := b.idleWatches(b.pid, true, b.kubeBase+path, "-cacert", b.airlockCA, "-H", "Authorization: Bearer "+b.gatewayToken())
+	plain := b.idleWatches(b.plainPID, false, b.plainURL+path, "-insecure")
+	b.report = append(b.report,
+		fmt.Sprintf("### %d idle watches (GET %s)", b.watches, path), "",
+		"airlock server: "+gw, "",
+		"plain reverse proxy (plainproxy): "+plain, "")
+}
+
+// idleWatches holds b.watches idle watches of url open and returns the
+// RSS growth of process pid they cause; profiled fetches the server's
+// profiles (PROFILE) while they are held.
+func (b *kubeBench) idleWatches(pid int, profiled bool, url string, args ...string) string {
 	t := b.t
-	tok := b.gatewayToken()
-	before := b.rss()
-	cmd := exec.Command(b.load, "-url", b.kubeBase+"/api/v1/namespaces/payments/pods?watch=1", "-cacert", b.airlockCA,
-		"-H", "Authorization: Bearer "+tok, "-idle", strconv.Itoa(b.watches), "-stream")
+	before := rss(t, pid)
+	cmd := exec.Command(b.load, append([]string{"-url", url, "-idle", strconv.Itoa(b.watches), "-stream"}, args...)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -439,14 +493,16 @@ func (b *kubeBench) benchWatches() {
 	}
 	// Settled: two readings a second apart within 1 %, the server's
 	// goroutines for the watches parked.
-	after, last := b.rss(), int64(0)
+	after, last := rss(t, pid), int64(0)
 	testenv.PollEvery(time.Second, 20*time.Second, func() bool {
-		last, after = after, b.rss()
+		last, after = after, rss(t, pid)
 		return abs(after-last)*100 <= after
 	})
-	b.fetchProfile("heap?gc=1", "watches-heap.pprof")
-	b.fetchProfile("goroutine", "watches-goroutine.pprof")
-	b.fetchProfile("heap?debug=1", "watches-memstats.txt") // runtime.MemStats at its end: stacks, heap
+	if profiled {
+		b.fetchProfile("heap?gc=1", "watches-heap.pprof")
+		b.fetchProfile("goroutine", "watches-goroutine.pprof")
+		b.fetchProfile("heap?debug=1", "watches-memstats.txt") // runtime.MemStats at its end: stacks, heap
+	}
 	stdin.Close()
 	rest, _ := io.ReadAll(stdout)
 	if err := cmd.Wait(); err != nil {
@@ -456,17 +512,15 @@ func (b *kubeBench) benchWatches() {
 	if !strings.Contains(closing, fmt.Sprintf("(%d still open", b.watches)) {
 		t.Errorf("idle watches: some closed before the end: %s", closing)
 	}
-	b.report = append(b.report,
-		fmt.Sprintf("### %d idle watches (GET /api/v1/namespaces/payments/pods?watch=1) through the gateway", b.watches), "",
-		fmt.Sprintf("airlock server RSS %d KiB → %d KiB: %.1f KiB per idle watch (%s)", before>>10, after>>10,
-			float64(after-before)/1024/float64(b.watches), closing), "")
+	return fmt.Sprintf("RSS %d KiB → %d KiB: %.1f KiB per idle watch (%s)", before>>10, after>>10,
+		float64(after-before)/1024/float64(b.watches), closing)
 }
 
-// rss is the airlock server process's resident set size in bytes.
-func (b *kubeBench) rss() int64 {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.pid))
+// rss is process pid's resident set size in bytes.
+func rss(t *testing.T, pid int) int64 {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		b.t.Fatalf("server RSS: %v", err)
+		t.Fatalf("RSS: %v", err)
 	}
 	for line := range strings.Lines(string(st)) {
 		var kb int64
@@ -474,7 +528,7 @@ func (b *kubeBench) rss() int64 {
 			return kb << 10
 		}
 	}
-	b.t.Fatal("server RSS: no VmRSS in /proc/PID/status")
+	t.Fatal("RSS: no VmRSS in /proc/PID/status")
 	return 0
 }
 
