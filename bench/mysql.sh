@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/mysql.sh — sysbench through Airlock's MySQL gateway, compared with
-# MariaDB directly and a plain TCP relay, in one run.
+# MariaDB directly, a plain TCP relay and the same relay ending TLS on both
+# sides, in one run.
 #
 # One invocation builds the airlock binary (CGO_ENABLED=0, as shipped) and
 # bench/cmd/tcprelay, then runs TestBenchMySQL in cmd/airlock (skipped
@@ -15,6 +16,10 @@
 #   DURATION each, against
 #     direct    MariaDB
 #     tcprelay  bench/cmd/tcprelay (two io.Copy per connection) → MariaDB
+#     tlsrelay  tcprelay -mysql-tls: relays the greeting and SSLRequest,
+#               then ends the client's TLS and opens its own to MariaDB
+#               (verify-full), copying the plaintext between: the TLS
+#               work the gateway does, without the gateway
 #     gateway   airlock's MySQL gateway (a connect token minted through
 #               the API per run; every statement audited into the real
 #               hash-chained log) → MariaDB
