@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -47,8 +48,10 @@ var benchMySQLPolicy = strings.Replace(mysqlPolicy, "defaults:\n",
 // TestBenchMySQL is the MySQL gateway benchmark bench/mysql.sh runs:
 // sysbench oltp_point_select and oltp_read_only at each of THREADS for
 // DURATION, ROUNDS times with the targets interleaved, against MariaDB
-// directly, through a plain TCP relay (bench/cmd/tcprelay) and through
-// Airlock's MySQL gateway (every statement audited into the real
+// directly, through a plain TCP relay (bench/cmd/tcprelay), through the
+// same relay ending TLS on both sides as the gateway does (tcprelay
+// -mysql-tls: the like-for-like baseline, the gateway's TLS work without
+// the gateway) and through Airlock's MySQL gateway (every statement audited into the real
 // hash-chained log). It prints TPS, latency p50/p95 and the proxy's CPU
 // per transaction, and asserts nothing about timing; it fails only when a
 // sysbench run fails.
@@ -123,6 +126,8 @@ type mysqlBench struct {
 	serverPID      int
 	relayAddr      string
 	relayPID       int
+	tlsRelayAddr   string
+	tlsRelayPID    int
 	aliceToken     string            // alice's API session
 	dirs           map[string]string // target → sysbench working directory (its TLS files)
 	results        map[string][]sysbenchResult
@@ -134,7 +139,7 @@ type sysbenchResult struct {
 	cpuUS         float64 // proxy CPU µs per transaction (-1: no proxy)
 }
 
-var mysqlTargets = []string{"direct", "tcprelay", "gateway"}
+var mysqlTargets = []string{"direct", "tcprelay", "tlsrelay", "gateway"}
 
 func (b *mysqlBench) setup() {
 	t := b.t
@@ -211,16 +216,42 @@ func (b *mysqlBench) setup() {
 		return strings.Contains(string(out), "ready")
 	}, "tcprelay did not start (%s)", relayOut)
 
+	// The relay that ends TLS on both sides, with a throwaway certificate
+	// of its own, checking MariaDB's as the gateway does (verify-full).
+	relayCert, relayKey := selfSignedPEM(t, true)
+	relayDir := t.TempDir()
+	for name, data := range map[string][]byte{"cert.pem": relayCert, "key.pem": relayKey, "ca.pem": m.CAPEM} {
+		os.WriteFile(filepath.Join(relayDir, name), data, 0o600)
+	}
+	b.tlsRelayAddr = freeAddr(t)
+	tlsRelayOut := filepath.Join(b.logs, "tlsrelay.log")
+	tf, err := os.Create(tlsRelayOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tf.Close() })
+	upHost, _, _ := strings.Cut(m.Addr, ":")
+	tlsRelay := exec.Command(b.relayBin, "-listen", b.tlsRelayAddr, "-upstream", m.Addr, "-mysql-tls",
+		"-tls-cert", filepath.Join(relayDir, "cert.pem"), "-tls-key", filepath.Join(relayDir, "key.pem"),
+		"-upstream-ca", filepath.Join(relayDir, "ca.pem"), "-upstream-name", upHost)
+	tlsRelay.Stdout, tlsRelay.Stderr = tf, tf
+	b.tlsRelayPID = startBenchProc(t, tlsRelay)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		out, _ := os.ReadFile(tlsRelayOut)
+		return strings.Contains(string(out), "ready")
+	}, "tcprelay -mysql-tls did not start (%s)", tlsRelayOut)
+
 	// sysbench's --mysql-ssl=on loads cacert.pem, client-cert.pem and
 	// client-key.pem from its working directory: one directory per target.
 	// It always presents the client certificate: MariaDB's own (from the
 	// CA it trusts) directly and through the relay, a throwaway
 	// self-signed one to the gateway (which does not ask for one).
-	certPEM, keyPEM := selfSignedPEM(t)
+	certPEM, keyPEM := selfSignedPEM(t, false)
 	b.dirs = map[string]string{}
 	for target, files := range map[string][3][]byte{
 		"direct":   {m.CAPEM, m.ClientCertPEM, m.ClientKeyPEM},
 		"tcprelay": {m.CAPEM, m.ClientCertPEM, m.ClientKeyPEM},
+		"tlsrelay": {relayCert, certPEM, keyPEM},
 		"gateway":  {[]byte(info.TLSCA), certPEM, keyPEM},
 	} {
 		d := filepath.Join(t.TempDir(), target)
@@ -272,8 +303,9 @@ func sessionToken(t *testing.T, home string) string {
 	return st.Token
 }
 
-// selfSignedPEM is a throwaway P-256 certificate and key.
-func selfSignedPEM(t *testing.T) (certPEM, keyPEM []byte) {
+// selfSignedPEM is a throwaway P-256 certificate and key: a client's, or
+// with server a server's for 127.0.0.1 (Connector/C checks the purpose).
+func selfSignedPEM(t *testing.T, server bool) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -282,6 +314,10 @@ func selfSignedPEM(t *testing.T) (certPEM, keyPEM []byte) {
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sysbench"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if server {
+		tmpl.Subject.CommonName, tmpl.ExtKeyUsage = "tlsrelay", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses, tmpl.KeyUsage = []net.IP{net.ParseIP("127.0.0.1")}, x509.KeyUsageDigitalSignature
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -299,6 +335,8 @@ func (b *mysqlBench) sysbench(target, command, test, threads, user, pass, db str
 	switch target {
 	case "tcprelay":
 		host = b.relayAddr
+	case "tlsrelay":
+		host = b.tlsRelayAddr
 	case "gateway":
 		host = b.mysqlAddr
 	}
@@ -316,7 +354,7 @@ func (b *mysqlBench) sysbench(target, command, test, threads, user, pass, db str
 // that the gateway's figures carry no cost the others do not
 // (AIRLOCK_BENCH_DIRECT_SSL=off: the earlier plaintext baselines).
 func (b *mysqlBench) ssl(target string) string {
-	if target != "gateway" && os.Getenv("AIRLOCK_BENCH_DIRECT_SSL") == "off" {
+	if (target == "direct" || target == "tcprelay") && os.Getenv("AIRLOCK_BENCH_DIRECT_SSL") == "off" {
 		return "off"
 	}
 	return "on"
@@ -421,6 +459,8 @@ func (b *mysqlBench) runOnce(name, target, test, th string, profile bool) (strin
 	switch target {
 	case "tcprelay":
 		pid = b.relayPID
+	case "tlsrelay":
+		pid = b.tlsRelayPID
 	case "gateway":
 		tok := b.mintToken()
 		user, pass, db, pid = tok.User, tok.Token, "prod-mysql", b.serverPID
@@ -492,7 +532,7 @@ func (b *mysqlBench) run() {
 
 func (b *mysqlBench) print(loadBefore, loadAfter string) {
 	fmt.Println()
-	fmt.Printf("### sysbench through the MySQL gateway: %s per run, median of %d interleaved rounds, %d CPUs, sysbench→gateway over TLS, →direct and →tcprelay --mysql-ssl=%s, gateway→MariaDB sslmode %s, table size %d\n\n",
+	fmt.Printf("### sysbench through the MySQL gateway: %s per run, median of %d interleaved rounds, %d CPUs, sysbench→gateway and →tlsrelay over TLS, →direct and →tcprelay --mysql-ssl=%s, gateway→MariaDB sslmode %s, table size %d\n\n",
 		b.duration, b.rounds, runtime.NumCPU(), b.ssl("direct"), b.sslmode, b.tableSize)
 	fmt.Println("| test | threads | target | TPS (× direct) | p50 ms | p95 ms | proxy CPU µs/txn |")
 	fmt.Println("|---|---|---|---|---|---|---|")
@@ -522,9 +562,10 @@ func (b *mysqlBench) print(loadBefore, loadAfter string) {
 	fmt.Println()
 	for _, test := range b.tests {
 		for _, th := range b.threads {
-			relay, gw, direct := med(test+" t="+th+" tcprelay", tps), med(test+" t="+th+" gateway", tps), med(test+" t="+th+" direct", tps)
-			fmt.Printf("%s t=%s: gateway/tcprelay TPS %.2f; added latency per transaction (1/TPS) vs direct: tcprelay %+.0f µs, gateway %+.0f µs\n",
-				test, th, gw/relay, 1e6/relay*atoiF(th)-1e6/direct*atoiF(th), 1e6/gw*atoiF(th)-1e6/direct*atoiF(th))
+			relay, tlsRelay, gw, direct := med(test+" t="+th+" tcprelay", tps), med(test+" t="+th+" tlsrelay", tps), med(test+" t="+th+" gateway", tps), med(test+" t="+th+" direct", tps)
+			added := func(v float64) float64 { return 1e6/v*atoiF(th) - 1e6/direct*atoiF(th) }
+			fmt.Printf("%s t=%s: gateway/tcprelay TPS %.2f, gateway/tlsrelay %.2f; added latency per transaction (1/TPS) vs direct: tcprelay %+.0f µs, tlsrelay %+.0f µs, gateway %+.0f µs\n",
+				test, th, gw/relay, gw/tlsRelay, added(relay), added(tlsRelay), added(gw))
 		}
 	}
 	fmt.Printf("load average before: %s; after: %s\n", loadBefore, loadAfter)
