@@ -137,6 +137,7 @@ type mysqlBench struct {
 type sysbenchResult struct {
 	tps, p50, p95 float64 // transactions/s; latency in ms
 	cpuUS         float64 // proxy CPU µs per transaction (-1: no proxy)
+	reads, writes float64 // the proxy's read and write system calls per transaction
 }
 
 var mysqlTargets = []string{"direct", "tcprelay", "tlsrelay", "gateway"}
@@ -395,6 +396,24 @@ func (b *mysqlBench) startProfile(file string) chan struct{} {
 	return done
 }
 
+// sysCalls is process pid's read and write system calls so far
+// (/proc/PID/io syscr, syscw).
+func sysCalls(t *testing.T, pid int) (reads, writes int64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			reads, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			writes, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return reads, writes
+}
+
 // cpuTicks is the user+system CPU time of process pid in clock ticks.
 func cpuTicks(t *testing.T, pid int) int64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -465,9 +484,10 @@ func (b *mysqlBench) runOnce(name, target, test, th string, profile bool) (strin
 		tok := b.mintToken()
 		user, pass, db, pid = tok.User, tok.Token, "prod-mysql", b.serverPID
 	}
-	var t0 int64
+	var t0, r0, w0 int64
 	if pid != 0 {
 		t0 = cpuTicks(t, pid)
+		r0, w0 = sysCalls(t, pid)
 	}
 	var profiled chan struct{}
 	if target == "gateway" && profile && b.pprofAddr != "" {
@@ -488,6 +508,8 @@ func (b *mysqlBench) runOnce(name, target, test, th string, profile bool) (strin
 	r.cpuUS = -1
 	if pid != 0 && txns > 0 {
 		r.cpuUS = float64(cpuTicks(t, pid)-t0) / float64(b.hz) * 1e6 / float64(txns)
+		r1, w1 := sysCalls(t, pid)
+		r.reads, r.writes = float64(r1-r0)/float64(txns), float64(w1-w0)/float64(txns)
 	}
 	return out, r, nil
 }
@@ -521,7 +543,7 @@ func (b *mysqlBench) run() {
 					b.results[key] = append(b.results[key], r)
 					cpu := ""
 					if r.cpuUS >= 0 {
-						cpu = fmt.Sprintf("  proxy CPU %.0f µs/txn", r.cpuUS)
+						cpu = fmt.Sprintf("  proxy CPU %.0f µs/txn, %.1f reads, %.1f writes/txn", r.cpuUS, r.reads, r.writes)
 					}
 					fmt.Printf("  round %d %-18s t=%-2s %-9s %9.1f tps  p50 %.2f ms  p95 %.2f ms%s\n", round, test, th, target, r.tps, r.p50, r.p95, cpu)
 				}
