@@ -35,7 +35,9 @@
 # (verify-full by default). The table shows medians over the rounds: TPS, latency p50/p95
 # from sysbench's histogram, and the proxy process's CPU time per
 # transaction (/proc/PID/stat utime+stime delta / transactions; for the
-# gateway that is the whole airlock server, audit pipeline included).
+# gateway that is the whole airlock server, audit pipeline included); each
+# run's line also gives the proxy's read and write system calls per
+# transaction (/proc/PID/io; the TCP relay's splice copies are not counted).
 #
 # Environment: ROUNDS (default 3), DURATION (seconds, default 10), THREADS
 # (default "1 8"), TESTS (default "oltp_point_select oltp_read_only"),
