@@ -422,21 +422,28 @@ func TestExecRecordingPerExec(t *testing.T) {
 	}
 }
 
-// A session's end tells the terminal why, then closes the WebSocket with
-// a normal closure, and waits for the client to close its side (never
-// resetting the socket under a goodbye the client has not read yet).
-func TestExecGoodbyeThenClose(t *testing.T) {
-	k := newKubeWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// promptUpstream is an exec endpoint that switches to v5, waits for the
+// client's first keystroke, answers with prompt (raw bytes: whole frames
+// or not) and then reads and drops whatever comes.
+func promptUpstream(prompt []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			return
 		}
 		defer c.Close()
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
-		brw.Read(make([]byte, 64)) // the client's first keystroke, then the prompt
-		c.Write(frame(true, 2, append([]byte{chanStdout}, "# "...), nil))
+		brw.Read(make([]byte, 64))
+		c.Write(prompt)
 		io.Copy(io.Discard, brw)
-	}))
+	})
+}
+
+// A session's end tells the terminal why, then closes the WebSocket with
+// a normal closure, and waits for the client to close its side (never
+// resetting the socket under a goodbye the client has not read yet).
+func TestExecGoodbyeThenClose(t *testing.T) {
+	k := newKubeWith(t, promptUpstream(frame(true, 2, append([]byte{chanStdout}, "# "...), nil)))
 	c, code := dialExec(t, k, "command=sh&stdin=true&stdout=true&tty=true")
 	if code != http.StatusSwitchingProtocols {
 		t.Fatalf("exec: %d", code)
@@ -474,18 +481,8 @@ func TestExecGoodbyeThenClose(t *testing.T) {
 // the stream, the exec's k8s.response says the goodbye was not sent, and
 // its recording does not claim it was shown.
 func TestExecNoGoodbyeInsideAMessage(t *testing.T) {
-	k := newKubeWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
-		brw.Read(make([]byte, 64))
-		// A 10-byte stdout message of which 4 bytes are sent.
-		c.Write([]byte{0x82, 10, chanStdout, 'a', 'b', 'c'})
-		io.Copy(io.Discard, brw)
-	}))
+	// A 10-byte stdout message of which 4 bytes are sent.
+	k := newKubeWith(t, promptUpstream([]byte{0x82, 10, chanStdout, 'a', 'b', 'c'}))
 	c, code := dialExec(t, k, "command=sh&stdin=true&stdout=true&tty=true")
 	if code != http.StatusSwitchingProtocols {
 		t.Fatalf("exec: %d", code)

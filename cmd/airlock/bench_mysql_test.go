@@ -202,20 +202,7 @@ func (b *mysqlBench) setup() {
 	b.mysqlAddr = info.MySQLAddr
 
 	// The plain relay, to MariaDB.
-	b.relayAddr = freeAddr(t)
-	relayOut := filepath.Join(b.logs, "tcprelay.log")
-	rf, err := os.Create(relayOut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rf.Close() })
-	relay := exec.Command(b.relayBin, "-listen", b.relayAddr, "-upstream", m.Addr)
-	relay.Stdout, relay.Stderr = rf, rf
-	b.relayPID = startBenchProc(t, relay)
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		out, _ := os.ReadFile(relayOut)
-		return strings.Contains(string(out), "ready")
-	}, "tcprelay did not start (%s)", relayOut)
+	b.relayAddr, b.relayPID = b.startRelay("tcprelay", m.Addr)
 
 	// The relay that ends TLS on both sides, with a throwaway certificate
 	// of its own, checking MariaDB's as the gateway does (verify-full).
@@ -224,23 +211,10 @@ func (b *mysqlBench) setup() {
 	for name, data := range map[string][]byte{"cert.pem": relayCert, "key.pem": relayKey, "ca.pem": m.CAPEM} {
 		os.WriteFile(filepath.Join(relayDir, name), data, 0o600)
 	}
-	b.tlsRelayAddr = freeAddr(t)
-	tlsRelayOut := filepath.Join(b.logs, "tlsrelay.log")
-	tf, err := os.Create(tlsRelayOut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tf.Close() })
 	upHost, _, _ := strings.Cut(m.Addr, ":")
-	tlsRelay := exec.Command(b.relayBin, "-listen", b.tlsRelayAddr, "-upstream", m.Addr, "-mysql-tls",
+	b.tlsRelayAddr, b.tlsRelayPID = b.startRelay("tlsrelay", m.Addr, "-mysql-tls",
 		"-tls-cert", filepath.Join(relayDir, "cert.pem"), "-tls-key", filepath.Join(relayDir, "key.pem"),
 		"-upstream-ca", filepath.Join(relayDir, "ca.pem"), "-upstream-name", upHost)
-	tlsRelay.Stdout, tlsRelay.Stderr = tf, tf
-	b.tlsRelayPID = startBenchProc(t, tlsRelay)
-	testenv.Eventually(t, 10*time.Second, func() bool {
-		out, _ := os.ReadFile(tlsRelayOut)
-		return strings.Contains(string(out), "ready")
-	}, "tcprelay -mysql-tls did not start (%s)", tlsRelayOut)
 
 	// sysbench's --mysql-ssl=on loads cacert.pem, client-cert.pem and
 	// client-key.pem from its working directory: one directory per target.
@@ -267,6 +241,28 @@ func (b *mysqlBench) setup() {
 	if out, err := b.sysbench("direct", "prepare", b.tests[0], "1", b.user, b.pass, b.db); err != nil {
 		t.Fatalf("sysbench prepare: %v\n%s", err, out)
 	}
+}
+
+// startRelay starts bench/cmd/tcprelay to upstream with args on a free
+// address, its output in LOGS/name.log, and returns the address and pid
+// once it is ready.
+func (b *mysqlBench) startRelay(name, upstream string, args ...string) (string, int) {
+	t := b.t
+	addr := freeAddr(t)
+	out := filepath.Join(b.logs, name+".log")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	cmd := exec.Command(b.relayBin, append([]string{"-listen", addr, "-upstream", upstream}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	pid := startBenchProc(t, cmd)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		o, _ := os.ReadFile(out)
+		return strings.Contains(string(o), "ready")
+	}, "%s did not start (%s)", name, out)
+	return addr, pid
 }
 
 // startBenchProc starts cmd and stops it (SIGTERM, then SIGKILL) when the
