@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/airlockhq/airlock"
@@ -103,9 +104,14 @@ type Pack struct {
 	request  *airlock.AccessRequest
 	reviews  []*airlock.Review
 	sessions []*airlock.Session
-	events   []airlock.Event
-	proofs   *audit.BatchProof
-	policy   Policy
+	// parts are the recordings of each session's exec -it that its
+	// k8s.response events announce, beside those its row lists (a session
+	// ended as node_lost has none in its row: the node that held it did
+	// not end it).
+	parts  map[string][]string
+	events []airlock.Event
+	proofs *audit.BatchProof
+	policy Policy
 }
 
 // Prepare reads and proves everything grantID's pack holds but its
@@ -135,19 +141,58 @@ func Prepare(ctx context.Context, src Source, grantID string) (*Pack, error) {
 		return nil, err
 	}
 	slices.Reverse(p.sessions) // oldest first
-	for _, s := range p.sessions {
-		if (s.Recording != "" || len(s.Recordings) > 0) && src.Recordings == nil {
-			return nil, airlock.Errorf(airlock.EUNAVAILABLE, "session %s has a recording and this server cannot open recordings", s.ID)
-		}
-	}
 	if p.events, err = grantEvents(ctx, st, g, p.request); err != nil {
 		return nil, err
+	}
+	p.parts = announcedParts(p.sessions, p.events)
+	for _, s := range p.sessions {
+		if (s.Recording != "" || len(p.parts[s.ID]) > 0) && src.Recordings == nil {
+			return nil, airlock.Errorf(airlock.EUNAVAILABLE, "session %s has a recording and this server cannot open recordings", s.ID)
+		}
 	}
 	if p.proofs, err = prove(ctx, st, p.events); err != nil {
 		return nil, err
 	}
 	p.policy = policyView(ctx, st, p.request)
 	return p, nil
+}
+
+// announcedParts lists, per session, the ids of its part recordings: those
+// its row lists, then those only its k8s.response events announce (an exec
+// that ended before its node was lost), each once. An id must be the
+// session's own (SESSION-N) to be taken: it names a file in the pack and
+// the key the recording is read by.
+func announcedParts(sessions []*airlock.Session, events []airlock.Event) map[string][]string {
+	parts := make(map[string][]string, len(sessions))
+	seen := map[string]bool{}
+	take := func(session, id string) {
+		n, ok := strings.CutPrefix(id, session+"-")
+		if !ok || n == "" || strings.Trim(n, "0123456789") != "" || len(id) > 64 || seen[id] {
+			return
+		}
+		seen[id] = true
+		parts[session] = append(parts[session], id)
+	}
+	ofGrant := make(map[string]bool, len(sessions))
+	for _, s := range sessions {
+		ofGrant[s.ID] = true
+		for _, r := range s.Recordings {
+			take(s.ID, r.ID)
+		}
+	}
+	for i := range events {
+		e := &events[i]
+		if e.Action != "k8s.response" || !ofGrant[e.SessionID] {
+			continue
+		}
+		var d struct {
+			Recording string `json:"recording"`
+		}
+		if json.Unmarshal(e.Details, &d) == nil && d.Recording != "" {
+			take(e.SessionID, d.Recording)
+		}
+	}
+	return parts
 }
 
 // Write writes the evidence pack of grantID to w (a zip): Prepare, then
@@ -220,8 +265,8 @@ func (p *Pack) WriteTo(ctx context.Context, w io.Writer) error {
 		if s.Recording != "" {
 			recs = append(recs, rec{s.ID, s.Recording})
 		}
-		for _, r := range s.Recordings {
-			recs = append(recs, rec{r.ID, r.ID})
+		for _, id := range p.parts[s.ID] {
+			recs = append(recs, rec{id, id})
 		}
 		for _, r := range recs {
 			rc, err := src.Recordings(ctx, r.key)

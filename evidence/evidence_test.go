@@ -460,3 +460,102 @@ func TestPartRecordings(t *testing.T) {
 		})
 	}
 }
+
+// TestPartRecordingsOfALostNode: a Kubernetes session whose node stopped
+// without ending it is ended by another node as node_lost, and that end
+// lists no recordings; the exec -it that finished before is announced by
+// its own k8s.response (id and digest). The pack holds that recording and
+// the verifier checks it against the k8s.response; dropped, swapped for
+// other bytes, or claimed by the response of another session, it is
+// refused.
+func TestPartRecordingsOfALostNode(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	al, err := audit.Open(ctx, f.store, audit.Options{Signer: f.key, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cast := "{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"o\",\"before the node was lost\\r\\n\"]\n"
+	sum := sha256.Sum256([]byte(cast))
+	digest := hex.EncodeToString(sum[:])
+	ks := &airlock.Session{ID: "ses_lost", GrantID: f.grant.ID, UserID: "usr_a", UserName: "alice", Resource: "prod-db", Kind: airlock.KindKubernetes, Access: "edit", StartedAt: t0}
+	if err := f.store.CreateSession(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	ks.EndedAt, ks.EndReason = t0.Add(time.Minute), string(airlock.EndNodeLost)
+	if err := f.store.EndSession(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	alice := airlock.Actor{ID: "usr_a", Name: "alice"}
+	for _, e := range []airlock.Event{
+		{Actor: alice, Action: "session.started", GrantID: f.grant.ID, SessionID: ks.ID},
+		{Actor: alice, Action: "k8s.request", GrantID: f.grant.ID, SessionID: ks.ID, Details: airlock.EventDetails("n", 1, "subresource", "exec", "tty", true)},
+		{Actor: alice, Action: "k8s.response", GrantID: f.grant.ID, SessionID: ks.ID,
+			Details: airlock.EventDetails("n", 1, "status", 101, "recorded", true, "recording", "ses_lost-1", "recording_sha256", digest)},
+		{Actor: airlock.Actor{ID: "system", Name: "system"}, Action: "session.ended", GrantID: f.grant.ID, SessionID: ks.ID,
+			Details: airlock.EventDetails("end_reason", airlock.EndNodeLost, "node", "n1", "ended_by", "n2")},
+	} {
+		e.Resource, e.Outcome = "prod-db", airlock.OutcomeSuccess
+		if _, err := al.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := al.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.src.Recordings = func(ctx context.Context, key string) (io.ReadCloser, error) {
+		switch key {
+		case "rec/ses_ssh":
+			return io.NopCloser(strings.NewReader(recording)), nil
+		case "ses_lost-1":
+			return io.NopCloser(strings.NewReader(cast)), nil
+		}
+		t.Errorf("recording %q asked for", key)
+		return nil, os.ErrNotExist
+	}
+	pack := f.pack(t)
+	got, err := Verify(bytes.NewReader(pack), int64(len(pack)), f.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k *SessionSummary
+	for i := range got.Sessions {
+		if got.Sessions[i].ID == ks.ID {
+			k = &got.Sessions[i]
+		}
+	}
+	if k == nil || !k.Recording || k.Recordings != 1 || k.EndReason != string(airlock.EndNodeLost) {
+		t.Fatalf("the lost node's session in the summary: %+v", k)
+	}
+	for _, c := range []struct {
+		name    string
+		edit    func(map[string][]byte)
+		wantErr string
+	}{
+		{"dropped", func(m map[string][]byte) { delete(m, dirRecording+"ses_lost-1.cast") }, "lacks its recording"},
+		{"other bytes", func(m map[string][]byte) { m[dirRecording+"ses_lost-1.cast"] = []byte("{}\n") }, "the session's end recorded"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := rewrite(t, f, pack, signed, c.edit)
+			if _, err := Verify(bytes.NewReader(bad), int64(len(bad)), f.pub); err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, c.wantErr)
+			}
+		})
+	}
+}
+
+// A k8s.response naming a recording of another session is refused: the
+// verifier takes a part only from its own session's events.
+func TestPartRecordingOfAnotherSession(t *testing.T) {
+	f := newFixture(t)
+	ev := &airlock.Event{Action: "k8s.response", SessionID: "ses_a", GrantID: f.grant.ID,
+		Details: airlock.EventDetails("recording", "ses_b-1", "recording_sha256", strings.Repeat("ab", 32))}
+	facts := newEventFacts(f.grant.ID, "")
+	if err := facts.add(ev); err != nil {
+		t.Fatal(err)
+	}
+	var sum Summary
+	if err := facts.check(f.grant, nil, &sum); err == nil || !strings.Contains(err.Error(), "not one of its own") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -257,7 +257,7 @@ func Verify(r io.ReaderAt, size int64, pub ed25519.PublicKey) (*Summary, error) 
 		id := strings.TrimSuffix(strings.TrimPrefix(name, dirRecording), ".cast")
 		want, ok := ev.recordings[id]
 		if !ok {
-			return nil, fmt.Errorf("%s: no proved session.ended event records a recording of session %s", name, id)
+			return nil, fmt.Errorf("%s: no proved session.ended or k8s.response event records a recording of session %s", name, id)
 		}
 		if got := v.digests[name].SHA256; got != want {
 			return nil, fmt.Errorf("%s: SHA-256 %s, the session's end recorded %s", name, got, want)
@@ -387,22 +387,24 @@ type eventFacts struct {
 	events             []airlock.Event
 	// recordings maps a recording's id (an SSH session's own ID, or
 	// SESSION-N for a part of a Kubernetes session) to its SHA-256, and
-	// recSession the same id to its session, as proved session.ended
+	// recSession the same id to its session, as proved session.ended and k8s.response
 	// events record them.
 	recordings map[string]string
 	recSession map[string]string
-	perSession map[string]int // session ID → how many recordings its end records
+	perSession map[string]int // session ID → how many recordings its events record
 	sessIdx    map[string]int // session ID → its index in Summary.Sessions
 }
 
-// recorded notes that session's end recorded recording id with digest
-// sha. An id two proved ends claim, or one with no digest, is refused.
+// recorded notes that a proved event of session (its end, or the
+// k8s.response of an exec) recorded recording id with digest sha. An id
+// claimed by two sessions or with two digests, or one with no digest, is
+// refused.
 func (f *eventFacts) recorded(id, session, sha string) error {
 	if id == "" || sha == "" {
-		return fmt.Errorf("session %s: its end records a recording without an id or a digest", session)
+		return fmt.Errorf("session %s: its events record a recording without an id or a digest", session)
 	}
 	if prev, ok := f.recSession[id]; ok && (prev != session || f.recordings[id] != sha) {
-		return fmt.Errorf("recording %s is claimed by the ends of sessions %s and %s", id, prev, session)
+		return fmt.Errorf("recording %s is claimed twice, by sessions %s and %s, or with two digests", id, prev, session)
 	}
 	if _, ok := f.recSession[id]; !ok {
 		f.perSession[session]++
@@ -500,6 +502,19 @@ func (f *eventFacts) check(g *airlock.Grant, rq *airlock.AccessRequest, sum *Sum
 					return fmt.Errorf("session %s: its end records recording %q, not one of its own (%s-N)", e.SessionID, r.ID, e.SessionID)
 				}
 				if err := f.recorded(r.ID, e.SessionID, r.SHA256); err != nil {
+					return err
+				}
+			}
+		case "k8s.response":
+			// An exec -it's recording, announced as the exec ended: the
+			// only proof of it when the session's node was lost before
+			// the session ended (its session.ended, by another node,
+			// lists none).
+			if id := str("recording"); id != "" {
+				if !strings.HasPrefix(id, e.SessionID+"-") {
+					return fmt.Errorf("session %s: its k8s.response records recording %q, not one of its own (%s-N)", e.SessionID, id, e.SessionID)
+				}
+				if err := f.recorded(id, e.SessionID, str("recording_sha256")); err != nil {
 					return err
 				}
 			}
