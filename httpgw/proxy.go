@@ -545,6 +545,10 @@ func (c *countedConn) WriteTo(w io.Writer) (int64, error) {
 	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{c}, make([]byte, upgradeBufferSize))
 }
 
+// NetConn is the connection countedConn counts (a door closing a stream
+// may need to close what is under TLS).
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *countedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) && c.untrack != nil {
 		c.untrack()

@@ -322,9 +322,14 @@ func (s *session) end(reason airlock.EndReason) bool {
 	}
 	s.g.remove(s)
 	s.cancel()
+	// Each at once: a door's close may tell its client why and wait for it
+	// a moment (kubegw's exec goodbye), and the streams of one session
+	// must not wait on each other.
+	var closing sync.WaitGroup
 	for _, c := range conns {
-		c.Close()
+		closing.Go(func() { c.Close() })
 	}
+	closing.Wait()
 	go func() {
 		defer s.g.wg.Done()
 		waitTimeout(&s.wg, 5*time.Second)

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,6 +79,9 @@ func dialExec(t *testing.T, k *kubeGW, query string) (net.Conn, int) {
 	c, err := net.Dial("tcp", k.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if k.tls {
+		c = tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 	}
 	t.Cleanup(func() { c.Close() })
 	req := "GET /k8s/a/api/v1/namespaces/payments/pods/web-1/exec?" + query + " HTTP/1.1\r\nHost: gw\r\n" +
@@ -514,5 +520,149 @@ func TestExecNoGoodbyeInsideAMessage(t *testing.T) {
 	}
 	if bytes.Contains(b, []byte("[airlock]")) || !bytes.Contains(b, []byte("abc")) {
 		t.Fatalf("recording:\n%s\nwant the output that was sent and no goodbye", b)
+	}
+}
+
+// A session that ends while the client has stopped reading and the
+// cluster keeps sending still closes, over TLS as a server runs it: the
+// relay write blocked on the full socket gives the goodbye its turn, the
+// goodbye that cannot be delivered is noted as not sent (and not
+// recorded), and TLS's close_notify, which the full socket would hold for
+// 5 s, does not hold the close. Before, CloseGrant never returned.
+func TestExecCutWhileTheClientStopsReading(t *testing.T) {
+	var sent atomic.Int64
+	k := newKubeTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
+		brw.Read(make([]byte, 64))
+		out := frame(true, 2, append([]byte{chanStdout}, strings.Repeat("y\r\n", 300)...), nil)
+		for {
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+			sent.Add(int64(len(out)))
+		}
+	}))
+	c, code := dialExec(t, k, "command=yes&stdin=true&stdout=true&tty=true")
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("exec: %d", code)
+	}
+	c.Write(stdin("\n"))
+	// The client reads nothing more: wait until the flood stops moving
+	// (every buffer on the way is full).
+	last := int64(-1)
+	testenv.PollEvery(300*time.Millisecond, 20*time.Second, func() bool {
+		n := sent.Load()
+		stuck := n > 0 && n == last
+		last = n
+		return stuck
+	})
+	closed := make(chan struct{})
+	go func() { k.g.CloseGrant("gra_a", airlock.EndGrantRevoked); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("CloseGrant did not return while the client was not reading")
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(k.au.byAction("k8s.response")) == 1 }, "the exec's k8s.response")
+	var d struct {
+		NotSent   string `json:"goodbye_not_sent"`
+		Recording string `json:"recording"`
+	}
+	e := k.au.byAction("k8s.response")[0]
+	json.Unmarshal(e.Details, &d)
+	if d.NotSent == "" {
+		t.Fatalf("k8s.response %s: the goodbye could not reach a client that stopped reading, and is not noted as not sent", e.Details)
+	}
+	b, err := os.ReadFile(filepath.Join(k.recs, d.Recording+".cast"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("[airlock]")) {
+		t.Fatalf("the recording claims the goodbye was shown (k8s.response %s)", e.Details)
+	}
+}
+
+// goodbyeConn is a client connection for execStream alone: it keeps what
+// is written, or fails every write.
+type goodbyeConn struct {
+	net.Conn
+	fail bool
+	got  bytes.Buffer
+}
+
+func (c *goodbyeConn) Write(p []byte) (int, error) {
+	if c.fail {
+		return 0, errors.New("broken pipe")
+	}
+	return c.got.Write(p)
+}
+func (c *goodbyeConn) SetWriteDeadline(time.Time) error { return nil }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// The goodbye is in the exec's recording only when its write went out,
+// and once it is sent nothing more of the cluster's output is relayed
+// (the client drops what follows a close frame) or recorded.
+func TestGoodbyeRecordedOnlyWhenSent(t *testing.T) {
+	for _, fail := range []bool{true, false} {
+		var cast bytes.Buffer
+		rec, err := recording.NewWriter(nopCloser{&cast}, recording.Header{Width: 80, Height: 24}, time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := &goodbyeConn{fail: fail}
+		e := &execStream{Conn: conn, tty: true, rec: rec, headerOK: true}
+		e.out = newFrameReader(e.fromServer)
+		why := e.goodbye("\r\n[airlock] revoked: this session is closed\r\n")
+		if n, err := e.Write(frame(true, 2, append([]byte{chanStdout}, "after"...), nil)); n != 0 || err == nil {
+			t.Fatalf("fail=%v: a write after the goodbye: %d, %v; want it refused", fail, n, err)
+		}
+		rec.Close()
+		shown := bytes.Contains(cast.Bytes(), []byte("[airlock]"))
+		switch {
+		case fail && (why != "write failed" || shown):
+			t.Fatalf("a failed goodbye: %q, recorded %v\n%s", why, shown, cast.String())
+		case !fail && (why != "" || !shown || !bytes.Contains(conn.got.Bytes(), []byte("[airlock]"))):
+			t.Fatalf("a sent goodbye: %q, recorded %v, sent %q", why, shown, conn.got.String())
+		}
+		if bytes.Contains(cast.Bytes(), []byte("after")) || bytes.Contains(conn.got.Bytes(), []byte("after")) {
+			t.Fatalf("fail=%v: output after the goodbye went on:\n%s", fail, cast.String())
+		}
+	}
+}
+
+// blockingCloseConn stands for a TLS connection whose close_notify waits
+// on a client that does not read: its Close returns only once the
+// connection under it is closed.
+type blockingCloseConn struct {
+	net.Conn
+	raw *rawConn
+}
+
+type rawConn struct {
+	net.Conn
+	closed chan struct{}
+}
+
+func (r *rawConn) Close() error                { close(r.closed); return nil }
+func (c *blockingCloseConn) NetConn() net.Conn { return c.raw }
+func (c *blockingCloseConn) Close() error      { <-c.raw.closed; return nil }
+
+// closeBounded closes what is under TLS when TLS's close hangs.
+func TestCloseBoundedClosesUnderneath(t *testing.T) {
+	c := &blockingCloseConn{raw: &rawConn{closed: make(chan struct{})}}
+	done := make(chan struct{})
+	go func() { closeBounded(c, 10*time.Millisecond); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("closeBounded waited on a close that waits on the connection under it")
 	}
 }

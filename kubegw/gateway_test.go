@@ -98,11 +98,24 @@ type kubeGW struct {
 	au   *audit
 	g    *httpgw.Gateway
 	recs string // the recordings' directory
+	tls  bool   // the gateway's listener speaks TLS (newKubeTLS)
 }
 
 // newKubeWith runs the gateway in front of upstream: tokA opens cluster
 // "a" limited to namespace payments, tokB cluster "b" unlimited.
 func newKubeWith(t *testing.T, upstream http.Handler) *kubeGW {
+	t.Helper()
+	return newKubeGW(t, upstream, false)
+}
+
+// newKubeTLS is newKubeWith with TLS on the gateway's listener, as a
+// server runs it.
+func newKubeTLS(t *testing.T, upstream http.Handler) *kubeGW {
+	t.Helper()
+	return newKubeGW(t, upstream, true)
+}
+
+func newKubeGW(t *testing.T, upstream http.Handler, withTLS bool) *kubeGW {
 	t.Helper()
 	up := httptest.NewServer(upstream)
 	t.Cleanup(up.Close)
@@ -124,10 +137,15 @@ func newKubeWith(t *testing.T, upstream http.Handler) *kubeGW {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(g.Handler())
+	srv := httptest.NewUnstartedServer(g.Handler())
+	if withTLS {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { g.Shutdown(context.Background()) })
-	return &kubeGW{srv: srv, au: au, g: g, recs: dir}
+	return &kubeGW{srv: srv, au: au, g: g, recs: dir, tls: withTLS}
 }
 
 func do(t *testing.T, srv *httptest.Server, method, path, token string, hdr ...string) (int, string) {

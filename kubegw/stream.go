@@ -97,6 +97,7 @@ type execStream struct {
 	wmu       sync.Mutex // one Write at a time, and the goodbye at a frame boundary
 	outHeader []byte     // the upgrade response, until its end
 	headerOK  bool
+	closing   bool // the session ended: nothing more goes to the client (wmu)
 
 	mu        sync.Mutex
 	rec       *recording.Writer // this exec's own recording (with a TTY)
@@ -134,6 +135,11 @@ func (e *execStream) Read(p []byte) (int, error) {
 func (e *execStream) Write(p []byte) (int, error) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
+	if e.closing {
+		// After the goodbye's close frame the client drops whatever
+		// comes: relayed, it would be recorded as shown.
+		return 0, net.ErrClosed
+	}
 	n, err := e.Conn.Write(p)
 	e.follow(p[:n])
 	return n, err
@@ -271,27 +277,57 @@ func (e *execStream) Close() error {
 		e.mu.Unlock()
 		e.ss.Note(f)
 	})
-	return e.Conn.Close()
+	return closeBounded(e.Conn, closeTime)
+}
+
+// closeTime bounds TLS's close_notify when a stream is closed: a client
+// that has stopped reading would hold it for the 5 s crypto/tls allows.
+const closeTime = 200 * time.Millisecond
+
+// closeBounded closes c, and the connection under its wrappers (TLS, the
+// gateway's counting) if that takes longer than d: the alert's write then
+// fails at once.
+func closeBounded(c net.Conn, d time.Duration) error {
+	raw := c
+	for {
+		u, ok := raw.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		raw = u.NetConn()
+	}
+	if raw == c {
+		return c.Close()
+	}
+	t := time.AfterFunc(d, func() { raw.Close() })
+	defer t.Stop()
+	return c.Close()
 }
 
 // closeNormal is a WebSocket close frame with status 1000 (normal
 // closure), unmasked from the server side.
 var closeNormal = []byte{0x88, 0x02, 0x03, 0xe8}
 
-// goodbyeTime bounds the goodbye's write: only a client that has stopped
-// reading fills its socket so far that the write waits, and the session's
-// end must not wait on it. It is generous because the deadline starts
-// before the write: on a loaded machine a goroutine can be held off a
-// core for longer than a frame takes to send.
-const goodbyeTime = 500 * time.Millisecond
+// goodbyeTime bounds the goodbye's write, and a relay write still blocked
+// when the session ends: only a client that has stopped reading fills its
+// socket so far that a write waits, and the session's end must not wait
+// on it. It is generous because the deadline starts before the write: on
+// a loaded machine a goroutine can be held off a core for longer than a
+// frame takes to send. With the linger and the bounded close, a cut exec
+// is closed within 850 ms.
+const goodbyeTime = 400 * time.Millisecond
 
 // goodbye writes msg to the terminal as a stdout message, followed by a
 // WebSocket close, when the cluster's side is between frames (never
 // inside one). It returns "" once both went out, and otherwise why not
 // (for the exec's k8s.response).
 func (e *execStream) goodbye(msg string) string {
+	// The deadline before the lock: a relay write blocked on a client
+	// that has stopped reading holds wmu, and must give it up.
+	e.Conn.SetWriteDeadline(time.Now().Add(goodbyeTime))
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
+	e.closing = true
 	switch {
 	case !e.headerOK:
 		return "before the upgrade response"
@@ -306,7 +342,6 @@ func (e *execStream) goodbye(msg string) string {
 	}
 	frames := append([]byte{0x82, byte(len(payload))}, payload...) // FIN, binary; unmasked from the server side
 	frames = append(frames, closeNormal...)
-	e.Conn.SetWriteDeadline(time.Now().Add(goodbyeTime))
 	if _, err := e.Conn.Write(frames); err != nil {
 		return "write failed" // and the recording does not claim it was shown
 	}
