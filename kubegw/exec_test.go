@@ -432,6 +432,15 @@ func TestExecRecordingPerExec(t *testing.T) {
 // client's first keystroke, answers with prompt (raw bytes: whole frames
 // or not) and then reads and drops whatever comes.
 func promptUpstream(prompt []byte) http.Handler {
+	return switchedUpstream(func(c net.Conn, brw *bufio.ReadWriter) {
+		c.Write(prompt)
+		io.Copy(io.Discard, brw)
+	})
+}
+
+// switchedUpstream is an exec endpoint that switches to v5, waits for the
+// client's first keystroke, then hands the connection to then.
+func switchedUpstream(then func(c net.Conn, brw *bufio.ReadWriter)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -440,8 +449,7 @@ func promptUpstream(prompt []byte) http.Handler {
 		defer c.Close()
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
 		brw.Read(make([]byte, 64))
-		c.Write(prompt)
-		io.Copy(io.Discard, brw)
+		then(c, brw)
 	})
 }
 
@@ -531,14 +539,7 @@ func TestExecNoGoodbyeInsideAMessage(t *testing.T) {
 // 5 s, does not hold the close. Before, CloseGrant never returned.
 func TestExecCutWhileTheClientStopsReading(t *testing.T) {
 	var sent atomic.Int64
-	k := newKubeTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
-		brw.Read(make([]byte, 64))
+	k := newKubeTLS(t, switchedUpstream(func(c net.Conn, _ *bufio.ReadWriter) {
 		out := frame(true, 2, append([]byte{chanStdout}, strings.Repeat("y\r\n", 300)...), nil)
 		for {
 			if _, err := c.Write(out); err != nil {
