@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/airlockhq/airlock"
@@ -166,8 +165,7 @@ func announcedParts(sessions []*airlock.Session, events []airlock.Event) map[str
 	parts := make(map[string][]string, len(sessions))
 	seen := map[string]bool{}
 	take := func(session, id string) {
-		n, ok := strings.CutPrefix(id, session+"-")
-		if !ok || n == "" || strings.Trim(n, "0123456789") != "" || len(id) > 64 || seen[id] {
+		if !partOf(session, id) || seen[id] {
 			return
 		}
 		seen[id] = true

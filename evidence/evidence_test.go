@@ -524,8 +524,35 @@ func TestPartRecordingsOfALostNode(t *testing.T) {
 			k = &got.Sessions[i]
 		}
 	}
-	if k == nil || !k.Recording || k.Recordings != 1 || k.EndReason != string(airlock.EndNodeLost) {
+	if k == nil || !k.Recording || k.Recordings != 1 || k.UnendedTerminals != 0 || k.EndReason != string(airlock.EndNodeLost) {
 		t.Fatalf("the lost node's session in the summary: %+v", k)
+	}
+	// A second exec -it was still running when the node was lost: its
+	// request is proved, no response ends it, and its recording is in no
+	// pack. The session's recording is then not "verified".
+	al2, err := audit.Open(ctx, f.store, audit.Options{Signer: f.key, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := al2.Append(ctx, airlock.Event{Actor: alice, Action: "k8s.request", Resource: "prod-db", GrantID: f.grant.ID, SessionID: ks.ID,
+		Outcome: airlock.OutcomeSuccess, Details: airlock.EventDetails("n", 2, "subresource", "exec", "tty", true)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := al2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cut := f.pack(t)
+	cutSum, err := Verify(bytes.NewReader(cut), int64(len(cut)), f.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ss := range cutSum.Sessions {
+		if ss.ID == ks.ID && (ss.Recording || ss.Recordings != 1 || ss.UnendedTerminals != 1) {
+			t.Fatalf("a session with an exec -it no response ends: %+v", ss)
+		}
+	}
+	if !strings.Contains(cutSum.String(), "1 exec/attach terminal(s) with no recorded end") {
+		t.Fatalf("summary:\n%s", cutSum)
 	}
 	for _, c := range []struct {
 		name    string

@@ -81,6 +81,11 @@ type SessionSummary struct {
 	Statements int       `json:"statements"`
 	Recording  bool      `json:"recording_verified"` // its recordings are all in the pack and their hashes match
 	Recordings int       `json:"recordings"`         // how many of its recordings were verified
+	// UnendedTerminals counts its exec/attach requests with a terminal
+	// that no proved k8s.response ends: still running when the pack was
+	// made, or cut off with their node. Their recordings are not in the
+	// pack, and the session's recording is then not verified.
+	UnendedTerminals int `json:"terminals_without_end,omitempty"`
 }
 
 // Verify checks the pack in r offline: the manifest's digest of every
@@ -275,6 +280,11 @@ func Verify(r io.ReaderAt, size int64, pub ed25519.PublicKey) (*Summary, error) 
 			return nil, fmt.Errorf("session %s was recorded and the pack lacks its recording", id)
 		}
 	}
+	for i := range sum.Sessions {
+		if sum.Sessions[i].UnendedTerminals > 0 {
+			sum.Sessions[i].Recording = false
+		}
+	}
 	if pol.Version != 0 && pol.Version != sum.PolicyVersion || pol.Rule != "" && pol.Rule != sum.Rule {
 		return nil, fmt.Errorf("policy.json (version %d, rule %s) is not what the request was decided under (version %d, rule %s)", pol.Version, pol.Rule, sum.PolicyVersion, sum.Rule)
 	}
@@ -395,6 +405,20 @@ type eventFacts struct {
 	sessIdx    map[string]int // session ID → its index in Summary.Sessions
 }
 
+// terminalKey names an exec or attach request of a session by its n.
+type terminalKey struct {
+	session string
+	n       float64
+}
+
+// partOf reports whether id names a part recording of session: SESSION-N,
+// N decimal digits, 64 characters at most (a file name in the pack and the
+// key the writer reads it by).
+func partOf(session, id string) bool {
+	n, ok := strings.CutPrefix(id, session+"-")
+	return ok && n != "" && strings.Trim(n, "0123456789") == "" && len(id) <= 64
+}
+
 // recorded notes that a proved event of session (its end, or the
 // k8s.response of an exec) recorded recording id with digest sha. An id
 // claimed by two sessions or with two digests, or one with no digest, is
@@ -441,6 +465,9 @@ func (f *eventFacts) check(g *airlock.Grant, rq *airlock.AccessRequest, sum *Sum
 	var activatedReq string    // the request the proved activation names
 	provedVersion := int64(-1) // request.created's policy_version; events written before it was recorded have none
 	sessIdx := f.sessIdx
+	// The exec/attach requests with a terminal not yet matched by their
+	// k8s.response (the same session and n).
+	terminals := map[terminalKey]bool{}
 	session := func(id string) *SessionSummary {
 		i, ok := sessIdx[id]
 		if !ok {
@@ -498,7 +525,7 @@ func (f *eventFacts) check(g *airlock.Grant, rq *airlock.AccessRequest, sum *Sum
 			}
 			_ = json.Unmarshal(e.Details, &parts)
 			for _, r := range parts.Recordings {
-				if !strings.HasPrefix(r.ID, e.SessionID+"-") {
+				if !partOf(e.SessionID, r.ID) {
 					return fmt.Errorf("session %s: its end records recording %q, not one of its own (%s-N)", e.SessionID, r.ID, e.SessionID)
 				}
 				if err := f.recorded(r.ID, e.SessionID, r.SHA256); err != nil {
@@ -510,17 +537,31 @@ func (f *eventFacts) check(g *airlock.Grant, rq *airlock.AccessRequest, sum *Sum
 			// only proof of it when the session's node was lost before
 			// the session ended (its session.ended, by another node,
 			// lists none).
+			if n, ok := d["n"].(float64); ok {
+				delete(terminals, terminalKey{e.SessionID, n})
+			}
 			if id := str("recording"); id != "" {
-				if !strings.HasPrefix(id, e.SessionID+"-") {
+				if !partOf(e.SessionID, id) {
 					return fmt.Errorf("session %s: its k8s.response records recording %q, not one of its own (%s-N)", e.SessionID, id, e.SessionID)
 				}
 				if err := f.recorded(id, e.SessionID, str("recording_sha256")); err != nil {
 					return err
 				}
 			}
-		case "db.query", "k8s.request", "http.request", "ssh.exec", "ssh.shell", "ssh.subsystem", "ssh.sftp", "ssh.file_transfer", "ssh.port_forward":
+		case "k8s.request":
+			session(e.SessionID).Statements++
+			sub := str("subresource")
+			if tty, _ := d["tty"].(bool); tty && (sub == "exec" || sub == "attach") && e.Outcome == airlock.OutcomeSuccess {
+				if n, ok := d["n"].(float64); ok {
+					terminals[terminalKey{e.SessionID, n}] = true
+				}
+			}
+		case "db.query", "http.request", "ssh.exec", "ssh.shell", "ssh.subsystem", "ssh.sftp", "ssh.file_transfer", "ssh.port_forward":
 			session(e.SessionID).Statements++
 		}
+	}
+	for k := range terminals {
+		session(k.session).UnendedTerminals++
 	}
 	if !activated {
 		return errors.New("no proved event activates this grant")
@@ -663,6 +704,8 @@ func (s *Summary) String() string {
 			rec = fmt.Sprintf(", %d recordings verified", ss.Recordings)
 		case ss.Recording:
 			rec = ", recording verified"
+		case ss.UnendedTerminals > 0:
+			rec = fmt.Sprintf(", %d recordings verified, %d exec/attach terminal(s) with no recorded end (running when the pack was made, or cut off with their server): not in the pack", ss.Recordings, ss.UnendedTerminals)
 		}
 		fmt.Fprintf(&b, "  session:  %s %s, %s to %s (%s), %d statements/requests%s\n", ss.ID, ss.Kind, ts(ss.Started), ts(ss.Ended), ss.EndReason, ss.Statements, rec)
 	}
