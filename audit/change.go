@@ -1,7 +1,9 @@
 package audit
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 
 	"github.com/airlockhq/airlock"
@@ -107,4 +109,25 @@ func Retraction(e airlock.Event, seq int64, cause error) airlock.Event {
 		SessionID: e.SessionID, SourceAddr: e.SourceAddr, Outcome: airlock.OutcomeFailure,
 		Details: airlock.EventDetails("retracts_seq", seq, "code", airlock.ErrorCode(cause), "error", airlock.ErrorMessage(cause)),
 	}
+}
+
+// RetractedSeq reads e as a retraction Change writes: is reports a failure
+// event whose details carry retracts_seq, whatever its value (an event
+// that does not stand, to a reader summing up the log), and seq the
+// earlier event it retracts (0 when retracts_seq is not a positive
+// number; Verify reports such a retraction as bad).
+func RetractedSeq(e *airlock.Event) (seq int64, is bool) {
+	if e.Outcome != airlock.OutcomeFailure || !bytes.Contains(e.Details, []byte(`"retracts_seq"`)) {
+		return 0, false
+	}
+	var d struct {
+		RetractsSeq json.RawMessage `json:"retracts_seq"`
+	}
+	if json.Unmarshal(e.Details, &d) != nil || d.RetractsSeq == nil {
+		return 0, false
+	}
+	if json.Unmarshal(d.RetractsSeq, &seq) != nil || seq < 0 {
+		seq = 0
+	}
+	return seq, true
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/airlockhq/airlock"
@@ -57,5 +58,28 @@ func TestVerifyRetractionTargets(t *testing.T) {
 			rep, err = VerifyExport(bytes.NewReader(exportBytes(t, store, airlock.EventFilter{})), testPub())
 			checkReport(t, rep, err, want, seq)
 		})
+	}
+}
+
+// RetractedSeq reads what Change writes as a retraction, and nothing
+// else: a success event naming retracts_seq, or the text in a string
+// value, is not one.
+func TestRetractedSeq(t *testing.T) {
+	done := Retraction(airlock.Event{Action: "grant.revoked"}, 7, errors.New("store down"))
+	for _, c := range []struct {
+		name string
+		e    airlock.Event
+		seq  int64
+		is   bool
+	}{
+		{"what Change writes", done, 7, true},
+		{"a success naming retracts_seq", airlock.Event{Outcome: airlock.OutcomeSuccess, Details: []byte(`{"retracts_seq":7}`)}, 0, false},
+		{"the words in a failure's message", airlock.Event{Outcome: airlock.OutcomeFailure, Details: []byte(`{"message":"\"retracts_seq\": 7"}`)}, 0, false},
+		{"not a number", airlock.Event{Outcome: airlock.OutcomeFailure, Details: []byte(`{"retracts_seq":"7"}`)}, 0, true},
+		{"a failure without it", airlock.Event{Outcome: airlock.OutcomeFailure, Details: []byte(`{"code":"EIO"}`)}, 0, false},
+	} {
+		if seq, is := RetractedSeq(&c.e); seq != c.seq || is != c.is {
+			t.Errorf("%s: %d, %v; want %d, %v", c.name, seq, is, c.seq, c.is)
+		}
 	}
 }

@@ -178,9 +178,17 @@ func announcedParts(sessions []*airlock.Session, events []airlock.Event) map[str
 			take(s.ID, r.ID)
 		}
 	}
+	// Only events that stand, as the verifier reads them: a recording
+	// only a retracted response announced would be refused there.
+	retracted := map[int64]bool{}
+	for i := range events {
+		if seq, is := audit.RetractedSeq(&events[i]); is {
+			retracted[seq], retracted[events[i].Seq] = true, true
+		}
+	}
 	for i := range events {
 		e := &events[i]
-		if e.Action != "k8s.response" || !ofGrant[e.SessionID] {
+		if e.Action != "k8s.response" || !ofGrant[e.SessionID] || retracted[e.Seq] {
 			continue
 		}
 		var d struct {

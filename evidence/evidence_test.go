@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -584,5 +585,27 @@ func TestPartRecordingOfAnotherSession(t *testing.T) {
 	var sum Summary
 	if err := facts.check(f.grant, nil, &sum); err == nil || !strings.Contains(err.Error(), "not one of its own") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The writer takes a part recording only from a k8s.response that
+// stands, as the verifier reads the log: not from one a retraction
+// strikes, nor from a retraction itself.
+func TestAnnouncedPartsOnlyFromStandingEvents(t *testing.T) {
+	sessions := []*airlock.Session{{ID: "ses_k"}}
+	resp := airlock.Event{Seq: 5, Action: "k8s.response", SessionID: "ses_k", Outcome: airlock.OutcomeSuccess,
+		Details: airlock.EventDetails("recording", "ses_k-1", "recording_sha256", strings.Repeat("ab", 32))}
+	if got := announcedParts(sessions, []airlock.Event{resp}); len(got["ses_k"]) != 1 {
+		t.Fatalf("a standing response: %v", got)
+	}
+	struck := audit.Retraction(resp, 5, errors.New("no"))
+	struck.Seq = 6
+	if got := announcedParts(sessions, []airlock.Event{resp, struck}); len(got["ses_k"]) != 0 {
+		t.Fatalf("a retracted response still gave %v", got)
+	}
+	other := airlock.Event{Seq: 7, Action: "k8s.response", SessionID: "ses_k", Outcome: airlock.OutcomeSuccess,
+		Details: airlock.EventDetails("recording", "ses_k-../../etc", "recording_sha256", "x")}
+	if got := announcedParts(sessions, []airlock.Event{other}); len(got["ses_k"]) != 0 {
+		t.Fatalf("an id not of the form SESSION-N was taken: %v", got)
 	}
 }

@@ -448,11 +448,8 @@ func (f *eventFacts) add(e *airlock.Event) error {
 	default:
 		return fmt.Errorf("event %d (%s) belongs to grant %q / request %q, not to this pack's", e.Seq, e.Action, e.GrantID, e.RequestID)
 	}
-	var d struct {
-		RetractsSeq int64 `json:"retracts_seq"`
-	}
-	if len(e.Details) > 0 && json.Unmarshal(e.Details, &d) == nil && d.RetractsSeq > 0 && e.Outcome == airlock.OutcomeFailure {
-		f.retracted[d.RetractsSeq] = true
+	if seq, is := audit.RetractedSeq(e); is && seq > 0 {
+		f.retracted[seq] = true
 	}
 	f.events = append(f.events, *e)
 	return nil
@@ -479,8 +476,8 @@ func (f *eventFacts) check(g *airlock.Grant, rq *airlock.AccessRequest, sum *Sum
 	}
 	for i := range f.events {
 		e := &f.events[i]
-		if f.retracted[e.Seq] || e.Outcome == airlock.OutcomeFailure && strings.Contains(string(e.Details), "retracts_seq") {
-			continue
+		if _, is := audit.RetractedSeq(e); is || f.retracted[e.Seq] {
+			continue // a retraction, or what one retracts: neither stands
 		}
 		var d map[string]any
 		_ = json.Unmarshal(e.Details, &d)
