@@ -512,19 +512,9 @@ func TestExecNoGoodbyeInsideAMessage(t *testing.T) {
 	if len(rest) != 0 {
 		t.Fatalf("after the partial message the client got %q (%v); want the stream closed with nothing added", rest, err)
 	}
-	testenv.Eventually(t, 10*time.Second, func() bool { return len(k.au.byAction("k8s.response")) == 1 }, "the exec's k8s.response")
-	var d struct {
-		NotSent   string `json:"goodbye_not_sent"`
-		Recording string `json:"recording"`
-	}
-	e := k.au.byAction("k8s.response")[0]
-	json.Unmarshal(e.Details, &d)
-	if d.NotSent != "the cluster's side was inside a message" {
-		t.Fatalf("k8s.response %s: want goodbye_not_sent naming the unfinished message", e.Details)
-	}
-	b, err := os.ReadFile(filepath.Join(k.recs, d.Recording+".cast"))
-	if err != nil {
-		t.Fatal(err)
+	notSent, details, b := endedExec(t, k)
+	if notSent != "the cluster's side was inside a message" {
+		t.Fatalf("k8s.response %s: want goodbye_not_sent naming the unfinished message", details)
 	}
 	if bytes.Contains(b, []byte("[airlock]")) || !bytes.Contains(b, []byte("abc")) {
 		t.Fatalf("recording:\n%s\nwant the output that was sent and no goodbye", b)
@@ -569,6 +559,19 @@ func TestExecCutWhileTheClientStopsReading(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("CloseGrant did not return while the client was not reading")
 	}
+	notSent, details, b := endedExec(t, k)
+	if notSent == "" {
+		t.Fatalf("k8s.response %s: the goodbye could not reach a client that stopped reading, and is not noted as not sent", details)
+	}
+	if bytes.Contains(b, []byte("[airlock]")) {
+		t.Fatalf("the recording claims the goodbye was shown (k8s.response %s)", details)
+	}
+}
+
+// endedExec waits for the one exec's k8s.response and returns its
+// goodbye_not_sent, its details and the exec's recording.
+func endedExec(t *testing.T, k *kubeGW) (notSent, details string, cast []byte) {
+	t.Helper()
 	testenv.Eventually(t, 10*time.Second, func() bool { return len(k.au.byAction("k8s.response")) == 1 }, "the exec's k8s.response")
 	var d struct {
 		NotSent   string `json:"goodbye_not_sent"`
@@ -576,16 +579,11 @@ func TestExecCutWhileTheClientStopsReading(t *testing.T) {
 	}
 	e := k.au.byAction("k8s.response")[0]
 	json.Unmarshal(e.Details, &d)
-	if d.NotSent == "" {
-		t.Fatalf("k8s.response %s: the goodbye could not reach a client that stopped reading, and is not noted as not sent", e.Details)
-	}
 	b, err := os.ReadFile(filepath.Join(k.recs, d.Recording+".cast"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(b, []byte("[airlock]")) {
-		t.Fatalf("the recording claims the goodbye was shown (k8s.response %s)", e.Details)
-	}
+	return d.NotSent, string(e.Details), b
 }
 
 // goodbyeConn is a client connection for execStream alone: it keeps what
