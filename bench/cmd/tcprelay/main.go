@@ -23,6 +23,8 @@ import (
 	"io"
 	"net"
 	"os"
+
+	"github.com/airlockhq/airlock/internal/mysqlwire"
 )
 
 func main() {
@@ -117,9 +119,6 @@ func loadMySQLTLS(certFile, keyFile, caFile, name string) (*mysqlTLSConfig, erro
 		client: &tls.Config{RootCAs: roots, ServerName: name}}, nil
 }
 
-// clientSSL is the CLIENT_SSL capability flag.
-const clientSSL = 0x800
-
 // start relays the greeting and the client's first packet; when that is
 // an SSLRequest it returns the two TLS connections after their handshakes
 // (nil, nil when the client goes on in plaintext).
@@ -138,7 +137,7 @@ func (mt *mysqlTLSConfig) start(c, u net.Conn) (*tls.Conn, *tls.Conn, error) {
 	if _, err := u.Write(first); err != nil {
 		return nil, nil, err
 	}
-	if len(first) != 4+32 || binary.LittleEndian.Uint32(first[4:8])&clientSSL == 0 {
+	if len(first) != 4+32 || !mysqlwire.Capability(binary.LittleEndian.Uint32(first[4:8])).Has(mysqlwire.CapSSL) {
 		return nil, nil, nil // a login in plaintext: relayed as it is
 	}
 	tc, tu := tls.Server(c, mt.server), tls.Client(u, mt.client)
@@ -156,13 +155,15 @@ func (mt *mysqlTLSConfig) start(c, u net.Conn) (*tls.Conn, *tls.Conn, error) {
 // readPacket reads one MySQL packet, header and payload, exactly (never
 // past it: a TLS handshake may follow).
 func readPacket(r io.Reader) ([]byte, error) {
-	var h [4]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
+	p := make([]byte, 4)
+	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, err
 	}
-	n := int(h[0]) | int(h[1])<<8 | int(h[2])<<16
-	p := make([]byte, 4+n)
-	copy(p, h[:])
-	_, err := io.ReadFull(r, p[4:])
+	h, err := mysqlwire.ParseHeader(p)
+	if err != nil {
+		return nil, err
+	}
+	p = append(p, make([]byte, h.Length)...)
+	_, err = io.ReadFull(r, p[4:])
 	return p, err
 }
